@@ -1,0 +1,8 @@
+"""Transition kernels behind one interface: ODE, SDE (DDPM, eq. 5) and GLASS."""
+
+from glass.samplers.base import Transition, generate, time_grid
+from glass.samplers.glass import GLASS, rho_ddpm, transition_coefficients
+from glass.samplers.ode import ODE
+from glass.samplers.sde import SDE
+
+__all__ = ["ODE", "SDE", "GLASS", "Transition", "generate", "time_grid", "rho_ddpm", "transition_coefficients"]

@@ -1,0 +1,67 @@
+"""The one transition interface and full generation (DESIGN §2).
+
+A transition kernel is any object with
+
+    kernel.transition(model, x, t, t_next, generator=None, **cond) -> x_{t_next}
+
+(:class:`~glass.samplers.ODE`, :class:`~glass.samplers.SDE`, :class:`~glass.samplers.GLASS`).
+Full generation chains K of them on an outer grid 0 = t_0 < ... < t_K = 1; with M inner steps each
+it costs K * M network calls, counted by the model wrapper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+__all__ = ["Transition", "time_grid", "generate"]
+
+
+class Transition(Protocol):
+    steps: int
+
+    def transition(self, model, x: Tensor, t, t_next, generator=None, **cond) -> Tensor: ...
+
+
+def time_grid(grid: int | Sequence[float] | Tensor) -> Tensor:
+    """Outer grid: K uniform transitions on [0, 1] for an int K, else the given increasing times,
+    which must start at 0 and end at 1."""
+    if isinstance(grid, bool):
+        raise ValueError(f"the time grid must be an int K >= 1 or a list of times, got {grid!r}")
+    if isinstance(grid, int):
+        if grid < 1:
+            raise ValueError(f"the number of transitions K must be >= 1, got {grid}")
+        return torch.linspace(0, 1, grid + 1, dtype=torch.float64)
+    g = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
+    if g.numel() < 2 or float(g[0]) != 0.0 or float(g[-1]) != 1.0 or bool(torch.any(g[1:] <= g[:-1])):
+        raise ValueError(f"a time grid must increase strictly from 0 to 1, got {g.tolist()}")
+    return g
+
+
+def generate(
+    model,
+    kernel: Transition,
+    grid: int | Sequence[float] | Tensor = 5,
+    n: int | None = None,
+    *,
+    x: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    progress=None,
+    **cond,
+) -> Tensor:
+    """Sample from the model: start at x_0 ~ N(0, I) (or the given ``x``), apply one transition per
+    interval of the outer grid, return x_1. ``progress`` is an optional callable called after each
+    transition (for progress bars)."""
+    times = time_grid(grid)
+    if x is None:
+        if n is None or n < 1:
+            raise ValueError(f"give n >= 1 samples or a starting x, got n={n!r}")
+        x = torch.randn((n, *model.shape), generator=generator, dtype=torch.float64)
+    for t0, t1 in zip(times[:-1], times[1:]):
+        x = kernel.transition(model, x, float(t0), float(t1), generator=generator, **cond)
+        if progress is not None:
+            progress()
+    return x
