@@ -44,7 +44,13 @@ def two_measurement_posterior_mean(gmm, x_t, y, a1, b1, a2, b2):
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize(
     "t,t_next,rho,s",
-    [(0.2, 1.0, "ddpm", 0.3), (0.05, 0.5, 0.4, 0.7), (0.5, 0.9, 1.0, 0.5), (0.3, 0.7, -0.5, 0.9), (0.0, 0.4, 0.0, 0.2)],
+    [
+        (0.2, 1.0, "ddpm", 0.3),
+        (0.05, 0.5, 0.4, 0.7),
+        (0.5, 0.9, 1.0, 0.5),
+        (0.3, 0.7, -0.5, 0.9),
+        (0.0, 0.4, 0.0, 0.2),
+    ],
 )
 def test_proposition2_glass_denoiser_is_exact_posterior_mean(schedule, t, t_next, rho, s, gen):
     gmm = GaussianMixture(
@@ -62,7 +68,13 @@ def test_proposition2_glass_denoiser_is_exact_posterior_mean(schedule, t, t_next
     ab_s, sb_s = s * c.abar, (1 - s) + s * c.sbar
     xbar = c.gamma * x_t + ab_s * z + sb_s * torch.randn(z.shape, generator=gen, dtype=F64)
     expected = two_measurement_posterior_mean(
-        gmm, x_t, xbar - c.gamma * x_t, float(sch.alpha(t)), float(sch.sigma(t)), float(ab_s), float(sb_s)
+        gmm,
+        x_t,
+        xbar - c.gamma * x_t,
+        float(sch.alpha(t)),
+        float(sch.sigma(t)),
+        float(ab_s),
+        float(sb_s),
     )
     got = glass_denoiser(gmm, x_t, xbar, s64, c)
     assert torch.allclose(got, expected, atol=1e-6, rtol=0), (got - expected).abs().max()
@@ -92,7 +104,9 @@ def test_proposition1_one_step_is_the_ddpm_ancestral_step(schedule, t, t_next):
     out = glass.GLASS(1, rho="ddpm").transition(gmm, x_t, t, t_next, torch.Generator().manual_seed(7))
     eps = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(7), dtype=F64)
     # forward Markov step x_t = r x_{t'} + q eta, posterior q(x_{t'} | x_t, z = D_t(x_t))
-    a, s, an, sn = (float(f(v)) for f, v in ((sch.alpha, t), (sch.sigma, t), (sch.alpha, t_next), (sch.sigma, t_next)))
+    a, s, an, sn = (
+        float(f(v)) for f, v in ((sch.alpha, t), (sch.sigma, t), (sch.alpha, t_next), (sch.sigma, t_next))
+    )
     r = a / an
     q2 = s**2 - r**2 * sn**2
     mean = q2 / s**2 * an * gmm.denoise(x_t, t) + sn**2 * r / s**2 * x_t

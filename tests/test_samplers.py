@@ -39,7 +39,10 @@ def test_ode_generation_converges_and_heun_is_second_order():
     ref = exact()
     tol, far = floor_stats(exact, ref)
     x0 = torch.randn(2000, 64, generator=g, dtype=torch.float64)
-    err = {k: energy_distance(glass.generate(gmm, k, 1, x=x0), ref) for k in (glass.ODE(4), glass.ODE(16), glass.ODE(16, "heun"), glass.ODE(64, "heun"))}
+    err = {
+        k: energy_distance(glass.generate(gmm, k, 1, x=x0), ref)
+        for k in (glass.ODE(4), glass.ODE(16), glass.ODE(16, "heun"), glass.ODE(64, "heun"))
+    }
     euler4, euler16, heun16, heun64 = err.values()
     assert euler4 > far and euler16 < euler4
     assert heun16 < euler16 and heun64 < tol, err

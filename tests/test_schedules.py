@@ -86,7 +86,11 @@ def test_adapters_recover_the_denoiser(name, prediction, gen):
         "v": s.x0_to_v,
     }[prediction]
     net = CallableModel(
-        lambda x, t: to_pred(gmm.denoise(x, t), x, t), prediction, schedule=name, shape=(2,), dtype=torch.float64
+        lambda x, t: to_pred(gmm.denoise(x, t), x, t),
+        prediction,
+        schedule=name,
+        shape=(2,),
+        dtype=torch.float64,
     )
     x = torch.randn(128, 2, generator=gen, dtype=torch.float64)
     for t in (0.1, 0.5, 0.9):

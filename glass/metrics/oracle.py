@@ -59,14 +59,25 @@ class OracleDistance:
     of the same size. Returns a flat dict, e.g. ``energy``, ``energy_floor``, ``energy_floor_std``.
     """
 
-    def __init__(self, kind: Kind = "both", n_projections: int = 256, floor_repeats: int = 3, seed: int = 1234):
+    def __init__(
+        self,
+        kind: Kind = "both",
+        n_projections: int = 256,
+        floor_repeats: int = 3,
+        seed: int = 1234,
+    ):
         if kind not in get_args(Kind):
             raise ValueError(f"metric.kind must be one of {', '.join(get_args(Kind))}, got {kind!r}")
         if not isinstance(floor_repeats, int) or floor_repeats < 2:
             raise ValueError(f"metric.floor_repeats must be an integer >= 2, got {floor_repeats!r}")
         if not isinstance(n_projections, int) or n_projections < 1:
             raise ValueError(f"metric.n_projections must be an integer >= 1, got {n_projections!r}")
-        self.kind, self.n_projections, self.floor_repeats, self.seed = kind, n_projections, floor_repeats, seed
+        self.kind, self.n_projections, self.floor_repeats, self.seed = (
+            kind,
+            n_projections,
+            floor_repeats,
+            seed,
+        )
 
     def _stats(self) -> dict[str, Callable[[Tensor, Tensor], float]]:
         out = {}

@@ -44,7 +44,9 @@ class GaussianMixture(Model):
         stds = torch.as_tensor(stds, dtype=F64).expand(k).clone()
         if not bool(torch.all(stds > 0)):
             raise ValueError("stds must be > 0")
-        weights = torch.full((k,), 1.0 / k, dtype=F64) if weights is None else torch.as_tensor(weights, dtype=F64)
+        weights = (
+            torch.full((k,), 1.0 / k, dtype=F64) if weights is None else torch.as_tensor(weights, dtype=F64)
+        )
         if weights.shape != (k,) or bool(torch.any(weights < 0)) or float(weights.sum()) <= 0:
             raise ValueError(f"weights must be {k} non-negative numbers with a positive sum")
         super().__init__(schedule, shape=(d,), dtype=F64)
@@ -108,7 +110,13 @@ class GaussianMixture(Model):
         return self._draw(*self.posterior(x, t), generator)
 
     def sample_transition(
-        self, x: Tensor, t: float | Tensor, t_next: float | Tensor, rho="ddpm", kappa=None, generator=None
+        self,
+        x: Tensor,
+        t: float | Tensor,
+        t_next: float | Tensor,
+        rho="ddpm",
+        kappa=None,
+        generator=None,
     ) -> Tensor:
         """One exact sample of the GLASS transition p_{t'|t}(. | x_t) per row of x: z from the
         posterior, then eqs. 16-17, x_{t'} = gamma x_t + abar z + sbar eps. The result is the
@@ -133,7 +141,10 @@ class GaussianMixture(Model):
         """Exact log-density of the data distribution at each row of z."""
         n = z.shape[0]
         return self._mixture_log_prob(
-            z, torch.log(self.weights).expand(n, -1), self.means.expand(n, -1, -1), (self.stds**2).expand(n, -1)
+            z,
+            torch.log(self.weights).expand(n, -1),
+            self.means.expand(n, -1, -1),
+            (self.stds**2).expand(n, -1),
         )
 
     def posterior_log_prob(self, z: Tensor, x: Tensor, t: float) -> Tensor:
@@ -153,11 +164,16 @@ class GaussianMixture(Model):
         s2 = self.stds**2
         logw = torch.log(self.weights) + lam * self.means @ w + 0.5 * lam**2 * s2 * (w @ w)
         return GaussianMixture(
-            self.means + lam * s2[:, None] * w[None], self.stds, torch.softmax(logw, 0), self.schedule
+            self.means + lam * s2[:, None] * w[None],
+            self.stds,
+            torch.softmax(logw, 0),
+            self.schedule,
         )
 
 
-def ring(n_modes: int = 8, radius: float = 1.5, std: float = 0.2, schedule: str = "linear") -> GaussianMixture:
+def ring(
+    n_modes: int = 8, radius: float = 1.5, std: float = 0.2, schedule: str = "linear"
+) -> GaussianMixture:
     """A 2-D ring of ``n_modes`` equal Gaussians (the classic low-dimensional test case)."""
     if n_modes < 1:
         raise ValueError(f"model.n_modes must be >= 1, got {n_modes}")

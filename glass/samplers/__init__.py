@@ -5,4 +5,13 @@ from glass.samplers.glass import GLASS, rho_ddpm, transition_coefficients
 from glass.samplers.ode import ODE
 from glass.samplers.sde import SDE
 
-__all__ = ["ODE", "SDE", "GLASS", "Transition", "generate", "time_grid", "rho_ddpm", "transition_coefficients"]
+__all__ = [
+    "ODE",
+    "SDE",
+    "GLASS",
+    "Transition",
+    "generate",
+    "time_grid",
+    "rho_ddpm",
+    "transition_coefficients",
+]

@@ -66,7 +66,11 @@ def rho_ddpm(schedule: Schedule, t: float | Tensor, t_next: float | Tensor) -> T
 
 
 def resolve_rho(
-    schedule: Schedule, t: float | Tensor, t_next: float | Tensor, rho: str | float, kappa: float | None = None
+    schedule: Schedule,
+    t: float | Tensor,
+    t_next: float | Tensor,
+    rho: str | float,
+    kappa: float | None = None,
 ) -> Tensor:
     """The correlation of one transition: ``"ddpm"`` (Prop. 1), a constant in [-1, 1], or the
     ablation family rho_DDPM^kappa (paper Fig. 7) when ``kappa`` is given."""

@@ -1,0 +1,38 @@
+# glass-flows. `make run` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+STAMP  := .make/install.stamp
+ARGS   ?=
+
+.PHONY: install run test lint format measure clean help
+
+help:
+	@echo "make run      install, then run the default experiment (glass run $(ARGS))"
+	@echo "make test     install, then run the test suite"
+	@echo "make lint     ruff"
+	@echo "make measure  posterior error vs NFE on the 64-D oracle (README table)"
+
+install: $(STAMP)
+
+# torch is installed only when missing, so an existing (e.g. CUDA) build is kept.
+$(STAMP): pyproject.toml
+	$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PYTHON) -m pip install torch==2.14.1 torchvision==0.29.1
+	$(PYTHON) -m pip install -e ".[dev]"
+	@mkdir -p $(dir $@) && touch $@
+
+run: install
+	glass run $(ARGS)
+
+test: install
+	WANDB_MODE=disabled $(PYTHON) -m pytest -q
+
+lint: install
+	$(PYTHON) -m ruff check glass tests experiments
+
+format: install
+	$(PYTHON) -m ruff format glass tests experiments
+
+measure: install
+	$(PYTHON) experiments/posterior_nfe.py
+
+clean:
+	rm -rf .make .pytest_cache .ruff_cache

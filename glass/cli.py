@@ -1,0 +1,159 @@
+"""``glass``: the command-line experiment runner (Typer + Hydra compose API)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from glass.config import UserError, groups
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="GLASS Flows: transition sampling for flow and diffusion models (arXiv 2509.25170).\n\n"
+    "Experiments compose [bold]model[/] x [bold]sampler[/] (ode | sde | glass) x [bold]task[/] x "
+    "[bold]metric[/] from Hydra configs. Start with [cyan]glass run[/] (the default experiment), "
+    "then override anything: [cyan]glass run task=posterior sampler=glass sampler.steps=8 task.t=0.2[/].",
+)
+
+
+def _run_help() -> str:
+    try:
+        lines = [f"  [bold]{g}[/]: {', '.join(opts)}" for g, opts in groups().items()]
+    except UserError as e:
+        lines = [f"  ({e})"]
+    return (
+        "Run one experiment, or a sweep with -m.\n\n"
+        "OVERRIDES are Hydra overrides: [cyan]group=option[/] picks a config, [cyan]key=value[/] sets "
+        "a value, [cyan]+key=value[/] adds one.\n\n"
+        "Config groups and their options:\n\n" + "\n\n".join(lines) + "\n\n"
+        "Common overrides: sampler.steps=8 sampler.rho=ddpm|0.4 sampler.solver=euler|midpoint "
+        "task.t=0.2 task.n=2000 task.transitions=5 model.schedule=linear|vp|cosine seed=0 "
+        "logger=wandb out_dir=outputs\n\n"
+        "Examples:\n\n"
+        "  glass run                                              (posterior sampling on the 2-D oracle)\n\n"
+        "  glass run model=gmm64 task=posterior sampler=glass sampler.steps=8 task.t=0.2\n\n"
+        "  glass run -m sampler=sde,glass sampler.steps=2,4,8\n\n"
+        "  glass run --cfg task=generate sampler=ode               (print the composed config)\n\n"
+        "Each run writes outputs/runs/<date>/<time>-<task>-<sampler>-<id>/ (config.yaml, metrics.json, "
+        "samples.png); a sweep writes outputs/multirun/<date>/<time>-<id>/ with one directory per job "
+        "and summary.csv / summary.jsonl."
+    )
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def results_table(rows: list[dict]):
+    """One row per run; a metric with a noise floor is shown as 'value (floor)'."""
+    from rich.table import Table
+
+    skip = {"job", "overrides", "seed", "wall_time_s", "nfe"}
+    keys = [k for k in rows[0] if k not in skip and not k.endswith(("_floor", "_floor_std"))]
+    table = Table(title=f"results ({len(rows)} run{'s' if len(rows) > 1 else ''})")
+    table.add_column("run")
+    table.add_column("nfe", justify="right")
+    for k in keys:
+        table.add_column(f"{k} (floor)" if f"{k}_floor" in rows[0] else k, justify="right")
+    table.add_column("time s", justify="right")
+    for r in rows:
+        cells = [
+            f"{_fmt(r[k])} ({_fmt(r[k + '_floor'])})" if f"{k}_floor" in r else _fmt(r.get(k, ""))
+            for k in keys
+        ]
+        table.add_row(
+            r["overrides"] or "(defaults)",
+            _fmt(r.get("nfe", "")),
+            *cells,
+            _fmt(r.get("wall_time_s", "")),
+        )
+    return table
+
+
+@app.command(help=_run_help(), context_settings={"allow_extra_args": False, "ignore_unknown_options": True})
+def run(
+    overrides: list[str] | None = typer.Argument(
+        None, help="Hydra overrides, e.g. sampler.steps=8", show_default=False
+    ),
+    multirun: bool = typer.Option(
+        False, "-m", "--multirun", help="Sweep: one job per combination of comma-separated values."
+    ),
+    cfg: bool = typer.Option(False, "--cfg", help="Print the composed config and exit without running."),
+) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    overrides = list(overrides or [])
+    for o in overrides:
+        if o.startswith("-"):
+            _fail(f"unknown option {o!r}; see glass run --help")
+    console = Console(stderr=True)
+    try:
+        if cfg:
+            from omegaconf import OmegaConf
+
+            from glass.config import compose, expand_sweep
+
+            for ov in expand_sweep(overrides) if multirun else [overrides]:
+                typer.echo(OmegaConf.to_yaml(compose(ov)))
+            return
+        from glass.runner import prepare
+        from glass.runner import run as run_experiments
+
+        jobs = prepare(overrides, multirun)  # validates every job before anything is written
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as bars:
+
+            def progress(description: str, total: int):
+                task_id = bars.add_task(description, total=total)
+                return lambda: bars.advance(task_id)
+
+            base, rows = run_experiments(jobs, multirun=multirun, progress=progress)
+    except UserError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as e:  # a bug, not bad input: one line unless GLASS_DEBUG is set
+        if os.environ.get("GLASS_DEBUG"):
+            raise
+        _fail(f"{type(e).__name__}: {e} (set GLASS_DEBUG=1 for the traceback)", 1)
+
+    Console().print(results_table(rows))
+    typer.echo(f"outputs: {base}")
+
+
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    from glass import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # e.g. glass run --cfg | head
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Config composition with Hydra's compose API, and one-line errors for bad input.
+
+Configs live in the top-level ``conf/`` directory (installed wheels carry a copy as
+``glass/conf``). Every failure of composition (malformed override, unknown group option, unknown key)
+or of validation (a constructor's ValueError) becomes a :class:`UserError` with one line that names
+the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+__all__ = ["UserError", "config_dir", "groups", "compose", "expand_sweep", "instantiate"]
+
+
+class UserError(Exception):
+    """Bad user input: the CLI prints ``error: <message>`` and exits with code 2."""
+
+
+def config_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise UserError(
+        f"cannot find the config directory (looked in {here / 'conf'} and {here.parent / 'conf'})"
+    )
+
+
+def groups() -> dict[str, list[str]]:
+    """Config groups and their options, read from the config directory."""
+    root = config_dir()
+    return {
+        d.name: sorted(p.stem for p in d.glob("*.yaml"))
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith((".", "_"))
+    }
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _parse(overrides: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for o in overrides:
+        try:
+            parsed.extend(parser.parse_overrides([o]))
+        except OverrideParseException as e:
+            raise UserError(
+                f"malformed override {o!r}: {_first_line(e)} (expected key=value, e.g. task.t=0.2)"
+            ) from None
+    return parsed
+
+
+def _check_groups(parsed) -> None:
+    known = groups()
+    for o in parsed:
+        key = o.key_or_group
+        if key in known and not o.is_delete():
+            values = (
+                list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+            )
+            for v in values:
+                if v not in known[key]:
+                    raise UserError(f"unknown {key} {v!r}; choose from: {', '.join(known[key])}")
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """Cartesian product of the sweep overrides (``a=1,2 b=x,y``) with Hydra's basic sweeper."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.errors import HydraException
+
+    parsed = _parse(overrides)
+    _check_groups(parsed)
+    try:
+        (batch,) = BasicSweeper.split_arguments(parsed, None)
+    except HydraException as e:
+        raise UserError(_first_line(e)) from None
+    return batch
+
+
+def compose(overrides: list[str]):
+    """Compose ``conf/config.yaml`` with ``overrides`` (no sweeps) into a DictConfig."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    parsed = _parse(overrides)
+    _check_groups(parsed)
+    for o in parsed:
+        if o.is_sweep_override():
+            raise UserError(
+                f"{o.input_line!r} is a sweep; add -m (glass run -m ...) to run one job per value"
+            )
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    except MissingConfigException as e:
+        raise UserError(_first_line(e)) from None
+    except ConfigCompositionException as e:
+        raise UserError(_composition_message(e, overrides)) from None
+    except OmegaConfBaseException as e:
+        raise UserError(_first_line(e)) from None
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def _composition_message(e: BaseException, overrides: list[str]) -> str:
+    text = str(e)
+    m = re.search(r"Could not override '([^']+)'", text)
+    if not m:
+        return _first_line(e)
+    key = m.group(1)
+    parent, _, leaf = key.rpartition(".")
+    allowed = ""
+    try:  # list the keys that do exist under the parent node (group choices only, so no recursion)
+        from omegaconf import DictConfig, OmegaConf
+
+        base = compose([o for o in overrides if "=" in o and o.split("=")[0].lstrip("+~") in groups()])
+        node = OmegaConf.select(base, parent) if parent else base
+        if isinstance(node, DictConfig):
+            allowed = "; allowed keys: " + ", ".join(k for k in node.keys() if k != "_target_")
+    except UserError:
+        pass
+    return f"unknown key {key!r}{allowed} (prefix with + to add a new key)"
+
+
+def instantiate(node, what: str):
+    """``hydra.utils.instantiate`` with constructor errors turned into one-line UserErrors."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(node, _convert_="all")
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+        if isinstance(cause, (ValueError, TypeError)):
+            msg = _first_line(cause)
+            msg = re.sub(r"^\w+\.__init__\(\) got an unexpected keyword argument", "unexpected option", msg)
+            raise UserError(f"{what}: {msg}" if not msg.startswith(what) else msg) from None
+        raise UserError(f"{what}: {_first_line(e)}") from None

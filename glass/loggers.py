@@ -1,0 +1,80 @@
+"""Experiment loggers. Local files are always written by the runner; W&B is optional and a W&B
+failure (not installed, no network, bad key, read-only directory) only warns once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["NullLogger", "WandbLogger"]
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+class NullLogger:
+    def start(self, config: dict, run_dir: Path, name: str, group: str | None = None) -> None:
+        pass
+
+    def log(self, metrics: dict) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class WandbLogger(NullLogger):
+    """Weights & Biases logger; ``WANDB_MODE`` in the environment overrides ``mode``."""
+
+    def __init__(
+        self,
+        project: str = "glass-flows",
+        entity: str | None = None,
+        mode: str = "offline",
+        tags=(),
+    ):
+        if mode not in ("offline", "online", "disabled"):
+            raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
+        self.project, self.entity, self.tags = project, entity, list(tags or [])
+        self.mode = os.environ.get("WANDB_MODE", mode)
+        self._run, self._failed = None, False
+
+    def _guard(self, what: str, fn):
+        if self._failed:
+            return None
+        try:
+            return fn()
+        except Exception as e:  # W&B must never stop a run
+            self._failed = True
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            _warn(f"W&B {what} failed, continuing with local logs only: {type(e).__name__}: {reason}")
+            return None
+
+    def start(self, config, run_dir, name, group=None):
+        def init():
+            import wandb  # lazy: slow import, optional at run time
+
+            return wandb.init(
+                project=self.project,
+                entity=self.entity,
+                mode=self.mode,
+                dir=str(run_dir),
+                name=name,
+                group=group,
+                tags=self.tags,
+                config=config,
+                reinit="finish_previous",
+            )
+
+        self._run = self._guard("init", init)
+
+    def log(self, metrics):
+        if self._run is not None:
+            self._guard("log", lambda: (self._run.log(metrics), self._run.summary.update(metrics)))
+
+    def finish(self):
+        if self._run is not None:
+            self._guard("finish", self._run.finish)
+            self._run = None

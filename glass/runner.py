@@ -1,0 +1,197 @@
+"""Run one experiment or a sweep: compose, validate everything, then execute and write outputs.
+
+Layout::
+
+    outputs/runs/<date>/<time>-<task>-<sampler>-<id>/       one run
+        config.yaml  overrides.yaml  metrics.json  samples.png
+    outputs/multirun/<date>/<time>-<id>/                    one sweep
+        000/ 001/ ...                                       one directory per job (as above)
+        summary.jsonl  summary.csv                          one row per job
+
+A run writes into ``<dir>.partial`` and renames it when complete; a run that fails is renamed
+``<dir>.failed`` with ``error.txt``. Nothing is created before every job of the call has been
+composed and validated, so bad input leaves no directory behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from glass.config import UserError, compose, expand_sweep, instantiate
+
+__all__ = ["Job", "prepare", "run", "write_json_atomic"]
+
+
+@dataclass
+class Job:
+    overrides: list[str]
+    cfg: object  # DictConfig
+    model: object
+    sampler: object
+    task: object
+    metric: object
+    logger: object
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON to a temporary file and rename it over ``path`` (never a partial file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class _Models:
+    """Instantiate each distinct model config once per call (jobs of a sweep share it)."""
+
+    def __init__(self):
+        self._cache = {}
+
+    def get(self, cfg):
+        from omegaconf import OmegaConf
+
+        key = OmegaConf.to_yaml(cfg.model)
+        if key not in self._cache:
+            self._cache[key] = instantiate(cfg.model, "model")
+        return self._cache[key]
+
+
+def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
+    """Compose and validate every job of the call, and check the output directory is writable
+    (no run directory is created)."""
+    batches = expand_sweep(overrides) if multirun else [list(overrides)]
+    jobs, models = [], _Models()
+    for ov in batches:
+        cfg = compose(ov)
+        seed = cfg.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise UserError(f"seed must be an integer >= 0, got {seed!r}")
+        jobs.append(
+            Job(
+                ov,
+                cfg,
+                models.get(cfg),
+                instantiate(cfg.sampler, "sampler"),
+                instantiate(cfg.task, "task"),
+                instantiate(cfg.metric, "metric"),
+                instantiate(cfg.logger, "logger"),
+            )
+        )
+    _check_writable(Path(jobs[0].cfg.out_dir))
+    return jobs
+
+
+def _check_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to the output directory {str(root)!r}: {e.strerror or e}") from None
+
+
+def _stamp() -> tuple[str, str]:
+    now = datetime.now()
+    return now.strftime("%Y-%m-%d"), now.strftime("%H-%M-%S")
+
+
+def _slug(job: Job) -> str:
+    return f"{job.task.name}-{job.cfg.sampler._target_.rsplit('.', 1)[-1].lower()}"
+
+
+def _run_job(job: Job, run_dir: Path, progress, group: str | None) -> dict:
+    import torch
+    from omegaconf import OmegaConf
+
+    from glass.plotting import plot_result
+
+    partial = run_dir.with_name(run_dir.name + ".partial")
+    partial.mkdir(parents=True)
+    OmegaConf.save(job.cfg, partial / "config.yaml", resolve=True)
+    OmegaConf.save(OmegaConf.create(job.overrides), partial / "overrides.yaml")
+    job.logger.start(OmegaConf.to_container(job.cfg, resolve=True), partial, run_dir.name, group)
+    try:
+        model = job.model
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(int(job.cfg.seed))
+        with torch.inference_mode():
+            result = job.task(model, job.sampler, job.metric, generator, progress)
+        metrics = {
+            **result.metrics,
+            "wall_time_s": round(time.perf_counter() - start, 4),
+            "seed": int(job.cfg.seed),
+        }
+        write_json_atomic(partial / "metrics.json", metrics)
+        title = f"{job.task.name} | {job.sampler!r} | {model!r}"
+        plot_result(model, job.task, result, title, partial / "samples.png")
+        job.logger.log(metrics)
+    except BaseException as e:
+        (partial / "error.txt").write_text("".join(traceback.format_exception(e)))
+        partial.rename(run_dir.with_name(run_dir.name + ".failed"))
+        raise
+    finally:
+        job.logger.finish()
+    partial.rename(run_dir)
+    return metrics
+
+
+def run(
+    overrides: list[str] | list[Job], multirun: bool = False, progress=None, on_result=None
+) -> tuple[Path, list[dict]]:
+    """Run the experiment(s) and return (output directory, one row per job).
+
+    ``overrides`` may also be the jobs returned by :func:`prepare`. ``progress(description, total)``
+    may return a callable that advances a progress bar; ``on_result(row)`` is called after each job.
+    """
+    jobs = overrides if overrides and isinstance(overrides[0], Job) else prepare(overrides, multirun)
+    multirun = multirun or len(jobs) > 1
+    root = Path(jobs[0].cfg.out_dir)
+    date, clock = _stamp()
+    uid = uuid.uuid4().hex[:6]
+    rows = []
+    if multirun:
+        base = root / "multirun" / date / f"{clock}-{uid}"
+        dirs = [base / f"{i:03d}" for i in range(len(jobs))]
+    else:
+        base = root / "runs" / date / f"{clock}-{_slug(jobs[0])}-{uid}"
+        dirs = [base]
+    advance = progress("jobs", len(jobs)) if (progress and multirun) else None
+    for job, d in zip(jobs, dirs):
+        metrics = _run_job(job, d, progress, group=base.name if multirun else None)
+        row = {
+            "job": d.name if multirun else base.name,
+            "overrides": " ".join(job.overrides),
+            **metrics,
+        }
+        rows.append(row)
+        if multirun:
+            with open(base / "summary.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if on_result:
+            on_result(row)
+        if advance:
+            advance()
+    if multirun:
+        _write_csv(base / "summary.csv", rows)
+    return base, rows
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)

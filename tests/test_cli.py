@@ -1,0 +1,198 @@
+"""End-to-end CLI: default run, sweep, outputs on disk, and one-line errors for bad input."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+from typer.testing import CliRunner
+
+from glass.cli import app
+from glass.config import compose, groups, instantiate
+
+runner = CliRunner()
+
+
+def run_dirs(out: Path) -> list[Path]:
+    return sorted(p for p in out.glob("runs/*/*") if p.is_dir() and p.suffix not in (".failed", ".partial"))
+
+
+def test_default_run_through_the_console_script(tmp_path):
+    """The README's command, as a user types it: one run directory with config, metrics and figure."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "glass.cli", "run", "task.n=300", f"out_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "results" in proc.stdout and "energy" in proc.stdout
+    (run,) = run_dirs(tmp_path)
+    assert run.name.endswith(tuple("0123456789abcdef")) and "posterior-glass" in run.name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["nfe"] == 8 and metrics["seed"] == 0 and metrics["energy"] > 0
+    assert OmegaConf.load(run / "config.yaml").sampler.steps == 8
+    assert (run / "samples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_results_separate_good_from_bad_samplers(tmp_path):
+    """The oracle metric means something: the deterministic ODE cannot represent a posterior, a
+    converged GLASS kernel sits at the noise floor."""
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "-m",
+            "sampler=ode,glass",
+            "+sampler.solver=midpoint",
+            "task.n=600",
+            f"out_dir={tmp_path}",
+        ],
+    )
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1  # solver is not an ODE option
+    res = runner.invoke(
+        app,
+        ["run", "-m", "sampler=ode,sde", "sampler.steps=16", "task.n=600", f"out_dir={tmp_path}"],
+    )
+    assert res.exit_code == 0, res.output
+    res2 = runner.invoke(
+        app,
+        ["run", "sampler.steps=16", "sampler.solver=midpoint", "task.n=600", f"out_dir={tmp_path}"],
+    )
+    assert res2.exit_code == 0, res2.output
+    (sweep,) = tmp_path.glob("multirun/*/*")
+    rows = {r["overrides"].split()[0]: r for r in csv.DictReader(open(sweep / "summary.csv"))}
+    glass_row = json.loads(next(p for p in run_dirs(tmp_path)).joinpath("metrics.json").read_text())
+    ode, sde = rows["sampler=ode"], rows["sampler=sde"]
+    assert float(ode["energy"]) > 5 * float(ode["energy_floor"])
+    assert glass_row["energy"] < 3 * glass_row["energy_floor"]
+    assert int(ode["nfe"]) == int(sde["nfe"]) == 16 and glass_row["nfe"] == 32
+
+
+def test_two_point_multirun(tmp_path):
+    res = runner.invoke(
+        app,
+        ["run", "-m", "sampler=sde,glass", "sampler.steps=4", "task.n=200", f"out_dir={tmp_path}"],
+    )
+    assert res.exit_code == 0, res.output
+    (sweep,) = tmp_path.glob("multirun/*/*")
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["000", "001"]
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [r["overrides"].split()[:2] for r in rows] == [
+        ["sampler=sde", "sampler.steps=4"],
+        ["sampler=glass", "sampler.steps=4"],
+    ]
+    assert all(int(r["nfe"]) == 4 for r in rows)
+    assert len((sweep / "summary.jsonl").read_text().splitlines()) == 2
+    for job in ("000", "001"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["nfe"] == 4
+
+
+def test_run_directories_are_unique_within_one_second(tmp_path):
+    from glass.runner import run
+
+    dirs = {run(["task.n=50", f"out_dir={tmp_path}"])[0] for _ in range(3)}
+    assert len(dirs) == 3 and all(d.is_dir() for d in dirs)
+
+
+def test_generate_task_on_the_64d_oracle(tmp_path):
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "model=gmm64",
+            "task=generate",
+            "task.transitions=2",
+            "sampler.steps=3",
+            "task.n=300",
+            f"out_dir={tmp_path}",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    (run,) = run_dirs(tmp_path)
+    assert json.loads((run / "metrics.json").read_text())["nfe"] == 6
+    assert (run / "samples.png").stat().st_size > 1000
+
+
+BAD = [
+    (["task.t=1.0"], "task.t must be a number in [0, 1), got 1.0"),
+    (["task.t=-0.5"], "task.t must be a number in [0, 1)"),
+    (["sampler.rho=1.5"], "sampler.rho must be 'ddpm' or a number in [-1, 1], got 1.5"),
+    (["sampler.steps=0"], "sampler.steps must be an integer >= 1, got 0"),
+    (["sampler.steps=abc"], "sampler.steps must be an integer >= 1, got 'abc'"),
+    (["sampler=foo"], "unknown sampler 'foo'; choose from: glass, ode, sde"),
+    (["-m", "sampler=sde,foo"], "unknown sampler 'foo'; choose from: glass, ode, sde"),
+    (["task.foo=1"], "unknown key 'task.foo'; allowed keys: t, n"),
+    (["foo=1"], "unknown key 'foo'"),
+    (["task.t=[0.2"], "malformed override 'task.t=[0.2'"),
+    (["sampler.steps"], "malformed override"),
+    (["+sampler.foo=3"], "sampler: unexpected option 'foo'"),
+    (["sampler.steps=2,4"], "is a sweep; add -m"),
+    (["-m", "sampler.steps=2,0"], "sampler.steps must be an integer >= 1, got 0"),
+    (["model.schedule=foo"], "unknown schedule 'foo'"),
+    (["seed=-1"], "seed must be an integer >= 0"),
+    (["--bogus"], "unknown option '--bogus'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", *args, f"out_dir={out}"])
+    assert res.exit_code == 2, res.output
+    assert res.stdout == ""
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: "), res.stderr
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert not (out / "runs").exists() and not (out / "multirun").exists()
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = runner.invoke(app, ["run", f"out_dir={blocker / 'sub'}"])
+    assert res.exit_code == 2 and res.stderr.startswith("error: cannot write to the output directory")
+
+
+def test_failed_run_is_marked_not_finished(tmp_path, monkeypatch):
+    from glass.tasks import Posterior
+
+    def boom(self, *a, **k):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(Posterior, "__call__", boom)
+    res = runner.invoke(app, ["run", f"out_dir={tmp_path}"])
+    assert res.exit_code == 1 and "simulated failure" in res.stderr and res.stderr.count("\n") == 1
+    assert run_dirs(tmp_path) == []
+    (failed,) = tmp_path.glob("runs/*/*.failed")
+    assert "simulated failure" in (failed / "error.txt").read_text()
+
+
+def test_help_explains_groups_and_overrides():
+    res = runner.invoke(app, ["run", "--help"])
+    assert res.exit_code == 0
+    for word in (
+        "sampler",
+        "glass, ode, sde",
+        "task",
+        "generate, posterior",
+        "sampler.steps",
+        "-m",
+    ):
+        assert word in res.output
+    top = runner.invoke(app, ["--help"])
+    assert top.exit_code == 0 and "run" in top.output
+
+
+def test_cfg_prints_the_composed_config():
+    res = runner.invoke(app, ["run", "--cfg", "sampler=sde", "sampler.steps=3"])
+    assert res.exit_code == 0 and "steps: 3" in res.stdout and "glass.samplers.SDE" in res.stdout
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in groups().items() for o in opts])
+def test_every_config_composes_and_instantiates(group, option):
+    cfg = compose([f"{group}={option}"])
+    for node in ("sampler", "task", "metric", "logger", "model"):
+        assert instantiate(cfg[node], node) is not None
