@@ -48,19 +48,19 @@ def test_results_separate_good_from_bad_samplers(tmp_path):
             "-m",
             "sampler=ode,glass",
             "+sampler.solver=midpoint",
-            "task.n=600",
+            "task.n=300",
             f"out_dir={tmp_path}",
         ],
     )
     assert res.exit_code == 2 and res.stderr.count("\n") == 1  # solver is not an ODE option
     res = runner.invoke(
         app,
-        ["run", "-m", "sampler=ode,sde", "sampler.steps=16", "task.n=600", f"out_dir={tmp_path}"],
+        ["run", "-m", "sampler=ode,sde", "sampler.steps=16", "task.n=300", f"out_dir={tmp_path}"],
     )
     assert res.exit_code == 0, res.output
     res2 = runner.invoke(
         app,
-        ["run", "sampler.steps=16", "sampler.solver=midpoint", "task.n=600", f"out_dir={tmp_path}"],
+        ["run", "sampler.steps=16", "sampler.solver=midpoint", "task.n=300", f"out_dir={tmp_path}"],
     )
     assert res2.exit_code == 0, res2.output
     (sweep,) = tmp_path.glob("multirun/*/*")
@@ -125,7 +125,7 @@ BAD = [
     (["sampler.steps=abc"], "sampler.steps must be an integer >= 1, got 'abc'"),
     (["sampler=foo"], "unknown sampler 'foo'; choose from: glass, ode, sde"),
     (["-m", "sampler=sde,foo"], "unknown sampler 'foo'; choose from: glass, ode, sde"),
-    (["task.foo=1"], "unknown key 'task.foo'; allowed keys: t, n"),
+    (["task.foo=1"], "unknown key 'task.foo'; allowed keys: t, points, n"),
     (["foo=1"], "unknown key 'foo'"),
     (["task.t=[0.2"], "malformed override 'task.t=[0.2'"),
     (["sampler.steps"], "malformed override"),
