@@ -140,6 +140,37 @@ def run(
     typer.echo(f"outputs: {base}")
 
 
+@app.command(context_settings={"ignore_unknown_options": True})
+def train(
+    target: str = typer.Argument(..., help="What to train: " + ", ".join(groups("train").get("trainer", []))),
+    overrides: list[str] | None = typer.Argument(None, help="Hydra overrides, e.g. trainer.max_minutes=30"),
+) -> None:
+    """Train a shipped model (configs in conf/train.yaml and conf/trainer/).
+
+    Checkpoints, the loss curve and samples go to outputs/train/TARGET/; training resumes from
+    there. The final EMA weights and their manifest are exported to glass/assets/ (trainer.export).
+    """
+    from pathlib import Path
+
+    from glass.config import compose, instantiate
+
+    targets = groups("train").get("trainer", [])
+    if target not in targets:
+        _fail(f"unknown training target {target!r}; choose from: {', '.join(targets)}")
+    try:
+        cfg = compose([f"trainer={target}", *(overrides or [])], config_name="train")
+        trainer = instantiate(cfg.trainer, "trainer")
+        from glass.data import load_mnist
+
+        load_mnist("train", cfg.data.root)  # fail on missing data before anything is written
+        result = trainer(Path(cfg.out_dir) / "train" / target, seed=int(cfg.seed), data_root=cfg.data.root)
+    except (UserError, ValueError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted (the last checkpoint is kept; run the same command to resume)", 130)
+    typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""

@@ -28,14 +28,21 @@ def config_dir() -> Path:
     )
 
 
-def groups() -> dict[str, list[str]]:
-    """Config groups and their options, read from the config directory."""
+def groups(config_name: str = "config") -> dict[str, list[str]]:
+    """Config groups used by ``conf/<config_name>.yaml`` and their options (in defaults order)."""
     root = config_dir()
-    return {
-        d.name: sorted(p.stem for p in d.glob("*.yaml"))
-        for d in sorted(root.iterdir())
-        if d.is_dir() and not d.name.startswith((".", "_"))
-    }
+    names = []
+    for entry in _defaults(root / f"{config_name}.yaml"):
+        if isinstance(entry, dict):
+            names.extend(k for k in entry if (root / k).is_dir())
+    return {g: sorted(p.stem for p in (root / g).glob("*.yaml")) for g in names}
+
+
+def _defaults(path: Path) -> list:
+    import yaml
+
+    with open(path) as f:
+        return (yaml.safe_load(f) or {}).get("defaults", [])
 
 
 def _first_line(e: BaseException) -> str:
@@ -59,8 +66,8 @@ def _parse(overrides: list[str]):
     return parsed
 
 
-def _check_groups(parsed) -> None:
-    known = groups()
+def _check_groups(parsed, config_name: str = "config") -> None:
+    known = groups(config_name)
     for o in parsed:
         key = o.key_or_group
         if key in known and not o.is_delete():
@@ -86,8 +93,8 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     return batch
 
 
-def compose(overrides: list[str]):
-    """Compose ``conf/config.yaml`` with ``overrides`` (no sweeps) into a DictConfig."""
+def compose(overrides: list[str], config_name: str = "config"):
+    """Compose ``conf/<config_name>.yaml`` with ``overrides`` (no sweeps) into a DictConfig."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import ConfigCompositionException, MissingConfigException
@@ -95,7 +102,7 @@ def compose(overrides: list[str]):
     from omegaconf.errors import OmegaConfBaseException
 
     parsed = _parse(overrides)
-    _check_groups(parsed)
+    _check_groups(parsed, config_name)
     for o in parsed:
         if o.is_sweep_override():
             raise UserError(
@@ -103,18 +110,18 @@ def compose(overrides: list[str]):
             )
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
     except MissingConfigException as e:
         raise UserError(_first_line(e)) from None
     except ConfigCompositionException as e:
-        raise UserError(_composition_message(e, overrides)) from None
+        raise UserError(_composition_message(e, overrides, config_name)) from None
     except OmegaConfBaseException as e:
         raise UserError(_first_line(e)) from None
     OmegaConf.set_readonly(cfg, True)
     return cfg
 
 
-def _composition_message(e: BaseException, overrides: list[str]) -> str:
+def _composition_message(e: BaseException, overrides: list[str], config_name: str = "config") -> str:
     text = str(e)
     m = re.search(r"Could not override '([^']+)'", text)
     if not m:
@@ -125,7 +132,10 @@ def _composition_message(e: BaseException, overrides: list[str]) -> str:
     try:  # list the keys that do exist under the parent node (group choices only, so no recursion)
         from omegaconf import DictConfig, OmegaConf
 
-        base = compose([o for o in overrides if "=" in o and o.split("=")[0].lstrip("+~") in groups()])
+        known = groups(config_name)
+        base = compose(
+            [o for o in overrides if "=" in o and o.split("=")[0].lstrip("+~") in known], config_name
+        )
         node = OmegaConf.select(base, parent) if parent else base
         if isinstance(node, DictConfig):
             allowed = "; allowed keys: " + ", ".join(k for k in node.keys() if k != "_target_")

@@ -81,6 +81,76 @@ def test_every_kernel_generates_from_noise_on_every_schedule(schedule):
 def test_time_grid_validation():
     assert glass.time_grid(4).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert glass.time_grid([0, 0.2, 1]).tolist() == [0.0, 0.2, 1.0]
-    for bad in (0, [0.1, 1.0], [0.0, 0.5, 0.4, 1.0], [0.0, 0.9]):
+    assert glass.time_grid([0.1, 1.0]).tolist() == [0.1, 1.0]  # t0 > 0: DDPM-grid / epsilon models
+    for bad in (0, [-0.1, 1.0], [1.0, 1.0], [0.0, 0.5, 0.4, 1.0], [0.0, 0.9]):
         with pytest.raises(ValueError):
             glass.time_grid(bad)
+
+
+class LastOutput:
+    """Wraps a model and keeps its last denoiser output."""
+
+    def __init__(self, model):
+        self.model, self.schedule, self.shape, self.device = model, model.schedule, model.shape, model.device
+        self.last = None
+
+    def denoise(self, x, t, **cond):
+        self.last = self.model.denoise(x, t, **cond)
+        return self.last
+
+    def velocity(self, x, t, **cond):
+        return self.schedule.x0_to_velocity(self.denoise(x, t, **cond), x, t)
+
+
+@pytest.mark.parametrize("t,steps", [(0.05, 3), (0.2, 6), (0.15, 13), (0.2, 48)])
+def test_last_step_lands_exactly_on_t_equal_1(t, steps):
+    """t + (1 - t) * M / M can round below 1; the grids end exactly at t' (review finding)."""
+    gmm = LastOutput(ring())
+    x = gmm.model.sample_marginal(64, t)
+    out = glass.SDE(steps).transition(gmm, x, t, 1.0)
+    assert torch.equal(out, gmm.last), "the SDE's last step must return the denoiser output"
+    gmm.model.reset_nfe()
+    glass.ODE(steps, "heun").transition(gmm.model, x, t, 1.0)
+    assert gmm.model.nfe == 2 * steps - 1
+
+
+def test_sde_step_from_t0_is_the_ancestral_step():
+    gmm = ring()
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = glass.SDE(1).transition(gmm, x, 0.0, 0.5, torch.Generator().manual_seed(7))
+    eps = torch.randn(32, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    sch = gmm.schedule
+    assert torch.allclose(out, sch.alpha(0.5) * gmm.denoise(x, 0.0) + sch.sigma(0.5) * eps)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "vp"])
+@pytest.mark.parametrize("method", ["euler", "heun"])
+def test_ode_per_sample_times_equal_per_row_calls(schedule, method):
+    gmm = ring(schedule=schedule)
+    t = torch.tensor([0.0, 0.3, 0.6], dtype=torch.float64)
+    tn = torch.tensor([0.5, 1.0, 1.0], dtype=torch.float64)
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    batch = glass.ODE(4, method).transition(gmm, x, t, tn)
+    rows = torch.cat(
+        [glass.ODE(4, method).transition(gmm, x[i : i + 1], float(t[i]), float(tn[i])) for i in range(3)]
+    )
+    assert torch.allclose(batch, rows, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", [glass.SDE(128), glass.GLASS(16, solver="midpoint")], ids=["sde", "glass"])
+def test_stochastic_kernels_with_per_sample_times(kernel):
+    """A batch mixing (0 -> 0.5) and (0.3 -> 1) rows: each half follows its own exact kernel."""
+    gmm, n = ring(), 1500
+    g = torch.Generator().manual_seed(3)
+    x = torch.cat(
+        [torch.randn(n, 2, generator=g, dtype=torch.float64), gmm.sample_marginal(1, 0.3, g).expand(n, -1)]
+    )
+    t = torch.cat([torch.zeros(n), torch.full((n,), 0.3)]).double()
+    tn = torch.cat([torch.full((n,), 0.5), torch.ones(n)]).double()
+    out = kernel.transition(gmm, x, t, tn, g)
+    assert torch.isfinite(out).all()
+    for half, (t0, t1) in enumerate([(0.0, 0.5), (0.3, 1.0)]):
+        xs = x[half * n : (half + 1) * n]
+        exact = lambda xs=xs, t0=t0, t1=t1: gmm.sample_transition(xs, t0, t1, "ddpm", generator=g)  # noqa: E731
+        tol, _ = floor_stats(exact, exact())
+        assert energy_distance(out[half * n : (half + 1) * n], exact()) < tol

@@ -98,3 +98,48 @@ def test_adapters_recover_the_denoiser(name, prediction, gen):
     assert net.nfe == 3
     with pytest.raises(ValueError, match="unknown prediction type"):
         CallableModel(lambda x, t: x, "score")
+
+
+def test_adapters_against_hand_written_conventions(gen):
+    """Not circular: velocity and epsilon targets written out by hand for the linear and VP paths."""
+    t = 0.3
+    for name, vel, eps in [
+        ("linear", lambda d, x: (d - x) / (1 - t), lambda d, x: (x - t * d) / (1 - t)),
+        (
+            "vp",
+            lambda d, x: d / (2 * t**0.5) - (x - t**0.5 * d) / (1 - t) ** 0.5 / (2 * (1 - t) ** 0.5),
+            lambda d, x: (x - t**0.5 * d) / (1 - t) ** 0.5,
+        ),
+    ]:
+        gmm = GaussianMixture(torch.tensor([[1.0, 0.0], [-1.0, 0.5]]), 0.3, schedule=name)
+        x = torch.randn(32, 2, generator=gen, dtype=torch.float64)
+        for pred, fn in (("velocity", vel), ("epsilon", eps)):
+            net = CallableModel(
+                lambda x_, t_, fn=fn, g=gmm: fn(g.denoise(x_, t), x_), pred, name, (2,), torch.float64
+            )
+            assert torch.allclose(net.denoise(x, t), gmm.denoise(x, t), atol=1e-10), (name, pred)
+
+
+def test_epsilon_model_at_t0_is_an_error_not_a_nan():
+    import glass
+
+    gmm = GaussianMixture(torch.tensor([[1.0, 0.0], [-1.0, 0.5]]), 0.3)
+    net = CallableModel(lambda x, t: gmm.schedule.x0_to_eps(gmm.denoise(x, t), x, t), "epsilon", shape=(2,))
+    with pytest.raises(ValueError, match="cannot give the denoiser at t = 0"):
+        glass.generate(net, glass.GLASS(2), 2, n=4)
+    x = glass.generate(net, glass.GLASS(4), [1e-3, 0.5, 1.0], n=200)
+    assert torch.isfinite(x).all()
+
+
+def test_float32_network_matches_float64_within_float32_precision():
+    """Only the network input is cast; the scalar algebra stays float64."""
+    import glass
+
+    gmm = GaussianMixture(torch.tensor([[1.0, 0.0], [-1.0, 0.5]]), 0.3)
+    net32 = CallableModel(
+        lambda x, t: gmm.denoise(x.double(), t.double()).float(), "x0", shape=(2,), dtype=torch.float32
+    )
+    x = gmm.sample_marginal(256, 0.2)
+    a = glass.GLASS(8).transition(gmm, x, 0.2, 1.0, torch.Generator().manual_seed(0))
+    b = glass.GLASS(8).transition(net32, x, 0.2, 1.0, torch.Generator().manual_seed(0))
+    assert b.dtype == torch.float64 and float((a - b).abs().max()) < 1e-4

@@ -24,9 +24,10 @@ __all__ = ["Model", "CallableModel", "Prediction", "from_prediction"]
 class Model:
     """Base class for every model seen by a sampler.
 
-    Subclasses implement ``_denoise(x, t, **cond)`` with ``x`` already cast to ``self.dtype`` and
-    ``t`` a float64 tensor of shape (B,). Public calls go through :meth:`denoise`, which counts NFE
-    and returns the input's dtype (samplers keep their state in float64).
+    Subclasses implement ``_denoise(x, t, **cond)``: ``x`` is the sampler's state (float64) and ``t``
+    a float64 tensor of shape (B,); a subclass casts only the network input to ``self.dtype``. Public
+    calls go through :meth:`denoise`, which counts NFE and returns the input's dtype.
+    ``device`` is where samplers put fresh noise (``glass.generate``).
     """
 
     def __init__(
@@ -34,20 +35,24 @@ class Model:
         schedule: str | Schedule = "linear",
         shape: tuple[int, ...] = (),
         dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
     ):
         self.schedule = get(schedule)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = dtype
+        self.device = torch.device(device)
         self.nfe = 0
 
     # -- the interface -----------------------------------------------------------------------------
     def denoise(self, x: Tensor, t: float | Tensor, **cond) -> Tensor:
         """D_t(x) = E[z | x_t = x]; counts one network function evaluation."""
         t = as_time(t, x)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
+        if t.numel() == 1:
+            t = t.reshape(()).expand(x.shape[0])
+        elif t.shape != (x.shape[0],):
+            raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}")
         self.nfe += 1
-        return self._denoise(x.to(self.dtype), t, **cond).to(x.dtype)
+        return self._denoise(x, t, **cond).to(x.dtype)
 
     def velocity(self, x: Tensor, t: float | Tensor, **cond) -> Tensor:
         """Marginal velocity u_t(x) from the denoiser (eq. 14); one NFE."""
@@ -65,8 +70,10 @@ class Model:
 class CallableModel(Model):
     """Adapt a network ``fn(x, t, **cond)`` that predicts ``prediction`` under ``schedule``.
 
-    The network sees ``x`` and ``t`` in ``dtype``; the conversion to the denoiser (eqs. 14, 26, 27)
-    runs in float64.
+    The network sees ``x`` in ``dtype`` and ``t`` in ``dtype`` or float32, whichever is wider (bf16
+    would round 0.995 to 0.996); the conversion to the denoiser (eqs. 14, 26, 27) runs in float64 on
+    the sampler's float64 state. An epsilon model cannot give D_t where alpha_t = 0 (t = 0): that is
+    a ValueError, never a NaN; start the sampling grid at t > 0 for such models.
     """
 
     def __init__(
@@ -76,18 +83,26 @@ class CallableModel(Model):
         schedule: str | Schedule = "linear",
         shape: tuple[int, ...] = (),
         dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
     ):
         if prediction not in get_args(Prediction):
             raise ValueError(
                 f"unknown prediction type {prediction!r}; choose from: {', '.join(get_args(Prediction))}"
             )
-        super().__init__(schedule, shape, dtype)
+        super().__init__(schedule, shape, dtype, device)
         self.fn = fn
         self.prediction = prediction
 
     def _denoise(self, x: Tensor, t: Tensor, **cond) -> Tensor:
-        out = self.fn(x, t.to(self.dtype), **cond).to(torch.float64)
-        x64, s = x.to(torch.float64), self.schedule
+        s = self.schedule
+        if self.prediction == "epsilon" and bool(torch.any(s.alpha(t) == 0)):
+            raise ValueError(
+                "an epsilon-prediction model cannot give the denoiser at t = 0 (alpha_0 = 0); "
+                "start the time grid at t > 0, e.g. glass.generate(model, kernel, [1e-3, ..., 1.0])"
+            )
+        t_net = t.to(torch.promote_types(self.dtype, torch.float32))
+        out = self.fn(x.to(self.dtype), t_net, **cond).to(torch.float64)
+        x64 = x.to(torch.float64)
         if self.prediction == "x0":
             return out
         if self.prediction == "velocity":
@@ -103,6 +118,7 @@ def from_prediction(
     schedule: str | Schedule = "linear",
     shape: tuple[int, ...] = (),
     dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
 ) -> CallableModel:
     """Shorthand for :class:`CallableModel`."""
-    return CallableModel(fn, prediction, schedule, shape, dtype)
+    return CallableModel(fn, prediction, schedule, shape, dtype, device)

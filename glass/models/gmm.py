@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from glass.models.base import Model
-from glass.samplers.glass import check_times, resolve_rho, transition_coefficients
+from glass.samplers.glass import resolve_rho, transition_coefficients
+from glass.samplers.times import check_times
 from glass.schedules import Schedule, as_time, bcast
 
 __all__ = ["GaussianMixture", "ring", "random_mixture"]
@@ -99,11 +100,11 @@ class GaussianMixture(Model):
         return self._draw(logw, self.means.expand(n, -1, -1), (self.stds**2).expand(n, -1), generator)
 
     def sample_marginal(self, n: int, t: float, generator=None) -> Tensor:
-        """n exact samples of p_t: x_t = alpha_t z + sigma_t eps."""
+        """n exact samples of p_t: x_t = alpha_t z + sigma_t eps (t a float or (n,) tensor)."""
         t = as_time(t)
         z = self.sample(n, generator)
         eps = torch.randn(z.shape, generator=generator, dtype=F64)
-        return self.schedule.alpha(t) * z + self.schedule.sigma(t) * eps
+        return bcast(self.schedule.alpha(t), z) * z + bcast(self.schedule.sigma(t), z) * eps
 
     def sample_posterior(self, x: Tensor, t: float | Tensor, generator=None) -> Tensor:
         """One exact sample of p_{1|t}(z | x_t) per row of x."""

@@ -28,7 +28,7 @@ class Transition(Protocol):
 
 def time_grid(grid: int | Sequence[float] | Tensor) -> Tensor:
     """Outer grid: K uniform transitions on [0, 1] for an int K, else the given increasing times,
-    which must start at 0 and end at 1."""
+    which must start in [0, 1) and end at 1."""
     if isinstance(grid, bool):
         raise ValueError(f"the time grid must be an int K >= 1 or a list of times, got {grid!r}")
     if isinstance(grid, int):
@@ -36,8 +36,13 @@ def time_grid(grid: int | Sequence[float] | Tensor) -> Tensor:
             raise ValueError(f"the number of transitions K must be >= 1, got {grid}")
         return torch.linspace(0, 1, grid + 1, dtype=torch.float64)
     g = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
-    if g.numel() < 2 or float(g[0]) != 0.0 or float(g[-1]) != 1.0 or bool(torch.any(g[1:] <= g[:-1])):
-        raise ValueError(f"a time grid must increase strictly from 0 to 1, got {g.tolist()}")
+    if (
+        g.numel() < 2
+        or not 0.0 <= float(g[0]) < 1.0
+        or float(g[-1]) != 1.0
+        or bool(torch.any(g[1:] <= g[:-1]))
+    ):
+        raise ValueError(f"a time grid must increase strictly from t0 in [0, 1) to 1, got {g.tolist()}")
     return g
 
 
@@ -52,14 +57,17 @@ def generate(
     progress=None,
     **cond,
 ) -> Tensor:
-    """Sample from the model: start at x_0 ~ N(0, I) (or the given ``x``), apply one transition per
-    interval of the outer grid, return x_1. ``progress`` is an optional callable called after each
-    transition (for progress bars)."""
+    """Sample from the model: start at x ~ N(0, sigma_{t0}^2 I) on ``model.device`` (exactly p_0 when
+    the grid starts at t0 = 0; for t0 > 0, as for DDPM-grid or epsilon models, the usual approximation
+    that drops alpha_{t0} z), or at the given ``x``; apply one transition per interval of the outer
+    grid; return x_1. ``progress`` is an optional callable called after each transition."""
     times = time_grid(grid)
     if x is None:
-        if n is None or n < 1:
+        if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"give n >= 1 samples or a starting x, got n={n!r}")
-        x = torch.randn((n, *model.shape), generator=generator, dtype=torch.float64)
+        device = getattr(model, "device", torch.device("cpu"))
+        x = torch.randn((n, *model.shape), generator=generator, dtype=torch.float64, device=device)
+        x = x * model.schedule.sigma(times[0]).item()
     for t0, t1 in zip(times[:-1], times[1:]):
         x = kernel.transition(model, x, float(t0), float(t1), generator=generator, **cond)
         if progress is not None:

@@ -22,6 +22,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from glass.samplers.times import check_times
 from glass.schedules import Schedule, as_time, bcast
 
 __all__ = [
@@ -34,26 +35,10 @@ __all__ = [
     "sufficient_statistic",
     "glass_denoiser",
     "inner_velocity_weights",
-    "check_times",
 ]
 
 InnerSolver = Literal["euler", "midpoint"]
 SBAR0 = 1.0  # sbar_0 of the inner path (paper: 1)
-
-
-def check_times(t: float | Tensor, t_next: float | Tensor) -> None:
-    """Validate 0 <= t < t_next <= 1 with a one-line ValueError naming the bad value."""
-    t64, tn64 = as_time(t), as_time(t_next)
-    if not bool(torch.all((t64 >= 0) & (t64 < 1))):
-        raise ValueError(f"t must lie in [0, 1), got {_show(t)}")
-    if not bool(torch.all((tn64 > t64) & (tn64 <= 1))):
-        raise ValueError(f"t_next must satisfy t < t_next <= 1, got t={_show(t)}, t_next={_show(t_next)}")
-
-
-def _show(v) -> str:
-    if isinstance(v, Tensor):
-        return str(v.tolist()) if v.numel() <= 4 else f"tensor of {v.numel()} values"
-    return repr(v)
 
 
 def rho_ddpm(schedule: Schedule, t: float | Tensor, t_next: float | Tensor) -> Tensor:
@@ -214,7 +199,7 @@ class GLASS:
         """Sample x_{t'} ~ p_{t'|t}(. | x_t = x); returns x's dtype, computes in float64."""
         check_times(t, t_next)
         x_t = x.to(torch.float64)
-        c = self.coefficients(model.schedule, t, t_next)
+        c = self.coefficients(model.schedule, as_time(t, x), as_time(t_next, x))
         eps = torch.randn(x_t.shape, generator=generator, dtype=torch.float64, device=x.device)
         xbar = bcast(c.gamma, x_t) * x_t + SBAR0 * eps  # xbar_0: the only randomness
         h = 1.0 / self.steps

@@ -7,8 +7,8 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from glass.samplers.glass import check_times
-from glass.schedules import as_time, bcast
+from glass.samplers.times import check_times, step_times
+from glass.schedules import bcast
 
 __all__ = ["ODE"]
 
@@ -25,6 +25,7 @@ class ODE:
     Where the velocity itself is infinite at the start of a step (alpha' = inf, e.g. the VP path
     alpha = sqrt(t) at t = 0), the step is the DDIM step x_{t1} = alpha_{t1} D + sigma_{t1} eps_hat
     (eq. 27), the exact solution of the ODE with the denoiser frozen, which is finite there.
+    The rules are applied per sample when times differ across the batch.
     """
 
     def __init__(self, steps: int = 8, method: ODEMethod = "euler"):
@@ -41,20 +42,21 @@ class ODE:
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, **cond) -> Tensor:
         check_times(t, t_next)
-        t, t_next = as_time(t), as_time(t_next)
-        grid = [t + (t_next - t) * i / self.steps for i in range(self.steps + 1)]
         y, sch = x.to(torch.float64), model.schedule
-        for t0, t1 in zip(grid[:-1], grid[1:]):
-            h = (t1 - t0).reshape(-1, *([1] * (y.ndim - 1))) if t1.ndim else t1 - t0
-            if not bool(torch.all(torch.isfinite(sch.d_alpha(t0)) & torch.isfinite(sch.d_sigma(t0)))):
-                d = model.denoise(y, t0, **cond)
-                eps_hat = sch.x0_to_eps(d, y, t0)
-                y = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * eps_hat
-                continue
-            u0 = model.velocity(y, t0, **cond)
-            if self.method == "heun" and bool(torch.all(t1 < 1)):
-                u1 = model.velocity(y + h * u0, t1, **cond)
-                y = y + 0.5 * h * (u0 + u1)
-            else:
-                y = y + h * u0
+        times = step_times(t, t_next, self.steps, y)
+        for t0, t1 in zip(times[:-1], times[1:]):
+            h = bcast(t1 - t0, y)
+            d = model.denoise(y, t0, **cond)
+            singular = ~(torch.isfinite(sch.d_alpha(t0)) & torch.isfinite(sch.d_sigma(t0)))
+            u0 = torch.where(bcast(singular, y), 0.0, sch.x0_to_velocity(d, y, t0))
+            new = y + h * u0
+            heun = (t1 < 1) & ~singular
+            if self.method == "heun" and bool(torch.any(heun)):
+                t_eval = torch.where(heun, t1, t0)  # rows that stay Euler are evaluated at a safe time
+                u1 = model.velocity(new, t_eval, **cond)
+                new = torch.where(bcast(heun, y), y + 0.5 * h * (u0 + u1), new)
+            if bool(torch.any(singular)):
+                ddim = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * sch.x0_to_eps(d, y, t0)
+                new = torch.where(bcast(singular, y), ddim, new)
+            y = new
         return y.to(x.dtype)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glass.samplers.glass import check_times
-from glass.schedules import as_time, bcast
+from glass.samplers.times import check_times, step_times
+from glass.schedules import bcast
 
 __all__ = ["SDE"]
 
@@ -21,11 +21,11 @@ __all__ = ["SDE"]
 class SDE:
     """Euler-Maruyama on eq. 5 with ``steps`` uniform steps; one NFE a step.
 
-    Two boundary rules, both documented in DESIGN §2:
+    Two boundary rules (DESIGN §2), applied per sample when times differ across the batch:
     - a step that ends at t' = 1 returns the denoiser output (no noise at t = 1);
-    - a step that starts at t = 0 cannot be Euler-Maruyama (the drift has the term -(alpha'/alpha) x,
-      infinite at alpha = 0: the SDE forgets its start at once). It takes the exact limit instead,
-      the DDPM ancestral step from t = 0: x_h = alpha_h D_0(x) + sigma_h eps.
+    - a step that starts at t = 0 cannot be Euler-Maruyama: nu_0 is infinite (alpha_0 = 0), the
+      drift contains -(alpha'/alpha) x and the SDE forgets its start at once. That step is the DDPM
+      ancestral step from t = 0 (GLASS with M = 1 and rho_DDPM = 0): x_h = alpha_h D_0(x) + sigma_h eps.
     """
 
     def __init__(self, steps: int = 8):
@@ -39,20 +39,20 @@ class SDE:
     def transition(self, model, x: Tensor, t, t_next, generator=None, **cond) -> Tensor:
         check_times(t, t_next)
         sch = model.schedule
-        t, t_next = as_time(t), as_time(t_next)
         y = x.to(torch.float64)
-        for i in range(self.steps):
-            t0 = t + (t_next - t) * i / self.steps
-            t1 = t + (t_next - t) * (i + 1) / self.steps
+        times = step_times(t, t_next, self.steps, y)
+        for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
             d = model.denoise(y, t0, **cond)
-            if i == self.steps - 1 and bool(torch.all(t1 == 1)):
-                y = d
-                continue
             eps = torch.randn(y.shape, generator=generator, dtype=torch.float64, device=y.device)
-            if bool(torch.all(t0 == 0)):
-                y = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * eps
-                continue
-            h = bcast(t1 - t0, y)
-            drift = sch.x0_to_velocity(d, y, t0) + 0.5 * bcast(sch.nu2(t0), y) * sch.x0_to_score(d, y, t0)
-            y = y + h * drift + torch.sqrt(h * bcast(sch.nu2(t0), y)) * eps
+            start = t0 == 0
+            te = torch.where(start, t1, t0)  # rows leaving t = 0 do not use the EM branch
+            h, nu2 = bcast(t1 - t0, y), bcast(sch.nu2(te), y)
+            drift = sch.x0_to_velocity(d, y, te) + 0.5 * nu2 * sch.x0_to_score(d, y, te)
+            step = y + h * drift + torch.sqrt(h * nu2) * eps
+            if bool(torch.any(start)):
+                ancestral = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * eps
+                step = torch.where(bcast(start, y), ancestral, step)
+            if i == self.steps - 1:
+                step = torch.where(bcast(t1 == 1, y), d, step)
+            y = step
         return y.to(x.dtype)

@@ -1,0 +1,147 @@
+"""The shipped MNIST models: a flow-matching UNet (velocity, linear schedule) and a CNN classifier.
+
+Images live in data space z in [-1, 1] (z = 2 * pixel / 255 - 1), shape (1, 28, 28), for both models.
+Checkpoints are safetensors files with a JSON manifest beside them (``<name>.json``): architecture
+config, training config, sha256, final loss or accuracy and number of steps. They ship in
+``glass/assets/`` and are loaded by default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from glass.models.base import CallableModel
+
+__all__ = [
+    "ASSETS",
+    "flow_unet",
+    "Classifier",
+    "MnistFlow",
+    "load_flow",
+    "load_classifier",
+    "sha256",
+    "load_checkpoint",
+    "to_data",
+    "to_pixels",
+]
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_UNET = {
+    "block_out_channels": [32, 64, 64],
+    "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "UpBlock2D", "UpBlock2D"],
+    "layers_per_block": 1,
+}
+TIME_SCALE = 1000.0  # the UNet's sinusoidal embedding sees t * 1000
+
+
+def to_data(pixels: Tensor) -> Tensor:
+    """[0, 1] images -> data space [-1, 1]."""
+    return pixels * 2 - 1
+
+
+def to_pixels(z: Tensor) -> Tensor:
+    """Data space -> [0, 1] images (clamped)."""
+    return ((z + 1) / 2).clamp(0, 1)
+
+
+def flow_unet(**config) -> nn.Module:
+    """diffusers ``UNet2DModel`` for 28 x 28 x 1 velocity prediction (lazy import)."""
+    from diffusers import UNet2DModel
+
+    cfg = {**DEFAULT_UNET, **config}
+    return UNet2DModel(sample_size=28, in_channels=1, out_channels=1, **cfg)
+
+
+class Classifier(nn.Module):
+    """Small CNN for MNIST on data-space inputs; ``features`` gives the 128-d penultimate layer
+    (used as the FID feature extractor)."""
+
+    def __init__(self, width: int = 32, hidden: int = 128):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(0.25),
+            nn.Linear(2 * width * 49, hidden), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.Dropout(0.25), nn.Linear(hidden, 10))
+        self.config = {"width": width, "hidden": hidden}
+
+    def features(self, z: Tensor) -> Tensor:
+        return self.body(z)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.head(self.body(z))
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: str | Path, retrain: str) -> tuple[dict, dict]:
+    """Load ``path`` (safetensors) and its manifest, checking the sha256. Errors say how to retrain."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    manifest_path = path.with_suffix(".json")
+    hint = f"retrain it with `{retrain}`"
+    if not path.is_file() or not manifest_path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} or its manifest is missing; {hint}")
+    manifest = json.loads(manifest_path.read_text())
+    digest = sha256(path)
+    if digest != manifest.get("sha256"):
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupted (sha256 {digest[:12]}... does not match its "
+            f"manifest); {hint}"
+        )
+    try:
+        return load_file(str(path)), manifest
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}); {hint}") from None
+
+
+class MnistFlow(CallableModel):
+    """The MNIST flow model behind the denoiser interface (velocity prediction, linear schedule)."""
+
+    def __init__(self, net: nn.Module, device: str = "cpu"):
+        self.net = net.eval().to(device)
+        super().__init__(
+            self._velocity, "velocity", "linear", shape=(1, 28, 28), dtype=torch.float32, device=device
+        )
+
+    def _velocity(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net(x, t * TIME_SCALE).sample
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.net.parameters())
+        return f"MnistFlow({n / 1e6:.2f}M params)"
+
+
+def load_flow(path: str | Path | None = None, device: str = "cpu") -> MnistFlow:
+    """Load the shipped (or given) MNIST flow checkpoint."""
+    state, manifest = load_checkpoint(path or ASSETS / "mnist_flow.safetensors", "glass train flow")
+    net = flow_unet(**manifest["architecture"])
+    net.load_state_dict(state)
+    return MnistFlow(net, device)
+
+
+def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:
+    """Load the shipped (or given) MNIST classifier checkpoint (eval mode)."""
+    state, manifest = load_checkpoint(
+        path or ASSETS / "mnist_classifier.safetensors", "glass train classifier"
+    )
+    net = Classifier(**manifest["architecture"])
+    net.load_state_dict(state)
+    return net.eval().to(device)

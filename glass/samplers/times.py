@@ -1,0 +1,33 @@
+"""Time checks and step grids shared by every kernel."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from glass.schedules import as_time
+
+__all__ = ["check_times", "step_times"]
+
+
+def _show(v) -> str:
+    if isinstance(v, Tensor):
+        return str(v.tolist()) if v.numel() <= 4 else f"tensor of {v.numel()} values"
+    return repr(v)
+
+
+def check_times(t: float | Tensor, t_next: float | Tensor) -> None:
+    """Validate 0 <= t < t_next <= 1 with a one-line ValueError naming the bad value."""
+    t64, tn64 = as_time(t), as_time(t_next)
+    if not bool(torch.all((t64 >= 0) & (t64 < 1))):
+        raise ValueError(f"t must lie in [0, 1), got {_show(t)}")
+    if not bool(torch.all((tn64 > t64) & (tn64 <= 1))):
+        raise ValueError(f"t_next must satisfy t < t_next <= 1, got t={_show(t)}, t_next={_show(t_next)}")
+
+
+def step_times(t: float | Tensor, t_next: float | Tensor, steps: int, like: Tensor) -> list[Tensor]:
+    """Uniform grid t = tau_0 < ... < tau_steps = t_next (float64, on ``like``'s device), with both
+    end points exact: the last entry *is* t_next, so a test such as ``tau == 1`` is reliable
+    (t + (t_next - t) * M / M can round to 1 - 1e-16)."""
+    t, t_next = as_time(t, like), as_time(t_next, like)
+    return [t + (t_next - t) * (i / steps) for i in range(steps)] + [t_next]

@@ -1,0 +1,1 @@
+"""Trainers for the shipped MNIST models (`glass train flow|classifier`)."""

@@ -1,0 +1,152 @@
+"""Flow-matching training of the MNIST velocity model (linear / CondOT path, eq. 2).
+
+Loss: E_{t ~ U(0,1), z, eps} || u_theta(t z + (1 - t) eps, t) - (z - eps) ||^2. EMA of the weights,
+AdamW with linear warm-up, gradient clipping. Training stops at ``max_steps`` or after
+``max_minutes`` of wall time, whichever comes first, and always resumes from ``<run_dir>/last.pt``
+when ``resume`` is true. ``export`` writes the EMA weights (safetensors) and a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from glass.data import load_mnist
+from glass.models.mnist import DEFAULT_UNET, TIME_SCALE, flow_unet, sha256, to_data
+from glass.train.common import Progress, atomic_save, plot_losses
+
+__all__ = ["FlowTrainer"]
+
+
+class FlowTrainer:
+    name = "flow"
+
+    def __init__(
+        self,
+        unet: dict | None = None,
+        batch_size: int = 64,
+        lr: float = 2e-3,
+        warmup_steps: int = 200,
+        max_steps: int = 20000,
+        max_minutes: float = 85.0,
+        ema_decay: float = 0.999,
+        checkpoint_every: int = 250,
+        resume: bool = True,
+        export: str | None = "glass/assets/mnist_flow",
+        threads: int | None = None,
+    ):
+        for key, v in {
+            "batch_size": batch_size,
+            "max_steps": max_steps,
+            "checkpoint_every": checkpoint_every,
+        }.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"trainer.{key} must be an integer >= 1, got {v!r}")
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"trainer.lr must be > 0, got {lr!r}")
+        if not (0 <= ema_decay < 1):
+            raise ValueError(f"trainer.ema_decay must be in [0, 1), got {ema_decay!r}")
+        if not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
+            raise ValueError(f"trainer.max_minutes must be > 0, got {max_minutes!r}")
+        self.unet = {**DEFAULT_UNET, **(unet or {})}
+        self.batch_size, self.lr, self.warmup_steps = batch_size, float(lr), warmup_steps
+        self.max_steps, self.max_minutes, self.ema_decay = max_steps, float(max_minutes), ema_decay
+        self.checkpoint_every, self.resume, self.export, self.threads = (
+            checkpoint_every,
+            resume,
+            export,
+            threads,
+        )
+
+    def config(self) -> dict:
+        return {k: v for k, v in vars(self).items()}
+
+    def __call__(self, run_dir: Path, seed: int = 0, data_root: str | None = None, console=None) -> dict:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        images, _ = load_mnist("train", data_root)
+        data = to_data(images)
+        torch.manual_seed(seed)
+        net = flow_unet(**self.unet)
+        ema = flow_unet(**self.unet)
+        ema.load_state_dict(net.state_dict())
+        ema.requires_grad_(False)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.0)
+        gen = torch.Generator().manual_seed(seed)
+        step, losses, elapsed = 0, [], 0.0
+        ckpt = run_dir / "last.pt"
+        if self.resume and ckpt.is_file():
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            net.load_state_dict(state["net"])
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["opt"])
+            gen.set_state(state["gen"])
+            step, losses, elapsed = state["step"], state["losses"], state["elapsed"]
+
+        def save():
+            state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
+            state |= {"gen": gen.get_state(), "step": step, "losses": losses, "elapsed": elapsed}
+            atomic_save({**state, "config": self.config()}, ckpt)
+            plot_losses(losses, run_dir / "loss.png", f"flow matching, {step} steps")
+
+        start = time.perf_counter() - elapsed
+        budget = self.max_minutes * 60
+        net.train()
+        with Progress(console) as bar:
+            advance = bar.task("training flow", self.max_steps, step)
+            while step < self.max_steps and time.perf_counter() - start < budget:
+                idx = torch.randint(0, data.shape[0], (self.batch_size,), generator=gen)
+                z = data[idx]
+                eps = torch.randn(z.shape, generator=gen)
+                t = torch.rand(self.batch_size, generator=gen)
+                tb = t.view(-1, 1, 1, 1)
+                x_t = tb * z + (1 - tb) * eps
+                loss = (net(x_t, t * TIME_SCALE).sample - (z - eps)).pow(2).mean()
+                for group in opt.param_groups:
+                    group["lr"] = self.lr * min(1.0, (step + 1) / max(1, self.warmup_steps))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                decay = min(self.ema_decay, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    for pe, p in zip(ema.parameters(), net.parameters()):
+                        pe.lerp_(p, 1 - decay)
+                step += 1
+                losses.append(loss.item())
+                elapsed = time.perf_counter() - start
+                advance(f"training flow  loss {sum(losses[-100:]) / len(losses[-100:]):.4f}")
+                if step % self.checkpoint_every == 0:
+                    save()
+        save()
+        result = {"steps": step, "final_loss": sum(losses[-500:]) / max(1, len(losses[-500:])),
+                  "minutes": round(elapsed / 60, 2)}  # fmt: skip
+        if self.export:
+            result["export"] = str(self._export(ema, result, seed))
+        (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+        return result
+
+    def _export(self, ema, result: dict, seed: int) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(self.export).with_suffix(".safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp))
+        tmp.replace(path)
+        manifest = {
+            "model": "mnist flow-matching UNet (velocity, linear schedule), EMA weights",
+            "sha256": sha256(path),
+            "architecture": self.unet,
+            "training": {**self.config(), "seed": seed},
+            "steps": result["steps"],
+            "final_loss": result["final_loss"],
+            "train_minutes": result["minutes"],
+            "command": "glass train flow",
+        }
+        path.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return path
