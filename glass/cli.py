@@ -142,7 +142,7 @@ def run(
 
 @app.command(context_settings={"ignore_unknown_options": True})
 def train(
-    target: str = typer.Argument(..., help="What to train: " + ", ".join(groups("train").get("trainer", []))),
+    target: str = typer.Argument(..., help="What to train: flow or classifier (conf/trainer/)."),
     overrides: list[str] | None = typer.Argument(None, help="Hydra overrides, e.g. trainer.max_minutes=30"),
 ) -> None:
     """Train a shipped model (configs in conf/train.yaml and conf/trainer/).
@@ -162,12 +162,21 @@ def train(
         trainer = instantiate(cfg.trainer, "trainer")
         from glass.data import load_mnist
 
-        load_mnist("train", cfg.data.root)  # fail on missing data before anything is written
-        result = trainer(Path(cfg.out_dir) / "train" / target, seed=int(cfg.seed), data_root=cfg.data.root)
+        load_mnist("train", cfg.data.root, cfg.data.download)  # fail on missing data before writing anything
+        run_dir = Path(cfg.out_dir) / "train" / target
+        result = trainer(run_dir, seed=int(cfg.seed), data_root=cfg.data.root, download=cfg.data.download)
     except (UserError, ValueError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted (the last checkpoint is kept; run the same command to resume)", 130)
+    except Exception as e:  # not bad input: one line unless GLASS_DEBUG is set
+        if os.environ.get("GLASS_DEBUG"):
+            raise
+        _fail(
+            f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
+            "(set GLASS_DEBUG=1 for the traceback)",
+            1,
+        )
     typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
 

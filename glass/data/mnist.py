@@ -39,8 +39,8 @@ def _from_pickle(path: Path) -> dict[str, tuple[Tensor, Tensor]]:
         parts = pickle.load(f, encoding="latin1")
     out = {}
     for name, (x, y) in zip(_SPLITS, parts):
-        x = torch.from_numpy(x).float().reshape(-1, 1, 28, 28) * (256.0 / 255.0)
-        out[name] = (x.clamp_(0, 1), torch.from_numpy(y).long())
+        x = torch.round(torch.from_numpy(x).float().reshape(-1, 1, 28, 28) * 256) / 255
+        out[name] = (x, torch.from_numpy(y).long())
     return out
 
 
@@ -71,10 +71,12 @@ _CACHE: dict[str, dict[str, tuple[Tensor, Tensor]]] = {}
 def load_mnist(
     split: Split = "train", root: str | Path | None = None, download: bool = True
 ) -> tuple[Tensor, Tensor]:
-    """Return (images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64) of ``split``."""
+    """Return (images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64) of ``split``.
+
+    The tensors are cached and shared between calls: do not modify them in place."""
     if split not in _SPLITS:
         raise ValueError(f"MNIST split must be one of {', '.join(_SPLITS)}, got {split!r}")
-    key = str(root)
+    key = f"{root}|{download}"
     if key not in _CACHE:
         _CACHE[key] = _load_all(Path(root).expanduser() if root else None, download)
     return _CACHE[key][split]
@@ -89,7 +91,9 @@ def _load_all(root: Path | None, download: bool) -> dict[str, tuple[Tensor, Tens
             try:
                 return _from_torchvision(root, download=False)
             except Exception as e:  # noqa: BLE001 - reported below
-                errors.append(f"{root}: {e}")
+                errors.append(
+                    f"{root}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+                )
         elif not root.is_dir():
             errors.append(f"data.root {str(root)!r} does not exist")
     hub = _hub_pickle()

@@ -99,7 +99,11 @@ def load_checkpoint(path: str | Path, retrain: str) -> tuple[dict, dict]:
     hint = f"retrain it with `{retrain}`"
     if not path.is_file() or not manifest_path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} or its manifest is missing; {hint}")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        manifest["architecture"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"the manifest {str(manifest_path)!r} is unreadable or incomplete; {hint}") from None
     digest = sha256(path)
     if digest != manifest.get("sha256"):
         raise ValueError(
@@ -115,14 +119,15 @@ def load_checkpoint(path: str | Path, retrain: str) -> tuple[dict, dict]:
 class MnistFlow(CallableModel):
     """The MNIST flow model behind the denoiser interface (velocity prediction, linear schedule)."""
 
-    def __init__(self, net: nn.Module, device: str = "cpu"):
-        self.net = net.eval().to(device)
+    def __init__(self, net: nn.Module, device: str = "cpu", time_scale: float = TIME_SCALE):
+        self.net = net.eval().requires_grad_(False).to(device)
+        self.time_scale = time_scale
         super().__init__(
             self._velocity, "velocity", "linear", shape=(1, 28, 28), dtype=torch.float32, device=device
         )
 
     def _velocity(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.net(x, t * TIME_SCALE).sample
+        return self.net(x, t * self.time_scale).sample
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.net.parameters())
@@ -134,7 +139,7 @@ def load_flow(path: str | Path | None = None, device: str = "cpu") -> MnistFlow:
     state, manifest = load_checkpoint(path or ASSETS / "mnist_flow.safetensors", "glass train flow")
     net = flow_unet(**manifest["architecture"])
     net.load_state_dict(state)
-    return MnistFlow(net, device)
+    return MnistFlow(net, device, manifest.get("time_scale", TIME_SCALE))
 
 
 def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:
@@ -144,4 +149,4 @@ def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Clas
     )
     net = Classifier(**manifest["architecture"])
     net.load_state_dict(state)
-    return net.eval().to(device)
+    return net.eval().requires_grad_(False).to(device)

@@ -7,14 +7,78 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_save", "plot_losses", "Progress"]
+__all__ = [
+    "atomic_save",
+    "atomic_write_text",
+    "export_weights",
+    "check_resume_config",
+    "plot_losses",
+    "Progress",
+]
+
+
+def _replace_synced(tmp: Path, path: Path) -> None:
+    try:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a killed run never leaves a partial checkpoint."""
+    """torch.save to a temporary file, fsync, rename: a killed run never leaves a partial checkpoint."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
-    os.replace(tmp, path)
+    _replace_synced(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    _replace_synced(tmp, path)
+
+
+def export_weights(state: dict, export: str, manifest: dict) -> Path:
+    """Write ``<export>.safetensors`` and its manifest ``<export>.json`` (sha256 added).
+
+    A relative ``export`` is resolved against the repository root (the parent of ``glass/``), so
+    ``glass/assets/mnist_flow`` lands where the loaders look whatever the working directory. Both
+    files are written to temporary names first; the weights are renamed, then the manifest.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    from glass.models.mnist import sha256
+
+    base = Path(export)
+    if not base.is_absolute():
+        base = Path(__file__).resolve().parents[2] / base
+    path, man = Path(f"{base}.safetensors"), Path(f"{base}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_w, tmp_m = path.with_name(f".{path.name}.tmp"), man.with_name(f".{man.name}.tmp")
+    try:
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp_w))
+        tmp_m.write_text(json.dumps({**manifest, "sha256": sha256(tmp_w)}, indent=2) + "\n")
+        _replace_synced(tmp_w, path)
+        _replace_synced(tmp_m, man)
+    finally:
+        tmp_w.unlink(missing_ok=True)
+        tmp_m.unlink(missing_ok=True)
+    return path
+
+
+def check_resume_config(stored: dict | None, current: dict, keys: tuple[str, ...], ckpt: Path) -> None:
+    """Refuse to resume a checkpoint trained with different settings (one-line ValueError)."""
+    if not stored:
+        return
+    for k in keys:
+        if k in stored and stored[k] != current.get(k):
+            raise ValueError(
+                f"{ckpt} was trained with {k}={stored[k]!r}, not {current.get(k)!r}; "
+                "pass trainer.resume=false to start over, or keep the setting"
+            )
 
 
 def plot_losses(losses: list[float], path: Path, title: str) -> None:

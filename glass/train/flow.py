@@ -15,10 +15,40 @@ from pathlib import Path
 import torch
 
 from glass.data import load_mnist
-from glass.models.mnist import DEFAULT_UNET, TIME_SCALE, flow_unet, sha256, to_data
-from glass.train.common import Progress, atomic_save, plot_losses
+from glass.models.mnist import DEFAULT_UNET, TIME_SCALE, flow_unet, to_data
+from glass.train.common import (
+    Progress,
+    atomic_save,
+    atomic_write_text,
+    check_resume_config,
+    export_weights,
+    plot_losses,
+)
 
-__all__ = ["FlowTrainer"]
+__all__ = ["FlowTrainer", "save_sample_grid"]
+
+
+@torch.inference_mode()
+def save_sample_grid(net, path: Path, title: str, n: int = 64, seed: int = 0) -> Path:
+    """Draw n samples with the deterministic ODE (5 transitions x 8 Euler steps) and save a grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from glass.models.mnist import MnistFlow, to_pixels
+    from glass.samplers import ODE, generate
+
+    model = MnistFlow(net)
+    x = generate(model, ODE(8), 5, n=n, generator=torch.Generator().manual_seed(seed))
+    grid = to_pixels(x.float()).reshape(n // 8, 8, 28, 28).permute(0, 2, 1, 3).reshape(n // 8 * 28, -1)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set(title=title, xticks=[], yticks=[])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 class FlowTrainer:
@@ -37,6 +67,7 @@ class FlowTrainer:
         resume: bool = True,
         export: str | None = "glass/assets/mnist_flow",
         threads: int | None = None,
+        samples: int = 64,
     ):
         for key, v in {
             "batch_size": batch_size,
@@ -51,6 +82,9 @@ class FlowTrainer:
             raise ValueError(f"trainer.ema_decay must be in [0, 1), got {ema_decay!r}")
         if not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
             raise ValueError(f"trainer.max_minutes must be > 0, got {max_minutes!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0 or samples % 8:
+            raise ValueError(f"trainer.samples must be a multiple of 8 (0: no sample grid), got {samples!r}")
+        self.samples = samples
         self.unet = {**DEFAULT_UNET, **(unet or {})}
         self.batch_size, self.lr, self.warmup_steps = batch_size, float(lr), warmup_steps
         self.max_steps, self.max_minutes, self.ema_decay = max_steps, float(max_minutes), ema_decay
@@ -64,11 +98,15 @@ class FlowTrainer:
     def config(self) -> dict:
         return {k: v for k, v in vars(self).items()}
 
-    def __call__(self, run_dir: Path, seed: int = 0, data_root: str | None = None, console=None) -> dict:
+    RESUME_KEYS = ("unet", "batch_size", "lr", "warmup_steps", "ema_decay")
+
+    def __call__(
+        self, run_dir: Path, seed: int = 0, data_root: str | None = None, download: bool = True, console=None
+    ) -> dict:
         if self.threads:
             torch.set_num_threads(self.threads)
         run_dir.mkdir(parents=True, exist_ok=True)
-        images, _ = load_mnist("train", data_root)
+        images, _ = load_mnist("train", data_root, download)
         data = to_data(images)
         torch.manual_seed(seed)
         net = flow_unet(**self.unet)
@@ -80,16 +118,20 @@ class FlowTrainer:
         step, losses, elapsed = 0, [], 0.0
         ckpt = run_dir / "last.pt"
         if self.resume and ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            check_resume_config(state.get("config"), self.config(), self.RESUME_KEYS, ckpt)
             net.load_state_dict(state["net"])
             ema.load_state_dict(state["ema"])
             opt.load_state_dict(state["opt"])
             gen.set_state(state["gen"])
             step, losses, elapsed = state["step"], state["losses"], state["elapsed"]
+            if "rng" in state:
+                torch.set_rng_state(state["rng"])
 
         def save():
             state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
-            state |= {"gen": gen.get_state(), "step": step, "losses": losses, "elapsed": elapsed}
+            state |= {"gen": gen.get_state(), "rng": torch.get_rng_state(), "step": step, "losses": losses}
+            state |= {"elapsed": elapsed}
             atomic_save({**state, "config": self.config()}, ckpt)
             plot_losses(losses, run_dir / "loss.png", f"flow matching, {step} steps")
 
@@ -125,28 +167,23 @@ class FlowTrainer:
         save()
         result = {"steps": step, "final_loss": sum(losses[-500:]) / max(1, len(losses[-500:])),
                   "minutes": round(elapsed / 60, 2)}  # fmt: skip
+        save_sample_grid(
+            ema, run_dir / "samples.png", f"EMA model after {step} steps: ODE, 5 x 8 Euler steps"
+        )
         if self.export:
             result["export"] = str(self._export(ema, result, seed))
-        (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+        atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2))
         return result
 
     def _export(self, ema, result: dict, seed: int) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(self.export).with_suffix(".safetensors")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp))
-        tmp.replace(path)
         manifest = {
             "model": "mnist flow-matching UNet (velocity, linear schedule), EMA weights",
-            "sha256": sha256(path),
             "architecture": self.unet,
+            "time_scale": TIME_SCALE,
             "training": {**self.config(), "seed": seed},
             "steps": result["steps"],
             "final_loss": result["final_loss"],
             "train_minutes": result["minutes"],
             "command": "glass train flow",
         }
-        path.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
-        return path
+        return export_weights(ema.state_dict(), self.export, manifest)

