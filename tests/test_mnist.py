@@ -131,6 +131,15 @@ def test_mnist_flow_time_and_sign_convention():
         assert torch.allclose(model.denoise(x, t), z0.double().expand(4, -1, -1, -1), atol=1e-4)
 
 
+def test_flow_warm_start_from_exported_weights(tmp_path):
+    FlowTrainer(batch_size=4, max_steps=2, export=str(tmp_path / "a"), samples=0)(tmp_path / "run_a")
+    result = FlowTrainer(
+        batch_size=4, max_steps=1, export=str(tmp_path / "b"), samples=0, init=str(tmp_path / "a.safetensors")
+    )(tmp_path / "run_b")
+    assert result["steps"] == 1 and result["total_steps"] == 3
+    assert json.loads((tmp_path / "b.json").read_text())["total_steps"] == 3
+
+
 def test_corrupted_or_missing_checkpoint_says_how_to_retrain(tmp_path):
     FlowTrainer(batch_size=4, max_steps=1, export=str(tmp_path / "flow"), samples=0)(tmp_path / "run")
     path = tmp_path / "flow.safetensors"

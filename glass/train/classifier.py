@@ -54,11 +54,11 @@ class ClassifierTrainer:
 
     def __init__(
         self,
-        width: int = 16,
+        width: int = 24,
         hidden: int = 128,
         batch_size: int = 128,
         lr: float = 1e-3,
-        epochs: int = 3,
+        epochs: int = 5,
         max_minutes: float = 30.0,
         max_steps: int | None = None,
         resume: bool = True,

@@ -68,6 +68,7 @@ class FlowTrainer:
         export: str | None = "glass/assets/mnist_flow",
         threads: int | None = None,
         samples: int = 64,
+        init: str | None = None,
     ):
         for key, v in {
             "batch_size": batch_size,
@@ -84,7 +85,7 @@ class FlowTrainer:
             raise ValueError(f"trainer.max_minutes must be > 0, got {max_minutes!r}")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0 or samples % 8:
             raise ValueError(f"trainer.samples must be a multiple of 8 (0: no sample grid), got {samples!r}")
-        self.samples = samples
+        self.samples, self.init = samples, init
         self.unet = {**DEFAULT_UNET, **(unet or {})}
         self.batch_size, self.lr, self.warmup_steps = batch_size, float(lr), warmup_steps
         self.max_steps, self.max_minutes, self.ema_decay = max_steps, float(max_minutes), ema_decay
@@ -115,8 +116,17 @@ class FlowTrainer:
         ema.requires_grad_(False)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.0)
         gen = torch.Generator().manual_seed(seed)
-        step, losses, elapsed = 0, [], 0.0
+        step, losses, elapsed, prior_steps = 0, [], 0.0, 0
         ckpt = run_dir / "last.pt"
+        if self.init and not (self.resume and ckpt.is_file()):  # warm start from exported weights
+            from glass.models.mnist import load_checkpoint
+
+            weights, manifest = load_checkpoint(self.init, "glass train flow")
+            if manifest["architecture"] != self.unet:
+                raise ValueError(f"trainer.init {self.init!r} has another architecture than trainer.unet")
+            net.load_state_dict(weights)
+            ema.load_state_dict(weights)
+            prior_steps = int(manifest.get("total_steps", manifest.get("steps", 0)))
         if self.resume and ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
             check_resume_config(state.get("config"), self.config(), self.RESUME_KEYS, ckpt)
@@ -125,13 +135,14 @@ class FlowTrainer:
             opt.load_state_dict(state["opt"])
             gen.set_state(state["gen"])
             step, losses, elapsed = state["step"], state["losses"], state["elapsed"]
+            prior_steps = int(state.get("prior_steps", 0))
             if "rng" in state:
                 torch.set_rng_state(state["rng"])
 
         def save():
             state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
             state |= {"gen": gen.get_state(), "rng": torch.get_rng_state(), "step": step, "losses": losses}
-            state |= {"elapsed": elapsed}
+            state |= {"elapsed": elapsed, "prior_steps": prior_steps}
             atomic_save({**state, "config": self.config()}, ckpt)
             plot_losses(losses, run_dir / "loss.png", f"flow matching, {step} steps")
 
@@ -165,8 +176,8 @@ class FlowTrainer:
                 if step % self.checkpoint_every == 0:
                     save()
         save()
-        result = {"steps": step, "final_loss": sum(losses[-500:]) / max(1, len(losses[-500:])),
-                  "minutes": round(elapsed / 60, 2)}  # fmt: skip
+        result = {"steps": step, "total_steps": prior_steps + step, "minutes": round(elapsed / 60, 2),
+                  "final_loss": sum(losses[-500:]) / max(1, len(losses[-500:]))}  # fmt: skip
         save_sample_grid(
             ema, run_dir / "samples.png", f"EMA model after {step} steps: ODE, 5 x 8 Euler steps"
         )
@@ -182,6 +193,7 @@ class FlowTrainer:
             "time_scale": TIME_SCALE,
             "training": {**self.config(), "seed": seed},
             "steps": result["steps"],
+            "total_steps": result["total_steps"],
             "final_loss": result["final_loss"],
             "train_minutes": result["minutes"],
             "command": "glass train flow",

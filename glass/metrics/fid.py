@@ -1,0 +1,169 @@
+"""Fréchet distance (FID) of image samples against a reference set, on a chosen feature extractor.
+
+Two back-ends over the same features: clean-fid's ``frechet_distance`` (float64 statistics and
+scipy's matrix square root) and torchmetrics' ``FrechetInceptionDistance(feature=<nn.Module>)``.
+Features:
+- ``mnist`` (default): the 128-d penultimate layer of the shipped MNIST classifier (no download);
+- ``inception``: Inception-v3 pool features through torchmetrics / torch-fidelity (weights are
+  downloaded by those libraries; needs a network once).
+Reference statistics are cached on disk under ``cache_dir`` keyed by features, split and count.
+Every FID is reported with its sample counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = ["FID", "MnistFeatures", "frechet_distance", "feature_stats"]
+
+Features = Literal["mnist", "inception"]
+Backend = Literal["clean-fid", "torchmetrics", "both"]
+
+
+class MnistFeatures(nn.Module):
+    """Penultimate features of the shipped classifier on data-space images; ``num_features`` is
+    what torchmetrics reads for a custom extractor."""
+
+    def __init__(self, path: str | None = None):
+        super().__init__()
+        from glass.models.mnist import load_classifier
+
+        self.net = load_classifier(path)
+        self.num_features = self.net.config["hidden"]
+
+    @torch.inference_mode()
+    def forward(self, z: Tensor) -> Tensor:
+        # follow the parameters' dtype: torchmetrics' set_dtype(float64) converts this submodule too
+        return self.net.features(z.to(next(self.net.parameters()).dtype)).float()
+
+
+def feature_stats(feats: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (float64) of features, one row per image."""
+    f = feats.detach().double().cpu().numpy()
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(stats_a, stats_b) -> float:
+    """clean-fid's Fréchet distance between two (mean, covariance) pairs."""
+    from cleanfid.fid import frechet_distance as cf
+
+    return float(cf(stats_a[0], stats_a[1], stats_b[0], stats_b[1]))
+
+
+def _features(extractor: nn.Module, images: Tensor, batch: int = 500) -> Tensor:
+    return torch.cat([extractor(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+class FID:
+    """Metric ``fid``: FID of samples (data space, (N, 1, 28, 28)) against a reference split."""
+
+    def __init__(
+        self,
+        features: Features = "mnist",
+        backend: Backend = "clean-fid",
+        reference: str = "test",
+        n_reference: int = 10000,
+        cache_dir: str = "outputs/cache",
+        data_root: str | None = None,
+    ):
+        if features not in get_args(Features):
+            raise ValueError(
+                f"metric.features must be one of {', '.join(get_args(Features))}, got {features!r}"
+            )
+        if backend not in get_args(Backend):
+            raise ValueError(f"metric.backend must be one of {', '.join(get_args(Backend))}, got {backend!r}")
+        if reference not in ("train", "valid", "test"):
+            raise ValueError(f"metric.reference must be train, valid or test, got {reference!r}")
+        if isinstance(n_reference, bool) or not isinstance(n_reference, int) or n_reference < 2:
+            raise ValueError(f"metric.n_reference must be an integer >= 2, got {n_reference!r}")
+        self.features, self.backend, self.reference = features, backend, reference
+        self.n_reference, self.cache_dir, self.data_root = n_reference, Path(cache_dir), data_root
+        self._extractor: nn.Module | None = None
+
+    def extractor(self) -> nn.Module:
+        if self._extractor is None:
+            if self.features == "mnist":
+                self._extractor = MnistFeatures()
+            else:
+                self._extractor = _InceptionFeatures()
+        return self._extractor
+
+    def reference_images(self) -> Tensor:
+        from glass.data import load_mnist
+        from glass.models.mnist import to_data
+
+        images, _ = load_mnist(self.reference, self.data_root)
+        return to_data(images[: self.n_reference])
+
+    def reference_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cached mean / covariance of the reference features."""
+        key = f"{self.features}-{self.reference}-{self.n_reference}-{self._extractor_digest()}"
+        path = self.cache_dir / f"fid-ref-{key}.npz"
+        if path.is_file():
+            with np.load(path) as f:
+                return f["mu"], f["sigma"]
+        stats = feature_stats(_features(self.extractor(), self.reference_images()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez(tmp, mu=stats[0], sigma=stats[1])
+        tmp.replace(path)
+        return stats
+
+    def _extractor_digest(self) -> str:
+        if self.features != "mnist":
+            return "v3"
+        from glass.models.mnist import ASSETS
+
+        return hashlib.sha256((ASSETS / "mnist_classifier.json").read_bytes()).hexdigest()[:10]
+
+    def __call__(self, samples: Tensor, reference: Tensor | None = None) -> dict[str, float]:
+        """FID of ``samples`` against ``reference`` images (or the cached reference split)."""
+        out: dict[str, float] = {"fid_n_samples": len(samples)}
+        if self.backend in ("clean-fid", "both"):
+            ref = (
+                self.reference_stats()
+                if reference is None
+                else feature_stats(_features(self.extractor(), reference))
+            )
+            out["fid"] = frechet_distance(feature_stats(_features(self.extractor(), samples)), ref)
+        if self.backend in ("torchmetrics", "both"):
+            ref_images = self.reference_images() if reference is None else reference
+            out["fid_torchmetrics"] = torchmetrics_fid(self.extractor(), samples, ref_images)
+        out["fid_n_reference"] = self.n_reference if reference is None else len(reference)
+        return out
+
+
+def torchmetrics_fid(extractor: nn.Module, samples: Tensor, reference: Tensor, batch: int = 500) -> float:
+    """torchmetrics' FID with a custom feature extractor (its own statistics and matrix sqrt)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(feature=extractor, reset_real_features=True)
+    metric.set_dtype(torch.float64)
+    for i in range(0, len(reference), batch):
+        metric.update(reference[i : i + batch].float(), real=True)
+    for i in range(0, len(samples), batch):
+        metric.update(samples[i : i + batch].float(), real=False)
+    return float(metric.compute())
+
+
+class _InceptionFeatures(nn.Module):
+    """Inception-v3 pool3 features (2048-d) of MNIST images in data space, via torchmetrics."""
+
+    num_features = 2048
+
+    def __init__(self):
+        super().__init__()
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
+
+    @torch.inference_mode()
+    def forward(self, z: Tensor) -> Tensor:
+        rgb = ((z.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).expand(-1, 3, -1, -1)
+        return self.net(rgb).reshape(len(z), -1)

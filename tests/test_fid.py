@@ -1,0 +1,43 @@
+"""FID sanity on the shipped classifier's features: two halves of the test set are close, noise is far,
+the clean-fid and torchmetrics back-ends agree within 1%, reference statistics are cached."""
+
+import pytest
+import torch
+
+from glass.data import load_mnist
+from glass.metrics.fid import FID
+from glass.models.mnist import to_data
+
+
+@pytest.fixture(scope="module")
+def halves():
+    x, _ = load_mnist("test")
+    z = to_data(x)
+    return z[:2000], z[5000:7000]
+
+
+def test_fid_sanity_and_backends_agree(halves, tmp_path):
+    a, b = halves
+    fid = FID(backend="both", cache_dir=str(tmp_path))
+    same = fid(a, reference=b)
+    noise = fid(torch.rand_like(a) * 2 - 1, reference=b)
+    assert same["fid_n_samples"] == 2000 and same["fid_n_reference"] == 2000
+    assert same["fid"] < 0.02 * noise["fid"], (same, noise)
+    for r in (same, noise):
+        assert r["fid_torchmetrics"] == pytest.approx(r["fid"], rel=0.01)
+    assert FID(cache_dir=str(tmp_path))(a, reference=a)["fid"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_reference_statistics_are_cached(halves, tmp_path):
+    a, _ = halves
+    fid = FID(n_reference=3000, cache_dir=str(tmp_path))
+    first = fid(a)["fid"]
+    (cached,) = tmp_path.glob("fid-ref-mnist-test-3000-*.npz")
+    assert fid(a)["fid"] == first and cached.is_file()
+
+
+def test_bad_fid_options():
+    with pytest.raises(ValueError, match="metric.features must be one of mnist, inception"):
+        FID(features="clip")
+    with pytest.raises(ValueError, match="metric.backend must be one of"):
+        FID(backend="pytorch-fid")
