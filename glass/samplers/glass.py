@@ -95,7 +95,7 @@ def transition_coefficients(
     return Coefficients(t, t_next, rho, gamma, abar, sbar)
 
 
-def inner_path(s: Tensor, c: Coefficients) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def inner_path(s: float | Tensor, c: Coefficients) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Eq. 18 with the CondOT inner schedule: abar_s = s abar, sbar_s = (1 - s) sbar_0 + s sbar.
 
     Returns (abar_s, sbar_s, d abar_s / ds, d sbar_s / ds).
@@ -104,7 +104,7 @@ def inner_path(s: Tensor, c: Coefficients) -> tuple[Tensor, Tensor, Tensor, Tens
 
 
 def sufficient_statistic(
-    schedule: Schedule, x_t: Tensor, xbar: Tensor, s: Tensor, c: Coefficients
+    schedule: Schedule, x_t: Tensor, xbar: Tensor, s: float | Tensor, c: Coefficients
 ) -> tuple[Tensor, Tensor]:
     """Proposition 2 / Lemma 1: the measurements x_t = alpha_t z + sigma_t eps and
     xbar_s - gamma x_t = abar_s z + sbar_s eps' are independent given z, so precisions add:
@@ -123,21 +123,22 @@ def sufficient_statistic(
     return stat, prec
 
 
-def glass_denoiser(model, x_t: Tensor, xbar: Tensor, s: Tensor, c: Coefficients, **cond) -> Tensor:
+def glass_denoiser(model, x_t: Tensor, xbar: Tensor, s: float | Tensor, c: Coefficients, **cond) -> Tensor:
     """Proposition 2: E[z | x_t, xbar_s] = D_{t*}(alpha_{t*} S) with t* = g^{-1}(1 / P(s)).
 
     One network call. At s = 0 the inner measurement carries no information and the answer is
     D_t(x_t) (S is 0/0 there when t = 0).
     """
     schedule = model.schedule
-    if bool(torch.all(s == 0)):
+    # a Python float is tested on the host: no device sync in the sampler's inner loop
+    if (s == 0) if isinstance(s, (int, float)) else bool(torch.all(s == 0)):
         return model.denoise(x_t, c.t, **cond)
     stat, prec = sufficient_statistic(schedule, x_t, xbar, s, c)
     t_star = schedule.g_inv(1 / prec)
     return model.denoise(bcast(schedule.alpha(t_star), stat) * stat, t_star, **cond)
 
 
-def inner_velocity_weights(s: Tensor, c: Coefficients) -> tuple[Tensor, Tensor, Tensor]:
+def inner_velocity_weights(s: float | Tensor, c: Coefficients) -> tuple[Tensor, Tensor, Tensor]:
     """Theorem 1 (eqs. 19, 21): u_s(xbar | x_t) = w1 xbar + w2 Dhat + w3 x_t with
     w1 = sbar_s' / sbar_s, w2 = abar_s' - abar_s w1, w3 = -gamma w1."""
     ab_s, sb_s, dab_s, dsb_s = inner_path(s, c)
@@ -204,10 +205,9 @@ class GLASS:
         xbar = bcast(c.gamma, x_t) * x_t + SBAR0 * eps  # xbar_0: the only randomness
         h = 1.0 / self.steps
 
-        def velocity(xb: Tensor, s: float) -> Tensor:
-            s64 = torch.tensor(s, dtype=torch.float64, device=x.device)
-            d_hat = glass_denoiser(model, x_t, xb, s64, c, **cond)
-            w1, w2, w3 = inner_velocity_weights(s64, c)
+        def velocity(xb: Tensor, s: float) -> Tensor:  # s stays a Python float: no host-device traffic
+            d_hat = glass_denoiser(model, x_t, xb, s, c, **cond)
+            w1, w2, w3 = inner_velocity_weights(s, c)
             return bcast(w1, xb) * xb + bcast(w2, xb) * d_hat + bcast(w3, xb) * x_t
 
         for i in range(self.steps):

@@ -18,6 +18,7 @@ from glass.data import load_mnist
 from glass.models.mnist import Classifier, to_data
 from glass.train.common import (
     Progress,
+    Trainer,
     atomic_save,
     atomic_write_text,
     check_resume_config,
@@ -49,7 +50,7 @@ def _shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch.T
     ]
 
 
-class ClassifierTrainer:
+class ClassifierTrainer(Trainer):
     name = "classifier"
 
     def __init__(
@@ -90,17 +91,12 @@ class ClassifierTrainer:
         self.max_minutes, self.max_steps = float(max_minutes), max_steps
         self.resume, self.export, self.threads = resume, export, threads
 
-    def config(self) -> dict:
-        return dict(vars(self))
-
     RESUME_KEYS = ("width", "hidden", "batch_size", "lr", "epochs", "max_steps")
 
     def __call__(
         self, run_dir: Path, seed: int = 0, data_root: str | None = None, download: bool = True, console=None
     ) -> dict:
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = self._start(run_dir)
         x_train, y_train = load_mnist("train", data_root, download)
         x_valid, y_valid = load_mnist("valid", data_root, download)
         torch.manual_seed(seed)
@@ -110,7 +106,6 @@ class ClassifierTrainer:
         steps_per_epoch = len(x_train) // self.batch_size
         total = min(steps_per_epoch * self.epochs, self.max_steps or steps_per_epoch * self.epochs)
         step, losses, history, elapsed = 0, [], [], 0.0
-        ckpt = run_dir / "last.pt"
         if self.resume and ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
             check_resume_config(state.get("config"), self.config(), self.RESUME_KEYS, ckpt)

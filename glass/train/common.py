@@ -17,6 +17,23 @@ __all__ = [
 ]
 
 
+class Trainer:
+    """What both trainers share: their config (every constructor argument), the resume keys that
+    must not change between runs, and the start of a run (threads, run directory)."""
+
+    RESUME_KEYS: tuple[str, ...] = ()
+    threads: int | None = None
+
+    def config(self) -> dict:
+        return dict(vars(self))
+
+    def _start(self, run_dir: Path) -> Path:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir / "last.pt"
+
+
 def _replace_synced(tmp: Path, path: Path) -> None:
     try:
         with open(tmp, "rb+") as f:

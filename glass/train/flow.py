@@ -18,6 +18,7 @@ from glass.data import load_mnist
 from glass.models.mnist import DEFAULT_UNET, TIME_SCALE, flow_unet, to_data
 from glass.train.common import (
     Progress,
+    Trainer,
     atomic_save,
     atomic_write_text,
     check_resume_config,
@@ -51,7 +52,7 @@ def save_sample_grid(net, path: Path, title: str, n: int = 64, seed: int = 0) ->
     return path
 
 
-class FlowTrainer:
+class FlowTrainer(Trainer):
     name = "flow"
 
     def __init__(
@@ -96,17 +97,12 @@ class FlowTrainer:
             threads,
         )
 
-    def config(self) -> dict:
-        return {k: v for k, v in vars(self).items()}
-
     RESUME_KEYS = ("unet", "batch_size", "lr", "warmup_steps", "ema_decay")
 
     def __call__(
         self, run_dir: Path, seed: int = 0, data_root: str | None = None, download: bool = True, console=None
     ) -> dict:
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = self._start(run_dir)
         images, _ = load_mnist("train", data_root, download)
         data = to_data(images)
         torch.manual_seed(seed)
@@ -117,7 +113,6 @@ class FlowTrainer:
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.0)
         gen = torch.Generator().manual_seed(seed)
         step, losses, elapsed, prior_steps = 0, [], 0.0, 0
-        ckpt = run_dir / "last.pt"
         if self.init and not (self.resume and ckpt.is_file()):  # warm start from exported weights
             from glass.models.mnist import load_checkpoint
 
