@@ -55,14 +55,38 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _counts(row: dict) -> str:
+    """Sample counts of the first row, for the table title (every FID is shown with them)."""
+    parts = []
+    if "fid_n_samples" in row:
+        parts.append(f"FID: {row['fid_n_samples']} samples vs {row['fid_n_reference']} reference images")
+    if "truth" in row:
+        parts.append(
+            f"{row.get('n_points', '?')} points, {row.get('n_samples', '?')} samples each, "
+            f"truth: {row['truth']}"
+        )
+    return f" - {'; '.join(parts)}" if parts else ""
+
+
 def results_table(rows: list[dict]):
     """One row per run; a metric with a noise floor is shown as 'value (floor)'."""
+    from rich.markup import escape
     from rich.table import Table
 
-    skip = {"job", "overrides", "seed", "wall_time_s", "nfe"}
-    keys = [k for k in rows[0] if k not in skip and not k.endswith(("_floor", "_floor_std"))]
-    table = Table(title=f"results ({len(rows)} run{'s' if len(rows) > 1 else ''})")
-    table.add_column("run")
+    skip = {"job", "overrides", "seed", "wall_time_s", "nfe", "sampler", "truth_cached"}
+    skip |= {"n_points", "n_per_point", "n_samples", "fid_n_samples", "fid_n_reference", "truth"}
+    skip |= {"network_calls", "truth_network_calls"}
+    keys = list(
+        dict.fromkeys(
+            k for r in rows for k in r if k not in skip and not k.endswith(("_floor", "_floor_std"))
+        )
+    )
+    runs = len({r.get("job") for r in rows})
+    title = f"results ({runs} runs)" if runs > 1 else f"results: {rows[0].get('overrides') or '(defaults)'}"
+    table = Table(title=escape(f"{title}{_counts(rows[0])}"))
+    if runs > 1:
+        table.add_column("run")
+    table.add_column("sampler")
     table.add_column("nfe", justify="right")
     for k in keys:
         table.add_column(f"{k} (floor)" if f"{k}_floor" in rows[0] else k, justify="right")
@@ -73,7 +97,8 @@ def results_table(rows: list[dict]):
             for k in keys
         ]
         table.add_row(
-            r["overrides"] or "(defaults)",
+            *([escape(r.get("overrides") or "(defaults)")] if runs > 1 else []),
+            escape(r.get("sampler", "")),
             _fmt(r.get("nfe", "")),
             *cells,
             _fmt(r.get("wall_time_s", "")),

@@ -1,5 +1,4 @@
-"""Figures of a run: samples over the exact density (d = 2) or a 2-D projection beside exact
-samples (d > 2). Matplotlib with the Agg backend, imported lazily."""
+"""Figures of a run (see :func:`plot_result`). Matplotlib with the Agg backend, imported lazily."""
 
 from __future__ import annotations
 
@@ -49,49 +48,114 @@ def _projection_panel(ax, samples: Tensor, reference: Tensor, title: str, n_show
 def plot_result(model, task, result, title: str, path: Path) -> Path:
     """Write the run's figure to ``path`` (PNG) and return it.
 
-    Generation: samples over the exact density (d = 2) or a 2-D projection beside exact samples.
-    Posterior: the same for all conditioning points (coloured by point, x_t marked), plus the first
-    point's exact posterior against its samples.
+    - value: estimate vs ground truth, one panel per kernel;
+    - images (posterior): a grid with rows original / noised x_t / one row per kernel;
+      images (generate): one row of samples per kernel;
+    - oracle: per kernel, samples over the exact density (d = 2) or a 2-D projection beside exact
+      samples (d > 2); for the posterior also the first point's exact posterior against its samples.
     """
     plt = _plt()
-    two_d = result.samples.shape[1] == 2 and hasattr(model, "log_prob")
-    posterior = "point" in result.extra
-    fig, axes = plt.subplots(1, 2 if posterior else 1, figsize=(10 if posterior else 5, 5), squeeze=False)
-    ax0 = axes[0, 0]
-    if not posterior:
-        if two_d:
-            lim = float(result.reference.abs().max()) * 1.15
-            _density_panel(ax0, model.log_prob, result.samples, lim, "samples over the exact data density")
-        else:
-            _projection_panel(
-                ax0, result.samples, result.reference, f"2-D projection (d = {result.samples.shape[1]})"
-            )
+    if task.name == "value":
+        fig = _value_figure(plt, result)
     else:
+        samples = result.samples if isinstance(result.samples, dict) else {"": result.samples}
+        if not hasattr(model, "sample_posterior"):
+            fig = _image_figure(plt, task, result, samples)
+        else:
+            fig = _oracle_figure(plt, model, task, result, samples)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _value_figure(plt, result):
+    estimates, truth = result.samples, result.reference.numpy()
+    k = len(estimates)
+    fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.6), squeeze=False)
+    lo, hi = float(truth.min()), float(truth.max())
+    for ax, row, (label, v) in zip(axes[0], result.rows, estimates.items()):
+        ax.scatter(truth, v.numpy(), s=8, alpha=0.7, linewidths=0)
+        ax.plot([lo, hi], [lo, hi], c="0.5", lw=0.8, ls="--")
+        ax.set(
+            title=f"{label}\npearson {row['pearson']:.3f}, spearman {row['spearman']:.3f}",
+            xlabel="ground-truth V_t",
+            ylabel="estimate",
+        )
+        ax.title.set_fontsize(9)
+    return fig
+
+
+def _image_figure(plt, task, result, samples: dict, n_cols: int = 10):
+    from glass.models.mnist import to_pixels
+
+    rows: list[tuple[str, Tensor]] = []
+    if task.name == "posterior":
+        n = len(next(iter(samples.values()))) // len(result.extra["z"])
+        rows.append(("original", result.extra["z"][:n_cols]))
+        rows.append((f"x_t, t = {task.t:g}", result.extra["x_t"][:n_cols]))
+        rows += [(label, s[::n][:n_cols]) for label, s in samples.items()]
+    else:
+        rows += [(label, s[:n_cols]) for label, s in samples.items()]
+    cols = max(len(r[1]) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9 + 1.6, len(rows) * 0.95), squeeze=False)
+    for i, (label, imgs) in enumerate(rows):
+        pix = to_pixels(imgs.float()) if not label.startswith("x_t") else ((imgs.float() + 2) / 4).clamp(0, 1)
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(imgs):
+                ax.imshow(pix[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    return fig
+
+
+def _oracle_figure(plt, model, task, result, samples: dict):
+    posterior = task.name == "posterior"
+    single = len(samples) == 1
+    cols = 2 if (posterior and single) else len(samples)
+    fig, axes = plt.subplots(1, cols, figsize=(5 * cols, 5), squeeze=False)
+    d = result.reference.shape[1]
+    two_d = d == 2 and hasattr(model, "log_prob")
+    for ax, (label, s) in zip(axes[0], samples.items()):
+        name = f"{label}: " if label else ""
+        if not posterior:
+            if two_d:
+                lim = float(result.reference.abs().max()) * 1.15
+                _density_panel(ax, model.log_prob, s, lim, f"{name}samples over the exact data density")
+            else:
+                _projection_panel(ax, s, result.reference, f"{name}2-D projection (d = {d})")
+            continue
         point, x_t = result.extra["point"], result.extra["x_t"]
-        first = point == 0
         if two_d:
             lim = float(torch.cat([result.reference, x_t]).abs().max()) * 1.15
             _density_panel(
-                ax0, model.log_prob, result.samples[:0], lim, f"posterior samples at {len(x_t)} points x_t"
+                ax, model.log_prob, s[:0], lim, f"{name}posterior samples at {len(x_t)} points x_t"
             )
-            s = result.samples.numpy()
-            ax0.scatter(s[:, 0], s[:, 1], s=3, c=point.numpy(), cmap="tab10", alpha=0.5, linewidths=0)
-            ax0.scatter(
-                x_t[:, 0].numpy(),
-                x_t[:, 1].numpy(),
-                c=range(len(x_t)),
-                cmap="tab10",
-                marker="X",
-                s=70,
-                edgecolors="k",
-                label="x_t",
+            ax.scatter(
+                s[:, 0].numpy(), s[:, 1].numpy(), s=3, c=point.numpy(), cmap="tab10", alpha=0.5, linewidths=0
             )
-            ax0.legend(loc="upper right", fontsize=8)
+            ax.scatter(
+                x_t[:, 0].numpy(), x_t[:, 1].numpy(), c=range(len(x_t)), cmap="tab10", marker="X", s=70,
+                edgecolors="k", label="x_t",
+            )  # fmt: skip
+            ax.legend(loc="upper right", fontsize=8)
+        else:
+            _projection_panel(ax, s, result.reference, f"{name}all points, 2-D projection (d = {d})")
+    if posterior and single:
+        s, point, x_t = next(iter(samples.values())), result.extra["point"], result.extra["x_t"]
+        first = point == 0
+        if two_d:
+            lim = float(torch.cat([result.reference, x_t]).abs().max()) * 1.15
             x0 = x_t[:1]
             _density_panel(
                 axes[0, 1],
                 lambda z: model.posterior_log_prob(z, x0, task.t),
-                result.samples[first],
+                s[first],
                 lim,
                 f"first x_t (t = {task.t:g}): exact posterior vs samples",
             )
@@ -99,16 +163,10 @@ def plot_result(model, task, result, title: str, path: Path) -> Path:
                 [float(x0[0, 0])], [float(x0[0, 1])], marker="X", c="tab:blue", s=70, edgecolors="k"
             )
         else:
-            d = result.samples.shape[1]
-            _projection_panel(ax0, result.samples, result.reference, f"all points, 2-D projection (d = {d})")
             _projection_panel(
                 axes[0, 1],
-                result.samples[first],
+                s[first],
                 result.reference[first],
                 f"first x_t (t = {task.t:g}): posterior, projected",
             )
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

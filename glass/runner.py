@@ -4,9 +4,10 @@ Layout::
 
     outputs/runs/<date>/<time>-<task>-<sampler>-<id>/       one run
         config.yaml  overrides.yaml  metrics.json  samples.png
+        metrics.json = {"seed", "wall_time_s", "rows": [one dict per kernel: sampler, nfe, metrics]}
     outputs/multirun/<date>/<time>-<id>/                    one sweep
         000/ 001/ ...                                       one directory per job (as above)
-        summary.jsonl  summary.csv                          one row per job
+        summary.jsonl  summary.csv                          one row per job and kernel
 
 A run writes into ``<dir>.partial`` and renames it when complete; a run that fails is renamed
 ``<dir>.failed`` with ``error.txt``. Nothing is created before every job of the call has been
@@ -26,6 +27,8 @@ from datetime import datetime
 from pathlib import Path
 
 from glass.config import UserError, compose, expand_sweep, instantiate
+from glass.metrics.default import resolve_metric
+from glass.rewards.base import resolve_reward
 
 __all__ = ["Job", "prepare", "run", "write_json_atomic"]
 
@@ -39,6 +42,7 @@ class Job:
     task: object
     metric: object
     logger: object
+    reward: object = None
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -76,17 +80,17 @@ def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
         seed = cfg.get("seed")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise UserError(f"seed must be an integer >= 0, got {seed!r}")
+        model = models.get(cfg)
+        task = instantiate(cfg.task, "task")
+        try:
+            metric = resolve_metric(instantiate(cfg.metric, "metric"), task.name, model)
+            reward = resolve_reward(instantiate(cfg.reward, "reward"), model)
+        except ValueError as e:
+            raise UserError(str(e)) from None
         jobs.append(
-            Job(
-                ov,
-                cfg,
-                models.get(cfg),
-                instantiate(cfg.sampler, "sampler"),
-                instantiate(cfg.task, "task"),
-                instantiate(cfg.metric, "metric"),
-                instantiate(cfg.logger, "logger"),
-            )
-        )
+            Job(ov, cfg, model, instantiate(cfg.sampler, "sampler"), task, metric,
+                instantiate(cfg.logger, "logger"), reward)
+        )  # fmt: skip
     _check_writable(Path(jobs[0].cfg.out_dir))
     return jobs
 
@@ -126,16 +130,14 @@ def _run_job(job: Job, run_dir: Path, progress, group: str | None) -> dict:
         start = time.perf_counter()
         generator = torch.Generator().manual_seed(int(job.cfg.seed))
         with torch.inference_mode():
-            result = job.task(model, job.sampler, job.metric, generator, progress)
-        metrics = {
-            **result.metrics,
-            "wall_time_s": round(time.perf_counter() - start, 4),
-            "seed": int(job.cfg.seed),
-        }
-        write_json_atomic(partial / "metrics.json", metrics)
+            result = job.task(model, job.sampler, job.metric, generator, progress, reward=job.reward)
+        shared = {"wall_time_s": round(time.perf_counter() - start, 4), "seed": int(job.cfg.seed)}
+        rows = [{**row, **shared} for row in result.rows]
+        write_json_atomic(partial / "metrics.json", {**shared, "rows": result.rows})
         title = f"{job.task.name} | {job.sampler!r} | {model!r}"
         plot_result(model, job.task, result, title, partial / "samples.png")
-        job.logger.log(metrics)
+        for row in rows:
+            job.logger.log(row)
     except BaseException as e:
         (partial / "error.txt").write_text("".join(traceback.format_exception(e)))
         partial.rename(run_dir.with_name(run_dir.name + ".failed"))
@@ -143,13 +145,13 @@ def _run_job(job: Job, run_dir: Path, progress, group: str | None) -> dict:
     finally:
         job.logger.finish()
     partial.rename(run_dir)
-    return metrics
+    return rows
 
 
 def run(
     overrides: list[str] | list[Job], multirun: bool = False, progress=None, on_result=None
 ) -> tuple[Path, list[dict]]:
-    """Run the experiment(s) and return (output directory, one row per job).
+    """Run the experiment(s) and return (output directory, one row per job and kernel).
 
     ``overrides`` may also be the jobs returned by :func:`prepare`. ``progress(description, total)``
     may return a callable that advances a progress bar; ``on_result(row)`` is called after each job.
@@ -168,18 +170,17 @@ def run(
         dirs = [base]
     advance = progress("jobs", len(jobs)) if (progress and multirun) else None
     for job, d in zip(jobs, dirs):
-        metrics = _run_job(job, d, progress, group=base.name if multirun else None)
-        row = {
-            "job": d.name if multirun else base.name,
-            "overrides": " ".join(job.overrides),
-            **metrics,
-        }
-        rows.append(row)
+        job_rows = [
+            {"job": d.name if multirun else base.name, "overrides": " ".join(job.overrides), **m}
+            for m in _run_job(job, d, progress, group=base.name if multirun else None)
+        ]
+        rows.extend(job_rows)
         if multirun:
             with open(base / "summary.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-        if on_result:
-            on_result(row)
+                f.writelines(json.dumps(row) + "\n" for row in job_rows)
+        for row in job_rows:
+            if on_result:
+                on_result(row)
         if advance:
             advance()
     if multirun:

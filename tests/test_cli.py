@@ -20,21 +20,46 @@ def run_dirs(out: Path) -> list[Path]:
     return sorted(p for p in out.glob("runs/*/*") if p.is_dir() and p.suffix not in (".failed", ".partial"))
 
 
+ORACLE = ["model=gmm", "sampler=glass"]  # the 2-D oracle with one GLASS kernel (the core's setting)
+
+
+def rows_of(run: Path) -> list[dict]:
+    return json.loads((run / "metrics.json").read_text())["rows"]
+
+
 def test_default_run_through_the_console_script(tmp_path):
-    """The README's command, as a user types it: one run directory with config, metrics and figure."""
+    """The README's command, as a user types it (at 32 images): the MNIST posterior comparison, one
+    run directory with config, metrics and image grid, a row per kernel, and SDE at 2 steps clearly
+    worse than GLASS at 2 steps (the paper's few-step claim, with a margin of > 5x in FID here)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "glass.cli", "run", "task.n=300", f"out_dir={tmp_path}"],
+        [
+            sys.executable,
+            "-m",
+            "glass.cli",
+            "run",
+            "task.points=32",
+            "sampler.steps=[2]",
+            f"out_dir={tmp_path}",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "results" in proc.stdout and "energy" in proc.stdout
+    assert (
+        "results" in proc.stdout and "fid" in proc.stdout and "32 samples vs 10000 reference" in proc.stdout
+    )
     (run,) = run_dirs(tmp_path)
-    assert run.name.endswith(tuple("0123456789abcdef")) and "posterior-glass" in run.name
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["nfe"] == 8 and metrics["seed"] == 0 and metrics["energy"] > 0
-    assert OmegaConf.load(run / "config.yaml").sampler.steps == 8
+    assert run.name.endswith(tuple("0123456789abcdef")) and "posterior-compare" in run.name
+    rows = {r["sampler"]: r for r in rows_of(run)}
+    assert set(rows) == {"sde M=2", "glass M=2", "ode M=2"}
+    assert all(
+        r["nfe"] == 2 and r["fid_n_samples"] == 32 and 0 <= r["label_agreement"] <= 1 for r in rows.values()
+    )
+    assert rows["sde M=2"]["fid"] > 5 * rows["glass M=2"]["fid"] > 0
+    assert rows["glass M=2"]["label_agreement"] > rows["sde M=2"]["label_agreement"]
+    assert json.loads((run / "metrics.json").read_text())["seed"] == 0
+    assert OmegaConf.load(run / "config.yaml").model._target_ == "glass.models.mnist.load_flow"
     assert (run / "samples.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -46,6 +71,7 @@ def test_results_separate_good_from_bad_samplers(tmp_path):
         [
             "run",
             "-m",
+            "model=gmm",
             "sampler=ode,glass",
             "+sampler.solver=midpoint",
             "task.n=300",
@@ -55,18 +81,29 @@ def test_results_separate_good_from_bad_samplers(tmp_path):
     assert res.exit_code == 2 and res.stderr.count("\n") == 1  # solver is not an ODE option
     res = runner.invoke(
         app,
-        ["run", "-m", "sampler=ode,sde", "sampler.steps=16", "task.n=300", f"out_dir={tmp_path}"],
+        [
+            "run",
+            "-m",
+            "model=gmm",
+            "sampler=ode,sde",
+            "sampler.steps=16",
+            "task.n=300",
+            f"out_dir={tmp_path}",
+        ],
     )
     assert res.exit_code == 0, res.output
     res2 = runner.invoke(
         app,
-        ["run", "sampler.steps=16", "sampler.solver=midpoint", "task.n=300", f"out_dir={tmp_path}"],
+        ["run", *ORACLE, "sampler.steps=16", "sampler.solver=midpoint", "task.n=300", f"out_dir={tmp_path}"],
     )
     assert res2.exit_code == 0, res2.output
     (sweep,) = tmp_path.glob("multirun/*/*")
-    rows = {r["overrides"].split()[0]: r for r in csv.DictReader(open(sweep / "summary.csv"))}
-    glass_row = json.loads(next(p for p in run_dirs(tmp_path)).joinpath("metrics.json").read_text())
-    ode, sde = rows["sampler=ode"], rows["sampler=sde"]
+    rows_all = list(csv.DictReader(open(sweep / "summary.csv")))
+    (glass_row,) = rows_of(run_dirs(tmp_path)[0])
+    ode, sde = (
+        next(r for r in rows_all if r["overrides"].startswith(f"model=gmm sampler={k}"))
+        for k in ("ode", "sde")
+    )
     assert float(ode["energy"]) > 5 * float(ode["energy_floor"])
     assert glass_row["energy"] < 3 * glass_row["energy_floor"]
     assert int(ode["nfe"]) == int(sde["nfe"]) == 16 and glass_row["nfe"] == 32
@@ -75,7 +112,15 @@ def test_results_separate_good_from_bad_samplers(tmp_path):
 def test_two_point_multirun(tmp_path):
     res = runner.invoke(
         app,
-        ["run", "-m", "sampler=sde,glass", "sampler.steps=4", "task.n=200", f"out_dir={tmp_path}"],
+        [
+            "run",
+            "-m",
+            "sampler=sde,glass",
+            "sampler.steps=4",
+            "model=gmm",
+            "task.n=200",
+            f"out_dir={tmp_path}",
+        ],
     )
     assert res.exit_code == 0, res.output
     (sweep,) = tmp_path.glob("multirun/*/*")
@@ -88,13 +133,13 @@ def test_two_point_multirun(tmp_path):
     assert all(int(r["nfe"]) == 4 for r in rows)
     assert len((sweep / "summary.jsonl").read_text().splitlines()) == 2
     for job in ("000", "001"):
-        assert json.loads((sweep / job / "metrics.json").read_text())["nfe"] == 4
+        assert rows_of(sweep / job)[0]["nfe"] == 4
 
 
 def test_run_directories_are_unique_within_one_second(tmp_path):
     from glass.runner import run
 
-    dirs = {run(["task.n=50", f"out_dir={tmp_path}"])[0] for _ in range(3)}
+    dirs = {run([*ORACLE, "task.n=50", f"out_dir={tmp_path}"])[0] for _ in range(3)}
     assert len(dirs) == 3 and all(d.is_dir() for d in dirs)
 
 
@@ -104,6 +149,7 @@ def test_generate_task_on_the_64d_oracle(tmp_path):
         [
             "run",
             "model=gmm64",
+            "sampler=glass",
             "task=generate",
             "task.transitions=2",
             "sampler.steps=3",
@@ -113,7 +159,7 @@ def test_generate_task_on_the_64d_oracle(tmp_path):
     )
     assert res.exit_code == 0, res.output
     (run,) = run_dirs(tmp_path)
-    assert json.loads((run / "metrics.json").read_text())["nfe"] == 6
+    assert rows_of(run)[0]["nfe"] == 6
     assert (run / "samples.png").stat().st_size > 1000
 
 
@@ -123,16 +169,33 @@ BAD = [
     (["sampler.rho=1.5"], "sampler.rho must be 'ddpm' or a number in [-1, 1], got 1.5"),
     (["sampler.steps=0"], "sampler.steps must be an integer >= 1, got 0"),
     (["sampler.steps=abc"], "sampler.steps must be an integer >= 1, got 'abc'"),
-    (["sampler=foo"], "unknown sampler 'foo'; choose from: glass, ode, sde"),
-    (["-m", "sampler=sde,foo"], "unknown sampler 'foo'; choose from: glass, ode, sde"),
+    (["sampler=foo"], "unknown sampler 'foo'; choose from: compare, glass, ode, sde"),
+    (["-m", "sampler=sde,foo"], "unknown sampler 'foo'; choose from: compare, glass, ode, sde"),
     (["task.foo=1"], "unknown key 'task.foo'; allowed keys: t, points, n"),
+    (["sampler.samplers=[sde,foo]"], "sampler.samplers: unknown sampler 'foo'; choose from: glass, ode, sde"),
+    (["sampler.steps=[2,0]"], "sampler.steps must be an integer >= 1, got 0"),
+    (["sampler.rho=[ddpm,2]"], "sampler.rho must be 'ddpm' or a number in [-1, 1], got 2"),
+    (["sampler.steps=[]"], "sampler.steps must be a value or a non-empty list"),
+    (["metric=oracle"], "metric=oracle needs an exact oracle model"),
+    (["model=gmm", "metric=fid"], "metric=fid scores images (model=mnist)"),
+    (["task=value", "metric=fid"], "task=value is scored with metric=correlation"),
+    (["reward=linear"], "reward=linear is the oracle's reward"),
+    (["model=gmm", "reward=classifier"], "reward=classifier needs an MNIST model"),
+    (["reward=classifier", "reward.target=10"], "reward.target must be a digit class 0..9, got 10"),
+    (["task=value", "task.truth_sampler=ode"], "task.truth_sampler must be glass or sde, got 'ode'"),
+    (["model.device=cuda:7"], "model.device='cuda:7' but no CUDA GPU is available here"),
+    (["model.device=tpu"], "model.device must be a torch device"),
+    (
+        ["model.path=/nonexistent/flow.safetensors"],
+        "'/nonexistent/flow.safetensors' or its manifest is missing; retrain it with `glass train flow`",
+    ),
     (["foo=1"], "unknown key 'foo'"),
     (["task.t=[0.2"], "malformed override 'task.t=[0.2'"),
     (["sampler.steps"], "malformed override"),
     (["+sampler.foo=3"], "sampler: unexpected option 'foo'"),
     (["sampler.steps=2,4"], "is a sweep; add -m"),
     (["-m", "sampler.steps=2,0"], "sampler.steps must be an integer >= 1, got 0"),
-    (["model.schedule=foo"], "unknown schedule 'foo'"),
+    (["model=gmm", "model.schedule=foo"], "unknown schedule 'foo'"),
     (["seed=-1"], "seed must be an integer >= 0"),
     (["--bogus"], "unknown option '--bogus'"),
 ]
@@ -163,7 +226,7 @@ def test_failed_run_is_marked_not_finished(tmp_path, monkeypatch):
         raise RuntimeError("simulated failure")
 
     monkeypatch.setattr(Posterior, "__call__", boom)
-    res = runner.invoke(app, ["run", f"out_dir={tmp_path}"])
+    res = runner.invoke(app, ["run", *ORACLE, f"out_dir={tmp_path}"])
     assert res.exit_code == 1 and "simulated failure" in res.stderr and res.stderr.count("\n") == 1
     assert run_dirs(tmp_path) == []
     (failed,) = tmp_path.glob("runs/*/*.failed")
@@ -175,9 +238,9 @@ def test_help_explains_groups_and_overrides():
     assert res.exit_code == 0
     for word in (
         "sampler",
-        "glass, ode, sde",
+        "compare, glass, ode, sde",
         "task",
-        "generate, posterior",
+        "generate, posterior, value",
         "sampler.steps",
         "-m",
     ):
@@ -194,5 +257,5 @@ def test_cfg_prints_the_composed_config():
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in groups().items() for o in opts])
 def test_every_config_composes_and_instantiates(group, option):
     cfg = compose([f"{group}={option}"])
-    for node in ("sampler", "task", "metric", "logger", "model"):
+    for node in ("sampler", "task", "metric", "reward", "logger", "model"):
         assert instantiate(cfg[node], node) is not None

@@ -81,7 +81,7 @@ def test_wandb_failure_never_stops_a_run(tmp_path, monkeypatch, capsys):
         raise RuntimeError("no network")
 
     monkeypatch.setattr(wandb, "init", broken_init)
-    base, rows = run(["logger=wandb", "task.n=50", f"out_dir={tmp_path}"])
+    base, rows = run(["model=gmm", "sampler=glass", "logger=wandb", "task.n=50", f"out_dir={tmp_path}"])
     assert (base / "metrics.json").is_file() and rows[0]["nfe"] == 8
     err = capsys.readouterr().err
     assert err.count("W&B init failed") == 1 and "no network" in err
@@ -92,5 +92,5 @@ def test_wandb_offline_run_logs_locally(tmp_path, monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    base, _ = run(["logger=wandb", "task.n=50", f"out_dir={tmp_path}"])
+    base, _ = run(["model=gmm", "sampler=glass", "logger=wandb", "task.n=50", f"out_dir={tmp_path}"])
     assert list((base / "wandb").glob("offline-run-*")), "an offline W&B run directory is written"

@@ -7,7 +7,9 @@ Features:
 - ``inception``: Inception-v3 pool features through torchmetrics / torch-fidelity (weights are
   downloaded by those libraries; needs a network once).
 Reference statistics are cached on disk under ``cache_dir`` keyed by features, split and count.
-Every FID is reported with its sample counts.
+Every FID is reported with its sample counts. Samples are clamped to the image range [-1, 1]
+first (``clamp``), as saving them as images would; a sampler that leaves the range still pays for it
+in the features.
 """
 
 from __future__ import annotations
@@ -51,9 +53,13 @@ def feature_stats(feats: Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(stats_a, stats_b) -> float:
     """clean-fid's Fréchet distance between two (mean, covariance) pairs."""
+    import warnings
+
     from cleanfid.fid import frechet_distance as cf
 
-    return float(cf(stats_a[0], stats_a[1], stats_b[0], stats_b[1]))
+    with warnings.catch_warnings():  # rank-deficient covariances (fewer samples than features)
+        warnings.simplefilter("ignore")
+        return float(cf(stats_a[0], stats_a[1], stats_b[0], stats_b[1]))
 
 
 def _features(extractor: nn.Module, images: Tensor, batch: int = 500) -> Tensor:
@@ -63,6 +69,11 @@ def _features(extractor: nn.Module, images: Tensor, batch: int = 500) -> Tensor:
 class FID:
     """Metric ``fid``: FID of samples (data space, (N, 1, 28, 28)) against a reference split."""
 
+    def __repr__(self) -> str:
+        return (
+            f"FID(features={self.features!r}, reference={self.reference!r}, n_reference={self.n_reference})"
+        )
+
     def __init__(
         self,
         features: Features = "mnist",
@@ -71,6 +82,7 @@ class FID:
         n_reference: int = 10000,
         cache_dir: str = "outputs/cache",
         data_root: str | None = None,
+        clamp: bool = True,
     ):
         if features not in get_args(Features):
             raise ValueError(
@@ -84,6 +96,7 @@ class FID:
             raise ValueError(f"metric.n_reference must be an integer >= 2, got {n_reference!r}")
         self.features, self.backend, self.reference = features, backend, reference
         self.n_reference, self.cache_dir, self.data_root = n_reference, Path(cache_dir), data_root
+        self.clamp = bool(clamp)
         self._extractor: nn.Module | None = None
 
     def extractor(self) -> nn.Module:
@@ -124,6 +137,10 @@ class FID:
 
     def __call__(self, samples: Tensor, reference: Tensor | None = None) -> dict[str, float]:
         """FID of ``samples`` against ``reference`` images (or the cached reference split)."""
+        if not torch.isfinite(samples).all():
+            raise ValueError("FID: the samples contain NaN or Inf")
+        if self.clamp:
+            samples = samples.clamp(-1, 1)
         out: dict[str, float] = {"fid_n_samples": len(samples)}
         if self.backend in ("clean-fid", "both"):
             ref = (

@@ -106,6 +106,18 @@ class GaussianMixture(Model):
         eps = torch.randn(z.shape, generator=generator, dtype=F64)
         return bcast(self.schedule.alpha(t), z) * z + bcast(self.schedule.sigma(t), z) * eps
 
+    def data_samples(self, n: int, generator=None) -> tuple[Tensor, None]:
+        """n exact data samples (and no labels): the points tasks noise to time t."""
+        return self.sample(n, generator), None
+
+    def value(self, x: Tensor, t: float | Tensor, w: Tensor) -> Tensor:
+        """Exact value function of the linear reward r(z) = w.z (paper eq. 8):
+        V_t(x) = log E[exp(w.z) | x_t = x] = log sum_k pi_k(x) exp(w.mu_k(x) + c_k |w|^2 / 2),
+        since z | x_t is the Gaussian mixture of :meth:`posterior`."""
+        logw, mu, c = self.posterior(x, t)
+        w = torch.as_tensor(w, dtype=F64, device=mu.device)
+        return torch.logsumexp(logw + mu @ w + 0.5 * c * (w @ w), dim=1)
+
     def sample_posterior(self, x: Tensor, t: float | Tensor, generator=None) -> Tensor:
         """One exact sample of p_{1|t}(z | x_t) per row of x."""
         return self._draw(*self.posterior(x, t), generator)

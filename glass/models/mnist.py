@@ -119,11 +119,44 @@ def load_checkpoint(path: str | Path, retrain: str) -> tuple[dict, dict]:
 class MnistFlow(CallableModel):
     """The MNIST flow model behind the denoiser interface (velocity prediction, linear schedule)."""
 
-    def __init__(self, net: nn.Module, device: str = "cpu", time_scale: float = TIME_SCALE):
+    def __init__(
+        self,
+        net: nn.Module,
+        device: str = "cpu",
+        time_scale: float = TIME_SCALE,
+        data_root: str | None = None,
+        classifier: str | None = None,
+    ):
         self.net = net.eval().requires_grad_(False).to(device)
         self.time_scale = time_scale
+        self.data_root, self.classifier_path = data_root, classifier
+        self._classifier: Classifier | None = None
         super().__init__(
             self._velocity, "velocity", "linear", shape=(1, 28, 28), dtype=torch.float32, device=device
+        )
+
+    def data_samples(self, n: int, generator=None, split: str = "test") -> tuple[Tensor, Tensor]:
+        """``n`` distinct images of ``split`` drawn with ``generator`` (data space, float64, on the
+        model's device) and their labels."""
+        from glass.data import load_mnist
+
+        images, labels = load_mnist(split, self.data_root)
+        if n > len(images):
+            raise ValueError(f"asked for {n} MNIST {split} images, the split has {len(images)}")
+        idx = torch.randperm(len(images), generator=generator)[:n]
+        return to_data(images[idx]).double().to(self.device), labels[idx]
+
+    def classifier(self) -> Classifier:
+        """The shipped classifier (loaded once)."""
+        if self._classifier is None:
+            self._classifier = load_classifier(self.classifier_path, self.device)
+        return self._classifier
+
+    def classify(self, z: Tensor, batch: int = 1000) -> Tensor:
+        """Predicted labels of data-space images."""
+        net = self.classifier()
+        return torch.cat(
+            [net(z[i : i + batch].float().to(self.device)).argmax(1).cpu() for i in range(0, len(z), batch)]
         )
 
     def _velocity(self, x: Tensor, t: Tensor) -> Tensor:
@@ -134,12 +167,31 @@ class MnistFlow(CallableModel):
         return f"MnistFlow({n / 1e6:.2f}M params)"
 
 
-def load_flow(path: str | Path | None = None, device: str = "cpu") -> MnistFlow:
-    """Load the shipped (or given) MNIST flow checkpoint."""
+def load_flow(
+    path: str | Path | None = None,
+    device: str = "cpu",
+    data_root: str | None = None,
+    classifier: str | None = None,
+) -> MnistFlow:
+    """Load the shipped (or given) MNIST flow checkpoint (``model=mnist``). ``data_root`` and
+    ``classifier`` are where the task's test images and the label classifier come from."""
+    check_device(device)
     state, manifest = load_checkpoint(path or ASSETS / "mnist_flow.safetensors", "glass train flow")
     net = flow_unet(**manifest["architecture"])
     net.load_state_dict(state)
-    return MnistFlow(net, device, manifest.get("time_scale", TIME_SCALE))
+    return MnistFlow(net, device, manifest.get("time_scale", TIME_SCALE), data_root, classifier)
+
+
+def check_device(device: str) -> None:
+    """One clear error for a device string torch cannot use here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"model.device must be a torch device such as cpu or cuda, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"model.device={device!r} but no CUDA GPU is available here; use model.device=cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"model.device={device!r} but MPS is not available here; use model.device=cpu")
 
 
 def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:

@@ -1,7 +1,8 @@
-"""Tasks: thin compositions of model + sampler (transition) + metric."""
+"""Tasks: thin compositions of model + sampler (transition) + metric (+ reward)."""
 
 from glass.tasks.base import Result
 from glass.tasks.generate import Generate
 from glass.tasks.posterior import Posterior
+from glass.tasks.value import Value
 
-__all__ = ["Result", "Generate", "Posterior"]
+__all__ = ["Result", "Generate", "Posterior", "Value"]

@@ -1,22 +1,32 @@
-"""What every task returns, and the checks tasks share."""
+"""What every task returns, and the pieces tasks share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
-__all__ = ["Result", "check_int", "require_oracle"]
+from glass.schedules import bcast
+
+__all__ = ["Result", "check_int", "check_time", "is_oracle", "fork", "noise_to", "evaluate"]
 
 
 @dataclass
 class Result:
-    """Metrics (flat name -> number; ``nfe`` included) and the arrays the plots need."""
+    """``rows``: one dict of metrics per kernel (``sampler`` label, ``nfe`` and the metric values);
+    ``samples``: the first kernel's samples (or, for images, label -> samples); the arrays the plots
+    need in ``extra``."""
 
-    metrics: dict[str, float]
-    samples: Tensor
-    reference: Tensor
-    extra: dict[str, Tensor] = field(default_factory=dict)
+    rows: list[dict]
+    samples: Tensor | dict[str, Tensor]
+    reference: Tensor | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict:
+        """The single kernel's metrics (first row)."""
+        return self.rows[0]
 
 
 def check_int(name: str, value, minimum: int) -> int:
@@ -25,6 +35,35 @@ def check_int(name: str, value, minimum: int) -> int:
     return value
 
 
-def require_oracle(model, what: str) -> None:
-    if not hasattr(model, "sample_posterior"):
-        raise ValueError(f"{what} needs an exact oracle model (model=gmm or model=gmm64), got {model!r}")
+def check_time(name: str, t) -> float:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {t!r}")
+    return float(t)
+
+
+def is_oracle(model) -> bool:
+    """Whether the model is an exact oracle (closed-form posterior samples)."""
+    return hasattr(model, "sample_posterior")
+
+
+def fork(generator: torch.Generator, device):
+    """A seed drawn from ``generator``, returned as a factory of fresh generators on ``device``:
+    every kernel of a comparison gets an identical copy of the same stream, whatever device the
+    model runs on."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return lambda: torch.Generator(device=device).manual_seed(seed)
+
+
+def noise_to(model, z: Tensor, t: float, generator: torch.Generator) -> Tensor:
+    """x_t = alpha_t z + sigma_t eps (paper eq. 2), eps drawn on the CPU with ``generator``."""
+    sch = model.schedule
+    eps = torch.randn(z.shape, generator=generator, dtype=torch.float64).to(z.device)
+    return bcast(sch.alpha(t), z).to(z.device) * z + bcast(sch.sigma(t), z).to(z.device) * eps
+
+
+def evaluate(metric, samples: Tensor, exact=None) -> dict:
+    """Score samples: the oracle metric compares with ``exact(generator)`` draws, FID with its
+    reference set."""
+    if exact is not None:
+        return metric(samples, exact)
+    return metric(samples)

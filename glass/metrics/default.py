@@ -1,0 +1,36 @@
+"""``metric=default``: the metric that fits the task and the model.
+
+posterior / generate on the oracle -> ``oracle`` (distance to exact samples); on images -> ``fid``;
+value -> ``correlation`` (with the exact value on the oracle, a cached Monte-Carlo one on images).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Default", "resolve_metric"]
+
+
+class Default:
+    def __repr__(self) -> str:
+        return "Default()"
+
+
+def resolve_metric(metric, task_name: str, model):
+    """Replace ``Default`` by the fitting metric; check an explicit one fits task and model."""
+    from glass.metrics.correlation import Correlation
+    from glass.metrics.fid import FID
+    from glass.metrics.oracle import OracleDistance
+
+    oracle = hasattr(model, "sample_posterior")
+    if isinstance(metric, Default):
+        if task_name == "value":
+            return Correlation()
+        return OracleDistance() if oracle else FID()
+    if task_name == "value" and not isinstance(metric, Correlation):
+        raise ValueError(f"task=value is scored with metric=correlation (or default), got {metric!r}")
+    if task_name != "value" and isinstance(metric, Correlation):
+        raise ValueError(f"metric=correlation scores task=value, not task={task_name}")
+    if isinstance(metric, OracleDistance) and not oracle:
+        raise ValueError("metric=oracle needs an exact oracle model (model=gmm or gmm64); use metric=fid")
+    if isinstance(metric, FID) and oracle:
+        raise ValueError("metric=fid scores images (model=mnist); use metric=oracle on the oracle")
+    return metric

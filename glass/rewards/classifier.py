@@ -1,0 +1,39 @@
+"""MNIST classifier reward: log-probability of a target class under the shipped classifier (the
+analog of the paper's ImageNet classifier log-likelihood reward)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["ClassifierLogProb"]
+
+
+class ClassifierLogProb:
+    """r(z) = log p(target | z) under the shipped (or given) classifier; differentiable."""
+
+    differentiable = True
+
+    def __init__(self, target: int = 0, path: str | None = None, batch: int = 1000):
+        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target <= 9:
+            raise ValueError(f"reward.target must be a digit class 0..9, got {target!r}")
+        self.target, self.path, self.batch = target, path, batch
+        self._net = None
+
+    def net(self, device) -> torch.nn.Module:
+        if self._net is None:
+            from glass.models.mnist import load_classifier
+
+            self._net = load_classifier(self.path)
+        return self._net.to(device)
+
+    def __call__(self, x1: Tensor, **cond) -> Tensor:
+        net = self.net(x1.device)
+        out = [
+            torch.log_softmax(net(x1[i : i + self.batch].float()).double(), dim=1)[:, self.target]
+            for i in range(0, len(x1), self.batch)
+        ]
+        return torch.cat(out)
+
+    def __repr__(self) -> str:
+        return f"ClassifierLogProb(target={self.target})"

@@ -1,0 +1,146 @@
+"""Value estimation (paper eq. 8): V_t(x) = log E_{z ~ p_{1|t}(.|x)} exp(r(z)).
+
+``points`` data points are noised to time t. Each kernel estimates V_t at every x_t by Monte Carlo
+with ``n`` posterior samples, V_hat = log mean_i exp r(z_i), and the estimates are scored against the
+ground truth with Pearson / Spearman correlation, RMSE and bias. ``nfe`` is per posterior sample (the kernel's
+steps); ``network_calls`` counts the batched calls (one per chunk and step):
+- oracle with the linear reward: the exact V_t (closed form, :meth:`GaussianMixture.value`);
+- otherwise a Monte-Carlo ground truth from ``truth_n`` posterior samples drawn with
+  ``truth_sampler`` at ``truth_steps`` steps (the paper: 200 samples, M = 200), cached on disk under
+  ``cache_dir`` keyed by the model's weights, the reward, t and the points themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from glass.samplers.compare import kernels_of
+from glass.tasks.base import Result, check_int, check_time, fork, is_oracle, noise_to
+
+__all__ = ["Value", "mc_value"]
+
+
+def mc_value(
+    model, kernel, reward, x_t: Tensor, t: float, n: int, generator, chunk: int = 2048, advance=None
+):
+    """Monte-Carlo V_t at each row of ``x_t`` with ``n`` posterior samples of ``kernel``
+    (batched in chunks of about ``chunk`` samples; each chunk is one batch of network calls)."""
+    per = max(1, chunk // n)
+    out = []
+    for i in range(0, len(x_t), per):
+        x = x_t[i : i + per].repeat_interleave(n, 0)
+        z = kernel.transition(model, x, t, 1.0, generator=generator)
+        if not torch.isfinite(z).all():
+            raise FloatingPointError(f"{kernel!r} produced NaN or Inf posterior samples at t = {t:g}")
+        r = reward(z).double().reshape(-1, n)
+        out.append(torch.logsumexp(r, 1).cpu() - math.log(n))
+        if advance:
+            advance()
+    return torch.cat(out)
+
+
+class Value:
+    """``points`` defaults to 256 on the oracle and 64 on images (null)."""
+
+    name = "value"
+
+    def __init__(
+        self,
+        t: float = 0.2,
+        points: int | None = None,
+        n: int = 16,
+        truth_n: int = 200,
+        truth_steps: int = 200,
+        truth_sampler: str = "glass",
+        chunk: int = 2048,
+        cache_dir: str = "outputs/cache",
+    ):
+        self.t = check_time("task.t", t)
+        self.points = None if points is None else check_int("task.points", points, 3)
+        self.n = check_int("task.n", n, 1)
+        self.truth_n = check_int("task.truth_n", truth_n, 1)
+        self.truth_steps = check_int("task.truth_steps", truth_steps, 1)
+        if truth_sampler not in ("glass", "sde"):
+            raise ValueError(f"task.truth_sampler must be glass or sde, got {truth_sampler!r}")
+        self.truth_sampler = truth_sampler
+        self.chunk = check_int("task.chunk", chunk, 1)
+        self.cache_dir = Path(cache_dir)
+
+    def truth_kernel(self):
+        from glass.samplers import GLASS, SDE
+
+        return GLASS(self.truth_steps) if self.truth_sampler == "glass" else SDE(self.truth_steps)
+
+    def __call__(
+        self, model, sampler, metric, generator: torch.Generator, progress=None, reward=None, **_
+    ) -> Result:
+        oracle = is_oracle(model)
+        points = self.points or (256 if oracle else 64)
+        z, _ = model.data_samples(points, generator)
+        x_t = noise_to(model, z, self.t, generator)
+        stream = fork(generator, model.device)
+        if oracle and hasattr(reward, "weights"):
+            truth, truth_info = model.value(x_t, self.t, reward.weights(model.dim)).cpu(), {"truth": "exact"}
+        else:
+            truth, truth_info = self._cached_truth(model, reward, x_t, stream(), progress)
+        kernels = kernels_of(sampler)
+        per = max(1, self.chunk // self.n)
+        advance = progress("value", len(kernels) * math.ceil(points / per)) if progress else None
+        rows, estimates = [], {}
+        for label, kernel in kernels:
+            model.reset_nfe()
+            v = mc_value(model, kernel, reward, x_t, self.t, self.n, stream(), self.chunk, advance)
+            calls = model.reset_nfe()
+            m = metric(v, truth)
+            row = {"sampler": label, **m, "nfe": calls // math.ceil(points / per), "network_calls": calls}
+            rows.append({**row, "n_samples": self.n, **truth_info})
+            estimates[label] = v
+        return Result(rows, estimates, truth, {"x_t": x_t.cpu(), "truth_std": float(truth.std())})
+
+    def _cached_truth(self, model, reward, x_t, generator, progress) -> tuple[Tensor, dict]:
+        key = hashlib.sha256()
+        parts = (
+            _fingerprint(model),
+            repr(reward),
+            self.t,
+            self.truth_n,
+            self.truth_steps,
+            self.truth_sampler,
+        )
+        for part in parts:
+            key.update(repr(part).encode())
+        key.update(x_t.detach().cpu().double().numpy().tobytes())
+        path = self.cache_dir / f"value-truth-{key.hexdigest()[:16]}.pt"
+        info = {"truth": f"{self.truth_sampler} M={self.truth_steps} n={self.truth_n}"}
+        if path.is_file():
+            try:
+                return torch.load(path, weights_only=True), {**info, "truth_cached": True}
+            except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
+                pass
+        per = max(1, self.chunk // self.truth_n)
+        advance = progress("value ground truth", math.ceil(len(x_t) / per)) if progress else None
+        model.reset_nfe()
+        kernel = self.truth_kernel()
+        truth = mc_value(model, kernel, reward, x_t, self.t, self.truth_n, generator, self.chunk, advance)
+        info["truth_network_calls"] = model.reset_nfe()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(truth, tmp)
+        tmp.replace(path)
+        return truth, {**info, "truth_cached": False}
+
+
+def _fingerprint(model) -> str:
+    """Hash of the model's identity: its repr and every tensor it holds (network weights too)."""
+    h = hashlib.sha256(repr(model).encode())
+    net = getattr(model, "net", None)
+    tensors = list(net.state_dict().values()) if net is not None else []
+    tensors += [v for v in vars(model).values() if isinstance(v, Tensor)]
+    for v in tensors:
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
