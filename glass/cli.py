@@ -14,7 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     help="GLASS Flows: transition sampling for flow and diffusion models (arXiv 2509.25170).\n\n"
-    "Experiments compose [bold]model[/] x [bold]sampler[/] (ode | sde | glass) x [bold]task[/] x "
+    "Experiments compose [bold]model[/] x [bold]sampler[/] (ode | sde | glass | compare) x [bold]task[/] x "
     "[bold]metric[/] from Hydra configs. Start with [cyan]glass run[/] (the default experiment), "
     "then override anything: [cyan]glass run task=posterior sampler=glass sampler.steps=8 task.t=0.2[/].",
 )
@@ -30,13 +30,15 @@ def _run_help() -> str:
         "OVERRIDES are Hydra overrides: [cyan]group=option[/] picks a config, [cyan]key=value[/] sets "
         "a value, [cyan]+key=value[/] adds one.\n\n"
         "Config groups and their options:\n\n" + "\n\n".join(lines) + "\n\n"
-        "Common overrides: sampler.steps=8 sampler.rho=ddpm|0.4 sampler.solver=euler|midpoint "
-        "task.t=0.2 task.n=2000 task.transitions=5 model.schedule=linear|vp|cosine seed=0 "
-        "logger=wandb out_dir=outputs\n\n"
+        "Common overrides: sampler.steps=8 (or a list with sampler=compare: sampler.steps=[2,8]) "
+        "sampler.samplers=[sde,glass,ode] sampler.rho=ddpm|0.4 sampler.solver=euler|midpoint "
+        "task.t=0.2 task.points=256 task.n=1 task.transitions=5 reward.target=0 model.device=cpu|cuda "
+        "model.schedule=linear|vp|cosine (oracles) seed=0 logger=wandb out_dir=outputs\n\n"
         "Examples:\n\n"
-        "  glass run                                              (posterior sampling on the 2-D oracle)\n\n"
+        "  glass run        (MNIST posterior sampling at t = 0.2: SDE vs GLASS vs ODE)\n\n"
+        "  glass run task=value task.truth_n=64 task.truth_steps=50   (value estimation on MNIST)\n\n"
         "  glass run model=gmm64 task=posterior sampler=glass sampler.steps=8 task.t=0.2\n\n"
-        "  glass run -m sampler=sde,glass sampler.steps=2,4,8\n\n"
+        "  glass run -m model=gmm sampler=sde,glass sampler.steps=2,4,8\n\n"
         "  glass run --cfg task=generate sampler=ode               (print the composed config)\n\n"
         "Each run writes outputs/runs/<date>/<time>-<task>-<sampler>-<id>/ (config.yaml, metrics.json, "
         "samples.png); a sweep writes outputs/multirun/<date>/<time>-<id>/ with one directory per job "
