@@ -77,7 +77,8 @@ def results_table(rows: list[dict]):
 
     skip = {"job", "overrides", "seed", "wall_time_s", "nfe", "sampler", "truth_cached"}
     skip |= {"n_points", "n_per_point", "n_samples", "fid_n_samples", "fid_n_reference", "truth"}
-    skip |= {"network_calls", "truth_network_calls"}
+    skip |= {"network_calls", "truth_network_calls", "groups", "particles"}
+    skip |= {k for r in rows for k in r if k.endswith("_se")}
     keys = list(
         dict.fromkeys(
             k for r in rows for k in r if k not in skip and not k.endswith(("_floor", "_floor_std"))
@@ -95,7 +96,11 @@ def results_table(rows: list[dict]):
     table.add_column("time s", justify="right")
     for r in rows:
         cells = [
-            f"{_fmt(r[k])} ({_fmt(r[k + '_floor'])})" if f"{k}_floor" in r else _fmt(r.get(k, ""))
+            f"{_fmt(r[k])} ({_fmt(r[k + '_floor'])})"
+            if f"{k}_floor" in r
+            else f"{_fmt(r[k])} ± {_fmt(r[k + '_se'])}"
+            if f"{k}_se" in r
+            else _fmt(r.get(k, ""))
             for k in keys
         ]
         table.add_row(
@@ -163,7 +168,10 @@ def run(
             raise
         _fail(f"{type(e).__name__}: {e} (set GLASS_DEBUG=1 for the traceback)", 1)
 
-    Console().print(results_table(rows))
+    out = Console()
+    if not out.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        out = Console(width=200)
+    out.print(results_table(rows))
     typer.echo(f"outputs: {base}")
 
 

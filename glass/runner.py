@@ -91,6 +91,8 @@ def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
         try:
             metric = resolve_metric(instantiate(cfg.metric, "metric"), task.name, model)
             reward = resolve_reward(instantiate(cfg.reward, "reward"), model)
+            if hasattr(task, "check"):
+                task.check(model, reward)
         except ValueError as e:
             raise UserError(str(e)) from None
         jobs.append(
@@ -140,6 +142,8 @@ def _run_job(job: Job, run_dir: Path, progress, group: str | None) -> dict:
         shared = {"wall_time_s": round(time.perf_counter() - start, 4), "seed": int(job.cfg.seed)}
         rows = [{**row, **shared} for row in result.rows]
         write_json_atomic(partial / "metrics.json", {**shared, "rows": result.rows})
+        if any(result.extra.get("trace", {}).values()):  # FK steering: ESS, resampling, ancestry per step
+            write_json_atomic(partial / "trace.json", result.extra["trace"])
         title = f"{job.task.name} | {job.sampler!r} | {model!r}"
         plot_result(model, job.task, result, title, partial / "samples.png")
         for row in rows:

@@ -53,16 +53,14 @@ def resample(log_weights: Tensor, method: Resampler = "systematic", generator=No
         idx = _inverse_cdf(w, (base + torch.rand(g, 1, generator=generator, dtype=torch.float64)) / n)
     elif method == "stratified":
         idx = _inverse_cdf(w, (base + torch.rand(g, n, generator=generator, dtype=torch.float64)) / n)
-    else:  # residual: floor(N w_i) deterministic copies, the remaining R draws multinomial on the rest
-        counts = torch.floor(n * w).long()
-        rows = []
-        for i in range(g):
-            keep = torch.repeat_interleave(torch.arange(n), counts[i])
-            rest = n - len(keep)
-            if rest > 0:
-                resid = n * w[i] - counts[i]
-                extra = torch.multinomial(resid / resid.sum(), rest, replacement=True, generator=generator)
-                keep = torch.cat([keep, extra])
-            rows.append(keep)
-        idx = torch.stack(rows)
+    else:  # residual: floor(N w_i) deterministic copies, the remaining draws multinomial on the rest
+        counts = torch.floor(n * w)
+        cum = torch.cumsum(counts, -1).contiguous()
+        j = base.expand(g, -1).contiguous()
+        deterministic = torch.searchsorted(cum, j, right=True).clamp_(max=n - 1)
+        resid = n * w - counts
+        total = resid.sum(-1, keepdim=True)
+        resid = torch.where(total > 1e-12, resid / total.clamp_min(1e-300), torch.full_like(resid, 1.0 / n))
+        rest = torch.multinomial(resid, n, replacement=True, generator=generator)
+        idx = torch.where(j < cum[:, -1:], deterministic, rest)
     return idx[0] if single else idx

@@ -2,6 +2,8 @@
 
 A reward is a callable ``reward(x1, **cond) -> (N,)`` tensor (float64) on clean samples x_1 in the
 model's data space, with ``differentiable`` telling whether gradients through it are meaningful.
+Latent models (issue 6) expose ``model.decode(x)``; :func:`score` applies it first. Rewards with
+weights to fetch have ``load()``, called when the run is prepared so missing weights fail early.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Protocol
 
 from torch import Tensor
 
-__all__ = ["Reward", "Default", "resolve_reward"]
+__all__ = ["Reward", "Default", "resolve_reward", "score"]
 
 
 class Reward(Protocol):
@@ -20,11 +22,14 @@ class Reward(Protocol):
 
 
 class Default:
-    """``reward=default``: the model's natural reward (MNIST: classifier log-probability of
-    class 0; Gaussian-mixture oracle: the linear reward w.z with |w| = 1)."""
+    """``reward=default``: the model's natural reward (MNIST: classifier log-probability of class
+    ``target``; Gaussian-mixture oracle: the linear reward w.z with |w| = 1)."""
+
+    def __init__(self, target: int = 0):
+        self.target = target
 
     def __repr__(self) -> str:
-        return "Default()"
+        return f"Default(target={self.target})"
 
 
 def resolve_reward(reward, model):
@@ -34,9 +39,19 @@ def resolve_reward(reward, model):
 
     oracle = hasattr(model, "sample_posterior")
     if isinstance(reward, Default):
-        return Linear() if oracle else ClassifierLogProb()
+        return Linear() if oracle else ClassifierLogProb(target=reward.target)
     if isinstance(reward, ClassifierLogProb) and oracle:
         raise ValueError("reward=classifier needs an MNIST model (model=mnist), got the oracle")
     if isinstance(reward, Linear) and not oracle:
         raise ValueError("reward=linear is the oracle's reward (model=gmm or gmm64)")
+    if oracle and not isinstance(reward, Linear):
+        raise ValueError(f"{reward!r} scores images; the oracle's reward is reward=linear")
+    if hasattr(reward, "load"):
+        reward.load()
     return reward
+
+
+def score(reward, model, x1: Tensor, **cond) -> Tensor:
+    """r(decode(x_1)): rewards see images, latent models decode first (``model.decode``)."""
+    decode = getattr(model, "decode", None)
+    return reward(decode(x1) if decode is not None else x1, **cond)

@@ -1,0 +1,244 @@
+"""Reward alignment tasks: ``fk_steering``, ``best_of_n`` and ``guidance`` (DESIGN §4, paper §5-6.3).
+
+Each is a thin composition of model + transition kernel(s) + reward (+ guidance): ``groups``
+independent outputs are produced, each from ``particles`` sample paths of K transitions x M steps, so
+every method at the same K, M and particles spends the same NFE (reported per output sample as
+``nfe_per_sample``; reward-gradient passes separately as ``grad_evals``). Guidance (``guidance.lam``
+> 0) tilts the model's denoiser (``glass.alignment.guidance.Guided``) and composes with FK steering.
+
+Quality beside the reward, to expose reward hacking:
+- oracle with the linear reward: energy distance of the outputs to exact samples of the tilted
+  target p(z) exp(lam w.z) (with its noise floor) and the exact E_{p^r}[r];
+- images: FID against the test images of the reward's target class (with sample counts), the
+  fraction classified as that class, and diversity (mean pairwise distance of the outputs'
+  classifier features).
+For FK steering, ``unique_fraction`` is the fraction of distinct final particles per group: an ODE
+proposal cannot diversify resampled copies, so it collapses towards 1 / particles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from glass.alignment import best_of_n, fk_steering
+from glass.alignment.guidance import Guided
+from glass.rewards.base import score
+from glass.samplers.compare import kernels_of
+from glass.tasks.base import Result, check_int, fork, is_oracle
+
+__all__ = ["FKSteering", "BestOfN", "Guidance"]
+
+
+def _mean_se(v: Tensor) -> tuple[float, float]:
+    v = v.double()
+    return float(v.mean()), float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+class _Align:
+    name = "align"
+
+    def __init__(
+        self,
+        particles: int = 8,
+        transitions: int = 5,
+        groups: int | None = None,
+        chunk: int | None = None,
+        guidance: dict | None = None,
+    ):
+        self.particles = check_int("task.particles", particles, 1)
+        self.transitions = check_int("task.transitions", transitions, 1)
+        self.groups = None if groups is None else check_int("task.groups", groups, 2)
+        self.chunk = None if chunk is None else check_int("task.chunk", chunk, 1)
+        self.guidance = dict(guidance or {})
+        unknown = set(self.guidance) - {"lam", "t_lo", "t_hi", "grad"}
+        if unknown:
+            raise ValueError(f"task.guidance: unknown keys {sorted(unknown)}; allowed: lam, t_lo, t_hi, grad")
+        lam = self.guidance.get("lam", 0.0)
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
+            raise ValueError(f"task.guidance.lam must be a number >= 0, got {lam!r}")
+
+    def target_lam(self) -> float | None:
+        """lam of the tilted target p(z) exp(lam r(z)) the method aims at (None: no target)."""
+        return self.guidance.get("lam") or None
+
+    def check(self, model, reward) -> None:
+        """Called when the run is prepared: guidance needs a differentiable reward."""
+        if self.guidance.get("lam") and not getattr(reward, "differentiable", False):
+            raise ValueError(
+                f"guidance needs a differentiable reward, {reward!r} is not (set task.guidance.lam=0)"
+            )
+
+    def n_groups(self, model) -> int:
+        return self.groups or (256 if is_oracle(model) else 32)
+
+    def guided(self, model, reward):
+        if not self.guidance.get("lam"):
+            return model
+        return Guided(model, reward, decode=getattr(model, "decode", None), **self.guidance)
+
+    def run(self, model, kernel, reward, groups, generator) -> tuple[Tensor, Tensor, dict, dict]:
+        raise NotImplementedError
+
+    def __call__(
+        self, model, sampler, metric, generator: torch.Generator, progress=None, reward=None, **_
+    ) -> Result:
+        groups = self.n_groups(model)
+        stream = fork(generator, model.device)
+        m = self.guided(model, reward)
+        quality = _Quality(model, reward, metric, groups, generator, self.target_lam())
+        kernels = kernels_of(sampler)
+        advance = progress(self.name, len(kernels)) if progress else None
+        rows, outputs, traces = [], {}, {}
+        for label, kernel in kernels:
+            if getattr(m, "grad_evals", None) is not None:
+                m.grad_evals = 0
+            x, r, info, trace = self.run(m, kernel, reward, groups, stream())
+            if not torch.isfinite(x).all():
+                raise FloatingPointError(f"{label} produced NaN or Inf samples")
+            mean, se = _mean_se(r)
+            row = {"sampler": label, "reward": mean, "reward_se": se, **info}
+            row["grad_evals"] = getattr(m, "grad_evals", 0)
+            rows.append({**row, **quality(x), "groups": groups, "particles": self.particles})
+            outputs[label], traces[label] = x.cpu(), trace
+            if advance:
+                advance()
+        first = outputs[kernels[0][0]]
+        return Result(rows, first if len(kernels) == 1 else outputs, quality.reference, {"trace": traces})
+
+
+class FKSteering(_Align):
+    """Feynman-Kac steering (``glass.alignment.fk_steering``). The output of each group is the
+    highest-reward final particle (``output=best``, the images' default, as best-of-N) or one particle
+    drawn by the final weights (``draw``, the oracle's default: a sample of the tilted target);
+    ``reward_weighted`` is the self-normalized estimate of E_{p^r}[r]."""
+
+    name = "fk_steering"
+
+    def __init__(self, lam: float = 1.0, potential: str = "difference", resampler: str = "systematic",
+                 resample_every: int = 1, ess_threshold: float | None = None, intermediate: str = "denoiser",
+                 output: str | None = None, warn_ode: bool = True, **kw):  # fmt: skip
+        super().__init__(**kw)
+        if output not in (None, "best", "draw"):
+            raise ValueError(f"task.output must be best, draw or null, got {output!r}")
+        self.options = dict(lam=lam, potential=potential, resampler=resampler, resample_every=resample_every,
+                            ess_threshold=ess_threshold, intermediate=intermediate)  # fmt: skip
+        self.output, self.warn_ode = output, warn_ode
+        from glass.alignment.fk import _check
+
+        _check(self.particles, 1, lam, potential, resampler, resample_every, ess_threshold, intermediate)
+
+    def target_lam(self) -> float:
+        return float(self.options["lam"])
+
+    def run(self, model, kernel, reward, groups, generator):
+        if self.warn_ode and type(kernel).__name__ == "ODE":
+            from glass.loggers import _warn
+
+            _warn("FK steering with an ODE proposal: resampled copies stay identical (see unique_fraction)")
+        res = fk_steering(model, kernel, lambda z: score(reward, model, z), self.transitions, self.particles,
+                          groups, chunk=self.chunk, generator=generator, **self.options)  # fmt: skip
+        if (self.output or ("draw" if is_oracle(model) else "best")) == "best":
+            x, r = res.best()
+        else:
+            x = res.draw(
+                torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            )
+            r = score(reward, model, x).cpu()
+        flat = res.x.reshape(groups, self.particles, -1)
+        unique = (
+            torch.tensor([len(torch.unique(g, dim=0)) for g in flat], dtype=torch.float64) / self.particles
+        )
+        ess = torch.stack(res.ess)  # (K, groups)
+        info = {
+            "nfe": res.nfe,
+            "nfe_per_sample": res.nfe * self.particles,
+            "reward_weighted": float(res.weighted_reward().mean()),
+            "ess_min": float(ess.min(0).values.mean() / self.particles),
+            "resample_steps": float(torch.stack(res.resampled).double().sum(0).mean()),
+            "unique_fraction": float(unique.mean()),
+        }
+        trace = {
+            "ess": ess.tolist(),
+            "resampled": torch.stack(res.resampled).tolist(),
+            "ancestors": torch.stack(res.ancestors)[:, :4].tolist(),  # first 4 groups
+            "log_weights": torch.stack(res.log_weight_history)[:, :4].tolist(),
+        }
+        return x, r, info, trace
+
+
+class BestOfN(_Align):
+    """Best-of-N: ``particles`` independent samples per group, keep the highest reward."""
+
+    name = "best_of_n"
+
+    def target_lam(self) -> None:
+        return None
+
+    def run(self, model, kernel, reward, groups, generator):
+        r_fn = lambda z: score(reward, model, z)  # noqa: E731
+        x, r, nfe = best_of_n(model, kernel, r_fn, self.transitions, self.particles, groups, chunk=self.chunk,
+                              generator=generator)  # fmt: skip
+        return x, r, {"nfe": nfe, "nfe_per_sample": nfe * self.particles}, {}
+
+
+class Guidance(_Align):
+    """Guided sampling: K transitions of the kernel on the guided model (flow guidance with the ODE,
+    SDE guidance, GLASS guidance, eq. 50); one sample per group (``particles`` = 1)."""
+
+    name = "guidance"
+
+    def __init__(self, particles: int = 1, guidance: dict | None = None, **kw):
+        guidance = {"lam": 0.4, "t_lo": 0.2, "t_hi": 0.7, "grad": "detached", **(guidance or {})}
+        super().__init__(particles=particles, guidance=guidance, **kw)
+        if self.particles != 1:
+            raise ValueError(
+                "task.particles must be 1 for task=guidance (use fk_steering with task.guidance.lam)"
+            )
+
+    def run(self, model, kernel, reward, groups, generator):
+        x, r, nfe = best_of_n(model, kernel, lambda z: score(reward, model, z), self.transitions, 1, groups,
+                              chunk=self.chunk, generator=generator)  # fmt: skip
+        return x, r, {"nfe": nfe, "nfe_per_sample": nfe}, {}
+
+
+class _Quality:
+    """Quality of aligned outputs (see the module docstring)."""
+
+    def __init__(self, model, reward, metric, groups, generator, lam: float | None):
+        self.model, self.metric, self.oracle = model, metric, is_oracle(model)
+        self.tilted = None
+        if self.oracle:
+            self.w = reward.weights(model.dim)
+            if lam:
+                self.tilted = model.tilted(self.w, lam)
+            self.reference = (self.tilted or model).sample(groups, generator)
+        elif not self.oracle:
+            from glass.data import load_mnist
+            from glass.models.mnist import to_data
+
+            self.target = getattr(reward, "target", None)
+            images, labels = load_mnist("test", getattr(model, "data_root", None))
+            ref = images if self.target is None else images[labels == self.target]
+            self.reference = to_data(ref).double()
+
+    def __call__(self, x: Tensor) -> dict:
+        if self.oracle:
+            if self.tilted is None:  # best-of-N has no target distribution: reward only
+                return {}
+            out = self.metric(x, lambda g: self.tilted.sample(len(x), g))
+            return {**out, "exact_reward": float((self.tilted.weights * (self.tilted.means @ self.w)).sum())}
+        out = self.metric(x.float(), self.reference.float())
+        feats = _features(self.model, x)
+        out["diversity"] = float(torch.pdist(feats).mean()) if len(feats) > 1 else 0.0
+        if self.target is not None:
+            out["target_accuracy"] = float((self.model.classify(x) == self.target).double().mean())
+        return out
+
+
+def _features(model, x: Tensor) -> Tensor:
+    net = model.classifier()
+    with torch.inference_mode():
+        return net.features(x.float().to(model.device)).double().cpu()
