@@ -3,13 +3,15 @@ PYTHON ?= python3
 STAMP  := .make/install.stamp
 ARGS   ?=
 
-.PHONY: install run test lint format measure clean help
+.PHONY: install run test lint format measure measure-mnist table1 clean help
 
 help:
 	@echo "make run      install, then run the default experiment (glass run $(ARGS))"
 	@echo "make test     install, then run the test suite"
 	@echo "make lint     ruff"
 	@echo "make measure  posterior error vs NFE on the 64-D oracle (README table)"
+	@echo "make measure-mnist  posterior FID and value correlation vs M on MNIST (README, ~1 h on 2 cores)"
+	@echo "make table1   paper Table 1 analog: best-of-N / FK steering at equal NFE on MNIST and the oracle"
 
 install: $(STAMP)
 
@@ -34,6 +36,14 @@ format: install
 
 measure: install
 	$(PYTHON) experiments/posterior_nfe.py
+
+measure-mnist: install
+	$(PYTHON) experiments/mnist_measure.py posterior
+	$(PYTHON) experiments/mnist_measure.py value
+
+table1: install
+	$(PYTHON) experiments/table1_fks.py --model mnist
+	$(PYTHON) experiments/table1_fks.py --model gmm64 --steps 4 --groups 128
 
 clean:
 	rm -rf .make .pytest_cache .ruff_cache

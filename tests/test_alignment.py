@@ -183,3 +183,24 @@ def test_alignment_tasks_on_mnist_end_to_end(tmp_path):
     hub = CliRunner().invoke(app, ["run", "task=best_of_n", "reward=clip", *common])
     assert hub.exit_code == 2 and hub.stderr.count("\n") == 1
     assert "transformers" in hub.stderr or "not available" in hub.stderr
+
+
+def test_fk_resampling_schedule_chunks_and_posterior_intermediate():
+    """ESS-triggered resampling fires only when the weights degenerate; chunking changes batches, not
+    NFE per particle; the posterior intermediate reward costs its extra steps, counted by the model."""
+    gmm, reward = ring(), Linear(scale=1.0)
+    kw = dict(grid=4, particles=8, groups=5, generator=torch.Generator().manual_seed(0))
+    flat = fk_steering(gmm, glass.GLASS(2), reward, lam=0.0, ess_threshold=0.5, **kw)
+    assert not any(bool(r.any()) for r in flat.resampled) and float(
+        torch.stack(flat.ess).min()
+    ) == pytest.approx(8)
+    sharp = fk_steering(gmm, glass.GLASS(2), reward, lam=20.0, ess_threshold=0.5, **kw)
+    assert any(bool(r.any()) for r in sharp.resampled)
+    chunked = fk_steering(gmm, glass.GLASS(2), reward, lam=1.0, chunk=7, **kw)
+    assert chunked.nfe == 8 and chunked.x.shape == (5, 8, 2)
+    post = fk_steering(
+        gmm, glass.GLASS(2), reward, lam=1.0, intermediate="posterior", posterior_steps=3, **kw
+    )
+    assert post.nfe == 4 * 2 + 3 * 3
+    with pytest.raises(ValueError, match="task.potential must be one of"):
+        fk_steering(gmm, glass.GLASS(2), reward, potential="bogus", **kw)
