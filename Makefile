@@ -43,7 +43,7 @@ measure-mnist: install
 
 table1: install
 	$(PYTHON) experiments/table1_fks.py --model mnist
-	$(PYTHON) experiments/table1_fks.py --model gmm64 --steps 4 --groups 128
+	$(PYTHON) experiments/table1_fks.py --model gmm --steps 4 --groups 1000
 
 clean:
 	rm -rf .make .pytest_cache .ruff_cache

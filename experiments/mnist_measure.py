@@ -52,6 +52,7 @@ def _plot(rows: list[dict], key: str, ylabel: str, path: Path, log: bool) -> Non
         if log:
             ax.set_yscale("log")
         ticks = sorted({r["nfe"] for r in rows})
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(ticks, labels=[str(m) for m in ticks])
         ax.grid(alpha=0.3)
         ax.legend()
@@ -123,6 +124,18 @@ def value(args) -> None:
     print(md)
 
 
+def replot(args) -> None:
+    """Redraw the PNGs from the committed JSON rows (no recomputation)."""
+    for name, key, label, log in (
+        ("mnist_posterior_fid", "fid", "FID (classifier features)", True),
+        ("mnist_value_correlation", "pearson", "Pearson correlation with ground truth", False),
+    ):
+        path = args.out / f"{name}.json"
+        if path.is_file():
+            _plot(json.loads(path.read_text()), key, label, args.out / f"{name}.png", log=log)
+            print(f"redrew {args.out / name}.png")
+
+
 def _write(out: Path, name: str, rows: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
@@ -140,12 +153,13 @@ def main() -> None:
     b.add_argument("--n", type=int, default=16)
     b.add_argument("--truth-n", type=int, default=64)
     b.add_argument("--truth-steps", type=int, default=50)
-    for s in (a, b):
+    c = sub.add_parser("replot", help="redraw the PNGs from the JSON results")
+    for s in (a, b, c):
         s.add_argument("--steps", type=int, nargs="+", default=[2, 4, 8, 16, 32])
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--out", type=Path, default=Path("experiments/results"))
     args = p.parse_args()
-    posterior(args) if args.what == "posterior" else value(args)
+    {"posterior": posterior, "value": value, "replot": replot}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ def test_help_explains_groups_and_overrides():
         "sampler",
         "compare, glass, ode, sde",
         "task",
-        "generate, posterior, value",
+        "best_of_n, fk_steering, generate, guidance, posterior, value",
         "sampler.steps",
         "-m",
     ):
