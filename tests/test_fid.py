@@ -42,3 +42,31 @@ def test_bad_fid_options():
         FID(features="clip")
     with pytest.raises(ValueError, match="metric.backend must be one of"):
         FID(backend="pytorch-fid")
+
+
+def test_inception_features_from_a_local_torchscript_file(tmp_path):
+    """features=inception loads a local TorchScript file with clean-fid's layout (a ``layers`` module
+    mapping 299x299 RGB in [-1, 1] to 2048 features); a missing file is one clear error."""
+    import torch
+    from torch import nn
+
+    from glass.metrics.fid import FID
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 2048))
+
+        def forward(self, x):
+            return self.layers(x)
+
+    path = tmp_path / "inception.pt"
+    torch.manual_seed(0)
+    torch.jit.script(Tiny()).save(str(path))
+    fid = FID(features="inception", inception_path=str(path), n_reference=64, cache_dir=str(tmp_path))
+    ref = fid.reference_images()
+    same = fid(ref, ref)
+    other = fid(torch.rand(64, 1, 28, 28) * 2 - 1, ref)
+    assert same["fid"] == pytest.approx(0, abs=1e-3) and other["fid"] > 1.0 and other["fid_n_reference"] == 64
+    with pytest.raises(ValueError, match="metric.inception_path .* does not exist"):
+        FID(features="inception", inception_path=str(tmp_path / "missing.pt")).extractor()

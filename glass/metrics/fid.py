@@ -4,8 +4,8 @@ Two back-ends over the same features: clean-fid's ``frechet_distance`` (float64 
 scipy's matrix square root) and torchmetrics' ``FrechetInceptionDistance(feature=<nn.Module>)``.
 Features:
 - ``mnist`` (default): the 128-d penultimate layer of the shipped MNIST classifier (no download);
-- ``inception``: Inception-v3 pool features through torchmetrics / torch-fidelity (weights are
-  downloaded by those libraries; needs a network once).
+- ``inception``: Inception-v3 pool features, clean-fid's TorchScript network, from a local file
+  (``inception_path``) or clean-fid's own download (needs a network once).
 Reference statistics are cached on disk under ``cache_dir`` keyed by features, split and count.
 Every FID is reported with its sample counts. Samples are clamped to the image range [-1, 1]
 first (``clamp``), as saving them as images would; a sampler that leaves the range still pays for it
@@ -83,6 +83,7 @@ class FID:
         cache_dir: str = "outputs/cache",
         data_root: str | None = None,
         clamp: bool = True,
+        inception_path: str | None = None,
     ):
         if features not in get_args(Features):
             raise ValueError(
@@ -96,7 +97,7 @@ class FID:
             raise ValueError(f"metric.n_reference must be an integer >= 2, got {n_reference!r}")
         self.features, self.backend, self.reference = features, backend, reference
         self.n_reference, self.cache_dir, self.data_root = n_reference, Path(cache_dir), data_root
-        self.clamp = bool(clamp)
+        self.clamp, self.inception_path = bool(clamp), inception_path
         self._extractor: nn.Module | None = None
 
     def extractor(self) -> nn.Module:
@@ -104,7 +105,7 @@ class FID:
             if self.features == "mnist":
                 self._extractor = MnistFeatures()
             else:
-                self._extractor = _InceptionFeatures()
+                self._extractor = _InceptionFeatures(self.inception_path, self.cache_dir)
         return self._extractor
 
     def reference_images(self) -> Tensor:
@@ -170,17 +171,45 @@ def torchmetrics_fid(extractor: nn.Module, samples: Tensor, reference: Tensor, b
 
 
 class _InceptionFeatures(nn.Module):
-    """Inception-v3 pool3 features (2048-d) of MNIST images in data space, via torchmetrics."""
+    """Inception-v3 pool features (2048-d), clean-fid's TorchScript network (inception-2015-12-05.pt),
+    on data-space images: [-1, 1] -> [0, 255], 3 channels, bicubic antialiased resize to 299 (clean-fid
+    resizes with PIL bicubic; torch's antialiased bicubic is close to it), then (x - 128) / 128.
+
+    ``path``: a local copy of the TorchScript file; without one, clean-fid downloads it (network
+    needed once). Either failure is one clear error."""
 
     num_features = 2048
 
-    def __init__(self):
+    def __init__(self, path: str | None = None, cache_dir: str | Path = "outputs/cache"):
         super().__init__()
-        from torchmetrics.image.fid import NoTrainInceptionV3
+        file = Path(path).expanduser() if path else Path(cache_dir) / "inception-2015-12-05.pt"
+        if not file.is_file():
+            if path:
+                raise ValueError(f"metric.inception_path {str(file)!r} does not exist")
+            try:
+                from cleanfid.downloads_helper import check_download_inception
 
-        self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
+                file.parent.mkdir(parents=True, exist_ok=True)
+                check_download_inception(fpath=str(file.parent))
+            except Exception as e:  # noqa: BLE001 - no network: one user error
+                raise ValueError(
+                    f"Inception-v3 weights are not available offline ({type(e).__name__}); download "
+                    "clean-fid's inception-2015-12-05.pt once and set metric.inception_path, or use "
+                    "metric.features=mnist"
+                ) from None
+        try:
+            self.net = torch.jit.load(str(file), map_location="cpu").eval()
+        except Exception as e:  # noqa: BLE001 - unreadable file: one user error
+            raise ValueError(
+                f"cannot load the Inception TorchScript file {str(file)!r} ({type(e).__name__})"
+            ) from None
 
     @torch.inference_mode()
     def forward(self, z: Tensor) -> Tensor:
-        rgb = ((z.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).expand(-1, 3, -1, -1)
-        return self.net(rgb).reshape(len(z), -1)
+        import torch.nn.functional as F
+
+        x = ((z.float().clamp(-1, 1) + 1) * 127.5).expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(299, 299), mode="bicubic", align_corners=False, antialias=True).clamp(
+            0, 255
+        )
+        return self.net.layers.forward((x - 128) / 128).reshape(len(z), -1)
