@@ -185,6 +185,7 @@ BAD = [
     (["task=value", "task.truth_sampler=ode"], "task.truth_sampler must be glass or sde, got 'ode'"),
     (["model.device=cuda:7"], "model.device='cuda:7' but no CUDA GPU is available here"),
     (["model.device=tpu"], "model.device must be a torch device"),
+    (["metric=fid", "metric.features=inception", "metric.inception_path=/nonexistent.pt"], "does not exist"),
     (
         ["model.path=/nonexistent/flow.safetensors"],
         "'/nonexistent/flow.safetensors' or its manifest is missing; retrain it with `glass train flow`",

@@ -33,4 +33,6 @@ def resolve_metric(metric, task_name: str, model):
         raise ValueError("metric=oracle needs an exact oracle model (model=gmm or gmm64); use metric=fid")
     if isinstance(metric, FID) and oracle:
         raise ValueError("metric=fid scores images (model=mnist); use metric=oracle on the oracle")
+    if isinstance(metric, FID) and metric.features == "inception":
+        metric.extractor()  # missing Inception weights fail here, before anything runs
     return metric
