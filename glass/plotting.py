@@ -90,25 +90,25 @@ def _value_figure(plt, result):
 def _image_figure(plt, task, result, samples: dict, n_cols: int = 10):
     from glass.models.mnist import to_pixels
 
+    # rows of (label, pixels in [0, 1]); noisy x_t spans about [-2, 2], so it gets its own scale
     rows: list[tuple[str, Tensor]] = []
     if task.name == "posterior":
         n = len(next(iter(samples.values()))) // len(result.extra["z"])
-        rows.append(("original", result.extra["z"][:n_cols]))
-        rows.append((f"x_t, t = {task.t:g}", result.extra["x_t"][:n_cols]))
-        rows += [(label, s[::n][:n_cols]) for label, s in samples.items()]
+        rows.append(("original", to_pixels(result.extra["z"][:n_cols].float())))
+        rows.append((f"x_t, t = {task.t:g}", ((result.extra["x_t"][:n_cols].float() + 2) / 4).clamp(0, 1)))
+        rows += [(label, to_pixels(s[::n][:n_cols].float())) for label, s in samples.items()]
     else:
-        rows += [(label, s[:n_cols]) for label, s in samples.items()]
+        rows += [(label, to_pixels(s[:n_cols].float())) for label, s in samples.items()]
     cols = max(len(r[1]) for r in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9 + 1.6, len(rows) * 0.95), squeeze=False)
-    for i, (label, imgs) in enumerate(rows):
-        pix = to_pixels(imgs.float()) if not label.startswith("x_t") else ((imgs.float() + 2) / 4).clamp(0, 1)
+    for i, (label, pix) in enumerate(rows):
         for j in range(cols):
             ax = axes[i, j]
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
                 spine.set_visible(False)
-            if j < len(imgs):
+            if j < len(pix):
                 ax.imshow(pix[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     return fig

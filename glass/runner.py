@@ -55,42 +55,56 @@ def write_json_atomic(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-class _Models:
-    """Instantiate each distinct model config once per call (jobs of a sweep share it)."""
+class _Shared:
+    """Build each distinct component once per call: the jobs of a sweep share models, metrics and
+    rewards, so weights, data checks and reference statistics are loaded once, not once per job."""
 
     def __init__(self):
         self._cache = {}
 
-    def get(self, cfg):
-        from omegaconf import OmegaConf
-
-        key = OmegaConf.to_yaml(cfg.model)
+    def get(self, key, build, *args):
         if key not in self._cache:
-            model = instantiate(cfg.model, "model")
-            if hasattr(model, "check_data"):  # data the tasks will need (e.g. the MNIST test set)
-                try:
-                    model.check_data()
-                except ValueError as e:
-                    raise UserError(str(e)) from None
-            self._cache[key] = model
+            self._cache[key] = build(*args)
         return self._cache[key]
+
+
+def _model(node):
+    model = instantiate(node, "model")
+    if hasattr(model, "check_data"):  # data the tasks will need (e.g. the MNIST test set)
+        model.check_data()
+    return model
+
+
+def _metric(node, task_name, model):
+    return resolve_metric(instantiate(node, "metric"), task_name, model)
+
+
+def _reward(node, model):
+    return resolve_reward(instantiate(node, "reward"), model)
 
 
 def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
     """Compose and validate every job of the call, and check the output directory is writable
     (no run directory is created)."""
+    from omegaconf import OmegaConf
+
     batches = expand_sweep(overrides) if multirun else [list(overrides)]
-    jobs, models = [], _Models()
+    jobs, shared = [], _Shared()
     for ov in batches:
         cfg = compose(ov)
         seed = cfg.get("seed")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise UserError(f"seed must be an integer >= 0, got {seed!r}")
-        model = models.get(cfg)
         task = instantiate(cfg.task, "task")
         try:
-            metric = resolve_metric(instantiate(cfg.metric, "metric"), task.name, model)
-            reward = resolve_reward(instantiate(cfg.reward, "reward"), model)
+            model = shared.get(("model", OmegaConf.to_yaml(cfg.model)), _model, cfg.model)
+            metric = shared.get(
+                ("metric", OmegaConf.to_yaml(cfg.metric), task.name, id(model)),
+                _metric, cfg.metric, task.name, model,
+            )  # fmt: skip
+            reward = shared.get(
+                ("reward", OmegaConf.to_yaml(cfg.reward), id(model)), _reward, cfg.reward, model
+            )
             if hasattr(task, "check"):
                 task.check(model, reward)
         except ValueError as e:

@@ -187,7 +187,8 @@ def test_alignment_tasks_on_mnist_end_to_end(tmp_path):
 
 def test_fk_resampling_schedule_chunks_and_posterior_intermediate():
     """ESS-triggered resampling fires only when the weights degenerate; chunking changes batches, not
-    NFE per particle; the posterior intermediate reward costs its extra steps, counted by the model."""
+    NFE per particle; the posterior intermediate reward costs its extra steps (less the first, which
+    is the scoring call), counted by the model."""
     gmm, reward = ring(), Linear(scale=1.0)
     kw = dict(grid=4, particles=8, groups=5, generator=torch.Generator().manual_seed(0))
     flat = fk_steering(gmm, glass.GLASS(2), reward, lam=0.0, ess_threshold=0.5, **kw)
@@ -201,6 +202,32 @@ def test_fk_resampling_schedule_chunks_and_posterior_intermediate():
     post = fk_steering(
         gmm, glass.GLASS(2), reward, lam=1.0, intermediate="posterior", posterior_steps=3, **kw
     )
-    assert post.nfe == 4 * 2 + 3 * 3
+    assert post.nfe == 4 * 2 + 3 * (3 - 1)  # the posterior sample starts from the scoring call
     with pytest.raises(ValueError, match="task.potential must be one of"):
         fk_steering(gmm, glass.GLASS(2), reward, potential="bogus", **kw)
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        glass.SDE(3),
+        glass.ODE(3),
+        glass.ODE(3, method="heun"),
+        glass.GLASS(3),
+        glass.GLASS(3, solver="midpoint"),
+    ],
+    ids=repr,
+)
+def test_kernels_reuse_a_given_first_denoiser_call(kernel):
+    """The contract FK steering relies on: a kernel given ``denoised`` = D_t(x) returns exactly the
+    same sample with the same noise and makes one network call fewer."""
+    gmm = ring()
+    x = gmm.sample_marginal(64, 0.3, torch.Generator().manual_seed(0))
+    gmm.reset_nfe()
+    plain = kernel.transition(gmm, x, 0.3, 0.7, generator=torch.Generator().manual_seed(1))
+    calls = gmm.reset_nfe()
+    d = gmm.denoise(x, 0.3)
+    gmm.reset_nfe()
+    reused = kernel.transition(gmm, x, 0.3, 0.7, generator=torch.Generator().manual_seed(1), denoised=d)
+    assert gmm.reset_nfe() == calls - 1
+    assert torch.equal(plain, reused)

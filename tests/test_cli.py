@@ -136,6 +136,17 @@ def test_two_point_multirun(tmp_path):
         assert rows_of(sweep / job)[0]["nfe"] == 4
 
 
+def test_sweep_jobs_share_model_metric_and_reward(tmp_path):
+    """Weights and reference statistics are loaded once per call, not once per job."""
+    from glass.runner import prepare
+
+    jobs = prepare(["task=value", "seed=0,1", f"out_dir={tmp_path}"], multirun=True)
+    assert len(jobs) == 2 and jobs[0].model is jobs[1].model
+    assert jobs[0].metric is jobs[1].metric and jobs[0].reward is jobs[1].reward
+    other = prepare(["task=value", "reward.target=1,2", f"out_dir={tmp_path}"], multirun=True)
+    assert other[0].reward is not other[1].reward and other[0].reward.target == 1
+
+
 def test_run_directories_are_unique_within_one_second(tmp_path):
     from glass.runner import run
 

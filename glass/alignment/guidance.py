@@ -22,14 +22,22 @@ Reward-gradient passes are counted in ``grad_evals``, separately from NFE.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from glass.checks import check_choice, check_number
 from glass.schedules import as_time, bcast
 
-__all__ = ["Guided"]
+__all__ = ["Guided", "check_guidance"]
+
+
+def check_guidance(lam=0.4, t_lo=0.2, t_hi=0.7, grad="detached") -> None:
+    """Validate guidance options (also called when a run is prepared)."""
+    check_number("task.guidance.lam", lam, minimum=0)
+    check_choice("task.guidance.grad", grad, ("detached", "network"))
+    lo, hi = check_number("task.guidance.t_lo", t_lo), check_number("task.guidance.t_hi", t_hi)
+    if not 0 < lo <= hi < 1:
+        raise ValueError(f"the guidance window must satisfy 0 < t_lo <= t_hi < 1, got [{t_lo}, {t_hi}]")
 
 
 class Guided:
@@ -47,12 +55,7 @@ class Guided:
     ):
         if not getattr(reward, "differentiable", False):
             raise ValueError(f"guidance needs a differentiable reward, {reward!r} is not")
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise ValueError(f"guidance lam must be a number >= 0, got {lam!r}")
-        if not (0 < t_lo <= t_hi < 1):
-            raise ValueError(f"the guidance window must satisfy 0 < t_lo <= t_hi < 1, got [{t_lo}, {t_hi}]")
-        if grad not in ("detached", "network"):
-            raise ValueError(f"guidance grad must be detached or network, got {grad!r}")
+        check_guidance(lam, t_lo, t_hi, grad)
         self._model, self.reward, self.lam, self.t_lo, self.t_hi = model, reward, float(lam), t_lo, t_hi
         self.grad = grad
         self.decode = decode
@@ -80,6 +83,8 @@ class Guided:
     def denoise(self, x: Tensor, t, **cond) -> Tensor:
         tt = as_time(t, x)
         active = (tt >= self.t_lo) & (tt <= self.t_hi)
+        # one host sync per call (t* is a device tensor inside GLASS): it saves a reward-gradient
+        # pass, usually far dearer, whenever the whole batch is outside the window
         if self.lam == 0 or not bool(active.any()):
             return self._model.denoise(x, t, **cond)
         if self.grad == "network":

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FID", "MnistFeatures", "frechet_distance", "feature_stats"]
+__all__ = ["FID", "MnistFeatures", "frechet_distance", "feature_stats", "extract_features"]
 
 Features = Literal["mnist", "inception"]
 Backend = Literal["clean-fid", "torchmetrics", "both"]
@@ -62,7 +62,8 @@ def frechet_distance(stats_a, stats_b) -> float:
         return float(cf(stats_a[0], stats_a[1], stats_b[0], stats_b[1]))
 
 
-def _features(extractor: nn.Module, images: Tensor, batch: int = 500) -> Tensor:
+def extract_features(extractor: nn.Module, images: Tensor, batch: int = 500) -> Tensor:
+    """Features of ``images`` in batches (one row per image)."""
     return torch.cat([extractor(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
@@ -122,7 +123,7 @@ class FID:
         if path.is_file():
             with np.load(path) as f:
                 return f["mu"], f["sigma"]
-        stats = feature_stats(_features(self.extractor(), self.reference_images()))
+        stats = feature_stats(extract_features(self.extractor(), self.reference_images()))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp.npz")
         np.savez(tmp, mu=stats[0], sigma=stats[1])
@@ -147,9 +148,9 @@ class FID:
             ref = (
                 self.reference_stats()
                 if reference is None
-                else feature_stats(_features(self.extractor(), reference))
+                else feature_stats(extract_features(self.extractor(), reference))
             )
-            out["fid"] = frechet_distance(feature_stats(_features(self.extractor(), samples)), ref)
+            out["fid"] = frechet_distance(feature_stats(extract_features(self.extractor(), samples)), ref)
         if self.backend in ("torchmetrics", "both"):
             ref_images = self.reference_images() if reference is None else reference
             out["fid_torchmetrics"] = torchmetrics_fid(self.extractor(), samples, ref_images)

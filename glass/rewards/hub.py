@@ -46,6 +46,16 @@ def _clip_pixels(x: Tensor, size: int = 224) -> Tensor:
     return (x - mean) / std
 
 
+def _require(module: str, who: str, install: str):
+    """Import ``module`` or raise the one-line error naming what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RewardUnavailable(f"{who} needs {module}: pip install {install}") from None
+
+
 def _prompts(cond: dict, n: int) -> list[str]:
     prompt = cond.get("prompt")
     if prompt is None:
@@ -71,17 +81,17 @@ class CLIPScore:
     def load(self):
         if self._model is not None:
             return self
-        try:
-            from transformers import AutoTokenizer, CLIPModel
-        except ImportError:
-            raise RewardUnavailable(
-                f"{type(self).__name__} needs transformers: pip install transformers"
-            ) from None
+        transformers = _require("transformers", type(self).__name__, "transformers")
         try:
             self._model = (
-                CLIPModel.from_pretrained(self.model_id).eval().requires_grad_(False).to(self.device)
+                transformers.CLIPModel.from_pretrained(self.model_id)
+                .eval()
+                .requires_grad_(False)
+                .to(self.device)
             )
-            self._tokenizer = AutoTokenizer.from_pretrained(self.processor_model or self.model_id)
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(
+                self.processor_model or self.model_id
+            )
         except (OSError, ValueError) as e:
             raise RewardUnavailable(
                 f"{type(self).__name__} weights {self.model_id!r} are not available ({_reason(e)}); download "
@@ -131,10 +141,7 @@ class HPSv2:
     def load(self):
         if self._model is not None:
             return self
-        try:
-            import open_clip
-        except ImportError:
-            raise RewardUnavailable("HPSv2 needs open_clip: pip install open_clip_torch") from None
+        open_clip = _require("open_clip", "HPSv2", "open_clip_torch")
         try:
             path = self.path
             if path is None:
@@ -178,10 +185,7 @@ class ImageReward:
     def load(self):
         if self._model is not None:
             return self
-        try:
-            import ImageReward as image_reward
-        except ImportError:
-            raise RewardUnavailable("ImageReward needs its package: pip install image-reward") from None
+        image_reward = _require("ImageReward", "ImageReward", "image-reward")
         try:
             self._model = image_reward.load(self.model_id, device=self.device)
         except Exception as e:  # noqa: BLE001 - no network or missing file: one user error

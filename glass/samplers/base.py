@@ -2,7 +2,11 @@
 
 A transition kernel is any object with
 
-    kernel.transition(model, x, t, t_next, generator=None, **cond) -> x_{t_next}
+    kernel.transition(model, x, t, t_next, generator=None, denoised=None, **cond) -> x_{t_next}
+
+Every kernel's first network evaluation is D_t(x) at the transition's start (GLASS at s = 0, SDE and
+ODE at their first step); a caller that already has it passes ``denoised`` and saves that NFE
+(FK steering scores x_t with exactly this call).
 
 (:class:`~glass.samplers.ODE`, :class:`~glass.samplers.SDE`, :class:`~glass.samplers.GLASS`).
 Full generation chains K of them on an outer grid 0 = t_0 < ... < t_K = 1; with M inner steps each
@@ -17,13 +21,20 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-__all__ = ["Transition", "time_grid", "generate"]
+__all__ = ["Transition", "time_grid", "generate", "derive_seed"]
 
 
 class Transition(Protocol):
     steps: int
 
-    def transition(self, model, x: Tensor, t, t_next, generator=None, **cond) -> Tensor: ...
+    def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor: ...
+
+
+def derive_seed(generator: torch.Generator | None) -> int | None:
+    """A seed drawn from ``generator`` (on its own device), to start a stream on another device."""
+    if generator is None:
+        return None
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
 
 def time_grid(grid: int | Sequence[float] | Tensor) -> Tensor:

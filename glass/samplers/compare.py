@@ -68,10 +68,6 @@ class Compare:
         if len(set(labels)) != len(labels):
             raise ValueError(f"sampler: the comparison lists a kernel twice: {labels}")
 
-    @property
-    def steps(self) -> int:
-        return max(k.steps for k in self.kernels)
-
     def __repr__(self) -> str:
         return f"Compare({', '.join(label_of(k) for k in self.kernels)})"
 

@@ -195,9 +195,17 @@ class GLASS:
         )
 
     def transition(
-        self, model, x: Tensor, t: float | Tensor, t_next: float | Tensor, generator=None, **cond
+        self,
+        model,
+        x: Tensor,
+        t: float | Tensor,
+        t_next: float | Tensor,
+        generator=None,
+        denoised=None,
+        **cond,
     ) -> Tensor:
-        """Sample x_{t'} ~ p_{t'|t}(. | x_t = x); returns x's dtype, computes in float64."""
+        """Sample x_{t'} ~ p_{t'|t}(. | x_t = x); returns x's dtype, computes in float64.
+        ``denoised``: D_t(x) if the caller already has it (used at s = 0, saving one NFE)."""
         check_times(t, t_next)
         x_t = x.to(torch.float64)
         c = self.coefficients(model.schedule, as_time(t, x), as_time(t_next, x))
@@ -206,7 +214,10 @@ class GLASS:
         h = 1.0 / self.steps
 
         def velocity(xb: Tensor, s: float) -> Tensor:  # s stays a Python float: no host-device traffic
-            d_hat = glass_denoiser(model, x_t, xb, s, c, **cond)
+            if s == 0 and denoised is not None:  # at s = 0 the GLASS denoiser is D_t(x_t) (Prop. 2)
+                d_hat = denoised.to(x_t)
+            else:
+                d_hat = glass_denoiser(model, x_t, xb, s, c, **cond)
             w1, w2, w3 = inner_velocity_weights(s, c)
             return bcast(w1, xb) * xb + bcast(w2, xb) * d_hat + bcast(w3, xb) * x_t
 

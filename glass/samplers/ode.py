@@ -40,13 +40,13 @@ class ODE:
     def __repr__(self) -> str:
         return f"ODE(steps={self.steps}, method={self.method!r})"
 
-    def transition(self, model, x: Tensor, t, t_next, generator=None, **cond) -> Tensor:
+    def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
         y, sch = x.to(torch.float64), model.schedule
         times = step_times(t, t_next, self.steps, y)
-        for t0, t1 in zip(times[:-1], times[1:]):
+        for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
             h = bcast(t1 - t0, y)
-            d = model.denoise(y, t0, **cond)
+            d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
             singular = ~(torch.isfinite(sch.d_alpha(t0)) & torch.isfinite(sch.d_sigma(t0)))
             u0 = torch.where(bcast(singular, y), 0.0, sch.x0_to_velocity(d, y, t0))
             new = y + h * u0

@@ -36,13 +36,13 @@ class SDE:
     def __repr__(self) -> str:
         return f"SDE(steps={self.steps})"
 
-    def transition(self, model, x: Tensor, t, t_next, generator=None, **cond) -> Tensor:
+    def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
         sch = model.schedule
         y = x.to(torch.float64)
         times = step_times(t, t_next, self.steps, y)
         for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
-            d = model.denoise(y, t0, **cond)
+            d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
             eps = torch.randn(y.shape, generator=generator, dtype=torch.float64, device=y.device)
             start = t0 == 0
             te = torch.where(start, t1, t0)  # rows leaving t = 0 do not use the EM branch

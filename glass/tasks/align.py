@@ -10,8 +10,8 @@ Quality beside the reward, to expose reward hacking:
 - oracle with the linear reward: energy distance of the outputs to exact samples of the tilted
   target p(z) exp(lam w.z) (with its noise floor) and the exact E_{p^r}[r];
 - images: FID against the test images of the reward's target class (with sample counts), the
-  fraction classified as that class, and diversity (mean pairwise distance of the outputs'
-  classifier features).
+  fraction classified as that class, and diversity (mean pairwise distance of the outputs' features
+  in the FID's feature space).
 For FK steering, ``unique_fraction`` is the fraction of distinct final particles per group: an ODE
 proposal cannot diversify resampled copies, so it collapses towards 1 / particles.
 """
@@ -24,8 +24,11 @@ import torch
 from torch import Tensor
 
 from glass.alignment import best_of_n, fk_steering
-from glass.alignment.guidance import Guided
+from glass.alignment.fk import check_fk_options
+from glass.alignment.guidance import Guided, check_guidance
+from glass.metrics.fid import extract_features
 from glass.rewards.base import score
+from glass.samplers.base import derive_seed
 from glass.samplers.compare import kernels_of
 from glass.tasks.base import Result, check_int, fork, is_oracle
 
@@ -56,9 +59,7 @@ class _Align:
         unknown = set(self.guidance) - {"lam", "t_lo", "t_hi", "grad"}
         if unknown:
             raise ValueError(f"task.guidance: unknown keys {sorted(unknown)}; allowed: lam, t_lo, t_hi, grad")
-        lam = self.guidance.get("lam", 0.0)
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
-            raise ValueError(f"task.guidance.lam must be a number >= 0, got {lam!r}")
+        check_guidance(**{"lam": 0.0, **self.guidance})
 
     def target_lam(self) -> float | None:
         """lam of the tilted target p(z) exp(lam r(z)) the method aims at (None: no target)."""
@@ -96,8 +97,6 @@ class _Align:
             if getattr(m, "grad_evals", None) is not None:
                 m.grad_evals = 0
             x, r, info, trace = self.run(m, kernel, reward, groups, stream())
-            if not torch.isfinite(x).all():
-                raise FloatingPointError(f"{label} produced NaN or Inf samples")
             mean, se = _mean_se(r)
             row = {"sampler": label, "reward": mean, "reward_se": se, **info}
             row["grad_evals"] = getattr(m, "grad_evals", 0)
@@ -126,9 +125,9 @@ class FKSteering(_Align):
         self.options = dict(lam=lam, potential=potential, resampler=resampler, resample_every=resample_every,
                             ess_threshold=ess_threshold, intermediate=intermediate)  # fmt: skip
         self.output, self.warn_ode = output, warn_ode
-        from glass.alignment.fk import _check
-
-        _check(self.particles, 1, lam, potential, resampler, resample_every, ess_threshold, intermediate)
+        check_fk_options(
+            self.particles, 1, lam, potential, resampler, resample_every, ess_threshold, intermediate
+        )
 
     def target_lam(self) -> float:
         return float(self.options["lam"])
@@ -143,9 +142,7 @@ class FKSteering(_Align):
         if (self.output or ("draw" if is_oracle(model) else "best")) == "best":
             x, r = res.best()
         else:
-            x = res.draw(
-                torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-            )
+            x = res.draw(torch.Generator().manual_seed(derive_seed(generator)))
             r = score(reward, model, x).cpu()
         flat = res.x.reshape(groups, self.particles, -1)
         unique = (
@@ -184,9 +181,9 @@ class BestOfN(_Align):
         return x, r, {"nfe": nfe, "nfe_per_sample": nfe * self.particles}, {}
 
 
-class Guidance(_Align):
+class Guidance(BestOfN):
     """Guided sampling: K transitions of the kernel on the guided model (flow guidance with the ODE,
-    SDE guidance, GLASS guidance, eq. 50); one sample per group (``particles`` = 1)."""
+    SDE guidance, GLASS guidance, eq. 50); one sample per group, i.e. best-of-1 on the guided model."""
 
     name = "guidance"
 
@@ -198,10 +195,8 @@ class Guidance(_Align):
                 "task.particles must be 1 for task=guidance (use fk_steering with task.guidance.lam)"
             )
 
-    def run(self, model, kernel, reward, groups, generator):
-        x, r, nfe = best_of_n(model, kernel, lambda z: score(reward, model, z), self.transitions, 1, groups,
-                              chunk=self.chunk, generator=generator)  # fmt: skip
-        return x, r, {"nfe": nfe, "nfe_per_sample": nfe}, {}
+    def target_lam(self) -> float | None:
+        return self.guidance["lam"] or None
 
 
 class _Quality:
@@ -231,14 +226,8 @@ class _Quality:
             out = self.metric(x, lambda g: self.tilted.sample(len(x), g))
             return {**out, "exact_reward": float((self.tilted.weights * (self.tilted.means @ self.w)).sum())}
         out = self.metric(x.float(), self.reference.float())
-        feats = _features(self.model, x)
+        feats = extract_features(self.metric.extractor(), x.float()).double()  # FID's feature space
         out["diversity"] = float(torch.pdist(feats).mean()) if len(feats) > 1 else 0.0
         if self.target is not None:
             out["target_accuracy"] = float((self.model.classify(x) == self.target).double().mean())
         return out
-
-
-def _features(model, x: Tensor) -> Tensor:
-    net = model.classifier()
-    with torch.inference_mode():
-        return net.features(x.float().to(model.device)).double().cpu()

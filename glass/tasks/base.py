@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from glass.checks import check_finite, check_int, check_time
+from glass.samplers.base import derive_seed
 from glass.schedules import bcast
 
-__all__ = ["Result", "check_int", "check_time", "is_oracle", "fork", "noise_to", "evaluate"]
+__all__ = ["Result", "check_int", "check_time", "check_finite", "is_oracle", "fork", "noise_to"]
 
 
 @dataclass
@@ -23,23 +25,6 @@ class Result:
     reference: Tensor | None = None
     extra: dict = field(default_factory=dict)
 
-    @property
-    def metrics(self) -> dict:
-        """The single kernel's metrics (first row)."""
-        return self.rows[0]
-
-
-def check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def check_time(name: str, t) -> float:
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {t!r}")
-    return float(t)
-
 
 def is_oracle(model) -> bool:
     """Whether the model is an exact oracle (closed-form posterior samples)."""
@@ -50,7 +35,7 @@ def fork(generator: torch.Generator, device):
     """A seed drawn from ``generator``, returned as a factory of fresh generators on ``device``:
     every kernel of a comparison gets an identical copy of the same stream, whatever device the
     model runs on."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    seed = derive_seed(generator)
     return lambda: torch.Generator(device=device).manual_seed(seed)
 
 
@@ -59,11 +44,3 @@ def noise_to(model, z: Tensor, t: float, generator: torch.Generator) -> Tensor:
     sch = model.schedule
     eps = torch.randn(z.shape, generator=generator, dtype=torch.float64).to(z.device)
     return bcast(sch.alpha(t), z).to(z.device) * z + bcast(sch.sigma(t), z).to(z.device) * eps
-
-
-def evaluate(metric, samples: Tensor, exact=None) -> dict:
-    """Score samples: the oracle metric compares with ``exact(generator)`` draws, FID with its
-    reference set."""
-    if exact is not None:
-        return metric(samples, exact)
-    return metric(samples)

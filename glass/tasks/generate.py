@@ -10,7 +10,7 @@ import torch
 
 from glass.samplers import generate
 from glass.samplers.compare import kernels_of
-from glass.tasks.base import Result, check_int, evaluate, fork, is_oracle
+from glass.tasks.base import Result, check_finite, check_int, fork, is_oracle
 
 __all__ = ["Generate"]
 
@@ -35,10 +35,9 @@ class Generate:
             model.reset_nfe()
             s = generate(model, kernel, self.transitions, n, generator=stream(), progress=advance)
             nfe = model.reset_nfe()
-            if not torch.isfinite(s).all():
-                raise FloatingPointError(f"{label} produced NaN or Inf samples")
-            exact = (lambda g: model.sample(n, g)) if oracle else None
-            rows.append({"sampler": label, **evaluate(metric, s, exact), "nfe": nfe})
+            check_finite(s, label)
+            scores = metric(s, lambda g: model.sample(n, g)) if oracle else metric(s)
+            rows.append({"sampler": label, **scores, "nfe": nfe})
             samples[label] = s.cpu()
         first = samples[kernels[0][0]]
         reference = model.sample(n, generator) if oracle else None

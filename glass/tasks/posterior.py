@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from glass.samplers.compare import kernels_of
-from glass.tasks.base import Result, check_int, check_time, evaluate, fork, is_oracle, noise_to
+from glass.tasks.base import Result, check_finite, check_int, check_time, fork, is_oracle, noise_to
 
 __all__ = ["Posterior"]
 
@@ -60,12 +60,11 @@ class Posterior:
             model.reset_nfe()
             s = kernel.transition(model, x_rep, t, 1.0, generator=stream())
             nfe = model.reset_nfe()
-            if not torch.isfinite(s).all():
-                raise FloatingPointError(f"{label} produced NaN or Inf posterior samples at t = {t:g}")
+            check_finite(s, f"{label} (posterior samples at t = {t:g})")
             if oracle:
                 m = self._conditional(model, metric, s, x_rep, t, points, n)
             else:
-                m = evaluate(metric, s)
+                m = metric(s)
                 m["label_agreement"] = float(
                     (model.classify(s) == labels.repeat_interleave(n)).float().mean()
                 )
@@ -81,8 +80,7 @@ class Posterior:
     @staticmethod
     def _conditional(model, metric, s, x_rep, t, points, n) -> dict:
         per_point = [
-            evaluate(
-                metric,
+            metric(
                 s[i * n : (i + 1) * n],
                 lambda g, i=i: model.sample_posterior(x_rep[i * n : (i + 1) * n], t, g),
             )

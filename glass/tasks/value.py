@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from glass.samplers.compare import kernels_of
-from glass.tasks.base import Result, check_int, check_time, fork, is_oracle, noise_to
+from glass.tasks.base import Result, check_finite, check_int, check_time, fork, is_oracle, noise_to
 
 __all__ = ["Value", "mc_value"]
 
@@ -35,8 +35,7 @@ def mc_value(
     for i in range(0, len(x_t), per):
         x = x_t[i : i + per].repeat_interleave(n, 0)
         z = kernel.transition(model, x, t, 1.0, generator=generator)
-        if not torch.isfinite(z).all():
-            raise FloatingPointError(f"{kernel!r} produced NaN or Inf posterior samples at t = {t:g}")
+        check_finite(z, f"{kernel!r} (posterior samples at t = {t:g})")
         r = reward(z).double().reshape(-1, n)
         out.append(torch.logsumexp(r, 1).cpu() - math.log(n))
         if advance:

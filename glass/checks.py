@@ -1,0 +1,45 @@
+"""Early validation of user-facing values: one ``ValueError`` naming the key and what is allowed
+(the CLI prints it as one line, exit 2)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_int", "check_number", "check_time", "check_choice", "check_finite"]
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_number(name: str, value, minimum: float | None = None) -> float:
+    """A finite number (bools refused), optionally >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def check_time(name: str, t) -> float:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {t!r}")
+    return float(t)
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
+
+
+def check_finite(x: Tensor, what: str) -> Tensor:
+    """Refuse NaN or Inf samples with a message naming who produced them (never a silent number)."""
+    if not bool(torch.isfinite(x).all()):
+        raise FloatingPointError(f"{what} produced NaN or Inf")
+    return x
