@@ -79,6 +79,9 @@ def results_table(rows: list[dict]):
     skip |= {"n_points", "n_per_point", "n_samples", "fid_n_samples", "fid_n_reference", "truth"}
     skip |= {"network_calls", "truth_network_calls", "groups", "particles"}
     skip |= {k for r in rows for k in r if k.endswith("_se")}
+    # swept parameters are in the run column already
+    skip |= {o.split("=", 1)[0].lstrip("+") for r in rows for o in (r.get("overrides") or "").split()}
+    skip |= {k for r in rows for k in r if k.endswith("_cfg")}
     keys = list(
         dict.fromkeys(
             k for r in rows for k in r if k not in skip and not k.endswith(("_floor", "_floor_std"))
@@ -122,6 +125,15 @@ def run(
         False, "-m", "--multirun", help="Sweep: one job per combination of comma-separated values."
     ),
     cfg: bool = typer.Option(False, "--cfg", help="Print the composed config and exit without running."),
+    sweep_dir: str | None = typer.Option(
+        None,
+        "--sweep-dir",
+        help="Sweep directory (default: outputs/multirun/<task>-<hash of the jobs>, so running the "
+        "same sweep again resumes it: finished jobs are skipped).",
+    ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Start the sweep in a new directory instead of resuming the existing one."
+    ),
 ) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -130,6 +142,12 @@ def run(
     for o in overrides:
         if o.startswith("-"):
             _fail(f"unknown option {o!r}; see glass run --help")
+    from glass.sweep import split_overrides
+
+    overrides, hydra_overrides = split_overrides(overrides)
+    if (hydra_overrides or sweep_dir or fresh) and not multirun:
+        what = hydra_overrides[0] if hydra_overrides else "--sweep-dir" if sweep_dir else "--fresh"
+        _fail(f"{what} applies to sweeps only; add -m (glass run -m ...)")
     console = Console(stderr=True)
     try:
         if cfg:
@@ -144,6 +162,16 @@ def run(
         from glass.runner import run as run_experiments
 
         jobs = prepare(overrides, multirun)  # validates every job before anything is written
+        target = None
+        if multirun:
+            from datetime import datetime
+            from pathlib import Path
+
+            from glass.sweep import default_sweep_dir
+
+            target = Path(sweep_dir) if sweep_dir else default_sweep_dir(jobs)
+            if fresh:
+                target = target.with_name(f"{target.name}-{datetime.now():%Y%m%d-%H%M%S}")
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -158,7 +186,13 @@ def run(
                 task_id = bars.add_task(description, total=total)
                 return lambda: bars.advance(task_id)
 
-            base, rows = run_experiments(jobs, multirun=multirun, progress=progress)
+            def announce(text: str) -> None:
+                console.print(text, highlight=False, soft_wrap=True)
+
+            base, rows = run_experiments(
+                jobs, multirun=multirun, progress=progress, sweep_dir=target,
+                hydra_overrides=hydra_overrides, announce=announce,
+            )  # fmt: skip
     except UserError as e:
         _fail(str(e))
     except KeyboardInterrupt:

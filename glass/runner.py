@@ -3,11 +3,11 @@
 Layout::
 
     outputs/runs/<date>/<time>-<task>-<sampler>-<id>/       one run
-        config.yaml  overrides.yaml  metrics.json  samples.png
+        config.yaml  overrides.yaml  job.json  metrics.json  samples.png  (trace.json)
         metrics.json = {"seed", "wall_time_s", "rows": [one dict per kernel: sampler, nfe, metrics]}
-    outputs/multirun/<date>/<time>-<id>/                    one sweep
-        000/ 001/ ...                                       one directory per job (as above)
-        summary.jsonl  summary.csv                          one row per job and kernel
+    outputs/multirun/<task>-<hash>/                         one sweep (see glass.sweep)
+        000-<config hash>/ 001-<config hash>/ ...           one directory per job (as above)
+        sweep.json  summary.jsonl  summary.csv              one row per job and kernel
 
 A run writes into ``<dir>.partial`` and renames it when complete; a run that fails is renamed
 ``<dir>.failed`` with ``error.txt``. Nothing is created before every job of the call has been
@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import time
 import traceback
 import uuid
@@ -30,7 +31,7 @@ from glass.config import UserError, compose, expand_sweep, instantiate
 from glass.metrics.default import resolve_metric
 from glass.rewards.base import resolve_reward
 
-__all__ = ["Job", "prepare", "run", "write_json_atomic"]
+__all__ = ["Job", "build_job", "prepare", "run", "run_job", "write_json_atomic", "write_rows"]
 
 
 @dataclass
@@ -68,6 +69,9 @@ class _Shared:
         return self._cache[key]
 
 
+_SHARED = _Shared()  # for jobs built inside launcher processes
+
+
 def _model(node):
     model = instantiate(node, "model")
     if hasattr(model, "check_data"):  # data the tasks will need (e.g. the MNIST test set)
@@ -83,36 +87,39 @@ def _reward(node, model):
     return resolve_reward(instantiate(node, "reward"), model)
 
 
+def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
+    """Instantiate and validate one job from its composed config (constructor errors, data checks,
+    model/metric/reward mismatches become UserErrors)."""
+    from omegaconf import OmegaConf
+
+    shared = shared or _SHARED
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"seed must be an integer >= 0, got {seed!r}")
+    task = instantiate(cfg.task, "task")
+    try:
+        model = shared.get(("model", OmegaConf.to_yaml(cfg.model)), _model, cfg.model)
+        metric = shared.get(
+            ("metric", OmegaConf.to_yaml(cfg.metric), task.name, id(model)),
+            _metric, cfg.metric, task.name, model,
+        )  # fmt: skip
+        reward = shared.get(("reward", OmegaConf.to_yaml(cfg.reward), id(model)), _reward, cfg.reward, model)
+        if hasattr(task, "check"):
+            task.check(model, reward)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return Job(
+        list(overrides), cfg, model, instantiate(cfg.sampler, "sampler"), task, metric,
+        instantiate(cfg.logger, "logger"), reward,
+    )  # fmt: skip
+
+
 def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
     """Compose and validate every job of the call, and check the output directory is writable
     (no run directory is created)."""
-    from omegaconf import OmegaConf
-
     batches = expand_sweep(overrides) if multirun else [list(overrides)]
-    jobs, shared = [], _Shared()
-    for ov in batches:
-        cfg = compose(ov)
-        seed = cfg.get("seed")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise UserError(f"seed must be an integer >= 0, got {seed!r}")
-        task = instantiate(cfg.task, "task")
-        try:
-            model = shared.get(("model", OmegaConf.to_yaml(cfg.model)), _model, cfg.model)
-            metric = shared.get(
-                ("metric", OmegaConf.to_yaml(cfg.metric), task.name, id(model)),
-                _metric, cfg.metric, task.name, model,
-            )  # fmt: skip
-            reward = shared.get(
-                ("reward", OmegaConf.to_yaml(cfg.reward), id(model)), _reward, cfg.reward, model
-            )
-            if hasattr(task, "check"):
-                task.check(model, reward)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        jobs.append(
-            Job(ov, cfg, model, instantiate(cfg.sampler, "sampler"), task, metric,
-                instantiate(cfg.logger, "logger"), reward)
-        )  # fmt: skip
+    shared = _Shared()
+    jobs = [build_job(ov, compose(ov), shared) for ov in batches]
     _check_writable(Path(jobs[0].cfg.out_dir))
     return jobs
 
@@ -129,23 +136,29 @@ def _check_writable(root: Path) -> None:
 
 def _stamp() -> tuple[str, str]:
     now = datetime.now()
-    return now.strftime("%Y-%m-%d"), now.strftime("%H-%M-%S")
+    # milliseconds keep run directories in chronological order when two runs start in the same second
+    return now.strftime("%Y-%m-%d"), now.strftime("%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
 
 
 def _slug(job: Job) -> str:
     return f"{job.task.name}-{job.cfg.sampler._target_.rsplit('.', 1)[-1].lower()}"
 
 
-def _run_job(job: Job, run_dir: Path, progress, group: str | None) -> dict:
+def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, meta: dict | None = None):
+    """Run one job into ``<run_dir>.partial`` and rename it to ``run_dir`` when everything is written
+    (``<run_dir>.failed`` with error.txt if it raises). Returns one row per kernel."""
     import torch
     from omegaconf import OmegaConf
 
     from glass.plotting import plot_result
 
     partial = run_dir.with_name(run_dir.name + ".partial")
-    partial.mkdir(parents=True)
+    failed = run_dir.with_name(run_dir.name + ".failed")
+    partial.mkdir(parents=True, exist_ok=True)  # a sweep's launcher may have created it
+    (partial / "metrics.json").unlink(missing_ok=True)  # left by an attempt killed before the rename
     OmegaConf.save(job.cfg, partial / "config.yaml", resolve=True)
     OmegaConf.save(OmegaConf.create(job.overrides), partial / "overrides.yaml")
+    write_json_atomic(partial / "job.json", {"overrides": job.overrides, **(meta or {})})
     job.logger.start(OmegaConf.to_container(job.cfg, resolve=True), partial, run_dir.name, group)
     try:
         model = job.model
@@ -155,68 +168,77 @@ def _run_job(job: Job, run_dir: Path, progress, group: str | None) -> dict:
             result = job.task(model, job.sampler, job.metric, generator, progress, reward=job.reward)
         shared = {"wall_time_s": round(time.perf_counter() - start, 4), "seed": int(job.cfg.seed)}
         rows = [{**row, **shared} for row in result.rows]
-        write_json_atomic(partial / "metrics.json", {**shared, "rows": result.rows})
         if any(result.extra.get("trace", {}).values()):  # FK steering: ESS, resampling, ancestry per step
             write_json_atomic(partial / "trace.json", result.extra["trace"])
         title = f"{job.task.name} | {job.sampler!r} | {model!r}"
         plot_result(model, job.task, result, title, partial / "samples.png")
+        write_json_atomic(partial / "metrics.json", {**shared, "rows": result.rows})
         for row in rows:
             job.logger.log(row)
     except BaseException as e:
         (partial / "error.txt").write_text("".join(traceback.format_exception(e)))
-        partial.rename(run_dir.with_name(run_dir.name + ".failed"))
+        if failed.exists():  # keep only the latest failure of this job
+            shutil.rmtree(failed)
+        partial.rename(failed)
         raise
     finally:
         job.logger.finish()
+    if run_dir.exists():  # a damaged earlier copy of this job (no readable metrics): replaced
+        shutil.rmtree(run_dir)
     partial.rename(run_dir)
     return rows
 
 
 def run(
-    overrides: list[str] | list[Job], multirun: bool = False, progress=None, on_result=None
+    overrides: list[str] | list[Job],
+    multirun: bool = False,
+    progress=None,
+    on_result=None,
+    sweep_dir: Path | None = None,
+    hydra_overrides: list[str] | None = None,
+    announce=None,
 ) -> tuple[Path, list[dict]]:
     """Run the experiment(s) and return (output directory, one row per job and kernel).
 
     ``overrides`` may also be the jobs returned by :func:`prepare`. ``progress(description, total)``
-    may return a callable that advances a progress bar; ``on_result(row)`` is called after each job.
+    may return a callable that advances a progress bar; ``on_result(row)`` is called for each row.
+    A sweep (``multirun`` or several jobs) goes through :func:`glass.sweep.sweep` (resumable, on
+    Hydra's launchers); a failed sweep job raises a UserError after the other jobs have run.
     """
     jobs = overrides if overrides and isinstance(overrides[0], Job) else prepare(overrides, multirun)
-    multirun = multirun or len(jobs) > 1
-    root = Path(jobs[0].cfg.out_dir)
-    date, clock = _stamp()
-    uid = uuid.uuid4().hex[:6]
-    rows = []
-    if multirun:
-        base = root / "multirun" / date / f"{clock}-{uid}"
-        dirs = [base / f"{i:03d}" for i in range(len(jobs))]
+    if multirun or len(jobs) > 1:
+        from glass.sweep import sweep
+
+        base, rows, failures = sweep(jobs, sweep_dir, hydra_overrides, progress, announce=announce)
+        if failures:
+            name, message = failures[0]
+            raise UserError(
+                f"{len(failures)} of {len(jobs)} jobs failed, e.g. {name}: {message} "
+                f"(see {base}/<job>.failed/error.txt; run the same sweep again to retry them)"
+            )
     else:
-        base = root / "runs" / date / f"{clock}-{_slug(jobs[0])}-{uid}"
-        dirs = [base]
-    advance = progress("jobs", len(jobs)) if (progress and multirun) else None
-    for job, d in zip(jobs, dirs):
-        job_rows = [
-            {"job": d.name if multirun else base.name, "overrides": " ".join(job.overrides), **m}
-            for m in _run_job(job, d, progress, group=base.name if multirun else None)
+        root = Path(jobs[0].cfg.out_dir)
+        date, clock = _stamp()
+        base = root / "runs" / date / f"{clock}-{_slug(jobs[0])}-{uuid.uuid4().hex[:6]}"
+        rows = [
+            {"job": base.name, "overrides": " ".join(jobs[0].overrides), **m}
+            for m in run_job(jobs[0], base, progress)
         ]
-        rows.extend(job_rows)
-        if multirun:
-            with open(base / "summary.jsonl", "a") as f:
-                f.writelines(json.dumps(row) + "\n" for row in job_rows)
-        for row in job_rows:
-            if on_result:
-                on_result(row)
-        if advance:
-            advance()
-    if multirun:
-        _write_csv(base / "summary.csv", rows)
+    for row in rows:
+        if on_result:
+            on_result(row)
     return base, rows
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def write_rows(directory: Path, rows: list[dict]) -> None:
+    """summary.jsonl and summary.csv (one row per job and kernel), each written atomically."""
+    tmp = directory / ".summary.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp, directory / "summary.jsonl")
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = directory / ".summary.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+    os.replace(tmp, directory / "summary.csv")

@@ -1,0 +1,290 @@
+"""Resumable sweeps on Hydra's launchers.
+
+``glass run -m a=1,2 b=x,y`` expands the overrides with Hydra's basic sweeper (one job per
+combination), validates every job, and hands the jobs that are not finished yet to the launcher
+chosen with ``hydra/launcher=basic|joblib|submitit_local|submitit_slurm`` (the last three come with
+the ``launchers`` extra: ``pip install glass-flows[launchers]``). Layout::
+
+    <out_dir>/multirun/<task>-<hash>/          one sweep (the name is a hash of its jobs' configs)
+        sweep.json                             the jobs, their config hashes, W&B group, definition
+        000-<config hash>/                     one finished job: config.yaml, job.json, metrics.json, ...
+        001-<config hash>.partial/             a job that is running, or was killed
+        002-<config hash>.failed/              a job that raised (error.txt)
+        summary.csv  summary.jsonl             one row per job and kernel: swept parameters, metrics,
+                                               NFE, wall time, seed
+
+Re-running the same sweep finds the same directory and skips every job whose directory is finished
+(matched by the hash of its resolved config, not by its position), and re-runs failed and
+unfinished ones. ``metrics.json`` is written atomically and a job's directory is renamed from
+``.partial`` only after everything in it is written, so a killed job never looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from glass.config import UserError, config_dir
+
+__all__ = ["config_hash", "split_overrides", "sweep", "finished_jobs", "collect", "run_hydra_job"]
+
+# In-process state for the basic launcher: jobs prepared (and validated) by the parent, shared
+# component cache, and the progress callback. Jobs launched in other processes rebuild theirs.
+_PREPARED: dict = {}
+_PROGRESS = None
+# Keys that do not change a job's results (where outputs and caches go, where metrics are logged).
+_IGNORED = ("out_dir", "logger", "cache_dir")
+
+
+def config_hash(cfg) -> str:
+    """Hash of the resolved config, without the keys that only say where things are written."""
+    from omegaconf import OmegaConf
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in sorted(node.items()) if k not in _IGNORED}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    data = strip(OmegaConf.to_container(cfg, resolve=True))
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(job overrides, Hydra overrides such as ``hydra/launcher=joblib hydra.launcher.n_jobs=2``)."""
+    job, hydra = [], []
+    for o in overrides:
+        (hydra if o.lstrip("+~").startswith(("hydra/", "hydra.")) else job).append(o)
+    return job, hydra
+
+
+@dataclass
+class Planned:
+    job: object  # runner.Job
+    hash: str
+    name: str
+    done: Path | None
+
+
+def finished_jobs(sweep_dir: Path) -> dict[str, Path]:
+    """Config hash -> directory of every finished job in ``sweep_dir``."""
+    found = {}
+    if not sweep_dir.is_dir():
+        return found
+    for d in sorted(sweep_dir.iterdir()):
+        if not d.is_dir() or d.suffix in (".partial", ".failed"):
+            continue
+        try:
+            meta = json.loads((d / "job.json").read_text())
+            json.loads((d / "metrics.json").read_text())
+        except (OSError, ValueError):
+            continue  # not a finished job (or a damaged one): it is run again
+        found.setdefault(meta["config_hash"], d)
+    return found
+
+
+def default_sweep_dir(jobs: list) -> Path:
+    key = hashlib.sha256(" ".join(sorted(config_hash(j.cfg) for j in jobs)).encode()).hexdigest()[:8]
+    tasks = sorted({j.task.name for j in jobs})
+    return Path(jobs[0].cfg.out_dir) / "multirun" / f"{'-'.join(tasks)}-{key}"
+
+
+def plan(jobs: list, sweep_dir: Path) -> list[Planned]:
+    done = finished_jobs(sweep_dir)
+    planned, seen = [], set()
+    for i, job in enumerate(jobs):
+        h = config_hash(job.cfg)
+        if h in seen:
+            raise UserError(f"job {i} repeats an earlier job of the sweep exactly: {' '.join(job.overrides)}")
+        seen.add(h)
+        planned.append(Planned(job, h, done[h].name if h in done else f"{i:03d}-{h}", done.get(h)))
+    return planned
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _launch_context(sweep_dir: Path, hydra_overrides: list[str]):
+    """Hydra's master config and launcher for this sweep (errors become one-line UserErrors)."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
+    from hydra.errors import HydraException
+    from hydra.types import HydraContext, RunMode
+    from omegaconf.errors import OmegaConfBaseException
+
+    loader = GlobalHydra.instance().config_loader()
+    overrides = [
+        "hydra/job_logging=none",
+        "hydra/hydra_logging=none",
+        "hydra.output_subdir=null",
+        f"hydra.sweep.dir={_quote(sweep_dir)}",
+        *hydra_overrides,
+    ]
+    try:
+        master = loader.load_configuration("config", overrides, run_mode=RunMode.MULTIRUN)
+        context = HydraContext(config_loader=loader, callbacks=Callbacks(master))
+        launcher = Plugins.instance().instantiate_launcher(
+            config=master, hydra_context=context, task_function=run_hydra_job
+        )
+    except (HydraException, OmegaConfBaseException, ImportError, ValueError) as e:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = ""
+        if "launcher" in text or "launcher" in " ".join(hydra_overrides):
+            hint = " (joblib and submitit launchers: pip install 'glass-flows[launchers]')"
+        raise UserError(f"cannot set up the launcher: {text}{hint}") from None
+    return launcher
+
+
+def sweep(
+    jobs: list,
+    sweep_dir: Path | None = None,
+    hydra_overrides: list[str] | None = None,
+    progress=None,
+    group: str | None = None,
+    definition: dict | None = None,
+    announce=None,
+) -> tuple[Path, list[dict], list[tuple[str, str]]]:
+    """Run the jobs that ``sweep_dir`` does not hold finished yet; return (sweep dir, summary rows,
+    failures as (job directory, one-line error)). ``announce(text)`` is told what is skipped."""
+    global _PROGRESS
+    from hydra import initialize_config_dir
+    from hydra.core.utils import JobStatus
+
+    sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(jobs)
+    planned = plan(jobs, sweep_dir)
+    todo = [p for p in planned if p.done is None]
+    failures = []
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
+        launcher = _launch_context(sweep_dir, list(hydra_overrides or []))  # before anything is written
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        _write_sweep_json(sweep_dir, planned, group or sweep_dir.name, definition)
+        if announce:
+            skipped = len(planned) - len(todo)
+            announce(
+                f"sweep {sweep_dir}: {len(planned)} jobs"
+                + (f", {skipped} already finished (skipped)" if skipped else "")
+                + (f", running {len(todo)} with {type(launcher).__name__}" if todo else "")
+            )
+        if todo:
+            _PREPARED.clear()
+            _PREPARED.update({p.hash: p.job for p in todo})
+            _PROGRESS = progress
+            subdir = "hydra.sweep.subdir="
+            overrides = [[*p.job.overrides, subdir + _quote(p.name + ".partial")] for p in todo]
+            try:
+                returns = launcher.launch(overrides, initial_job_idx=0)
+            finally:
+                _PREPARED.clear()
+                _PROGRESS = None
+            for p, ret in zip(todo, returns):
+                if ret.status != JobStatus.COMPLETED:
+                    err = ret._return_value
+                    if isinstance(err, KeyboardInterrupt):
+                        raise err
+                    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                    failures.append((p.name, f"{type(err).__name__}: {text}"))
+    rows = collect(sweep_dir, planned)
+    return sweep_dir, rows, failures
+
+
+def _write_sweep_json(sweep_dir: Path, planned: list[Planned], group: str, definition: dict | None) -> None:
+    from glass.runner import write_json_atomic
+
+    path = sweep_dir / "sweep.json"
+    old = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = {}
+    data = {
+        "group": group,
+        "created": old.get("created", datetime.now().isoformat(timespec="seconds")),
+        "jobs": [{"name": p.name, "config_hash": p.hash, "overrides": p.job.overrides} for p in planned],
+    }
+    if definition is not None or "definition" in old:
+        data["definition"] = definition if definition is not None else old["definition"]
+    write_json_atomic(path, data)
+
+
+def _params(overrides: list[str]) -> dict:
+    out = {}
+    for o in overrides:
+        if "=" not in o or o.startswith("~"):
+            continue
+        key, value = o.lstrip("+").split("=", 1)
+        out[key] = value
+    return out
+
+
+def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]:
+    """Summary rows (one per finished job and kernel) of the sweep's jobs, written to summary.csv and
+    summary.jsonl atomically. Without ``planned``, the jobs listed in sweep.json (or every finished
+    job directory) are collected."""
+    from glass.runner import write_rows
+
+    sweep_dir = Path(sweep_dir)
+    if planned is not None:
+        wanted = [(p.name, p.hash, p.job.overrides) for p in planned]
+    else:
+        try:
+            meta = json.loads((sweep_dir / "sweep.json").read_text())
+            wanted = [(j["name"], j["config_hash"], j["overrides"]) for j in meta["jobs"]]
+        except (OSError, ValueError, KeyError):
+            wanted = None
+    done = finished_jobs(sweep_dir)
+    if wanted is None:
+        wanted = []
+        for h, d in done.items():
+            wanted.append((d.name, h, json.loads((d / "job.json").read_text()).get("overrides", [])))
+    rows = []
+    for _name, h, overrides in wanted:
+        d = done.get(h)
+        if d is None:
+            continue
+        metrics = json.loads((d / "metrics.json").read_text())
+        params = _params(overrides)
+        for r in metrics["rows"]:
+            cols = {(f"{k}_cfg" if k in r else k): v for k, v in params.items()}
+            rows.append(
+                {"job": d.name, **cols, "overrides": " ".join(overrides), **r,
+                 "seed": metrics.get("seed"), "wall_time_s": metrics.get("wall_time_s")}
+            )  # fmt: skip
+    if rows:
+        write_rows(sweep_dir, rows)
+    return rows
+
+
+def run_hydra_job(cfg) -> list[dict]:
+    """The launcher's task function: run one job into ``hydra.sweep.dir/<name>.partial`` and rename
+    it to ``<name>`` when everything is written."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from glass.runner import build_job, run_job
+
+    hc = HydraConfig.get()
+    partial = Path(hc.runtime.output_dir)
+    run_dir = partial.with_name(partial.name.removesuffix(".partial"))
+    group = None
+    try:
+        group = json.loads((run_dir.parent / "sweep.json").read_text()).get("group")
+    except (OSError, ValueError):
+        pass
+    OmegaConf.set_readonly(cfg, True)
+    key = config_hash(cfg)
+    job = _PREPARED.get(key)
+    if job is None:  # launched in another process: build (and validate) the job here
+        job = build_job(list(hc.overrides.task), cfg)
+    failed = run_dir.with_name(run_dir.name + ".failed")
+    rows = run_job(job, run_dir, _PROGRESS, group=group, meta={"config_hash": key})
+    if failed.is_dir():  # an earlier attempt failed; this one succeeded
+        shutil.rmtree(failed, ignore_errors=True)
+    return rows

@@ -1,0 +1,121 @@
+"""Sweeps: Hydra launchers, one directory per job, summaries, and resuming after a kill."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from glass.cli import app
+
+runner = CliRunner()
+SWEEP = ["run", "-m", "model=gmm", "sampler=sde,glass", "sampler.steps=2,4", "task.n=100", "seed=3"]
+
+
+def finished(sweep: Path) -> list[Path]:
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and p.suffix not in (".partial", ".failed"))
+
+
+def test_tiny_sweep_end_to_end_then_resume_skips_finished_jobs(tmp_path):
+    res = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}"])
+    assert res.exit_code == 0, res.output
+    (sweep,) = tmp_path.glob("multirun/*")
+    jobs = finished(sweep)
+    assert [p.name[:3] for p in jobs] == ["000", "001", "002", "003"]
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [(r["sampler_cfg"], r["sampler.steps"], r["sampler"]) for r in rows] == [
+        ("sde", "2", "sde M=2"), ("sde", "4", "sde M=4"),
+        ("glass", "2", "glass M=2"), ("glass", "4", "glass M=4"),
+    ]  # fmt: skip
+    assert all(int(r["nfe"]) == int(r["sampler.steps"]) and r["seed"] == "3" for r in rows)
+    assert all(float(r["wall_time_s"]) > 0 and float(r["energy"]) > 0 for r in rows)
+    assert len((sweep / "summary.jsonl").read_text().splitlines()) == 4
+    for job in jobs:  # the directory name carries the hash of the job's resolved config
+        assert json.loads((job / "job.json").read_text())["config_hash"] == job.name.split("-", 1)[1]
+    before = {p: (p / "metrics.json").stat().st_mtime_ns for p in jobs}
+
+    again = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}"])
+    assert again.exit_code == 0, again.output
+    assert "4 already finished (skipped)" in again.stderr and "running" not in again.stderr
+    assert {p: (p / "metrics.json").stat().st_mtime_ns for p in finished(sweep)} == before
+    assert list(csv.DictReader(open(sweep / "summary.csv"))) == rows
+
+    # a damaged record is not trusted: that job alone runs again
+    (jobs[1] / "metrics.json").write_text("{truncated")
+    third = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}"])
+    assert third.exit_code == 0, third.output
+    assert "3 already finished (skipped), running 1" in third.stderr
+    assert json.loads((jobs[1] / "metrics.json").read_text())["rows"][0]["sampler"] == "sde M=4"
+    assert (jobs[0] / "metrics.json").stat().st_mtime_ns == before[jobs[0]]
+
+    # extending the sweep into the same directory reuses the finished jobs by config hash
+    wider = [*SWEEP[:4], "sampler.steps=2,4,8", *SWEEP[5:], f"out_dir={tmp_path}", f"--sweep-dir={sweep}"]
+    fourth = runner.invoke(app, wider)
+    assert fourth.exit_code == 0, fourth.output
+    assert "4 already finished (skipped), running 2" in fourth.stderr
+    assert len(finished(sweep)) == 6 and len(list(csv.DictReader(open(sweep / "summary.csv")))) == 6
+
+    fresh = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}", "--fresh"])
+    assert fresh.exit_code == 0 and "running 4" in fresh.stderr
+    assert len(list(tmp_path.glob("multirun/*"))) == 2
+
+
+def test_joblib_launcher_runs_jobs_in_worker_processes(tmp_path):
+    res = runner.invoke(
+        app, [*SWEEP, f"out_dir={tmp_path}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "JoblibLauncher" in res.stderr
+    (sweep,) = tmp_path.glob("multirun/*")
+    serial = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path / 'serial'}"])
+    assert serial.exit_code == 0
+    (other,) = (tmp_path / "serial").glob("multirun/*")
+    key = ("sampler", "nfe", "energy")
+    rows = [[tuple(r[k] for k in key) for r in csv.DictReader(open(d / "summary.csv"))] for d in (sweep, other)]
+    assert rows[0] == rows[1]  # the same seeds give the same numbers in worker processes
+
+
+def test_launcher_errors_are_one_line_and_write_nothing(tmp_path):
+    res = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}", "hydra/launcher=nope"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "launcher" in res.stderr
+    assert not (tmp_path / "multirun").exists()
+    res = runner.invoke(app, ["run", "model=gmm", "hydra/launcher=joblib", f"out_dir={tmp_path}"])
+    assert res.exit_code == 2 and "sweeps only" in res.stderr
+
+
+def test_killed_sweep_leaves_no_finished_looking_job_and_resumes(tmp_path):
+    """SIGKILL a sweep while its second job runs: the first job's record is intact, the second is a
+    .partial directory without metrics; running the same sweep again runs only the unfinished jobs."""
+    args = [sys.executable, "-m", "glass.cli", "run", "-m", "model=gmm64", "sampler=glass",
+            "sampler.steps=1,40,41", "task.n=2000", f"out_dir={tmp_path}"]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    sweep = None
+    while time.time() < deadline:
+        found = list(tmp_path.glob("multirun/*/001-*.partial"))
+        if found:
+            sweep = found[0].parent
+            break
+        time.sleep(0.05)
+    assert sweep is not None, proc.communicate()[1]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (first,) = finished(sweep)
+    (partial,) = sweep.glob("001-*.partial")
+    assert first.name.startswith("000-") and not (partial / "metrics.json").exists()
+    record = (first / "metrics.json").read_bytes()
+    json.loads(record)
+
+    res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "1 already finished (skipped), running 2" in res.stderr
+    assert [p.name[:3] for p in finished(sweep)] == ["000", "001", "002"]
+    assert not list(sweep.glob("*.partial")) and (first / "metrics.json").read_bytes() == record
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [r["sampler"] for r in rows] == ["glass M=1", "glass M=40", "glass M=41"]
