@@ -76,7 +76,8 @@ def test_joblib_launcher_runs_jobs_in_worker_processes(tmp_path):
     assert serial.exit_code == 0
     (other,) = (tmp_path / "serial").glob("multirun/*")
     key = ("sampler", "nfe", "energy")
-    rows = [[tuple(r[k] for k in key) for r in csv.DictReader(open(d / "summary.csv"))] for d in (sweep, other)]
+    summaries = [csv.DictReader(open(d / "summary.csv")) for d in (sweep, other)]
+    rows = [[tuple(r[k] for k in key) for r in rs] for rs in summaries]
     assert rows[0] == rows[1]  # the same seeds give the same numbers in worker processes
 
 
