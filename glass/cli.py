@@ -249,6 +249,111 @@ def train(
     typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
 
+def _progress_bars(console):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _guarded(fn):
+    """Run ``fn``; bad input -> one line and exit 2, a bug -> one line and exit 1 (GLASS_DEBUG=1 raises)."""
+    try:
+        return fn()
+    except UserError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted (finished jobs are kept; run the same command to resume)", 130)
+    except Exception as e:  # noqa: BLE001
+        if os.environ.get("GLASS_DEBUG"):
+            raise
+        _fail(f"{type(e).__name__}: {e} (set GLASS_DEBUG=1 for the traceback)", 1)
+
+
+def _reproduce_help() -> str:
+    try:
+        from glass.reproduce import load, names
+
+        lines = [f"  [bold]{n}[/]: {escape_markup(load(n)['title'])}" for n in names()]
+    except UserError as e:
+        lines = [f"  ({e})"]
+    return (
+        "Reproduce a figure or table of the paper: run its sweep (resumable: finished jobs are "
+        "skipped) and write PNG plots and a markdown table to outputs/reproduce/NAME/SCALE/.\n\n"
+        "Experiments (definitions in experiments/reproduce/):\n\n" + "\n\n".join(lines) + "\n\n"
+        "--scale small runs on 2 CPU cores in minutes (MNIST and the Gaussian-mixture oracle); "
+        "--scale paper uses the paper's sizes (GPU). Extra OVERRIDES apply to every job, e.g. "
+        "model.device=cuda logger=wandb (W&B runs are grouped by experiment), or "
+        "hydra/launcher=joblib hydra.launcher.n_jobs=4."
+    )
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@app.command(help=_reproduce_help(), context_settings={"ignore_unknown_options": True})
+def reproduce(
+    name: str = typer.Argument(..., help="Experiment name (see above)."),
+    overrides: list[str] | None = typer.Argument(None, help="Overrides for every job", show_default=False),
+    scale: str = typer.Option("small", "--scale", help="small (CPU, minutes) or paper (the paper's sizes)"),
+) -> None:
+    from rich.console import Console
+
+    from glass.sweep import split_overrides
+
+    overrides = list(overrides or [])
+    for o in overrides:
+        if o.startswith("-"):
+            _fail(f"unknown option {o!r}; see glass reproduce --help")
+    overrides, hydra_overrides = split_overrides(overrides)
+    console = Console(stderr=True)
+
+    def work():
+        from glass.reproduce import reproduce as run_reproduce
+
+        with _progress_bars(console) as bars:
+
+            def progress(description: str, total: int):
+                task_id = bars.add_task(description, total=total)
+                return lambda: bars.advance(task_id)
+
+            return run_reproduce(
+                name, scale, overrides, progress=progress, hydra_overrides=hydra_overrides,
+                announce=lambda text: console.print(text, highlight=False, soft_wrap=True),
+            )  # fmt: skip
+
+    base, rows, failures = _guarded(work)
+    for f in sorted(base.glob(f"{name}*.md")):
+        typer.echo(f.read_text())
+    typer.echo(f"outputs: {base}")
+    if failures:
+        job, message = failures[0]
+        _fail(f"{len(failures)} jobs failed, e.g. {job}: {message} (run the same command to retry)", 1)
+
+
+@app.command()
+def report(
+    path: str = typer.Argument(
+        ..., help="A sweep directory (outputs/multirun/... or outputs/reproduce/NAME/SCALE)"
+    ),
+) -> None:
+    """Redraw the plots and markdown tables of a sweep from its finished jobs (nothing is recomputed)."""
+    from glass.report import report as write_report
+
+    for f in _guarded(lambda: write_report(path)):
+        typer.echo(str(f))
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""

@@ -69,6 +69,7 @@ class Planned:
     hash: str
     name: str
     done: Path | None
+    labels: dict | None = None
 
 
 def finished_jobs(sweep_dir: Path) -> dict[str, Path]:
@@ -94,7 +95,7 @@ def default_sweep_dir(jobs: list) -> Path:
     return Path(jobs[0].cfg.out_dir) / "multirun" / f"{'-'.join(tasks)}-{key}"
 
 
-def plan(jobs: list, sweep_dir: Path) -> list[Planned]:
+def plan(jobs: list, sweep_dir: Path, labels: list[dict] | None = None) -> list[Planned]:
     done = finished_jobs(sweep_dir)
     planned, seen = [], set()
     for i, job in enumerate(jobs):
@@ -102,7 +103,8 @@ def plan(jobs: list, sweep_dir: Path) -> list[Planned]:
         if h in seen:
             raise UserError(f"job {i} repeats an earlier job of the sweep exactly: {' '.join(job.overrides)}")
         seen.add(h)
-        planned.append(Planned(job, h, done[h].name if h in done else f"{i:03d}-{h}", done.get(h)))
+        name = done[h].name if h in done else f"{i:03d}-{h}"
+        planned.append(Planned(job, h, name, done.get(h), (labels or [{}] * len(jobs))[i]))
     return planned
 
 
@@ -150,15 +152,17 @@ def sweep(
     group: str | None = None,
     definition: dict | None = None,
     announce=None,
+    labels: list[dict] | None = None,
 ) -> tuple[Path, list[dict], list[tuple[str, str]]]:
     """Run the jobs that ``sweep_dir`` does not hold finished yet; return (sweep dir, summary rows,
-    failures as (job directory, one-line error)). ``announce(text)`` is told what is skipped."""
+    failures as (job directory, one-line error)). ``announce(text)`` is told what is skipped;
+    ``labels`` (one dict per job, e.g. the method's name) become columns of the summary."""
     global _PROGRESS
     from hydra import initialize_config_dir
     from hydra.core.utils import JobStatus
 
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(jobs)
-    planned = plan(jobs, sweep_dir)
+    planned = plan(jobs, sweep_dir, labels)
     todo = [p for p in planned if p.done is None]
     failures = []
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
@@ -207,7 +211,10 @@ def _write_sweep_json(sweep_dir: Path, planned: list[Planned], group: str, defin
     data = {
         "group": group,
         "created": old.get("created", datetime.now().isoformat(timespec="seconds")),
-        "jobs": [{"name": p.name, "config_hash": p.hash, "overrides": p.job.overrides} for p in planned],
+        "jobs": [
+            {"name": p.name, "config_hash": p.hash, "overrides": p.job.overrides, "labels": p.labels or {}}
+            for p in planned
+        ],
     }
     if definition is not None or "definition" in old:
         data["definition"] = definition if definition is not None else old["definition"]
@@ -232,20 +239,20 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
 
     sweep_dir = Path(sweep_dir)
     if planned is not None:
-        wanted = [(p.name, p.hash, p.job.overrides) for p in planned]
+        wanted = [(p.hash, p.job.overrides, p.labels or {}) for p in planned]
     else:
         try:
             meta = json.loads((sweep_dir / "sweep.json").read_text())
-            wanted = [(j["name"], j["config_hash"], j["overrides"]) for j in meta["jobs"]]
+            wanted = [(j["config_hash"], j["overrides"], j.get("labels", {})) for j in meta["jobs"]]
         except (OSError, ValueError, KeyError):
             wanted = None
     done = finished_jobs(sweep_dir)
     if wanted is None:
         wanted = []
         for h, d in done.items():
-            wanted.append((d.name, h, json.loads((d / "job.json").read_text()).get("overrides", [])))
+            wanted.append((h, json.loads((d / "job.json").read_text()).get("overrides", []), {}))
     rows = []
-    for _name, h, overrides in wanted:
+    for h, overrides, labels in wanted:
         d = done.get(h)
         if d is None:
             continue
@@ -254,7 +261,7 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
         for r in metrics["rows"]:
             cols = {(f"{k}_cfg" if k in r else k): v for k, v in params.items()}
             rows.append(
-                {"job": d.name, **cols, "overrides": " ".join(overrides), **r,
+                {"job": d.name, **labels, **cols, "overrides": " ".join(overrides), **r,
                  "seed": metrics.get("seed"), "wall_time_s": metrics.get("wall_time_s")}
             )  # fmt: skip
     if rows:

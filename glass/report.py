@@ -1,0 +1,240 @@
+"""``glass report PATH``: plots and markdown tables from a finished (or partly finished) sweep, without
+recomputing anything.
+
+A sweep made by ``glass reproduce`` carries its definition (``sweep.json``), whose ``report`` block
+says what to draw; any other sweep gets a generic report: its main metric against the number of
+steps M, one line per sampler, one panel per other swept parameter. Values are averaged over the
+jobs that differ only in what the plot does not show (e.g. seeds), with standard errors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from glass.config import UserError
+
+__all__ = ["report", "enrich", "aggregate", "markdown_table"]
+
+_LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
+_METRICS = ("fid", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
+
+
+def _number(v):
+    if isinstance(v, str):
+        try:
+            f = float(v)
+        except ValueError:
+            return v
+        return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+    return v
+
+
+def enrich(rows: list[dict]) -> list[dict]:
+    """Add ``kernel`` and ``steps`` (parsed from the sampler label) and numbers for swept values."""
+    out = []
+    for r in rows:
+        r = {k: _number(v) for k, v in r.items()}
+        m = _LABEL.match(str(r.get("sampler", "")))
+        if m:
+            r.setdefault("kernel", m["kernel"])
+            r.setdefault("steps", int(m["steps"]))
+        out.append(r)
+    return out
+
+
+def aggregate(rows: list[dict], keys: list[str], value: str) -> dict[tuple, tuple[float, float, int]]:
+    """(mean, standard error, count) of ``value`` per distinct combination of ``keys``. A single row
+    with its own ``<value>_se`` keeps it."""
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        v = r.get(value)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        vals = [float(r[value]) for r in rs]
+        mean = sum(vals) / len(vals)
+        if len(vals) > 1:
+            var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
+            se = math.sqrt(var / len(vals))
+        else:
+            se = float(rs[0].get(f"{value}_se", float("nan")))
+        out[key] = (mean, se, len(vals))
+    return out
+
+
+def _order(values) -> list:
+    values = list(dict.fromkeys(values))
+    if all(isinstance(v, (int, float)) for v in values):
+        return sorted(values)
+    return values  # first-seen order (the definition's order of variants)
+
+
+def _fmt(mean: float, se: float) -> str:
+    digits = 4 if abs(mean) < 10 else 1 if abs(mean) >= 100 else 2
+    text = f"{mean:.{digits}f}"
+    if math.isfinite(se):
+        text += f" ± {se:.{digits}f}"
+    return text
+
+
+def markdown_table(rows: list[dict], index: list[str], value: str, columns: str | None = None) -> str:
+    """Rows = distinct ``index`` combinations, columns = distinct values of ``columns`` (or one
+    column), cells = mean ± standard error of ``value``."""
+    cols = _order(r.get(columns) for r in rows if value in r) if columns else [None]
+    keys = [*index, columns] if columns else list(index)
+    agg = aggregate(rows, keys, value)
+    if not agg:
+        return f"_(no values of {value})_\n"
+    idx = list(dict.fromkeys(k[: len(index)] for k in agg))
+    head = [*index, *(f"{columns}={c}" if columns else value for c in cols)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in idx:
+        cells = []
+        for c in cols:
+            got = agg.get((*key, c) if columns else key)
+            cells.append(_fmt(got[0], got[1]) if got else "—")
+        lines.append("| " + " | ".join(map(str, key)) + " | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, y, series, facet = spec["x"], spec["y"], spec.get("series"), spec.get("facet")
+    rows = [r for r in rows if y in r]
+    facets = _order(r.get(facet) for r in rows) if facet else [None]
+    fig, axes = plt.subplots(1, len(facets), figsize=(4.2 * len(facets) + 0.6, 3.6), squeeze=False)
+    xs = _order(r.get(x) for r in rows)
+    numeric = all(isinstance(v, (int, float)) for v in xs)
+    for ax, f in zip(axes[0], facets):
+        sub = [r for r in rows if facet is None or r.get(facet) == f]
+        names = _order(r.get(series) for r in sub) if series else [None]
+        agg = aggregate(sub, [series or "_", x] if series else [x], y)
+        for i, s in enumerate(names):
+            pts = [
+                (xv, *agg[(s, xv) if series else (xv,)]) for xv in xs if ((s, xv) if series else (xv,)) in agg
+            ]
+            if not pts:
+                continue
+            px, mean, se = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+            err = [e if math.isfinite(e) else 0.0 for e in se]
+            if numeric:
+                ax.errorbar(px, mean, yerr=err, marker="o", capsize=3, label=str(s) if series else None)
+            else:
+                width = 0.8 / len(names)
+                pos = [xs.index(v) + (i - (len(names) - 1) / 2) * width for v in px]
+                ax.bar(pos, mean, width=width, yerr=err, capsize=3, label=str(s) if series else None)
+        if not numeric:
+            ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
+        if spec.get("logx") and numeric:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [str(v) for v in xs])
+        if spec.get("logy"):
+            ax.set_yscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_title(f"{facet} = {f}" if facet else spec.get("title", ""), fontsize=10)
+        ax.grid(alpha=0.3)
+        if series and len(names) > 1:
+            ax.legend(fontsize=8)
+    if spec.get("floor"):  # e.g. the metric's noise floor: a sampler cannot do better than this
+        level = [float(r[spec["floor"]]) for r in rows if isinstance(r.get(spec["floor"]), (int, float))]
+        for ax in axes[0]:
+            if level:
+                ax.axhline(sum(level) / len(level), color="gray", ls="--", lw=1, label="noise floor")
+    import textwrap
+
+    full = title + (f" — {spec['title']}" if facet and spec.get("title") else "")
+    fig.suptitle("\n".join(textwrap.wrap(full, width=int(fig.get_figwidth() * 12))), fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _generic(rows: list[dict]) -> dict:
+    metric = next((m for m in _METRICS if any(m in r for r in rows)), None)
+    if metric is None:
+        raise UserError("no known metric in the sweep's results to report")
+    swept = [
+        k
+        for k in dict.fromkeys(k for r in rows for k in r)
+        if ("." in k or k == "seed") and len({str(r.get(k)) for r in rows}) > 1 and k != "seed"
+    ]
+    facet = next((k for k in swept if k != "sampler.steps"), None)
+    steps = len({r.get("steps") for r in rows}) > 1
+    index = [k for k in (facet, "kernel" if steps else "sampler") if k]
+    plots = [{"x": "steps", "y": metric, "series": "kernel", "facet": facet, "logx": True}] if steps else []
+    return {
+        "name": "summary",
+        "title": f"{metric} by sampler",
+        "report": {"plots": plots, "tables": [{"index": index, "columns": "steps" if steps else None,
+                                               "value": metric}]},
+    }  # fmt: skip
+
+
+def report(path: str | Path) -> list[Path]:
+    """Redraw the plots and tables of the sweep at ``path``; returns the files written."""
+    from glass.sweep import collect
+
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"no such directory: {str(path)!r}")
+    meta_file = path / "sweep.json"
+    meta = {}
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+        except ValueError:
+            raise UserError(f"{meta_file} is damaged (not JSON)") from None
+    elif not any(p.is_dir() and (p / "job.json").is_file() for p in path.iterdir()):
+        raise UserError(f"{str(path)!r} is not a sweep directory (no sweep.json and no job directories)")
+    rows = enrich(collect(path))
+    if not rows:
+        raise UserError(f"no finished jobs in {path} yet")
+    spec = meta.get("definition") or _generic(rows)
+    if meta.get("definition"):  # the current definition's report block wins (plots may have been edited)
+        from glass.reproduce import load, names
+
+        if spec.get("name") in names():
+            spec = {**spec, **{k: v for k, v in load(spec["name"]).items() if k != "scales"}}
+    name = spec.get("name", "summary")
+    title = spec.get("title", name)
+    scale = spec.get("scale")
+    written = []
+    plots = spec.get("report", {}).get("plots", [])
+    md = [f"# {title}", ""]
+    if scale:
+        md += [f"Scale: **{scale}**. {spec['scales'][scale].get('note', '')}".strip(), ""]
+    if spec.get("paper"):
+        md += [f"**Paper:** {spec['paper']}", ""]
+    if spec.get("ours"):
+        md += [f"**Here:** {spec['ours']}", ""]
+    jobs = len({r["job"] for r in rows})
+    expected = len(meta.get("jobs", [])) or jobs
+    md += [f"{jobs} of {expected} jobs finished; mean ± standard error over repeated jobs (seeds).", ""]
+    for i, plot in enumerate(plots):
+        png = path / (f"{name}.png" if len(plots) == 1 else f"{name}-{i + 1}.png")
+        _plot(rows, plot, png, title)
+        written.append(png)
+        md += [f"![{plot['y']}]({png.name})", ""]
+    for table in spec.get("report", {}).get("tables", []):
+        md += [
+            f"**{table['value']}**",
+            "",
+            markdown_table(rows, table["index"], table["value"], table.get("columns")),
+        ]
+    out = path / f"{name}.md"
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(md))
+    tmp.replace(out)
+    written.append(out)
+    return written

@@ -1,0 +1,128 @@
+"""``glass reproduce NAME``: the paper's figures and tables as resumable sweeps.
+
+Each experiment is one YAML file in ``experiments/reproduce/`` (installed wheels carry a copy as
+``glass/experiments/reproduce``)::
+
+    title: ...            # one line
+    paper: ...            # what the paper reports (its numbers)
+    ours: ...             # what our analog measures, and how it differs
+    scales:
+      small:              # 2 CPU cores, minutes
+        overrides: [...]  # common to every job
+        variants: {label: [overrides]}   # optional: named methods, crossed with the sweep
+        sweep: {key: [values]}           # cartesian product (Hydra's basic sweeper)
+      paper: {...}        # the paper's sizes, for GPU machines (``note`` says what it costs)
+    report:
+      plots:  [{x, y, series, facet, logx, logy, title}]
+      tables: [{index: [...], columns, value}]
+
+The jobs go to ``<out_dir>/reproduce/NAME/<scale>/`` (one directory per job, resumable as any
+sweep) and the report (``NAME.png``, ``NAME.md``) is written next to them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from glass.config import UserError
+
+__all__ = ["definitions_dir", "names", "load", "job_overrides", "reproduce"]
+
+SCALES = ("small", "paper")
+
+
+def definitions_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "experiments" / "reproduce", here.parent / "experiments" / "reproduce"):
+        if candidate.is_dir():
+            return candidate
+    raise UserError(f"cannot find the experiment definitions (looked under {here} and {here.parent})")
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in definitions_dir().glob("*.yaml"))
+
+
+def load(name: str) -> dict:
+    """The definition ``name``, checked for the keys the runner and the report need."""
+    import yaml
+
+    known = names()
+    if name not in known:
+        raise UserError(f"unknown experiment {name!r}; choose from: {', '.join(known)}")
+    with open(definitions_dir() / f"{name}.yaml") as f:
+        spec = yaml.safe_load(f)
+    for scale in SCALES:
+        block = spec.get("scales", {}).get(scale)
+        if not isinstance(block, dict) or not isinstance(block.get("overrides"), list):
+            raise UserError(f"experiment {name}: scales.{scale}.overrides must be a list")
+    for plot in spec.get("report", {}).get("plots", []):
+        if "x" not in plot or "y" not in plot:
+            raise UserError(f"experiment {name}: every plot needs x and y")
+    spec["name"] = name
+    return spec
+
+
+def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[str]], list[dict]]:
+    """(override list per job, labels per job): variants x the cartesian product of the sweep."""
+    if scale not in SCALES:
+        raise UserError(f"unknown scale {scale!r}; choose from: {', '.join(SCALES)}")
+    block = spec["scales"][scale]
+    variants = block.get("variants") or spec.get("variants") or {None: []}
+    sweep = block.get("sweep") or {}
+    keys = list(sweep)
+    jobs, labels = [], []
+    for variant, vov in variants.items():
+        for values in itertools.product(*(sweep[k] for k in keys)):
+            ov = [*block["overrides"], *vov, *(f"{k}={_value(v)}" for k, v in zip(keys, values)), *extra]
+            jobs.append(_dedupe(ov))
+            labels.append({"variant": variant} if variant is not None else {})
+    return jobs, labels
+
+
+def _value(v) -> str:
+    return "null" if v is None else str(v)
+
+
+def _dedupe(overrides: list[str]) -> list[str]:
+    """Later overrides of the same key win (so variants and command-line overrides replace defaults)."""
+    last = {}
+    for o in overrides:
+        last[o.split("=", 1)[0].lstrip("+")] = o
+    return list(last.values())
+
+
+def reproduce(
+    name: str,
+    scale: str = "small",
+    extra: list[str] | None = None,
+    out_dir: str | None = None,
+    progress=None,
+    announce=None,
+    hydra_overrides: list[str] | None = None,
+) -> tuple[Path, list[dict], list]:
+    """Run (or resume) the experiment's sweep and write its report; returns (directory, rows, failures)."""
+    from glass.config import compose
+    from glass.report import report
+    from glass.runner import _check_writable, _Shared, build_job
+    from glass.sweep import sweep
+
+    spec = load(name)
+    extra = list(extra or [])
+    if out_dir is not None:
+        extra.append(f"out_dir={out_dir}")
+    overrides, labels = job_overrides(spec, scale, extra)
+    shared = _Shared()
+    jobs = [build_job(ov, compose(ov), shared) for ov in overrides]  # everything validated first
+    root = Path(jobs[0].cfg.out_dir)
+    _check_writable(root)
+    target = root / "reproduce" / name / scale
+    definition = {**spec, "scale": scale}
+    base, rows, failures = sweep(
+        jobs, target, hydra_overrides, progress, group=f"{name}-{scale}", definition=definition,
+        announce=announce, labels=labels,
+    )  # fmt: skip
+    if rows:
+        report(base)
+    return base, rows, failures
