@@ -3,7 +3,7 @@ PYTHON ?= python3
 STAMP  := .make/install.stamp
 ARGS   ?=
 
-.PHONY: install run test lint format measure measure-mnist table1 clean help
+.PHONY: install run test lint format measure measure-mnist table1 reproduce clean help
 
 help:
 	@echo "make run      install, then run the default experiment (glass run $(ARGS))"
@@ -12,6 +12,7 @@ help:
 	@echo "make measure  posterior error vs NFE on the 64-D oracle (README table)"
 	@echo "make measure-mnist  posterior FID and value correlation vs M on MNIST (README, ~1 h on 2 cores)"
 	@echo "make table1   paper Table 1 analog: best-of-N / FK steering at equal NFE on MNIST and the oracle"
+	@echo "make reproduce  every paper experiment at small scale (glass reproduce NAME; SCALE=paper for GPUs)"
 
 install: $(STAMP)
 
@@ -44,6 +45,11 @@ measure-mnist: install
 table1: install
 	$(PYTHON) experiments/table1_fks.py --model mnist
 	$(PYTHON) experiments/table1_fks.py --model gmm --steps 4 --groups 1000
+
+EXPERIMENTS ?= fig2-posterior fig2-value table4-sampling fig7-rho table1-fks table5-guidance
+SCALE ?= small
+reproduce: install
+	for name in $(EXPERIMENTS); do glass reproduce $$name --scale $(SCALE) $(ARGS) || exit 1; done
 
 clean:
 	rm -rf .make .pytest_cache .ruff_cache

@@ -39,10 +39,13 @@ def _run_help() -> str:
         "  glass run task=value task.truth_n=64 task.truth_steps=50   (value estimation on MNIST)\n\n"
         "  glass run model=gmm64 task=posterior sampler=glass sampler.steps=8 task.t=0.2\n\n"
         "  glass run -m model=gmm sampler=sde,glass sampler.steps=2,4,8\n\n"
+        "  glass run -m model=gmm sampler=sde,glass sampler.steps=2,4,8 hydra/launcher=joblib\n\n"
         "  glass run --cfg task=generate sampler=ode               (print the composed config)\n\n"
         "Each run writes outputs/runs/<date>/<time>-<task>-<sampler>-<id>/ (config.yaml, metrics.json, "
-        "samples.png); a sweep writes outputs/multirun/<date>/<time>-<id>/ with one directory per job "
-        "and summary.csv / summary.jsonl."
+        "samples.png); a sweep writes outputs/multirun/<task>-<hash>/ with one directory per job "
+        "and summary.csv / summary.jsonl. Running the same sweep again resumes it (finished jobs are "
+        "skipped). Launchers: hydra/launcher=basic|joblib|submitit_local|submitit_slurm, e.g. "
+        "hydra/launcher=joblib hydra.launcher.n_jobs=4."
     )
 
 

@@ -120,3 +120,30 @@ def test_killed_sweep_leaves_no_finished_looking_job_and_resumes(tmp_path):
     assert not list(sweep.glob("*.partial")) and (first / "metrics.json").read_bytes() == record
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert [r["sampler"] for r in rows] == ["glass M=1", "glass M=40", "glass M=41"]
+
+
+def test_wandb_runs_of_a_sweep_are_grouped_by_sweep(tmp_path, monkeypatch):
+    import wandb
+
+    calls = []
+
+    class FakeRun:
+        summary: dict = {}
+
+        def log(self, metrics):
+            calls[-1]["logged"].append(metrics)
+
+        def finish(self):
+            pass
+
+    def fake_init(**kwargs):
+        calls.append({**kwargs, "logged": []})
+        return FakeRun()
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    res = runner.invoke(app, [*SWEEP, "logger=wandb", f"out_dir={tmp_path}"])
+    assert res.exit_code == 0, res.output
+    (sweep,) = tmp_path.glob("multirun/*")
+    assert len(calls) == 4 and {c["group"] for c in calls} == {sweep.name}
+    assert sorted(c["name"] for c in calls) == [p.name for p in finished(sweep)]
+    assert all(c["logged"][0]["nfe"] in (2, 4) for c in calls)
