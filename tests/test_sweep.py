@@ -147,3 +147,21 @@ def test_wandb_runs_of_a_sweep_are_grouped_by_sweep(tmp_path, monkeypatch):
     assert len(calls) == 4 and {c["group"] for c in calls} == {sweep.name}
     assert sorted(c["name"] for c in calls) == [p.name for p in finished(sweep)]
     assert all(c["logged"][0]["nfe"] in (2, 4) for c in calls)
+
+
+def test_submitit_local_launcher_runs_the_cluster_code_path(tmp_path):
+    """submitit_local pickles the task function and Hydra's context into separate processes, as
+    submitit_slurm does on a cluster; the numbers equal the in-process launcher's."""
+    tiny = ["run", "-m", "model=gmm", "sampler=sde,glass", "sampler.steps=2", "task.n=100"]
+    res = runner.invoke(
+        app,
+        [*tiny, f"out_dir={tmp_path}", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"],
+    )
+    assert res.exit_code == 0, res.output
+    basic = runner.invoke(app, [*tiny, f"out_dir={tmp_path / 'basic'}"])
+    assert basic.exit_code == 0
+    (a,) = tmp_path.glob("multirun/*")
+    (b,) = (tmp_path / "basic").glob("multirun/*")
+    assert a.name == b.name  # same jobs, same sweep name
+    energy = [[r["energy"] for r in csv.DictReader(open(d / "summary.csv"))] for d in (a, b)]
+    assert energy[0] == energy[1] and len(energy[0]) == 2
