@@ -121,6 +121,10 @@ def _launch_context(sweep_dir: Path, hydra_overrides: list[str]):
     from hydra.types import HydraContext, RunMode
     from omegaconf.errors import OmegaConfBaseException
 
+    reserved = ("hydra.sweep.", "hydra.run.", "hydra.output_subdir", "hydra.job_logging")
+    for o in hydra_overrides:
+        if o.lstrip("+~").startswith(reserved):
+            raise UserError(f"{o!r}: glass sets the sweep's directories itself; use --sweep-dir DIR")
     loader = GlobalHydra.instance().config_loader()
     overrides = [
         "hydra/job_logging=none",

@@ -85,6 +85,8 @@ def test_launcher_errors_are_one_line_and_write_nothing(tmp_path):
     res = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}", "hydra/launcher=nope"])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "launcher" in res.stderr
     assert not (tmp_path / "multirun").exists()
+    res = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}", "hydra.sweep.dir=/elsewhere"])
+    assert res.exit_code == 2 and "--sweep-dir" in res.stderr and not (tmp_path / "multirun").exists()
     res = runner.invoke(app, ["run", "model=gmm", "hydra/launcher=joblib", f"out_dir={tmp_path}"])
     assert res.exit_code == 2 and "sweeps only" in res.stderr
 
