@@ -167,3 +167,16 @@ def test_submitit_local_launcher_runs_the_cluster_code_path(tmp_path):
     assert a.name == b.name  # same jobs, same sweep name
     energy = [[r["energy"] for r in csv.DictReader(open(d / "summary.csv"))] for d in (a, b)]
     assert energy[0] == energy[1] and len(energy[0]) == 2
+
+
+def test_sweep_jobs_sharing_a_model_can_switch_from_inference_to_gradients(tmp_path):
+    """A shared classifier first loaded inside an inference-mode job (no guidance) must still work
+    in a later job that needs reward gradients (guidance)."""
+    res = runner.invoke(
+        app, ["run", "-m", "task=guidance", "task.transitions=1", "task.groups=2", "sampler=glass",
+              "sampler.steps=2", "task.guidance.lam=0.0,0.4", f"out_dir={tmp_path}"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (sweep,) = tmp_path.glob("multirun/*")
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [int(r["grad_evals"]) > 0 for r in rows] == [False, True]

@@ -183,8 +183,9 @@ def load_flow(
     ``classifier`` are where the task's test images and the label classifier come from."""
     check_device(device)
     state, manifest = load_checkpoint(path or ASSETS / "mnist_flow.safetensors", "glass train flow")
-    net = flow_unet(**manifest["architecture"])
-    net.load_state_dict(state)
+    with torch.inference_mode(False):  # normal tensors even when loaded inside an inference-mode run
+        net = flow_unet(**manifest["architecture"])
+        net.load_state_dict(state)
     return MnistFlow(net, device, manifest.get("time_scale", TIME_SCALE), data_root, classifier)
 
 
@@ -205,6 +206,9 @@ def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Clas
     state, manifest = load_checkpoint(
         path or ASSETS / "mnist_classifier.safetensors", "glass train classifier"
     )
-    net = Classifier(**manifest["architecture"])
-    net.load_state_dict(state)
-    return net.eval().requires_grad_(False).to(device)
+    # weights are built outside inference mode whatever the caller's mode, so a classifier first
+    # loaded inside a no-gradient run still works in a later reward-gradient (guidance) run
+    with torch.inference_mode(False):
+        net = Classifier(**manifest["architecture"])
+        net.load_state_dict(state)
+        return net.eval().requires_grad_(False).to(device)
