@@ -110,7 +110,7 @@ def fk_steering(
     )
     from glass.samplers.glass import GLASS
 
-    times = time_grid(grid)
+    times = time_grid(grid, model)
     n_total, device = groups * particles, getattr(model, "device", torch.device("cpu"))
     seed = derive_seed(generator)  # resampling draws on the CPU, seeded from the caller's stream
     cpu_gen = None if seed is None else torch.Generator().manual_seed(seed)

@@ -37,14 +37,17 @@ def derive_seed(generator: torch.Generator | None) -> int | None:
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
 
-def time_grid(grid: int | Sequence[float] | Tensor) -> Tensor:
-    """Outer grid: K uniform transitions on [0, 1] for an int K, else the given increasing times,
-    which must start in [0, 1) and end at 1."""
+def time_grid(grid: int | Sequence[float] | Tensor, model=None) -> Tensor:
+    """Outer grid: K transitions for an int K (uniform on [0, 1], or the model's own grid when it has
+    one: ``model.grid(K)``, e.g. FLUX's shifted grid or a DDPM model's [t_min, 1]), else the given
+    increasing times, which must start in [0, 1) and end at 1."""
     if isinstance(grid, bool):
         raise ValueError(f"the time grid must be an int K >= 1 or a list of times, got {grid!r}")
     if isinstance(grid, int):
         if grid < 1:
             raise ValueError(f"the number of transitions K must be >= 1, got {grid}")
+        if model is not None and hasattr(model, "grid"):
+            return time_grid(model.grid(grid))
         return torch.linspace(0, 1, grid + 1, dtype=torch.float64)
     g = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
     if (
@@ -72,7 +75,7 @@ def generate(
     the grid starts at t0 = 0; for t0 > 0, as for DDPM-grid or epsilon models, the usual approximation
     that drops alpha_{t0} z), or at the given ``x``; apply one transition per interval of the outer
     grid; return x_1. ``progress`` is an optional callable called after each transition."""
-    times = time_grid(grid)
+    times = time_grid(grid, model)
     if x is None:
         if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"give n >= 1 samples or a starting x, got n={n!r}")

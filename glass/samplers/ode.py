@@ -12,7 +12,7 @@ from glass.schedules import bcast
 
 __all__ = ["ODE"]
 
-ODEMethod = Literal["euler", "heun"]
+ODEMethod = Literal["euler", "heun", "ddim"]
 
 
 class ODE:
@@ -26,6 +26,9 @@ class ODE:
     alpha = sqrt(t) at t = 0), the step is the DDIM step x_{t1} = alpha_{t1} D + sigma_{t1} eps_hat
     (eq. 27), the exact solution of the ODE with the denoiser frozen, which is finite there.
     The rules are applied per sample when times differ across the batch.
+
+    ``ddim`` (one NFE a step) takes that exact frozen-denoiser step everywhere: the deterministic DDIM
+    update (Song et al. 2021) of DDPM-family schedulers. For the linear schedule it equals Euler.
     """
 
     def __init__(self, steps: int = 8, method: ODEMethod = "euler"):
@@ -48,6 +51,8 @@ class ODE:
             h = bcast(t1 - t0, y)
             d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
             singular = ~(torch.isfinite(sch.d_alpha(t0)) & torch.isfinite(sch.d_sigma(t0)))
+            if self.method == "ddim":
+                singular = torch.ones_like(singular)
             u0 = torch.where(bcast(singular, y), 0.0, sch.x0_to_velocity(d, y, t0))
             new = y + h * u0
             heun = (t1 < 1) & ~singular

@@ -1,0 +1,117 @@
+"""Shared machinery of the large pretrained models (FLUX, SD3, Stable Diffusion, SiT).
+
+A :class:`LatentModel` holds a network that works on VAE latents, its conditioning (prompt
+embeddings encoded once, or a class label) and the VAE decoder. Subclasses implement ``_x0(x, t,
+**cond)``: the denoiser D_t(x) in float64 from one (or, with classifier-free guidance, two batched)
+network passes. CFG is applied to the network's prediction, which is affine in D, so it is the same
+as CFG on the denoiser: the guided field is treated as the true field everywhere (GLASS, SDE, FK
+steering and guidance all see one denoiser). One NFE = one call of the guided denoiser.
+
+Memory switches: ``chunk`` splits a batch of particles into network batches; ``dtype`` is the
+network's dtype (``bfloat16`` on GPUs) while all scalar algebra stays float64 (DESIGN §7).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from glass.models.base import Model
+
+__all__ = ["LatentModel", "check_dtype", "load_vae", "DTYPES", "require"]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def check_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or fail with one line saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"this model needs {module}: pip install 'glass-flows[{extra}]'") from None
+
+
+def from_pretrained(cls, source: str, what: str, **kw):
+    """``cls.from_pretrained`` with one clear line for a missing local folder or an unreachable hub."""
+    from pathlib import Path
+
+    local = Path(source).expanduser()
+    if source.startswith((".", "/", "~")) and not local.exists():
+        raise ValueError(f"{what}: no such folder {source!r}")
+    try:
+        return cls.from_pretrained(str(local) if local.exists() else source, **kw)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{what}: cannot load {source!r} ({first[:160]}); give a local folder, or log in and "
+            "accept the model's licence on the Hugging Face hub"
+        ) from None
+
+
+def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None):
+    from diffusers import AutoencoderKL
+
+    kw = {"subfolder": subfolder} if subfolder else {}
+    vae = from_pretrained(AutoencoderKL, source, "VAE", **kw)
+    return vae.eval().requires_grad_(False).to(device=device, dtype=check_dtype(dtype))
+
+
+class LatentModel(Model):
+    """Base class of the latent pretrained models (see the module docstring)."""
+
+    def __init__(
+        self,
+        net,
+        vae,
+        shape: tuple[int, ...],
+        schedule,
+        dtype: str,
+        device: str,
+        cfg_scale: float = 1.0,
+        chunk: int | None = None,
+        scaling_factor: float | None = None,
+        shift_factor: float = 0.0,
+    ):
+        super().__init__(schedule, shape, check_dtype(dtype), device)
+        if not isinstance(cfg_scale, (int, float)) or cfg_scale < 0:
+            raise ValueError(f"model.cfg_scale must be a number >= 0, got {cfg_scale!r}")
+        if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+            raise ValueError(f"model.chunk must be an integer >= 1 or null, got {chunk!r}")
+        net = net.to(self.device)
+        if next(net.parameters()).dtype != self.dtype:  # loaders pass torch_dtype already
+            net = net.to(self.dtype)
+        self.net = net
+        self.vae, self.cfg_scale, self.chunk = vae, float(cfg_scale), chunk
+        if scaling_factor is None and vae is not None:
+            scaling_factor = float(getattr(vae.config, "scaling_factor", 1.0))
+            shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+        self.scaling_factor, self.shift_factor = scaling_factor or 1.0, shift_factor
+
+    def _x0(self, x: Tensor, t: Tensor, **cond) -> Tensor:
+        raise NotImplementedError
+
+    def _denoise(self, x: Tensor, t: Tensor, **cond) -> Tensor:
+        if self.chunk is None or len(x) <= self.chunk:
+            return self._x0(x, t, **cond)
+        parts = []
+        for i in range(0, len(x), self.chunk):
+            sl = slice(i, i + self.chunk)
+            parts.append(
+                self._x0(x[sl], t[sl], **{k: v[sl] if torch.is_tensor(v) else v for k, v in cond.items()})
+            )
+        return torch.cat(parts)
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Latents -> images in [-1, 1] with the VAE (differentiable: no PIL, no clamping)."""
+        if self.vae is None:
+            raise ValueError(f"{self!r} has no VAE (model.vae=null): rewards on images need one")
+        latents = x.to(self.vae.dtype) / self.scaling_factor + self.shift_factor
+        return self.vae.decode(latents).sample.double()
