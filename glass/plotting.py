@@ -60,7 +60,7 @@ def plot_result(model, task, result, title: str, path: Path) -> Path:
     else:
         samples = result.samples if isinstance(result.samples, dict) else {"": result.samples}
         if not hasattr(model, "sample_posterior"):
-            fig = _image_figure(plt, task, result, samples)
+            fig = _image_figure(plt, task, result, samples, model)
         else:
             fig = _oracle_figure(plt, model, task, result, samples)
     fig.suptitle(title, fontsize=10)
@@ -87,8 +87,26 @@ def _value_figure(plt, result):
     return fig
 
 
-def _image_figure(plt, task, result, samples: dict, n_cols: int = 10):
+def _pixels(model, s: Tensor) -> Tensor:
+    """Samples -> pixels in [0, 1], (N, C, H, W): MNIST directly, latent models through their VAE
+    (latents without a VAE: the first three channels, min-max scaled)."""
     from glass.models.mnist import to_pixels
+
+    if getattr(model, "vae", None) is not None:
+        with torch.no_grad():
+            return ((model.decode(s.to(model.device)).float().cpu() + 1) / 2).clamp(0, 1)
+    if s.shape[1] in (1, 3):
+        return to_pixels(s.float())
+    x = s[:, :3].float()
+    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(1e-8)
+
+
+def _image_figure(plt, task, result, samples: dict, model=None, n_cols: int = 10):
+    from glass.models.mnist import to_pixels
+
+    def to_pixels_of(s):  # noqa: F811 - MNIST, or a latent model's decoded images
+        return _pixels(model, s) if model is not None else to_pixels(s.float())
 
     # rows of (label, pixels in [0, 1]); noisy x_t spans about [-2, 2], so it gets its own scale
     rows: list[tuple[str, Tensor]] = []
@@ -96,9 +114,9 @@ def _image_figure(plt, task, result, samples: dict, n_cols: int = 10):
         n = len(next(iter(samples.values()))) // len(result.extra["z"])
         rows.append(("original", to_pixels(result.extra["z"][:n_cols].float())))
         rows.append((f"x_t, t = {task.t:g}", ((result.extra["x_t"][:n_cols].float() + 2) / 4).clamp(0, 1)))
-        rows += [(label, to_pixels(s[::n][:n_cols].float())) for label, s in samples.items()]
+        rows += [(label, to_pixels_of(s[::n][:n_cols])) for label, s in samples.items()]
     else:
-        rows += [(label, to_pixels(s[:n_cols].float())) for label, s in samples.items()]
+        rows += [(label, to_pixels_of(s[:n_cols])) for label, s in samples.items()]
     cols = max(len(r[1]) for r in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9 + 1.6, len(rows) * 0.95), squeeze=False)
     for i, (label, pix) in enumerate(rows):
@@ -109,7 +127,10 @@ def _image_figure(plt, task, result, samples: dict, n_cols: int = 10):
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if j < len(pix):
-                ax.imshow(pix[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+                if pix.shape[1] == 1:
+                    ax.imshow(pix[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+                else:
+                    ax.imshow(pix[j, :3].permute(1, 2, 0).numpy())
         axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     return fig
 

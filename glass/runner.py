@@ -103,7 +103,10 @@ def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
             ("metric", OmegaConf.to_yaml(cfg.metric), task.name, id(model)),
             _metric, cfg.metric, task.name, model,
         )  # fmt: skip
-        reward = shared.get(("reward", OmegaConf.to_yaml(cfg.reward), id(model)), _reward, cfg.reward, model)
+        reward = instantiate(cfg.reward, "reward")  # options are checked even when unused
+        if getattr(task, "needs_reward", True):  # generate / posterior never score a reward
+            key = ("reward", OmegaConf.to_yaml(cfg.reward), id(model))
+            reward = shared.get(key, _reward, cfg.reward, model)
         if hasattr(task, "check"):
             task.check(model, reward)
     except ValueError as e:

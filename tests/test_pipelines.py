@@ -238,3 +238,64 @@ def test_glass_fk_steering_and_guidance_end_to_end(name):
     guided = Guided(model, reward, decode=model.decode, lam=0.4, t_lo=0.2, t_hi=0.7)
     y = glass.generate(guided, glass.GLASS(2), 2, 2, generator=g)
     assert torch.isfinite(y).all() and guided.grad_evals > 0
+
+
+def _save_flux(root, tmp_path, prompt="a tiny cat"):
+    from glass.models.prompts import PromptCache
+
+    model = tiny_flux()
+    model.net.save_pretrained(root / "transformer")
+    model.vae.save_pretrained(root / "vae")
+    # the prompt was encoded before (the cache is what a GPU user's first run leaves behind)
+    PromptCache(str(tmp_path / "cache"), str(root), "flux", 512).get(
+        prompt, lambda p: {"embeds": model.prompt["embeds"].cpu(), "pooled": model.prompt["pooled"].cpu()}
+    )
+    return model
+
+
+def test_flux_from_a_local_folder_through_the_cli(tmp_path):
+    """model=flux from a local diffusers folder (tiny weights) with a cached prompt: FK steering with
+    GLASS runs end to end on the CLI; the denoiser equals the in-memory model's."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from glass.cli import app
+    from glass.config import compose, instantiate
+
+    root = tmp_path / "tiny-flux"
+    ref = _save_flux(root, tmp_path)
+    common = [f"model.model_id={root}", "model.device=cpu", "model.dtype=float32", "model.height=16",
+              "model.width=16", "model.prompt='a tiny cat'", f"out_dir={tmp_path}"]  # fmt: skip
+    model = instantiate(compose(["model=flux", *common]).model, "model")
+    assert model.shape == (4, 8, 8) and model.prompt_text == "a tiny cat"
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    assert torch.allclose(model.denoise(x, 0.3), ref.denoise(x, 0.3), atol=1e-6)
+    res = CliRunner().invoke(
+        app, ["run", "model=flux", *common, "task=fk_steering", "reward=ink", "sampler=glass",
+              "sampler.steps=1", "task.particles=2", "task.groups=2", "task.transitions=2"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (run,) = [p for p in tmp_path.glob("runs/*/*") if p.is_dir()]
+    row = json.loads((run / "metrics.json").read_text())["rows"][0]
+    assert row["nfe_per_sample"] == 2 * 2 and 0 <= row["reward"] <= 1
+    assert (run / "samples.png").stat().st_size > 1000
+    bad = CliRunner().invoke(app, ["run", "model=flux", *common, "task=posterior"])
+    assert bad.exit_code == 2 and "no data set" in bad.stderr
+
+
+def test_pretrained_configs_fail_offline_with_one_line(tmp_path, monkeypatch):
+    """No network here: the real hub ids fail when the run is prepared, with one line and no output."""
+    import huggingface_hub
+    from typer.testing import CliRunner
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast, no retries
+    from glass.cli import app
+
+    for model in ("flux", "sd3", "sd", "sit"):
+        res = CliRunner().invoke(
+            app, ["run", f"model={model}", "model.device=cpu", "task=generate", f"out_dir={tmp_path}"]
+        )
+        assert res.exit_code == 2 and res.stderr.count("\n") == 1, (model, res.output)
+        assert "cannot load" in res.stderr or "cannot download" in res.stderr
+    assert not (tmp_path / "runs").exists()

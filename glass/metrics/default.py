@@ -1,6 +1,7 @@
 """``metric=default``: the metric that fits the task and the model.
 
-posterior / generate on the oracle -> ``oracle`` (distance to exact samples); on images -> ``fid``;
+posterior / generate on the oracle -> ``oracle`` (distance to exact samples); on MNIST -> ``fid``;
+on pretrained models without a reference set here (FLUX, SD3, SD, SiT) -> ``none``;
 value -> ``correlation`` (with the exact value on the oracle, a cached Monte-Carlo one on images).
 """
 
@@ -18,13 +19,21 @@ def resolve_metric(metric, task_name: str, model):
     """Replace ``Default`` by the fitting metric; check an explicit one fits task and model."""
     from glass.metrics.correlation import Correlation
     from glass.metrics.fid import FID
+    from glass.metrics.none import NoMetric
     from glass.metrics.oracle import OracleDistance
 
     oracle = hasattr(model, "sample_posterior")
+    has_data = oracle or hasattr(model, "data_samples")
     if isinstance(metric, Default):
         if task_name == "value":
             return Correlation()
+        if not has_data:  # a pretrained model with no reference set here: reward and NFE only
+            return NoMetric()
         return OracleDistance() if oracle else FID()
+    if isinstance(metric, NoMetric):
+        return metric
+    if isinstance(metric, FID) and not has_data:
+        raise ValueError(f"metric=fid compares with MNIST test images; {model!r} has none (use metric=none)")
     if task_name == "value" and not isinstance(metric, Correlation):
         raise ValueError(f"task=value is scored with metric=correlation (or default), got {metric!r}")
     if task_name != "value" and isinstance(metric, Correlation):

@@ -158,6 +158,7 @@ def load_flux(
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     shape = (net.config.in_channels // 4, 2 * (height // (scale * 2)), 2 * (width // (scale * 2)))
     model = Flux(net, vae, prompt_emb, negative, shape, guidance_scale, cfg_scale, dtype, device, chunk)
+    model.prompt_text = prompt
     if cpu_offload:
         _offload(model)
     return model

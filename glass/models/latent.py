@@ -40,20 +40,32 @@ def require(module: str, extra: str):
 
 
 def from_pretrained(cls, source: str, what: str, **kw):
-    """``cls.from_pretrained`` with one clear line for a missing local folder or an unreachable hub."""
+    """``cls.from_pretrained`` with one clear line for a missing local folder or an unreachable hub
+    (the hub client's own retry warnings are silenced: the error says it once)."""
+    import logging
+    import warnings
     from pathlib import Path
 
     local = Path(source).expanduser()
     if source.startswith((".", "/", "~")) and not local.exists():
         raise ValueError(f"{what}: no such folder {source!r}")
+    loggers = [logging.getLogger(n) for n in ("huggingface_hub", "diffusers", "transformers")]
+    levels = [lg.level for lg in loggers]
     try:
-        return cls.from_pretrained(str(local) if local.exists() else source, **kw)
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls.from_pretrained(str(local) if local.exists() else source, **kw)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
-            f"{what}: cannot load {source!r} ({first[:160]}); give a local folder, or log in and "
-            "accept the model's licence on the Hugging Face hub"
+            f"{what}: cannot load {source!r} ({first[:160]}); check the network, log in and accept the "
+            "model's licence on the Hugging Face hub, or give a local folder"
         ) from None
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None):
@@ -66,6 +78,8 @@ def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None)
 
 class LatentModel(Model):
     """Base class of the latent pretrained models (see the module docstring)."""
+
+    prompt_text: str | None = None  # text-to-image models: the prompt, for prompt-aware rewards
 
     def __init__(
         self,

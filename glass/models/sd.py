@@ -159,5 +159,7 @@ def load_sd(
     )
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     shape = (net.config.in_channels, height // scale, width // scale)
-    return StableDiffusion(net, vae, scheduler.alphas_cumprod, prediction, prompt_emb, negative, shape,
-                           cfg_scale if prompt is not None else 1.0, dtype, device, chunk)  # fmt: skip
+    model = StableDiffusion(net, vae, scheduler.alphas_cumprod, prediction, prompt_emb, negative, shape,
+                            cfg_scale if prompt is not None else 1.0, dtype, device, chunk)  # fmt: skip
+    model.prompt_text = prompt
+    return model

@@ -117,5 +117,7 @@ def load_sd3(
     negative = texts.get(negative_prompt, encode) if negative_prompt is not None else None
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     shape = (net.config.in_channels, height // scale, width // scale)
-    return SD3(net, vae, prompt_emb, negative, shape, cfg_scale, dtype, device, chunk,
-               shift=float(scheduler.config.get("shift", 3.0)))  # fmt: skip
+    model = SD3(net, vae, prompt_emb, negative, shape, cfg_scale, dtype, device, chunk,
+                shift=float(scheduler.config.get("shift", 3.0)))  # fmt: skip
+    model.prompt_text = prompt
+    return model

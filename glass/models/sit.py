@@ -249,10 +249,14 @@ def _load_state(path: str | None):
     if path == "random":  # random weights (tests, smoke runs)
         return None
     if path is None:
-        try:
-            state = torch.hub.load_state_dict_from_url(
-                SIT_XL_2_URL, map_location="cpu", file_name="SiT-XL-2-256.pt"
-            )
+        import contextlib
+        import io
+
+        try:  # torch.hub announces the download on stderr; an offline failure should be one line
+            with contextlib.redirect_stderr(io.StringIO()):
+                state = torch.hub.load_state_dict_from_url(
+                    SIT_XL_2_URL, map_location="cpu", file_name="SiT-XL-2-256.pt", progress=False
+                )
         except Exception as e:  # noqa: BLE001 - offline, blocked, ...
             raise ValueError(
                 f"cannot download the SiT-XL/2 checkpoint ({type(e).__name__}); "

@@ -23,7 +23,8 @@ class Reward(Protocol):
 
 class Default:
     """``reward=default``: the model's natural reward (MNIST: classifier log-probability of class
-    ``target``; Gaussian-mixture oracle: the linear reward w.z with |w| = 1)."""
+    ``target``; Gaussian-mixture oracle: the linear reward w.z with |w| = 1; pretrained image models
+    (FLUX, SD3, SD, SiT): ImageReward, the paper's reward)."""
 
     def __init__(self, target: int = 0):
         self.target = target
@@ -38,8 +39,16 @@ def resolve_reward(reward, model):
     from glass.rewards.linear import Linear
 
     oracle = hasattr(model, "sample_posterior")
+    mnist = hasattr(model, "classify")
     if isinstance(reward, Default):
-        return Linear() if oracle else ClassifierLogProb(target=reward.target)
+        if not (oracle or mnist):  # a pretrained image model: the paper's reward
+            from glass.rewards.hub import ImageReward
+
+            reward = ImageReward()
+        else:
+            return Linear() if oracle else ClassifierLogProb(target=reward.target)
+    if isinstance(reward, ClassifierLogProb) and not (oracle or mnist):
+        raise ValueError("reward=classifier scores MNIST digits (model=mnist); use e.g. reward=imagereward")
     if isinstance(reward, ClassifierLogProb) and oracle:
         raise ValueError("reward=classifier needs an MNIST model (model=mnist), got the oracle")
     if isinstance(reward, Linear) and not oracle:
@@ -54,4 +63,6 @@ def resolve_reward(reward, model):
 def score(reward, model, x1: Tensor, **cond) -> Tensor:
     """r(decode(x_1)): rewards see images, latent models decode first (``model.decode``)."""
     decode = getattr(model, "decode", None)
+    if getattr(model, "prompt_text", None) is not None and "prompt" not in cond:
+        cond = {**cond, "prompt": model.prompt_text}  # text-to-image models: score against their prompt
     return reward(decode(x1) if decode is not None else x1, **cond)

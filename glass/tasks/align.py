@@ -204,13 +204,14 @@ class _Quality:
 
     def __init__(self, model, reward, metric, groups, generator, lam: float | None):
         self.model, self.metric, self.oracle = model, metric, is_oracle(model)
-        self.tilted = None
+        self.tilted, self.reference = None, None
+        self.images = hasattr(model, "classify")  # MNIST: FID, target accuracy, diversity
         if self.oracle:
             self.w = reward.weights(model.dim)
             if lam:
                 self.tilted = model.tilted(self.w, lam)
             self.reference = (self.tilted or model).sample(groups, generator)
-        elif not self.oracle:
+        elif self.images:
             from glass.data import load_mnist
             from glass.models.mnist import to_data
 
@@ -225,6 +226,8 @@ class _Quality:
                 return {}
             out = self.metric(x, lambda g: self.tilted.sample(len(x), g))
             return {**out, "exact_reward": float((self.tilted.weights * (self.tilted.means @ self.w)).sum())}
+        if not self.images:  # pretrained models: the reward is the measurement
+            return {}
         out = self.metric(x.float(), self.reference.float())
         feats = extract_features(self.metric.extractor(), x.float()).double()  # FID's feature space
         out["diversity"] = float(torch.pdist(feats).mean()) if len(feats) > 1 else 0.0

@@ -19,6 +19,7 @@ class Generate:
     """``n`` defaults to 2000 on the oracle and 1000 on images (null)."""
 
     name = "generate"
+    needs_reward = False
 
     def __init__(self, transitions: int = 5, n: int | None = None):
         self.transitions = check_int("task.transitions", transitions, 1)

@@ -32,6 +32,14 @@ class Posterior:
     """``points`` / ``n`` default to 8 x 500 on the oracle and 256 x 1 on images (null)."""
 
     name = "posterior"
+    needs_reward = False
+
+    def check(self, model, reward) -> None:
+        if not hasattr(model, "data_samples"):
+            raise ValueError(
+                f"task=posterior noises data samples, and {model!r} has no data set "
+                "(use model=mnist, gmm or gmm64)"
+            )
 
     def __init__(self, t: float = 0.2, points: int | None = None, n: int | None = None):
         self.t = check_time("task.t", t)

@@ -48,6 +48,13 @@ class Value:
 
     name = "value"
 
+    def check(self, model, reward) -> None:
+        if not hasattr(model, "data_samples"):
+            raise ValueError(
+                f"task=value noises data samples, and {model!r} has no data set "
+                "(use model=mnist, gmm or gmm64)"
+            )
+
     def __init__(
         self,
         t: float = 0.2,
