@@ -63,10 +63,11 @@ def main() -> None:
     rows = {"pointwise": {}, "posterior": {}}
     # pointwise: t* uniform in log abar between grid points, x ~ p_t*
     k = torch.rand(4000, generator=g, dtype=torch.float64) * 998
-    t_star = torch.exp(torch.lerp(abar.double().log()[k.floor().long()], abar.double().log()[k.floor().long() + 1],
-                                  k - k.floor()))  # fmt: skip
+    log_abar, lo = abar.double().log(), k.floor().long()
+    t_star = torch.exp(torch.lerp(log_abar[lo], log_abar[lo + 1], k - k.floor()))
     z = oracle.sample(4000, g)
-    x = t_star.sqrt()[:, None] * z + (1 - t_star).sqrt()[:, None] * torch.randn(z.shape, generator=g, dtype=torch.float64)
+    noise = torch.randn(z.shape, generator=g, dtype=torch.float64)
+    x = t_star.sqrt()[:, None] * z + (1 - t_star).sqrt()[:, None] * noise
     exact = oracle.denoise(x, t_star)
     for mode in ("snap", "interp"):
         d = Discrete(oracle, abar, mode).denoise(x, t_star)
@@ -88,7 +89,8 @@ def main() -> None:
                 ref2 = oracle.sample_posterior(start, args.t, g)
                 errs.append(float(energy_distance(s, ref)))
                 floors.append(float(energy_distance(ref2, ref)))
-            rows["posterior"][f"{mode} M={steps}"] = {"energy": sum(errs) / points, "floor": sum(floors) / points}
+            key = f"{mode} M={steps}"
+            rows["posterior"][key] = {"energy": sum(errs) / points, "floor": sum(floors) / points}
             print(mode, steps, rows["posterior"][f"{mode} M={steps}"], flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,8 +105,8 @@ def main() -> None:
     ]
     for mode, r in rows["pointwise"].items():
         lines.append(f"| {mode} | {r['median']:.2e} | {r['p99']:.2e} | {r['max']:.2e} |")
-    lines += ["", f"GLASS posterior from t = {args.t} (energy distance to exact samples, {points} points x {n}):", "",
-              "| denoiser | energy | noise floor |", "|---|---|---|"]  # fmt: skip
+    title = f"GLASS posterior from t = {args.t} (energy distance to exact samples, {points} points x {n}):"
+    lines += ["", title, "", "| denoiser | energy | noise floor |", "|---|---|---|"]
     for key, r in rows["posterior"].items():
         lines.append(f"| {key} | {r['energy']:.4f} | {r['floor']:.4f} |")
     (out / "sd_grid_error.md").write_text("\n".join(lines) + "\n")
