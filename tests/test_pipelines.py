@@ -299,3 +299,24 @@ def test_pretrained_configs_fail_offline_with_one_line(tmp_path, monkeypatch):
         assert res.exit_code == 2 and res.stderr.count("\n") == 1, (model, res.output)
         assert "cannot load" in res.stderr or "cannot download" in res.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_sd_from_a_local_folder_with_cached_prompts_and_attention_slicing(tmp_path):
+    from glass.models.prompts import PromptCache
+    from glass.models.sd import load_sd
+
+    ref, sched = tiny_sd("v_prediction", cfg=3.0)
+    root = tmp_path / "tiny-sd"
+    ref.net.save_pretrained(root / "unet")
+    ref.vae.save_pretrained(root / "vae")
+    sched.save_pretrained(root / "scheduler")
+    cache = PromptCache(str(tmp_path / "cache"), str(root), "sd")
+    cache.get("a fox", lambda p: {"embeds": ref.prompt["embeds"].cpu()})
+    cache.get("", lambda p: {"embeds": ref.negative["embeds"].cpu()})
+    model = load_sd(
+        str(root), prompt="a fox", negative_prompt="", height=16, width=16, cfg_scale=3.0, dtype="float32",
+        device="cpu", cache_dir=str(tmp_path / "cache"), attention_slicing=True,
+    )  # fmt: skip
+    assert model.prediction == "v" and model.shape == (4, 8, 8) and model.prompt_text == "a fox"
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    assert torch.allclose(model.denoise(x, 0.4), ref.denoise(x, 0.4), atol=1e-5)

@@ -117,6 +117,7 @@ def load_sd(
     chunk: int | None = None,
     cache_dir: str = "outputs/cache",
     unconditional: bool = False,
+    attention_slicing: bool = False,
 ) -> StableDiffusion:
     """``model=sd``: UNet + scheduler (its alphas_cumprod and prediction type) + VAE from a hub id or
     local diffusers folder; the prompt encoded once with the CLIP text encoder and cached.
@@ -139,6 +140,8 @@ def load_sd(
     net = from_pretrained(
         diffusers.UNet2DConditionModel, model_id, "UNet", subfolder="unet", torch_dtype=torch_dtype
     )
+    if attention_slicing:  # attention in slices: less peak memory, a little slower
+        net.set_attention_slice("auto")
     vae = load_vae(model_id, device, dtype, subfolder="vae")
     texts = PromptCache(cache_dir, model_id, "sd")
 
