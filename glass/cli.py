@@ -235,7 +235,8 @@ def train(
         from glass.data import load_mnist
 
         load_mnist("train", cfg.data.root, cfg.data.download)  # fail on missing data before writing anything
-        run_dir = Path(cfg.out_dir) / "train" / target
+        suffix = cfg.prior.suffix if target == "flow" and "prior" in cfg else ""
+        run_dir = Path(cfg.out_dir) / "train" / f"{target}{suffix}"
         result = trainer(run_dir, seed=int(cfg.seed), data_root=cfg.data.root, download=cfg.data.download)
     except (UserError, ValueError) as e:
         _fail(str(e))

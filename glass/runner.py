@@ -109,10 +109,15 @@ def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
             reward = shared.get(key, _reward, cfg.reward, model)
         if hasattr(task, "check"):
             task.check(model, reward)
+        sampler = instantiate(cfg.sampler, "sampler")
+        if hasattr(model, "check_sampler"):  # e.g. a non-Gaussian prior admits ODE transitions only
+            from glass.samplers.compare import kernels_of
+
+            model.check_sampler(kernels_of(sampler))
     except ValueError as e:
         raise UserError(str(e)) from None
     return Job(
-        list(overrides), cfg, model, instantiate(cfg.sampler, "sampler"), task, metric,
+        list(overrides), cfg, model, sampler, task, metric,
         instantiate(cfg.logger, "logger"), reward,
     )  # fmt: skip
 

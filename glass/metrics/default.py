@@ -32,6 +32,15 @@ def resolve_metric(metric, task_name: str, model):
         return OracleDistance() if oracle else FID()
     if isinstance(metric, NoMetric):
         return metric
+    from glass.metrics.curvature import Curvature
+
+    if isinstance(metric, Curvature):
+        if task_name != "generate":
+            raise ValueError(
+                f"metric=curvature measures the model's ODE paths: use task=generate, not {task_name}"
+            )
+        metric.inner = resolve_metric(Default(), task_name, model)
+        return metric
     if isinstance(metric, FID) and not has_data:
         raise ValueError(f"metric=fid compares with MNIST test images; {model!r} has none (use metric=none)")
     if task_name == "value" and not isinstance(metric, Correlation):

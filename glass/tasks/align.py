@@ -67,6 +67,9 @@ class _Align:
 
     def check(self, model, reward) -> None:
         """Called when the run is prepared: guidance needs a differentiable reward."""
+        from glass.tasks.base import check_gaussian_path
+
+        check_gaussian_path(model, self.name)
         if self.guidance.get("lam") and not getattr(reward, "differentiable", False):
             raise ValueError(
                 f"guidance needs a differentiable reward, {reward!r} is not (set task.guidance.lam=0)"

@@ -11,7 +11,19 @@ from glass.checks import check_finite, check_int, check_time
 from glass.samplers.base import derive_seed
 from glass.schedules import bcast
 
-__all__ = ["Result", "check_int", "check_time", "check_finite", "is_oracle", "fork", "noise_to"]
+__all__ = [
+    "Result", "check_int", "check_time", "check_finite", "is_oracle", "fork", "noise_to",
+    "check_gaussian_path",
+]  # fmt: skip
+
+
+def check_gaussian_path(model, task_name: str) -> None:
+    """Tasks that noise data or run stochastic transitions need x_t = alpha_t z + sigma_t eps."""
+    if not getattr(model, "gaussian_path", True):
+        raise ValueError(
+            f"task={task_name} needs a Gaussian probability path, and {model!r} has a designed prior "
+            "(use task=generate with sampler=ode)"
+        )
 
 
 @dataclass

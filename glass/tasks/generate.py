@@ -32,13 +32,26 @@ class Generate:
         kernels = kernels_of(sampler)
         advance = progress("generate", self.transitions * len(kernels)) if progress else None
         rows, samples = [], {}
+        path = (
+            metric.measure(model, fork(generator, model.device)())
+            if getattr(metric, "path_metric", False)
+            else {}
+        )
         for label, kernel in kernels:
             model.reset_nfe()
-            s = generate(model, kernel, self.transitions, n, generator=stream(), progress=advance)
+            g = stream()
+            if hasattr(model, "prior_sample"):  # a designed prior (low-frequency): x0 from its generator
+                x0 = model.prior_sample(n, g)
+                s = generate(model, kernel, self.transitions, x=x0, generator=g, progress=advance)
+            else:
+                s = generate(model, kernel, self.transitions, n, generator=g, progress=advance)
             nfe = model.reset_nfe()
             check_finite(s, label)
             scores = metric(s, lambda g: model.sample(n, g)) if oracle else metric(s)
-            rows.append({"sampler": label, **scores, "nfe": nfe})
+            row = {"sampler": label, **scores, **path, "nfe": nfe}
+            if hasattr(model, "prior_cost"):  # a generated prior: its calls in main-network units
+                row["nfe_effective"] = round(nfe + model.prior_cost(), 3)
+            rows.append(row)
             samples[label] = s.cpu()
         first = samples[kernels[0][0]]
         reference = model.sample(n, generator) if oracle else None

@@ -35,6 +35,9 @@ class Posterior:
     needs_reward = False
 
     def check(self, model, reward) -> None:
+        from glass.tasks.base import check_gaussian_path
+
+        check_gaussian_path(model, "posterior")
         if not hasattr(model, "data_samples"):
             raise ValueError(
                 f"task=posterior noises data samples, and {model!r} has no data set "

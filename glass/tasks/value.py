@@ -49,6 +49,9 @@ class Value:
     name = "value"
 
     def check(self, model, reward) -> None:
+        from glass.tasks.base import check_gaussian_path
+
+        check_gaussian_path(model, "value")
         if not hasattr(model, "data_samples"):
             raise ValueError(
                 f"task=value noises data samples, and {model!r} has no data set "

@@ -26,7 +26,19 @@ from glass.train.common import (
     plot_losses,
 )
 
-__all__ = ["FlowTrainer", "save_sample_grid"]
+__all__ = ["FlowTrainer", "save_sample_grid", "make_prior"]
+
+
+def make_prior(spec: dict):
+    """The training prior from its config: ``{name: gaussian}`` or ``{name: lowfreq, factor, a}``."""
+    from glass.priors import Gaussian, LowFrequency
+
+    name = spec.get("name", "gaussian")
+    if name == "gaussian":
+        return Gaussian()
+    if name == "lowfreq":
+        return LowFrequency(int(spec.get("factor", 4)), float(spec.get("a", 0.5)))
+    raise ValueError(f"unknown prior {name!r}; choose from: gaussian, lowfreq")
 
 
 @torch.inference_mode()
@@ -70,6 +82,7 @@ class FlowTrainer(Trainer):
         threads: int | None = None,
         samples: int = 64,
         init: str | None = None,
+        prior: dict | None = None,
     ):
         for key, v in {
             "batch_size": batch_size,
@@ -87,6 +100,8 @@ class FlowTrainer(Trainer):
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0 or samples % 8:
             raise ValueError(f"trainer.samples must be a multiple of 8 (0: no sample grid), got {samples!r}")
         self.samples, self.init = samples, init
+        self.prior = {k: v for k, v in (prior or {"name": "gaussian"}).items() if k != "suffix"}
+        self._prior = make_prior(self.prior)
         self.unet = {**DEFAULT_UNET, **(unet or {})}
         self.batch_size, self.lr, self.warmup_steps = batch_size, float(lr), warmup_steps
         self.max_steps, self.max_minutes, self.ema_decay = max_steps, float(max_minutes), ema_decay
@@ -97,7 +112,10 @@ class FlowTrainer(Trainer):
             threads,
         )
 
-    RESUME_KEYS = ("unet", "batch_size", "lr", "warmup_steps", "ema_decay")
+    RESUME_KEYS = ("unet", "batch_size", "lr", "warmup_steps", "ema_decay", "prior")
+
+    def config(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def __call__(
         self, run_dir: Path, seed: int = 0, data_root: str | None = None, download: bool = True, console=None
@@ -149,7 +167,7 @@ class FlowTrainer(Trainer):
             while step < self.max_steps and time.perf_counter() - start < budget:
                 idx = torch.randint(0, data.shape[0], (self.batch_size,), generator=gen)
                 z = data[idx]
-                eps = torch.randn(z.shape, generator=gen)
+                eps = self._prior.pair(z, gen)  # x0: N(0, I), or coupled with z (low-frequency prior)
                 t = torch.rand(self.batch_size, generator=gen)
                 tb = t.view(-1, 1, 1, 1)
                 x_t = tb * z + (1 - tb) * eps
@@ -173,9 +191,10 @@ class FlowTrainer(Trainer):
         save()
         result = {"steps": step, "total_steps": prior_steps + step, "minutes": round(elapsed / 60, 2),
                   "final_loss": sum(losses[-500:]) / max(1, len(losses[-500:]))}  # fmt: skip
-        save_sample_grid(
-            ema, run_dir / "samples.png", f"EMA model after {step} steps: ODE, 5 x 8 Euler steps"
-        )
+        if self.prior["name"] == "gaussian":
+            save_sample_grid(
+                ema, run_dir / "samples.png", f"EMA model after {step} steps: ODE, 5 x 8 Euler steps"
+            )
         if self.export:
             result["export"] = str(self._export(ema, result, seed))
         atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2))
@@ -191,6 +210,8 @@ class FlowTrainer(Trainer):
             "total_steps": result["total_steps"],
             "final_loss": result["final_loss"],
             "train_minutes": result["minutes"],
-            "command": "glass train flow",
+            "command": "glass train flow"
+            + ("" if self.prior["name"] == "gaussian" else f" prior={self.prior['name']}"),
+            "prior": self.prior,
         }
         return export_weights(ema.state_dict(), self.export, manifest)
