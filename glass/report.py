@@ -46,16 +46,18 @@ def enrich(rows: list[dict]) -> list[dict]:
 
 
 def aggregate(rows: list[dict], keys: list[str], value: str) -> dict[tuple, tuple[float, float, int]]:
-    """(mean, standard error, count) of ``value`` per distinct combination of ``keys``. A single row
+    """(mean, standard error, count) of ``value`` per distinct combination of ``keys``, over jobs:
+    rows of one job (e.g. a per-job value copied onto each kernel's row) count once. A single job
     with its own ``<value>_se`` keeps it."""
-    groups: dict[tuple, list] = {}
+    groups: dict[tuple, dict] = {}
     for r in rows:
         v = r.get(value)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+            groups.setdefault(tuple(r.get(k) for k in keys), {}).setdefault(r.get("job"), []).append(r)
     out = {}
-    for key, rs in groups.items():
-        vals = [float(r[value]) for r in rs]
+    for key, jobs in groups.items():
+        rs = [job_rows[0] for job_rows in jobs.values()]
+        vals = [sum(float(x[value]) for x in job_rows) / len(job_rows) for job_rows in jobs.values()]
         mean = sum(vals) / len(vals)
         if len(vals) > 1:
             var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
@@ -164,12 +166,19 @@ def _generic(rows: list[dict]) -> dict:
     metric = next((m for m in _METRICS if any(m in r for r in rows)), None)
     if metric is None:
         raise UserError("no known metric in the sweep's results to report")
+    # every swept override (group choices too) distinguishes configurations, except seeds (averaged)
+    # and the sampler's own keys (the kernel label carries them)
+    keys = [o.split("=", 1)[0].lstrip("+") for r in rows for o in (r.get("overrides") or "").split()]
     swept = [
-        k
-        for k in dict.fromkeys(k for r in rows for k in r)
-        if ("." in k or k == "seed") and len({str(r.get(k)) for r in rows}) > 1 and k != "seed"
-    ]
-    facet = next((k for k in swept if k != "sampler.steps"), None)
+        k for k in dict.fromkeys(keys)
+        if k not in ("seed", "out_dir", "sampler") and not k.startswith("sampler.")
+        and len({str(r.get(k, r.get(f"{k}_cfg"))) for r in rows}) > 1
+    ]  # fmt: skip
+    facet = None
+    if swept:
+        facet = "config"
+        for r in rows:
+            r["config"] = " ".join(f"{k}={r.get(k, r.get(f'{k}_cfg'))}" for k in swept)
     steps = len({r.get("steps") for r in rows}) > 1
     index = [k for k in (facet, "kernel" if steps else "sampler") if k]
     plots = [{"x": "steps", "y": metric, "series": "kernel", "facet": facet, "logx": True}] if steps else []

@@ -70,7 +70,8 @@ def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[s
         raise UserError(f"unknown scale {scale!r}; choose from: {', '.join(SCALES)}")
     block = spec["scales"][scale]
     variants = block.get("variants") or spec.get("variants") or {None: []}
-    sweep = block.get("sweep") or {}
+    given = {o.split("=", 1)[0].lstrip("+") for o in extra if "=" in o}
+    sweep = {k: v for k, v in (block.get("sweep") or {}).items() if k not in given}  # the user's value wins
     keys = list(sweep)
     jobs, labels = [], []
     for variant, vov in variants.items():

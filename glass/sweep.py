@@ -85,7 +85,8 @@ def finished_jobs(sweep_dir: Path) -> dict[str, Path]:
             json.loads((d / "metrics.json").read_text())
         except (OSError, ValueError):
             continue  # not a finished job (or a damaged one): it is run again
-        found.setdefault(meta["config_hash"], d)
+        if isinstance(meta, dict) and meta.get("config_hash"):  # single runs carry no hash
+            found.setdefault(meta["config_hash"], d)
     return found
 
 

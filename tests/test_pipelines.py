@@ -320,3 +320,18 @@ def test_sd_from_a_local_folder_with_cached_prompts_and_attention_slicing(tmp_pa
     assert model.prediction == "v" and model.shape == (4, 8, 8) and model.prompt_text == "a fox"
     x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
     assert torch.allclose(model.denoise(x, 0.4), ref.denoise(x, 0.4), atol=1e-5)
+
+
+def test_sit_and_sd3_run_with_a_bfloat16_network():
+    net = SiTNet(
+        input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=1, num_heads=2, num_classes=10
+    )
+    model = SiT(net, None, class_label=1, dtype="bfloat16")
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    d = model.denoise(x, 0.5)
+    assert d.dtype == torch.float64 and torch.isfinite(d).all()
+    sd3 = tiny_sd3(cfg=2.0)
+    sd3.net, sd3.dtype = sd3.net.to(torch.bfloat16), torch.bfloat16
+    sd3.prompt = {k: v.to(torch.bfloat16) for k, v in sd3.prompt.items()}
+    sd3.negative = {k: v.to(torch.bfloat16) for k, v in sd3.negative.items()}
+    assert torch.isfinite(sd3.denoise(x, 0.3)).all()

@@ -68,7 +68,7 @@ def test_report_of_a_plain_sweep_and_bad_paths(tmp_path):
     out = runner.invoke(app, ["report", str(sweep)])
     assert out.exit_code == 0, out.output
     md = (sweep / "summary.md").read_text()
-    assert "| task.t | kernel | steps=2 | steps=4 |" in md and "| 0.7 | glass |" in md
+    assert "| config | kernel | steps=2 | steps=4 |" in md and "| task.t=0.7 | glass |" in md
     assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
     for bad in (tmp_path / "missing", tmp_path):
         res = runner.invoke(app, ["report", str(bad)])

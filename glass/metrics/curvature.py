@@ -58,8 +58,8 @@ class Curvature:
         if hasattr(model, "prior_sample"):
             x0 = model.prior_sample(self.n, generator)
         else:
-            x0 = torch.randn((self.n, *model.shape), generator=generator, dtype=torch.float64).to(
-                model.device
-            )
+            device = generator.device if generator is not None else "cpu"
+            x0 = torch.randn((self.n, *model.shape), generator=generator, dtype=torch.float64, device=device)
+            x0 = x0.to(model.device)
         c = path_curvature(model, x0, self.steps)
         return {"curvature": float(c.mean()), "curvature_se": float(c.std() / math.sqrt(len(c)))}

@@ -69,6 +69,7 @@ class Flux(LatentModel):
         device: str = "cpu",
         chunk: int | None = None,
         shift: float | None = None,
+        offload: bool = False,
     ):
         c, h, w = latent_shape
         if h % 2 or w % 2:
@@ -77,7 +78,7 @@ class Flux(LatentModel):
             raise ValueError(f"the transformer takes {net.config.in_channels // 4} latent channels, not {c}")
         if cfg_scale != 1.0 and negative is None:
             raise ValueError("model.cfg_scale != 1 (true CFG) needs a negative prompt embedding")
-        super().__init__(net, vae, latent_shape, "linear", dtype, device, cfg_scale, chunk)
+        super().__init__(net, vae, latent_shape, "linear", dtype, device, cfg_scale, chunk, offload=offload)
         self.prompt = {k: v.to(self.device, self.dtype) for k, v in prompt.items()}
         self.negative = {k: v.to(self.device, self.dtype) for k, v in negative.items()} if negative else None
         self.guidance_scale = float(guidance_scale)
@@ -157,7 +158,8 @@ def load_flux(
         )
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     shape = (net.config.in_channels // 4, 2 * (height // (scale * 2)), 2 * (width // (scale * 2)))
-    model = Flux(net, vae, prompt_emb, negative, shape, guidance_scale, cfg_scale, dtype, device, chunk)
+    model = Flux(net, vae, prompt_emb, negative, shape, guidance_scale, cfg_scale, dtype, device, chunk,
+                 shift=_scheduler_shift(model_id, shape), offload=cpu_offload)  # fmt: skip
     model.prompt_text = prompt
     if cpu_offload:
         _offload(model)
@@ -171,13 +173,34 @@ def _encode_flux(model_id, prompt, device, dtype, max_len, cpu_offload) -> dict:
     require("transformers", "pipelines")
     pipe = from_pretrained(diffusers.FluxPipeline, model_id, "FLUX text encoders", transformer=None, vae=None,
                            torch_dtype=dtype)  # fmt: skip
-    pipe.to(device)
+    if cpu_offload:  # the T5 encoder alone is ~9.5 GB in bf16
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
     with torch.no_grad():
         embeds, pooled, _ = pipe.encode_prompt(
             prompt, prompt_2=None, device=device, max_sequence_length=max_len
         )
     del pipe
     return {"embeds": embeds.cpu(), "pooled": pooled.cpu()}
+
+
+def _scheduler_shift(model_id: str, shape: tuple[int, int, int]) -> float:
+    """The checkpoint's own grid shift: resolution-dependent (FLUX.1-dev: use_dynamic_shifting) or its
+    static ``shift`` (FLUX.1-schnell: 1, no shift). No scheduler config: the dev defaults."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    tokens = shape[1] * shape[2] // 4
+    try:
+        c = from_pretrained(
+            FlowMatchEulerDiscreteScheduler, model_id, "FLUX scheduler", subfolder="scheduler"
+        ).config
+    except ValueError:
+        return time_shift(tokens)
+    if c.get("use_dynamic_shifting", False):
+        return time_shift(tokens, c.get("base_shift", 0.5), c.get("max_shift", 1.15),
+                          c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096))  # fmt: skip
+    return float(c.get("shift", 1.0))
 
 
 def _offload(model: LatentModel) -> None:

@@ -93,13 +93,15 @@ class LatentModel(Model):
         chunk: int | None = None,
         scaling_factor: float | None = None,
         shift_factor: float = 0.0,
+        offload: bool = False,
     ):
         super().__init__(schedule, shape, check_dtype(dtype), device)
         if not isinstance(cfg_scale, (int, float)) or cfg_scale < 0:
             raise ValueError(f"model.cfg_scale must be a number >= 0, got {cfg_scale!r}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
             raise ValueError(f"model.chunk must be an integer >= 1 or null, got {chunk!r}")
-        net = net.to(self.device)
+        if not offload:  # with CPU offload the weights stay on the CPU; hooks move them per call
+            net = net.to(self.device)
         if next(net.parameters()).dtype != self.dtype:  # loaders pass torch_dtype already
             net = net.to(self.dtype)
         self.net = net

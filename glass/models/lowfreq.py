@@ -51,11 +51,17 @@ class MnistLowFreqFlow(MnistFlow):
             low = torch.randn(batch, *self.lowres.shape, device=self.device)
             t = torch.full((batch,), 0.5, device=self.device)
 
+            def sync():
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+
             def clock(fn):
                 fn()
+                sync()
                 start = time.perf_counter()
                 for _ in range(reps):
                     fn()
+                sync()
                 return (time.perf_counter() - start) / reps
 
             with torch.no_grad():

@@ -36,7 +36,9 @@ class PromptCache:
                 pass
         tensors = {k: v.detach().cpu().contiguous() for k, v in encode(prompt).items()}
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        import os
+
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # parallel workers may encode the same prompt
         save_file(tensors, str(tmp), metadata={"prompt": prompt[:500], "key": self.key})
         tmp.replace(path)
         return tensors

@@ -81,6 +81,11 @@ class StableDiffusion(LatentModel):
         return out.sample.double()
 
     def _x0(self, x: Tensor, t: Tensor, **cond) -> Tensor:
+        if bool(torch.any(t <= 0)):
+            raise ValueError(
+                f"a DDPM-grid model is defined for t >= t_min = {self.t_min:.3g} (abar of its last step), "
+                "not at t = 0; use its own grid (an int number of transitions) or start the grid there"
+            )
         k = self.step_of(t)
         if self.prompt is None:
             out = self._net(x, k, None)
@@ -156,13 +161,13 @@ def load_sd(
             e, _ = pipe.encode_prompt(p, device, 1, False)
         return {"embeds": e.cpu()}
 
-    prompt_emb = texts.get(prompt, encode) if prompt is not None else None
-    negative = (
-        texts.get(negative_prompt, encode) if (negative_prompt is not None and prompt is not None) else None
-    )
+    if prompt is None:  # unconditional generation = the empty prompt, without guidance
+        prompt, negative_prompt, cfg_scale = "", None, 1.0
+    prompt_emb = texts.get(prompt, encode)
+    negative = texts.get(negative_prompt, encode) if negative_prompt is not None else None
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     shape = (net.config.in_channels, height // scale, width // scale)
     model = StableDiffusion(net, vae, scheduler.alphas_cumprod, prediction, prompt_emb, negative, shape,
-                            cfg_scale if prompt is not None else 1.0, dtype, device, chunk)  # fmt: skip
+                            cfg_scale, dtype, device, chunk)  # fmt: skip
     model.prompt_text = prompt
     return model

@@ -51,7 +51,7 @@ class SD3(LatentModel):
             hidden_states=x.to(self.dtype).repeat(n, 1, 1, 1),
             encoder_hidden_states=embeds,
             pooled_projections=pooled,
-            timestep=(1000 * sigma).to(self.dtype).repeat(n),
+            timestep=(1000 * sigma).to(torch.float32).repeat(n),  # as the pipeline: float32 steps
             return_dict=False,
         )[0]
         return out.double()

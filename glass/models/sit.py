@@ -139,7 +139,7 @@ class SiTNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         h = self.x_embedder.proj(x).flatten(2).transpose(1, 2) + self.pos_embed
-        c = self.t_embedder.mlp(_time_features(t)).to(h.dtype) + self.y_embedder.embedding_table(y)
+        c = self.t_embedder.mlp(_time_features(t).to(h.dtype)) + self.y_embedder.embedding_table(y)
         for block in self.blocks:
             h = block(h, c)
         f = self.final_layer

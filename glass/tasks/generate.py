@@ -49,8 +49,10 @@ class Generate:
             check_finite(s, label)
             scores = metric(s, lambda g: model.sample(n, g)) if oracle else metric(s)
             row = {"sampler": label, **scores, **path, "nfe": nfe}
-            if hasattr(model, "prior_cost"):  # a generated prior: its calls in main-network units
-                row["nfe_effective"] = round(nfe + model.prior_cost(), 3)
+            # a generated prior's calls count in main-network units (Gaussian prior: nfe itself)
+            row["nfe_effective"] = round(
+                nfe + (model.prior_cost() if hasattr(model, "prior_cost") else 0.0), 3
+            )
             rows.append(row)
             samples[label] = s.cpu()
         first = samples[kernels[0][0]]
