@@ -137,7 +137,12 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
             ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
         if spec.get("logx") and numeric:
             ax.set_xscale("log", base=2)
-            ax.set_xticks(xs, [str(v) for v in xs])
+            if all(float(v).is_integer() for v in xs):
+                ax.set_xticks(xs, [str(v) for v in xs])
+            else:  # e.g. effective NFE: label the powers of two only
+                from matplotlib.ticker import FormatStrFormatter
+
+                ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         if spec.get("logy"):
             ax.set_yscale("log")
         ax.set_xlabel(x)
