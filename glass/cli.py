@@ -214,7 +214,11 @@ def run(
 
 @app.command(context_settings={"ignore_unknown_options": True})
 def train(
-    target: str = typer.Argument(..., help="What to train: flow or classifier (conf/trainer/)."),
+    target: str = typer.Argument(
+        ...,
+        help="What to train: flow, classifier or lowres (conf/trainer/); an override such as "
+        "prior=lowfreq trains the flow.",
+    ),
     overrides: list[str] | None = typer.Argument(None, help="Hydra overrides, e.g. trainer.max_minutes=30"),
 ) -> None:
     """Train a shipped model (configs in conf/train.yaml and conf/trainer/).
@@ -227,10 +231,13 @@ def train(
     from glass.config import compose, instantiate
 
     targets = groups("train").get("trainer", [])
+    overrides = list(overrides or [])
+    if "=" in target:  # `glass train prior=lowfreq ...`: the flow model is the default target
+        target, overrides = "flow", [target, *overrides]
     if target not in targets:
         _fail(f"unknown training target {target!r}; choose from: {', '.join(targets)}")
     try:
-        cfg = compose([f"trainer={target}", *(overrides or [])], config_name="train")
+        cfg = compose([f"trainer={target}", *overrides], config_name="train")
         trainer = instantiate(cfg.trainer, "trainer")
         from glass.data import load_mnist
 

@@ -103,3 +103,19 @@ def test_low_frequency_training_runs_and_the_model_refuses_glass(tmp_path):
     for bad in (["task=generate", "sampler=glass"], ["task=posterior", "sampler=ode"]):
         res = CliRunner().invoke(app, ["run", *common, *bad])
         assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
+
+
+def test_glass_train_prior_lowfreq_on_the_cli(tmp_path):
+    """`glass train prior=lowfreq` trains the flow model with the low-frequency prior in its own run
+    directory (never resuming the Gaussian model's checkpoint)."""
+    import torch as _torch
+    from typer.testing import CliRunner
+
+    from glass.cli import app
+
+    args = ["train", "prior=lowfreq", "prior.factor=2", "trainer.max_steps=1", "trainer.batch_size=2",
+            "trainer.export=null", "trainer.samples=0", f"out_dir={tmp_path}"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    state = _torch.load(tmp_path / "train" / "flow_lowfreq" / "last.pt", weights_only=True)
+    assert state["config"]["prior"] == {"name": "lowfreq", "factor": 2, "a": 0.5} and state["step"] == 1
