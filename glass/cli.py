@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -139,7 +140,6 @@ def run(
     ),
 ) -> None:
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     overrides = list(overrides or [])
     for o in overrides:
@@ -152,7 +152,8 @@ def run(
         what = hydra_overrides[0] if hydra_overrides else "--sweep-dir" if sweep_dir else "--fresh"
         _fail(f"{what} applies to sweeps only; add -m (glass run -m ...)")
     console = Console(stderr=True)
-    try:
+
+    def work():
         if cfg:
             from omegaconf import OmegaConf
 
@@ -160,7 +161,7 @@ def run(
 
             for ov in expand_sweep(overrides) if multirun else [overrides]:
                 typer.echo(OmegaConf.to_yaml(compose(ov)))
-            return
+            return None
         from glass.runner import prepare
         from glass.runner import run as run_experiments
 
@@ -175,36 +176,16 @@ def run(
             target = Path(sweep_dir) if sweep_dir else default_sweep_dir(jobs)
             if fresh:
                 target = target.with_name(f"{target.name}-{datetime.now():%Y%m%d-%H%M%S}")
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as bars:
-
-            def progress(description: str, total: int):
-                task_id = bars.add_task(description, total=total)
-                return lambda: bars.advance(task_id)
-
-            def announce(text: str) -> None:
-                console.print(text, highlight=False, soft_wrap=True)
-
-            base, rows = run_experiments(
+        with _live(console) as (progress, announce):
+            return run_experiments(
                 jobs, multirun=multirun, progress=progress, sweep_dir=target,
                 hydra_overrides=hydra_overrides, announce=announce,
             )  # fmt: skip
-    except UserError as e:
-        _fail(str(e))
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except Exception as e:  # a bug, not bad input: one line unless GLASS_DEBUG is set
-        if os.environ.get("GLASS_DEBUG"):
-            raise
-        _fail(f"{type(e).__name__}: {e} (set GLASS_DEBUG=1 for the traceback)", 1)
 
+    done = _guarded(work)
+    if done is None:  # --cfg
+        return
+    base, rows = done
     out = Console()
     if not out.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         out = Console(width=200)
@@ -260,18 +241,26 @@ def train(
     typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
 
-def _progress_bars(console):
+@contextlib.contextmanager
+def _live(console):
+    """Progress bars on stderr (a terminal only) for the duration of a run; yields
+    (progress(description, total) -> advance, announce(text))."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
+    bars = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
+    )  # fmt: skip
+
+    def progress(description: str, total: int):
+        task_id = bars.add_task(description, total=total)
+        return lambda: bars.advance(task_id)
+
+    def announce(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
+    with bars:
+        yield progress, announce
 
 
 def _guarded(fn):
@@ -290,9 +279,11 @@ def _guarded(fn):
 
 def _reproduce_help() -> str:
     try:
+        from rich.markup import escape
+
         from glass.reproduce import load, names
 
-        lines = [f"  [bold]{n}[/]: {escape_markup(load(n)['title'])}" for n in names()]
+        lines = [f"  [bold]{n}[/]: {escape(load(n)['title'])}" for n in names()]
     except UserError as e:
         lines = [f"  ({e})"]
     return (
@@ -304,12 +295,6 @@ def _reproduce_help() -> str:
         "model.device=cuda logger=wandb (W&B runs are grouped by experiment), or "
         "hydra/launcher=joblib hydra.launcher.n_jobs=4."
     )
-
-
-def escape_markup(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 @app.command(help=_reproduce_help(), context_settings={"ignore_unknown_options": True})
@@ -332,16 +317,10 @@ def reproduce(
     def work():
         from glass.reproduce import reproduce as run_reproduce
 
-        with _progress_bars(console) as bars:
-
-            def progress(description: str, total: int):
-                task_id = bars.add_task(description, total=total)
-                return lambda: bars.advance(task_id)
-
+        with _live(console) as (progress, announce):
             return run_reproduce(
-                name, scale, overrides, progress=progress, hydra_overrides=hydra_overrides,
-                announce=lambda text: console.print(text, highlight=False, soft_wrap=True),
-            )  # fmt: skip
+                name, scale, overrides, progress=progress, hydra_overrides=hydra_overrides, announce=announce
+            )
 
     base, rows, failures = _guarded(work)
     for f in sorted(base.glob(f"{name}*.md")):

@@ -83,10 +83,6 @@ def _metric(node, task_name, model):
     return resolve_metric(instantiate(node, "metric"), task_name, model)
 
 
-def _reward(node, model):
-    return resolve_reward(instantiate(node, "reward"), model)
-
-
 def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
     """Instantiate and validate one job from its composed config (constructor errors, data checks,
     model/metric/reward mismatches become UserErrors)."""
@@ -103,10 +99,10 @@ def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
             ("metric", OmegaConf.to_yaml(cfg.metric), task.name, id(model)),
             _metric, cfg.metric, task.name, model,
         )  # fmt: skip
-        reward = instantiate(cfg.reward, "reward")  # options are checked even when unused
+        key = ("reward", OmegaConf.to_yaml(cfg.reward), id(model))
+        reward = shared.get(key, instantiate, cfg.reward, "reward")  # options checked even when unused
         if getattr(task, "needs_reward", True):  # generate / posterior never score a reward
-            key = ("reward", OmegaConf.to_yaml(cfg.reward), id(model))
-            reward = shared.get(key, _reward, cfg.reward, model)
+            reward = shared.get((*key, "resolved"), resolve_reward, reward, model)
         if hasattr(task, "check"):
             task.check(model, reward)
         sampler = instantiate(cfg.sampler, "sampler")
@@ -201,7 +197,6 @@ def run(
     overrides: list[str] | list[Job],
     multirun: bool = False,
     progress=None,
-    on_result=None,
     sweep_dir: Path | None = None,
     hydra_overrides: list[str] | None = None,
     announce=None,
@@ -209,9 +204,9 @@ def run(
     """Run the experiment(s) and return (output directory, one row per job and kernel).
 
     ``overrides`` may also be the jobs returned by :func:`prepare`. ``progress(description, total)``
-    may return a callable that advances a progress bar; ``on_result(row)`` is called for each row.
-    A sweep (``multirun`` or several jobs) goes through :func:`glass.sweep.sweep` (resumable, on
-    Hydra's launchers); a failed sweep job raises a UserError after the other jobs have run.
+    may return a callable that advances a progress bar. A sweep (``multirun`` or several jobs)
+    goes through :func:`glass.sweep.sweep` (resumable, on Hydra's launchers); a failed sweep job
+    raises a UserError after the other jobs have run.
     """
     jobs = overrides if overrides and isinstance(overrides[0], Job) else prepare(overrides, multirun)
     if multirun or len(jobs) > 1:
@@ -232,9 +227,6 @@ def run(
             {"job": base.name, "overrides": " ".join(jobs[0].overrides), **m}
             for m in run_job(jobs[0], base, progress)
         ]
-    for row in rows:
-        if on_result:
-            on_result(row)
     return base, rows
 
 

@@ -55,11 +55,8 @@ class Curvature:
         return self.inner.extractor()
 
     def measure(self, model, generator: torch.Generator) -> dict:
-        if hasattr(model, "prior_sample"):
-            x0 = model.prior_sample(self.n, generator)
-        else:
-            device = generator.device if generator is not None else "cpu"
-            x0 = torch.randn((self.n, *model.shape), generator=generator, dtype=torch.float64, device=device)
-            x0 = x0.to(model.device)
+        from glass.samplers.base import prior_sample
+
+        x0 = prior_sample(model, self.n, generator)
         c = path_curvature(model, x0, self.steps)
         return {"curvature": float(c.mean()), "curvature_se": float(c.std() / math.sqrt(len(c)))}

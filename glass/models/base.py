@@ -18,7 +18,25 @@ from glass.schedules import Schedule, as_time, get
 
 Prediction = Literal["velocity", "epsilon", "x0", "v"]
 
-__all__ = ["Model", "CallableModel", "Prediction", "from_prediction"]
+__all__ = ["Model", "CallableModel", "Prediction", "from_prediction", "to_denoiser"]
+
+
+def to_denoiser(schedule: Schedule, prediction: Prediction, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
+    """A network's prediction -> the denoiser D_t(x) in float64 (eqs. 14, 26, 27). An epsilon model
+    cannot give D where alpha_t = 0 (t = 0): a ValueError, never a NaN."""
+    out, x64 = out.to(torch.float64), x.to(torch.float64)
+    if prediction == "x0":
+        return out
+    if prediction == "velocity":
+        return schedule.velocity_to_x0(out, x64, t)
+    if prediction == "epsilon":
+        if bool(torch.any(schedule.alpha(t) == 0)):
+            raise ValueError(
+                "an epsilon-prediction model cannot give the denoiser at t = 0 (alpha_0 = 0); "
+                "start the time grid at t > 0, e.g. glass.generate(model, kernel, [1e-3, ..., 1.0])"
+            )
+        return schedule.eps_to_x0(out, x64, t)
+    return schedule.v_to_x0(out, x64, t)
 
 
 class Model:
@@ -94,22 +112,9 @@ class CallableModel(Model):
         self.prediction = prediction
 
     def _denoise(self, x: Tensor, t: Tensor, **cond) -> Tensor:
-        s = self.schedule
-        if self.prediction == "epsilon" and bool(torch.any(s.alpha(t) == 0)):
-            raise ValueError(
-                "an epsilon-prediction model cannot give the denoiser at t = 0 (alpha_0 = 0); "
-                "start the time grid at t > 0, e.g. glass.generate(model, kernel, [1e-3, ..., 1.0])"
-            )
         t_net = t.to(torch.promote_types(self.dtype, torch.float32))
-        out = self.fn(x.to(self.dtype), t_net, **cond).to(torch.float64)
-        x64 = x.to(torch.float64)
-        if self.prediction == "x0":
-            return out
-        if self.prediction == "velocity":
-            return s.velocity_to_x0(out, x64, t)
-        if self.prediction == "epsilon":
-            return s.eps_to_x0(out, x64, t)
-        return s.v_to_x0(out, x64, t)
+        out = self.fn(x.to(self.dtype), t_net, **cond)
+        return to_denoiser(self.schedule, self.prediction, out, x, t)
 
 
 def from_prediction(

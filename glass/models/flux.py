@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glass.models.latent import LatentModel, check_dtype, from_pretrained, load_vae
+from glass.models.base import to_denoiser
+from glass.models.latent import LatentModel, check_dtype, from_pretrained, load_vae, text_encoders
 from glass.models.prompts import PromptCache
 
 __all__ = ["Flux", "load_flux", "pack", "unpack", "image_ids", "time_shift"]
@@ -108,15 +109,7 @@ class Flux(LatentModel):
         if self.cfg_scale != 1.0:  # true CFG: a second pass with the negative prompt
             v_neg = self.velocity_net(x, sigma, self.negative)
             v = v_neg + self.cfg_scale * (v - v_neg)
-        return x.double() - sigma.double()[:, None, None, None] * v
-
-    def grid(self, k: int) -> Tensor:
-        """The pipeline's shifted grid in our time: t = 1 - s sigma / (1 + (s - 1) sigma), sigma uniform."""
-        sigma = torch.linspace(1, 0, k + 1, dtype=torch.float64)
-        return 1 - self.shift * sigma / (1 + (self.shift - 1) * sigma)
-
-    def __repr__(self) -> str:
-        return f"Flux({sum(p.numel() for p in self.net.parameters()) / 1e6:.1f}M params, {self.shape})"
+        return to_denoiser(self.schedule, "velocity", -v, x, t)  # our velocity is -v (time flip)
 
 
 def load_flux(
@@ -167,21 +160,11 @@ def load_flux(
 
 
 def _encode_flux(model_id, prompt, device, dtype, max_len, cpu_offload) -> dict:
-    diffusers = __import__("diffusers")
-    from glass.models.latent import require
-
-    require("transformers", "pipelines")
-    pipe = from_pretrained(diffusers.FluxPipeline, model_id, "FLUX text encoders", transformer=None, vae=None,
-                           torch_dtype=dtype)  # fmt: skip
-    if cpu_offload:  # the T5 encoder alone is ~9.5 GB in bf16
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
+    pipe = text_encoders("FluxPipeline", model_id, device, dtype, cpu_offload, transformer=None, vae=None)
     with torch.no_grad():
         embeds, pooled, _ = pipe.encode_prompt(
             prompt, prompt_2=None, device=device, max_sequence_length=max_len
         )
-    del pipe
     return {"embeds": embeds.cpu(), "pooled": pooled.cpu()}
 
 

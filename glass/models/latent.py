@@ -68,6 +68,21 @@ def from_pretrained(cls, source: str, what: str, **kw):
             lg.setLevel(level)
 
 
+def text_encoders(pipeline: str, model_id: str, device: str, dtype, offload: bool = False, **drop):
+    """The diffusers pipeline ``pipeline`` with only its text encoders loaded (the components named in
+    ``drop``, e.g. transformer=None, are skipped): used once per prompt, then freed by the caller."""
+    require("transformers", "pipelines")
+    import diffusers
+
+    pipe = from_pretrained(getattr(diffusers, pipeline), model_id, f"{pipeline} text encoders",
+                           torch_dtype=dtype, **drop)  # fmt: skip
+    if offload:  # e.g. FLUX's T5 encoder alone is ~9.5 GB in bf16
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return pipe
+
+
 def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None):
     from diffusers import AutoencoderKL
 
@@ -111,8 +126,23 @@ class LatentModel(Model):
             shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
         self.scaling_factor, self.shift_factor = scaling_factor or 1.0, shift_factor
 
+    shift: float = 1.0  # rectified-flow models sample on a shifted grid (FLUX, SD3)
+
     def _x0(self, x: Tensor, t: Tensor, **cond) -> Tensor:
         raise NotImplementedError
+
+    def grid(self, k: int) -> Tensor:
+        """K transitions on the model's own grid in our time: sigma uniform, shifted to
+        s sigma / (1 + (s - 1) sigma) as the diffusers flow-matching scheduler does, t = 1 - sigma."""
+        sigma = torch.linspace(1, 0, k + 1, dtype=torch.float64)
+        return 1 - self.shift * sigma / (1 + (self.shift - 1) * sigma)
+
+    def n_params(self) -> float:
+        """Network parameters, in millions."""
+        return sum(p.numel() for p in self.net.parameters()) / 1e6
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.n_params():.1f}M params, {self.shape})"
 
     def _denoise(self, x: Tensor, t: Tensor, **cond) -> Tensor:
         if self.chunk is None or len(x) <= self.chunk:

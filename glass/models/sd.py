@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glass.models.latent import LatentModel, check_dtype, from_pretrained, load_vae, require
+from glass.models.base import to_denoiser
+from glass.models.latent import LatentModel, check_dtype, from_pretrained, load_vae, text_encoders
 from glass.models.prompts import PromptCache
 
 __all__ = ["StableDiffusion", "load_sd", "fractional_step"]
@@ -81,11 +82,6 @@ class StableDiffusion(LatentModel):
         return out.sample.double()
 
     def _x0(self, x: Tensor, t: Tensor, **cond) -> Tensor:
-        if bool(torch.any(t <= 0)):
-            raise ValueError(
-                f"a DDPM-grid model is defined for t >= t_min = {self.t_min:.3g} (abar of its last step), "
-                "not at t = 0; use its own grid (an int number of transitions) or start the grid there"
-            )
         k = self.step_of(t)
         if self.prompt is None:
             out = self._net(x, k, None)
@@ -94,20 +90,11 @@ class StableDiffusion(LatentModel):
         else:  # CFG on the prediction: affine in the denoiser for every prediction type
             neg, pos = self._net(x, k, [self.negative, self.prompt]).chunk(2)
             out = neg + self.cfg_scale * (pos - neg)
-        s, x64 = self.schedule, x.double()
-        if self.prediction == "x0":
-            return out
-        if self.prediction == "epsilon":
-            return s.eps_to_x0(out, x64, t)
-        return s.v_to_x0(out, x64, t)
+        return to_denoiser(self.schedule, self.prediction, out, x, t)
 
     def grid(self, k: int) -> Tensor:
         """K uniform transitions on [t_min, 1] (t_min = abar_{N-1}, the noisiest trained step)."""
         return torch.linspace(self.t_min, 1.0, k + 1, dtype=torch.float64)
-
-    def __repr__(self) -> str:
-        n = sum(p.numel() for p in self.net.parameters()) / 1e6
-        return f"StableDiffusion({n:.1f}M params, {self.prediction})"
 
 
 def load_sd(
@@ -151,12 +138,8 @@ def load_sd(
     texts = PromptCache(cache_dir, model_id, "sd")
 
     def encode(p: str) -> dict:
-        require("transformers", "pipelines")
-        pipe = from_pretrained(
-            diffusers.StableDiffusionPipeline, model_id, "SD text encoder",
-            unet=None, vae=None, safety_checker=None, torch_dtype=torch_dtype,
-        )  # fmt: skip
-        pipe.to(device)
+        drop = {"unet": None, "vae": None, "safety_checker": None}
+        pipe = text_encoders("StableDiffusionPipeline", model_id, device, torch_dtype, **drop)
         with torch.no_grad():
             e, _ = pipe.encode_prompt(p, device, 1, False)
         return {"embeds": e.cpu()}

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glass.models.latent import LatentModel, check_dtype, from_pretrained, load_vae, require
+from glass.models.base import to_denoiser
+from glass.models.latent import LatentModel, check_dtype, from_pretrained, load_vae, text_encoders
 from glass.models.prompts import PromptCache
 
 __all__ = ["SD3", "load_sd3"]
@@ -63,14 +64,7 @@ class SD3(LatentModel):
         else:
             v_neg, v_pos = self.velocity_net(x, sigma, [self.negative, self.prompt]).chunk(2)
             v = v_neg + self.cfg_scale * (v_pos - v_neg)
-        return x.double() - sigma.double()[:, None, None, None] * v
-
-    def grid(self, k: int) -> Tensor:
-        sigma = torch.linspace(1, 0, k + 1, dtype=torch.float64)
-        return 1 - self.shift * sigma / (1 + (self.shift - 1) * sigma)
-
-    def __repr__(self) -> str:
-        return f"SD3({sum(p.numel() for p in self.net.parameters()) / 1e6:.1f}M params, {self.shape})"
+        return to_denoiser(self.schedule, "velocity", -v, x, t)  # our velocity is -v (time flip)
 
 
 def load_sd3(
@@ -103,11 +97,9 @@ def load_sd3(
     texts = PromptCache(cache_dir, model_id, "sd3", max_sequence_length)
 
     def encode(p: str) -> dict:
-        diffusers = require("diffusers", "pipelines")
-        require("transformers", "pipelines")
-        pipe = from_pretrained(diffusers.StableDiffusion3Pipeline, model_id, "SD3 text encoders",
-                               transformer=None, vae=None, torch_dtype=torch_dtype)  # fmt: skip
-        pipe.to(device)
+        pipe = text_encoders(
+            "StableDiffusion3Pipeline", model_id, device, torch_dtype, transformer=None, vae=None
+        )
         with torch.no_grad():
             e, _, pooled, _ = pipe.encode_prompt(p, p, p, device=device, do_classifier_free_guidance=False,
                                                  max_sequence_length=max_sequence_length)  # fmt: skip

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from glass.models.base import to_denoiser
 from glass.models.latent import LatentModel, check_dtype, load_vae
 
 __all__ = ["SiTNet", "SiT", "load_sit", "SIT_CONFIGS", "SIT_XL_2_URL"]
@@ -192,11 +193,10 @@ class SiT(LatentModel):
             u = n + self.cfg_scale * (c - n)
             if self.cfg_channels is not None:  # the official sampler guides only the first channels
                 u[:, self.cfg_channels :] = c[:, self.cfg_channels :]
-        return self.schedule.velocity_to_x0(u, x.double(), t)
+        return to_denoiser(self.schedule, "velocity", u, x, t)
 
     def __repr__(self) -> str:
-        n = sum(p.numel() for p in self.net.parameters()) / 1e6
-        return f"SiT({n:.1f}M params, class {self.class_label})"
+        return f"SiT({self.n_params():.1f}M params, class {self.class_label})"
 
 
 def load_sit(

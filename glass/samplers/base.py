@@ -60,6 +60,16 @@ def time_grid(grid: int | Sequence[float] | Tensor, model=None) -> Tensor:
     return g
 
 
+def prior_sample(model, n: int, generator: torch.Generator | None = None, t0: float = 0.0) -> Tensor:
+    """n draws of the model's x_{t0}: N(0, sigma_{t0}^2 I) on ``model.device``, or the model's own
+    designed prior (``model.prior_sample``, e.g. the low-frequency prior) when it has one."""
+    if hasattr(model, "prior_sample"):
+        return model.prior_sample(n, generator)
+    device = getattr(model, "device", torch.device("cpu"))
+    x = torch.randn((n, *model.shape), generator=generator, dtype=torch.float64, device=device)
+    return x * model.schedule.sigma(t0).item()
+
+
 def generate(
     model,
     kernel: Transition,
@@ -79,9 +89,7 @@ def generate(
     if x is None:
         if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"give n >= 1 samples or a starting x, got n={n!r}")
-        device = getattr(model, "device", torch.device("cpu"))
-        x = torch.randn((n, *model.shape), generator=generator, dtype=torch.float64, device=device)
-        x = x * model.schedule.sigma(times[0]).item()
+        x = prior_sample(model, n, generator, float(times[0]))
     for t0, t1 in zip(times[:-1], times[1:]):
         x = kernel.transition(model, x, float(t0), float(t1), generator=generator, **cond)
         if progress is not None:

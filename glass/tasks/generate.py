@@ -39,12 +39,7 @@ class Generate:
         )
         for label, kernel in kernels:
             model.reset_nfe()
-            g = stream()
-            if hasattr(model, "prior_sample"):  # a designed prior (low-frequency): x0 from its generator
-                x0 = model.prior_sample(n, g)
-                s = generate(model, kernel, self.transitions, x=x0, generator=g, progress=advance)
-            else:
-                s = generate(model, kernel, self.transitions, n, generator=g, progress=advance)
+            s = generate(model, kernel, self.transitions, n, generator=stream(), progress=advance)
             nfe = model.reset_nfe()
             check_finite(s, label)
             scores = metric(s, lambda g: model.sample(n, g)) if oracle else metric(s)

@@ -43,6 +43,14 @@ def _replace_synced(tmp: Path, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, net: torch.nn.Module, step: int, decay: float) -> None:
+    """EMA of the weights with the usual warm-up: decay min(decay, (1 + step) / (10 + step))."""
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, p in zip(ema.parameters(), net.parameters()):
+        pe.lerp_(p, 1 - d)
+
+
 def atomic_save(obj, path: Path) -> None:
     """torch.save to a temporary file, fsync, rename: a killed run never leaves a partial checkpoint."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

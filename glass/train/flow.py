@@ -22,6 +22,7 @@ from glass.train.common import (
     atomic_save,
     atomic_write_text,
     check_resume_config,
+    ema_update,
     export_weights,
     plot_losses,
 )
@@ -178,10 +179,7 @@ class FlowTrainer(Trainer):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                 opt.step()
-                decay = min(self.ema_decay, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    for pe, p in zip(ema.parameters(), net.parameters()):
-                        pe.lerp_(p, 1 - decay)
+                ema_update(ema, net, step, self.ema_decay)
                 step += 1
                 losses.append(loss.item())
                 elapsed = time.perf_counter() - start

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from glass.checks import check_int, check_number
 from glass.data import load_mnist
 from glass.models.mnist import to_data
 from glass.priors.generator import LowResNet
@@ -20,6 +21,7 @@ from glass.train.common import (
     atomic_save,
     atomic_write_text,
     check_resume_config,
+    ema_update,
     export_weights,
     plot_losses,
 )
@@ -48,9 +50,8 @@ class LowResTrainer(Trainer):
     ):
         for key, v in {"factor": factor, "hidden": hidden, "depth": depth, "batch_size": batch_size,
                        "max_steps": max_steps, "checkpoint_every": checkpoint_every}.items():  # fmt: skip
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"trainer.{key} must be an integer >= 1, got {v!r}")
-        if not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
+            check_int(f"trainer.{key}", v, 1)
+        if check_number("trainer.max_minutes", max_minutes) <= 0:
             raise ValueError(f"trainer.max_minutes must be > 0, got {max_minutes!r}")
         self.factor, self.hidden, self.depth, self.batch_size, self.lr = (
             factor,
@@ -110,10 +111,7 @@ class LowResTrainer(Trainer):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                 opt.step()
-                with torch.no_grad():
-                    decay = min(self.ema_decay, (1 + step) / (10 + step))
-                    for pe, p in zip(ema.parameters(), net.parameters()):
-                        pe.lerp_(p, 1 - decay)
+                ema_update(ema, net, step, self.ema_decay)
                 step += 1
                 losses.append(loss.item())
                 elapsed = time.perf_counter() - start
