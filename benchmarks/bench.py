@@ -1,12 +1,22 @@
-"""``make bench``: speed measurements, written to benchmarks/results/ (JSON + markdown, with machine
-info). Never timed assertions in tests: the numbers live here.
+"""``make bench``: speed and accuracy measurements, written to benchmarks/results/ (JSON + markdown +
+plots, with machine info). Never timed assertions in tests: the numbers live here.
 
-Overhead: wall time of M-step transitions (GLASS, SDE, ODE) against the same number of bare denoiser
-calls at the same batch size, on the MNIST UNet (network-bound) and the 64-D Gaussian-mixture oracle
-(where the "network" is cheap and any sampler overhead shows). Ratio 1.00 = nothing beyond the network.
-Plus the wall time of the default ``glass run``.
+Sections (each can be run alone with ``--only``):
 
-    python benchmarks/bench.py [--quick] [--out benchmarks/results]
+- ``overhead``: wall time of one M = 8 transition (GLASS, SDE, ODE) against 8 bare denoiser calls at
+  the same batch, on the MNIST UNet (network-bound) and the 64-D oracle (where the "network" is cheap
+  and sampler overhead shows). Repetitions are interleaved (bare, GLASS, SDE, ODE, bare, ...) so
+  machine drift hits every column alike; the ratio is median(kernel) / median(bare).
+- ``accuracy``: error vs NFE on the oracle for posterior sampling and a transition, and the NFE each
+  kernel needs to reach fixed target errors (``benchmarks/accuracy.py``).
+- ``mnist``: posterior FID vs NFE on MNIST (``glass run task=posterior model=mnist``).
+- ``fk``: FK steering throughput (particle-steps per second) and peak memory vs particles and chunk.
+- ``default``: wall time of the default ``glass run``.
+- ``gpu`` (only with --device cuda): host-device synchronisations inside a GLASS transition
+  (``torch.cuda.set_sync_debug_mode``), bf16 and torch.compile overhead rows.
+
+    python benchmarks/bench.py [--quick] [--only overhead,accuracy,...] [--device cuda]
+        [--dtype bfloat16] [--compile] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -24,12 +35,19 @@ from pathlib import Path
 
 import torch
 
-import glass
-from glass.models.gmm import random_mixture
-from glass.models.mnist import load_flow
+sys.path.insert(0, str(Path(__file__).parent))
+
+import accuracy  # noqa: E402
+
+import glass  # noqa: E402
+from glass.models.gmm import random_mixture  # noqa: E402
+from glass.models.mnist import load_flow  # noqa: E402
+
+SECTIONS = ["overhead", "fk", "default", "accuracy", "mnist"]
 
 
-def machine() -> dict:
+def machine(device: str) -> dict:
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
     return {
         "date": datetime.now().isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -37,101 +55,438 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "device": device,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "python": sys.version.split()[0],
         "glass": glass.__version__,
     }
 
 
-def _median_time(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(fns: dict, reps: int, device="cpu") -> dict[str, float]:
+    """Median wall time of each callable, repetitions interleaved round-robin after one warm-up."""
+    times = {k: [] for k in fns}
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    _sync(device)
+    for _ in range(reps):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def mnist_model(device: str, dtype: str, compile_net: bool):
+    model = load_flow(device=device)
+    if dtype != "float32":
+        model.dtype = getattr(torch, dtype)
+        model.net = model.net.to(model.dtype)
+    if compile_net:
+        model.net = torch.compile(model.net)
+    return model
 
 
 @torch.inference_mode()
-def overhead(model, batch: int, steps: int, reps: int) -> dict:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn((batch, *model.shape), generator=g, dtype=torch.float64)
+def overhead(model, batch: int, steps: int, reps: int, device="cpu") -> dict:
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn((batch, *model.shape), generator=g, dtype=torch.float64, device=device)
     t, t_next = 0.2, 0.6
     kernels = {"glass": glass.GLASS(steps), "sde": glass.SDE(steps), "ode": glass.ODE(steps)}
+    times = torch.linspace(t, t_next, steps + 1, dtype=torch.float64)[:-1].to(device)
 
     def bare():
         for i in range(steps):
-            model.denoise(x, t + (t_next - t) * i / steps)
+            model.denoise(x, times[i])
 
-    base = _median_time(bare, reps)
-    out = {"batch": batch, "steps": steps, "bare_s": base}
     for name, kernel in kernels.items():
         model.reset_nfe()
         kernel.transition(model, x, t, t_next, generator=g)
-        nfe = model.reset_nfe()
-        assert nfe == steps, (name, nfe)
-        wall = _median_time(lambda k=kernel: k.transition(model, x, t, t_next, generator=g), reps)
-        out[f"{name}_s"] = wall
-        out[f"{name}_ratio"] = wall / base
+        assert model.reset_nfe() == steps, name
+    fns = {"bare": bare} | {
+        k: (lambda k=k: kernels[k].transition(model, x, t, t_next, generator=g)) for k in kernels
+    }
+    med = interleaved(fns, reps, device)
+    out = {"batch": batch, "steps": steps, "bare_s": med["bare"]}
+    for k in kernels:
+        out[f"{k}_s"], out[f"{k}_ratio"] = med[k], med[k] / med["bare"]
     return out
+
+
+def sync_check(model, batch: int, device: str) -> str:
+    """Run a GLASS and an SDE transition with CUDA sync debugging set to error: any host-device
+    synchronisation inside the loop raises."""
+    x = torch.randn((batch, *model.shape), dtype=torch.float64, device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    results = []
+    with torch.inference_mode():
+        for kernel in (glass.GLASS(8), glass.GLASS(8, solver="multistep")):
+            kernel.transition(model, x, 0.2, 0.6, generator=g)  # warm-up (allocator, cudnn)
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                kernel.transition(model, x, 0.2, 0.6, generator=g)
+                results.append(f"{kernel!r}: no synchronisation")
+            except RuntimeError as e:
+                results.append(f"{kernel!r}: {str(e).splitlines()[0]}")
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+    return "; ".join(results)
+
+
+def fk_point(model_name: str, particles: int, chunk: int | None, device: str) -> dict:
+    """One FK steering run (K = 4 transitions of GLASS M = 2); wall time and peak memory."""
+    from glass.alignment.fk import fk_steering
+
+    if model_name == "mnist":
+        model = load_flow(device=device)
+        from glass.rewards.classifier import ClassifierLogProb
+
+        reward = ClassifierLogProb(0)
+    else:  # the oracle's closed forms live on the CPU
+        device = "cpu"
+        model = random_mixture(dim=64, n_components=8, scale=1.0, std=0.3, seed=0)
+        w = torch.ones(64, dtype=torch.float64) / 8
+        reward = lambda z: z.double() @ w.to(z.device)  # noqa: E731
+    kernel, grid = glass.GLASS(2), 4
+    g = torch.Generator(device=device).manual_seed(0)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        fk_steering(model, kernel, reward, grid, particles=particles, groups=1, chunk=chunk, generator=g)
+        _sync(device)
+        start = time.perf_counter()
+        res = fk_steering(
+            model, kernel, reward, grid, particles=particles, groups=1, chunk=chunk, generator=g
+        )
+        _sync(device)
+        wall = time.perf_counter() - start
+    steps = particles * grid * kernel.steps
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        "model": model_name,
+        "particles": particles,
+        "chunk": chunk,
+        "wall_s": wall,
+        "nfe": res.nfe,
+        "particle_steps_per_s": steps / wall,
+        "peak_mib": peak,
+        "peak_kind": "cuda max allocated" if device.startswith("cuda") else "process max RSS",
+    }
+
+
+def fk_sweep(quick: bool, device: str) -> list[dict]:
+    """Each point in a fresh process, so the process-wide peak RSS belongs to that point alone."""
+    grid = [
+        ("gmm64", p, c) for p, c in [(256, None), (4096, None), (4096, 512), (16384, None), (16384, 1024)]
+    ]
+    sizes = [(8, None), (32, None), (32, 8), (64, None), (64, 16)]
+    if device.startswith("cuda"):
+        sizes = [(64, None), (256, None), (1024, None), (1024, 256), (4096, None), (4096, 1024)]
+    grid += [("mnist", p, c) for p, c in sizes]
+    if quick:
+        grid = [g for g in grid if g[1] <= 4096 and g[0] == "gmm64" or g[0] == "mnist" and g[1] <= 8]
+    rows = []
+    for name, p, c in grid:
+        cmd = [sys.executable, __file__, "--fk-point", f"{name},{p},{c or 0}", "--device", device]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"fk point {name} {p} {c} failed:\n{proc.stderr[-2000:]}")
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def mnist_fid(quick: bool) -> dict:
+    """Posterior FID (t = 0.2, 256 test images, one posterior sample each) vs NFE on MNIST."""
+    from glass.runner import run
+
+    steps = [2, 4] if quick else [2, 4, 8, 16]
+    common = ["model=mnist", "task=posterior", "task.t=0.2", "out_dir=outputs/bench/mnist"]
+    _, rows = run(
+        [
+            *common,
+            "sampler=compare",
+            "sampler.samplers=[glass,sde,ddpm]",
+            f"sampler.steps=[{','.join(map(str, steps))}]",
+        ]
+    )
+    _, more = run(
+        [*common, "sampler=glass", "sampler.solver=multistep", f"sampler.steps={','.join(map(str, steps))}"],
+        multirun=True,
+    )
+    return {"t": 0.2, "points": 256, "rows": [*rows, *more]}
 
 
 def default_run() -> float:
     out = Path("outputs/bench")
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "glass.cli", "run", f"out_dir={out}"], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "glass.cli", "run", f"out_dir={out}"], check=True, capture_output=True
+    )
     return time.perf_counter() - start
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--quick", action="store_true", help="small batches and fewer repetitions")
-    args = ap.parse_args()
-    reps = 3 if args.quick else 5
-    results = {"machine": machine(), "overhead": []}
-    mnist = load_flow()
-    for batch in (1, 16) if args.quick else (1, 64, 256):
-        r = overhead(mnist, batch, 8, reps if batch < 256 else 3)
-        results["overhead"].append({"model": "mnist UNet", **r})
-        print(results["overhead"][-1], flush=True)
-    oracle = random_mixture(dim=64, n_components=8, scale=1.0, std=0.3, seed=0)
-    for batch in (256, 4096):
-        r = overhead(oracle, batch, 8, reps)
-        results["overhead"].append({"model": "64-D oracle", **r})
-        print(results["overhead"][-1], flush=True)
-    if not args.quick:
-        results["default_run_s"] = default_run()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(results, indent=2))
+# -- report ------------------------------------------------------------------------------------------
+def accuracy_plot(acc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(acc), figsize=(6 * len(acc), 4.3), squeeze=False)
+    for ax, (name, r) in zip(axes[0], acc.items()):
+        for label, rows in r["kernels"].items():
+            ax.plot(
+                [x["nfe"] for x in rows],
+                [max(x["frechet"] - r["frechet_floor"], 1e-4) for x in rows],
+                marker="o",
+                label=label,
+                ls="--" if "SDE" in label or "DDPM" in label else "-",
+            )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="NFE per sample",
+            ylabel="Fréchet error above the floor",
+            title=f"{name}: t = {r['t']:g} -> {r['t_next']:g} (64-D oracle)",
+        )
+        ax.set_xticks([1, 2, 4, 8, 16, 32, 64], ["1", "2", "4", "8", "16", "32", "64"])
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
         "# Benchmarks",
         "",
         f"{m['date']}; {m['platform']}; {m['cpu_count']} CPU cores, torch {m['torch']} "
-        f"({m['torch_threads']} threads); GPU: {m['cuda'] or 'none'}.",
+        f"({m['torch_threads']} threads); device {m['device']}; GPU: {m['gpu'] or 'none'}.",
         "",
-        "## Overhead: one transition of M = 8 steps vs 8 bare denoiser calls (t = 0.2 -> 0.6)",
-        "",
-        "Ratio = transition wall time / bare calls' wall time (median of repetitions); 1.00 means the",
-        "sampler adds nothing measurable beyond the network.",
-        "",
-        "| model | batch | bare calls (s) | GLASS ratio | SDE ratio | ODE ratio |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in results["overhead"]:
-        lines.append(f"| {r['model']} | {r['batch']} | {r['bare_s']:.4f} | {r['glass_ratio']:.3f} | "
-                     f"{r['sde_ratio']:.3f} | {r['ode_ratio']:.3f} |")  # fmt: skip
-    if "default_run_s" in results:
+    if "overhead" in results:
+        lines += [
+            "## Overhead: one transition of M = 8 steps vs 8 bare denoiser calls (t = 0.2 -> 0.6)",
+            "",
+            "Ratio = median transition wall time / median wall time of the bare calls, repetitions",
+            "interleaved; 1.00 means the sampler adds nothing measurable beyond the network.",
+            "",
+            "| model | dtype | batch | bare calls (s) | GLASS ratio | SDE ratio | ODE ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results["overhead"]:
+            lines.append(
+                f"| {r['model']} | {r.get('dtype', 'float32')} | {r['batch']} | {r['bare_s']:.4f} | "
+                f"{r['glass_ratio']:.3f} | {r['sde_ratio']:.3f} | {r['ode_ratio']:.3f} |"
+            )
+        if "sync_check" in results:
+            lines += ["", f"Host-device synchronisations inside a transition: {results['sync_check']}."]
+    if "accuracy" in results:
         lines += [
             "",
-            f"Default `glass run` (MNIST posterior comparison), wall time: {results['default_run_s']:.1f} s.",
+            "## Accuracy per NFE on the 64-D oracle",
+            "",
+            "Fréchet distance (mean and covariance) between n samples of x_{t'} | x_t and the exact",
+            "conditional's closed-form moments, averaged over conditioning points, minus the same",
+            "statistic for exact samples (its Monte-Carlo floor). Energy distance (sees the modes) in",
+            "brackets, floor noted. ![accuracy](accuracy.png)",
+            "",
         ]
-    (out / "bench.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        for name, r in results["accuracy"].items():
+            budgets = sorted({x["nfe"] for rows in r["kernels"].values() for x in rows})
+            lines += [
+                f"### {name}: t = {r['t']:g} -> {r['t_next']:g}; {r['points']} points x {r['n']} samples; "
+                f"Fréchet floor {r['frechet_floor']:.4f}, energy floor {r['energy_floor']:.4f}, "
+                f"tr Cov = {r['trace_cov']:.2f}",
+                "",
+                "| kernel | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
+                "|---|" + "---|" * len(budgets),
+            ]
+            for label, rows in r["kernels"].items():
+                by = {x["nfe"]: x for x in rows}
+                cells = [
+                    f"{by[b]['frechet'] - r['frechet_floor']:.3g} ({by[b]['energy']:.3f})" if b in by else "—"
+                    for b in budgets
+                ]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            lines += [
+                "",
+                "NFE to reach a target error (Fréchet above the floor, as a fraction of tr Cov;",
+                "log-log interpolation between budgets; — = not reached by 64):",
+                "",
+                "| kernel | " + " | ".join(f"{f:.1%}" for f in r["targets"]) + " |",
+                "|---|" + "---|" * len(r["targets"]),
+            ]
+            for label, reach in r["nfe_to_target"].items():
+                lines.append(
+                    f"| {label} | " + " | ".join("—" if v is None else f"{v:.1f}" for v in reach) + " |"
+                )
+            ratios = r.get("sde_over_glass")
+            if ratios:
+                lines += [
+                    "",
+                    "SDE NFE / GLASS NFE at equal error (target 1/8 of SDE's NFE means a ratio >= 8): "
+                    + "; ".join(f"{k}: {v}" for k, v in ratios.items())
+                    + ".",
+                ]
+            lines.append("")
+    if "mnist" in results:
+        rows = results["mnist"]["rows"]
+        lines += [
+            "## MNIST posterior FID vs NFE (t = 0.2, 256 test images, 1 sample each)",
+            "",
+            "| kernel | NFE | FID |",
+            "|---|---|---|",
+        ]
+        for r in sorted(rows, key=lambda r: (str(r.get("sampler")), r["nfe"])):
+            lines.append(f"| {r.get('sampler')} | {r['nfe']} | {r.get('fid', float('nan')):.1f} |")
+        lines.append("")
+    if "fk" in results:
+        lines += [
+            "## FK steering throughput and peak memory (K = 4 transitions x GLASS M = 2, one group)",
+            "",
+            "| model | particles | chunk | wall (s) | particle-steps / s | peak (MiB) | peak of |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results["fk"]:
+            lines.append(
+                f"| {r['model']} | {r['particles']} | {r['chunk'] or 'all'} | {r['wall_s']:.3f} | "
+                f"{r['particle_steps_per_s']:.0f} | {r['peak_mib']:.0f} | {r['peak_kind']} |"
+            )
+        lines += [
+            "",
+            "Each row runs in a fresh process (the process RSS includes torch itself; the oracle",
+            "runs on the CPU). A particle-step is one particle through one inner step (one NFE).",
+            "",
+        ]
+    if "default_run_s" in results:
+        lines += [
+            f"Default `glass run` (MNIST posterior comparison), wall time: {results['default_run_s']:.1f} s."
+        ]
+    return "\n".join(lines) + "\n"
+
+
+TARGETS = (0.02, 0.005)
+
+
+def summarise_accuracy(r: dict) -> dict:
+    tr, floor = r["trace_cov"], r["frechet_floor"]
+    for rows in r["kernels"].values():
+        for x in rows:
+            x["excess"] = x["frechet"] - floor
+    r["targets"] = list(TARGETS)
+    r["nfe_to_target"] = {
+        k: [accuracy.nfe_to_reach(rows, f * tr, "excess") for f in TARGETS]
+        for k, rows in r["kernels"].items()
+    }
+    sde = r["nfe_to_target"].get("SDE (eq. 5)")
+    ratios = {}
+    for k, reach in r["nfe_to_target"].items():
+        if k.startswith("GLASS") and sde:
+            ratios[k] = ", ".join(
+                "—" if a is None or b is None else f"{b / a:.1f}x" for a, b in zip(reach, sde)
+            )
+    r["sde_over_glass"] = ratios
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="glass-flows benchmarks")
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--quick", action="store_true", help="small sizes, fewer repetitions")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--compile", action="store_true", help="also time the torch.compile'd network")
+    ap.add_argument("--batches", default=None, help="MNIST overhead batch sizes, e.g. 1,64,256")
+    ap.add_argument("--fk-point", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.fk_point:
+        name, p, c = args.fk_point.split(",")
+        print(json.dumps(fk_point(name, int(p), int(c) or None, args.device)))
+        return
+    only = [s for s in args.only.split(",") if s]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        sys.exit(f"error: unknown section(s) {unknown}; choose from {SECTIONS}")
+    glass.models.mnist.check_device(args.device)
+    reps = 3 if args.quick else 7
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "bench" if args.device == "cpu" else f"bench-{torch.device(args.device).type}"
+    results: dict = {}
+    if set(only) != set(SECTIONS) and (out / f"{stem}.json").is_file():  # update those sections only
+        results = json.loads((out / f"{stem}.json").read_text())
+    results["machine"] = machine(args.device)
+    if "overhead" in only:
+        results["overhead"] = []
+        batches = (
+            [int(b) for b in args.batches.split(",")]
+            if args.batches
+            else ([1, 16] if args.quick else [1, 64, 256])
+        )
+        variants = [("float32", False)]
+        if args.dtype != "float32":
+            variants.append((args.dtype, False))
+        if args.compile:
+            variants.append((args.dtype, True))
+        for dtype, comp in variants:
+            mnist = mnist_model(args.device, dtype, comp)
+            for batch in batches:
+                r = overhead(mnist, batch, 8, reps if batch < 256 or args.device != "cpu" else 3, args.device)
+                results["overhead"].append(
+                    {"model": "mnist UNet" + (" (compiled)" if comp else ""), "dtype": dtype, **r}
+                )
+                print(results["overhead"][-1], flush=True)
+        oracle = random_mixture(dim=64, n_components=8, scale=1.0, std=0.3, seed=0)
+        if args.device == "cpu":
+            for batch in (256, 4096):
+                results["overhead"].append(
+                    {"model": "64-D oracle", "dtype": "float64", **overhead(oracle, batch, 8, reps)}
+                )
+                print(results["overhead"][-1], flush=True)
+        else:
+            results["sync_check"] = sync_check(mnist_model(args.device, "float32", False), 64, args.device)
+            print(results["sync_check"], flush=True)
+
+    def save() -> None:  # after every section, so a later failure loses nothing measured
+        (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
+        (out / f"{stem}.md").write_text(markdown(results))
+
+    save()
+    if "fk" in only:
+        results["fk"] = fk_sweep(args.quick, args.device)
+        save()
+    if "default" in only and not args.quick:
+        results["default_run_s"] = default_run()
+        save()
+    if "accuracy" in only:  # the untimed sections last, so other work may share the machine then
+        n = 1024 if args.quick else 4096
+        budgets = (1, 2, 4, 8) if args.quick else (1, 2, 4, 8, 16, 32, 64)
+        results["accuracy"] = {}
+        for name, (t, tn) in {"posterior": (0.2, 1.0), "transition": (0.2, 0.6)}.items():
+            r = accuracy.measure(t, tn, budgets=budgets, n=n, n_energy=min(n, 1000))
+            results["accuracy"][name] = summarise_accuracy(r)
+            print(name, json.dumps(r["nfe_to_target"]), flush=True)
+        accuracy_plot(results["accuracy"], out / "accuracy.png")
+        save()
+    if "mnist" in only:
+        results["mnist"] = mnist_fid(args.quick)
+        save()
+    print(markdown(results))
 
 
 if __name__ == "__main__":

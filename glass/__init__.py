@@ -11,7 +11,7 @@ Public API::
 
 from glass import schedules
 from glass.models import CallableModel, GaussianMixture, Model, from_prediction
-from glass.samplers import GLASS, ODE, SDE, generate, rho_ddpm, time_grid
+from glass.samplers import DDPM, GLASS, ODE, SDE, generate, rho_ddpm, time_grid
 
 __version__ = "0.1.0"
 
@@ -23,6 +23,7 @@ __all__ = [
     "GaussianMixture",
     "ODE",
     "SDE",
+    "DDPM",
     "GLASS",
     "generate",
     "rho_ddpm",

@@ -19,7 +19,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-__all__ = ["energy_distance", "sliced_wasserstein", "OracleDistance"]
+__all__ = ["energy_distance", "sliced_wasserstein", "frechet_to_moments", "OracleDistance"]
 
 Kind = Literal["energy", "sliced_w2", "both"]
 
@@ -50,6 +50,26 @@ def sliced_wasserstein(x: Tensor, y: Tensor, n_projections: int = 256, seed: int
     px, _ = torch.sort(x @ theta.to(x.device), dim=0)
     py, _ = torch.sort(y @ theta.to(y.device), dim=0)
     return float(((px - py) ** 2).mean().sqrt())
+
+
+def _sqrtm_psd(a: Tensor) -> Tensor:
+    vals, vecs = torch.linalg.eigh(a)
+    return (vecs * vals.clamp(min=0).sqrt()[..., None, :]) @ vecs.transpose(-1, -2)
+
+
+def frechet_to_moments(samples: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+    """Fréchet distance (squared W2 between Gaussians) of sample sets to exact moments, per set:
+    ``samples`` (P, n, d), ``mean`` (P, d), ``cov`` (P, d, d) -> (P,). Its Monte-Carlo floor (exact
+    samples scored the same way) shrinks like d^2 / n; far lower than the energy distance's at equal n,
+    but blind to everything beyond the first two moments."""
+    samples = samples.to(torch.float64)
+    m = samples.mean(1)
+    xc = samples - m[:, None]
+    c = xc.transpose(1, 2) @ xc / (samples.shape[1] - 1)
+    r = _sqrtm_psd(cov)
+    cross = _sqrtm_psd(r @ c @ r)
+    tr = torch.diagonal(c + cov - 2 * cross, dim1=-2, dim2=-1).sum(-1)
+    return ((m - mean) ** 2).sum(-1) + tr
 
 
 class OracleDistance:

@@ -86,6 +86,27 @@ class GaussianMixture(Model):
         logw, mu, _ = self.posterior(x, t)
         return (logw.exp()[..., None] * mu).sum(1)
 
+    def transition_moments(
+        self, x: Tensor, t: float | Tensor, t_next: float | Tensor, rho="ddpm", kappa=None
+    ) -> tuple[Tensor, Tensor]:
+        """Mean (B, d) and covariance (B, d, d) of the exact x_{t'} | x_t = x: gamma x_t + abar z +
+        sbar eps (eqs. 16-17) with z | x_t the mixture of :meth:`posterior` (weights w_k, means mu_k,
+        variances c_k): mean gamma x + abar m, covariance abar^2 Cov[z | x] + sbar^2 I with
+        Cov[z | x] = sum_k w_k (c_k I + mu_k mu_k^T) - m m^T. ``t_next = 1`` gives p_{1|t}."""
+        check_times(t, t_next)
+        logw, mu, c = self.posterior(x, t)
+        w = logw.exp()
+        m = torch.einsum("bk,bkd->bd", w, mu)
+        eye = torch.eye(self.dim, dtype=F64, device=mu.device)
+        cov = torch.einsum("bk,bkd,bke->bde", w, mu, mu) + (w * c).sum(1)[:, None, None] * eye
+        cov = cov - m[:, :, None] * m[:, None, :]
+        co = transition_coefficients(
+            self.schedule, t, t_next, resolve_rho(self.schedule, t, t_next, rho, kappa)
+        )
+        gamma, abar, sbar = (bcast(v.to(mu.device), m) for v in (co.gamma, co.abar, co.sbar))  # (B, 1)
+        mean = gamma * x.to(F64) + abar * m
+        return mean, (abar**2)[..., None] * cov + (sbar**2)[..., None] * eye
+
     # -- exact sampling -----------------------------------------------------------------------------
     @staticmethod
     def _draw(logw: Tensor, mu: Tensor, var: Tensor, generator=None) -> Tensor:

@@ -21,6 +21,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from glass.noise import Streams, randn
+
 __all__ = ["Transition", "time_grid", "generate", "derive_seed"]
 
 
@@ -34,6 +36,8 @@ def derive_seed(generator: torch.Generator | None) -> int | None:
     """A seed drawn from ``generator`` (on its own device), to start a stream on another device."""
     if generator is None:
         return None
+    if isinstance(generator, Streams):
+        return generator.derive_seed()
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
 
@@ -66,7 +70,7 @@ def prior_sample(model, n: int, generator: torch.Generator | None = None, t0: fl
     if hasattr(model, "prior_sample"):
         return model.prior_sample(n, generator)
     device = getattr(model, "device", torch.device("cpu"))
-    x = torch.randn((n, *model.shape), generator=generator, dtype=torch.float64, device=device)
+    x = randn((n, *model.shape), generator, device=device)
     return x * model.schedule.sigma(t0).item()
 
 

@@ -25,6 +25,8 @@ def label_of(kernel) -> str:
             extra.append(f"kappa={kernel.kappa:g}")
         if kernel.solver != "euler":
             extra.append(kernel.solver)
+        if getattr(kernel, "grid", "uniform") != "uniform":
+            extra.append(f"grid={kernel.grid}")
     if name == "ode" and kernel.method != "euler":
         extra.append(kernel.method)
     return f"{name}{'(' + ', '.join(extra) + ')' if extra else ''} M={kernel.steps}"

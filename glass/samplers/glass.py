@@ -11,6 +11,10 @@ s in [0, 1] whose velocity needs one call of the pretrained denoiser per step:
   = D_{t*}(alpha_{t*} S) with precisions that add, no 2x2 inverse;
 - Theorem 1, eqs. 19 and 21, :func:`inner_velocity_weights`: u_s = w1 xbar_s + w2 Dhat + w3 x_t.
 
+The sampler's hot path does not call these per step: :func:`inner_plan` evaluates them once per
+transition on the whole inner grid (float64, on the host for a scalar t) and the loop is then one
+network call plus three fused multiply-adds a step, with no host-device synchronisation.
+
 All scalar algebra is float64; only the network input is cast to the model dtype (by the model).
 """
 
@@ -22,6 +26,8 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from glass.checks import check_transition
+from glass.noise import randn
 from glass.samplers.times import check_times
 from glass.schedules import Schedule, as_time, bcast
 
@@ -35,9 +41,13 @@ __all__ = [
     "sufficient_statistic",
     "glass_denoiser",
     "inner_velocity_weights",
+    "inner_grid",
+    "InnerPlan",
+    "inner_plan",
 ]
 
-InnerSolver = Literal["euler", "midpoint"]
+InnerSolver = Literal["euler", "midpoint", "multistep"]
+InnerGrid = Literal["uniform", "time"]
 SBAR0 = 1.0  # sbar_0 of the inner path (paper: 1)
 
 
@@ -146,16 +156,132 @@ def inner_velocity_weights(s: float | Tensor, c: Coefficients) -> tuple[Tensor, 
     return w1, dab_s - ab_s * w1, -c.gamma * w1
 
 
+def inner_grid(steps: int, c: Coefficients, schedule: Schedule, kind: InnerGrid = "uniform") -> Tensor:
+    """Inner times 0 = s_0 < ... < s_M = 1, shape (M + 1, *t.shape), float64.
+
+    ``uniform``: s_i = i / M (the paper's). ``time``: the s_i at which the GLASS denoiser's effective
+    time t*(s) = g^{-1}(1 / P(s)) (Proposition 2) is uniform between t*(0) = t and t*(1) (= t' for
+    rho_DDPM): the inner network calls then see the same times an outer sampler with M uniform steps
+    would. Inverts P(s) = alpha_t^2 / sigma_t^2 + r(s)^2 with r(s) = abar s / ((1 - s) + s sbar).
+    """
+    i = torch.arange(steps + 1, dtype=torch.float64, device=c.t.device).reshape(-1, *([1] * c.t.ndim))
+    uniform = (i / steps).expand(steps + 1, *c.t.shape).clone()
+    if kind == "uniform":
+        return uniform
+    a_t, s_t = schedule.alpha(c.t), schedule.sigma(c.t)
+    snr_t = a_t**2 / s_t**2
+    with torch.no_grad():
+        prec_end = snr_t + c.abar**2 / c.sbar**2  # inf when sbar = 0
+        t_end = schedule.g_inv(1 / prec_end)
+        tau = c.t + (t_end - c.t) * (i / steps)
+        q = torch.clamp(1 / schedule.g(tau) - snr_t, min=0.0)
+        s = 1 / (c.abar.abs() / torch.sqrt(q) + (1 - c.sbar))  # r = sqrt(q) solved for s
+    s = torch.where(torch.isfinite(s), s, uniform)
+    s[0], s[-1] = 0.0, 1.0
+    ok = (c.abar.abs() > 1e-12) & torch.all(s[1:] > s[:-1], dim=0)  # no information: keep uniform
+    return torch.where(ok, s, uniform)
+
+
+@dataclass(frozen=True)
+class InnerPlan:
+    """Everything one transition needs besides the network, evaluated once (float64).
+
+    For network evaluation j: the input is ``in_x[j] x_t + in_xb[j] xbar`` (= alpha_{t*} S of
+    Proposition 2) at time ``t_star[j]``. For step i: ``xbar <- c_xb[i] xbar + c_d[i] D + c_x[i] x_t``
+    (Euler on eq. 19, which for the linear inner path is also the exact step with D frozen), plus
+    ``c_m[i] (D_i - D_{i-1})`` for the multistep solver. Midpoint has two entries a step: the half
+    step from xbar, then ``xbar + c_xb x_mid + c_d D_mid + c_x x_t``. Scalar-time plans hold Python
+    floats.
+    """
+
+    gamma: float | Tensor
+    t_star: Tensor
+    in_x: list
+    in_xb: list
+    c_xb: list
+    c_d: list
+    c_x: list
+    c_m: list
+
+
+def _eval_coefficients(schedule: Schedule, s: Tensor, c: Coefficients) -> tuple[Tensor, Tensor, Tensor]:
+    """(t*, in_x, in_xb) of the GLASS denoiser (Proposition 2) at inner times s, any shape."""
+    a_t, s_t = schedule.alpha(c.t), schedule.sigma(c.t)
+    ab_s, sb_s, _, _ = inner_path(s, c)
+    prec = a_t**2 / s_t**2 + ab_s**2 / sb_s**2
+    t_star = schedule.g_inv(1 / prec)
+    a_star = schedule.alpha(t_star)
+    in_xb = a_star * ab_s / sb_s**2 / prec
+    in_x = a_star * (a_t / s_t**2 - ab_s / sb_s**2 * c.gamma) / prec
+    # no inner information yet (s = 0, or a precision that underflows to 0 at t = 0): D_t(x_t); S is
+    # 0/0 when t = 0, where D_0 = E[z] whatever its input
+    at_zero = (s == 0) | (prec == 0)
+    t_star = torch.where(at_zero, c.t.expand_as(s), t_star)
+    in_x = torch.where(at_zero, torch.ones_like(in_x), in_x)
+    in_xb = torch.where(at_zero, torch.zeros_like(in_xb), in_xb)
+    return t_star, in_x, in_xb
+
+
+def inner_plan(
+    schedule: Schedule,
+    c: Coefficients,
+    steps: int,
+    solver: InnerSolver = "euler",
+    grid: InnerGrid = "uniform",
+) -> InnerPlan:
+    """Precompute a transition's inner loop (see :class:`InnerPlan`).
+
+    ``multistep`` (one NFE a step, second order): in sigma_s = sbar_s / abar_s and v = (xbar -
+    gamma x_t) / abar_s the inner ODE (eq. 19) is dv / dsigma = (v - Dhat) / sigma, the probability
+    flow of Karras et al. (2022). The step is its exact solution for Dhat linear in sigma through the
+    last two evaluations (an exponential Adams-Bashforth step, as DPM-Solver++(2M) but linear in
+    sigma, which stays finite at s = 1 where sbar = 0). The first two steps are Euler (sigma_0 = inf).
+    """
+    s = inner_grid(steps, c, schedule, grid)
+    h = s[1:] - s[:-1]
+    s_eval = s[:-1] if solver != "midpoint" else torch.stack([s[:-1], s[:-1] + 0.5 * h], 1).flatten(0, 1)
+    t_star, in_x, in_xb = _eval_coefficients(schedule, s_eval, c)
+    if solver == "midpoint":  # the step uses the slope at the half point; first stage goes half-way
+        w1, w2, w3 = inner_velocity_weights(s_eval, c)
+        hh = torch.stack([0.5 * h, h], 1).flatten(0, 1)
+        first = torch.arange(len(hh)) % 2 == 0
+        first = first.reshape(-1, *([1] * c.t.ndim)).to(hh.device)
+        c_xb, c_d, c_x = torch.where(first, 1 + hh * w1, hh * w1), hh * w2, hh * w3
+    else:
+        w1, w2, w3 = inner_velocity_weights(s[:-1], c)
+        c_xb, c_d, c_x = 1 + h * w1, h * w2, h * w3
+    c_m = torch.zeros_like(c_d)
+    if solver == "multistep" and steps > 2:
+        ab, sb, _, _ = inner_path(s, c)
+        sig = sb / ab  # inf at s = 0
+        i = torch.arange(2, steps)
+        ratio = sig[i + 1] / sig[i]
+        tail = torch.where(sig[i + 1] == 0, torch.zeros_like(ratio), sig[i + 1] * torch.log(ratio))
+        kappa = (-sig[i] * (1 - ratio) - tail) / (sig[i] - sig[i - 1])
+        c_m[2:] = ab[i + 1] * kappa
+
+    scalar = c.t.ndim == 0 and c.t.device.type == "cpu"
+
+    def host(v: Tensor):  # scalar time: plain Python floats, no tensors (and no device) in the loop
+        return v.tolist() if scalar else list(v.unbind(0))
+
+    gamma = c.gamma.item() if scalar else c.gamma
+    return InnerPlan(gamma, t_star, *(host(v) for v in (in_x, in_xb, c_xb, c_d, c_x, c_m)))
+
+
 class GLASS:
     """GLASS transition kernel p_{t'|t} with ``steps`` inner steps (one NFE each for Euler).
 
     Args:
-        steps: inner steps M (>= 1). Euler on s = 0, 1/M, ..., (M-1)/M; s = 1 is never evaluated.
+        steps: inner steps M (>= 1). s = 1 is never evaluated.
         rho: ``"ddpm"`` (Proposition 1) or a constant correlation in [-1, 1] (paper's best for
             FLUX: 0.4).
         kappa: use rho = rho_DDPM^kappa (paper Fig. 7 ablation); needs ``rho="ddpm"``.
-        solver: ``"euler"`` (the paper's, M NFE) or ``"midpoint"`` (explicit second-order
-            Runge-Kutta at s_i and s_i + h/2, 2M NFE, never evaluates s = 1).
+        solver: ``"euler"`` (the paper's, M NFE), ``"midpoint"`` (explicit second-order Runge-Kutta
+            at s_i and s_i + h/2, 2M NFE) or ``"multistep"`` (second order at M NFE, reusing the
+            previous step's network call; see :func:`inner_plan`).
+        grid: inner times, ``"uniform"`` (the paper's) or ``"time"`` (uniform in the effective
+            denoiser time t*; see :func:`inner_grid`).
 
     With M = 1 a GLASS step is the DDIM / ancestral step x_{t'} = gamma x_t + abar D_t(x_t) + sbar eps.
     """
@@ -166,6 +292,7 @@ class GLASS:
         rho: str | float = "ddpm",
         kappa: float | None = None,
         solver: InnerSolver = "euler",
+        grid: InnerGrid = "uniform",
     ):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"sampler.steps must be an integer >= 1, got {steps!r}")
@@ -183,15 +310,29 @@ class GLASS:
             raise ValueError(
                 f"sampler.solver must be one of {', '.join(get_args(InnerSolver))}, got {solver!r}"
             )
-        self.steps, self.rho, self.kappa, self.solver = steps, rho, kappa, solver
+        if grid not in get_args(InnerGrid):
+            raise ValueError(f"sampler.grid must be one of {', '.join(get_args(InnerGrid))}, got {grid!r}")
+        self.steps, self.rho, self.kappa, self.solver, self.grid = steps, rho, kappa, solver, grid
 
     def __repr__(self) -> str:
         k = f", kappa={self.kappa}" if self.kappa is not None else ""
-        return f"GLASS(steps={self.steps}, rho={self.rho!r}{k}, solver={self.solver!r})"
+        g = f", grid={self.grid!r}" if self.grid != "uniform" else ""
+        return f"GLASS(steps={self.steps}, rho={self.rho!r}{k}, solver={self.solver!r}{g})"
+
+    @property
+    def nfe(self) -> int:
+        """Network calls per transition."""
+        return 2 * self.steps if self.solver == "midpoint" else self.steps
 
     def coefficients(self, schedule: Schedule, t, t_next) -> Coefficients:
         return transition_coefficients(
             schedule, t, t_next, resolve_rho(schedule, t, t_next, self.rho, self.kappa)
+        )
+
+    def plan(self, schedule: Schedule, t, t_next) -> InnerPlan:
+        """The precomputed inner loop of a transition t -> t' (:func:`inner_plan`)."""
+        return inner_plan(
+            schedule, self.coefficients(schedule, t, t_next), self.steps, self.solver, self.grid
         )
 
     def transition(
@@ -205,27 +346,53 @@ class GLASS:
         **cond,
     ) -> Tensor:
         """Sample x_{t'} ~ p_{t'|t}(. | x_t = x); returns x's dtype, computes in float64.
-        ``denoised``: D_t(x) if the caller already has it (used at s = 0, saving one NFE)."""
+        ``denoised``: D_t(x) if the caller already has it (used at s = 0, saving one NFE).
+
+        The schedule arithmetic runs once, before the loop, on the host for a scalar t (on x's device
+        for per-sample times); the loop itself never synchronises host and device. NaN or Inf is
+        reported once, after the loop, with the network call and time where it first appeared."""
+        y = self._transition(model, x, t, t_next, generator, denoised, **cond)
+        return check_transition(model, y, self, t, t_next)
+
+    def _transition(self, model, x, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
         x_t = x.to(torch.float64)
-        c = self.coefficients(model.schedule, as_time(t, x), as_time(t_next, x))
-        eps = torch.randn(x_t.shape, generator=generator, dtype=torch.float64, device=x.device)
-        xbar = bcast(c.gamma, x_t) * x_t + SBAR0 * eps  # xbar_0: the only randomness
-        h = 1.0 / self.steps
+        per_sample = any(isinstance(v, Tensor) and v.numel() > 1 for v in (t, t_next))
+        if per_sample:  # (B,) times: the plan lives on x's device
+            t64, tn64 = as_time(t, x_t), as_time(t_next, x_t)
+        else:  # the plan is Python floats; one copy of a device scalar per transition at most
+            t64, tn64 = as_time(t).cpu().reshape(()), as_time(t_next).cpu().reshape(())
+        p = self.plan(model.schedule, t64, tn64)
+        t_star = p.t_star  # the network's times: one (asynchronous) copy per transition
+        if x.device.type == "cuda" and t_star.device.type == "cpu":
+            t_star = t_star.pin_memory().to(x.device, non_blocking=True)
+        else:
+            t_star = t_star.to(x.device)
+        eps = randn(x_t.shape, generator, device=x.device)
 
-        def velocity(xb: Tensor, s: float) -> Tensor:  # s stays a Python float: no host-device traffic
-            if s == 0 and denoised is not None:  # at s = 0 the GLASS denoiser is D_t(x_t) (Prop. 2)
-                d_hat = denoised.to(x_t)
-            else:
-                d_hat = glass_denoiser(model, x_t, xb, s, c, **cond)
-            w1, w2, w3 = inner_velocity_weights(s, c)
-            return bcast(w1, xb) * xb + bcast(w2, xb) * d_hat + bcast(w3, xb) * x_t
+        def b(v):  # a Python float, or a (B,) coefficient shaped to broadcast
+            return v if isinstance(v, float) else bcast(v, x_t)
 
+        xbar = b(p.gamma) * x_t + SBAR0 * eps  # xbar_0: the only randomness
+
+        def denoise(j: int, xb: Tensor) -> Tensor:
+            if j == 0 and denoised is not None:  # at s = 0 the GLASS denoiser is D_t(x_t) (Prop. 2)
+                return denoised.to(x_t)
+            inp = x_t if j == 0 else b(p.in_x[j]) * x_t + b(p.in_xb[j]) * xb
+            return model.denoise(inp, t_star[j], **cond)
+
+        def update(k: int, xb: Tensor, d: Tensor) -> Tensor:
+            return b(p.c_xb[k]) * xb + b(p.c_d[k]) * d + b(p.c_x[k]) * x_t
+
+        d_prev = None
         for i in range(self.steps):
-            s = i * h
-            if self.solver == "euler":
-                xbar = xbar + h * velocity(xbar, s)
-            else:  # explicit midpoint: stages at s and s + h/2, both < 1
-                x_mid = xbar + 0.5 * h * velocity(xbar, s)
-                xbar = xbar + h * velocity(x_mid, s + 0.5 * h)
+            if self.solver == "midpoint":  # stages at s_i and s_i + h_i / 2, both < 1
+                x_mid = update(2 * i, xbar, denoise(2 * i, xbar))
+                xbar = xbar + update(2 * i + 1, x_mid, denoise(2 * i + 1, x_mid))
+                continue
+            d = denoise(i, xbar)
+            new = update(i, xbar, d)
+            if self.solver == "multistep" and i >= 2:
+                new = new + b(p.c_m[i]) * (d - d_prev)
+            xbar, d_prev = new, d
         return xbar.to(x.dtype)

@@ -7,6 +7,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from glass.checks import check_transition
 from glass.samplers.times import check_times, step_times
 from glass.schedules import bcast
 
@@ -64,4 +65,4 @@ class ODE:
                 ddim = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * sch.x0_to_eps(d, y, t0)
                 new = torch.where(bcast(singular, y), ddim, new)
             y = new
-        return y.to(x.dtype)
+        return check_transition(model, y.to(x.dtype), self, t, t_next)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from glass.checks import check_transition
+from glass.noise import randn
 from glass.samplers.times import check_times, step_times
 from glass.schedules import bcast
 
@@ -43,7 +45,7 @@ class SDE:
         times = step_times(t, t_next, self.steps, y)
         for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
             d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
-            eps = torch.randn(y.shape, generator=generator, dtype=torch.float64, device=y.device)
+            eps = randn(y.shape, generator, device=y.device)
             start = t0 == 0
             te = torch.where(start, t1, t0)  # rows leaving t = 0 do not use the EM branch
             h, nu2 = bcast(t1 - t0, y), bcast(sch.nu2(te), y)
@@ -55,4 +57,4 @@ class SDE:
             if i == self.steps - 1:
                 step = torch.where(bcast(t1 == 1, y), d, step)
             y = step
-        return y.to(x.dtype)
+        return check_transition(model, y.to(x.dtype), self, t, t_next)

@@ -1,0 +1,51 @@
+"""DDPM ancestral sampling (Ho et al. 2020) on the paper's time axis: the discrete-time stochastic
+baseline beside the SDE of eq. 5.
+
+Each of ``steps`` sub-steps t_a -> t_b draws from the Gaussian kernel of the forward process given
+z, with z replaced by the denoiser at the start of the step:
+
+    x_{t_b} = gamma x_{t_a} + abar D_{t_a}(x_{t_a}) + sbar eps     (eqs. 12-13, 16-17, rho = rho_DDPM)
+
+which is exactly a GLASS transition with M = 1 and rho_DDPM (Proposition 1), chained. One NFE a step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from glass.checks import check_transition
+from glass.samplers.glass import GLASS
+from glass.samplers.times import check_times, step_times
+
+__all__ = ["DDPM"]
+
+
+class DDPM:
+    """DDPM ancestral sampler with ``steps`` uniform sub-steps per transition (one NFE each).
+
+    A step ending at t = 1 returns the denoiser output (sbar = 0 there); a step from t = 0 needs
+    D_0, so epsilon-prediction models must start their grid at t > 0 (as for every kernel).
+    """
+
+    def __init__(self, steps: int = 8):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"sampler.steps must be an integer >= 1, got {steps!r}")
+        self.steps = steps
+        self._step = GLASS(1, rho="ddpm")
+
+    def __repr__(self) -> str:
+        return f"DDPM(steps={self.steps})"
+
+    def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
+        check_times(t, t_next)
+        y = x.to(torch.float64)
+        per_sample = any(isinstance(v, Tensor) and v.numel() > 1 for v in (t, t_next))
+        if per_sample:
+            times = step_times(t, t_next, self.steps, y)
+        else:  # host floats: no device scalars between the sub-steps
+            times = [float(v) for v in step_times(float(t), float(t_next), self.steps, torch.empty(0))]
+        for i, (a, b) in enumerate(zip(times[:-1], times[1:])):
+            d = denoised if i == 0 else None
+            y = self._step._transition(model, y, a, b, generator=generator, denoised=d, **cond)
+        return check_transition(model, y.to(x.dtype), self, t, t_next)
