@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["check_int", "check_number", "check_time", "check_choice", "check_finite"]
+__all__ = ["check_int", "check_number", "check_time", "check_choice", "check_finite", "check_transition"]
 
 
 def check_int(name: str, value, minimum: int) -> int:
@@ -43,3 +43,21 @@ def check_finite(x: Tensor, what: str) -> Tensor:
     if not bool(torch.isfinite(x).all()):
         raise FloatingPointError(f"{what} produced NaN or Inf")
     return x
+
+
+def _show_time(t) -> str:
+    if isinstance(t, Tensor) and t.numel() > 1:
+        return f"[{float(t.min()):.4g}, {float(t.max()):.4g}]"
+    return f"{float(t):.4g}"
+
+
+def check_transition(model, y: Tensor, kernel, t, t_next) -> Tensor:
+    """End of a transition: refuse NaN or Inf in the network outputs seen since the last check (the
+    model wrapper records them without synchronising) or in the result, naming the network call, its
+    time and the transition; one host-device synchronisation per transition."""
+    where = f" during {kernel!r}, transition t = {_show_time(t)} -> {_show_time(t_next)}"
+    if hasattr(model, "check_finite"):
+        model.check_finite(where, y)
+    elif not bool(torch.isfinite(y).all()):
+        raise FloatingPointError(f"NaN or Inf{where}")
+    return y

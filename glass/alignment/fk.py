@@ -21,6 +21,7 @@ from torch import Tensor
 from glass.alignment.potentials import POTENTIALS, RewardState, log_potential
 from glass.alignment.resampling import RESAMPLERS, ess, resample
 from glass.checks import check_choice, check_finite, check_int, check_number
+from glass.noise import Streams, randn
 from glass.samplers.base import derive_seed, time_grid
 
 __all__ = ["FKResult", "fk_steering", "best_of_n", "check_fk_options", "Intermediate"]
@@ -31,6 +32,12 @@ Intermediate = Literal["denoiser", "posterior"]
 def _chunks(n: int, chunk: int | None) -> list[slice]:
     size = n if not chunk else chunk
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _part(generator, sl: slice):
+    """The noise source of one chunk: its own samples' streams (:class:`~glass.noise.Streams`, so
+    the result does not depend on the chunk size), or the shared generator."""
+    return generator[sl] if isinstance(generator, Streams) else generator
 
 
 @dataclass
@@ -114,7 +121,7 @@ def fk_steering(
     n_total, device = groups * particles, getattr(model, "device", torch.device("cpu"))
     seed = derive_seed(generator)  # resampling draws on the CPU, seeded from the caller's stream
     cpu_gen = None if seed is None else torch.Generator().manual_seed(seed)
-    x = torch.randn((n_total, *model.shape), generator=generator, dtype=torch.float64, device=device)
+    x = randn((n_total, *model.shape), generator, device=device)
     x = x * model.schedule.sigma(times[0]).item()
     slices = _chunks(n_total, chunk)
     log_w = torch.zeros(groups, particles, dtype=torch.float64)
@@ -127,7 +134,7 @@ def fk_steering(
     k_last = len(times) - 2
     for k, (t0, t1) in enumerate(zip(times[:-1].tolist(), times[1:].tolist())):
         x = torch.cat([
-            kernel.transition(model, x[sl], t0, t1, generator=generator,
+            kernel.transition(model, x[sl], t0, t1, generator=_part(generator, sl),
                               denoised=None if d is None else d[sl], **cond)
             for sl in slices
         ])  # fmt: skip
@@ -139,7 +146,8 @@ def fk_steering(
             else:  # one GLASS posterior sample; its first evaluation is the call just made
                 post = GLASS(posterior_steps or kernel.steps)
                 z = torch.cat([
-                    post.transition(model, x[sl], t1, 1.0, generator=generator, denoised=d[sl], **cond)
+                    post.transition(model, x[sl], t1, 1.0, generator=_part(generator, sl), denoised=d[sl],
+                                    **cond)
                     for sl in slices
                 ])  # fmt: skip
                 r = reward(z).double().cpu()
@@ -206,7 +214,15 @@ def best_of_n(
     model.reset_nfe()
     x = torch.cat(
         [
-            generate(model, kernel, grid, s.stop - s.start, generator=generator, progress=progress, **cond)
+            generate(
+                model,
+                kernel,
+                grid,
+                s.stop - s.start,
+                generator=_part(generator, s),
+                progress=progress,
+                **cond,
+            )
             for s in slices
         ]
     )

@@ -70,7 +70,42 @@ class Model:
         elif t.shape != (x.shape[0],):
             raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}")
         self.nfe += 1
-        return self._denoise(x, t, **cond).to(x.dtype)
+        out = self._denoise(x, t, **cond).to(x.dtype)
+        if self.watch_finite:
+            self._watch(out, t)
+        return out
+
+    # -- NaN / Inf watch -----------------------------------------------------------------------------
+    watch_finite = True  # record whether each output is finite (on the device; no synchronisation)
+    _WATCH_LIMIT = 256
+
+    def _watch(self, out: Tensor, t: Tensor) -> None:
+        calls = self.__dict__.setdefault("_calls", [])
+        calls.append((self.nfe, t, torch.isfinite(out).all()))
+        if len(calls) >= self._WATCH_LIMIT:  # code that never calls check_finite: check now and then
+            self.check_finite(" (checked every 256 network calls)")
+
+    def check_finite(self, where: str = "", *outputs: Tensor) -> None:
+        """Raise ``FloatingPointError`` naming the first network call (its number and time t) whose
+        output had a NaN or Inf since the last check, else if one of ``outputs`` has one. One
+        host-device synchronisation; kernels call it once per transition."""
+        calls, self._calls = self.__dict__.get("_calls", []), []
+        flags = [f for _, _, f in calls] + [torch.isfinite(o).all() for o in outputs]
+        if not flags:
+            return
+        device = flags[0].device
+        if bool(torch.stack([f.to(device, non_blocking=True) for f in flags]).all()):
+            return
+        for n, t, ok in calls:
+            if not bool(ok):
+                tt = t.detach().double().cpu().reshape(-1)
+                when = (
+                    f"t = {tt[0]:.6g}"
+                    if bool((tt == tt[0]).all())
+                    else f"t in [{tt.min():.6g}, {tt.max():.6g}]"
+                )
+                raise FloatingPointError(f"the model returned NaN or Inf at network call {n} ({when}){where}")
+        raise FloatingPointError(f"the sampler produced NaN or Inf{where} (every network output was finite)")
 
     def velocity(self, x: Tensor, t: float | Tensor, **cond) -> Tensor:
         """Marginal velocity u_t(x) from the denoiser (eq. 14); one NFE."""

@@ -27,10 +27,11 @@ from glass.alignment import best_of_n, fk_steering
 from glass.alignment.fk import check_fk_options
 from glass.alignment.guidance import Guided, check_guidance
 from glass.metrics.fid import extract_features
+from glass.noise import Streams
 from glass.rewards.base import score
 from glass.samplers.base import derive_seed
 from glass.samplers.compare import kernels_of
-from glass.tasks.base import Result, check_int, fork, is_oracle
+from glass.tasks.base import Result, check_int, is_oracle
 
 __all__ = ["FKSteering", "BestOfN", "Guidance"]
 
@@ -90,7 +91,7 @@ class _Align:
         self, model, sampler, metric, generator: torch.Generator, progress=None, reward=None, **_
     ) -> Result:
         groups = self.n_groups(model)
-        stream = fork(generator, model.device)
+        seed = derive_seed(generator)  # per-sample streams: the same numbers for every task.chunk
         m = self.guided(model, reward)
         quality = _Quality(model, reward, metric, groups, generator, self.target_lam())
         kernels = kernels_of(sampler)
@@ -99,7 +100,8 @@ class _Align:
         for label, kernel in kernels:
             if getattr(m, "grad_evals", None) is not None:
                 m.grad_evals = 0
-            x, r, info, trace = self.run(m, kernel, reward, groups, stream())
+            streams = Streams(seed, groups * self.particles, model.device)
+            x, r, info, trace = self.run(m, kernel, reward, groups, streams)
             mean, se = _mean_se(r)
             row = {"sampler": label, "reward": mean, "reward_se": se, **info}
             row["grad_evals"] = getattr(m, "grad_evals", 0)

@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from glass.noise import Streams
+from glass.samplers.base import derive_seed
 from glass.samplers.compare import kernels_of
-from glass.tasks.base import Result, check_finite, check_int, check_time, fork, is_oracle, noise_to
+from glass.tasks.base import Result, check_finite, check_int, check_time, is_oracle, noise_to
 
 __all__ = ["Value", "mc_value"]
 
@@ -29,12 +31,15 @@ def mc_value(
     model, kernel, reward, x_t: Tensor, t: float, n: int, generator, chunk: int = 2048, advance=None
 ):
     """Monte-Carlo V_t at each row of ``x_t`` with ``n`` posterior samples of ``kernel``
-    (batched in chunks of about ``chunk`` samples; each chunk is one batch of network calls)."""
+    (batched in chunks of about ``chunk`` samples; each chunk is one batch of network calls).
+    With per-sample :class:`~glass.noise.Streams` (len(x_t) * n of them) the estimate does not
+    depend on ``chunk``."""
     per = max(1, chunk // n)
     out = []
     for i in range(0, len(x_t), per):
         x = x_t[i : i + per].repeat_interleave(n, 0)
-        z = kernel.transition(model, x, t, 1.0, generator=generator)
+        g = generator[i * n : i * n + len(x)] if isinstance(generator, Streams) else generator
+        z = kernel.transition(model, x, t, 1.0, generator=g)
         check_finite(z, f"{kernel!r} (posterior samples at t = {t:g})")
         r = reward(z).double().reshape(-1, n)
         out.append(torch.logsumexp(r, 1).cpu() - math.log(n))
@@ -92,18 +97,20 @@ class Value:
         points = self.points or (256 if oracle else 64)
         z, _ = model.data_samples(points, generator)
         x_t = noise_to(model, z, self.t, generator)
-        stream = fork(generator, model.device)
+        seed = derive_seed(generator)  # per-sample streams: the same numbers for every task.chunk
         if oracle and hasattr(reward, "weights"):
             truth, truth_info = model.value(x_t, self.t, reward.weights(model.dim)).cpu(), {"truth": "exact"}
         else:
-            truth, truth_info = self._cached_truth(model, reward, x_t, stream(), progress)
+            streams = Streams(seed, points * self.truth_n, model.device)
+            truth, truth_info = self._cached_truth(model, reward, x_t, streams, progress)
         kernels = kernels_of(sampler)
         per = max(1, self.chunk // self.n)
         advance = progress("value", len(kernels) * math.ceil(points / per)) if progress else None
         rows, estimates = [], {}
         for label, kernel in kernels:
             model.reset_nfe()
-            v = mc_value(model, kernel, reward, x_t, self.t, self.n, stream(), self.chunk, advance)
+            streams = Streams(seed, points * self.n, model.device)
+            v = mc_value(model, kernel, reward, x_t, self.t, self.n, streams, self.chunk, advance)
             calls = model.reset_nfe()
             m = metric(v, truth)
             row = {"sampler": label, **m, "nfe": calls // math.ceil(points / per), "network_calls": calls}

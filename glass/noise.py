@@ -1,0 +1,102 @@
+"""Per-sample noise streams: the k-th Gaussian draw of sample i is a function of (seed, i, k) only.
+
+With a single ``torch.Generator`` the noise a sample receives depends on how many samples share its
+batch and on the order in which chunks are processed, so ``task.chunk`` or a different batch size
+changes the numbers. A :class:`Streams` object replaces the generator wherever a kernel draws noise
+(:func:`randn`): sample i of a batch always gets draw ``counts[i]`` of its own stream, so results are
+identical for every chunk size and batch size, on any device. The generator is counter-based
+(Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3"): the SplitMix64 finaliser
+(Steele et al. 2014) hashes (seed, sample id, draw, element) to 64 random bits; two such words give
+one standard normal by Box-Muller. Everything is vectorised integer arithmetic on the device, with
+no host-device synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["Streams", "randn", "splitmix64"]
+
+_GOLDEN = 0x9E3779B97F4A7C15 - 2**64  # as signed int64
+_M1 = 0xBF58476D1CE4E5B9 - 2**64
+_M2 = 0x94D049BB133111EB - 2**64
+
+
+def _shr(z: Tensor, k: int) -> Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def splitmix64(z: Tensor) -> Tensor:
+    """The SplitMix64 output function on int64 tensors (two's-complement wrap-around arithmetic)."""
+    z = z + _GOLDEN
+    z = (z ^ _shr(z, 30)) * _M1
+    z = (z ^ _shr(z, 27)) * _M2
+    return z ^ _shr(z, 31)
+
+
+def _uniform(bits: Tensor) -> Tensor:
+    """Top 53 bits -> float64 uniform in (0, 1)."""
+    return (_shr(bits, 11).to(torch.float64) + 0.5) * 2.0**-53
+
+
+class Streams:
+    """Independent noise streams for ``n`` samples (ids 0..n-1), seeded by ``seed``.
+
+    ``streams[a:b]`` (or an index tensor) is a view on those samples that shares their draw counters,
+    so a chunk of a batch draws exactly the noise the whole batch would have given it.
+    """
+
+    def __init__(self, seed: int, n: int, device: str | torch.device = "cpu", *, _ids=None, _counts=None):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"Streams needs n >= 1 samples, got {n!r}")
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self._counts = torch.zeros(n, dtype=torch.int64, device=self.device) if _counts is None else _counts
+        self.ids = torch.arange(n, device=self.device) if _ids is None else _ids
+        self._key = splitmix64(torch.tensor(self.seed, dtype=torch.int64))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"Streams(seed={self.seed}, samples={len(self)})"
+
+    def __getitem__(self, index) -> Streams:
+        ids = self.ids[index]
+        if ids.ndim != 1:
+            raise ValueError("index Streams with a slice or a 1-D index tensor")
+        view = Streams.__new__(Streams)
+        view.seed, view.device, view._counts, view.ids, view._key = (
+            self.seed, self.device, self._counts, ids, self._key)  # fmt: skip
+        return view
+
+    def randn(self, shape, dtype=torch.float64, device=None) -> Tensor:
+        """One standard-normal draw of ``shape`` = (len(self), ...): row r from stream ``ids[r]``."""
+        shape = tuple(shape)
+        if not shape or shape[0] != len(self.ids):
+            raise ValueError(f"Streams for {len(self.ids)} samples cannot draw a batch of shape {shape}")
+        per = math.prod(shape[1:])
+        counts = self._counts[self.ids]
+        self._counts[self.ids] = counts + 1
+        row = splitmix64(splitmix64(self._key.to(self.device) ^ self.ids) + counts)  # (B,)
+        j = torch.arange(per, dtype=torch.int64, device=self.device)
+        a = splitmix64(row[:, None] + (2 * j + 1) * _GOLDEN)
+        b = splitmix64(row[:, None] + (2 * j + 2) * _GOLDEN)
+        z = torch.sqrt(-2 * torch.log(_uniform(a))) * torch.cos(2 * math.pi * _uniform(b))
+        return z.reshape(shape).to(dtype=dtype, device=device or self.device)
+
+    def derive_seed(self) -> int:
+        """A seed for other random choices (e.g. resampling), fixed by this stream's seed."""
+        return int(splitmix64(self._key ^ 0x5EED) & ((1 << 62) - 1))
+
+
+def randn(shape, generator=None, dtype=torch.float64, device=None) -> Tensor:
+    """Standard normal noise from a ``torch.Generator`` (or torch's global one when None) or from
+    per-sample :class:`Streams`; every kernel draws its noise through here."""
+    if isinstance(generator, Streams):
+        return generator.randn(shape, dtype=dtype, device=device)
+    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
