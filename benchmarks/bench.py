@@ -88,7 +88,7 @@ def mnist_model(device: str, dtype: str, compile_net: bool):
         model.dtype = getattr(torch, dtype)
         model.net = model.net.to(model.dtype)
     if compile_net:
-        model.net = torch.compile(model.net)
+        model.compile()
     return model
 
 
@@ -119,23 +119,26 @@ def overhead(model, batch: int, steps: int, reps: int, device="cpu") -> dict:
 
 
 def sync_check(model, batch: int, device: str) -> str:
-    """Run a GLASS and an SDE transition with CUDA sync debugging set to error: any host-device
-    synchronisation inside the loop raises."""
+    """Count host-device synchronisations in one M = 8 transition with CUDA sync debugging: the
+    inner loop has none; the NaN/Inf check after it is the one expected synchronisation."""
+    import warnings
+
     x = torch.randn((batch, *model.shape), dtype=torch.float64, device=device)
     g = torch.Generator(device=device).manual_seed(0)
     results = []
     with torch.inference_mode():
-        for kernel in (glass.GLASS(8), glass.GLASS(8, solver="multistep")):
+        for kernel in (glass.GLASS(8), glass.GLASS(8, solver="multistep"), glass.SDE(8)):
             kernel.transition(model, x, 0.2, 0.6, generator=g)  # warm-up (allocator, cudnn)
             torch.cuda.synchronize()
-            torch.cuda.set_sync_debug_mode("error")
-            try:
-                kernel.transition(model, x, 0.2, 0.6, generator=g)
-                results.append(f"{kernel!r}: no synchronisation")
-            except RuntimeError as e:
-                results.append(f"{kernel!r}: {str(e).splitlines()[0]}")
-            finally:
-                torch.cuda.set_sync_debug_mode(0)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    kernel.transition(model, x, 0.2, 0.6, generator=g)
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            where = [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
+            results.append(f"{kernel!r}: {len(where)} ({', '.join(where) or 'none'})")
     return "; ".join(results)
 
 
@@ -293,7 +296,11 @@ def markdown(results: dict) -> str:
                 f"{r['glass_ratio']:.3f} | {r['sde_ratio']:.3f} | {r['ode_ratio']:.3f} |"
             )
         if "sync_check" in results:
-            lines += ["", f"Host-device synchronisations inside a transition: {results['sync_check']}."]
+            lines += [
+                "",
+                f"Host-device synchronisations (CUDA sync debugging): {results['sync_check']}.",
+                "GLASS's one is the NaN/Inf check after the inner loop; the loop itself never synchronises.",
+            ]
     if "accuracy" in results:
         lines += [
             "",

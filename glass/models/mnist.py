@@ -178,15 +178,20 @@ def load_flow(
     device: str = "cpu",
     data_root: str | None = None,
     classifier: str | None = None,
+    compile: bool = False,
 ) -> MnistFlow:
     """Load the shipped (or given) MNIST flow checkpoint (``model=mnist``). ``data_root`` and
-    ``classifier`` are where the task's test images and the label classifier come from."""
+    ``classifier`` are where the task's test images and the label classifier come from; ``compile``
+    wraps the UNet in ``torch.compile``."""
     check_device(device)
+    if not isinstance(compile, bool):
+        raise ValueError(f"model.compile must be true or false, got {compile!r}")
     state, manifest = load_checkpoint(path or ASSETS / "mnist_flow.safetensors", "glass train flow")
     with torch.inference_mode(False):  # normal tensors even when loaded inside an inference-mode run
         net = flow_unet(**manifest["architecture"])
         net.load_state_dict(state)
-    return MnistFlow(net, device, manifest.get("time_scale", TIME_SCALE), data_root, classifier)
+    model = MnistFlow(net, device, manifest.get("time_scale", TIME_SCALE), data_root, classifier)
+    return model.compile() if compile else model
 
 
 def check_device(device: str) -> None:
