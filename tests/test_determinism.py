@@ -140,3 +140,18 @@ def test_cli_runs_are_identical_across_reruns_and_chunk_sizes(tmp_path, args, va
     pa, pb = sorted(p.name for p in a.glob("*.png")), sorted(p.name for p in b.glob("*.png"))
     assert pa == pb and pa  # the sample plots, pixel for pixel
     assert all((a / n).read_bytes() == (b / n).read_bytes() for n in pa)
+
+
+def test_generate_task_samples_do_not_depend_on_task_n(tmp_path):
+    """task=generate draws sample i from stream i: the first 20 samples of n = 40 are those of n = 20."""
+    from glass.tasks.generate import Generate
+
+    gmm = random_mixture(dim=6, n_components=3, scale=1.0, std=0.3, seed=0)
+
+    def samples(n):
+        res = Generate(transitions=3, n=n)(
+            gmm, glass.GLASS(2), lambda s, exact: {}, torch.Generator().manual_seed(5)
+        )
+        return res.samples
+
+    assert torch.equal(samples(40)[:20], samples(20))

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from glass.noise import randn
+
 __all__ = ["low_pass", "downsample", "upsample", "Gaussian", "LowFrequency"]
 
 
@@ -62,11 +64,11 @@ class LowFrequency:
 
     def pair(self, x1: Tensor, generator=None) -> Tensor:
         """The prior sample coupled with x1 (training pairs)."""
-        eps = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
+        eps = randn(x1.shape, generator, dtype=x1.dtype, device=x1.device)
         return (1 - self.a) * low_pass(x1, self.factor) + self.a * eps
 
     def from_low(self, low: Tensor, size: tuple[int, int], generator=None) -> Tensor:
         """Inference: a low-resolution sample (e.g. from the generator G) -> x0."""
         up = upsample(low, size)
-        eps = torch.randn(up.shape, generator=generator, dtype=up.dtype, device=up.device)
+        eps = randn(up.shape, generator, dtype=up.dtype, device=up.device)
         return (1 - self.a) * up + self.a * eps

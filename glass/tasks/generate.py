@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from glass.noise import Streams
 from glass.samplers import generate
+from glass.samplers.base import derive_seed
 from glass.samplers.compare import kernels_of
 from glass.tasks.base import Result, check_finite, check_int, fork, is_oracle
 
@@ -28,7 +30,7 @@ class Generate:
     def __call__(self, model, sampler, metric, generator: torch.Generator, progress=None, **_) -> Result:
         oracle = is_oracle(model)
         n = self.n or (2000 if oracle else 1000)
-        stream = fork(generator, model.device)
+        seed = derive_seed(generator)  # per-sample streams: sample i is the same for every task.n
         kernels = kernels_of(sampler)
         advance = progress("generate", self.transitions * len(kernels)) if progress else None
         rows, samples = [], {}
@@ -39,7 +41,8 @@ class Generate:
         )
         for label, kernel in kernels:
             model.reset_nfe()
-            s = generate(model, kernel, self.transitions, n, generator=stream(), progress=advance)
+            streams = Streams(seed, n, model.device)
+            s = generate(model, kernel, self.transitions, n, generator=streams, progress=advance)
             nfe = model.reset_nfe()
             check_finite(s, label)
             scores = metric(s, lambda g: model.sample(n, g)) if oracle else metric(s)
