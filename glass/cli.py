@@ -3,19 +3,58 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from glass.config import UserError, groups
 
+
+@contextlib.contextmanager
+def _usage_errors_in_one_line(ctx=None):
+    try:
+        yield
+    except Exception as e:
+        names = {c.__name__ for c in type(e).__mro__}  # click's UsageError, or typer's vendored copy
+        if "UsageError" not in names or "NoArgsIsHelpError" in names:  # `glass` alone: the help
+            raise
+        if e.ctx is not None:
+            words = e.ctx.command_path.split()[1:]  # without the program's name
+        else:
+            words = [ctx.meta["glass.command"]] if ctx is not None and "glass.command" in ctx.meta else []
+        message = " ".join(e.format_message().split()).rstrip(".")
+        _fail(f"{message} (see {' '.join(['glass', *words])} --help)", e.exit_code)
+
+
+class _Group(TyperGroup):
+    """Usage errors (unknown command or option, a missing argument or option value) as one line
+    ``error: ...`` with exit code 2, like every other bad input."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with _usage_errors_in_one_line():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        ctx.meta["glass.command"] = name  # for the hint of an error that carries no context
+        return name, cmd, rest
+
+    def invoke(self, ctx):
+        with _usage_errors_in_one_line(ctx):
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode="rich",
     help="GLASS Flows: transition sampling for flow and diffusion models (arXiv 2509.25170).\n\n"
-    "Experiments compose [bold]model[/] x [bold]sampler[/] (ode | sde | glass | compare) x [bold]task[/] x "
+    "Experiments compose [bold]model[/] x [bold]sampler[/] (ode | sde | ddpm | glass | compare) x "
+    "[bold]task[/] x "
     "[bold]metric[/] from Hydra configs. Start with [cyan]glass run[/] (the default experiment), "
     "then override anything: [cyan]glass run task=posterior sampler=glass sampler.steps=8 task.t=0.2[/].",
 )
@@ -32,7 +71,7 @@ def _run_help() -> str:
         "a value, [cyan]+key=value[/] adds one.\n\n"
         "Config groups and their options:\n\n" + "\n\n".join(lines) + "\n\n"
         "Common overrides: sampler.steps=8 (or a list with sampler=compare: sampler.steps=[2,8]) "
-        "sampler.samplers=[sde,glass,ode] sampler.rho=ddpm|0.4 sampler.solver=euler|midpoint "
+        "sampler.samplers=[sde,glass,ode,ddpm] sampler.rho=ddpm|0.4 sampler.solver=euler|midpoint|multistep "
         "task.t=0.2 task.points=256 task.n=1 task.transitions=5 reward.target=0 model.device=cpu|cuda "
         "model.schedule=linear|vp|cosine (oracles) seed=0 logger=wandb out_dir=outputs\n\n"
         "Examples:\n\n"
@@ -51,7 +90,8 @@ def _run_help() -> str:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
+    text = str(message).strip()
+    typer.echo(f"error: {text.splitlines()[0] if text else 'failed'}", err=True)  # always one line
     raise typer.Exit(code)
 
 
@@ -148,9 +188,11 @@ def run(
     from glass.sweep import split_overrides
 
     overrides, hydra_overrides = split_overrides(overrides)
-    if (hydra_overrides or sweep_dir or fresh) and not multirun:
-        what = hydra_overrides[0] if hydra_overrides else "--sweep-dir" if sweep_dir else "--fresh"
+    if (hydra_overrides or sweep_dir is not None or fresh) and not multirun:
+        what = hydra_overrides[0] if hydra_overrides else "--fresh" if sweep_dir is None else "--sweep-dir"
         _fail(f"{what} applies to sweeps only; add -m (glass run -m ...)")
+    if sweep_dir is not None:
+        _check_sweep_dir_option(sweep_dir)
     console = Console(stderr=True)
 
     def work():
@@ -193,6 +235,17 @@ def run(
     typer.echo(f"outputs: {base}")
 
 
+def _check_sweep_dir_option(sweep_dir: str) -> None:
+    from glass.sweep import check_sweep_dir
+
+    key = sweep_dir.split("=", 1)[0].lstrip("+~") if "=" in sweep_dir else ""
+    if key and (key.split(".")[0].split("/")[0] in {*groups(), "seed", "out_dir", "hydra"}):
+        _fail(f"--sweep-dir needs a directory, got the override {sweep_dir!r} (--sweep-dir DIR)")
+    if not sweep_dir.strip():
+        _fail("--sweep-dir needs a directory, got ''")
+    _guarded(lambda: check_sweep_dir(sweep_dir))
+
+
 @app.command(context_settings={"ignore_unknown_options": True})
 def train(
     target: str = typer.Argument(
@@ -222,6 +275,8 @@ def train(
         trainer = instantiate(cfg.trainer, "trainer")
         from glass.data import load_mnist
 
+        if cfg.data.root is not None and not Path(str(cfg.data.root)).expanduser().is_dir():
+            raise UserError(f"data.root: the data directory {str(cfg.data.root)!r} does not exist")
         load_mnist("train", cfg.data.root, cfg.data.download)  # fail on missing data before writing anything
         suffix = cfg.prior.suffix if target == "flow" and "prior" in cfg else ""
         run_dir = Path(cfg.out_dir) / "train" / f"{target}{suffix}"
@@ -274,7 +329,16 @@ def _guarded(fn):
     except Exception as e:  # noqa: BLE001
         if os.environ.get("GLASS_DEBUG"):
             raise
-        _fail(f"{type(e).__name__}: {e} (set GLASS_DEBUG=1 for the traceback)", 1)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            _fail(
+                f"no space left on device ({type(e).__name__}: {e}); unfinished runs are left as "
+                "<dir>.failed or <dir>.partial, finished runs are intact; free some space and run the "
+                "same command again",
+                1,
+            )
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else ""
+        _fail(f"{type(e).__name__}: {first} (set GLASS_DEBUG=1 for the traceback)", 1)
 
 
 def _reproduce_help() -> str:

@@ -50,6 +50,27 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+# Config keys that would carry a secret into config.yaml (which is saved with every run and sent to W&B).
+_SECRET_KEY = re.compile(r"^(?:.*_)?(?:api_?key|token|secret|password|passwd)$", re.IGNORECASE)
+_SECRET_ENV = re.compile(r"\$\{oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _secret_message(subject: str) -> str:
+    return (
+        f"{subject}: secrets do not belong in the config (it is saved with every run); set the "
+        "WANDB_API_KEY environment variable instead (W&B reads it from there; the hub: HF_TOKEN)"
+    )
+
+
+def _top_keys(config_name: str) -> list[str]:
+    """Top-level keys of ``conf/<config_name>.yaml``: its groups, then its own keys."""
+    import yaml
+
+    with open(config_dir() / f"{config_name}.yaml") as f:
+        own = [k for k in (yaml.safe_load(f) or {}) if k != "defaults"]
+    return [*groups(config_name), *own]
+
+
 def _parse(overrides: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
@@ -63,13 +84,25 @@ def _parse(overrides: list[str]):
             raise UserError(
                 f"malformed override {o!r}: {_first_line(e)} (expected key=value, e.g. task.t=0.2)"
             ) from None
+        if not parsed[-1].key_or_group:
+            raise UserError(f"malformed override {o!r}: no key (expected key=value, e.g. task.t=0.2)")
+        if _SECRET_KEY.match(parsed[-1].key_or_group.rsplit(".", 1)[-1]):
+            raise UserError(_secret_message(parsed[-1].key_or_group))
     return parsed
 
 
 def _check_groups(parsed, config_name: str = "config") -> None:
     known = groups(config_name)
+    top = None
     for o in parsed:
         key = o.key_or_group
+        if "." not in key and "/" not in key and (o.is_delete() or o.is_add() or o.is_force_add()):
+            top = top or _top_keys(config_name)
+            if o.is_delete() and key in top:  # every run needs each group and top-level key
+                hint = f"choose another option: {key}=NAME" if key in known else f"set it: {key}=VALUE"
+                raise UserError(f"{o.input_line!r}: {key!r} cannot be deleted; {hint}")
+            if not o.is_delete() and key not in top:  # nothing would read it: a typo, silently ignored
+                raise UserError(f"unknown key {key!r}; allowed keys: {', '.join(top)}")
         if key in known and not o.is_delete():
             values = (
                 list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
@@ -117,8 +150,48 @@ def compose(overrides: list[str], config_name: str = "config"):
         raise UserError(_composition_message(e, overrides, config_name)) from None
     except OmegaConfBaseException as e:
         raise UserError(_first_line(e)) from None
+    _check_values(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def _check_values(cfg) -> None:
+    """Refuse what composition lets through: interpolations that do not resolve, NaN or infinite
+    numbers, and secrets (keys named like one, ``${oc.env:...}`` of one, the W&B key's value)."""
+    import math
+    import os
+
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    key = os.environ.get("WANDB_API_KEY", "")
+
+    def walk(node, path, resolved):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if not resolved and _SECRET_KEY.match(str(k)):
+                    raise UserError(_secret_message(f"{path}{k}"))
+                walk(v, f"{path}{k}.", resolved)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}{i}.", resolved)
+        elif isinstance(node, str) and not resolved:
+            m = _SECRET_ENV.search(node)
+            if m and (_SECRET_KEY.match(m.group(1)) or "KEY" in m.group(1).upper()):
+                raise UserError(_secret_message(f"{path[:-1]}=${{oc.env:{m.group(1)}}}"))
+            if len(key) >= 8 and key in node:
+                raise UserError(_secret_message(f"{path[:-1]} holds the value of WANDB_API_KEY"))
+        elif isinstance(node, float) and resolved and not math.isfinite(node):
+            raise UserError(f"{path[:-1]} must be a finite number, got {node}")
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "", False)
+    try:
+        values = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        where = getattr(e, "full_key", None) or "the config"
+        why = re.sub(r"^\w+ raised while resolving interpolation: ", "", _first_line(e)).strip('"')
+        raise UserError(f"cannot resolve {where}: {why}") from None
+    walk(values, "", True)
 
 
 def _composition_message(e: BaseException, overrides: list[str], config_name: str = "config") -> str:
@@ -141,7 +214,8 @@ def _composition_message(e: BaseException, overrides: list[str], config_name: st
             allowed = "; allowed keys: " + ", ".join(k for k in node.keys() if k != "_target_")
     except UserError:
         pass
-    return f"unknown key {key!r}{allowed} (prefix with + to add a new key)"
+    hint = " (prefix with + to add a new key)" if parent else ""  # nothing reads a new top-level key
+    return f"unknown key {key!r}{allowed}{hint}"
 
 
 def instantiate(node, what: str):
@@ -156,5 +230,8 @@ def instantiate(node, what: str):
         if isinstance(cause, (ValueError, TypeError)):
             msg = _first_line(cause)
             msg = re.sub(r"^\w+\.__init__\(\) got an unexpected keyword argument", "unexpected option", msg)
+            if re.match(r"^\w+\(\) takes no arguments", msg):
+                extra = [str(k) for k in node if k != "_target_"]
+                msg = f"unexpected option{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
             raise UserError(f"{what}: {msg}" if not msg.startswith(what) else msg) from None
         raise UserError(f"{what}: {_first_line(e)}") from None

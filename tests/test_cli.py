@@ -153,10 +153,13 @@ BAD = [
     (["sampler.rho=1.5"], "sampler.rho must be 'ddpm' or a number in [-1, 1], got 1.5"),
     (["sampler.steps=0"], "sampler.steps must be an integer >= 1, got 0"),
     (["sampler.steps=abc"], "sampler.steps must be an integer >= 1, got 'abc'"),
-    (["sampler=foo"], "unknown sampler 'foo'; choose from: compare, glass, ode, sde"),
-    (["-m", "sampler=sde,foo"], "unknown sampler 'foo'; choose from: compare, glass, ode, sde"),
+    (["sampler=foo"], "unknown sampler 'foo'; choose from: compare, ddpm, glass, ode, sde"),
+    (["-m", "sampler=sde,foo"], "unknown sampler 'foo'; choose from: compare, ddpm, glass, ode, sde"),
     (["task.foo=1"], "unknown key 'task.foo'; allowed keys: t, points, n"),
-    (["sampler.samplers=[sde,foo]"], "sampler.samplers: unknown sampler 'foo'; choose from: glass, ode, sde"),
+    (
+        ["sampler.samplers=[sde,foo]"],
+        "sampler.samplers: unknown sampler 'foo'; choose from: ddpm, glass, ode, sde",
+    ),
     (["sampler.steps=[2,0]"], "sampler.steps must be an integer >= 1, got 0"),
     (["sampler.rho=[ddpm,2]"], "sampler.rho must be 'ddpm' or a number in [-1, 1], got 2"),
     (["sampler.steps=[]"], "sampler.steps must be a value or a non-empty list"),
@@ -223,7 +226,7 @@ def test_help_explains_groups_and_overrides():
     assert res.exit_code == 0
     for word in (
         "sampler",
-        "compare, glass, ode, sde",
+        "compare, ddpm, glass, ode, sde",
         "task",
         "best_of_n, fk_steering, generate, guidance, posterior, value",
         "sampler.steps",

@@ -111,7 +111,7 @@ class Model:
         """Marginal velocity u_t(x) from the denoiser (eq. 14); one NFE."""
         return self.schedule.x0_to_velocity(self.denoise(x, t, **cond), x, t)
 
-    def compile(self, **options) -> "Model":
+    def compile(self, **options) -> Model:
         """Wrap the network (``self.net``) in ``torch.compile`` (e.g. ``mode="max-autotune"``); the
         sampler's algebra is unchanged. Measured by ``make bench --compile`` (benchmarks/results)."""
         if not hasattr(self, "net"):
