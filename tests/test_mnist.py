@@ -57,6 +57,9 @@ def test_no_source_is_one_clear_error(tmp_path, monkeypatch):
     ):
         load_mnist("train", tmp_path / "nowhere", download=False)
     res = runner.invoke(app, ["train", "flow", f"data.root={tmp_path / 'nowhere'}", "data.download=false"])
+    assert res.exit_code == 2 and "data directory" in res.stderr and "does not exist" in res.stderr
+    (tmp_path / "empty").mkdir()  # exists, holds no MNIST, and no other source is installed
+    res = runner.invoke(app, ["train", "flow", f"data.root={tmp_path / 'empty'}", "data.download=false"])
     assert res.exit_code == 2 and res.stderr.startswith("error: MNIST is not available offline")
     assert res.stderr.count("\n") == 1
 

@@ -45,7 +45,10 @@ class DDPM:
             times = step_times(t, t_next, self.steps, y)
         else:  # host floats: no device scalars between the sub-steps
             times = [float(v) for v in step_times(float(t), float(t_next), self.steps, torch.empty(0))]
-        for i, (a, b) in enumerate(zip(times[:-1], times[1:])):
-            d = denoised if i == 0 else None
+        d = denoised  # D_t(x) is valid until the first step that moves
+        for a, b in zip(times[:-1], times[1:]):
+            if not per_sample and b <= a:  # a sub-step that rounds to zero length is the identity
+                continue
             y = self._step._transition(model, y, a, b, generator=generator, denoised=d, **cond)
+            d = None
         return check_transition(model, y.to(x.dtype), self, t, t_next)

@@ -259,6 +259,7 @@ def inner_plan(
         tail = torch.where(sig[i + 1] == 0, torch.zeros_like(ratio), sig[i + 1] * torch.log(ratio))
         kappa = (-sig[i] * (1 - ratio) - tail) / (sig[i] - sig[i - 1])
         c_m[2:] = ab[i + 1] * kappa
+        c_m = torch.where(torch.isfinite(c_m), c_m, torch.zeros_like(c_m))  # sigma over/underflow: Euler
 
     scalar = c.t.ndim == 0 and c.t.device.type == "cpu"
 

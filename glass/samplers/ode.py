@@ -64,5 +64,5 @@ class ODE:
             if bool(torch.any(singular)):
                 ddim = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * sch.x0_to_eps(d, y, t0)
                 new = torch.where(bcast(singular, y), ddim, new)
-            y = new
+            y = torch.where(bcast(t1 == t0, y), y, new)  # a step rounded to zero length (t' - t ~ 1e-16)
         return check_transition(model, y.to(x.dtype), self, t, t_next)

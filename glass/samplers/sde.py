@@ -25,8 +25,8 @@ class SDE:
 
     Two boundary rules (DESIGN §2), applied per sample when times differ across the batch:
     - a step that ends at t' = 1 returns the denoiser output (no noise at t = 1);
-    - a step that starts at t = 0 cannot be Euler-Maruyama: nu_0 is infinite (alpha_0 = 0), the
-      drift contains -(alpha'/alpha) x and the SDE forgets its start at once. That step is the DDPM
+    - a step that starts at t = 0 (or so close that nu_t^2 overflows) cannot be Euler-Maruyama: nu_0
+      is infinite (alpha_0 = 0), the drift contains -(alpha'/alpha) x and the SDE forgets its start at once. That step is the DDPM
       ancestral step from t = 0 (GLASS with M = 1 and rho_DDPM = 0): x_h = alpha_h D_0(x) + sigma_h eps.
     """
 
@@ -46,7 +46,9 @@ class SDE:
         for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
             d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
             eps = randn(y.shape, generator, device=y.device)
-            start = t0 == 0
+            start = (t0 == 0) | ~torch.isfinite(
+                sch.nu2(t0)
+            )  # nu_t = inf at t = 0 (and 1/t overflows below ~1e-308)
             te = torch.where(start, t1, t0)  # rows leaving t = 0 do not use the EM branch
             h, nu2 = bcast(t1 - t0, y), bcast(sch.nu2(te), y)
             drift = sch.x0_to_velocity(d, y, te) + 0.5 * nu2 * sch.x0_to_score(d, y, te)
@@ -56,5 +58,6 @@ class SDE:
                 step = torch.where(bcast(start, y), ancestral, step)
             if i == self.steps - 1:
                 step = torch.where(bcast(t1 == 1, y), d, step)
+            step = torch.where(bcast(t1 == t0, y), y, step)  # a step rounded to zero length (t' - t ~ 1e-323)
             y = step
         return check_transition(model, y.to(x.dtype), self, t, t_next)
