@@ -26,8 +26,9 @@ class SDE:
     Two boundary rules (DESIGN §2), applied per sample when times differ across the batch:
     - a step that ends at t' = 1 returns the denoiser output (no noise at t = 1);
     - a step that starts at t = 0 (or so close that nu_t^2 overflows) cannot be Euler-Maruyama: nu_0
-      is infinite (alpha_0 = 0), the drift contains -(alpha'/alpha) x and the SDE forgets its start at once. That step is the DDPM
-      ancestral step from t = 0 (GLASS with M = 1 and rho_DDPM = 0): x_h = alpha_h D_0(x) + sigma_h eps.
+      is infinite (alpha_0 = 0), the drift contains -(alpha'/alpha) x and the SDE forgets its start
+      at once. That step is the DDPM ancestral step from t = 0 (GLASS with M = 1 and rho_DDPM = 0):
+      x_h = alpha_h D_0(x) + sigma_h eps.
     """
 
     def __init__(self, steps: int = 8):
