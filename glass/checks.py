@@ -54,10 +54,14 @@ def _show_time(t) -> str:
 def check_transition(model, y: Tensor, kernel, t, t_next) -> Tensor:
     """End of a transition: refuse NaN or Inf in the network outputs seen since the last check (the
     model wrapper records them without synchronising) or in the result, naming the network call, its
-    time and the transition; one host-device synchronisation per transition."""
-    where = f" during {kernel!r}, transition t = {_show_time(t)} -> {_show_time(t_next)}"
+    time and the transition; one host-device synchronisation per transition (the message, which
+    reads device times, is built only on failure)."""
+
+    def where() -> str:
+        return f" during {kernel!r}, transition t = {_show_time(t)} -> {_show_time(t_next)}"
+
     if hasattr(model, "check_finite"):
         model.check_finite(where, y)
     elif not bool(torch.isfinite(y).all()):
-        raise FloatingPointError(f"NaN or Inf{where}")
+        raise FloatingPointError(f"NaN or Inf{where()}")
     return y

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["Streams", "randn", "splitmix64"]
+__all__ = ["Streams", "randn", "select", "splitmix64"]
 
 _GOLDEN = 0x9E3779B97F4A7C15 - 2**64  # as signed int64
 _M1 = 0xBF58476D1CE4E5B9 - 2**64
@@ -57,7 +57,7 @@ class Streams:
         self.device = torch.device(device)
         self._counts = torch.zeros(n, dtype=torch.int64, device=self.device) if _counts is None else _counts
         self.ids = torch.arange(n, device=self.device) if _ids is None else _ids
-        self._key = splitmix64(torch.tensor(self.seed, dtype=torch.int64))
+        self._key = splitmix64(torch.tensor(self.seed, dtype=torch.int64, device=self.device))  # once
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -82,7 +82,7 @@ class Streams:
         per = math.prod(shape[1:])
         counts = self._counts[self.ids]
         self._counts[self.ids] = counts + 1
-        row = splitmix64(splitmix64(self._key.to(self.device) ^ self.ids) + counts)  # (B,)
+        row = splitmix64(splitmix64(self._key ^ self.ids) + counts)  # (B,)
         j = torch.arange(per, dtype=torch.int64, device=self.device)
         a = splitmix64(row[:, None] + (2 * j + 1) * _GOLDEN)
         b = splitmix64(row[:, None] + (2 * j + 2) * _GOLDEN)
@@ -92,6 +92,12 @@ class Streams:
     def derive_seed(self) -> int:
         """A seed for other random choices (e.g. resampling), fixed by this stream's seed."""
         return int(splitmix64(self._key ^ 0x5EED) & ((1 << 62) - 1))
+
+
+def select(generator, index):
+    """The noise source of a chunk of a batch: those samples' :class:`Streams` (so the chunk draws
+    what the whole batch would have given it), or a shared ``torch.Generator`` unchanged."""
+    return generator[index] if isinstance(generator, Streams) else generator
 
 
 def randn(shape, generator=None, dtype=torch.float64, device=None) -> Tensor:

@@ -86,19 +86,27 @@ def warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("warning:")]
 
 
-def unwritable_dir(tmp_path: Path) -> Path:
-    """A directory nobody can write under. Permission bits do not stop root (the tests may run as
-    root), so when a probe write into a 0o555 directory succeeds, a path under a regular file is
-    used instead: creating it fails with NotADirectoryError for every user."""
-    d = tmp_path / "read-only"
-    d.mkdir()
+def read_only_bits_hold(d: Path) -> bool:
+    """chmod ``d`` to 0o555 and report whether that stops writes (it does not for root; then the
+    bits are restored and False returned)."""
     d.chmod(0o555)
     try:
         (d / "probe").write_text("")
     except OSError:
-        return d
+        return True
     (d / "probe").unlink()
     d.chmod(0o755)
+    return False
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    """A directory nobody can write under. Permission bits do not stop root (the tests may run as
+    root), so when they do not hold, a path under a regular file is used instead: creating it fails
+    with NotADirectoryError for every user."""
+    d = tmp_path / "read-only"
+    d.mkdir()
+    if read_only_bits_hold(d):
+        return d
     blocker = tmp_path / "a-regular-file"
     blocker.write_text("")
     return blocker / "read-only"
@@ -204,13 +212,8 @@ def test_read_only_output_directory_fails_before_any_work(tmp_path, monkeypatch)
 
     out = tmp_path / "outputs"
     out.mkdir()
-    out.chmod(0o555)
-    try:
-        (out / "probe").write_text("")
-    except OSError:
-        pass
-    else:  # root: the bits do not hold; make every write below `out` fail as on a read-only mount
-        (out / "probe").unlink()
+    if not read_only_bits_hold(out):  # root: make every write below `out` fail as on a read-only mount
+        out.chmod(0o555)
         real_write = Path.write_text
 
         def read_only(self, *args, **kwargs):

@@ -21,7 +21,7 @@ from torch import Tensor
 from glass.alignment.potentials import POTENTIALS, RewardState, log_potential
 from glass.alignment.resampling import RESAMPLERS, ess, resample
 from glass.checks import check_choice, check_finite, check_int, check_number
-from glass.noise import Streams, randn
+from glass.noise import randn, select
 from glass.samplers.base import derive_seed, time_grid
 
 __all__ = ["FKResult", "fk_steering", "best_of_n", "check_fk_options", "Intermediate"]
@@ -32,12 +32,6 @@ Intermediate = Literal["denoiser", "posterior"]
 def _chunks(n: int, chunk: int | None) -> list[slice]:
     size = n if not chunk else chunk
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def _part(generator, sl: slice):
-    """The noise source of one chunk: its own samples' streams (:class:`~glass.noise.Streams`, so
-    the result does not depend on the chunk size), or the shared generator."""
-    return generator[sl] if isinstance(generator, Streams) else generator
 
 
 @dataclass
@@ -134,7 +128,7 @@ def fk_steering(
     k_last = len(times) - 2
     for k, (t0, t1) in enumerate(zip(times[:-1].tolist(), times[1:].tolist())):
         x = torch.cat([
-            kernel.transition(model, x[sl], t0, t1, generator=_part(generator, sl),
+            kernel.transition(model, x[sl], t0, t1, generator=select(generator, sl),
                               denoised=None if d is None else d[sl], **cond)
             for sl in slices
         ])  # fmt: skip
@@ -146,7 +140,7 @@ def fk_steering(
             else:  # one GLASS posterior sample; its first evaluation is the call just made
                 post = GLASS(posterior_steps or kernel.steps)
                 z = torch.cat([
-                    post.transition(model, x[sl], t1, 1.0, generator=_part(generator, sl), denoised=d[sl],
+                    post.transition(model, x[sl], t1, 1.0, generator=select(generator, sl), denoised=d[sl],
                                     **cond)
                     for sl in slices
                 ])  # fmt: skip
@@ -219,7 +213,7 @@ def best_of_n(
                 kernel,
                 grid,
                 s.stop - s.start,
-                generator=_part(generator, s),
+                generator=select(generator, s),
                 progress=progress,
                 **cond,
             )

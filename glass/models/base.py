@@ -85,10 +85,11 @@ class Model:
         if len(calls) >= self._WATCH_LIMIT:  # code that never calls check_finite: check now and then
             self.check_finite(" (checked every 256 network calls)")
 
-    def check_finite(self, where: str = "", *outputs: Tensor) -> None:
+    def check_finite(self, where: str | Callable[[], str] = "", *outputs: Tensor) -> None:
         """Raise ``FloatingPointError`` naming the first network call (its number and time t) whose
         output had a NaN or Inf since the last check, else if one of ``outputs`` has one. One
-        host-device synchronisation; kernels call it once per transition."""
+        host-device synchronisation; kernels call it once per transition. ``where`` (a string, or a
+        callable evaluated only on failure) ends the message."""
         calls, self._calls = self.__dict__.get("_calls", []), []
         flags = [f for _, _, f in calls] + [torch.isfinite(o).all() for o in outputs]
         if not flags:
@@ -96,6 +97,7 @@ class Model:
         device = flags[0].device
         if bool(torch.stack([f.to(device, non_blocking=True) for f in flags]).all()):
             return
+        where = where() if callable(where) else where
         for n, t, ok in calls:
             if not bool(ok):
                 tt = t.detach().double().cpu().reshape(-1)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from glass.checks import check_transition
 from glass.samplers.glass import GLASS
-from glass.samplers.times import check_times, step_times
+from glass.samplers.times import check_times, is_per_sample, step_times
 
 __all__ = ["DDPM"]
 
@@ -40,7 +40,7 @@ class DDPM:
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
         y = x.to(torch.float64)
-        per_sample = any(isinstance(v, Tensor) and v.numel() > 1 for v in (t, t_next))
+        per_sample = is_per_sample(t, t_next)
         if per_sample:
             times = step_times(t, t_next, self.steps, y)
         else:  # host floats: no device scalars between the sub-steps

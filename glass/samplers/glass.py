@@ -28,7 +28,7 @@ from torch import Tensor
 
 from glass.checks import check_transition
 from glass.noise import randn
-from glass.samplers.times import check_times
+from glass.samplers.times import check_times, is_per_sample
 from glass.schedules import Schedule, as_time, bcast
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "resolve_rho",
     "inner_path",
     "sufficient_statistic",
+    "statistic_weights",
     "glass_denoiser",
     "inner_velocity_weights",
     "inner_grid",
@@ -124,13 +125,19 @@ def sufficient_statistic(
 
     S = z + N(0, 1/P) noise. Returns (S, P). Undefined at s = 0 when t = 0 (P = 0).
     """
+    w_x, w_xb, prec = statistic_weights(schedule, s, c)
+    return bcast(w_x, x_t) * x_t + bcast(w_xb, x_t) * xbar, prec
+
+
+def statistic_weights(
+    schedule: Schedule, s: float | Tensor, c: Coefficients
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Proposition 2 / Lemma 1 as scalars: S = w_x x_t + w_xb xbar_s and P(s), with
+    w_x = (alpha_t / sigma_t^2 - gamma abar_s / sbar_s^2) / P and w_xb = (abar_s / sbar_s^2) / P."""
     a_t, s_t = schedule.alpha(c.t), schedule.sigma(c.t)
     ab_s, sb_s, _, _ = inner_path(s, c)
     prec = a_t**2 / s_t**2 + ab_s**2 / sb_s**2
-    stat = bcast(a_t / s_t**2 / prec, x_t) * x_t + bcast(ab_s / sb_s**2 / prec, x_t) * (
-        xbar - bcast(c.gamma, x_t) * x_t
-    )
-    return stat, prec
+    return (a_t / s_t**2 - ab_s / sb_s**2 * c.gamma) / prec, ab_s / sb_s**2 / prec, prec
 
 
 def glass_denoiser(model, x_t: Tensor, xbar: Tensor, s: float | Tensor, c: Coefficients, **cond) -> Tensor:
@@ -170,12 +177,12 @@ def inner_grid(steps: int, c: Coefficients, schedule: Schedule, kind: InnerGrid 
         return uniform
     a_t, s_t = schedule.alpha(c.t), schedule.sigma(c.t)
     snr_t = a_t**2 / s_t**2
-    with torch.no_grad():
-        prec_end = snr_t + c.abar**2 / c.sbar**2  # inf when sbar = 0
-        t_end = schedule.g_inv(1 / prec_end)
-        tau = c.t + (t_end - c.t) * (i / steps)
-        q = torch.clamp(1 / schedule.g(tau) - snr_t, min=0.0)
-        s = 1 / (c.abar.abs() / torch.sqrt(q) + (1 - c.sbar))  # r = sqrt(q) solved for s
+    t_end = schedule.g_inv(
+        1 / (snr_t + c.abar**2 / c.sbar**2)
+    )  # P(1); t' for rho_DDPM (t_end = 1 if sbar = 0)
+    tau = c.t + (t_end - c.t) * (i / steps)
+    q = torch.clamp(1 / schedule.g(tau) - snr_t, min=0.0)
+    s = 1 / (c.abar.abs() / torch.sqrt(q) + (1 - c.sbar))  # r(s) = sqrt(q) solved for s
     s = torch.where(torch.isfinite(s), s, uniform)
     s[0], s[-1] = 0.0, 1.0
     ok = (c.abar.abs() > 1e-12) & torch.all(s[1:] > s[:-1], dim=0)  # no information: keep uniform
@@ -205,14 +212,12 @@ class InnerPlan:
 
 
 def _eval_coefficients(schedule: Schedule, s: Tensor, c: Coefficients) -> tuple[Tensor, Tensor, Tensor]:
-    """(t*, in_x, in_xb) of the GLASS denoiser (Proposition 2) at inner times s, any shape."""
-    a_t, s_t = schedule.alpha(c.t), schedule.sigma(c.t)
-    ab_s, sb_s, _, _ = inner_path(s, c)
-    prec = a_t**2 / s_t**2 + ab_s**2 / sb_s**2
+    """(t*, in_x, in_xb) of the GLASS denoiser (Proposition 2) at inner times s, any shape: its
+    network input alpha_{t*} S is in_x x_t + in_xb xbar_s."""
+    w_x, w_xb, prec = statistic_weights(schedule, s, c)
     t_star = schedule.g_inv(1 / prec)
     a_star = schedule.alpha(t_star)
-    in_xb = a_star * ab_s / sb_s**2 / prec
-    in_x = a_star * (a_t / s_t**2 - ab_s / sb_s**2 * c.gamma) / prec
+    in_x, in_xb = a_star * w_x, a_star * w_xb
     # no inner information yet (s = 0, or a precision that underflows to 0 at t = 0): D_t(x_t); S is
     # 0/0 when t = 0, where D_0 = E[z] whatever its input
     at_zero = (s == 0) | (prec == 0)
@@ -358,7 +363,7 @@ class GLASS:
     def _transition(self, model, x, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
         x_t = x.to(torch.float64)
-        per_sample = any(isinstance(v, Tensor) and v.numel() > 1 for v in (t, t_next))
+        per_sample = is_per_sample(t, t_next)
         if per_sample:  # (B,) times: the plan lives on x's device
             t64, tn64 = as_time(t, x_t), as_time(t_next, x_t)
         else:  # the plan is Python floats; one copy of a device scalar per transition at most

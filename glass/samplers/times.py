@@ -7,7 +7,7 @@ from torch import Tensor
 
 from glass.schedules import as_time
 
-__all__ = ["check_times", "step_times"]
+__all__ = ["check_times", "step_times", "is_per_sample"]
 
 
 def _show(v) -> str:
@@ -23,6 +23,11 @@ def check_times(t: float | Tensor, t_next: float | Tensor) -> None:
         raise ValueError(f"t must lie in [0, 1), got {_show(t)}")
     if not bool(torch.all((tn64 > t64) & (tn64 <= 1))):
         raise ValueError(f"t_next must satisfy t < t_next <= 1, got t={_show(t)}, t_next={_show(t_next)}")
+
+
+def is_per_sample(t: float | Tensor, t_next: float | Tensor) -> bool:
+    """Whether a transition has per-sample (B,) times rather than one scalar pair."""
+    return any(isinstance(v, Tensor) and v.numel() > 1 for v in (t, t_next))
 
 
 def step_times(t: float | Tensor, t_next: float | Tensor, steps: int, like: Tensor) -> list[Tensor]:
