@@ -7,11 +7,17 @@ Public API::
     x1 = glass.generate(gmm, glass.GLASS(steps=8, rho="ddpm"), 5, n=1000)
     z = glass.GLASS(steps=8).transition(gmm, x_t, 0.2, 1.0)   # posterior sample
     glass.schedules.get("cosine")
+
+    model = glass.from_pipe(pipe)                                 # a loaded diffusers pipeline
+    x = glass.generate(model, glass.GLASS(4), 8, n=2, prompt=["a cat", "a dog"])
 """
 
 from glass import schedules
 from glass.models import CallableModel, GaussianMixture, Model, from_prediction
-from glass.samplers import DDPM, GLASS, ODE, SDE, generate, rho_ddpm, time_grid
+from glass.pipelines import from_pipe
+from glass.samplers import DDPM, GLASS, ODE, SDE, generate, posterior, rho_ddpm, time_grid
+
+from glass.alignment import best_of_n, fk_steering  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -26,6 +32,10 @@ __all__ = [
     "DDPM",
     "GLASS",
     "generate",
+    "posterior",
+    "from_pipe",
+    "fk_steering",
+    "best_of_n",
     "rho_ddpm",
     "time_grid",
     "__version__",

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["Streams", "randn", "select", "splitmix64"]
+__all__ = ["Streams", "Generators", "noise_source", "randn", "select", "splitmix64"]
 
 _GOLDEN = 0x9E3779B97F4A7C15 - 2**64  # as signed int64
 _M1 = 0xBF58476D1CE4E5B9 - 2**64
@@ -94,15 +94,67 @@ class Streams:
         return int(splitmix64(self._key ^ 0x5EED) & ((1 << 62) - 1))
 
 
+class Generators:
+    """One ``torch.Generator`` per sample, the diffusers idiom ``generator=[g0, g1, ...]``: row i of
+    every draw comes from generator i (drawn with shape (1, ...) on that generator's device, as
+    ``diffusers.utils.torch_utils.randn_tensor`` does), so sample i's noise depends on its own
+    generator only."""
+
+    def __init__(self, generators):
+        self.generators = list(generators)
+        if not self.generators or not all(isinstance(g, torch.Generator) for g in self.generators):
+            raise ValueError("generator must be a torch.Generator, a list of torch.Generator (one per "
+                             "sample), a glass.noise.Streams or None")  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def __repr__(self) -> str:
+        return f"Generators({len(self)})"
+
+    def __getitem__(self, index) -> Generators:
+        if isinstance(index, slice):
+            return Generators(self.generators[index])
+        return Generators([self.generators[int(i)] for i in torch.as_tensor(index).reshape(-1).tolist()])
+
+    def randn(self, shape, dtype=torch.float64, device=None) -> Tensor:
+        shape = tuple(shape)
+        if not shape or shape[0] != len(self):
+            raise ValueError(f"generator is a list of {len(self)} generators (one per sample) but the batch "
+                             f"has {shape[0] if shape else 0} samples")  # fmt: skip
+        rows = [torch.randn((1, *shape[1:]), generator=g, dtype=dtype, device=g.device) for g in self.generators]
+        return torch.cat([r.to(device) if device is not None else r for r in rows])
+
+    def derive_seed(self) -> int:
+        return int(torch.randint(0, 2**62, (1,), generator=self.generators[0], device=self.generators[0].device))
+
+
+def noise_source(generator):
+    """``generator=`` as the Python entry points accept it: None (torch's global generator), one
+    ``torch.Generator``, a list or tuple of them (one per sample, as diffusers takes) or
+    :class:`Streams`; anything else is a ValueError naming the argument."""
+    if generator is None or isinstance(generator, (torch.Generator, Streams, Generators)):
+        return generator
+    if isinstance(generator, (list, tuple)):
+        return Generators(generator)
+    raise ValueError(
+        "generator must be a torch.Generator, a list of torch.Generator (one per sample), a "
+        f"glass.noise.Streams or None, got {type(generator).__name__}"
+    )
+
+
 def select(generator, index):
     """The noise source of a chunk of a batch: those samples' :class:`Streams` (so the chunk draws
     what the whole batch would have given it), or a shared ``torch.Generator`` unchanged."""
-    return generator[index] if isinstance(generator, Streams) else generator
+    return generator[index] if isinstance(generator, (Streams, Generators)) else generator
 
 
 def randn(shape, generator=None, dtype=torch.float64, device=None) -> Tensor:
     """Standard normal noise from a ``torch.Generator`` (or torch's global one when None) or from
     per-sample :class:`Streams`; every kernel draws its noise through here."""
-    if isinstance(generator, Streams):
+    if isinstance(generator, (Streams, Generators)):
+        return generator.randn(shape, dtype=dtype, device=device)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        generator = noise_source(generator)  # a plain list: one generator per sample
         return generator.randn(shape, dtype=dtype, device=device)
     return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)

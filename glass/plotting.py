@@ -92,9 +92,9 @@ def _pixels(model, s: Tensor) -> Tensor:
     (latents without a VAE: the first three channels, min-max scaled)."""
     from glass.models.mnist import to_pixels
 
-    if getattr(model, "vae", None) is not None:
+    if getattr(model, "latent", False) and getattr(model, "vae", None) is not None:
         with torch.no_grad():
-            return ((model.decode(s.to(model.device)).float().cpu() + 1) / 2).clamp(0, 1)
+            return model.decode(s.to(model.device)).float().cpu()
     if s.shape[1] in (1, 3):
         return to_pixels(s.float())
     x = s[:, :3].float()

@@ -21,8 +21,10 @@ from torch import Tensor
 from glass.alignment.potentials import POTENTIALS, RewardState, log_potential
 from glass.alignment.resampling import RESAMPLERS, ess, resample
 from glass.checks import check_choice, check_finite, check_int, check_number
-from glass.noise import randn, select
-from glass.samplers.base import derive_seed, time_grid
+from glass.conditioning import per_row, take
+from glass.noise import noise_source, randn, select
+from glass.rewards.base import score
+from glass.samplers.base import derive_seed, progress_bar, time_grid
 
 __all__ = ["FKResult", "fk_steering", "best_of_n", "check_fk_options", "Intermediate"]
 
@@ -67,17 +69,19 @@ class FKResult:
 
 
 def check_fk_options(
-    particles, groups, lam, potential, resampler, resample_every, ess_threshold, intermediate
+    particles, groups, lam, potential, resampler, resample_every, ess_threshold, intermediate, prefix=""
 ):
-    check_int("task.particles", particles, 1)
-    check_int("task.groups", groups, 1)
-    check_int("task.resample_every", resample_every, 1)
-    check_number("task.lam", lam, minimum=0)
-    check_choice("task.potential", potential, POTENTIALS)
-    check_choice("task.resampler", resampler, RESAMPLERS)
-    check_choice("task.intermediate", intermediate, get_args(Intermediate))
-    if ess_threshold is not None and not 0 < check_number("task.ess_threshold", ess_threshold) <= 1:
-        raise ValueError(f"task.ess_threshold must be in (0, 1] or null, got {ess_threshold!r}")
+    """Validate FK options; errors name the Python argument (``prefix="task."``: the config key)."""
+    check_int(f"{prefix}particles", particles, 1)
+    check_int(f"{prefix}groups", groups, 1)
+    check_int(f"{prefix}resample_every", resample_every, 1)
+    check_number(f"{prefix}lam", lam, minimum=0)
+    check_choice(f"{prefix}potential", potential, POTENTIALS)
+    check_choice(f"{prefix}resampler", resampler, RESAMPLERS)
+    check_choice(f"{prefix}intermediate", intermediate, get_args(Intermediate))
+    if ess_threshold is not None and not 0 < check_number(f"{prefix}ess_threshold", ess_threshold) <= 1:
+        none = "null" if prefix else "None"
+        raise ValueError(f"{prefix}ess_threshold must be in (0, 1] or {none}, got {ess_threshold!r}")
 
 
 def fk_steering(
@@ -95,11 +99,19 @@ def fk_steering(
     intermediate: str = "denoiser",
     posterior_steps: int | None = None,
     chunk: int | None = None,
-    generator: torch.Generator | None = None,
+    generator=None,
     progress=None,
+    callback=None,
     **cond,
 ) -> FKResult:
     """Feynman-Kac steering towards p^r(z) proportional to p(z) exp(lam r(z)) (paper eq. 6).
+
+    ``reward`` scores images: latent models' particles are decoded first (``model.decode``) unless
+    the reward sets ``wants_latents = True``; it gets the conditioning too (``prompt=``). ``**cond``
+    is per group (``prompt=``: a string or one per group). ``generator``: a ``torch.Generator``, a
+    list of them (one per particle) or :class:`glass.noise.Streams`. ``callback(i, t, x, denoised,
+    log_weights=, ess=, ancestors=)`` runs after each transition's weighting and resampling and may
+    return replacement particles; ``progress=True`` shows a bar.
 
     Resampling happens after transition k < K (not after the last) when ``(k + 1) % resample_every
     == 0`` and, if ``ess_threshold`` is set, only for groups whose ESS < ess_threshold * particles.
@@ -109,9 +121,18 @@ def fk_steering(
     check_fk_options(
         particles, groups, lam, potential, resampler, resample_every, ess_threshold, intermediate
     )
+    with torch.no_grad():
+        return _fk(model, kernel, reward, grid, particles, groups, lam, potential, resampler, resample_every,
+                   ess_threshold, intermediate, posterior_steps, chunk, noise_source(generator), progress,
+                   callback, cond)  # fmt: skip
+
+
+def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resampler, resample_every,
+        ess_threshold, intermediate, posterior_steps, chunk, generator, progress, callback, cond):  # fmt: skip
     from glass.samplers.glass import GLASS
 
     times = time_grid(grid, model)
+    cond = per_row(cond, groups, particles, "groups")
     n_total, device = groups * particles, getattr(model, "device", torch.device("cpu"))
     seed = derive_seed(generator)  # resampling draws on the CPU, seeded from the caller's stream
     cpu_gen = None if seed is None else torch.Generator().manual_seed(seed)
@@ -126,29 +147,35 @@ def fk_steering(
     history = {"ess": [], "resampled": [], "ancestors": [], "log_weight_history": []}
     model.reset_nfe()
     k_last = len(times) - 2
+    advance, close = progress_bar(progress, k_last + 1, f"FK steering ({kernel!r})")
+
+    def rate(z):
+        return score(reward, model, z, **cond).double().cpu()
+
     for k, (t0, t1) in enumerate(zip(times[:-1].tolist(), times[1:].tolist())):
+        d_start = d
         x = torch.cat([
             kernel.transition(model, x[sl], t0, t1, generator=select(generator, sl),
-                              denoised=None if d is None else d[sl], **cond)
+                              denoised=None if d is None else d[sl], **take(cond, sl))
             for sl in slices
         ])  # fmt: skip
         check_finite(x, f"{kernel!r} at t = {t1:g}")
         if k < k_last:
-            d = torch.cat([model.denoise(x[sl], t1, **cond) for sl in slices])
+            d = torch.cat([model.denoise(x[sl], t1, **take(cond, sl)) for sl in slices])
             if intermediate == "denoiser":
-                r = reward(d).double().cpu()
+                r = rate(d)
             else:  # one GLASS posterior sample; its first evaluation is the call just made
                 post = GLASS(posterior_steps or kernel.steps)
                 z = torch.cat([
                     post.transition(model, x[sl], t1, 1.0, generator=select(generator, sl), denoised=d[sl],
-                                    **cond)
+                                    **take(cond, sl))
                     for sl in slices
                 ])  # fmt: skip
-                r = reward(z).double().cpu()
+                r = rate(z)
             log_g = log_potential(potential, lam, r, state)
             state = state.update(r)
         else:
-            r = reward(x).double().cpu()
+            r = rate(x)
             log_g = lam * r - lineage  # final correction: the product of potentials is exp(lam r(x_1))
         lineage = lineage + log_g
         log_w = log_w + log_g.reshape(groups, particles)
@@ -175,8 +202,12 @@ def fk_steering(
             )
         history["resampled"].append(do)
         history["ancestors"].append(idx)
-        if progress is not None:
-            progress()
+        if callback is not None:
+            replaced = callback(k, t1, x, d_start, log_weights=log_w, ess=e, ancestors=idx)
+            x = x if replaced is None else replaced
+        if advance is not None:
+            advance()
+    close()
     return FKResult(
         x=x.reshape(groups, particles, *x.shape[1:]),
         log_weights=log_w - torch.logsumexp(log_w, -1, keepdim=True),
@@ -198,29 +229,25 @@ def best_of_n(
     progress=None,
     **cond,
 ) -> tuple[Tensor, Tensor, int]:
-    """N independent samples per group through the kernel's transitions; keep the highest reward.
-    Returns (best samples (groups, ...), their rewards (groups,), NFE per sample path)."""
+    """N independent samples per group through the kernel's transitions; keep the highest reward
+    (scored on images, as :func:`fk_steering`; ``**cond`` per group). Returns (best samples
+    (groups, ...), their rewards (groups,), NFE per sample path)."""
     from glass.samplers import generate
 
-    check_int("task.particles", n, 1)
+    check_int("n", n, 1)
+    check_int("groups", groups, 1)
     total = groups * n
     slices = _chunks(total, chunk)
+    generator = noise_source(generator)
+    cond = per_row(cond, groups, n, "groups")
     model.reset_nfe()
-    x = torch.cat(
-        [
-            generate(
-                model,
-                kernel,
-                grid,
-                s.stop - s.start,
-                generator=select(generator, s),
-                progress=progress,
-                **cond,
-            )
-            for s in slices
-        ]
-    )
-    r = reward(x).double().cpu().reshape(groups, n)
+    x = torch.cat([
+        generate(model, kernel, grid, s.stop - s.start, generator=select(generator, s), progress=progress,
+                 **take(cond, s))
+        for s in slices
+    ])  # fmt: skip
+    with torch.no_grad():
+        r = score(reward, model, x, **cond).double().cpu().reshape(groups, n)
     idx = r.argmax(1)
     best = x.reshape(groups, n, *x.shape[1:])[torch.arange(groups), idx.to(x.device)]
     check_finite(x, repr(kernel))

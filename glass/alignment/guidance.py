@@ -53,6 +53,8 @@ class Guided:
         grad: str = "detached",
         decode=None,
     ):
+        """``decode``: latents -> what the reward scores; by default the model's images (latent
+        models, see ``glass.rewards.base.reward_input``) or the samples themselves."""
         if not getattr(reward, "differentiable", False):
             raise ValueError(f"guidance needs a differentiable reward, {reward!r} is not")
         check_guidance(lam, t_lo, t_hi, grad)
@@ -61,11 +63,18 @@ class Guided:
         self.decode = decode
         self.grad_evals = 0
 
+    def _images(self, z: Tensor) -> Tensor:
+        if self.decode is not None:
+            return self.decode(z)
+        from glass.rewards.base import reward_input
+
+        return reward_input(self.reward, self._model, z)
+
     def reward_grad(self, z: Tensor, **cond) -> Tensor:
-        """grad_z r(decode(z)) at a detached z (one reward-gradient pass)."""
+        """grad_z r(images of z) at a detached z (one reward-gradient pass)."""
         with torch.inference_mode(False), torch.enable_grad():
             z = z.detach().clone().requires_grad_(True)
-            x = self.decode(z) if self.decode is not None else z
+            x = self._images(z)
             (g,) = torch.autograd.grad(self.reward(x, **cond).sum(), z)
         self.grad_evals += 1
         return g
@@ -75,7 +84,7 @@ class Guided:
         with torch.inference_mode(False), torch.enable_grad():
             xx = x.detach().clone().requires_grad_(True)
             d = self._model.denoise(xx, t, **cond)
-            z = self.decode(d) if self.decode is not None else d
+            z = self._images(d)
             (g,) = torch.autograd.grad(self.reward(z, **cond).sum(), xx)
         self.grad_evals += 1
         return d.detach(), g

@@ -14,6 +14,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from glass.conditioning import check_keys
 from glass.schedules import Schedule, as_time, get
 
 Prediction = Literal["velocity", "epsilon", "x0", "v"]
@@ -48,6 +49,10 @@ class Model:
     ``device`` is where samplers put fresh noise (``glass.generate``).
     """
 
+    #: keyword conditioning ``denoise`` takes (e.g. ``("prompt", "negative_prompt")``); any other key is a
+    #: ValueError. ``None``: passed through unchecked (:class:`CallableModel` hands it to the user's fn).
+    conditioning: tuple[str, ...] | None = ()
+
     def __init__(
         self,
         schedule: str | Schedule = "linear",
@@ -69,8 +74,14 @@ class Model:
             t = t.reshape(()).expand(x.shape[0])
         elif t.shape != (x.shape[0],):
             raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        if cond and self.conditioning is not None:
+            check_keys(self, cond)
         self.nfe += 1
-        out = self._denoise(x, t, **cond).to(x.dtype)
+        # the network runs without autograd unless the caller differentiates through it (guidance with
+        # grad="network" hands in an x that requires grad): outputs never carry a graph otherwise,
+        # even when the network's parameters require grad (as a diffusers pipeline's do)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
+            out = self._denoise(x, t, **cond).to(x.dtype)
         if self.watch_finite:
             self._watch(out, t)
         return out
@@ -153,6 +164,7 @@ class CallableModel(Model):
                 f"unknown prediction type {prediction!r}; choose from: {', '.join(get_args(Prediction))}"
             )
         super().__init__(schedule, shape, dtype, device)
+        self.conditioning = None  # whatever the caller gives goes to fn
         self.fn = fn
         self.prediction = prediction
 

@@ -155,9 +155,21 @@ class LatentModel(Model):
             )
         return torch.cat(parts)
 
+    latent = True  # decode / encode exist
+
     def decode(self, x: Tensor) -> Tensor:
-        """Latents -> images in [-1, 1] with the VAE (differentiable: no PIL, no clamping)."""
+        """Latents -> images in [0, 1] with the VAE (differentiable when x requires grad)."""
         if self.vae is None:
             raise ValueError(f"{self!r} has no VAE (model.vae=null): rewards on images need one")
-        latents = x.to(self.vae.dtype) / self.scaling_factor + self.shift_factor
-        return self.vae.decode(latents).sample.double()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
+            latents = x.to(self.vae.dtype) / self.scaling_factor + self.shift_factor
+            images = self.vae.decode(latents).sample.double()
+        return (images / 2 + 0.5).clamp(0, 1)
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Images (B, 3, H, W) in [0, 1] -> latents (the VAE's mean), float64."""
+        if self.vae is None:
+            raise ValueError(f"{self!r} has no VAE (model.vae=null)")
+        with torch.no_grad():
+            z = self.vae.encode(images.to(self.device, self.vae.dtype) * 2 - 1).latent_dist.mode()
+        return (z.double() - self.shift_factor) * self.scaling_factor

@@ -25,20 +25,34 @@ class PromptCache:
         digest = hashlib.sha256(f"{self.key}|{prompt}".encode()).hexdigest()[:20]
         return self.dir / f"{digest}.safetensors"
 
-    def get(self, prompt: str, encode: Callable[[str], dict[str, Tensor]]) -> dict[str, Tensor]:
-        from safetensors.torch import load_file, save_file
+    def has(self, prompt: str) -> bool:
+        return self.path(prompt).is_file()
 
-        path = self.path(prompt)
-        if path.is_file():
-            try:
-                return load_file(str(path))
-            except Exception:  # noqa: BLE001 - a damaged file is encoded again
-                pass
-        tensors = {k: v.detach().cpu().contiguous() for k, v in encode(prompt).items()}
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def load(self, prompt: str) -> dict[str, Tensor] | None:
+        """The cached embeddings of ``prompt``, or None (missing or damaged: encode again)."""
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(self.path(prompt)))
+        except Exception:  # noqa: BLE001 - a damaged file is encoded again
+            return None
+
+    def save(self, prompt: str, tensors: dict[str, Tensor]) -> None:
         import os
 
+        from safetensors.torch import save_file
+
+        path = self.path(prompt)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        self.dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # parallel workers may encode the same prompt
         save_file(tensors, str(tmp), metadata={"prompt": prompt[:500], "key": self.key})
         tmp.replace(path)
+
+    def get(self, prompt: str, encode: Callable[[str], dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The cached embeddings, or ``encode(prompt)`` saved for next time."""
+        tensors = self.load(prompt) if self.has(prompt) else None
+        if tensors is None:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in encode(prompt).items()}
+            self.save(prompt, tensors)
         return tensors

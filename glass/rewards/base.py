@@ -1,8 +1,9 @@
 """The reward contract and the model-dependent default.
 
 A reward is a callable ``reward(x1, **cond) -> (N,)`` tensor (float64) on clean samples x_1 in the
-model's data space, with ``differentiable`` telling whether gradients through it are meaningful.
-Latent models (issue 6) expose ``model.decode(x)``; :func:`score` applies it first. Rewards with
+model's data space (images in [-1, 1]), with ``differentiable`` telling whether gradients through it
+are meaningful. Latent models decode first (:func:`reward_input`: ``model.decode``), unless the
+reward declares ``wants_latents = True``. Rewards with
 weights to fetch have ``load()``, called when the run is prepared so missing weights fail early.
 """
 
@@ -12,7 +13,7 @@ from typing import Protocol
 
 from torch import Tensor
 
-__all__ = ["Reward", "Default", "resolve_reward", "score"]
+__all__ = ["Reward", "Default", "resolve_reward", "score", "reward_input"]
 
 
 class Reward(Protocol):
@@ -60,9 +61,18 @@ def resolve_reward(reward, model):
     return reward
 
 
+def reward_input(reward, model, x: Tensor) -> Tensor:
+    """What ``reward`` scores for the model's samples ``x``: images in [-1, 1] (latent models decode
+    with ``model.decode``, whose [0, 1] images are mapped to the data convention), or ``x`` itself for
+    data-space models and for rewards that declare ``wants_latents = True``."""
+    if getattr(reward, "wants_latents", False) or not getattr(model, "latent", False):
+        return x
+    return model.decode(x) * 2 - 1
+
+
 def score(reward, model, x1: Tensor, **cond) -> Tensor:
-    """r(decode(x_1)): rewards see images, latent models decode first (``model.decode``)."""
-    decode = getattr(model, "decode", None)
+    """r(images of x_1) with the conditioning (text-to-image models: the prompt per sample, or the
+    model's default prompt when none is given)."""
     if getattr(model, "prompt_text", None) is not None and "prompt" not in cond:
         cond = {**cond, "prompt": model.prompt_text}  # text-to-image models: score against their prompt
-    return reward(decode(x1) if decode is not None else x1, **cond)
+    return reward(reward_input(reward, model, x1), **cond)

@@ -21,9 +21,10 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from glass.noise import Streams, randn
+from glass.conditioning import per_row
+from glass.noise import Generators, Streams, noise_source, randn
 
-__all__ = ["Transition", "time_grid", "generate", "derive_seed"]
+__all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "progress_bar"]
 
 
 class Transition(Protocol):
@@ -36,15 +37,16 @@ def derive_seed(generator: torch.Generator | None) -> int | None:
     """A seed drawn from ``generator`` (on its own device), to start a stream on another device."""
     if generator is None:
         return None
-    if isinstance(generator, Streams):
+    if isinstance(generator, (Streams, Generators)):
         return generator.derive_seed()
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
 
 def time_grid(grid: int | Sequence[float] | Tensor, model=None) -> Tensor:
     """Outer grid: K transitions for an int K (uniform on [0, 1], or the model's own grid when it has
-    one: ``model.grid(K)``, e.g. FLUX's shifted grid or a DDPM model's [t_min, 1]), else the given
-    increasing times, which must start in [0, 1) and end at 1."""
+    one: ``model.grid(K)``, e.g. a pipeline's scheduler grid), else the given increasing times in
+    [0, 1]. Grids end at t = 1 (data) except where a pipeline's own sampler ends short of it (DDIM
+    with ``set_alpha_to_one=False`` stops at abar_0)."""
     if isinstance(grid, bool):
         raise ValueError(f"the time grid must be an int K >= 1 or a list of times, got {grid!r}")
     if isinstance(grid, int):
@@ -57,10 +59,10 @@ def time_grid(grid: int | Sequence[float] | Tensor, model=None) -> Tensor:
     if (
         g.numel() < 2
         or not 0.0 <= float(g[0]) < 1.0
-        or float(g[-1]) != 1.0
+        or not 0.0 < float(g[-1]) <= 1.0
         or bool(torch.any(g[1:] <= g[:-1]))
     ):
-        raise ValueError(f"a time grid must increase strictly from t0 in [0, 1) to 1, got {g.tolist()}")
+        raise ValueError(f"a time grid must increase strictly from t0 in [0, 1) to at most 1, got {g.tolist()}")
     return g
 
 
@@ -74,6 +76,21 @@ def prior_sample(model, n: int, generator: torch.Generator | None = None, t0: fl
     return x * model.schedule.sigma(t0).item()
 
 
+def progress_bar(progress, total: int, description: str = "transitions"):
+    """``progress=`` of the Python entry points -> (advance, close): None or False (nothing), True (a
+    tqdm bar with an ETA), or a callable called once per transition."""
+    if progress is None or progress is False:
+        return None, lambda: None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=description, unit="step")
+        return (lambda: bar.update(1)), bar.close
+    if not callable(progress):
+        raise ValueError(f"progress must be True, False, None or a callable, got {type(progress).__name__}")
+    return progress, lambda: None
+
+
 def generate(
     model,
     kernel: Transition,
@@ -81,21 +98,68 @@ def generate(
     n: int | None = None,
     *,
     x: Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator=None,
     progress=None,
+    callback=None,
     **cond,
 ) -> Tensor:
     """Sample from the model: start at x ~ N(0, sigma_{t0}^2 I) on ``model.device`` (exactly p_0 when
     the grid starts at t0 = 0; for t0 > 0, as for DDPM-grid or epsilon models, the usual approximation
     that drops alpha_{t0} z), or at the given ``x``; apply one transition per interval of the outer
-    grid; return x_1. ``progress`` is an optional callable called after each transition."""
+    grid; return the last state (x_1).
+
+    ``generator``: a ``torch.Generator``, a list of them (one per sample, as diffusers takes) or
+    :class:`glass.noise.Streams`. ``**cond``: the model's conditioning (``prompt=``: a string or one per
+    sample). ``progress``: True for a bar, or a callable called after each transition.
+    ``callback(i, t, x, denoised)``: after transition i, with the time t reached, the new state and
+    D_{t_i}(x_{t_i}) at the transition's start (the call the kernel reuses, no extra NFE); it may
+    return a replacement x (as diffusers' ``callback_on_step_end``). The network runs without
+    autograd (guidance takes its gradients itself); the output carries no graph.
+    """
     times = time_grid(grid, model)
+    generator = noise_source(generator)
     if x is None:
         if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"give n >= 1 samples or a starting x, got n={n!r}")
         x = prior_sample(model, n, generator, float(times[0]))
-    for t0, t1 in zip(times[:-1], times[1:]):
-        x = kernel.transition(model, x, float(t0), float(t1), generator=generator, **cond)
-        if progress is not None:
-            progress()
+    cond = per_row(cond, len(x))
+    advance, close = progress_bar(progress, len(times) - 1, f"{type(kernel).__name__} x {len(times) - 1}")
+    try:
+        with torch.no_grad():
+            for i, (t0, t1) in enumerate(zip(times[:-1].tolist(), times[1:].tolist())):
+                d = model.denoise(x, t0, **cond) if callback is not None else None
+                x = kernel.transition(model, x, t0, t1, generator=generator, denoised=d, **cond)
+                if callback is not None:
+                    replaced = callback(i, t1, x, d)
+                    x = x if replaced is None else replaced
+                if advance is not None:
+                    advance()
+    finally:
+        close()
     return x
+
+
+def posterior(model, images, t: float, kernel: Transition, n: int = 1, *, generator=None, **cond) -> Tensor:
+    """Posterior samples p_{1|t}(. | x_t) of the user's own images (paper §6.1): each image is
+    encoded (latent models: ``model.encode``), noised to time t, x_t = alpha_t z + sigma_t eps, and
+    ``n`` samples of p_{1|t} are drawn by one transition of ``kernel`` from t to 1 (GLASS: stochastic
+    at ODE cost). Returns (B, n, ...) outputs: images in [0, 1] for latent models (decoded), data
+    otherwise. ``**cond`` is per image (``prompt=``: a string or one per image)."""
+    from glass.checks import check_int, check_time
+
+    check_int("n", n, 1)
+    t = check_time("t", t)
+    latent = bool(getattr(model, "latent", False))
+    z = model.encode(images) if latent else torch.as_tensor(images, dtype=torch.float64).to(model.device)
+    b = len(z)
+    generator = noise_source(generator)
+    zz = z.double().repeat_interleave(n, 0)
+    eps = randn(zz.shape, generator, device=zz.device)
+    s = model.schedule
+    x_t = s.alpha(t).item() * zz + s.sigma(t).item() * eps
+    cond = per_row(cond, b, repeat=n, what="images")
+    with torch.no_grad():
+        out = kernel.transition(model, x_t, t, 1.0, generator=generator, **cond)
+        if latent:
+            out = model.decode(out)
+    return out.reshape(b, n, *out.shape[1:])

@@ -82,7 +82,7 @@ class _Align:
     def guided(self, model, reward):
         if not self.guidance.get("lam"):
             return model
-        return Guided(model, reward, decode=getattr(model, "decode", None), **self.guidance)
+        return Guided(model, reward, **self.guidance)
 
     def run(self, model, kernel, reward, groups, generator) -> tuple[Tensor, Tensor, dict, dict]:
         raise NotImplementedError
@@ -131,7 +131,7 @@ class FKSteering(_Align):
                             ess_threshold=ess_threshold, intermediate=intermediate)  # fmt: skip
         self.output, self.warn_ode = output, warn_ode
         check_fk_options(
-            self.particles, 1, lam, potential, resampler, resample_every, ess_threshold, intermediate
+            self.particles, 1, lam, potential, resampler, resample_every, ess_threshold, intermediate, "task."
         )
 
     def target_lam(self) -> float:
@@ -142,7 +142,7 @@ class FKSteering(_Align):
             from glass.loggers import _warn
 
             _warn("FK steering with an ODE proposal: resampled copies stay identical (see unique_fraction)")
-        res = fk_steering(model, kernel, lambda z: score(reward, model, z), self.transitions, self.particles,
+        res = fk_steering(model, kernel, reward, self.transitions, self.particles,
                           groups, chunk=self.chunk, generator=generator, **self.options)  # fmt: skip
         if (self.output or ("draw" if is_oracle(model) else "best")) == "best":
             x, r = res.best()
@@ -180,8 +180,7 @@ class BestOfN(_Align):
         return None
 
     def run(self, model, kernel, reward, groups, generator):
-        r_fn = lambda z: score(reward, model, z)  # noqa: E731
-        x, r, nfe = best_of_n(model, kernel, r_fn, self.transitions, self.particles, groups, chunk=self.chunk,
+        x, r, nfe = best_of_n(model, kernel, reward, self.transitions, self.particles, groups, chunk=self.chunk,
                               generator=generator)  # fmt: skip
         return x, r, {"nfe": nfe, "nfe_per_sample": nfe * self.particles}, {}
 

@@ -1,0 +1,302 @@
+"""A loaded diffusers pipeline behind the one denoiser interface (``glass.from_pipe``).
+
+:class:`PipelineModel` borrows the pipeline's network, VAE, image processor, text encoders and a
+*copy* of its scheduler, and never changes the pipeline: no cast, no move, no ``requires_grad``
+change, no scheduler state (``set_timesteps`` runs on the copy). It runs on the pipeline's execution
+device in the network's dtype; asking for another one is a ValueError, never a silent conversion.
+
+Conditioning is per sample: ``denoise(x, t, prompt=..., negative_prompt=...)`` takes a string or one
+string per row. Prompts are encoded with the pipeline's own ``encode_prompt``, in batches, once per
+text (cached in memory, and on disk under ``cache_dir`` when given); :meth:`release_text_encoders`
+drops this model's reference to the encoders afterwards.
+
+The state ``x`` is the pipeline's *unpacked* latent (B, C, h, w), h = height / vae_scale_factor, the
+shape its VAE encodes an image to; packing (FLUX) stays inside the adapter. Time is ours (t = 0
+noise, t = 1 data); each family maps it to the network's timestep and converts the prediction to the
+denoiser D_t(x) (eqs. 14, 26, 27). Classifier-free guidance is applied to the prediction, which is
+affine in D, so the guided field is the field every kernel sees; one NFE is one guided call.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from glass.checks import check_int, check_number
+from glass.models.base import Model
+
+__all__ = ["PipelineModel", "as_dtype"]
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def as_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """A ``torch.dtype`` or its name ("float32", "bfloat16", "float16", with or without "torch.")."""
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
+        return _DTYPES[dtype.removeprefix("torch.")]
+    raise ValueError(f"{name} must be one of {', '.join(_DTYPES)} (a string or torch.dtype), got {dtype!r}")
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+class PipelineModel(Model):
+    """Base class of the pipeline adapters (see the module docstring). Subclasses set the class
+    attributes and implement ``_encode`` (texts -> embeddings), ``_x0`` (one guided denoiser call)
+    and ``_sigmas`` / ``grid`` (the pipeline's outer grid)."""
+
+    family: ClassVar[str] = ""
+    pipelines: ClassVar[tuple[str, ...]] = ()  # diffusers class names this adapter takes
+    network: ClassVar[str] = "transformer"  # the pipeline's denoising network
+    schedule_name: ClassVar[str] = "linear"  # the Gaussian path the network was trained on
+    default_guidance: ClassVar[float] = 1.0
+    max_length: ClassVar[int | None] = None  # default max_sequence_length (T5 / Qwen encoders)
+    options: ClassVar[dict] = {}  # family-specific keyword options and their defaults
+    conditioning = ("prompt", "negative_prompt")
+    latent = True  # decode / encode exist
+
+    def __init__(
+        self,
+        pipe,
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str | None = None,
+        prompt: str | None = None,
+        device=None,
+        dtype=None,
+        chunk: int | None = None,
+        max_sequence_length: int | None = None,
+        cache_dir: str | None = None,
+        release_text_encoders: bool = False,
+        **options,
+    ):
+        net = getattr(pipe, self.network, None)
+        if net is None:
+            raise ValueError(f"{type(pipe).__name__} has no {self.network}: nothing to sample with")
+        own_dtype = next(net.parameters()).dtype
+        own_device = torch.device(pipe._execution_device)
+        if dtype is not None and as_dtype(dtype) != own_dtype:
+            raise ValueError(
+                f"dtype={dtype} differs from the pipeline's {self.network} ({own_dtype}); glass never converts "
+                f"your modules: convert the pipeline yourself (pipe.to({as_dtype(dtype)})) or leave dtype=None"
+            )
+        if device is not None and not _same_device(torch.device(device), own_device):
+            raise ValueError(
+                f"device={device!r} differs from the pipeline's execution device ({own_device}); glass never "
+                f"moves your modules: move the pipeline yourself (pipe.to({str(device)!r})) or leave device=None"
+            )
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            allowed = ", ".join(self.options) or "none"
+            raise ValueError(f"from_pipe got unknown options {', '.join(unknown)} for {self.family} "
+                             f"(family options: {allowed})")  # fmt: skip
+        self.option = {**self.options, **options}
+        self.net, self.vae = net, getattr(pipe, "vae", None)
+        self.image_processor = getattr(pipe, "image_processor", None)
+        self.vae_scale_factor = int(getattr(pipe, "vae_scale_factor", 1))
+        self.scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps runs here, never on the pipe's
+        self.pipeline_class = type(pipe).__name__
+        self.name = str(getattr(pipe.config, "_name_or_path", "") or self.pipeline_class)
+        self._text = pipe  # encode_prompt; None after release_text_encoders()
+        height = self._size(pipe, height, "height")
+        width = self._size(pipe, width, "width")
+        super().__init__(self.schedule_name, self.latent_shape(height, width), own_dtype, own_device)
+        self.height, self.width = height, width
+        gs = self.default_guidance if guidance_scale is None else guidance_scale
+        self.guidance_scale = check_number("guidance_scale", gs, minimum=0)
+        for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string or None, got {value!r}")
+        self.prompt, self.negative_prompt = prompt, negative_prompt
+        self.chunk = None if chunk is None else check_int("chunk", chunk, 1)
+        self.max_sequence_length = (
+            self.max_length if max_sequence_length is None
+            else check_int("max_sequence_length", max_sequence_length, 1)
+        )  # fmt: skip
+        self._embeddings: dict[str | None, dict[str, Tensor]] = {}
+        self._disk = None
+        if cache_dir is not None:
+            from glass.models.prompts import PromptCache
+
+            self._disk = PromptCache(cache_dir, self.name, self.family, self.max_sequence_length)
+        self._check_options()
+        if release_text_encoders:
+            self.encode_prompts([p for p in (prompt, negative_prompt) if p is not None])
+            self.release_text_encoders()
+
+    # -- what the family supplies ---------------------------------------------------------------------
+    def _check_options(self) -> None:
+        pass
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        c = int(self.net.config.in_channels)
+        return (c, height // self.vae_scale_factor, width // self.vae_scale_factor)
+
+    def size_multiple(self) -> int:
+        return self.vae_scale_factor
+
+    def default_size(self, pipe) -> int:
+        return int(pipe.default_sample_size) * self.vae_scale_factor
+
+    def _encode(self, texts: list[str | None]) -> dict[str, Tensor]:
+        """Embeddings of ``texts`` (batched along dim 0) with the pipeline's encode_prompt; None stands
+        for the pipeline's own negative (the empty prompt, or zeros where the pipeline does so)."""
+        raise NotImplementedError
+
+    def _x0(self, x: Tensor, t: Tensor, prompts: list[str], negatives: list[str | None]) -> Tensor:
+        raise NotImplementedError
+
+    def uses_negative(self) -> bool:
+        return self.guidance_scale > 1
+
+    # -- sizes ---------------------------------------------------------------------------------------
+    def _size(self, pipe, value, name: str) -> int:
+        if value is None:
+            return self.default_size(pipe)
+        value = check_int(name, value, 1)
+        m = self.size_multiple()
+        if value % m:
+            raise ValueError(f"{name} must be a multiple of {m} for {self.pipeline_class}, got {value}")
+        return value
+
+    # -- prompts -------------------------------------------------------------------------------------
+    @property
+    def prompt_text(self) -> str | None:
+        """The default prompt (rewards score against it when no prompt is passed)."""
+        return self.prompt
+
+    def release_text_encoders(self) -> None:
+        """Drop this model's reference to the pipeline's text encoders (prompts already encoded stay
+        cached). Their memory is freed once nothing else holds them: your own ``pipe`` still does, so
+        delete it or set ``pipe.text_encoder = None`` (etc.) yourself; glass never changes the pipe."""
+        self._text = None
+
+    def encode_prompts(self, texts, batch: int = 16) -> None:
+        """Encode every text not yet cached, ``batch`` at a time, with the pipeline's encoders."""
+        missing = [p for p in dict.fromkeys(texts) if p not in self._embeddings]
+        if self._disk is not None:
+            for p in [p for p in missing if p is not None and self._disk.has(p)]:
+                self._embeddings[p] = self._to_device(self._disk.load(p))
+                missing.remove(p)
+        if not missing:
+            return
+        if self._text is None:
+            raise ValueError(
+                f"prompt {missing[0]!r} was not encoded before the text encoders were released (or not "
+                "loaded); encode every prompt first: model.encode_prompts([...])"
+            )
+        for i in range(0, len(missing), batch):
+            part = missing[i : i + batch]
+            with torch.no_grad():
+                emb = self._encode(part)
+            for j, p in enumerate(part):
+                one = {k: v[j : j + 1].detach() for k, v in emb.items()}
+                self._embeddings[p] = one
+                if self._disk is not None and p is not None:
+                    self._disk.save(p, one)
+
+    def _to_device(self, emb: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v.to(self.device) for k, v in emb.items()}
+
+    def embeddings(self, texts: list) -> dict[str, Tensor]:
+        """Per-row embeddings (batched along dim 0) of ``texts``, encoding what is missing."""
+        self.encode_prompts(texts)
+        first = self._embeddings[texts[0]]
+        if all(p == texts[0] for p in texts):
+            return {k: v.expand(len(texts), *v.shape[1:]) for k, v in first.items()}
+        return {k: torch.cat([self._embeddings[p][k] for p in texts]) for k in first}
+
+    def _rows(self, value, b: int, name: str, required: bool) -> list:
+        if value is None:
+            if required:
+                raise ValueError(f"prompt is required: {type(self).__name__} is text-conditioned (pass "
+                                 "prompt=..., or glass.from_pipe(pipe, prompt=...))")  # fmt: skip
+            return [None] * b
+        if isinstance(value, str):
+            return [value] * b
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            if len(value) != b:
+                raise ValueError(f"{name} has {len(value)} entries for a batch of {b}; give one per sample "
+                                 "or a single string")  # fmt: skip
+            return list(value)
+        raise ValueError(f"{name} must be a string or a list of strings, got {type(value).__name__}")
+
+    # -- the denoiser --------------------------------------------------------------------------------
+    def _denoise(self, x: Tensor, t: Tensor, **cond) -> Tensor:
+        b = len(x)
+        prompts = self._rows(cond.get("prompt", self.prompt), b, "prompt", True)
+        negatives = self._rows(cond.get("negative_prompt", self.negative_prompt), b, "negative_prompt", False)
+        size = self.chunk or b
+        parts = [
+            self._x0(x[i : i + size], t[i : i + size], prompts[i : i + size], negatives[i : i + size])
+            for i in range(0, b, size)
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    # -- images --------------------------------------------------------------------------------------
+    def _to_vae(self, x: Tensor) -> Tensor:
+        """Our latents -> the VAE's latent space."""
+        c = self.vae.config
+        return x / c.scaling_factor + (getattr(c, "shift_factor", None) or 0.0)
+
+    def _from_vae(self, z: Tensor) -> Tensor:
+        c = self.vae.config
+        return (z - (getattr(c, "shift_factor", None) or 0.0)) * c.scaling_factor
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Latents (B, C, h, w) -> images (B, 3, H, W) in [0, 1] (float64) with the pipeline's VAE.
+        Differentiable when ``x`` requires grad (guidance); without autograd otherwise."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
+            z = self._to_vae(x.to(self.device, torch.float64)).to(self.vae.dtype)
+            images = self.vae.decode(z, return_dict=False)[0]
+        return (images.double() / 2 + 0.5).clamp(0, 1)
+
+    def encode(self, images) -> Tensor:
+        """Images -> latents x (B, C, h, w), float64: a float tensor (B, 3, H, W) in [0, 1] at the
+        model's height and width, or what ``pipe.image_processor.preprocess`` takes (PIL images,
+        arrays), resized to them. The VAE's mean (mode) is used: deterministic."""
+        if torch.is_tensor(images):
+            if images.ndim != 4 or images.shape[1] != 3:
+                raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+            if images.shape[-2:] != (self.height, self.width):
+                raise ValueError(f"images are {images.shape[-2]}x{images.shape[-1]}, the model samples "
+                                 f"{self.height}x{self.width}; resize them or set height/width")  # fmt: skip
+            lo, hi = float(images.min()), float(images.max())
+            if lo < 0 or hi > 1:
+                raise ValueError(f"images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
+            pixels = images.to(self.device, self.vae.dtype) * 2 - 1
+        else:
+            pixels = self.image_processor.preprocess(images, height=self.height, width=self.width)
+            pixels = pixels.to(self.device, self.vae.dtype)
+        with torch.no_grad():
+            z = self.vae.encode(pixels).latent_dist.mode()
+        return self._from_vae(z.double())
+
+    # -- the pipeline's own layout (to compare with, or hand over to, ``pipe(latents=...)``) ----------
+    def pipeline_latents(self, x: Tensor) -> Tensor:
+        """Our x -> the pipeline's ``latents=`` argument."""
+        return x
+
+    def from_pipeline_output(self, latents: Tensor) -> Tensor:
+        """The pipeline's ``output_type="latent"`` output -> our x (float64)."""
+        return latents.double()
+
+    # -- grid ----------------------------------------------------------------------------------------
+    def grid(self, k: int) -> Tensor:
+        """The pipeline's outer grid of ``k`` steps in our time t (from its scheduler)."""
+        raise NotImplementedError
+
+    def n_params(self) -> float:
+        return sum(p.numel() for p in self.net.parameters()) / 1e6
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name}, {self.n_params():.1f}M params, {self.height}x{self.width}, "
+                f"latents {self.shape}, {self.dtype}, {self.device})")  # fmt: skip

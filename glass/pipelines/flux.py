@@ -1,0 +1,106 @@
+"""FLUX.1 (``FluxPipeline``): dev, schnell and their fine-tunes.
+
+Latents (C, h, w) are packed into 2x2 patches (4C channels per token) with position ids inside the
+adapter, as ``FluxPipeline`` does; ``x`` stays unpacked. Guidance-distilled checkpoints
+(``guidance_embeds``: dev) take ``guidance_scale`` as a network input; true classifier-free guidance
+(``true_cfg_scale > 1`` with a negative prompt) costs a second pass and is applied to v, exactly as
+the pipeline does. The timestep is sigma (the pipeline's ``t / 1000``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from glass.checks import check_number
+from glass.pipelines.flow import FlowPipelineModel, calculate_shift
+
+__all__ = ["FluxModel", "pack", "unpack", "image_ids"]
+
+
+def pack(x: Tensor) -> Tensor:
+    """(B, C, H, W) latents -> (B, H/2 * W/2, 4C) tokens of 2x2 patches (FluxPipeline's layout)."""
+    b, c, h, w = x.shape
+    return x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack(tokens: Tensor, h: int, w: int) -> Tensor:
+    """Inverse of :func:`pack` for latents of size (h, w)."""
+    b, _, d = tokens.shape
+    return tokens.view(b, h // 2, w // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, d // 4, h, w)
+
+
+def image_ids(h: int, w: int, device=None) -> Tensor:
+    """Position ids (h/2 * w/2, 3) of the packed tokens: (0, row, column)."""
+    ids = torch.zeros(h // 2, w // 2, 3, device=device)
+    ids[..., 1] += torch.arange(h // 2, device=device)[:, None]
+    ids[..., 2] += torch.arange(w // 2, device=device)[None, :]
+    return ids.reshape(-1, 3)
+
+
+class FluxModel(FlowPipelineModel):
+    family = "flux"
+    pipelines = ("FluxPipeline",)
+    default_guidance = 3.5  # distilled guidance (an input of dev's network)
+    max_length = 512
+    options = {"true_cfg_scale": 1.0}
+
+    def _check_options(self) -> None:
+        self.true_cfg_scale = check_number("true_cfg_scale", self.option["true_cfg_scale"], minimum=0)
+        _, h, w = self.shape
+        self.ids = image_ids(h, w, self.device).to(self.dtype)
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        s = self.vae_scale_factor
+        return (int(self.net.config.in_channels) // 4, 2 * (height // (s * 2)), 2 * (width // (s * 2)))
+
+    def size_multiple(self) -> int:
+        return 2 * self.vae_scale_factor
+
+    def uses_negative(self) -> bool:
+        return self.true_cfg_scale > 1
+
+    def image_seq_len(self) -> int:
+        return self.shape[1] * self.shape[2] // 4
+
+    def scheduler_kwargs(self, k: int) -> dict:
+        c = self.scheduler.config
+        sigmas = None if c.get("use_flow_sigmas", False) else self.default_sigmas(k)
+        kw = {"mu": calculate_shift(self.image_seq_len(), c)}
+        return {**kw, "sigmas": sigmas} if sigmas is not None else {**kw, "num_inference_steps": k}
+
+    def _encode(self, texts: list) -> dict[str, Tensor]:
+        embeds, pooled, _ = self._text.encode_prompt(
+            prompt=["" if p is None else p for p in texts], prompt_2=None, device=self.device,
+            max_sequence_length=self.max_sequence_length,
+        )  # fmt: skip
+        return {"embeds": embeds, "pooled": pooled}
+
+    def velocity(self, x: Tensor, sigma: Tensor, text: dict) -> Tensor:
+        """The transformer's v = eps - x0 at noise level sigma, unpacked to (B, C, h, w)."""
+        b, _, h, w = x.shape
+        embeds = text["embeds"]
+        kw = {}
+        if self.net.config.guidance_embeds:
+            kw["guidance"] = torch.full((b,), self.guidance_scale, device=self.device, dtype=torch.float32)
+        out = self.net(
+            hidden_states=pack(x.to(self.dtype)), timestep=sigma.to(self.dtype), pooled_projections=text["pooled"],
+            encoder_hidden_states=embeds, txt_ids=torch.zeros(embeds.shape[1], 3, device=self.device,
+            dtype=embeds.dtype), img_ids=self.ids, return_dict=False, **kw,
+        )[0]  # fmt: skip
+        return unpack(out, h, w).double()
+
+    def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
+        sigma = 1 - t
+        v = self.velocity(x, sigma, self.embeddings(prompts))
+        if self.true_cfg_scale > 1 and self.rows_with_negative(negatives):
+            v_neg = self.velocity(x, sigma, self.embeddings(negatives))
+            v = v_neg + self.true_cfg_scale * (v - v_neg)
+        return self.to_x0(v, x, t)
+
+    def pipeline_latents(self, x: Tensor) -> Tensor:
+        """Our x -> the pipeline's ``latents=`` argument (packed tokens)."""
+        return pack(x)
+
+    def from_pipeline_output(self, latents: Tensor) -> Tensor:
+        return unpack(latents, *self.shape[1:]).double()

@@ -1,0 +1,118 @@
+"""FLUX.2 klein (``Flux2KleinPipeline``).
+
+The flow runs on patchified, batch-normalised VAE latents: the VAE's (B, 32, h, w) latents are cut
+into 2x2 patches (B, 128, h/2, w/2) and normalised per channel by the VAE's ``bn`` running
+statistics, which makes the prior N(0, I). ``x`` here is that normalised latent laid out *unpatchified*
+(B, 32, h, w), the shape the VAE encodes to (a pure reshape of the flow's state, so the path and its
+noise are unchanged). The transformer sees tokens (one per patch) with 4-D position ids, the timestep
+sigma, no distilled guidance; classifier-free guidance (``guidance_scale > 1`` on undistilled
+checkpoints, default 4.0) uses the empty prompt as the negative, as the pipeline does, in a second
+pass. The grid's ``mu`` is the pipeline's empirical function of image tokens and steps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from glass.pipelines.flow import FlowPipelineModel
+
+__all__ = ["Flux2KleinModel", "patchify", "unpatchify", "empirical_mu"]
+
+
+def patchify(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, 4C, H/2, W/2), the pipeline's ``_patchify_latents``."""
+    b, c, h, w = x.shape
+    return x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, c * 4, h // 2, w // 2)
+
+
+def unpatchify(x: Tensor) -> Tensor:
+    """Inverse of :func:`patchify` (the pipeline's ``_unpatchify_latents``)."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // 4, h * 2, w * 2)
+
+
+def empirical_mu(image_seq_len: int, num_steps: int) -> float:
+    """The pipeline's ``compute_empirical_mu``: the grid's shift from tokens and steps."""
+    a1, b1, a2, b2 = 8.73809524e-05, 1.89833333, 0.00016927, 0.45666666
+    if image_seq_len > 4300:
+        return float(a2 * image_seq_len + b2)
+    m_200, m_10 = a2 * image_seq_len + b2, a1 * image_seq_len + b1
+    a = (m_200 - m_10) / 190.0
+    return float(a * num_steps + m_200 - 200.0 * a)
+
+
+class Flux2KleinModel(FlowPipelineModel):
+    family = "flux2"
+    pipelines = ("Flux2KleinPipeline",)
+    default_guidance = 4.0
+    max_length = 512
+
+    def _check_options(self) -> None:
+        _, h, w = self.shape
+        t, hh, ww, layer = torch.arange(1), torch.arange(h // 2), torch.arange(w // 2), torch.arange(1)
+        self.ids = torch.cartesian_prod(t, hh, ww, layer).to(self.device)[None]  # (1, tokens, 4)
+        bn = self.vae.bn
+        self.bn_mean = bn.running_mean.detach().double().view(1, -1, 1, 1)
+        self.bn_std = torch.sqrt(bn.running_var.detach().double().view(1, -1, 1, 1) + self.vae.config.batch_norm_eps)
+        self.distilled = bool(getattr(self._text.config, "is_distilled", False))
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        s = self.vae_scale_factor
+        return (int(self.net.config.in_channels) // 4, 2 * (height // (s * 2)), 2 * (width // (s * 2)))
+
+    def size_multiple(self) -> int:
+        return 2 * self.vae_scale_factor
+
+    def uses_negative(self) -> bool:
+        return self.guidance_scale > 1 and not self.distilled
+
+    def image_seq_len(self) -> int:
+        return self.shape[1] * self.shape[2] // 4
+
+    def scheduler_kwargs(self, k: int) -> dict:
+        sigmas = None if self.scheduler.config.get("use_flow_sigmas", False) else self.default_sigmas(k)
+        kw = {"mu": empirical_mu(self.image_seq_len(), k)}
+        return {**kw, "sigmas": sigmas} if sigmas is not None else {**kw, "num_inference_steps": k}
+
+    def _encode(self, texts: list) -> dict[str, Tensor]:
+        embeds, _ = self._text.encode_prompt(
+            prompt=["" if p is None else p for p in texts], device=self.device,
+            max_sequence_length=self.max_sequence_length,
+        )  # fmt: skip
+        return {"embeds": embeds}
+
+    def velocity(self, x: Tensor, sigma: Tensor, text: dict) -> Tensor:
+        b, _, h, w = x.shape
+        tokens = patchify(x.to(self.dtype)).flatten(2).transpose(1, 2)  # (B, h/2 * w/2, 4C)
+        embeds = text["embeds"]
+        l_ids = torch.arange(embeds.shape[1], device=self.device)
+        txt_ids = torch.stack([torch.zeros_like(l_ids)] * 3 + [l_ids], -1)[None].expand(b, -1, -1)
+        out = self.net(
+            hidden_states=tokens, timestep=sigma.to(self.dtype), guidance=None, encoder_hidden_states=embeds,
+            txt_ids=txt_ids, img_ids=self.ids.expand(b, -1, -1), return_dict=False,
+        )[0][:, : tokens.shape[1]]  # fmt: skip
+        return unpatchify(out.transpose(1, 2).reshape(b, -1, h // 2, w // 2)).double()
+
+    def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
+        sigma = 1 - t
+        v = self.velocity(x, sigma, self.embeddings(prompts))
+        if self.uses_negative():
+            v_neg = self.velocity(x, sigma, self.embeddings(negatives))
+            v = v_neg + self.guidance_scale * (v - v_neg)
+        return self.to_x0(v, x, t)
+
+    # the flow's latents <-> the VAE's
+    def _to_vae(self, x: Tensor) -> Tensor:
+        return unpatchify(patchify(x) * self.bn_std.to(x.device) + self.bn_mean.to(x.device))
+
+    def _from_vae(self, z: Tensor) -> Tensor:
+        return unpatchify((patchify(z) - self.bn_mean.to(z.device)) / self.bn_std.to(z.device))
+
+    def pipeline_latents(self, x: Tensor) -> Tensor:
+        """Our x -> the pipeline's ``latents=`` argument (patchified, normalised)."""
+        return patchify(x)
+
+    def from_pipeline_output(self, latents: Tensor) -> Tensor:
+        """The pipeline's ``output_type="latent"`` output (VAE units, unpatchified) -> our x."""
+        return self._from_vae(latents.double())

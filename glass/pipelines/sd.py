@@ -1,0 +1,176 @@
+"""Discrete-time UNet pipelines: Stable Diffusion 1.x / 2.x (``StableDiffusionPipeline``), SDXL
+(``StableDiffusionXLPipeline``) and unconditional ``DDPMPipeline`` (paper App. B.4).
+
+A model trained on grid steps k with x_k = sqrt(abar_k) z + sqrt(1 - abar_k) eps lives on the paper's
+VP path (alpha_t = sqrt(t), sigma_t = sqrt(1 - t)) at exactly t = abar_k, so no rescaling of x is
+needed. Between grid times (GLASS's inner times t*) the network is evaluated at the fractional step
+k(t), linear in log abar between neighbouring steps (the sinusoidal time embedding takes non-integer
+steps); at grid times it is exactly k. Predictions ``epsilon``, ``v_prediction`` and ``sample`` are
+converted to the denoiser in float64 (eqs. 26-27); classifier-free guidance (and the pipeline's
+``guidance_rescale``) is applied to the prediction, as the pipelines do.
+
+The outer grid of K steps is the scheduler's: t_k = abar at its ``timesteps`` (fractional ones
+interpolated), ending at DDIM's ``final_alpha_cumprod`` (abar_0 < 1 unless ``set_alpha_to_one``),
+or 1 for other schedulers. With a ``DDIMScheduler`` one ODE(method="ddim") step per interval is the
+pipeline's own sampler at eta = 0.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from glass.checks import check_number
+from glass.models.base import to_denoiser
+from glass.pipelines.base import PipelineModel
+
+__all__ = ["StableDiffusionModel", "SDXLModel", "DDPMModel", "fractional_step", "abar_at"]
+
+PREDICTIONS = {"epsilon": "epsilon", "v_prediction": "v", "sample": "x0"}
+
+
+def fractional_step(t: Tensor, alphas_cumprod: Tensor) -> Tensor:
+    """The (fractional) grid step k with abar_k = t: linear interpolation of k in log abar; clamped
+    to [0, N-1]. Exact at grid times."""
+    log_abar = alphas_cumprod.double().log().flip(0)  # increasing, index j = N-1-k
+    n = len(log_abar)
+    lt = t.double().clamp(float(alphas_cumprod[-1]), float(alphas_cumprod[0])).log()
+    log_abar = log_abar.to(lt.device)
+    j = torch.searchsorted(log_abar, lt).clamp(1, n - 1)
+    lo, hi = log_abar[j - 1], log_abar[j]
+    frac = ((lt - lo) / (hi - lo)).clamp(0, 1)
+    return (n - 1) - (j - 1 + frac)
+
+
+def abar_at(k: Tensor, alphas_cumprod: Tensor) -> Tensor:
+    """abar at (fractional) steps k: the inverse of :func:`fractional_step`."""
+    log_abar = alphas_cumprod.double().log()
+    k = k.double().clamp(0, len(log_abar) - 1)
+    lo = k.floor().long().clamp(max=len(log_abar) - 2)
+    frac = k - lo
+    return ((1 - frac) * log_abar[lo] + frac * log_abar[lo + 1]).exp()
+
+
+class _UNetModel(PipelineModel):
+    network = "unet"
+    schedule_name = "vp"
+
+    def _check_options(self) -> None:
+        prediction = self.scheduler.config.prediction_type
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"the scheduler's prediction_type must be one of {', '.join(PREDICTIONS)}, "
+                             f"got {prediction!r}")  # fmt: skip
+        self.prediction = PREDICTIONS[prediction]
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.double().cpu()
+        self.guidance_rescale = check_number("guidance_rescale", self.option.get("guidance_rescale", 0.0),
+                                             minimum=0)  # fmt: skip
+
+    def default_size(self, pipe) -> int:
+        size = self.net.config.sample_size
+        return int(size if isinstance(size, int) else size[0]) * self.vae_scale_factor
+
+    def step_of(self, t: Tensor) -> Tensor:
+        return fractional_step(t, self.alphas_cumprod)
+
+    def grid(self, k: int) -> Tensor:
+        sched = copy.deepcopy(self.scheduler)
+        sched.set_timesteps(k, device="cpu")
+        times = abar_at(sched.timesteps.double().cpu(), self.alphas_cumprod)
+        final = float(getattr(sched, "final_alpha_cumprod", 1.0))
+        return torch.cat([times, torch.tensor([final], dtype=torch.float64)])
+
+    def added(self, pos: dict, neg: dict | None, b: int) -> dict:
+        return {}
+
+    def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
+        k = self.step_of(t).to(torch.float32)
+        pos = self.embeddings(prompts)
+        neg = self.embeddings(negatives) if self.uses_negative() else None
+        texts = [pos] if neg is None else [neg, pos]
+        n = len(texts)
+        out = self.net(
+            x.to(self.dtype).repeat(n, 1, 1, 1), k.repeat(n),
+            encoder_hidden_states=torch.cat([e["embeds"] for e in texts]), return_dict=False,
+            **self.added(pos, neg, len(x)),
+        )[0].double()  # fmt: skip
+        if n == 2:
+            uncond, text = out.chunk(2)
+            out = uncond + self.guidance_scale * (text - uncond)
+            if self.guidance_rescale > 0:
+                from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+
+                out = rescale_noise_cfg(out, text, guidance_rescale=self.guidance_rescale)
+        return to_denoiser(self.schedule, self.prediction, out, x, t)
+
+
+class StableDiffusionModel(_UNetModel):
+    family = "sd"
+    pipelines = ("StableDiffusionPipeline",)
+    default_guidance = 7.5
+    options = {"guidance_rescale": 0.0}
+
+    def _encode(self, texts: list) -> dict[str, Tensor]:
+        texts = ["" if p is None else p for p in texts]  # the pipeline's negative: ""
+        embeds, _ = self._text.encode_prompt(texts, self.device, 1, False)
+        return {"embeds": embeds}
+
+
+class SDXLModel(_UNetModel):
+    family = "sdxl"
+    pipelines = ("StableDiffusionXLPipeline",)
+    default_guidance = 5.0
+    options = {"guidance_rescale": 0.0}
+
+    def _encode(self, texts: list) -> dict[str, Tensor]:
+        given = ["" if p is None else p for p in texts]
+        embeds, _, pooled, _ = self._text.encode_prompt(given, None, self.device, 1, False)
+        if self._text.config.force_zeros_for_empty_prompt:  # the pipeline's negative: zeros
+            none = torch.tensor([p is None for p in texts], device=embeds.device)
+            embeds = torch.where(none[:, None, None], torch.zeros_like(embeds), embeds)
+            pooled = torch.where(none[:, None], torch.zeros_like(pooled), pooled)
+        return {"embeds": embeds, "pooled": pooled}
+
+    def added(self, pos: dict, neg: dict | None, b: int) -> dict:
+        """SDXL's micro-conditioning: pooled text embeddings and (original size, crop, target size)."""
+        texts = [pos] if neg is None else [neg, pos]
+        size = (self.height, self.width)
+        ids = torch.tensor([[*size, 0, 0, *size]], dtype=pos["embeds"].dtype, device=self.device)
+        return {"added_cond_kwargs": {
+            "text_embeds": torch.cat([e["pooled"] for e in texts]),
+            "time_ids": ids.repeat(b * len(texts), 1),
+        }}  # fmt: skip
+
+
+class DDPMModel(_UNetModel):
+    """An unconditional UNet2DModel (``DDPMPipeline``, e.g. google/ddpm-cifar10-32): pixels, no VAE."""
+
+    family = "ddpm"
+    pipelines = ("DDPMPipeline",)
+    conditioning = ()
+    options: ClassVar[dict] = {}
+
+    def uses_negative(self) -> bool:
+        return False
+
+    def _rows(self, value, b, name, required):
+        return [None] * b
+
+    def embeddings(self, texts):
+        return {}
+
+    def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
+        k = self.step_of(t).to(torch.float32)
+        out = self.net(x.to(self.dtype), k, return_dict=False)[0].double()
+        return to_denoiser(self.schedule, self.prediction, out, x, t)
+
+    def _to_vae(self, x):
+        return x
+
+    def decode(self, x: Tensor) -> Tensor:
+        return (x.double() / 2 + 0.5).clamp(0, 1)
+
+    def encode(self, images) -> Tensor:
+        return images.double().to(self.device) * 2 - 1
