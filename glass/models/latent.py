@@ -68,21 +68,6 @@ def from_pretrained(cls, source: str, what: str, **kw):
             lg.setLevel(level)
 
 
-def text_encoders(pipeline: str, model_id: str, device: str, dtype, offload: bool = False, **drop):
-    """The diffusers pipeline ``pipeline`` with only its text encoders loaded (the components named in
-    ``drop``, e.g. transformer=None, are skipped): used once per prompt, then freed by the caller."""
-    require("transformers", "pipelines")
-    import diffusers
-
-    pipe = from_pretrained(getattr(diffusers, pipeline), model_id, f"{pipeline} text encoders",
-                           torch_dtype=dtype, **drop)  # fmt: skip
-    if offload:  # e.g. FLUX's T5 encoder alone is ~9.5 GB in bf16
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-    return pipe
-
-
 def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None):
     from diffusers import AutoencoderKL
 

@@ -28,7 +28,7 @@ from torch import Tensor
 from glass.checks import check_int, check_number
 from glass.models.base import Model
 
-__all__ = ["PipelineModel", "as_dtype"]
+__all__ = ["PipelineModel", "as_dtype", "disk_key"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -40,6 +40,11 @@ def as_dtype(dtype, name: str = "dtype") -> torch.dtype:
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
         return _DTYPES[dtype.removeprefix("torch.")]
     raise ValueError(f"{name} must be one of {', '.join(_DTYPES)} (a string or torch.dtype), got {dtype!r}")
+
+
+def disk_key(text: str | None) -> str:
+    """The prompt cache's key of a text; None (the pipeline's own negative) has its own key."""
+    return "\x00pipeline-negative" if text is None else text
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -129,8 +134,14 @@ class PipelineModel(Model):
             self._disk = PromptCache(cache_dir, self.name, self.family, self.max_sequence_length)
         self._check_options()
         if release_text_encoders:
-            self.encode_prompts([p for p in (prompt, negative_prompt) if p is not None])
+            self.encode_prompts(self.default_texts())
             self.release_text_encoders()
+
+    def default_texts(self) -> list[str | None]:
+        """The texts the defaults need: the prompt, and the negative (None: the pipeline's own) when
+        guidance uses one."""
+        texts = [] if self.prompt is None else [self.prompt]
+        return texts + ([self.negative_prompt] if self.uses_negative() else [])
 
     # -- what the family supplies ---------------------------------------------------------------------
     def _check_options(self) -> None:
@@ -183,8 +194,8 @@ class PipelineModel(Model):
         """Encode every text not yet cached, ``batch`` at a time, with the pipeline's encoders."""
         missing = [p for p in dict.fromkeys(texts) if p not in self._embeddings]
         if self._disk is not None:
-            for p in [p for p in missing if p is not None and self._disk.has(p)]:
-                self._embeddings[p] = self._to_device(self._disk.load(p))
+            for p in [p for p in missing if self._disk.has(disk_key(p))]:
+                self._embeddings[p] = self._to_device(self._disk.load(disk_key(p)))
                 missing.remove(p)
         if not missing:
             return
@@ -200,8 +211,8 @@ class PipelineModel(Model):
             for j, p in enumerate(part):
                 one = {k: v[j : j + 1].detach() for k, v in emb.items()}
                 self._embeddings[p] = one
-                if self._disk is not None and p is not None:
-                    self._disk.save(p, one)
+                if self._disk is not None:
+                    self._disk.save(disk_key(p), one)
 
     def _to_device(self, emb: dict[str, Tensor]) -> dict[str, Tensor]:
         return {k: v.to(self.device) for k, v in emb.items()}

@@ -1,0 +1,438 @@
+"""Tiny random-weight diffusers pipelines, built offline from configs, for adapter tests.
+
+Every builder seeds torch itself and returns the same pipeline (weights, tokenizers, scheduler) on
+every call, in float32 on the CPU, in eval mode, with the progress bar off. Nothing is downloaded:
+the tokenizers are built in memory from a small hand-written vocabulary (``WORDS``; other words fall
+back to letters, other characters to the unknown token), so any prompt works and different prompts
+give different text embeddings.
+
+    pipe = PIPES["flux"]()
+    s = SIZE["flux"]
+    out = pipe("a photo of a cat", num_inference_steps=2, height=s, width=s, output_type="latent",
+               generator=torch.Generator().manual_seed(0), **CALL_KWARGS["flux"])
+
+``SIZE`` is the recommended height = width in pixels (all VAEs downsample 4x, so latents are 8x8),
+``CALL_KWARGS`` the extra keyword arguments that keep the text sequences short (``max_sequence_length``
+for the T5 / Qwen3 encoders; the CLIP tokenizers pad to 77 tokens as in the real models).
+Run ``python tests/tiny_pipes.py`` to build every pipeline, run it, and print shapes and times.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+__all__ = [
+    "CALL_KWARGS",
+    "MAX_SEQUENCE_LENGTH",
+    "PIPES",
+    "SIZE",
+    "WORDS",
+    "clip_tokenizer",
+    "qwen_tokenizer",
+    "t5_tokenizer",
+    "tiny_flux2_klein_pipe",
+    "tiny_flux_pipe",
+    "tiny_sd3_pipe",
+    "tiny_sd_pipe",
+    "tiny_sdxl_pipe",
+]
+
+WORDS = (
+    "a", "an", "the", "of", "in", "on", "and", "with", "is", "at", "photo", "picture", "painting", "image",
+    "cat", "dog", "bird", "horse", "man", "woman", "car", "tree", "house", "flower", "sky", "sea", "mountain",
+    "red", "blue", "green", "yellow", "white", "black", "big", "small", "sign", "says", "hello", "world",
+    "holding", "sitting", "dancing", "running", "snow", "forest", "city", "street", "night", "sunset",
+)  # fmt: skip
+LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
+PUNCTUATION = ".,!?'-:;\"()"
+
+# Text sequence lengths: CLIP pads to its model_max_length (77); T5 and Qwen3 pad to max_sequence_length.
+CLIP_LENGTH = 77
+MAX_SEQUENCE_LENGTH = {"flux": 16, "flux2": 32, "sd3": 16, "sd": None, "sdxl": None}
+CALL_KWARGS = {k: ({"max_sequence_length": v} if v else {}) for k, v in MAX_SEQUENCE_LENGTH.items()}
+SIZE = {"flux": 32, "flux2": 32, "sd3": 32, "sd": 32, "sdxl": 32}
+VAE_BLOCKS = (8, 16, 16)  # 3 levels: vae_scale_factor 4, so SIZE 32 -> 8x8 latents
+_NO_QUANT = {"use_quant_conv": False, "use_post_quant_conv": False}  # FLUX.1 / SD3 VAEs have neither
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tokenizers
+# ----------------------------------------------------------------------------------------------------
+
+
+def _bpe(symbols: list[str], ranks: dict) -> list[str]:
+    """Byte-pair encoding of one pre-token as `tokenizers` does it: merge the lowest-ranked adjacent pair
+    (leftmost among equals) until none applies."""
+    symbols = list(symbols)
+    while len(symbols) > 1:
+        best = None
+        for i in range(len(symbols) - 1):
+            r = ranks.get((symbols[i], symbols[i + 1]))
+            if r is not None and (best is None or r < best[0]):
+                best = (r, i)
+        if best is None:
+            break
+        i = best[1]
+        symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
+    return symbols
+
+
+def _merges_for(words: list[list[str]], vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """BPE merges under which each word (a list of initial symbols) becomes one token; adds the merged
+    tokens to ``vocab``. A merge appended after a word is whole never fires inside it, so earlier words
+    stay whole."""
+    ranks: dict[tuple[str, str], int] = {}
+    merges = []
+    for symbols in words:
+        while len(parts := _bpe(symbols, ranks)) > 1:
+            a, b = parts[0], parts[1]
+            ranks[(a, b)] = len(merges)
+            merges.append((a, b))
+            vocab.setdefault(a + b, len(vocab))
+    return merges
+
+
+@functools.lru_cache
+def _clip_vocab() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    vocab: dict[str, int] = {"<unk>": 0}
+    for c in LETTERS + PUNCTUATION:
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    merges = _merges_for([list(w[:-1]) + [w[-1] + "</w>"] for w in WORDS if len(w) > 1], vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)  # highest id, as in CLIP
+    return vocab, tuple(merges)
+
+
+def clip_tokenizer(pad_token: str = "<|endoftext|>"):
+    """CLIP BPE tokenizer (lower-cases; words end in ``</w>``), padded to 77 tokens."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = _clip_vocab()
+    tok = CLIPTokenizer(
+        vocab=dict(vocab), merges=list(merges), unk_token="<unk>", pad_token=pad_token,
+        model_max_length=CLIP_LENGTH,
+    )  # fmt: skip
+    return tok
+
+
+@functools.lru_cache
+def _t5_vocab() -> tuple[tuple[str, float], ...]:
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -4.0)]
+    pieces += [("\u2581" + w, -1.0 - 0.01 * i) for i, w in enumerate(WORDS)]
+    pieces += [(c, -8.0) for c in LETTERS + PUNCTUATION]
+    pieces += [("\u2581" + c, -8.5) for c in LETTERS + PUNCTUATION if c not in WORDS]
+    return tuple(pieces)
+
+
+def t5_tokenizer():
+    """T5 (SentencePiece unigram) tokenizer: ``<pad>`` = 0, ``</s>`` = 1 appended, ``<unk>`` = 2."""
+    from tokenizers import normalizers
+    from transformers import T5TokenizerFast
+
+    tok = T5TokenizerFast(vocab=list(_t5_vocab()), extra_ids=0, model_max_length=512)
+    tok.backend_tokenizer.normalizer = normalizers.Lowercase()
+    return tok
+
+
+QWEN_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+QWEN_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+    "{%- endif %}"
+)  # Qwen3's template, reduced to plain messages
+
+
+@functools.lru_cache
+def _qwen_vocab() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab: dict[str, int] = {}
+    for c in sorted(bytes_to_unicode().values(), key=ord):  # every byte: no text is ever unknown
+        vocab.setdefault(c, len(vocab))
+    words = [list("\u0120" + w) for w in WORDS] + [list(w) for w in WORDS + ("user", "assistant")]
+    merges = _merges_for([w for w in words if len(w) > 1], vocab)
+    for t in QWEN_SPECIAL:
+        vocab[t] = len(vocab)
+    return vocab, tuple(merges)
+
+
+def qwen_tokenizer():
+    """Qwen2/3 byte-level BPE tokenizer with a Qwen3-style chat template (``enable_thinking=False``
+    adds the empty think block); pads with ``<|endoftext|>``."""
+    from transformers import AddedToken, Qwen2TokenizerFast
+
+    vocab, merges = _qwen_vocab()
+    tok = Qwen2TokenizerFast(
+        vocab=dict(vocab), merges=list(merges), unk_token=None, model_max_length=4096,
+        chat_template=QWEN_CHAT_TEMPLATE,
+    )  # fmt: skip
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL[1:]])
+    tok.eos_token = "<|im_end|>"
+    return tok
+
+
+# ----------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------
+
+
+def _clip_text(tok, hidden: int, projection: int | None = None, act: str = "quick_gelu", layers: int = 2):
+    """CLIPTextModel (or ...WithProjection when ``projection`` is given); pools at the first eos."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = CLIPTextConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, max_position_embeddings=CLIP_LENGTH, hidden_act=act,
+        projection_dim=projection or hidden, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    cls = CLIPTextModel if projection is None else CLIPTextModelWithProjection
+    return cls(cfg).eval()
+
+
+def _t5(tok, d_model: int):
+    from transformers import T5Config, T5EncoderModel
+
+    cfg = T5Config(
+        vocab_size=len(tok), d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, relative_attention_max_distance=32, feed_forward_proj="gated-gelu",
+        is_encoder_decoder=False, use_cache=False, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )  # fmt: skip
+    return T5EncoderModel(cfg).eval()
+
+
+def _vae(latent_channels: int, **config):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=latent_channels, block_out_channels=VAE_BLOCKS,
+        down_block_types=("DownEncoderBlock2D",) * len(VAE_BLOCKS),
+        up_block_types=("UpDecoderBlock2D",) * len(VAE_BLOCKS),
+        layers_per_block=1, norm_num_groups=4, sample_size=32, **config,
+    ).eval()  # fmt: skip
+
+
+def _ddim(prediction_type: str = "epsilon"):
+    """SD 1.5 / SDXL scheduler settings on a DDIMScheduler."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading",
+        prediction_type=prediction_type,
+    )  # fmt: skip
+
+
+def _ready(pipe):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe  # already float32 on the CPU (a pipe.to(dtype) cast would only add warnings)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pipelines
+# ----------------------------------------------------------------------------------------------------
+
+
+def tiny_flux_pipe(guidance_embeds: bool = True):
+    """FluxPipeline (FLUX.1-dev layout; ``guidance_embeds=False`` is schnell-like): CLIP-L pooled (32) +
+    T5 sequence (32), 16 latent channels packed 2x2 into 64, FLUX.1-dev's VAE scale / shift and
+    dynamically shifted scheduler."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    tokenizer, tokenizer_2 = clip_tokenizer(), t5_tokenizer()
+    text_encoder = _clip_text(tokenizer, 32)
+    text_encoder_2 = _t5(tokenizer_2, 32)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=2, attention_head_dim=8,
+        num_attention_heads=4, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(2, 2, 4),
+        guidance_embeds=guidance_embeds,
+    ).eval()  # fmt: skip
+    vae = _vae(16, scaling_factor=0.3611, shift_factor=0.1159, **_NO_QUANT)
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096,
+    )  # fmt: skip
+    pipe = FluxPipeline(
+        scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer,
+    )  # fmt: skip
+    return _ready(pipe)
+
+
+def tiny_flux2_klein_pipe(is_distilled: bool = False):
+    """Flux2KleinPipeline (FLUX.2 klein base; ``is_distilled=True`` is the 4-step distilled variant that
+    ignores guidance): Qwen3ForCausalLM with 28 layers of width 16, so the default
+    ``text_encoder_out_layers=(9, 18, 27)`` gives 48-dim text tokens; AutoencoderKLFlux2 with 8 latent
+    channels, patchified 2x2 to 32, with non-trivial batch-norm statistics."""
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = qwen_tokenizer()
+    cfg = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=28,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=256,
+        tie_word_embeddings=True, use_cache=False, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+    )  # fmt: skip
+    text_encoder = Qwen3ForCausalLM(cfg).eval()
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=32, num_layers=1, num_single_layers=2, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=32,
+        axes_dims_rope=(4, 4, 4, 4), guidance_embeds=False,
+    ).eval()  # fmt: skip
+    vae = AutoencoderKLFlux2(
+        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=VAE_BLOCKS,
+        down_block_types=("DownEncoderBlock2D",) * len(VAE_BLOCKS),
+        up_block_types=("UpDecoderBlock2D",) * len(VAE_BLOCKS),
+        layers_per_block=1, norm_num_groups=4, sample_size=32,
+    ).eval()  # fmt: skip
+    with torch.no_grad():  # latent statistics the pipeline must undo before decoding
+        vae.bn.running_mean.copy_(0.1 * torch.randn_like(vae.bn.running_mean))
+        vae.bn.running_var.copy_(torch.empty_like(vae.bn.running_var).uniform_(0.5, 2.0))
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096, time_shift_type="exponential",
+    )  # fmt: skip
+    pipe = Flux2KleinPipeline(
+        scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+        transformer=transformer, is_distilled=is_distilled,
+    )  # fmt: skip
+    return _ready(pipe)
+
+
+def tiny_sd3_pipe():
+    """StableDiffusion3Pipeline (SD3-medium layout): CLIP-L (16) and CLIP-G (24) sequences concatenated
+    to 40 and zero-padded to the T5 width 48, then 77 CLIP + max_sequence_length T5 tokens; pooled 16 + 24;
+    16 latent channels with SD3's VAE scale / shift; shift-3 flow-matching scheduler."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    torch.manual_seed(0)
+    tokenizer, tokenizer_2, tokenizer_3 = clip_tokenizer(), clip_tokenizer(pad_token="!"), t5_tokenizer()
+    text_encoder = _clip_text(tokenizer, 16, projection=16)
+    text_encoder_2 = _clip_text(tokenizer_2, 24, projection=24, act="gelu")
+    text_encoder_3 = _t5(tokenizer_3, 48)
+    transformer = SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=16, out_channels=16, num_layers=2, attention_head_dim=8,
+        num_attention_heads=4, joint_attention_dim=48, caption_projection_dim=32, pooled_projection_dim=40,
+        pos_embed_max_size=16,
+    ).eval()  # fmt: skip
+    vae = _vae(16, scaling_factor=1.5305, shift_factor=0.0609, **_NO_QUANT)
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=text_encoder,
+        tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2,
+        text_encoder_3=text_encoder_3, tokenizer_3=tokenizer_3,
+    )  # fmt: skip
+    return _ready(pipe)
+
+
+def _unet(cross_attention_dim: int, sdxl: bool = False, projection_dim: int = 0):
+    from diffusers import UNet2DConditionModel
+
+    if sdxl:  # text_time conditioning: pooled text (projection_dim) + 6 size / crop ids
+        extra = dict(
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=projection_dim + 6 * 8,
+        )  # fmt: skip
+    else:
+        extra = dict(
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        )
+    return UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        cross_attention_dim=cross_attention_dim, attention_head_dim=(2, 4), norm_num_groups=8, **extra,
+    ).eval()  # fmt: skip
+
+
+def tiny_sd_pipe(prediction_type: str = "epsilon"):
+    """StableDiffusionPipeline (SD 1.5 layout): CLIP-L last hidden state (77 x 32), 4 latent channels with
+    scaling 0.18215, DDIM with SD 1.5's settings and the given prediction type, no safety checker."""
+    from diffusers import StableDiffusionPipeline
+
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer()
+    text_encoder = _clip_text(tokenizer, 32)
+    unet = _unet(32)
+    vae = _vae(4, scaling_factor=0.18215)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=_ddim(prediction_type),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    return _ready(pipe)
+
+
+def tiny_sdxl_pipe():
+    """StableDiffusionXLPipeline (SDXL base layout): penultimate hidden states of CLIP-L (32) and CLIP-G
+    (32) concatenated to 64, pooled CLIP-G projection (32) + 6 time ids as ``text_time`` conditioning,
+    4 latent channels with scaling 0.13025, DDIM with SDXL's settings, no watermarker."""
+    from diffusers import StableDiffusionXLPipeline
+
+    torch.manual_seed(0)
+    tokenizer, tokenizer_2 = clip_tokenizer(), clip_tokenizer(pad_token="!")
+    text_encoder = _clip_text(tokenizer, 32)
+    text_encoder_2 = _clip_text(tokenizer_2, 32, projection=32, act="gelu")
+    unet = _unet(64, sdxl=True, projection_dim=32)
+    vae = _vae(4, scaling_factor=0.13025, force_upcast=True)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2, unet=unet, scheduler=_ddim(), add_watermarker=False,
+    )  # fmt: skip
+    return _ready(pipe)
+
+
+PIPES = {
+    "flux": tiny_flux_pipe,
+    "flux2": tiny_flux2_klein_pipe,
+    "sd3": tiny_sd3_pipe,
+    "sd": tiny_sd_pipe,
+    "sdxl": tiny_sdxl_pipe,
+}
+
+
+if __name__ == "__main__":
+    import time
+
+    # import the (lazily loaded) classes first: import time is not build time
+    from diffusers import (  # noqa: F401
+        Flux2KleinPipeline,
+        FluxPipeline,
+        StableDiffusion3Pipeline,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+    )
+    from transformers import CLIPTextModel, Qwen3ForCausalLM, T5EncoderModel  # noqa: F401
+
+    torch.set_num_threads(1)
+    for name, build in PIPES.items():
+        t0 = time.perf_counter()
+        pipe = build()
+        t1 = time.perf_counter()
+        s, kw = SIZE[name], CALL_KWARGS[name]
+        outs = {}
+        for output_type in ("latent", "pt"):
+            t2 = time.perf_counter()
+            out = pipe(
+                prompt="a photo of a cat", num_inference_steps=2, height=s, width=s, output_type=output_type,
+                generator=torch.Generator().manual_seed(0), **kw,
+            ).images  # fmt: skip
+            outs[output_type] = (tuple(out.shape), f"{time.perf_counter() - t2:.3f}s")
+        print(f"{name:6s} build {t1 - t0:.2f}s  latent {outs['latent']}  pt {outs['pt']}")
