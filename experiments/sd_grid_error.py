@@ -2,7 +2,7 @@
 
 A DDPM-family model (Stable Diffusion) is trained only at grid steps k, i.e. times t_k = abar_k on the
 VP path, but GLASS evaluates the denoiser at the inner times t* of its steps, which fall between grid
-times. ``glass.models.sd`` runs the network at the fractional step k(t) interpolated in log abar.
+times. ``glass.pipelines.sd`` runs the network at the fractional step k(t) interpolated in log abar.
 We cannot measure a real SD UNet here (no weights, no GPU), so this measures the two textbook
 strategies on the exact 64-D Gaussian-mixture oracle made discrete: a "network" exact at grid times
 only, evaluated at t* by
@@ -31,7 +31,7 @@ import glass
 from glass.metrics.oracle import energy_distance
 from glass.models.base import Model
 from glass.models.gmm import random_mixture
-from glass.models.sd import fractional_step
+from glass.pipelines.sd import fractional_step
 
 
 class Discrete(Model):

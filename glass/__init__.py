@@ -13,11 +13,10 @@ Public API::
 """
 
 from glass import schedules
+from glass.alignment import best_of_n, fk_steering  # noqa: E402
 from glass.models import CallableModel, GaussianMixture, Model, from_prediction
 from glass.pipelines import from_pipe
 from glass.samplers import DDPM, GLASS, ODE, SDE, generate, posterior, rho_ddpm, time_grid
-
-from glass.alignment import best_of_n, fk_steering  # noqa: E402
 
 __version__ = "0.1.0"
 

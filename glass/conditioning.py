@@ -25,7 +25,9 @@ def check_keys(model, cond: dict) -> None:
     unknown = sorted(set(cond) - set(allowed))
     if unknown:
         takes = f"it takes {', '.join(allowed)}" if allowed else "it takes no conditioning"
-        raise ValueError(f"{type(model).__name__} does not take the conditioning {', '.join(unknown)}; {takes}")
+        raise ValueError(
+            f"{type(model).__name__} does not take the conditioning {', '.join(unknown)}; {takes}"
+        )
 
 
 def per_row(cond: dict, n: int, repeat: int = 1, what: str = "samples") -> dict:

@@ -218,6 +218,17 @@ def _composition_message(e: BaseException, overrides: list[str], config_name: st
     return f"unknown key {key!r}{allowed}{hint}"
 
 
+def config_message(what: str, node, msg: str) -> str:
+    """A library error in Python argument names -> the config key: "steps must ..." from the
+    ``sampler`` node reads "sampler.steps must ..."; other messages get "<what>: " in front."""
+    if msg.startswith(what):
+        return msg
+    first = re.match(r"^(\w+) ", msg)
+    if first and first.group(1) in node:
+        return f"{what}.{msg}"
+    return f"{what}: {msg}"
+
+
 def instantiate(node, what: str):
     """``hydra.utils.instantiate`` with constructor errors turned into one-line UserErrors."""
     from hydra.errors import InstantiationException
@@ -233,5 +244,5 @@ def instantiate(node, what: str):
             if re.match(r"^\w+\(\) takes no arguments", msg):
                 extra = [str(k) for k in node if k != "_target_"]
                 msg = f"unexpected option{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
-            raise UserError(f"{what}: {msg}" if not msg.startswith(what) else msg) from None
+            raise UserError(config_message(what, node, msg)) from None
         raise UserError(f"{what}: {_first_line(e)}") from None

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["Streams", "Generators", "noise_source", "randn", "select", "splitmix64"]
+__all__ = ["Streams", "Generators", "Injected", "noise_source", "randn", "select", "splitmix64"]
 
 _GOLDEN = 0x9E3779B97F4A7C15 - 2**64  # as signed int64
 _M1 = 0xBF58476D1CE4E5B9 - 2**64
@@ -129,11 +129,40 @@ class Generators:
         return int(torch.randint(0, 2**62, (1,), generator=self.generators[0], device=self.generators[0].device))
 
 
+class Injected:
+    """Noise given in advance (k-diffusion's injectable noise): draw k returns ``draws[k]``, checked
+    for shape, so a kernel can be run on exactly the noise another sampler used. Indexing rows
+    (``select``) gives a new source with those rows of every remaining draw."""
+
+    def __init__(self, *draws: Tensor):
+        self.draws = list(draws)
+
+    def __len__(self) -> int:
+        return len(self.draws[0]) if self.draws else 0
+
+    def __repr__(self) -> str:
+        return f"Injected({len(self.draws)} draws)"
+
+    def __getitem__(self, index) -> Injected:
+        return Injected(*[d[index] for d in self.draws])
+
+    def randn(self, shape, dtype=torch.float64, device=None) -> Tensor:
+        if not self.draws:
+            raise ValueError("the injected noise is used up: give one tensor per draw the sampler makes")
+        draw = self.draws.pop(0)
+        if tuple(draw.shape) != tuple(shape):
+            raise ValueError(f"injected noise of shape {tuple(draw.shape)} where the sampler draws {tuple(shape)}")
+        return draw.to(dtype=dtype, device=device or draw.device)
+
+    def derive_seed(self) -> int:
+        return 0
+
+
 def noise_source(generator):
     """``generator=`` as the Python entry points accept it: None (torch's global generator), one
-    ``torch.Generator``, a list or tuple of them (one per sample, as diffusers takes) or
-    :class:`Streams`; anything else is a ValueError naming the argument."""
-    if generator is None or isinstance(generator, (torch.Generator, Streams, Generators)):
+    ``torch.Generator``, a list or tuple of them (one per sample, as diffusers takes), :class:`Streams`
+    or :class:`Injected`; anything else is a ValueError naming the argument."""
+    if generator is None or isinstance(generator, (torch.Generator, Streams, Generators, Injected)):
         return generator
     if isinstance(generator, (list, tuple)):
         return Generators(generator)
@@ -146,13 +175,13 @@ def noise_source(generator):
 def select(generator, index):
     """The noise source of a chunk of a batch: those samples' :class:`Streams` (so the chunk draws
     what the whole batch would have given it), or a shared ``torch.Generator`` unchanged."""
-    return generator[index] if isinstance(generator, (Streams, Generators)) else generator
+    return generator[index] if isinstance(generator, (Streams, Generators, Injected)) else generator
 
 
 def randn(shape, generator=None, dtype=torch.float64, device=None) -> Tensor:
     """Standard normal noise from a ``torch.Generator`` (or torch's global one when None) or from
     per-sample :class:`Streams`; every kernel draws its noise through here."""
-    if isinstance(generator, (Streams, Generators)):
+    if isinstance(generator, (Streams, Generators, Injected)):
         return generator.randn(shape, dtype=dtype, device=device)
     if generator is not None and not isinstance(generator, torch.Generator):
         generator = noise_source(generator)  # a plain list: one generator per sample

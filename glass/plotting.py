@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from glass.models.base import capabilities_of
+
 __all__ = ["plot_result"]
 
 
@@ -59,7 +61,7 @@ def plot_result(model, task, result, title: str, path: Path) -> Path:
         fig = _value_figure(plt, result)
     else:
         samples = result.samples if isinstance(result.samples, dict) else {"": result.samples}
-        if not hasattr(model, "sample_posterior"):
+        if not capabilities_of(model).oracle:
             fig = _image_figure(plt, task, result, samples, model)
         else:
             fig = _oracle_figure(plt, model, task, result, samples)
@@ -92,7 +94,7 @@ def _pixels(model, s: Tensor) -> Tensor:
     (latents without a VAE: the first three channels, min-max scaled)."""
     from glass.models.mnist import to_pixels
 
-    if getattr(model, "latent", False) and getattr(model, "vae", None) is not None:
+    if capabilities_of(model).latent and getattr(model, "vae", None) is not None:
         with torch.no_grad():
             return model.decode(s.to(model.device)).float().cpu()
     if s.shape[1] in (1, 3):
@@ -141,7 +143,7 @@ def _oracle_figure(plt, model, task, result, samples: dict):
     cols = 2 if (posterior and single) else len(samples)
     fig, axes = plt.subplots(1, cols, figsize=(5 * cols, 5), squeeze=False)
     d = result.reference.shape[1]
-    two_d = d == 2 and hasattr(model, "log_prob")
+    two_d = d == 2 and capabilities_of(model).oracle
     for ax, (label, s) in zip(axes[0], samples.items()):
         name = f"{label}: " if label else ""
         if not posterior:

@@ -203,7 +203,7 @@ def test_fk_resampling_schedule_chunks_and_posterior_intermediate():
         gmm, glass.GLASS(2), reward, lam=1.0, intermediate="posterior", posterior_steps=3, **kw
     )
     assert post.nfe == 4 * 2 + 3 * (3 - 1)  # the posterior sample starts from the scoring call
-    with pytest.raises(ValueError, match="task.potential must be one of"):
+    with pytest.raises(ValueError, match="^potential must be one of"):
         fk_steering(gmm, glass.GLASS(2), reward, potential="bogus", **kw)
 
 

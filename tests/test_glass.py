@@ -210,7 +210,7 @@ def test_generation_from_noise_matches_data():
         ({"steps": 0}, "steps must be an integer >= 1"),
         ({"rho": 1.5}, "rho must be 'ddpm' or a number in \\[-1, 1\\]"),
         ({"rho": "foo"}, "rho must be 'ddpm'"),
-        ({"rho": 0.4, "kappa": 2.0}, "needs sampler.rho=ddpm"),
+        ({"rho": 0.4, "kappa": 2.0}, "needs rho='ddpm'"),
         ({"solver": "rk4"}, "solver must be one of euler, midpoint"),
     ],
 )

@@ -59,7 +59,7 @@ _TABLE: dict[str, list[tuple]] = {
          "sampler.rho must be a finite number, got nan"),
         ("kappa < 0", "run model=gmm sampler=glass sampler.kappa=-1", "sampler.kappa must be a number >= 0"),
         ("kappa with a constant rho", "run model=gmm sampler=glass sampler.rho=0.4 sampler.kappa=1",
-         "needs sampler.rho=ddpm"),
+         "needs rho='ddpm'"),
         ("unknown inner solver", "run model=gmm sampler=glass sampler.solver=foo",
          "sampler.solver must be one of euler, midpoint"),
         ("unknown inner grid", "run model=gmm sampler=glass sampler.grid=foo", "sampler.grid must be one of"),

@@ -31,11 +31,12 @@ from glass.schedules import as_time, bcast
 __all__ = ["Guided", "check_guidance"]
 
 
-def check_guidance(lam=0.4, t_lo=0.2, t_hi=0.7, grad="detached") -> None:
-    """Validate guidance options (also called when a run is prepared)."""
-    check_number("task.guidance.lam", lam, minimum=0)
-    check_choice("task.guidance.grad", grad, ("detached", "network"))
-    lo, hi = check_number("task.guidance.t_lo", t_lo), check_number("task.guidance.t_hi", t_hi)
+def check_guidance(lam=0.4, t_lo=0.2, t_hi=0.7, grad="detached", prefix: str = "") -> None:
+    """Validate guidance options (also called when a run is prepared); errors name the Python
+    argument, or the config key with ``prefix="task.guidance."``."""
+    check_number(f"{prefix}lam", lam, minimum=0)
+    check_choice(f"{prefix}grad", grad, ("detached", "network"))
+    lo, hi = check_number(f"{prefix}t_lo", t_lo), check_number(f"{prefix}t_hi", t_hi)
     if not 0 < lo <= hi < 1:
         raise ValueError(f"the guidance window must satisfy 0 < t_lo <= t_hi < 1, got [{t_lo}, {t_hi}]")
 

@@ -7,6 +7,8 @@ value -> ``correlation`` (with the exact value on the oracle, a cached Monte-Car
 
 from __future__ import annotations
 
+from glass.models.base import capabilities_of
+
 __all__ = ["Default", "resolve_metric"]
 
 
@@ -22,8 +24,9 @@ def resolve_metric(metric, task_name: str, model):
     from glass.metrics.none import NoMetric
     from glass.metrics.oracle import OracleDistance
 
-    oracle = hasattr(model, "sample_posterior")
-    has_data = oracle or hasattr(model, "data_samples")
+    caps = capabilities_of(model)
+    oracle = caps.oracle
+    has_data = oracle or caps.data
     if isinstance(metric, Default):
         if task_name == "value":
             return Correlation()

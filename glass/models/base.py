@@ -9,6 +9,7 @@ hand.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
@@ -19,7 +20,35 @@ from glass.schedules import Schedule, as_time, get
 
 Prediction = Literal["velocity", "epsilon", "x0", "v"]
 
-__all__ = ["Model", "CallableModel", "Prediction", "from_prediction", "to_denoiser"]
+__all__ = ["Model", "CallableModel", "Capabilities", "capabilities_of", "Prediction", "from_prediction", "to_denoiser"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model is, declared once by its class: tasks, metrics, rewards and samplers check these
+    flags (through :meth:`require`) instead of probing for attributes."""
+
+    data: bool = False  # a reference data set: data_samples(n, generator) (posterior / value tasks, FID)
+    oracle: bool = False  # exact answers in closed form: sample_posterior, tilted, log_prob (Gaussian mixture)
+    classifier: bool = False  # classify(z) -> labels (MNIST: label agreement, target accuracy)
+    latent: bool = False  # decode(x) -> images in [0, 1] and encode(images) -> x
+    prompts: bool = False  # text-conditioned: prompt= / negative_prompt= conditioning
+    own_grid: bool = False  # grid(K): the model's own outer time grid (a pipeline's scheduler)
+    own_prior: bool = False  # prior_sample(n, generator): a designed prior instead of N(0, sigma^2 I)
+
+    WHAT = {"data": "a reference data set", "oracle": "a closed-form oracle (Gaussian mixture)",
+            "classifier": "a classifier", "latent": "a VAE (decode / encode)", "prompts": "text prompts",
+            "own_grid": "its own time grid", "own_prior": "a designed prior"}  # fmt: skip
+
+    def require(self, what: str, model, purpose: str) -> None:
+        """One ValueError naming what ``purpose`` needs and the model lacks."""
+        if not getattr(self, what):
+            raise ValueError(f"{purpose} needs a model with {self.WHAT[what]}; {type(model).__name__} has none")
+
+
+def capabilities_of(model) -> Capabilities:
+    """The model's declared capabilities (any object: wrappers forward them, plain callables have none)."""
+    return getattr(model, "capabilities", None) or Capabilities()
 
 
 def to_denoiser(schedule: Schedule, prediction: Prediction, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
@@ -52,6 +81,7 @@ class Model:
     #: keyword conditioning ``denoise`` takes (e.g. ``("prompt", "negative_prompt")``); any other key is a
     #: ValueError. ``None``: passed through unchecked (:class:`CallableModel` hands it to the user's fn).
     conditioning: tuple[str, ...] | None = ()
+    capabilities = Capabilities()
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from glass.models.base import Model
+from glass.models.base import Capabilities, Model
 from glass.samplers.glass import resolve_rho, transition_coefficients
 from glass.samplers.times import check_times
 from glass.schedules import Schedule, as_time, bcast
@@ -34,6 +34,8 @@ class GaussianMixture(Model):
         weights: (K,) mixture weights (normalised here); uniform when omitted.
         schedule: ``linear``, ``vp``, ``cosine`` or a :class:`~glass.schedules.Schedule`.
     """
+
+    capabilities = Capabilities(data=True, oracle=True)
 
     def __init__(self, means, stds, weights=None, schedule: str | Schedule = "linear"):
         means = torch.as_tensor(means, dtype=F64)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glass.models.base import Model
+from glass.models.base import Capabilities, Model
 
 __all__ = ["LatentModel", "check_dtype", "load_vae", "DTYPES", "require"]
 
@@ -81,6 +81,8 @@ class LatentModel(Model):
 
     prompt_text: str | None = None  # text-to-image models: the prompt, for prompt-aware rewards
 
+    capabilities = Capabilities(latent=True, own_grid=True)
+
     def __init__(
         self,
         net,
@@ -140,7 +142,6 @@ class LatentModel(Model):
             )
         return torch.cat(parts)
 
-    latent = True  # decode / encode exist
 
     def decode(self, x: Tensor) -> Tensor:
         """Latents -> images in [0, 1] with the VAE (differentiable when x requires grad)."""

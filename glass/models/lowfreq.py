@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from glass.models.base import Capabilities
 from glass.models.mnist import MnistFlow, check_device, flow_unet, load_checkpoint
 from glass.priors.generator import LowResFlow, LowResNet
 from glass.priors.lowfreq import LowFrequency
@@ -28,6 +29,8 @@ __all__ = ["MnistLowFreqFlow", "load_lowfreq_flow"]
 
 class MnistLowFreqFlow(MnistFlow):
     gaussian_path = False
+
+    capabilities = Capabilities(data=True, classifier=True, own_prior=True)
 
     def __init__(self, net, generator: LowResFlow, prior: LowFrequency, g_steps: int = 8, **kw):
         super().__init__(net, **kw)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from glass.models.base import CallableModel
+from glass.models.base import CallableModel, Capabilities
 
 __all__ = [
     "ASSETS",
@@ -118,6 +118,8 @@ def load_checkpoint(path: str | Path, retrain: str) -> tuple[dict, dict]:
 
 class MnistFlow(CallableModel):
     """The MNIST flow model behind the denoiser interface (velocity prediction, linear schedule)."""
+
+    capabilities = Capabilities(data=True, classifier=True)
 
     def __init__(
         self,

@@ -33,7 +33,9 @@ def adapter_for(pipe) -> type[PipelineModel]:
             if name in adapter.pipelines:
                 return adapter
     supported = ", ".join(p for a in ADAPTERS for p in a.pipelines)
-    raise ValueError(f"glass.from_pipe does not support {type(pipe).__name__}; supported pipelines: {supported}")
+    raise ValueError(
+        f"glass.from_pipe does not support {type(pipe).__name__}; supported pipelines: {supported}"
+    )
 
 
 def from_pipe(

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_int, check_number
-from glass.models.base import Model
+from glass.models.base import Capabilities, Model
 
 __all__ = ["PipelineModel", "as_dtype", "disk_key"]
 
@@ -64,7 +64,8 @@ class PipelineModel(Model):
     max_length: ClassVar[int | None] = None  # default max_sequence_length (T5 / Qwen encoders)
     options: ClassVar[dict] = {}  # family-specific keyword options and their defaults
     conditioning = ("prompt", "negative_prompt")
-    latent = True  # decode / encode exist
+
+    capabilities = Capabilities(latent=True, prompts=True, own_grid=True)
 
     def __init__(
         self,

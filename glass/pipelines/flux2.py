@@ -54,7 +54,9 @@ class Flux2KleinModel(FlowPipelineModel):
         self.ids = torch.cartesian_prod(t, hh, ww, layer).to(self.device)[None]  # (1, tokens, 4)
         bn = self.vae.bn
         self.bn_mean = bn.running_mean.detach().double().view(1, -1, 1, 1)
-        self.bn_std = torch.sqrt(bn.running_var.detach().double().view(1, -1, 1, 1) + self.vae.config.batch_norm_eps)
+        self.bn_std = torch.sqrt(
+            bn.running_var.detach().double().view(1, -1, 1, 1) + self.vae.config.batch_norm_eps
+        )
         self.distilled = bool(getattr(self._text.config, "is_distilled", False))
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_number
-from glass.models.base import to_denoiser
+from glass.models.base import Capabilities, to_denoiser
 from glass.pipelines.base import PipelineModel
 
 __all__ = ["StableDiffusionModel", "SDXLModel", "DDPMModel", "fractional_step", "abar_at"]
@@ -146,6 +146,8 @@ class SDXLModel(_UNetModel):
 
 class DDPMModel(_UNetModel):
     """An unconditional UNet2DModel (``DDPMPipeline``, e.g. google/ddpm-cifar10-32): pixels, no VAE."""
+
+    capabilities = Capabilities(latent=True, own_grid=True)
 
     family = "ddpm"
     pipelines = ("DDPMPipeline",)

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from torch import Tensor
 
+from glass.models.base import capabilities_of
+
 __all__ = ["Reward", "Default", "resolve_reward", "score", "reward_input"]
 
 
@@ -39,8 +41,8 @@ def resolve_reward(reward, model):
     from glass.rewards.classifier import ClassifierLogProb
     from glass.rewards.linear import Linear
 
-    oracle = hasattr(model, "sample_posterior")
-    mnist = hasattr(model, "classify")
+    caps = capabilities_of(model)
+    oracle, mnist = caps.oracle, caps.classifier
     if isinstance(reward, Default):
         if not (oracle or mnist):  # a pretrained image model: the paper's reward
             from glass.rewards.hub import ImageReward
@@ -65,7 +67,7 @@ def reward_input(reward, model, x: Tensor) -> Tensor:
     """What ``reward`` scores for the model's samples ``x``: images in [-1, 1] (latent models decode
     with ``model.decode``, whose [0, 1] images are mapped to the data convention), or ``x`` itself for
     data-space models and for rewards that declare ``wants_latents = True``."""
-    if getattr(reward, "wants_latents", False) or not getattr(model, "latent", False):
+    if getattr(reward, "wants_latents", False) or not capabilities_of(model).latent:
         return x
     return model.decode(x) * 2 - 1
 
@@ -73,6 +75,6 @@ def reward_input(reward, model, x: Tensor) -> Tensor:
 def score(reward, model, x1: Tensor, **cond) -> Tensor:
     """r(images of x_1) with the conditioning (text-to-image models: the prompt per sample, or the
     model's default prompt when none is given)."""
-    if getattr(model, "prompt_text", None) is not None and "prompt" not in cond:
+    if capabilities_of(model).prompts and model.prompt_text is not None and "prompt" not in cond:
         cond = {**cond, "prompt": model.prompt_text}  # text-to-image models: score against their prompt
     return reward(reward_input(reward, model, x1), **cond)

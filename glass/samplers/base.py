@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from glass.conditioning import per_row
-from glass.noise import Generators, Streams, noise_source, randn
+from glass.models.base import capabilities_of
+from glass.noise import Generators, Injected, Streams, noise_source, randn
 
 __all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "progress_bar"]
 
@@ -37,7 +38,7 @@ def derive_seed(generator: torch.Generator | None) -> int | None:
     """A seed drawn from ``generator`` (on its own device), to start a stream on another device."""
     if generator is None:
         return None
-    if isinstance(generator, (Streams, Generators)):
+    if isinstance(generator, (Streams, Generators, Injected)):
         return generator.derive_seed()
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
@@ -52,7 +53,7 @@ def time_grid(grid: int | Sequence[float] | Tensor, model=None) -> Tensor:
     if isinstance(grid, int):
         if grid < 1:
             raise ValueError(f"the number of transitions K must be >= 1, got {grid}")
-        if model is not None and hasattr(model, "grid"):
+        if model is not None and capabilities_of(model).own_grid:
             return time_grid(model.grid(grid))
         return torch.linspace(0, 1, grid + 1, dtype=torch.float64)
     g = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
@@ -69,7 +70,7 @@ def time_grid(grid: int | Sequence[float] | Tensor, model=None) -> Tensor:
 def prior_sample(model, n: int, generator: torch.Generator | None = None, t0: float = 0.0) -> Tensor:
     """n draws of the model's x_{t0}: N(0, sigma_{t0}^2 I) on ``model.device``, or the model's own
     designed prior (``model.prior_sample``, e.g. the low-frequency prior) when it has one."""
-    if hasattr(model, "prior_sample"):
+    if capabilities_of(model).own_prior:
         return model.prior_sample(n, generator)
     device = getattr(model, "device", torch.device("cpu"))
     x = randn((n, *model.shape), generator, device=device)
@@ -149,7 +150,7 @@ def posterior(model, images, t: float, kernel: Transition, n: int = 1, *, genera
 
     check_int("n", n, 1)
     t = check_time("t", t)
-    latent = bool(getattr(model, "latent", False))
+    latent = capabilities_of(model).latent
     z = model.encode(images) if latent else torch.as_tensor(images, dtype=torch.float64).to(model.device)
     b = len(z)
     generator = noise_source(generator)

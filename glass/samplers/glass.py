@@ -301,23 +301,23 @@ class GLASS:
         grid: InnerGrid = "uniform",
     ):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"sampler.steps must be an integer >= 1, got {steps!r}")
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
         if isinstance(rho, str):
             if rho != "ddpm":
-                raise ValueError(f"sampler.rho must be 'ddpm' or a number in [-1, 1], got {rho!r}")
+                raise ValueError(f"rho must be 'ddpm' or a number in [-1, 1], got {rho!r}")
         elif isinstance(rho, bool) or not isinstance(rho, (int, float)) or not -1 <= rho <= 1:
-            raise ValueError(f"sampler.rho must be 'ddpm' or a number in [-1, 1], got {rho!r}")
+            raise ValueError(f"rho must be 'ddpm' or a number in [-1, 1], got {rho!r}")
         if kappa is not None:
             if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or kappa < 0:
-                raise ValueError(f"sampler.kappa must be a number >= 0 or null, got {kappa!r}")
+                raise ValueError(f"kappa must be a number >= 0 or null, got {kappa!r}")
             if rho != "ddpm":
-                raise ValueError("sampler.kappa (rho = rho_DDPM^kappa) needs sampler.rho=ddpm")
+                raise ValueError("kappa (rho = rho_DDPM^kappa) needs rho='ddpm'")
         if solver not in get_args(InnerSolver):
             raise ValueError(
-                f"sampler.solver must be one of {', '.join(get_args(InnerSolver))}, got {solver!r}"
+                f"solver must be one of {', '.join(get_args(InnerSolver))}, got {solver!r}"
             )
         if grid not in get_args(InnerGrid):
-            raise ValueError(f"sampler.grid must be one of {', '.join(get_args(InnerGrid))}, got {grid!r}")
+            raise ValueError(f"grid must be one of {', '.join(get_args(InnerGrid))}, got {grid!r}")
         self.steps, self.rho, self.kappa, self.solver, self.grid = steps, rho, kappa, solver, grid
 
     def __repr__(self) -> str:

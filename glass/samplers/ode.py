@@ -34,10 +34,10 @@ class ODE:
 
     def __init__(self, steps: int = 8, method: ODEMethod = "euler"):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"sampler.steps must be an integer >= 1, got {steps!r}")
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
         if method not in get_args(ODEMethod):
             raise ValueError(
-                f"sampler.method must be one of {', '.join(get_args(ODEMethod))}, got {method!r}"
+                f"method must be one of {', '.join(get_args(ODEMethod))}, got {method!r}"
             )
         self.steps, self.method = steps, method
 

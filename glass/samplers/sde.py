@@ -33,7 +33,7 @@ class SDE:
 
     def __init__(self, steps: int = 8):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"sampler.steps must be an integer >= 1, got {steps!r}")
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
         self.steps = steps
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ from glass.alignment import best_of_n, fk_steering
 from glass.alignment.fk import check_fk_options
 from glass.alignment.guidance import Guided, check_guidance
 from glass.metrics.fid import extract_features
+from glass.models.base import capabilities_of
 from glass.noise import Streams
 from glass.rewards.base import score
 from glass.samplers.base import derive_seed
@@ -60,7 +61,7 @@ class _Align:
         unknown = set(self.guidance) - {"lam", "t_lo", "t_hi", "grad"}
         if unknown:
             raise ValueError(f"task.guidance: unknown keys {sorted(unknown)}; allowed: lam, t_lo, t_hi, grad")
-        check_guidance(**{"lam": 0.0, **self.guidance})
+        check_guidance(**{"lam": 0.0, **self.guidance}, prefix="task.guidance.")
 
     def target_lam(self) -> float | None:
         """lam of the tilted target p(z) exp(lam r(z)) the method aims at (None: no target)."""
@@ -209,7 +210,7 @@ class _Quality:
     def __init__(self, model, reward, metric, groups, generator, lam: float | None):
         self.model, self.metric, self.oracle = model, metric, is_oracle(model)
         self.tilted, self.reference = None, None
-        self.images = hasattr(model, "classify")  # MNIST: FID, target accuracy, diversity
+        self.images = capabilities_of(model).classifier  # MNIST: FID, target accuracy, diversity
         if self.oracle:
             self.w = reward.weights(model.dim)
             if lam:

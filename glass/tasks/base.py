@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_finite, check_int, check_time
+from glass.models.base import capabilities_of
 from glass.samplers.base import derive_seed
 from glass.schedules import bcast
 
@@ -40,7 +41,7 @@ class Result:
 
 def is_oracle(model) -> bool:
     """Whether the model is an exact oracle (closed-form posterior samples)."""
-    return hasattr(model, "sample_posterior")
+    return capabilities_of(model).oracle
 
 
 def fork(generator: torch.Generator, device):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from glass.models.base import capabilities_of
 from glass.samplers.compare import kernels_of
 from glass.tasks.base import Result, check_finite, check_int, check_time, fork, is_oracle, noise_to
 
@@ -38,7 +39,7 @@ class Posterior:
         from glass.tasks.base import check_gaussian_path
 
         check_gaussian_path(model, "posterior")
-        if not hasattr(model, "data_samples"):
+        if not capabilities_of(model).data:
             raise ValueError(
                 f"task=posterior noises data samples, and {model!r} has no data set "
                 "(use model=mnist, gmm or gmm64)"

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from glass.models.base import capabilities_of
 from glass.noise import Streams, select
 from glass.samplers.base import derive_seed
 from glass.samplers.compare import kernels_of
@@ -57,7 +58,7 @@ class Value:
         from glass.tasks.base import check_gaussian_path
 
         check_gaussian_path(model, "value")
-        if not hasattr(model, "data_samples"):
+        if not capabilities_of(model).data:
             raise ValueError(
                 f"task=value noises data samples, and {model!r} has no data set "
                 "(use model=mnist, gmm or gmm64)"
