@@ -59,8 +59,18 @@ def run(pipe, args, **options) -> Path:
     x = glass.generate(model, glass.GLASS(4, rho=0.4), k, n=2, prompt=prompts, generator=g, progress=True)
     samples = model.decode(x)  # (2, 3, H, W) in [0, 1]
     # 2. FK steering towards a reward on images (particles decoded by the adapter), one prompt per group
-    res = glass.fk_steering(model, glass.GLASS(2), Brightness(), grid=k, particles=4, groups=2, lam=10.0,
-                            prompt=prompts, generator=g, progress=True)  # fmt: skip
+    res = glass.fk_steering(
+        model,
+        glass.GLASS(2),
+        Brightness(),
+        grid=k,
+        particles=4,
+        groups=2,
+        lam=10.0,
+        prompt=prompts,
+        generator=g,
+        progress=True,
+    )
     steered = model.decode(res.best()[0])
     # 3. posterior samples p_{1|t} of your own image (here: the first sample), noised to t = 0.5
     post = glass.posterior(model, samples[:1], 0.5, glass.GLASS(4), n=2, prompt=prompts[0], generator=g)

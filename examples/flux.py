@@ -1,4 +1,5 @@
-"""GLASS on a FluxPipeline: `python examples/flux.py` (GPU, black-forest-labs/FLUX.1-dev) or `--tiny` (offline, CPU)."""
+"""GLASS on a FluxPipeline: `python examples/flux.py` (GPU, black-forest-labs/FLUX.1-dev),
+or `--tiny` (offline, CPU)."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""GLASS on a Flux2KleinPipeline: `python examples/flux2.py` (GPU, black-forest-labs/FLUX.2-klein-4B) or `--tiny` (offline, CPU)."""
+"""GLASS on a Flux2KleinPipeline: `python examples/flux2.py` (GPU, black-forest-labs/FLUX.2-klein-4B),
+or `--tiny` (offline, CPU)."""
 
 import sys
 

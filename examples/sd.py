@@ -1,4 +1,6 @@
-"""GLASS on a StableDiffusionPipeline: `python examples/sd.py` (GPU, stable-diffusion-v1-5/stable-diffusion-v1-5) or `--tiny` (offline, CPU)."""
+"""GLASS on a StableDiffusionPipeline: `python examples/sd.py`
+(GPU, stable-diffusion-v1-5/stable-diffusion-v1-5),
+or `--tiny` (offline, CPU)."""
 
 import sys
 

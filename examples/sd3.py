@@ -1,4 +1,6 @@
-"""GLASS on a StableDiffusion3Pipeline: `python examples/sd3.py` (GPU, stabilityai/stable-diffusion-3.5-medium) or `--tiny` (offline, CPU)."""
+"""GLASS on a StableDiffusion3Pipeline: `python examples/sd3.py`
+(GPU, stabilityai/stable-diffusion-3.5-medium),
+or `--tiny` (offline, CPU)."""
 
 import sys
 

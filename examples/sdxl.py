@@ -1,4 +1,6 @@
-"""GLASS on a StableDiffusionXLPipeline: `python examples/sdxl.py` (GPU, stabilityai/stable-diffusion-xl-base-1.0) or `--tiny` (offline, CPU)."""
+"""GLASS on a StableDiffusionXLPipeline: `python examples/sdxl.py`
+(GPU, stabilityai/stable-diffusion-xl-base-1.0),
+or `--tiny` (offline, CPU)."""
 
 import sys
 

@@ -35,8 +35,9 @@ def compare(family: str, steps: int = 4, seed: int = 0) -> list[dict]:
 
     pipe = PIPES[family]()
     s = SIZE[family]
-    model = glass.from_pipe(pipe, height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH[family],
-                            prompt="a photo of a cat")  # fmt: skip
+    model = glass.from_pipe(
+        pipe, height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH[family], prompt="a photo of a cat"
+    )
     sched = FlowMatchEulerDiscreteScheduler.from_config(model.scheduler.config, stochastic_sampling=True)
     sched.set_timesteps(**model.scheduler_kwargs(steps))
     x = torch.randn(4, *model.shape, generator=torch.Generator().manual_seed(seed))
@@ -47,15 +48,20 @@ def compare(family: str, steps: int = 4, seed: int = 0) -> list[dict]:
         v = (x.double() - d) / sigma  # the network's v = eps - x0 (guided)
         packed = model.pipeline_latents(x)
         sched._step_index = i
-        theirs = sched.step(model.pipeline_latents(v.float()), sched.timesteps[i], packed,
-                            generator=torch.Generator().manual_seed(100 + i)).prev_sample  # fmt: skip
+        theirs = sched.step(
+            model.pipeline_latents(v.float()),
+            sched.timesteps[i],
+            packed,
+            generator=torch.Generator().manual_seed(100 + i),
+        ).prev_sample
         noise = randn_tensor(packed.shape, generator=torch.Generator().manual_seed(100 + i))
         theirs = _ours_layout(model, theirs)
         eps = _ours_layout(model, noise)
         row = {"family": family, "step": i, "sigma": sigma, "sigma_next": sigma_next}
         for name, rho in (("rho0", 0.0), ("rho_ddpm", "ddpm")):
-            ours = glass.GLASS(1, rho=rho).transition(model, x.double(), 1 - sigma, 1 - sigma_next,
-                                                      generator=glass.noise.Injected(eps.double()))  # fmt: skip
+            ours = glass.GLASS(1, rho=rho).transition(
+                model, x.double(), 1 - sigma, 1 - sigma_next, generator=glass.noise.Injected(eps.double())
+            )
             row[name] = float((ours - theirs).abs().max() / theirs.abs().max())
         rows.append(row)
     return rows
@@ -82,14 +88,26 @@ def main() -> dict:
     out = {"rows": rows, "max_rel_diff_rho0": worst, "max_rel_diff_rho_ddpm": ddpm_gap}
     res = ROOT / "experiments" / "results"
     (res / "stochastic_sampling.json").write_text(json.dumps(out, indent=1) + "\n")
-    lines = ["# FlowMatchEulerDiscreteScheduler(stochastic_sampling=True) vs GLASS(M = 1)", "",
-             "Same latents, same noise, the pipeline's 4-step grid; relative max difference to the scheduler's step.",
-             "", "| family | step | sigma -> sigma' | GLASS rho = 0 | GLASS rho = rho_DDPM |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['family']} | {r['step']} | {r['sigma']:.4f} -> {r['sigma_next']:.4f} | {r['rho0']:.1e} | "
-              f"{r['rho_ddpm']:.1e} |" for r in rows]  # fmt: skip
-    lines += ["", f"Largest difference with rho = 0: {worst:.1e} (float32 rounding). With rho = rho_DDPM, up to "
-              f"{ddpm_gap:.2f} on the steps strictly inside (0, 1): from t = 0 rho_DDPM is 0 as well, and a step"
-              " into t' = 1 returns the denoiser for every rho.", ""]  # fmt: skip
+    lines = [
+        "# FlowMatchEulerDiscreteScheduler(stochastic_sampling=True) vs GLASS(M = 1)",
+        "",
+        "Same latents, same noise, the pipeline's 4-step grid; relative max difference to the scheduler.",
+        "",
+        "| family | step | sigma -> sigma' | GLASS rho = 0 | GLASS rho = rho_DDPM |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['family']} | {r['step']} | {r['sigma']:.4f} -> {r['sigma_next']:.4f} | {r['rho0']:.1e} | "
+        f"{r['rho_ddpm']:.1e} |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        f"Largest difference with rho = 0: {worst:.1e} (float32 rounding). With rho = rho_DDPM, up to "
+        f"{ddpm_gap:.2f} on the steps strictly inside (0, 1): from t = 0 rho_DDPM is 0 as well, and a step"
+        " into t' = 1 returns the denoiser for every rho.",
+        "",
+    ]
     (res / "stochastic_sampling.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return out

@@ -39,8 +39,9 @@ def per_row(cond: dict, n: int, repeat: int = 1, what: str = "samples") -> dict:
             out[key] = value
             continue
         if len(value) != n:
-            raise ValueError(f"{key} has {len(value)} entries for {n} {what}; give one per {what[:-1]} or a "
-                             "single value")  # fmt: skip
+            raise ValueError(
+                f"{key} has {len(value)} entries for {n} {what}; give one per {what[:-1]} or a single value"
+            )
         if repeat == 1:
             out[key] = value
         elif torch.is_tensor(value):

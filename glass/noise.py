@@ -122,11 +122,15 @@ class Generators:
         if not shape or shape[0] != len(self):
             raise ValueError(f"generator is a list of {len(self)} generators (one per sample) but the batch "
                              f"has {shape[0] if shape else 0} samples")  # fmt: skip
-        rows = [torch.randn((1, *shape[1:]), generator=g, dtype=dtype, device=g.device) for g in self.generators]
+        rows = [
+            torch.randn((1, *shape[1:]), generator=g, dtype=dtype, device=g.device) for g in self.generators
+        ]
         return torch.cat([r.to(device) if device is not None else r for r in rows])
 
     def derive_seed(self) -> int:
-        return int(torch.randint(0, 2**62, (1,), generator=self.generators[0], device=self.generators[0].device))
+        return int(
+            torch.randint(0, 2**62, (1,), generator=self.generators[0], device=self.generators[0].device)
+        )
 
 
 class Injected:
@@ -151,7 +155,9 @@ class Injected:
             raise ValueError("the injected noise is used up: give one tensor per draw the sampler makes")
         draw = self.draws.pop(0)
         if tuple(draw.shape) != tuple(shape):
-            raise ValueError(f"injected noise of shape {tuple(draw.shape)} where the sampler draws {tuple(shape)}")
+            raise ValueError(
+                f"injected noise of shape {tuple(draw.shape)} where the sampler draws {tuple(shape)}"
+            )
         return draw.to(dtype=dtype, device=device or draw.device)
 
     def derive_seed(self) -> int:

@@ -43,8 +43,9 @@ def pipe_of(family):
 
 def model_of(family, **kw):
     s = SIZE[family]
-    return glass.from_pipe(pipe_of(family), height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH[family],
-                           **kw)  # fmt: skip
+    return glass.from_pipe(
+        pipe_of(family), height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH[family], **kw
+    )
 
 
 def ode_of(family):
@@ -54,10 +55,15 @@ def ode_of(family):
 def tiny_vae(latent_channels: int):
     torch.manual_seed(0)
     return diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=latent_channels, block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1, norm_num_groups=4,
-    ).eval()  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=latent_channels,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        norm_num_groups=4,
+    ).eval()
 
 
 def tiny_sit(cfg=1.0):
@@ -79,8 +85,15 @@ def test_ode_on_the_pipelines_grid_reproduces_the_pipeline(family):
     pipe, model = pipe_of(family), model_of(family)
     s, k = SIZE[family], 4
     x = torch.randn(2, *model.shape, generator=torch.Generator().manual_seed(1))
-    out = pipe(prompt=PROMPTS, num_inference_steps=k, height=s, width=s, latents=model.pipeline_latents(x),
-               output_type="latent", **CALL_KWARGS[family]).images  # fmt: skip
+    out = pipe(
+        prompt=PROMPTS,
+        num_inference_steps=k,
+        height=s,
+        width=s,
+        latents=model.pipeline_latents(x),
+        output_type="latent",
+        **CALL_KWARGS[family],
+    ).images
     ref = model.from_pipeline_output(out)
     ours = glass.generate(model, ode_of(family), k, x=x.double(), prompt=PROMPTS)
     assert ours.shape == ref.shape == (2, *model.shape)
@@ -103,15 +116,23 @@ def _snapshot(pipe) -> dict:
                 h.update(p.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
             state[name] = (h.hexdigest(), module.training)
     sched = pipe.scheduler
-    state["scheduler"] = repr({k: (v.tolist() if torch.is_tensor(v) else v) for k, v in vars(sched).items()
-                               if k != "config"}) + json.dumps(dict(sched.config), default=str)  # fmt: skip
+    state["scheduler"] = repr(
+        {k: (v.tolist() if torch.is_tensor(v) else v) for k, v in vars(sched).items() if k != "config"}
+    ) + json.dumps(dict(sched.config), default=str)
     return state
 
 
 def _own_output(pipe, family):
     s = SIZE[family]
-    return pipe(prompt="a dog", num_inference_steps=2, height=s, width=s, output_type="latent",
-                generator=torch.Generator().manual_seed(3), **CALL_KWARGS[family]).images  # fmt: skip
+    return pipe(
+        prompt="a dog",
+        num_inference_steps=2,
+        height=s,
+        width=s,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(3),
+        **CALL_KWARGS[family],
+    ).images
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -127,8 +148,9 @@ def test_every_entry_point_leaves_the_pipe_unchanged_and_outputs_carry_no_graph(
     outs.append(glass.GLASS(2).transition(model, outs[0], 0.3, 0.7))
     res = fk_steering(model, glass.GLASS(1), Ink(), grid=2, particles=2, groups=2, lam=3.0, generator=g)
     outs += [res.x, best_of_n(model, glass.SDE(1), Ink(), grid=2, n=2, groups=1, generator=g)[0]]
-    outs.append(glass.generate(Guided(model, Ink(), lam=0.5, t_lo=0.05, t_hi=0.95), glass.GLASS(1), 2, 1,
-                               generator=g))  # fmt: skip
+    outs.append(
+        glass.generate(Guided(model, Ink(), lam=0.5, t_lo=0.05, t_hi=0.95), glass.GLASS(1), 2, 1, generator=g)
+    )
     images = model.decode(outs[0])
     outs += [images, model.encode(images)]
     outs.append(glass.posterior(model, images, 0.5, glass.GLASS(2), n=2, generator=g))
@@ -154,8 +176,12 @@ def test_prompts_per_sample_equal_single_prompt_runs(family):
     model = model_of(family)
     x = torch.randn(2, *model.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     both = glass.generate(model, glass.GLASS(2), 2, x=x, prompt=PROMPTS, generator=glass.noise.Streams(5, 2))
-    one = [glass.generate(model, glass.GLASS(2), 2, x=x[i : i + 1], prompt=p,
-                          generator=glass.noise.Streams(5, 2)[i : i + 1]) for i, p in enumerate(PROMPTS)]  # fmt: skip
+    one = [
+        glass.generate(
+            model, glass.GLASS(2), 2, x=x[i : i + 1], prompt=p, generator=glass.noise.Streams(5, 2)[i : i + 1]
+        )
+        for i, p in enumerate(PROMPTS)
+    ]
     assert float((both - torch.cat(one)).abs().max() / both.abs().max()) < 1e-4  # float32 batching only
     swapped = glass.generate(
         model, glass.GLASS(2), 2, x=x, prompt=PROMPTS[::-1], generator=glass.noise.Streams(5, 2)
@@ -198,8 +224,17 @@ def test_glass_fk_best_of_n_guidance_and_posterior_end_to_end(family):
     g = torch.Generator().manual_seed(0)
     x = glass.generate(model, glass.GLASS(2, rho=0.4), 2, 3, generator=g)
     assert x.shape == (3, *model.shape) and torch.isfinite(x).all() and model.nfe == 4
-    res = fk_steering(model, glass.GLASS(2), Ink(), grid=2, particles=3, groups=2, lam=5.0, generator=g,
-                      prompt=["a dog", "a red car"])  # fmt: skip
+    res = fk_steering(
+        model,
+        glass.GLASS(2),
+        Ink(),
+        grid=2,
+        particles=3,
+        groups=2,
+        lam=5.0,
+        generator=g,
+        prompt=["a dog", "a red car"],
+    )
     best, rb = res.best()
     assert best.shape == (2, *model.shape) and torch.isfinite(rb).all() and res.nfe == 4
     _, rn, nfe = best_of_n(model, glass.GLASS(1), Ink(), grid=2, n=2, groups=2, generator=g)
@@ -234,10 +269,12 @@ def test_generator_lists_callbacks_and_progress():
     # the first draw is diffusers' own: randn_tensor with a list draws each row from its generator
     from diffusers.utils.torch_utils import randn_tensor
 
-    noise = randn_tensor((2, *model.shape), generator=[torch.Generator().manual_seed(i) for i in (7, 8)],
-                         dtype=torch.float64)  # fmt: skip
-    first = glass.noise.randn((2, *model.shape), glass.noise.Generators(
-        [torch.Generator().manual_seed(i) for i in (7, 8)]))  # fmt: skip
+    noise = randn_tensor(
+        (2, *model.shape), generator=[torch.Generator().manual_seed(i) for i in (7, 8)], dtype=torch.float64
+    )
+    first = glass.noise.randn(
+        (2, *model.shape), glass.noise.Generators([torch.Generator().manual_seed(i) for i in (7, 8)])
+    )
     assert torch.equal(noise, first)
     seen = []
 
@@ -248,12 +285,20 @@ def test_generator_lists_callbacks_and_progress():
     model.reset_nfe()
     c = glass.generate(model, glass.ODE(1), 2, 2, callback=callback, progress=True)
     assert [s[0] for s in seen] == [0, 1] and seen[1][1] == 1.0 and model.nfe == 2  # no extra NFE
-    ref = glass.ODE(1).transition(model, torch.zeros(2, *model.shape, dtype=torch.float64),
-                                  float(model.grid(2)[1]), 1.0)  # fmt: skip
+    ref = glass.ODE(1).transition(
+        model, torch.zeros(2, *model.shape, dtype=torch.float64), float(model.grid(2)[1]), 1.0
+    )
     assert torch.allclose(c, ref)  # the replacement was used
     states = []
-    fk_steering(model, glass.GLASS(1), Ink(), grid=3, particles=2, groups=1,
-                callback=lambda i, t, x, d, **st: states.append(sorted(st)))  # fmt: skip
+    fk_steering(
+        model,
+        glass.GLASS(1),
+        Ink(),
+        grid=3,
+        particles=2,
+        groups=1,
+        callback=lambda i, t, x, d, **st: states.append(sorted(st)),
+    )
     assert states == [["ancestors", "ess", "log_weights"]] * 3
 
 
@@ -268,13 +313,18 @@ def test_generator_lists_callbacks_and_progress():
         (lambda m: glass.from_pipe(pipe_of("sd"), true_cfg_scale=2.0), "unknown options true_cfg_scale"),
         (lambda m: glass.generate(m, glass.ODE(1), 1, 2), "prompt is required"),
         (lambda m: glass.generate(m, glass.ODE(1), 1, 2, prompt=["a"] * 3), "prompt has 3 entries for 2"),
-        (lambda m: glass.generate(m, glass.ODE(1), 1, 2, prompt="a", seed=3), "does not take the conditioning seed"),
-        (lambda m: glass.generate(m, glass.ODE(1), 1, 2, prompt="a", generator=[torch.Generator()]),
-         "list of 1 generators"),
+        (
+            lambda m: glass.generate(m, glass.ODE(1), 1, 2, prompt="a", seed=3),
+            "does not take the conditioning seed",
+        ),
+        (
+            lambda m: glass.generate(m, glass.ODE(1), 1, 2, prompt="a", generator=[torch.Generator()]),
+            "list of 1 generators",
+        ),
         (lambda m: glass.generate(m, glass.ODE(1), 1, 2, prompt="a", generator=3), "generator must be"),
         (lambda m: fk_steering(m, glass.ODE(1), Ink(), particles=0), "^particles must be an integer"),
     ],
-)  # fmt: skip
+)
 def test_python_errors_are_one_clear_line_naming_the_argument(call, match):
     model = model_of("sd")
     with pytest.raises(ValueError, match=match):
@@ -306,8 +356,9 @@ def test_stochastic_flow_match_euler_step_is_glass_with_one_step_and_rho_zero():
     rows = compare("sd3") + compare("flux")
     assert max(r["rho0"] for r in rows) < 1e-6
     assert max(r["rho_ddpm"] for r in rows if r["sigma"] < 1 and r["sigma_next"] > 0) > 0.1
-    committed = json.loads((Path(__file__).resolve().parents[1] / "experiments/results/stochastic_sampling.json")
-                           .read_text())  # fmt: skip
+    committed = json.loads(
+        (Path(__file__).resolve().parents[1] / "experiments/results/stochastic_sampling.json").read_text()
+    )
     assert committed["max_rel_diff_rho0"] < 1e-6
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"to a relative {committed['max_rel_diff_rho0']:.1e}" in readme  # what the README says
@@ -351,8 +402,14 @@ def test_sit_convention_and_cfg():
     d = model.denoise(x, 0.3)
     assert torch.allclose(d[:, 3], (x + 0.7 * u)[:, 3], atol=1e-5)
     keys = set(model.net.state_dict())
-    assert {"pos_embed", "x_embedder.proj.weight", "blocks.1.attn.qkv.weight", "final_layer.linear.bias",
-            "y_embedder.embedding_table.weight", "t_embedder.mlp.2.weight"} <= keys  # fmt: skip
+    assert {
+        "pos_embed",
+        "x_embedder.proj.weight",
+        "blocks.1.attn.qkv.weight",
+        "final_layer.linear.bias",
+        "y_embedder.embedding_table.weight",
+        "t_embedder.mlp.2.weight",
+    } <= keys
 
 
 def test_sit_loads_a_checkpoint_state_dict(tmp_path):
@@ -366,8 +423,10 @@ def test_sit_loads_a_checkpoint_state_dict(tmp_path):
     torch.save({"ema": src.state_dict()}, tmp_path / "ckpt.pt")
     model = load_sit(str(tmp_path / "ckpt.pt"), vae=None, class_label=2, net=tiny)
     x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
-    assert torch.allclose(model.net(x.float(), torch.full((2,), 0.5), torch.full((2,), 2)),
-                          src(x.float(), torch.full((2,), 0.5), torch.full((2,), 2)))  # fmt: skip
+    assert torch.allclose(
+        model.net(x.float(), torch.full((2,), 0.5), torch.full((2,), 2)),
+        src(x.float(), torch.full((2,), 0.5), torch.full((2,), 2)),
+    )
     with pytest.raises(ValueError, match="does not fit"):
         load_sit(str(tmp_path / "ckpt.pt"), vae=None, net={**tiny, "hidden_size": 16})
 
@@ -402,8 +461,16 @@ def test_cli_loads_a_local_pipeline_folder_through_from_pipe(family, tmp_path):
     root = tmp_path / f"tiny-{family}"
     pipe_of(family).save_pretrained(root)
     s = SIZE[family]
-    common = [f"model={family}", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32",
-              f"model.height={s}", f"model.width={s}", "model.prompt='a tiny cat'", f"out_dir={tmp_path}"]  # fmt: skip
+    common = [
+        f"model={family}",
+        f"model.model_id={root}",
+        "model.device=cpu",
+        "model.dtype=float32",
+        f"model.height={s}",
+        f"model.width={s}",
+        "model.prompt='a tiny cat'",
+        f"out_dir={tmp_path}",
+    ]
     if MAX_SEQUENCE_LENGTH[family]:
         common.append(f"model.max_sequence_length={MAX_SEQUENCE_LENGTH[family]}")
     model = instantiate(compose(common).model, "model")
@@ -429,9 +496,19 @@ def test_cli_loads_a_local_pipeline_folder_through_from_pipe(family, tmp_path):
     assert "text_encoder" in loaded[0]  # every prompt cached: the encoders were not loaded
     assert torch.equal(again.denoise(x, 0.3), model.denoise(x, 0.3))
     res = CliRunner().invoke(
-        app, ["run", *common, "task=fk_steering", "reward=ink", "sampler=glass", "sampler.steps=1",
-              "task.particles=2", "task.groups=2", "task.transitions=2"],
-    )  # fmt: skip
+        app,
+        [
+            "run",
+            *common,
+            "task=fk_steering",
+            "reward=ink",
+            "sampler=glass",
+            "sampler.steps=1",
+            "task.particles=2",
+            "task.groups=2",
+            "task.transitions=2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     (run,) = [p for p in tmp_path.glob("runs/*/*") if p.is_dir()]
     row = json.loads((run / "metrics.json").read_text())["rows"][0]

@@ -127,8 +127,9 @@ def fk_steering(
                    callback, cond)  # fmt: skip
 
 
-def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resampler, resample_every,
-        ess_threshold, intermediate, posterior_steps, chunk, generator, progress, callback, cond):  # fmt: skip
+def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resampler,  # fmt: skip
+        resample_every, ess_threshold, intermediate, posterior_steps, chunk, generator, progress, callback,
+        cond):
     from glass.samplers.glass import GLASS
 
     times = time_grid(grid, model)

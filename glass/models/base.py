@@ -20,7 +20,15 @@ from glass.schedules import Schedule, as_time, get
 
 Prediction = Literal["velocity", "epsilon", "x0", "v"]
 
-__all__ = ["Model", "CallableModel", "Capabilities", "capabilities_of", "Prediction", "from_prediction", "to_denoiser"]
+__all__ = [
+    "Model",
+    "CallableModel",
+    "Capabilities",
+    "capabilities_of",
+    "Prediction",
+    "from_prediction",
+    "to_denoiser",
+]
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,9 @@ class Capabilities:
     flags (through :meth:`require`) instead of probing for attributes."""
 
     data: bool = False  # a reference data set: data_samples(n, generator) (posterior / value tasks, FID)
-    oracle: bool = False  # exact answers in closed form: sample_posterior, tilted, log_prob (Gaussian mixture)
+    oracle: bool = (
+        False  # exact answers in closed form: sample_posterior, tilted, log_prob (Gaussian mixture)
+    )
     classifier: bool = False  # classify(z) -> labels (MNIST: label agreement, target accuracy)
     latent: bool = False  # decode(x) -> images in [0, 1] and encode(images) -> x
     prompts: bool = False  # text-conditioned: prompt= / negative_prompt= conditioning
@@ -43,7 +53,9 @@ class Capabilities:
     def require(self, what: str, model, purpose: str) -> None:
         """One ValueError naming what ``purpose`` needs and the model lacks."""
         if not getattr(self, what):
-            raise ValueError(f"{purpose} needs a model with {self.WHAT[what]}; {type(model).__name__} has none")
+            raise ValueError(
+                f"{purpose} needs a model with {self.WHAT[what]}; {type(model).__name__} has none"
+            )
 
 
 def capabilities_of(model) -> Capabilities:

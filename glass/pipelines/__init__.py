@@ -21,8 +21,13 @@ from glass.pipelines.sd3 import SD3Model
 __all__ = ["from_pipe", "ADAPTERS", "PipelineModel"]
 
 ADAPTERS: tuple[type[PipelineModel], ...] = (
-    FluxModel, Flux2KleinModel, SD3Model, StableDiffusionModel, SDXLModel, DDPMModel,
-)  # fmt: skip
+    FluxModel,
+    Flux2KleinModel,
+    SD3Model,
+    StableDiffusionModel,
+    SDXLModel,
+    DDPMModel,
+)
 
 
 def adapter_for(pipe) -> type[PipelineModel]:
@@ -68,5 +73,13 @@ def from_pipe(
             family options: ``true_cfg_scale`` (FLUX.1), ``guidance_rescale`` (SD, SDXL).
     """
     cls = adapter_for(pipe)
-    return cls(pipe, height=height, width=width, guidance_scale=guidance_scale,
-               negative_prompt=negative_prompt, device=device, dtype=dtype, **options)  # fmt: skip
+    return cls(
+        pipe,
+        height=height,
+        width=width,
+        guidance_scale=guidance_scale,
+        negative_prompt=negative_prompt,
+        device=device,
+        dtype=dtype,
+        **options,
+    )

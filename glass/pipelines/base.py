@@ -91,19 +91,23 @@ class PipelineModel(Model):
         own_device = torch.device(pipe._execution_device)
         if dtype is not None and as_dtype(dtype) != own_dtype:
             raise ValueError(
-                f"dtype={dtype} differs from the pipeline's {self.network} ({own_dtype}); glass never converts "
-                f"your modules: convert the pipeline yourself (pipe.to({as_dtype(dtype)})) or leave dtype=None"
+                f"dtype={dtype} differs from the pipeline's {self.network} ({own_dtype}); glass never "
+                f"converts your modules: convert the pipeline yourself (pipe.to({as_dtype(dtype)})) or leave "
+                "dtype=None"
             )
         if device is not None and not _same_device(torch.device(device), own_device):
             raise ValueError(
-                f"device={device!r} differs from the pipeline's execution device ({own_device}); glass never "
-                f"moves your modules: move the pipeline yourself (pipe.to({str(device)!r})) or leave device=None"
+                f"device={device!r} differs from the pipeline's execution device ({own_device}); glass "
+                f"never moves your modules: move the pipeline yourself (pipe.to({str(device)!r})) or leave "
+                "device=None"
             )
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             allowed = ", ".join(self.options) or "none"
-            raise ValueError(f"from_pipe got unknown options {', '.join(unknown)} for {self.family} "
-                             f"(family options: {allowed})")  # fmt: skip
+            raise ValueError(
+                f"from_pipe got unknown options {', '.join(unknown)} for {self.family} "
+                f"(family options: {allowed})"
+            )
         self.option = {**self.options, **options}
         self.net, self.vae = net, getattr(pipe, "vae", None)
         self.image_processor = getattr(pipe, "image_processor", None)
@@ -124,9 +128,10 @@ class PipelineModel(Model):
         self.prompt, self.negative_prompt = prompt, negative_prompt
         self.chunk = None if chunk is None else check_int("chunk", chunk, 1)
         self.max_sequence_length = (
-            self.max_length if max_sequence_length is None
+            self.max_length
+            if max_sequence_length is None
             else check_int("max_sequence_length", max_sequence_length, 1)
-        )  # fmt: skip
+        )
         self._embeddings: dict[str | None, dict[str, Tensor]] = {}
         self._disk = None
         if cache_dir is not None:
@@ -229,15 +234,19 @@ class PipelineModel(Model):
     def _rows(self, value, b: int, name: str, required: bool) -> list:
         if value is None:
             if required:
-                raise ValueError(f"prompt is required: {type(self).__name__} is text-conditioned (pass "
-                                 "prompt=..., or glass.from_pipe(pipe, prompt=...))")  # fmt: skip
+                raise ValueError(
+                    f"prompt is required: {type(self).__name__} is text-conditioned (pass "
+                    "prompt=..., or glass.from_pipe(pipe, prompt=...))"
+                )
             return [None] * b
         if isinstance(value, str):
             return [value] * b
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             if len(value) != b:
-                raise ValueError(f"{name} has {len(value)} entries for a batch of {b}; give one per sample "
-                                 "or a single string")  # fmt: skip
+                raise ValueError(
+                    f"{name} has {len(value)} entries for a batch of {b}; give one per sample "
+                    "or a single string"
+                )
             return list(value)
         raise ValueError(f"{name} must be a string or a list of strings, got {type(value).__name__}")
 
@@ -279,8 +288,10 @@ class PipelineModel(Model):
             if images.ndim != 4 or images.shape[1] != 3:
                 raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
             if images.shape[-2:] != (self.height, self.width):
-                raise ValueError(f"images are {images.shape[-2]}x{images.shape[-1]}, the model samples "
-                                 f"{self.height}x{self.width}; resize them or set height/width")  # fmt: skip
+                raise ValueError(
+                    f"images are {images.shape[-2]}x{images.shape[-1]}, the model samples "
+                    f"{self.height}x{self.width}; resize them or set height/width"
+                )
             lo, hi = float(images.min()), float(images.max())
             if lo < 0 or hi > 1:
                 raise ValueError(f"images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
@@ -310,5 +321,7 @@ class PipelineModel(Model):
         return sum(p.numel() for p in self.net.parameters()) / 1e6
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.name}, {self.n_params():.1f}M params, {self.height}x{self.width}, "
-                f"latents {self.shape}, {self.dtype}, {self.device})")  # fmt: skip
+        return (
+            f"{type(self).__name__}({self.name}, {self.n_params():.1f}M params, {self.height}x{self.width}, "
+            f"latents {self.shape}, {self.dtype}, {self.device})"
+        )

@@ -21,7 +21,7 @@ from torch import Tensor
 from glass.models.base import to_denoiser
 from glass.pipelines.base import PipelineModel
 
-__all__ = ["FlowPipelineModel", "calculate_shift"]
+__all__ = ["FlowPipelineModel", "PatchedFlowModel", "calculate_shift"]
 
 
 def calculate_shift(seq_len: int, config, max_shift_default: float = 1.15) -> float:
@@ -63,3 +63,18 @@ class FlowPipelineModel(PipelineModel):
         if any(given) and not all(given):
             raise ValueError("negative_prompt is given for some samples and not others; give one for each")
         return all(given)
+
+
+class PatchedFlowModel(FlowPipelineModel):
+    """FLUX.1 and FLUX.2: the transformer sees 2x2 patches of the latents (4C channels a token), so
+    latents have C = in_channels / 4 and even sides, and one image token per patch."""
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        s = self.vae_scale_factor
+        return (int(self.net.config.in_channels) // 4, 2 * (height // (s * 2)), 2 * (width // (s * 2)))
+
+    def size_multiple(self) -> int:
+        return 2 * self.vae_scale_factor
+
+    def image_seq_len(self) -> int:
+        return self.shape[1] * self.shape[2] // 4

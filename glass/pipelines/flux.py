@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_number
-from glass.pipelines.flow import FlowPipelineModel, calculate_shift
+from glass.pipelines.flow import PatchedFlowModel, calculate_shift
 
 __all__ = ["FluxModel", "pack", "unpack", "image_ids"]
 
@@ -38,7 +38,7 @@ def image_ids(h: int, w: int, device=None) -> Tensor:
     return ids.reshape(-1, 3)
 
 
-class FluxModel(FlowPipelineModel):
+class FluxModel(PatchedFlowModel):
     family = "flux"
     pipelines = ("FluxPipeline",)
     default_guidance = 3.5  # distilled guidance (an input of dev's network)
@@ -50,18 +50,8 @@ class FluxModel(FlowPipelineModel):
         _, h, w = self.shape
         self.ids = image_ids(h, w, self.device).to(self.dtype)
 
-    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        s = self.vae_scale_factor
-        return (int(self.net.config.in_channels) // 4, 2 * (height // (s * 2)), 2 * (width // (s * 2)))
-
-    def size_multiple(self) -> int:
-        return 2 * self.vae_scale_factor
-
     def uses_negative(self) -> bool:
         return self.true_cfg_scale > 1
-
-    def image_seq_len(self) -> int:
-        return self.shape[1] * self.shape[2] // 4
 
     def scheduler_kwargs(self, k: int) -> dict:
         c = self.scheduler.config
@@ -71,9 +61,11 @@ class FluxModel(FlowPipelineModel):
 
     def _encode(self, texts: list) -> dict[str, Tensor]:
         embeds, pooled, _ = self._text.encode_prompt(
-            prompt=["" if p is None else p for p in texts], prompt_2=None, device=self.device,
+            prompt=["" if p is None else p for p in texts],
+            prompt_2=None,
+            device=self.device,
             max_sequence_length=self.max_sequence_length,
-        )  # fmt: skip
+        )
         return {"embeds": embeds, "pooled": pooled}
 
     def velocity(self, x: Tensor, sigma: Tensor, text: dict) -> Tensor:
@@ -84,10 +76,15 @@ class FluxModel(FlowPipelineModel):
         if self.net.config.guidance_embeds:
             kw["guidance"] = torch.full((b,), self.guidance_scale, device=self.device, dtype=torch.float32)
         out = self.net(
-            hidden_states=pack(x.to(self.dtype)), timestep=sigma.to(self.dtype), pooled_projections=text["pooled"],
-            encoder_hidden_states=embeds, txt_ids=torch.zeros(embeds.shape[1], 3, device=self.device,
-            dtype=embeds.dtype), img_ids=self.ids, return_dict=False, **kw,
-        )[0]  # fmt: skip
+            hidden_states=pack(x.to(self.dtype)),
+            timestep=sigma.to(self.dtype),
+            pooled_projections=text["pooled"],
+            encoder_hidden_states=embeds,
+            txt_ids=torch.zeros(embeds.shape[1], 3, device=self.device, dtype=embeds.dtype),
+            img_ids=self.ids,
+            return_dict=False,
+            **kw,
+        )[0]
         return unpack(out, h, w).double()
 
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:

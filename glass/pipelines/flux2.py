@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glass.pipelines.flow import FlowPipelineModel
+from glass.pipelines.flow import PatchedFlowModel
 
 __all__ = ["Flux2KleinModel", "patchify", "unpatchify", "empirical_mu"]
 
@@ -42,7 +42,7 @@ def empirical_mu(image_seq_len: int, num_steps: int) -> float:
     return float(a * num_steps + m_200 - 200.0 * a)
 
 
-class Flux2KleinModel(FlowPipelineModel):
+class Flux2KleinModel(PatchedFlowModel):
     family = "flux2"
     pipelines = ("Flux2KleinPipeline",)
     default_guidance = 4.0
@@ -59,18 +59,8 @@ class Flux2KleinModel(FlowPipelineModel):
         )
         self.distilled = bool(getattr(self._text.config, "is_distilled", False))
 
-    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        s = self.vae_scale_factor
-        return (int(self.net.config.in_channels) // 4, 2 * (height // (s * 2)), 2 * (width // (s * 2)))
-
-    def size_multiple(self) -> int:
-        return 2 * self.vae_scale_factor
-
     def uses_negative(self) -> bool:
         return self.guidance_scale > 1 and not self.distilled
-
-    def image_seq_len(self) -> int:
-        return self.shape[1] * self.shape[2] // 4
 
     def scheduler_kwargs(self, k: int) -> dict:
         sigmas = None if self.scheduler.config.get("use_flow_sigmas", False) else self.default_sigmas(k)
@@ -79,9 +69,10 @@ class Flux2KleinModel(FlowPipelineModel):
 
     def _encode(self, texts: list) -> dict[str, Tensor]:
         embeds, _ = self._text.encode_prompt(
-            prompt=["" if p is None else p for p in texts], device=self.device,
+            prompt=["" if p is None else p for p in texts],
+            device=self.device,
             max_sequence_length=self.max_sequence_length,
-        )  # fmt: skip
+        )
         return {"embeds": embeds}
 
     def velocity(self, x: Tensor, sigma: Tensor, text: dict) -> Tensor:
@@ -91,9 +82,14 @@ class Flux2KleinModel(FlowPipelineModel):
         l_ids = torch.arange(embeds.shape[1], device=self.device)
         txt_ids = torch.stack([torch.zeros_like(l_ids)] * 3 + [l_ids], -1)[None].expand(b, -1, -1)
         out = self.net(
-            hidden_states=tokens, timestep=sigma.to(self.dtype), guidance=None, encoder_hidden_states=embeds,
-            txt_ids=txt_ids, img_ids=self.ids.expand(b, -1, -1), return_dict=False,
-        )[0][:, : tokens.shape[1]]  # fmt: skip
+            hidden_states=tokens,
+            timestep=sigma.to(self.dtype),
+            guidance=None,
+            encoder_hidden_states=embeds,
+            txt_ids=txt_ids,
+            img_ids=self.ids.expand(b, -1, -1),
+            return_dict=False,
+        )[0][:, : tokens.shape[1]]
         return unpatchify(out.transpose(1, 2).reshape(b, -1, h // 2, w // 2)).double()
 
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:

@@ -76,9 +76,25 @@ def load_pipeline(
         pipe.to(device)
     if attention_slicing:  # attention in slices: less peak memory, a little slower
         pipe.enable_attention_slicing()
-    kw = {} if family == "ddpm" else {"prompt": prompt, "cache_dir": cache_dir, "release_text_encoders": True,
-                                      "max_sequence_length": max_sequence_length}  # fmt: skip
-    model = from_pipe(pipe, height=height, width=width, guidance_scale=guidance_scale,
-                      negative_prompt=negative_prompt, chunk=chunk, **kw, **options)  # fmt: skip
+    kw = (
+        {}
+        if family == "ddpm"
+        else {
+            "prompt": prompt,
+            "cache_dir": cache_dir,
+            "release_text_encoders": True,
+            "max_sequence_length": max_sequence_length,
+        }
+    )
+    model = from_pipe(
+        pipe,
+        height=height,
+        width=width,
+        guidance_scale=guidance_scale,
+        negative_prompt=negative_prompt,
+        chunk=chunk,
+        **kw,
+        **options,
+    )
     del pipe  # the model holds what it samples with; the text encoders go with the pipe
     return model

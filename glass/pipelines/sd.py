@@ -61,12 +61,14 @@ class _UNetModel(PipelineModel):
     def _check_options(self) -> None:
         prediction = self.scheduler.config.prediction_type
         if prediction not in PREDICTIONS:
-            raise ValueError(f"the scheduler's prediction_type must be one of {', '.join(PREDICTIONS)}, "
-                             f"got {prediction!r}")  # fmt: skip
+            raise ValueError(
+                f"the scheduler's prediction_type must be one of {', '.join(PREDICTIONS)}, got {prediction!r}"
+            )
         self.prediction = PREDICTIONS[prediction]
         self.alphas_cumprod = self.scheduler.alphas_cumprod.double().cpu()
-        self.guidance_rescale = check_number("guidance_rescale", self.option.get("guidance_rescale", 0.0),
-                                             minimum=0)  # fmt: skip
+        self.guidance_rescale = check_number(
+            "guidance_rescale", self.option.get("guidance_rescale", 0.0), minimum=0
+        )
 
     def default_size(self, pipe) -> int:
         size = self.net.config.sample_size
@@ -92,10 +94,12 @@ class _UNetModel(PipelineModel):
         texts = [pos] if neg is None else [neg, pos]
         n = len(texts)
         out = self.net(
-            x.to(self.dtype).repeat(n, 1, 1, 1), k.repeat(n),
-            encoder_hidden_states=torch.cat([e["embeds"] for e in texts]), return_dict=False,
+            x.to(self.dtype).repeat(n, 1, 1, 1),
+            k.repeat(n),
+            encoder_hidden_states=torch.cat([e["embeds"] for e in texts]),
+            return_dict=False,
             **self.added(pos, neg, len(x)),
-        )[0].double()  # fmt: skip
+        )[0].double()
         if n == 2:
             uncond, text = out.chunk(2)
             out = uncond + self.guidance_scale * (text - uncond)
@@ -138,10 +142,12 @@ class SDXLModel(_UNetModel):
         texts = [pos] if neg is None else [neg, pos]
         size = (self.height, self.width)
         ids = torch.tensor([[*size, 0, 0, *size]], dtype=pos["embeds"].dtype, device=self.device)
-        return {"added_cond_kwargs": {
-            "text_embeds": torch.cat([e["pooled"] for e in texts]),
-            "time_ids": ids.repeat(b * len(texts), 1),
-        }}  # fmt: skip
+        return {
+            "added_cond_kwargs": {
+                "text_embeds": torch.cat([e["pooled"] for e in texts]),
+                "time_ids": ids.repeat(b * len(texts), 1),
+            }
+        }
 
 
 class DDPMModel(_UNetModel):

@@ -39,15 +39,22 @@ class SD3Model(FlowPipelineModel):
     def _encode(self, texts: list) -> dict[str, Tensor]:
         texts = ["" if p is None else p for p in texts]  # the pipeline's negative: negative_prompt or ""
         embeds, _, pooled, _ = self._text.encode_prompt(
-            prompt=texts, prompt_2=None, prompt_3=None, device=self.device, do_classifier_free_guidance=False,
+            prompt=texts,
+            prompt_2=None,
+            prompt_3=None,
+            device=self.device,
+            do_classifier_free_guidance=False,
             max_sequence_length=self.max_sequence_length,
-        )  # fmt: skip
+        )
         return {"embeds": embeds, "pooled": pooled}
 
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
         sigma = 1 - t
-        texts = [self.embeddings(negatives), self.embeddings(prompts)] if self.uses_negative() else [
-            self.embeddings(prompts)]  # fmt: skip
+        texts = (
+            [self.embeddings(negatives), self.embeddings(prompts)]
+            if self.uses_negative()
+            else [self.embeddings(prompts)]
+        )
         n = len(texts)
         out = self.net(
             hidden_states=x.to(self.dtype).repeat(n, 1, 1, 1),

@@ -45,25 +45,25 @@ def derive_seed(generator: torch.Generator | None) -> int | None:
 
 def time_grid(grid: int | Sequence[float] | Tensor, model=None) -> Tensor:
     """Outer grid: K transitions for an int K (uniform on [0, 1], or the model's own grid when it has
-    one: ``model.grid(K)``, e.g. a pipeline's scheduler grid), else the given increasing times in
-    [0, 1]. Grids end at t = 1 (data) except where a pipeline's own sampler ends short of it (DDIM
-    with ``set_alpha_to_one=False`` stops at abar_0)."""
+    one: ``model.grid(K)``, e.g. a pipeline's scheduler grid), else the given increasing times, which
+    must start in [0, 1) and end at 1. Only a model's own grid may end short of 1, where its pipeline's
+    sampler does (DDIM with ``set_alpha_to_one=False`` stops at abar_0)."""
     if isinstance(grid, bool):
         raise ValueError(f"the time grid must be an int K >= 1 or a list of times, got {grid!r}")
     if isinstance(grid, int):
         if grid < 1:
             raise ValueError(f"the number of transitions K must be >= 1, got {grid}")
         if model is not None and capabilities_of(model).own_grid:
-            return time_grid(model.grid(grid))
+            return _checked(model.grid(grid), end_below_one=True)
         return torch.linspace(0, 1, grid + 1, dtype=torch.float64)
+    return _checked(grid)
+
+
+def _checked(grid, end_below_one: bool = False) -> Tensor:
     g = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
-    if (
-        g.numel() < 2
-        or not 0.0 <= float(g[0]) < 1.0
-        or not 0.0 < float(g[-1]) <= 1.0
-        or bool(torch.any(g[1:] <= g[:-1]))
-    ):
-        raise ValueError(f"a time grid must increase strictly from t0 in [0, 1) to at most 1, got {g.tolist()}")
+    end_ok = 0.0 < float(g[-1]) <= 1.0 if end_below_one else float(g[-1]) == 1.0
+    if g.numel() < 2 or not 0.0 <= float(g[0]) < 1.0 or not end_ok or bool(torch.any(g[1:] <= g[:-1])):
+        raise ValueError(f"a time grid must increase strictly from t0 in [0, 1) to 1, got {g.tolist()}")
     return g
 
 

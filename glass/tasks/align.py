@@ -181,8 +181,8 @@ class BestOfN(_Align):
         return None
 
     def run(self, model, kernel, reward, groups, generator):
-        x, r, nfe = best_of_n(model, kernel, reward, self.transitions, self.particles, groups, chunk=self.chunk,
-                              generator=generator)  # fmt: skip
+        x, r, nfe = best_of_n(model, kernel, reward, self.transitions, self.particles, groups,
+                              chunk=self.chunk, generator=generator)  # fmt: skip
         return x, r, {"nfe": nfe, "nfe_per_sample": nfe * self.particles}, {}
 
 
