@@ -216,7 +216,7 @@ def fk_sweep(quick: bool, device: str) -> list[dict]:
 
 def mnist_fid(quick: bool) -> dict:
     """Posterior FID (t = 0.2, 256 test images, one posterior sample each) vs NFE on MNIST."""
-    from glass.runner import run
+    from glass.experiment import run
 
     steps = [2, 4] if quick else [2, 4, 8, 16]
     common = ["model=mnist", "task=posterior", "task.t=0.2", "out_dir=outputs/bench/mnist"]

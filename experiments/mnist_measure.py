@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from glass.runner import run
+from glass.experiment import run
 
 SAMPLERS = ["sde", "glass"]
 

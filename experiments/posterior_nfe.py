@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import mean, stdev
 
-from glass.runner import run
+from glass.experiment import run
 
 SAMPLERS = {
     "GLASS (Euler)": ["sampler=glass", "sampler.solver=euler"],

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from statistics import mean, stdev
 
-from glass.runner import run
+from glass.experiment import run
 
 METHODS = {
     "Flow baseline (ODE, 1 sample)": ["task=best_of_n", "task.particles=1", "sampler=ode"],

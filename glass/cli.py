@@ -204,8 +204,8 @@ def run(
             for ov in expand_sweep(overrides) if multirun else [overrides]:
                 typer.echo(OmegaConf.to_yaml(compose(ov)))
             return None
-        from glass.runner import prepare
-        from glass.runner import run as run_experiments
+        from glass.experiment import prepare
+        from glass.experiment import run as run_experiments
 
         jobs = prepare(overrides, multirun)  # validates every job before anything is written
         target = None
@@ -260,27 +260,10 @@ def train(
     Checkpoints, the loss curve and samples go to outputs/train/TARGET/; training resumes from
     there. The final EMA weights and their manifest are exported to glass/assets/ (trainer.export).
     """
-    from pathlib import Path
+    from glass.experiment import train as run_training
 
-    from glass.config import compose, instantiate
-
-    targets = groups("train").get("trainer", [])
-    overrides = list(overrides or [])
-    if "=" in target:  # `glass train prior=lowfreq ...`: the flow model is the default target
-        target, overrides = "flow", [target, *overrides]
-    if target not in targets:
-        _fail(f"unknown training target {target!r}; choose from: {', '.join(targets)}")
     try:
-        cfg = compose([f"trainer={target}", *overrides], config_name="train")
-        trainer = instantiate(cfg.trainer, "trainer")
-        from glass.data import load_mnist
-
-        if cfg.data.root is not None and not Path(str(cfg.data.root)).expanduser().is_dir():
-            raise UserError(f"data.root: the data directory {str(cfg.data.root)!r} does not exist")
-        load_mnist("train", cfg.data.root, cfg.data.download)  # fail on missing data before writing anything
-        suffix = cfg.prior.suffix if target == "flow" and "prior" in cfg else ""
-        run_dir = Path(cfg.out_dir) / "train" / f"{target}{suffix}"
-        result = trainer(run_dir, seed=int(cfg.seed), data_root=cfg.data.root, download=cfg.data.download)
+        result = run_training(target, list(overrides or []))
     except (UserError, ValueError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -345,7 +328,7 @@ def _reproduce_help() -> str:
     try:
         from rich.markup import escape
 
-        from glass.reproduce import load, names
+        from glass.definitions import load, names
 
         lines = [f"  [bold]{n}[/]: {escape(load(n)['title'])}" for n in names()]
     except UserError as e:

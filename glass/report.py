@@ -225,7 +225,7 @@ def report(path: str | Path) -> list[Path]:
         raise UserError(f"no finished jobs in {path} yet")
     spec = meta.get("definition") or _generic(rows)
     if meta.get("definition"):  # the current definition's report block wins (plots may have been edited)
-        from glass.reproduce import load, names
+        from glass.definitions import load, names
 
         if spec.get("name") in names():
             spec = {**spec, **{k: v for k, v in load(spec["name"]).items() if k != "scales"}}

@@ -26,82 +26,9 @@ import itertools
 from pathlib import Path
 
 from glass.config import UserError
+from glass.definitions import SCALES, load, names
 
-__all__ = ["definitions_dir", "names", "load", "job_overrides", "reproduce"]
-
-SCALES = ("small", "paper")
-
-
-def definitions_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "experiments" / "reproduce", here.parent / "experiments" / "reproduce"):
-        if candidate.is_dir():
-            return candidate
-    raise UserError(f"cannot find the experiment definitions (looked under {here} and {here.parent})")
-
-
-def names() -> list[str]:
-    return sorted(p.stem for p in definitions_dir().glob("*.yaml"))
-
-
-def load(name: str) -> dict:
-    """The definition ``name``, checked for the keys the runner and the report need."""
-    import yaml
-
-    known = names()
-    if name not in known:
-        raise UserError(f"unknown experiment {name!r}; choose from: {', '.join(known)}")
-    path = definitions_dir() / f"{name}.yaml"
-    try:
-        with open(path) as f:
-            spec = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(e, "problem", None) or type(e).__name__
-        raise UserError(f"experiment {name}: {path} is not valid YAML: {problem}{where}") from None
-    _check_definition(name, spec)
-    spec["name"] = name
-    return spec
-
-
-def _check_definition(name: str, spec) -> None:
-    """The shape ``glass reproduce`` and ``glass report`` rely on (see the module docstring)."""
-
-    def bad(what: str) -> UserError:
-        return UserError(f"experiment {name}: {what}")
-
-    if not isinstance(spec, dict):
-        raise bad("the definition must be a mapping with title, scales and report")
-    if not isinstance(spec.get("title"), str) or not spec["title"].strip():
-        raise bad("title must be one line of text")
-    if not isinstance(spec.get("scales"), dict):
-        raise bad(f"scales must be a mapping of {' and '.join(SCALES)}")
-    for scale in SCALES:
-        block = spec["scales"].get(scale)
-        if not isinstance(block, dict) or not isinstance(block.get("overrides"), list):
-            raise bad(f"scales.{scale}.overrides must be a list")
-        if not all(isinstance(o, str) for o in block["overrides"]):
-            raise bad(f"scales.{scale}.overrides must be a list of key=value strings")
-        for key in ("variants", "sweep"):
-            value = (block.get(key) or spec.get(key)) if key == "variants" else block.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
-                raise bad(f"scales.{scale}.{key} must be a mapping of lists ({key}: {{name: [...]}})")
-    report = spec.get("report", {})
-    if not isinstance(report, dict):
-        raise bad("report must be a mapping with plots and tables")
-    for key, needs in (("plots", ("x", "y")), ("tables", ("index", "value"))):
-        items = report.get(key, [])
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise bad(f"report.{key} must be a list of mappings")
-        for item in items:
-            if any(k not in item for k in needs):
-                raise bad(f"every entry of report.{key} needs {' and '.join(needs)}")
-            if key == "tables" and not isinstance(item["index"], list):
-                raise bad("report.tables: index must be a list of columns")
-
+__all__ = ["SCALES", "names", "load", "job_overrides", "reproduce"]
 
 def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[str]], list[dict]]:
     """(override list per job, labels per job): variants x the cartesian product of the sweep."""
@@ -143,9 +70,8 @@ def reproduce(
     hydra_overrides: list[str] | None = None,
 ) -> tuple[Path, list[dict], list]:
     """Run (or resume) the experiment's sweep and write its report; returns (directory, rows, failures)."""
-    from glass.config import compose
+    from glass.experiment import prepare_jobs
     from glass.report import report
-    from glass.runner import _check_writable, _Shared, build_job
     from glass.sweep import sweep
 
     spec = load(name)
@@ -153,11 +79,8 @@ def reproduce(
     if out_dir is not None:
         extra.append(f"out_dir={out_dir}")
     overrides, labels = job_overrides(spec, scale, extra)
-    shared = _Shared()
-    jobs = [build_job(ov, compose(ov), shared) for ov in overrides]  # everything validated first
-    root = Path(jobs[0].cfg.out_dir)
-    _check_writable(root)
-    target = root / "reproduce" / name / scale
+    jobs = prepare_jobs(overrides)  # everything validated (and the output checked) first
+    target = Path(jobs[0].cfg.out_dir) / "reproduce" / name / scale
     definition = {**spec, "scale": scale}
     base, rows, failures = sweep(
         jobs, target, hydra_overrides, progress, group=f"{name}-{scale}", definition=definition,

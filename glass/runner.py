@@ -17,9 +17,6 @@ composed and validated, so bad input leaves no directory behind.
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
-import os
 import shutil
 import time
 import traceback
@@ -28,11 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from glass.config import UserError, compose, expand_sweep, instantiate
+from glass.config import UserError, instantiate
+from glass.files import write_json_atomic
 from glass.metrics.default import resolve_metric
 from glass.rewards.base import resolve_reward
 
-__all__ = ["Job", "build_job", "prepare", "run", "run_job", "write_json_atomic", "write_rows"]
+__all__ = ["Job", "Shared", "build_job", "check_writable", "run_job", "run_single"]
 
 
 @dataclass
@@ -47,22 +45,7 @@ class Job:
     reward: object = None
 
 
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to a temporary file and rename it over ``path`` (never a partial file, and no
-    temporary file left behind when the write fails, e.g. on a full disk)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-class _Shared:
+class Shared:
     """Build each distinct component once per call: the jobs of a sweep share models, metrics and
     rewards, so weights, data checks and reference statistics are loaded once, not once per job."""
 
@@ -73,9 +56,6 @@ class _Shared:
         if key not in self._cache:
             self._cache[key] = build(*args)
         return self._cache[key]
-
-
-_SHARED = _Shared()  # for jobs built inside launcher processes
 
 
 def _model(node):
@@ -100,12 +80,12 @@ def _metric(node, task_name, model):
     return resolve_metric(instantiate(node, "metric"), task_name, model)
 
 
-def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
+def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
     """Instantiate and validate one job from its composed config (constructor errors, data checks,
     model/metric/reward mismatches become UserErrors)."""
     from omegaconf import OmegaConf
 
-    shared = shared or _SHARED
+    shared = shared or Shared()  # a job built alone (e.g. in a launcher's worker process)
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"seed must be an integer >= 0, got {seed!r}")
@@ -141,17 +121,8 @@ def build_job(overrides: list[str], cfg, shared: _Shared | None = None) -> Job:
     return Job(list(overrides), cfg, model, sampler, task, metric, logger, reward)
 
 
-def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
-    """Compose and validate every job of the call, and check the output directory is writable
-    (no run directory is created)."""
-    batches = expand_sweep(overrides) if multirun else [list(overrides)]
-    shared = _Shared()
-    jobs = [build_job(ov, compose(ov), shared) for ov in batches]
-    _check_writable(Path(jobs[0].cfg.out_dir))
-    return jobs
-
-
-def _check_writable(root: Path) -> None:
+def check_writable(root: Path) -> None:
+    """The output directory exists or can be made, and a file can be written there (one UserError)."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".write-test-{uuid.uuid4().hex[:8]}"
@@ -217,57 +188,10 @@ def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, me
     return rows
 
 
-def run(
-    overrides: list[str] | list[Job],
-    multirun: bool = False,
-    progress=None,
-    sweep_dir: Path | None = None,
-    hydra_overrides: list[str] | None = None,
-    announce=None,
-) -> tuple[Path, list[dict]]:
-    """Run the experiment(s) and return (output directory, one row per job and kernel).
-
-    ``overrides`` may also be the jobs returned by :func:`prepare`. ``progress(description, total)``
-    may return a callable that advances a progress bar. A sweep (``multirun`` or several jobs)
-    goes through :func:`glass.sweep.sweep` (resumable, on Hydra's launchers); a failed sweep job
-    raises a UserError after the other jobs have run.
-    """
-    jobs = overrides if overrides and isinstance(overrides[0], Job) else prepare(overrides, multirun)
-    if multirun or len(jobs) > 1:
-        from glass.sweep import sweep
-
-        base, rows, failures = sweep(jobs, sweep_dir, hydra_overrides, progress, announce=announce)
-        if failures:
-            name, message = failures[0]
-            raise UserError(
-                f"{len(failures)} of {len(jobs)} jobs failed, e.g. {name}: {message} "
-                f"(see {base}/<job>.failed/error.txt; run the same sweep again to retry them)"
-            )
-    else:
-        root = Path(jobs[0].cfg.out_dir)
-        date, clock = _stamp()
-        base = root / "runs" / date / f"{clock}-{_slug(jobs[0])}-{uuid.uuid4().hex[:6]}"
-        rows = [
-            {"job": base.name, "overrides": " ".join(jobs[0].overrides), **m}
-            for m in run_job(jobs[0], base, progress)
-        ]
-    return base, rows
-
-
-def write_rows(directory: Path, rows: list[dict]) -> None:
-    """summary.jsonl and summary.csv (one row per job and kernel), each written atomically."""
-    tmp = directory / ".summary.jsonl.tmp"
-    try:
-        with open(tmp, "w") as f:
-            f.write("".join(json.dumps(row) + "\n" for row in rows))
-        os.replace(tmp, directory / "summary.jsonl")
-        fields = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = directory / ".summary.csv.tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, directory / "summary.csv")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def run_single(job: Job, progress=None) -> tuple[Path, list[dict]]:
+    """One job into ``<out_dir>/runs/<date>/<time>-<task>-<sampler>-<id>/``; returns (its directory,
+    one row per kernel with the job's name and overrides)."""
+    date, clock = _stamp()
+    base = Path(job.cfg.out_dir) / "runs" / date / f"{clock}-{_slug(job)}-{uuid.uuid4().hex[:6]}"
+    rows = run_job(job, base, progress)
+    return base, [{"job": base.name, "overrides": " ".join(job.overrides), **m} for m in rows]

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from glass.config import UserError, config_dir
+from glass.files import write_json_atomic, write_rows
 
 __all__ = [
     "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "collect", "run_hydra_job",
@@ -233,8 +234,6 @@ def sweep(
 
 
 def _write_sweep_json(sweep_dir: Path, planned: list[Planned], group: str, definition: dict | None) -> None:
-    from glass.runner import write_json_atomic
-
     path = sweep_dir / "sweep.json"
     old = {}
     if path.is_file():
@@ -271,8 +270,6 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
     """Summary rows (one per finished job and kernel) of the sweep's jobs, written to summary.csv and
     summary.jsonl atomically. Without ``planned``, the jobs listed in sweep.json (or every finished
     job directory) are collected."""
-    from glass.runner import write_rows
-
     sweep_dir = Path(sweep_dir)
     if planned is not None:
         wanted = [(p.hash, p.job.overrides, p.labels or {}) for p in planned]

@@ -111,7 +111,7 @@ def test_results_separate_good_from_bad_samplers(tmp_path):
 
 def test_sweep_jobs_share_model_metric_and_reward(tmp_path):
     """Weights and reference statistics are loaded once per call, not once per job."""
-    from glass.runner import prepare
+    from glass.experiment import prepare
 
     jobs = prepare(["task=value", "seed=0,1", f"out_dir={tmp_path}"], multirun=True)
     assert len(jobs) == 2 and jobs[0].model is jobs[1].model
@@ -121,7 +121,7 @@ def test_sweep_jobs_share_model_metric_and_reward(tmp_path):
 
 
 def test_run_directories_are_unique_within_one_second(tmp_path):
-    from glass.runner import run
+    from glass.experiment import run
 
     dirs = {run([*ORACLE, "task.n=50", f"out_dir={tmp_path}"])[0] for _ in range(3)}
     assert len(dirs) == 3 and all(d.is_dir() for d in dirs)

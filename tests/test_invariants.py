@@ -75,7 +75,7 @@ def test_heavy_libraries_are_imported_lazily():
 def test_wandb_failure_never_stops_a_run(tmp_path, monkeypatch, capsys):
     import wandb
 
-    from glass.runner import run
+    from glass.experiment import run
 
     def broken_init(*a, **k):
         raise RuntimeError("no network")
@@ -88,7 +88,7 @@ def test_wandb_failure_never_stops_a_run(tmp_path, monkeypatch, capsys):
 
 
 def test_wandb_offline_run_logs_locally(tmp_path, monkeypatch):
-    from glass.runner import run
+    from glass.experiment import run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

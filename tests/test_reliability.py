@@ -20,7 +20,7 @@ import pytest
 from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
-import glass.runner
+import glass.files
 from glass.cli import app
 from glass.config import _SECRET_KEY
 from tests.validation_cases import CASES, DOC, command_line, problems, render, run_case
@@ -255,14 +255,14 @@ class _FullDisk:
 
 
 def fill_disk(monkeypatch, *names: str) -> None:
-    """Writes through glass.runner's atomic writers to temporary files named like ``names`` fail."""
+    """Writes through glass.files' atomic writers to temporary files named like ``names`` fail."""
 
     def fake_open(file, mode="r", *args, **kwargs):
         f = builtins.open(file, mode, *args, **kwargs)
         name = Path(file).name
         return _FullDisk(f) if "w" in mode and any(name.startswith(f".{n}") for n in names) else f
 
-    monkeypatch.setattr(glass.runner, "open", fake_open, raising=False)
+    monkeypatch.setattr(glass.files, "open", fake_open, raising=False)
 
 
 def no_temporary_files(directory: Path) -> bool:

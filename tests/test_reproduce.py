@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from glass.cli import app
 from glass.config import compose
 from glass.reproduce import SCALES, job_overrides, load, names
-from glass.runner import _Shared, build_job
+from glass.runner import Shared, build_job
 
 runner = CliRunner()
 
@@ -21,7 +21,7 @@ def test_every_experiment_definition_composes_at_every_scale(name, tmp_path):
     for scale in SCALES:
         overrides, labels = job_overrides(spec, scale, [f"out_dir={tmp_path}"])
         assert len(overrides) == len(labels) >= 1
-        shared = _Shared()
+        shared = Shared()
         jobs = [build_job(ov, compose(ov), shared) for ov in overrides]  # instantiates and validates
         keys = {json.dumps(ov) for ov in overrides}
         assert len(keys) == len(jobs)  # no two jobs alike

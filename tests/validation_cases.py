@@ -205,7 +205,7 @@ _TABLE: dict[str, list[tuple]] = {
         ("missing local pipeline folder", "run model=sd3 model.device=cpu model.model_id=/nonexistent",
          "no such folder '/nonexistent'"),
     ],
-    "output directory": [  # glass.runner._check_writable
+    "output directory": [  # glass.runner.check_writable
         ("out_dir under a regular file", "run model=gmm sampler=glass out_dir={tmp}/a-file/sub",
          "cannot write to the output directory"),
         ("reproduce into an unwritable out_dir", "reproduce table4-sampling out_dir={tmp}/a-file/sub",
@@ -257,7 +257,7 @@ _TABLE: dict[str, list[tuple]] = {
          "unknown option '--bogus'; see glass reproduce --help"),
         ("bad extra override", "reproduce fig7-rho task.nope=1", "unknown key 'task.nope'"),
     ],
-    "experiment definition": [  # glass.reproduce.load: broken experiments/reproduce/NAME.yaml
+    "experiment definition": [  # glass.definitions.load: broken experiments/reproduce/NAME.yaml
         ("YAML syntax error", "reproduce syntax",
          "experiment syntax: $TMP/defs/syntax.yaml is not valid YAML", "definitions"),
         ("not a mapping", "reproduce a-list",
@@ -399,7 +399,7 @@ def run_case(case: Case, tmp: Path) -> Outcome:
     import torch
     from typer.testing import CliRunner
 
-    import glass.reproduce
+    import glass.definitions
     from glass.cli import app
 
     tmp.mkdir(parents=True, exist_ok=True)
@@ -415,7 +415,7 @@ def run_case(case: Case, tmp: Path) -> Outcome:
         mp.delenv("WANDB_API_KEY", raising=False)
         mp.setenv("WANDB_MODE", "disabled")
         if "definitions" in case.setup:
-            mp.setattr(glass.reproduce, "definitions_dir", lambda: tmp / "defs")
+            mp.setattr(glass.definitions, "definitions_dir", lambda: tmp / "defs")
         if "fake_key" in case.setup:
             mp.setenv("WANDB_API_KEY", FAKE_KEY)
         res = CliRunner().invoke(app, argv)

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 
 from glass.models.base import Capabilities, Model
-from glass.samplers.glass import resolve_rho, transition_coefficients
-from glass.samplers.times import check_times
+from glass.paths import resolve_rho, transition_coefficients
 from glass.schedules import Schedule, as_time, bcast
+from glass.times import check_times
 
 __all__ = ["GaussianMixture", "ring", "random_mixture"]
 

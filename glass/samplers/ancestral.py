@@ -16,7 +16,7 @@ from torch import Tensor
 
 from glass.checks import check_transition
 from glass.samplers.glass import GLASS
-from glass.samplers.times import check_times, is_per_sample, step_times
+from glass.times import check_times, is_per_sample, step_times
 
 __all__ = ["DDPM"]
 

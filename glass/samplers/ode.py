@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_transition
-from glass.samplers.times import check_times, step_times
 from glass.schedules import bcast
+from glass.times import check_times, step_times
 
 __all__ = ["ODE"]
 

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from glass.checks import check_transition
 from glass.noise import randn
-from glass.samplers.times import check_times, step_times
 from glass.schedules import bcast
+from glass.times import check_times, step_times
 
 __all__ = ["SDE"]
 

@@ -1,4 +1,4 @@
-"""Time checks and step grids shared by every kernel."""
+"""Time checks and step grids shared by every kernel and the oracle (beside :mod:`glass.schedules`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,84 @@
+"""The paper experiments' definitions: ``experiments/reproduce/NAME.yaml`` (installed wheels carry a copy
+as ``glass/experiments/reproduce``), loaded and checked for the keys ``glass reproduce`` and
+``glass report`` rely on (see :mod:`glass.reproduce` for the format)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glass.config import UserError
+
+__all__ = ["SCALES", "definitions_dir", "names", "load"]
+
+SCALES = ("small", "paper")
+
+
+def definitions_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "experiments" / "reproduce", here.parent / "experiments" / "reproduce"):
+        if candidate.is_dir():
+            return candidate
+    raise UserError(f"cannot find the experiment definitions (looked under {here} and {here.parent})")
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in definitions_dir().glob("*.yaml"))
+
+
+def load(name: str) -> dict:
+    """The definition ``name``, checked for the keys the runner and the report need."""
+    import yaml
+
+    known = names()
+    if name not in known:
+        raise UserError(f"unknown experiment {name!r}; choose from: {', '.join(known)}")
+    path = definitions_dir() / f"{name}.yaml"
+    try:
+        with open(path) as f:
+            spec = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise UserError(f"experiment {name}: {path} is not valid YAML: {problem}{where}") from None
+    _check_definition(name, spec)
+    spec["name"] = name
+    return spec
+
+
+def _check_definition(name: str, spec) -> None:
+    """The shape ``glass reproduce`` and ``glass report`` rely on (see the module docstring)."""
+
+    def bad(what: str) -> UserError:
+        return UserError(f"experiment {name}: {what}")
+
+    if not isinstance(spec, dict):
+        raise bad("the definition must be a mapping with title, scales and report")
+    if not isinstance(spec.get("title"), str) or not spec["title"].strip():
+        raise bad("title must be one line of text")
+    if not isinstance(spec.get("scales"), dict):
+        raise bad(f"scales must be a mapping of {' and '.join(SCALES)}")
+    for scale in SCALES:
+        block = spec["scales"].get(scale)
+        if not isinstance(block, dict) or not isinstance(block.get("overrides"), list):
+            raise bad(f"scales.{scale}.overrides must be a list")
+        if not all(isinstance(o, str) for o in block["overrides"]):
+            raise bad(f"scales.{scale}.overrides must be a list of key=value strings")
+        for key in ("variants", "sweep"):
+            value = (block.get(key) or spec.get(key)) if key == "variants" else block.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+                raise bad(f"scales.{scale}.{key} must be a mapping of lists ({key}: {{name: [...]}})")
+    report = spec.get("report", {})
+    if not isinstance(report, dict):
+        raise bad("report must be a mapping with plots and tables")
+    for key, needs in (("plots", ("x", "y")), ("tables", ("index", "value"))):
+        items = report.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise bad(f"report.{key} must be a list of mappings")
+        for item in items:
+            if any(k not in item for k in needs):
+                raise bad(f"every entry of report.{key} needs {' and '.join(needs)}")
+            if key == "tables" and not isinstance(item["index"], list):
+                raise bad("report.tables: index must be a list of columns")

@@ -1,0 +1,81 @@
+"""The one experiment entry point, above the runner and the sweeps: every ``glass run`` (one job or a
+multirun), ``glass reproduce`` and ``glass train`` goes through here.
+
+A call first composes and validates *every* job (constructor errors, data, model / metric / reward
+mismatches, a writable output directory), so bad input writes nothing; then one job runs with
+:func:`glass.runner.run_single` and several with :func:`glass.sweep.sweep` (resumable, on Hydra's
+launchers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glass.config import UserError, compose, expand_sweep
+from glass.runner import Job, Shared, build_job, check_writable, run_single
+
+__all__ = ["prepare", "prepare_jobs", "run", "train"]
+
+
+def prepare_jobs(batches: list[list[str]]) -> list[Job]:
+    """Compose and validate one job per override list (components shared between the jobs), and check
+    the output directory is writable; nothing is created."""
+    shared = Shared()
+    jobs = [build_job(ov, compose(ov), shared) for ov in batches]
+    check_writable(Path(jobs[0].cfg.out_dir))
+    return jobs
+
+
+def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
+    """The jobs of ``glass run [-m] overrides``: a multirun expands the sweep overrides first."""
+    return prepare_jobs(expand_sweep(overrides) if multirun else [list(overrides)])
+
+
+def run(
+    overrides: list[str] | list[Job],
+    multirun: bool = False,
+    progress=None,
+    sweep_dir: Path | None = None,
+    hydra_overrides: list[str] | None = None,
+    announce=None,
+) -> tuple[Path, list[dict]]:
+    """Run the experiment(s) and return (output directory, one row per job and kernel).
+
+    ``overrides`` may also be the jobs returned by :func:`prepare`. ``progress(description, total)``
+    may return a callable that advances a progress bar. A sweep (``multirun`` or several jobs) is
+    resumable; a failed sweep job raises a UserError after the other jobs have run.
+    """
+    jobs = overrides if overrides and isinstance(overrides[0], Job) else prepare(overrides, multirun)
+    if not multirun and len(jobs) == 1:
+        return run_single(jobs[0], progress)
+    from glass.sweep import sweep
+
+    base, rows, failures = sweep(jobs, sweep_dir, hydra_overrides, progress, announce=announce)
+    if failures:
+        name, message = failures[0]
+        raise UserError(
+            f"{len(failures)} of {len(jobs)} jobs failed, e.g. {name}: {message} "
+            f"(see {base}/<job>.failed/error.txt; run the same sweep again to retry them)"
+        )
+    return base, rows
+
+
+def train(target: str, overrides: list[str]) -> dict:
+    """``glass train TARGET overrides``: compose conf/train.yaml, check the data, train (resuming from
+    ``<out_dir>/train/<target>``) and return the trainer's summary."""
+    from glass.config import groups, instantiate
+    from glass.data import load_mnist
+
+    targets = groups("train").get("trainer", [])
+    if "=" in target:  # `glass train prior=lowfreq ...`: the flow model is the default target
+        target, overrides = "flow", [target, *overrides]
+    if target not in targets:
+        raise UserError(f"unknown training target {target!r}; choose from: {', '.join(targets)}")
+    cfg = compose([f"trainer={target}", *overrides], config_name="train")
+    trainer = instantiate(cfg.trainer, "trainer")
+    if cfg.data.root is not None and not Path(str(cfg.data.root)).expanduser().is_dir():
+        raise UserError(f"data.root: the data directory {str(cfg.data.root)!r} does not exist")
+    load_mnist("train", cfg.data.root, cfg.data.download)  # fail on missing data before writing anything
+    suffix = cfg.prior.suffix if target == "flow" and "prior" in cfg else ""
+    run_dir = Path(cfg.out_dir) / "train" / f"{target}{suffix}"
+    return trainer(run_dir, seed=int(cfg.seed), data_root=cfg.data.root, download=cfg.data.download)

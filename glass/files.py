@@ -1,0 +1,45 @@
+"""Files the runner and the sweeps write: JSON and summaries, atomically (a temporary file renamed over
+the target, never a partial file, no temporary file left behind when the write fails)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+__all__ = ["write_json_atomic", "write_rows"]
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON to a temporary file and rename it over ``path`` (never a partial file, and no
+    temporary file left behind when the write fails, e.g. on a full disk)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_rows(directory: Path, rows: list[dict]) -> None:
+    """summary.jsonl and summary.csv (one row per job and kernel), each written atomically."""
+    tmp = directory / ".summary.jsonl.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write("".join(json.dumps(row) + "\n" for row in rows))
+        os.replace(tmp, directory / "summary.jsonl")
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = directory / ".summary.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, directory / "summary.csv")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
