@@ -1,4 +1,4 @@
-"""MNIST measurements for the README (issue 3): posterior FID vs M, and value-estimate correlation vs M.
+"""MNIST measurements for the README: posterior FID vs M, and value-estimate correlation vs M.
 
 Both are ordinary ``glass run`` comparisons (``sampler=compare``), so every run also lands in
 outputs/runs/. Results (markdown table, JSON rows, PNG plot) go to ``--out``.

@@ -1,4 +1,4 @@
-"""Is the low-frequency coupling optimal transport? (issue 7, DESIGN §8)
+"""Is the low-frequency coupling optimal transport? (Malnick et al., arXiv 2606.04092)
 
 For MNIST test images x1 and their prior samples x0 = (1 - a) T(x1) + a eps, solve the exact
 assignment problem (scipy linear_sum_assignment, squared Euclidean cost) on a subset and report the

@@ -1,4 +1,4 @@
-"""Posterior error vs NFE on the 64-D Gaussian-mixture oracle at t = 0.2 (README, issue 2).
+"""Posterior error vs NFE on the 64-D Gaussian-mixture oracle at t = 0.2 (README).
 
 Samplers: GLASS Euler (the paper's), GLASS midpoint (second order), SDE (DDPM, eq. 5) and the
 deterministic ODE, all through ``glass.runner`` sweeps (so every job also lands in outputs/).

@@ -1,4 +1,4 @@
-"""Discrete-time (DDPM-grid) models between grid times: how much does it cost? (issue 6, paper App. B.4)
+"""Discrete-time (DDPM-grid) models between grid times: how much does it cost? (paper App. B.4)
 
 A DDPM-family model (Stable Diffusion) is trained only at grid steps k, i.e. times t_k = abar_k on the
 VP path, but GLASS evaluates the denoiser at the inner times t* of its steps, which fall between grid

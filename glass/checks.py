@@ -11,9 +11,14 @@ from torch import Tensor
 __all__ = ["check_int", "check_number", "check_time", "check_choice", "check_finite", "check_transition"]
 
 
-def check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
+    """An integer (bools refused) >= ``minimum`` (and <= ``maximum``); errors name ``name``."""
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < minimum
+    if maximum is not None and not bad and value > maximum:
+        bad = True
+    if bad:
+        allowed = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     return value
 
 
@@ -60,8 +65,8 @@ def check_transition(model, y: Tensor, kernel, t, t_next) -> Tensor:
     def where() -> str:
         return f" during {kernel!r}, transition t = {_show_time(t)} -> {_show_time(t_next)}"
 
-    if hasattr(model, "check_finite"):
-        model.check_finite(where, y)
+    if hasattr(model, "check_outputs"):
+        model.check_outputs(where, y)
     elif not bool(torch.isfinite(y).all()):
         raise FloatingPointError(f"NaN or Inf{where()}")
     return y

@@ -195,36 +195,8 @@ def run(
         _check_sweep_dir_option(sweep_dir)
     console = Console(stderr=True)
 
-    def work():
-        if cfg:
-            from omegaconf import OmegaConf
-
-            from glass.config import compose, expand_sweep
-
-            for ov in expand_sweep(overrides) if multirun else [overrides]:
-                typer.echo(OmegaConf.to_yaml(compose(ov)))
-            return None
-        from glass.experiment import prepare
-        from glass.experiment import run as run_experiments
-
-        jobs = prepare(overrides, multirun)  # validates every job before anything is written
-        target = None
-        if multirun:
-            from datetime import datetime
-            from pathlib import Path
-
-            from glass.sweep import default_sweep_dir
-
-            target = Path(sweep_dir) if sweep_dir else default_sweep_dir(jobs)
-            if fresh:
-                target = target.with_name(f"{target.name}-{datetime.now():%Y%m%d-%H%M%S}")
-        with _live(console) as (progress, announce):
-            return run_experiments(
-                jobs, multirun=multirun, progress=progress, sweep_dir=target,
-                hydra_overrides=hydra_overrides, announce=announce,
-            )  # fmt: skip
-
-    done = _guarded(work)
+    done = _guarded(lambda: _print_configs(overrides, multirun) if cfg else _run_jobs(
+        overrides, multirun, sweep_dir, fresh, hydra_overrides, console))  # fmt: skip
     if done is None:  # --cfg
         return
     base, rows = done
@@ -233,6 +205,39 @@ def run(
         out = Console(width=200)
     out.print(results_table(rows))
     typer.echo(f"outputs: {base}")
+
+
+def _print_configs(overrides: list[str], multirun: bool) -> None:
+    """``glass run --cfg``: the composed config of every job."""
+    from omegaconf import OmegaConf
+
+    from glass.config import compose, expand_sweep
+
+    for ov in expand_sweep(overrides) if multirun else [overrides]:
+        typer.echo(OmegaConf.to_yaml(compose(ov)))
+
+
+def _run_jobs(overrides, multirun, sweep_dir, fresh, hydra_overrides, console):
+    """Validate every job before anything is written, then run them (live progress on stderr)."""
+    from glass.experiment import prepare
+    from glass.experiment import run as run_experiments
+
+    jobs = prepare(overrides, multirun)
+    target = None
+    if multirun:
+        from datetime import datetime
+        from pathlib import Path
+
+        from glass.sweep import default_sweep_dir
+
+        target = Path(sweep_dir) if sweep_dir else default_sweep_dir(jobs)
+        if fresh:
+            target = target.with_name(f"{target.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    with _live(console) as (progress, announce):
+        return run_experiments(
+            jobs, multirun=multirun, progress=progress, sweep_dir=target,
+            hydra_overrides=hydra_overrides, announce=announce,
+        )  # fmt: skip
 
 
 def _check_sweep_dir_option(sweep_dir: str) -> None:

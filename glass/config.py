@@ -11,6 +11,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from glass.hydra_api import (
+    interpolation_reason,
+    overridden_key,
+    split_sweep,
+    takes_no_arguments,
+    unexpected_argument,
+)  # fmt: skip
+
 __all__ = ["UserError", "config_dir", "groups", "compose", "expand_sweep", "instantiate"]
 
 
@@ -114,16 +122,14 @@ def _check_groups(parsed, config_name: str = "config") -> None:
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
     """Cartesian product of the sweep overrides (``a=1,2 b=x,y``) with Hydra's basic sweeper."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.errors import HydraException
 
     parsed = _parse(overrides)
     _check_groups(parsed)
     try:
-        (batch,) = BasicSweeper.split_arguments(parsed, None)
+        return split_sweep(parsed)
     except HydraException as e:
         raise UserError(_first_line(e)) from None
-    return batch
 
 
 def compose(overrides: list[str], config_name: str = "config"):
@@ -189,17 +195,15 @@ def _check_values(cfg) -> None:
         values = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as e:
         where = getattr(e, "full_key", None) or "the config"
-        why = re.sub(r"^\w+ raised while resolving interpolation: ", "", _first_line(e)).strip('"')
+        why = interpolation_reason(_first_line(e))
         raise UserError(f"cannot resolve {where}: {why}") from None
     walk(values, "", True)
 
 
 def _composition_message(e: BaseException, overrides: list[str], config_name: str = "config") -> str:
-    text = str(e)
-    m = re.search(r"Could not override '([^']+)'", text)
-    if not m:
+    key = overridden_key(str(e))
+    if key is None:
         return _first_line(e)
-    key = m.group(1)
     parent, _, leaf = key.rpartition(".")
     allowed = ""
     try:  # list the keys that do exist under the parent node (group choices only, so no recursion)
@@ -240,8 +244,8 @@ def instantiate(node, what: str):
         cause = e.__cause__ or e
         if isinstance(cause, (ValueError, TypeError)):
             msg = _first_line(cause)
-            msg = re.sub(r"^\w+\.__init__\(\) got an unexpected keyword argument", "unexpected option", msg)
-            if re.match(r"^\w+\(\) takes no arguments", msg):
+            msg = unexpected_argument(msg) or msg
+            if takes_no_arguments(msg):
                 extra = [str(k) for k in node if k != "_target_"]
                 msg = f"unexpected option{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
             raise UserError(config_message(what, node, msg)) from None

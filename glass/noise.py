@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["Streams", "Generators", "Injected", "noise_source", "randn", "select", "splitmix64"]
+__all__ = ["Streams", "Generators", "Injected", "noise_source", "randn", "rows_of", "splitmix64"]
 
 _GOLDEN = 0x9E3779B97F4A7C15 - 2**64  # as signed int64
 _M1 = 0xBF58476D1CE4E5B9 - 2**64
@@ -136,7 +136,7 @@ class Generators:
 class Injected:
     """Noise given in advance (k-diffusion's injectable noise): draw k returns ``draws[k]``, checked
     for shape, so a kernel can be run on exactly the noise another sampler used. Indexing rows
-    (``select``) gives a new source with those rows of every remaining draw."""
+    (``rows_of``) gives a new source with those rows of every remaining draw."""
 
     def __init__(self, *draws: Tensor):
         self.draws = list(draws)
@@ -178,7 +178,7 @@ def noise_source(generator):
     )
 
 
-def select(generator, index):
+def rows_of(generator, index):
     """The noise source of a chunk of a batch: those samples' :class:`Streams` (so the chunk draws
     what the whole batch would have given it), or a shared ``torch.Generator`` unchanged."""
     return generator[index] if isinstance(generator, (Streams, Generators, Injected)) else generator

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from glass.config import UserError
 
-__all__ = ["report", "enrich", "aggregate", "markdown_table"]
+__all__ = ["report", "with_kernel_columns", "aggregate", "markdown_table"]
 
 _LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
 _METRICS = ("fid", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
@@ -32,7 +32,7 @@ def _number(v):
     return v
 
 
-def enrich(rows: list[dict]) -> list[dict]:
+def with_kernel_columns(rows: list[dict]) -> list[dict]:
     """Add ``kernel`` and ``steps`` (parsed from the sampler label) and numbers for swept values."""
     out = []
     for r in rows:
@@ -103,6 +103,26 @@ def markdown_table(rows: list[dict], index: list[str], value: str, columns: str 
     return "\n".join(lines) + "\n"
 
 
+def _style(ax, spec: dict, xs: list, numeric: bool, title: str) -> None:
+    """Ticks, log axes, labels and grid of one panel."""
+    if not numeric:
+        ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
+    if spec.get("logx") and numeric:
+        ax.set_xscale("log", base=2)
+        if all(float(v).is_integer() for v in xs):
+            ax.set_xticks(xs, [str(v) for v in xs])
+        else:  # e.g. effective NFE: label the powers of two only
+            from matplotlib.ticker import FormatStrFormatter
+
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    if spec.get("logy"):
+        ax.set_yscale("log")
+    ax.set_xlabel(spec["x"])
+    ax.set_ylabel(spec["y"])
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
 def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
     import matplotlib
 
@@ -133,22 +153,7 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
                 width = 0.8 / len(names)
                 pos = [xs.index(v) + (i - (len(names) - 1) / 2) * width for v in px]
                 ax.bar(pos, mean, width=width, yerr=err, capsize=3, label=str(s) if series else None)
-        if not numeric:
-            ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
-        if spec.get("logx") and numeric:
-            ax.set_xscale("log", base=2)
-            if all(float(v).is_integer() for v in xs):
-                ax.set_xticks(xs, [str(v) for v in xs])
-            else:  # e.g. effective NFE: label the powers of two only
-                from matplotlib.ticker import FormatStrFormatter
-
-                ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-        if spec.get("logy"):
-            ax.set_yscale("log")
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
-        ax.set_title(f"{facet} = {f}" if facet else spec.get("title", ""), fontsize=10)
-        ax.grid(alpha=0.3)
+        _style(ax, spec, xs, numeric, f"{facet} = {f}" if facet else spec.get("title", ""))
         if series and len(names) > 1:
             ax.legend(fontsize=8)
     if spec.get("floor"):  # e.g. the metric's noise floor: a sampler cannot do better than this
@@ -195,27 +200,45 @@ def _generic(rows: list[dict]) -> dict:
     }  # fmt: skip
 
 
-def report(path: str | Path) -> list[Path]:
-    """Redraw the plots and tables of the sweep at ``path``; returns the files written."""
-    from glass.sweep import collect
-
-    path = Path(path)
+def _sweep_meta(path: Path) -> dict:
+    """sweep.json of the sweep at ``path`` ({} when it has job directories but lost it)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{str(path)!r} is a file, not a sweep directory")
     if not path.is_dir():
         raise UserError(f"no such directory: {str(path)!r}")
     meta_file = path / "sweep.json"
-    meta = {}
-    if meta_file.is_file():
-        try:
-            meta = json.loads(meta_file.read_text())
-        except ValueError:
-            raise UserError(f"{meta_file} is damaged (not JSON)") from None
-        if not isinstance(meta, dict):
-            raise UserError(f"{meta_file} is damaged (not a JSON object)")
-    elif not any(p.is_dir() and (p / "job.json").is_file() for p in path.iterdir()):
-        raise UserError(f"{str(path)!r} is not a sweep directory (no sweep.json and no job directories)")
-    rows = enrich(collect(path))
+    if not meta_file.is_file():
+        if not any(p.is_dir() and (p / "job.json").is_file() for p in path.iterdir()):
+            raise UserError(f"{str(path)!r} is not a sweep directory (no sweep.json and no job directories)")
+        return {}
+    try:
+        meta = json.loads(meta_file.read_text())
+    except ValueError:
+        raise UserError(f"{meta_file} is damaged (not JSON)") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_file} is damaged (not a JSON object)")
+    return meta
+
+
+def _header(spec: dict, title: str, scale: str | None) -> list[str]:
+    md = [f"# {title}", ""]
+    if scale:
+        md += [f"Scale: **{scale}**. {spec['scales'][scale].get('note', '')}".strip(), ""]
+    if spec.get("paper"):
+        md += [f"**Paper:** {spec['paper']}", ""]
+    if spec.get("ours"):
+        md += [f"**Here:** {spec['ours']}", ""]
+    return md
+
+
+def report(path: str | Path) -> list[Path]:
+    """Redraw the plots and tables of the sweep at ``path``; returns the files written."""
+    from glass.sweep import collect
+
+    path = Path(path)
+    meta = _sweep_meta(path)
+    meta_file = path / "sweep.json"
+    rows = with_kernel_columns(collect(path))
     if not rows and not meta_file.is_file():  # e.g. outputs/runs/<date>: single runs, not a sweep
         raise UserError(
             f"{str(path)!r} is not a sweep directory (no sweep.json, and no finished sweep jobs); "
@@ -234,13 +257,7 @@ def report(path: str | Path) -> list[Path]:
     scale = spec.get("scale")
     written = []
     plots = spec.get("report", {}).get("plots", [])
-    md = [f"# {title}", ""]
-    if scale:
-        md += [f"Scale: **{scale}**. {spec['scales'][scale].get('note', '')}".strip(), ""]
-    if spec.get("paper"):
-        md += [f"**Paper:** {spec['paper']}", ""]
-    if spec.get("ours"):
-        md += [f"**Here:** {spec['ours']}", ""]
+    md = _header(spec, title, scale)
     jobs = len({r["job"] for r in rows})
     expected = len(meta.get("jobs", [])) or jobs
     md += [f"{jobs} of {expected} jobs finished; mean ± standard error over repeated jobs (seeds).", ""]

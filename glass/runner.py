@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from glass.checks import check_int
 from glass.config import UserError, instantiate
 from glass.files import write_json_atomic
 from glass.metrics.default import resolve_metric
@@ -87,8 +88,10 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
 
     shared = shared or Shared()  # a job built alone (e.g. in a launcher's worker process)
     seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserError(f"seed must be an integer >= 0, got {seed!r}")
+    try:
+        check_int("seed", seed, 0)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     task = instantiate(cfg.task, "task")
     _check_paths(cfg)
     try:

@@ -40,7 +40,7 @@ class Schedule:
     """Base class: subclasses give alpha, sigma and their derivatives in closed form.
 
     ``g_inv`` defaults to bisection on the strictly decreasing g; the built-in schedules override
-    it with their closed forms (DESIGN §1).
+    it with their closed forms (paper §2, eqs. 2, 14, 26-27).
     """
 
     name: str = "schedule"

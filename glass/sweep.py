@@ -30,15 +30,12 @@ from pathlib import Path
 
 from glass.config import UserError, config_dir
 from glass.files import write_json_atomic, write_rows
+from glass.hydra_api import job_exception, make_launcher
 
 __all__ = [
-    "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "collect", "run_hydra_job",
+    "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "collect", "RunJob",
 ]  # fmt: skip
 
-# In-process state for the basic launcher: jobs prepared (and validated) by the parent, shared
-# component cache, and the progress callback. Jobs launched in other processes rebuild theirs.
-_PREPARED: dict = {}
-_PROGRESS = None
 # Keys that do not change a job's results (where outputs and caches go, where metrics are logged).
 _IGNORED = ("out_dir", "logger", "cache_dir")
 
@@ -138,20 +135,15 @@ def _quote(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _launch_context(sweep_dir: Path, hydra_overrides: list[str]):
+def _launch_context(sweep_dir: Path, hydra_overrides: list[str], task_function):
     """Hydra's master config and launcher for this sweep (errors become one-line UserErrors)."""
-    from hydra._internal.callbacks import Callbacks
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.plugins import Plugins
     from hydra.errors import HydraException
-    from hydra.types import HydraContext, RunMode
     from omegaconf.errors import OmegaConfBaseException
 
     reserved = ("hydra.sweep.", "hydra.run.", "hydra.output_subdir", "hydra.job_logging")
     for o in hydra_overrides:
         if o.lstrip("+~").startswith(reserved):
             raise UserError(f"{o!r}: glass sets the sweep's directories itself; use --sweep-dir DIR")
-    loader = GlobalHydra.instance().config_loader()
     overrides = [
         "hydra/job_logging=none",
         "hydra/hydra_logging=none",
@@ -160,18 +152,13 @@ def _launch_context(sweep_dir: Path, hydra_overrides: list[str]):
         *hydra_overrides,
     ]
     try:
-        master = loader.load_configuration("config", overrides, run_mode=RunMode.MULTIRUN)
-        context = HydraContext(config_loader=loader, callbacks=Callbacks(master))
-        launcher = Plugins.instance().instantiate_launcher(
-            config=master, hydra_context=context, task_function=run_hydra_job
-        )
+        return make_launcher(overrides, task_function)
     except (HydraException, OmegaConfBaseException, ImportError, ValueError) as e:
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = ""
         if "launcher" in text or "launcher" in " ".join(hydra_overrides):
             hint = " (joblib and submitit launchers: pip install 'glass-flows[launchers]')"
         raise UserError(f"cannot set up the launcher: {text}{hint}") from None
-    return launcher
 
 
 def sweep(
@@ -187,16 +174,15 @@ def sweep(
     """Run the jobs that ``sweep_dir`` does not hold finished yet; return (sweep dir, summary rows,
     failures as (job directory, one-line error)). ``announce(text)`` is told what is skipped;
     ``labels`` (one dict per job, e.g. the method's name) become columns of the summary."""
-    global _PROGRESS
     from hydra import initialize_config_dir
-    from hydra.core.utils import JobStatus
 
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(jobs)
     planned = plan(jobs, sweep_dir, labels)
     todo = [p for p in planned if p.done is None]
     failures = []
+    task = RunJob({p.hash: p.job for p in todo}, progress)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
-        launcher = _launch_context(sweep_dir, list(hydra_overrides or []))  # before anything is written
+        launcher = _launch_context(sweep_dir, list(hydra_overrides or []), task)  # before anything is written
         check_sweep_dir(sweep_dir, "the sweep directory")
         try:
             sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -212,19 +198,12 @@ def sweep(
                 + (f", running {len(todo)} with {type(launcher).__name__}" if todo else "")
             )
         if todo:
-            _PREPARED.clear()
-            _PREPARED.update({p.hash: p.job for p in todo})
-            _PROGRESS = progress
             subdir = "hydra.sweep.subdir="
             overrides = [[*p.job.overrides, subdir + _quote(p.name + ".partial")] for p in todo]
-            try:
-                returns = launcher.launch(overrides, initial_job_idx=0)
-            finally:
-                _PREPARED.clear()
-                _PROGRESS = None
+            returns = launcher.launch(overrides, initial_job_idx=0)
             for p, ret in zip(todo, returns):
-                if ret.status != JobStatus.COMPLETED:
-                    err = ret._return_value
+                err = job_exception(ret)
+                if err is not None:
                     if isinstance(err, KeyboardInterrupt):
                         raise err
                     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -302,29 +281,42 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
     return rows
 
 
-def run_hydra_job(cfg) -> list[dict]:
-    """The launcher's task function: run one job into ``hydra.sweep.dir/<name>.partial`` and rename
-    it to ``<name>`` when everything is written."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+class RunJob:
+    """The launcher's task function: run one job into ``hydra.sweep.dir/<name>.partial`` and rename it
+    to ``<name>`` when everything is written. It carries the jobs this process has already prepared
+    (and validated) and the progress callback; pickled for another process (joblib, submitit) it
+    carries neither, and the job is built there from its config."""
 
-    from glass.runner import build_job, run_job
+    def __init__(self, prepared: dict | None = None, progress=None):
+        self.prepared, self.progress = prepared or {}, progress
 
-    hc = HydraConfig.get()
-    partial = Path(hc.runtime.output_dir)
-    run_dir = partial.with_name(partial.name.removesuffix(".partial"))
-    group = None
-    try:
-        group = json.loads((run_dir.parent / "sweep.json").read_text()).get("group")
-    except (OSError, ValueError):
-        pass
-    OmegaConf.set_readonly(cfg, True)
-    key = config_hash(cfg)
-    job = _PREPARED.get(key)
-    if job is None:  # launched in another process: build (and validate) the job here
-        job = build_job(list(hc.overrides.task), cfg)
-    failed = run_dir.with_name(run_dir.name + ".failed")
-    rows = run_job(job, run_dir, _PROGRESS, group=group, meta={"config_hash": key})
-    if failed.is_dir():  # an earlier attempt failed; this one succeeded
-        shutil.rmtree(failed, ignore_errors=True)
-    return rows
+    def __getstate__(self) -> dict:
+        return {"prepared": {}, "progress": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.prepared, self.progress = state["prepared"], state["progress"]
+
+    def __call__(self, cfg) -> list[dict]:
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        from glass.runner import build_job, run_job
+
+        hc = HydraConfig.get()
+        partial = Path(hc.runtime.output_dir)
+        run_dir = partial.with_name(partial.name.removesuffix(".partial"))
+        group = None
+        try:
+            group = json.loads((run_dir.parent / "sweep.json").read_text()).get("group")
+        except (OSError, ValueError):
+            pass
+        OmegaConf.set_readonly(cfg, True)
+        key = config_hash(cfg)
+        job = self.prepared.get(key)
+        if job is None:  # launched in another process: build (and validate) the job here
+            job = build_job(list(hc.overrides.task), cfg)
+        failed = run_dir.with_name(run_dir.name + ".failed")
+        rows = run_job(job, run_dir, self.progress, group=group, meta={"config_hash": key})
+        if failed.is_dir():  # an earlier attempt failed; this one succeeded
+            shutil.rmtree(failed, ignore_errors=True)
+        return rows

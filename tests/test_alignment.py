@@ -11,7 +11,7 @@ import glass
 from glass.alignment import RESAMPLERS, best_of_n, ess, fk_steering, resample
 from glass.metrics.oracle import energy_distance
 from glass.models.gmm import ring
-from glass.rewards import Linear
+from glass.rewards import LinearReward
 
 
 @pytest.mark.parametrize("method", RESAMPLERS)
@@ -47,7 +47,7 @@ def test_resampler_variance_order_and_ess():
 @pytest.mark.parametrize("potential", ["difference", "max", "sum", "current"])
 def test_potentials_multiply_to_the_final_tilt(potential):
     """Without resampling, each particle's final log-weight is lam r(x_1) up to the group constant."""
-    gmm, reward = ring(), Linear(scale=1.0)
+    gmm, reward = ring(), LinearReward(scale=1.0)
     res = fk_steering(
         gmm, glass.GLASS(2), reward, grid=4, particles=6, groups=3, lam=1.5, potential=potential,
         resample_every=100, generator=torch.Generator().manual_seed(0),
@@ -62,7 +62,7 @@ def test_fk_steering_converges_to_the_exact_tilted_target():
     """Oracle, linear reward, lam = 2: a precise GLASS proposal; with more particles the drawn samples
     approach exact samples of p(z) exp(lam w.z) (energy distance) and the weighted E[r] its exact value.
     One particle (no steering) is far away."""
-    gmm, reward, lam = ring(), Linear(scale=1.0, direction=[1.0, 0.0]), 2.0
+    gmm, reward, lam = ring(), LinearReward(scale=1.0, direction=[1.0, 0.0]), 2.0
     w = reward.weights(2)
     tilted = gmm.tilted(w, lam)
     g = torch.Generator().manual_seed(0)
@@ -85,7 +85,7 @@ def test_fk_steering_converges_to_the_exact_tilted_target():
 
 
 def test_best_of_n_picks_the_max_and_improves_reward():
-    gmm, reward = ring(), Linear(scale=1.0)
+    gmm, reward = ring(), LinearReward(scale=1.0)
     best, r, nfe = best_of_n(
         gmm, glass.ODE(3), reward, grid=2, n=8, groups=200, generator=torch.Generator().manual_seed(0)
     )
@@ -104,7 +104,7 @@ def test_guidance_through_the_network_is_exact_for_gaussian_data():
     from glass.models.gmm import GaussianMixture
 
     gm = GaussianMixture(means=[[0.5, -0.3]], stds=[0.4])
-    reward, lam = Linear(scale=1.0, direction=[1.0, 0.0]), 1.5
+    reward, lam = LinearReward(scale=1.0, direction=[1.0, 0.0]), 1.5
     target = 0.5 + lam * 0.4**2
     for kernel, k in (
         (glass.ODE(60, method="heun"), 1),
@@ -180,7 +180,11 @@ def test_alignment_tasks_on_mnist_end_to_end(tmp_path):
     assert rows[2]["grad_evals"] > 0 and rows[0]["grad_evals"] == 0
     bad = CliRunner().invoke(app, ["run", "task=guidance", "reward=jpeg", *common])
     assert bad.exit_code == 2 and "guidance needs a differentiable reward" in bad.stderr
-    hub = CliRunner().invoke(app, ["run", "task=best_of_n", "reward=clip", *common])
+    import huggingface_hub
+
+    with pytest.MonkeyPatch.context() as mp:  # no network here: fail fast instead of retrying
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        hub = CliRunner().invoke(app, ["run", "task=best_of_n", "reward=clip", *common])
     assert hub.exit_code == 2 and hub.stderr.count("\n") == 1
     assert "transformers" in hub.stderr or "not available" in hub.stderr
 
@@ -189,7 +193,7 @@ def test_fk_resampling_schedule_chunks_and_posterior_intermediate():
     """ESS-triggered resampling fires only when the weights degenerate; chunking changes batches, not
     NFE per particle; the posterior intermediate reward costs its extra steps (less the first, which
     is the scoring call), counted by the model."""
-    gmm, reward = ring(), Linear(scale=1.0)
+    gmm, reward = ring(), LinearReward(scale=1.0)
     kw = dict(grid=4, particles=8, groups=5, generator=torch.Generator().manual_seed(0))
     flat = fk_steering(gmm, glass.GLASS(2), reward, lam=0.0, ess_threshold=0.5, **kw)
     assert not any(bool(r.any()) for r in flat.resampled) and float(

@@ -168,7 +168,7 @@ BAD = [
     (["task=value", "metric=fid"], "task=value is scored with metric=correlation"),
     (["task=best_of_n", "reward=linear"], "reward=linear is the oracle's reward"),
     (["model=gmm", "task=best_of_n", "reward=classifier"], "reward=classifier needs an MNIST model"),
-    (["reward=classifier", "reward.target=10"], "reward.target must be a digit class 0..9, got 10"),
+    (["reward=classifier", "reward.target=10"], "reward.target must be an integer in [0, 9], got 10"),
     (["task=value", "task.truth_sampler=ode"], "task.truth_sampler must be glass or sde, got 'ode'"),
     (["model.device=cuda:7"], "model.device='cuda:7' but no CUDA GPU is available here"),
     (["model.device=tpu"], "model.device must be a torch device"),

@@ -1,5 +1,5 @@
 """Determinism: per-sample noise streams make results independent of chunk and batch sizes; the same
-seed gives identical samples and metrics across reruns (issue 9)."""
+seed gives identical samples and metrics across reruns."""
 
 import json
 

@@ -54,7 +54,7 @@ class Recorder:
 @pytest.mark.parametrize("solver", ["euler", "midpoint"])
 @pytest.mark.parametrize("t_next", [0.7, 1.0])
 def test_inner_solvers_never_evaluate_s_equal_1(solver, t_next):
-    """Under rho_DDPM, t* reaches t' only at s = 1 (DESIGN §7): every evaluation stays below."""
+    """Under rho_DDPM, t* reaches t' only at s = 1: every evaluation stays below."""
     rec = Recorder(ring())
     x = rec.model.sample_marginal(8, 0.3)
     glass.GLASS(6, solver=solver).transition(rec, x, 0.3, t_next)

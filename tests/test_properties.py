@@ -1,7 +1,7 @@
 """Property-based tests (hypothesis): over sampler, schedule and time parameters every kernel is
 finite or refuses with a clear ValueError; over config overrides the CLI either finishes with finite
 metrics or prints one error line (exit 2), never a traceback; NaN from a model is reported with the
-network call and time where it appeared (issue 9)."""
+network call and time where it appeared."""
 
 import json
 import math

@@ -1,4 +1,4 @@
-"""Reliability (issue 9): every checked input gets one clear line (the cases of
+"""Reliability: every checked input gets one clear line (the cases of
 tests/validation_cases.py, which also generate docs/validation.md), W&B failures never stop a run, an
 unwritable or full disk never leaves a half-written or finished-looking result, and no secret is
 written anywhere.

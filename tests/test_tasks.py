@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 import glass
 from glass.cli import app
-from glass.metrics import FID, Correlation, Default, OracleDistance, resolve_metric
+from glass.metrics import FID, Correlation, DefaultMetric, OracleDistance, resolve_metric
 from glass.models.gmm import random_mixture, ring
-from glass.rewards import ClassifierLogProb, Linear
+from glass.rewards import ClassifierLogProb, LinearReward
 from glass.samplers.compare import Compare, kernels_of
 from glass.tasks import Posterior, Value
 
@@ -23,7 +23,7 @@ def test_exact_value_matches_monte_carlo_with_exact_posterior_samples():
     """V_t(x) = log E[exp(w.z) | x_t] in closed form vs a 200k-sample Monte-Carlo with exact
     posterior samples, at points of both modes' influence (the formula's mixture weights matter)."""
     gmm = ring(n_modes=4, radius=1.5, std=0.3)
-    w = Linear(scale=0.8).weights(2)
+    w = LinearReward(scale=0.8).weights(2)
     g = torch.Generator().manual_seed(0)
     x = gmm.sample_marginal(6, 0.3, g)
     exact = gmm.value(x, 0.3, w)
@@ -39,7 +39,7 @@ def test_value_estimator_converges_to_the_exact_value_on_the_oracle():
     """More posterior samples and steps -> estimates converge to the exact V_t; the deterministic
     ODE (one point per x_t) does not."""
     gmm = random_mixture(dim=16, n_components=4, scale=1.0, std=0.4, seed=0)
-    reward, metric = Linear(scale=1.0), Correlation()
+    reward, metric = LinearReward(scale=1.0), Correlation()
 
     def score(kernel, n):
         task = Value(t=0.3, points=64, n=n)
@@ -75,7 +75,7 @@ def test_rewards_contract():
     logp = torch.stack([ClassifierLogProb(target=c)(z) for c in range(10)], 1)
     assert logp.shape == (5, 10) and logp.dtype == torch.float64 and (logp <= 0).all()
     assert torch.allclose(logp.exp().sum(1), torch.ones(5, dtype=torch.float64), atol=1e-5)
-    lin = Linear(scale=2.0, direction=[3.0, 4.0])
+    lin = LinearReward(scale=2.0, direction=[3.0, 4.0])
     assert torch.allclose(lin(torch.tensor([[1.0, 1.0]])), torch.tensor([2.0 * 7 / 5], dtype=torch.float64))
     with pytest.raises(ValueError, match="reward.direction has 2 entries"):
         lin(torch.ones(1, 3))
@@ -89,11 +89,11 @@ def test_correlation_metric_and_default_metric_resolution():
     with pytest.raises(ValueError, match="same length"):
         Correlation()(t, t[:5])
     gmm = ring()
-    assert isinstance(resolve_metric(Default(), "posterior", gmm), OracleDistance)
-    assert isinstance(resolve_metric(Default(), "value", gmm), Correlation)
+    assert isinstance(resolve_metric(DefaultMetric(), "posterior", gmm), OracleDistance)
+    assert isinstance(resolve_metric(DefaultMetric(), "value", gmm), Correlation)
     from glass.models.mnist import load_flow
 
-    assert isinstance(resolve_metric(Default(), "generate", load_flow()), FID)
+    assert isinstance(resolve_metric(DefaultMetric(), "generate", load_flow()), FID)
 
 
 def test_value_on_mnist_end_to_end_with_cached_truth(tmp_path):

@@ -115,7 +115,7 @@ _TABLE: dict[str, list[tuple]] = {
          "run model=gmm task=value reward=linear reward.direction=[1,2,3]",
          "reward.direction has 3 entries, the model has dimension 2"),
         ("digit class outside 0..9", "run task=best_of_n reward=classifier reward.target=10",
-         "reward.target must be a digit class 0..9"),
+         "reward.target must be an integer in [0, 9]"),
         ("W&B mode", "run model=gmm sampler=glass logger=wandb logger.mode=foo",
          "logger.mode must be offline, online or disabled"),
         ("interpolation to a missing key", "run model=gmm sampler=glass 'task.t=${nope}'",

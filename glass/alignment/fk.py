@@ -1,5 +1,5 @@
 """Feynman-Kac steering / SMC (Singhal et al. 2025) with any transition kernel as the proposal, and
-best-of-N (DESIGN §4).
+best-of-N (paper §5, eq. 6).
 
 ``groups`` independent particle systems of ``particles`` particles each run as one batch (split into
 ``chunk``-sized network batches for memory). Per outer transition: propose x_{t_{k+1}} with the
@@ -22,7 +22,7 @@ from glass.alignment.potentials import POTENTIALS, RewardState, log_potential
 from glass.alignment.resampling import RESAMPLERS, ess, resample
 from glass.checks import check_choice, check_finite, check_int, check_number
 from glass.conditioning import per_row, take
-from glass.noise import noise_source, randn, select
+from glass.noise import noise_source, randn, rows_of
 from glass.rewards.base import score
 from glass.samplers.base import derive_seed, progress_bar, time_grid
 
@@ -130,92 +130,121 @@ def fk_steering(
 def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resampler,  # fmt: skip
         resample_every, ess_threshold, intermediate, posterior_steps, chunk, generator, progress, callback,
         cond):
-    from glass.samplers.glass import GLASS
-
     times = time_grid(grid, model)
     cond = per_row(cond, groups, particles, "groups")
     n_total, device = groups * particles, getattr(model, "device", torch.device("cpu"))
     seed = derive_seed(generator)  # resampling draws on the CPU, seeded from the caller's stream
     cpu_gen = None if seed is None else torch.Generator().manual_seed(seed)
-    x = randn((n_total, *model.shape), generator, device=device)
-    x = x * model.schedule.sigma(times[0]).item()
+    x = randn((n_total, *model.shape), generator, device=device) * model.schedule.sigma(times[0]).item()
     slices = _chunks(n_total, chunk)
-    log_w = torch.zeros(groups, particles, dtype=torch.float64)
     lineage = torch.zeros(n_total, dtype=torch.float64)  # sum of log potentials along each ancestry
-    state = RewardState.empty(lineage)
-    d: Tensor | None = None  # D_t(x) at the current particles, computed to score them
-    offsets = (torch.arange(groups) * particles)[:, None]
+    log_w = torch.zeros(groups, particles, dtype=torch.float64)
+    p = _Particles(x, None, lineage, RewardState.empty(lineage), log_w)
     history = {"ess": [], "resampled": [], "ancestors": [], "log_weight_history": []}
     model.reset_nfe()
     k_last = len(times) - 2
     advance, close = progress_bar(progress, k_last + 1, f"FK steering ({kernel!r})")
-
-    def rate(z):
-        return score(reward, model, z, **cond).double().cpu()
-
+    step = _Step(model, kernel, reward, cond, slices, generator, intermediate, posterior_steps)
     for k, (t0, t1) in enumerate(zip(times[:-1].tolist(), times[1:].tolist())):
-        d_start = d
-        x = torch.cat([
-            kernel.transition(model, x[sl], t0, t1, generator=select(generator, sl),
-                              denoised=None if d is None else d[sl], **take(cond, sl))
-            for sl in slices
-        ])  # fmt: skip
-        check_finite(x, f"{kernel!r} at t = {t1:g}")
+        d_start = p.d
+        p.x = step.propose(p.x, t0, t1, p.d)
         if k < k_last:
-            d = torch.cat([model.denoise(x[sl], t1, **take(cond, sl)) for sl in slices])
-            if intermediate == "denoiser":
-                r = rate(d)
-            else:  # one GLASS posterior sample; its first evaluation is the call just made
-                post = GLASS(posterior_steps or kernel.steps)
-                z = torch.cat([
-                    post.transition(model, x[sl], t1, 1.0, generator=select(generator, sl), denoised=d[sl],
-                                    **take(cond, sl))
-                    for sl in slices
-                ])  # fmt: skip
-                r = rate(z)
-            log_g = log_potential(potential, lam, r, state)
-            state = state.update(r)
+            p.d, r = step.intermediate(p.x, t1)
+            log_g = log_potential(potential, lam, r, p.state)
+            p.state = p.state.update(r)
         else:
-            r = rate(x)
-            log_g = lam * r - lineage  # final correction: the product of potentials is exp(lam r(x_1))
-        lineage = lineage + log_g
-        log_w = log_w + log_g.reshape(groups, particles)
-        e = ess(log_w)
+            r = step.rate(p.x)
+            log_g = lam * r - p.lineage  # final correction: the product of potentials is exp(lam r(x_1))
+        p.lineage = p.lineage + log_g
+        p.log_w = p.log_w + log_g.reshape(groups, particles)
+        e = ess(p.log_w)
         history["ess"].append(e)
-        history["log_weight_history"].append(log_w.clone())
+        history["log_weight_history"].append(p.log_w.clone())
         do = torch.zeros(groups, dtype=torch.bool)
         if k < k_last and (k + 1) % resample_every == 0:
-            do = (
-                torch.ones(groups, dtype=torch.bool)
-                if ess_threshold is None
-                else e < ess_threshold * particles
-            )
-        idx = torch.arange(particles).expand(groups, -1).clone()
-        if bool(do.any()):
-            idx[do] = resample(log_w[do], resampler, cpu_gen)
-            log_w[do] = 0.0
-            flat = (idx + offsets).reshape(-1)
-            x, d, lineage, state = (
-                x[flat.to(x.device)],
-                d[flat.to(d.device)],
-                lineage[flat],
-                state.index(flat),
-            )
+            do = torch.ones(groups, dtype=torch.bool) if ess_threshold is None else e < ess_threshold * particles  # noqa: E501
+        idx = p.resample(do, resampler, cpu_gen)
         history["resampled"].append(do)
         history["ancestors"].append(idx)
         if callback is not None:
-            replaced = callback(k, t1, x, d_start, log_weights=log_w, ess=e, ancestors=idx)
-            x = x if replaced is None else replaced
+            replaced = callback(k, t1, p.x, d_start, log_weights=p.log_w, ess=e, ancestors=idx)
+            p.x = p.x if replaced is None else replaced
         if advance is not None:
             advance()
     close()
     return FKResult(
-        x=x.reshape(groups, particles, *x.shape[1:]),
-        log_weights=log_w - torch.logsumexp(log_w, -1, keepdim=True),
+        x=p.x.reshape(groups, particles, *p.x.shape[1:]),
+        log_weights=p.log_w - torch.logsumexp(p.log_w, -1, keepdim=True),
         rewards=r.reshape(groups, particles),
         nfe=model.reset_nfe() // len(slices),
         **history,
     )
+
+
+@dataclass
+class _Particles:
+    """The particle system between transitions: states, their denoiser outputs, ancestral sums of log
+    potentials, reward state and (groups, particles) log-weights."""
+
+    x: Tensor
+    d: Tensor | None
+    lineage: Tensor
+    state: RewardState
+    log_w: Tensor
+
+    def resample(self, do: Tensor, resampler: str, generator) -> Tensor:
+        """Resample the groups flagged in ``do`` (weights reset to 0); returns ancestor indices."""
+        groups, particles = self.log_w.shape
+        idx = torch.arange(particles).expand(groups, -1).clone()
+        if bool(do.any()):
+            idx[do] = resample(self.log_w[do], resampler, generator)
+            self.log_w[do] = 0.0
+            flat = (idx + (torch.arange(groups) * particles)[:, None]).reshape(-1)
+            self.x, self.d = self.x[flat.to(self.x.device)], self.d[flat.to(self.d.device)]
+            self.lineage, self.state = self.lineage[flat], self.state.index(flat)
+        return idx
+
+
+@dataclass
+class _Step:
+    """One FK transition's network work, chunk by chunk: propose with the kernel (reusing D at the
+    start), and score x_t by the denoiser (free: handed to the next transition) or a posterior sample."""
+
+    model: object
+    kernel: object
+    reward: object
+    cond: dict
+    slices: list
+    generator: object
+    mode: str  # how x_t is scored: "denoiser" or "posterior"
+    posterior_steps: int | None
+
+    def rate(self, z: Tensor) -> Tensor:
+        return score(self.reward, self.model, z, **self.cond).double().cpu()
+
+    def propose(self, x: Tensor, t0: float, t1: float, d: Tensor | None) -> Tensor:
+        x = torch.cat([
+            self.kernel.transition(self.model, x[sl], t0, t1, generator=rows_of(self.generator, sl),
+                                   denoised=None if d is None else d[sl], **take(self.cond, sl))
+            for sl in self.slices
+        ])  # fmt: skip
+        check_finite(x, f"{self.kernel!r} at t = {t1:g}")
+        return x
+
+    def intermediate(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """(D_t(x), the intermediate reward of x)."""
+        from glass.samplers.glass import GLASS
+
+        d = torch.cat([self.model.denoise(x[sl], t, **take(self.cond, sl)) for sl in self.slices])
+        if self.mode == "denoiser":
+            return d, self.rate(d)
+        post = GLASS(self.posterior_steps or self.kernel.steps)  # its first evaluation is the call just made
+        z = torch.cat([
+            post.transition(self.model, x[sl], t, 1.0, generator=rows_of(self.generator, sl), denoised=d[sl],
+                            **take(self.cond, sl))
+            for sl in self.slices
+        ])  # fmt: skip
+        return d, self.rate(z)
 
 
 def best_of_n(
@@ -243,7 +272,7 @@ def best_of_n(
     cond = per_row(cond, groups, n, "groups")
     model.reset_nfe()
     x = torch.cat([
-        generate(model, kernel, grid, s.stop - s.start, generator=select(generator, s), progress=progress,
+        generate(model, kernel, grid, s.stop - s.start, generator=rows_of(generator, s), progress=progress,
                  **take(cond, s))
         for s in slices
     ])  # fmt: skip

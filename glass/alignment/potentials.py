@@ -1,4 +1,4 @@
-"""Feynman-Kac potentials on intermediate rewards (Singhal et al. 2025; DESIGN §4).
+"""Feynman-Kac potentials on intermediate rewards (Singhal et al. 2025; paper §5, eq. 6).
 
 With r_k the intermediate reward after transition k and lambda the tilt strength:
 - difference: log G_k = lambda (r_k - r_{k-1})   (r_{-1} = 0; the paper's §3 example)

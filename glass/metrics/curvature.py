@@ -1,4 +1,4 @@
-"""Trajectory curvature of a model's probability-flow ODE (Lee et al. 2023; DESIGN §8):
+"""Trajectory curvature of a model's probability-flow ODE (Lee et al. 2023; Malnick et al., arXiv 2606.04092):
 
     C = E_t E || (X_1 - X_0) - dX_t/dt ||^2
 
@@ -14,6 +14,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from glass.checks import check_int
 
 __all__ = ["path_curvature", "Curvature"]
 
@@ -41,8 +43,7 @@ class Curvature:
 
     def __init__(self, steps: int = 100, n: int = 256):
         for key, v in (("steps", steps), ("n", n)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 2:
-                raise ValueError(f"metric.{key} must be an integer >= 2, got {v!r}")
+            check_int(key, v, 2)
         self.steps, self.n, self.inner = steps, n, None
 
     def __repr__(self) -> str:

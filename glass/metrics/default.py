@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from glass.models.base import capabilities_of
 
-__all__ = ["Default", "resolve_metric"]
+__all__ = ["DefaultMetric", "resolve_metric"]
 
 
-class Default:
+class DefaultMetric:
     def __repr__(self) -> str:
-        return "Default()"
+        return "DefaultMetric()"
 
 
 def resolve_metric(metric, task_name: str, model):
@@ -27,7 +27,7 @@ def resolve_metric(metric, task_name: str, model):
     caps = capabilities_of(model)
     oracle = caps.oracle
     has_data = oracle or caps.data
-    if isinstance(metric, Default):
+    if isinstance(metric, DefaultMetric):
         if task_name == "value":
             return Correlation()
         if not has_data:  # a pretrained model with no reference set here: reward and NFE only
@@ -42,7 +42,7 @@ def resolve_metric(metric, task_name: str, model):
             raise ValueError(
                 f"metric=curvature measures the model's ODE paths: use task=generate, not {task_name}"
             )
-        metric.inner = resolve_metric(Default(), task_name, model)
+        metric.inner = resolve_metric(DefaultMetric(), task_name, model)
         return metric
     if isinstance(metric, FID) and not has_data:
         raise ValueError(f"metric=fid compares with MNIST test images; {model!r} has none (use metric=none)")

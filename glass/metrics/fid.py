@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from glass.checks import check_int
+
 __all__ = ["FID", "MnistFeatures", "frechet_distance", "feature_stats", "extract_features"]
 
 Features = Literal["mnist", "inception"]
@@ -94,8 +96,7 @@ class FID:
             raise ValueError(f"metric.backend must be one of {', '.join(get_args(Backend))}, got {backend!r}")
         if reference not in ("train", "valid", "test"):
             raise ValueError(f"metric.reference must be train, valid or test, got {reference!r}")
-        if isinstance(n_reference, bool) or not isinstance(n_reference, int) or n_reference < 2:
-            raise ValueError(f"metric.n_reference must be an integer >= 2, got {n_reference!r}")
+        check_int("n_reference", n_reference, 2)
         self.features, self.backend, self.reference = features, backend, reference
         self.n_reference, self.cache_dir, self.data_root = n_reference, Path(cache_dir), data_root
         self.clamp, self.inception_path = bool(clamp), inception_path

@@ -1,4 +1,4 @@
-"""One model interface: ``denoise(x, t, **cond) -> D_t(x) = E[z | x_t = x]`` (DESIGN §1).
+"""One model interface: ``denoise(x, t, **cond) -> D_t(x) = E[z | x_t = x]`` (paper §2, eqs. 2, 14, 26-27).
 
 Every model, whatever it predicts (velocity, epsilon, x0, v), is adapted to this denoiser once, so
 samplers never see prediction types. The wrapper counts network function evaluations (NFE): one per
@@ -135,10 +135,10 @@ class Model:
     def _watch(self, out: Tensor, t: Tensor) -> None:
         calls = self.__dict__.setdefault("_calls", [])
         calls.append((self.nfe, t, torch.isfinite(out).all()))
-        if len(calls) >= self._WATCH_LIMIT:  # code that never calls check_finite: check now and then
-            self.check_finite(" (checked every 256 network calls)")
+        if len(calls) >= self._WATCH_LIMIT:  # code that never calls check_outputs: check now and then
+            self.check_outputs(" (checked every 256 network calls)")
 
-    def check_finite(self, where: str | Callable[[], str] = "", *outputs: Tensor) -> None:
+    def check_outputs(self, where: str | Callable[[], str] = "", *outputs: Tensor) -> None:
         """Raise ``FloatingPointError`` naming the first network call (its number and time t) whose
         output had a NaN or Inf since the last check, else if one of ``outputs`` has one. One
         host-device synchronisation; kernels call it once per transition. ``where`` (a string, or a

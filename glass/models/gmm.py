@@ -1,4 +1,4 @@
-"""The exact oracle: isotropic Gaussian mixtures (DESIGN §6).
+"""The exact oracle: isotropic Gaussian mixtures (closed forms, README "The maths").
 
 For data z ~ sum_k pi_k N(m_k, s_k^2 I) in R^d observed through x = a z + b eps, the posterior is
 again a mixture: component weights w_k(x) proportional to pi_k N(x; a m_k, (a^2 s_k^2 + b^2) I),
@@ -227,7 +227,7 @@ def random_mixture(
     schedule: str = "linear",
 ) -> GaussianMixture:
     """A d-dimensional mixture with means ~ N(0, scale^2 I) (drawn from ``seed``), equal stds and
-    Dirichlet(1) weights; the high-dimensional oracle of DESIGN §6."""
+    Dirichlet(1) weights; the high-dimensional oracle of closed forms, README "The maths"."""
     if dim < 1 or n_components < 1:
         raise ValueError(f"model.dim and model.n_components must be >= 1, got {dim}, {n_components}")
     gen = torch.Generator().manual_seed(seed)

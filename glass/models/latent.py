@@ -8,10 +8,12 @@ as CFG on the denoiser: the guided field is treated as the true field everywhere
 steering and guidance all see one denoiser). One NFE = one call of the guided denoiser.
 
 Memory switches: ``chunk`` splits a batch of particles into network batches; ``dtype`` is the
-network's dtype (``bfloat16`` on GPUs) while all scalar algebra stays float64 (DESIGN §7).
+network's dtype (``bfloat16`` on GPUs) while all scalar algebra stays float64.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import Tensor
@@ -39,16 +41,13 @@ def require(module: str, extra: str):
         raise ValueError(f"this model needs {module}: pip install 'glass-flows[{extra}]'") from None
 
 
-def from_pretrained(cls, source: str, what: str, **kw):
-    """``cls.from_pretrained`` with one clear line for a missing local folder or an unreachable hub
-    (the hub client's own retry warnings are silenced: the error says it once)."""
+@contextlib.contextmanager
+def quiet_hub():
+    """Silence the hub clients' retry warnings and warnings while loading (the caller's error says
+    what failed, once)."""
     import logging
     import warnings
-    from pathlib import Path
 
-    local = Path(source).expanduser()
-    if source.startswith((".", "/", "~")) and not local.exists():
-        raise ValueError(f"{what}: no such folder {source!r}")
     loggers = [logging.getLogger(n) for n in ("huggingface_hub", "diffusers", "transformers")]
     levels = [lg.level for lg in loggers]
     try:
@@ -56,6 +55,22 @@ def from_pretrained(cls, source: str, what: str, **kw):
             lg.setLevel(logging.ERROR)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def from_pretrained(cls, source: str, what: str, **kw):
+    """``cls.from_pretrained`` with one clear line for a missing local folder or an unreachable hub
+    (the hub client's own retry warnings are silenced: the error says it once)."""
+    from pathlib import Path
+
+    local = Path(source).expanduser()
+    if source.startswith((".", "/", "~")) and not local.exists():
+        raise ValueError(f"{what}: no such folder {source!r}")
+    try:
+        with quiet_hub():
             return cls.from_pretrained(str(local) if local.exists() else source, **kw)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -63,9 +78,6 @@ def from_pretrained(cls, source: str, what: str, **kw):
             f"{what}: cannot load {source!r} ({first[:160]}); check the network, log in and accept the "
             "model's licence on the Hugging Face hub, or give a local folder"
         ) from None
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None):

@@ -1,4 +1,5 @@
-"""The MNIST flow model trained with the low-frequency prior (``model=mnist_lowfreq``; DESIGN §8).
+"""The MNIST flow model trained with the low-frequency prior (``model=mnist_lowfreq``; Malnick et al.,
+arXiv 2606.04092).
 
 Inference: the low-resolution generator G samples a 7 x 7 image (``g_steps`` Euler steps of its ODE),
 the prior upsamples it and adds noise, x0 = (1 - a) up(G) + a eps, and the main model's ODE carries x0
@@ -19,6 +20,7 @@ import time
 
 import torch
 
+from glass.checks import check_int
 from glass.models.base import Capabilities
 from glass.models.mnist import MnistFlow, check_device, flow_unet, load_checkpoint
 from glass.priors.generator import LowResFlow, LowResNet
@@ -34,8 +36,7 @@ class MnistLowFreqFlow(MnistFlow):
 
     def __init__(self, net, generator: LowResFlow, prior: LowFrequency, g_steps: int = 8, **kw):
         super().__init__(net, **kw)
-        if isinstance(g_steps, bool) or not isinstance(g_steps, int) or g_steps < 1:
-            raise ValueError(f"model.g_steps must be an integer >= 1, got {g_steps!r}")
+        check_int("g_steps", g_steps, 1)
         self.lowres, self.prior, self.g_steps = generator, prior, g_steps
         self._ratio = None
 

@@ -47,6 +47,24 @@ def disk_key(text: str | None) -> str:
     return "\x00pipeline-negative" if text is None else text
 
 
+def _pipeline_dtype_device(pipe, net, network: str, dtype, device) -> tuple[torch.dtype, torch.device]:
+    """The network's dtype and the pipeline's execution device; a different ``dtype`` / ``device`` asked
+    for is refused with one line (glass never converts or moves the user's modules)."""
+    own_dtype = next(net.parameters()).dtype
+    own_device = torch.device(pipe._execution_device)
+    if dtype is not None and as_dtype(dtype) != own_dtype:
+        raise ValueError(
+            f"dtype={dtype} differs from the pipeline's {network} ({own_dtype}); glass never converts "
+            f"your modules: convert the pipeline yourself (pipe.to({as_dtype(dtype)})) or leave dtype=None"
+        )
+    if device is not None and not _same_device(torch.device(device), own_device):
+        raise ValueError(
+            f"device={device!r} differs from the pipeline's execution device ({own_device}); glass never "
+            f"moves your modules: move the pipeline yourself (pipe.to({str(device)!r})) or leave device=None"
+        )
+    return own_dtype, own_device
+
+
 def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
@@ -87,20 +105,7 @@ class PipelineModel(Model):
         net = getattr(pipe, self.network, None)
         if net is None:
             raise ValueError(f"{type(pipe).__name__} has no {self.network}: nothing to sample with")
-        own_dtype = next(net.parameters()).dtype
-        own_device = torch.device(pipe._execution_device)
-        if dtype is not None and as_dtype(dtype) != own_dtype:
-            raise ValueError(
-                f"dtype={dtype} differs from the pipeline's {self.network} ({own_dtype}); glass never "
-                f"converts your modules: convert the pipeline yourself (pipe.to({as_dtype(dtype)})) or leave "
-                "dtype=None"
-            )
-        if device is not None and not _same_device(torch.device(device), own_device):
-            raise ValueError(
-                f"device={device!r} differs from the pipeline's execution device ({own_device}); glass "
-                f"never moves your modules: move the pipeline yourself (pipe.to({str(device)!r})) or leave "
-                "device=None"
-            )
+        own_dtype, own_device = _pipeline_dtype_device(pipe, net, self.network, dtype, device)
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             allowed = ", ".join(self.options) or "none"
@@ -120,6 +125,16 @@ class PipelineModel(Model):
         width = self._size(pipe, width, "width")
         super().__init__(self.schedule_name, self.latent_shape(height, width), own_dtype, own_device)
         self.height, self.width = height, width
+        self._set_text_options(guidance_scale, prompt, negative_prompt, chunk, max_sequence_length, cache_dir)
+        self._check_options()
+        if release_text_encoders:
+            self.encode_prompts(self.default_texts())
+            self.release_text_encoders()
+
+    def _set_text_options(
+        self, guidance_scale, prompt, negative_prompt, chunk, max_sequence_length, cache_dir
+    ):  # noqa: E501
+        """Guidance, default prompts, chunking and the prompt caches (in memory; on disk if asked)."""
         gs = self.default_guidance if guidance_scale is None else guidance_scale
         self.guidance_scale = check_number("guidance_scale", gs, minimum=0)
         for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
@@ -138,10 +153,6 @@ class PipelineModel(Model):
             from glass.models.prompts import PromptCache
 
             self._disk = PromptCache(cache_dir, self.name, self.family, self.max_sequence_length)
-        self._check_options()
-        if release_text_encoders:
-            self.encode_prompts(self.default_texts())
-            self.release_text_encoders()
 
     def default_texts(self) -> list[str | None]:
         """The texts the defaults need: the prompt, and the negative (None: the pipeline's own) when

@@ -45,30 +45,46 @@ def load_pipeline(
 ):
     """Build the pipeline of ``family`` and adapt it with :func:`glass.from_pipe` (``options``:
     ``true_cfg_scale`` for FLUX.1, ``guidance_rescale`` for SD / SDXL)."""
-    import diffusers
-
     from glass.models.mnist import check_device
     from glass.models.prompts import PromptCache
 
     if family not in FAMILIES:
         raise ValueError(f"model family must be one of {', '.join(FAMILIES)}, got {family!r}")
     check_device(device)
-    torch_dtype = check_dtype(dtype)
     adapter = FAMILIES[family]
-    text = TEXT_COMPONENTS[family]
     if family == "ddpm":
         prompt = negative_prompt = None
     else:
         require("transformers", "pipelines")
     max_len = adapter.max_length if max_sequence_length is None else max_sequence_length
-    cache = PromptCache(cache_dir, model_id, family, max_len)
     texts = [disk_key(p) for p in (prompt, negative_prompt) if p is not None or family != "flux"]
-    drop = {k: None for k in text} if all(cache.has(p) for p in texts) else {}
-    if family == "sd":
+    cached = all(PromptCache(cache_dir, model_id, family, max_len).has(p) for p in texts)
+    skip = TEXT_COMPONENTS[family] if cached else ()  # every prompt cached: no text encoders at all
+    pipe = _load_pipe(adapter.pipelines[0], model_id, check_dtype(dtype), skip)
+    _place(pipe, device, cpu_offload, attention_slicing)
+    text = {"prompt": prompt, "cache_dir": cache_dir, "release_text_encoders": True,
+            "max_sequence_length": max_sequence_length}  # fmt: skip
+    return from_pipe(pipe, height=height, width=width, guidance_scale=guidance_scale,
+                     negative_prompt=negative_prompt, chunk=chunk, **({} if family == "ddpm" else text),
+                     **options)  # fmt: skip
+
+
+def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...]):
+    """``diffusers.<name>.from_pretrained`` without the components in ``skip`` (text encoders whose
+    prompts are cached) and without SD's safety checker."""
+    import diffusers
+
+    drop = {k: None for k in skip}
+    if name == "StableDiffusionPipeline":
         drop.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    cls = getattr(diffusers, adapter.pipelines[0])
+    cls = getattr(diffusers, name)
     pipe = from_pretrained(cls, model_id, cls.__name__, torch_dtype=torch_dtype, **drop)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _place(pipe, device: str, cpu_offload: bool, attention_slicing: bool) -> None:
+    """The pipeline is ours: move it to the device, or offload it model by model (accelerate)."""
     if cpu_offload:  # model-level offload: each component moves to the GPU while it runs
         require("accelerate", "pipelines")
         pipe.enable_model_cpu_offload(device=device)
@@ -76,25 +92,3 @@ def load_pipeline(
         pipe.to(device)
     if attention_slicing:  # attention in slices: less peak memory, a little slower
         pipe.enable_attention_slicing()
-    kw = (
-        {}
-        if family == "ddpm"
-        else {
-            "prompt": prompt,
-            "cache_dir": cache_dir,
-            "release_text_encoders": True,
-            "max_sequence_length": max_sequence_length,
-        }
-    )
-    model = from_pipe(
-        pipe,
-        height=height,
-        width=width,
-        guidance_scale=guidance_scale,
-        negative_prompt=negative_prompt,
-        chunk=chunk,
-        **kw,
-        **options,
-    )
-    del pipe  # the model holds what it samples with; the text encoders go with the pipe
-    return model

@@ -1,5 +1,5 @@
 """Designed priors for flow matching (Malnick et al., "Optimal Transport Flow Matching by Design",
-arXiv 2606.04092; DESIGN §8)."""
+arXiv 2606.04092)."""
 
 from glass.priors.lowfreq import Gaussian, LowFrequency, low_pass
 

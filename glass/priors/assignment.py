@@ -1,5 +1,5 @@
-"""Exact-assignment check of a coupling (DESIGN §8): is pairing each x1 with its own prior sample x0
-what optimal transport would do? Solve the assignment problem on a subset (scipy's
+"""Exact-assignment check of a coupling (Malnick et al., arXiv 2606.04092): is pairing each x1 with
+its own prior sample x0 what optimal transport would do? Solve the assignment problem on a subset (scipy's
 ``linear_sum_assignment`` on squared Euclidean costs) and report the fraction of pairs it keeps."""
 
 from __future__ import annotations

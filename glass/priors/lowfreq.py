@@ -1,9 +1,10 @@
 """The low-frequency prior: x0 = (1 - a) T(x1) + a eps, T = bicubic downsample then upsample.
 
 Pairing each image x1 with a noised low-pass version of itself is (empirically) an optimal-transport
-coupling for a up to about 0.5 (DESIGN §8), so the flow-matching paths x_t = t x1 + (1 - t) x0 are
-nearly straight. The flow model trains with the ordinary loss on (x0, x1) pairs; at inference x0 is
-built from a low-resolution sample of a small generator G: x0 = (1 - a) up(G) + a eps.
+coupling for a up to about 0.5 (Malnick et al., arXiv 2606.04092), so the flow-matching paths
+x_t = t x1 + (1 - t) x0 are nearly straight. The flow model trains with the ordinary loss on (x0, x1)
+pairs; at inference x0 is built from a low-resolution sample of a small generator G:
+x0 = (1 - a) up(G) + a eps.
 """
 
 from __future__ import annotations

@@ -1,19 +1,19 @@
 """Rewards r(x_1) -> (N,) for value estimation and alignment (``reward=...``)."""
 
-from glass.rewards.base import Default, Reward, resolve_reward, score
+from glass.rewards.base import DefaultReward, Reward, resolve_reward, score
 from glass.rewards.classifier import ClassifierLogProb
 from glass.rewards.hub import CLIPScore, HPSv2, ImageReward, PickScore, RewardUnavailable
 from glass.rewards.ink import Ink
 from glass.rewards.jpeg import JpegCompressibility
-from glass.rewards.linear import Linear
+from glass.rewards.linear import LinearReward
 
 __all__ = [
     "Reward",
-    "Default",
+    "DefaultReward",
     "resolve_reward",
     "score",
     "ClassifierLogProb",
-    "Linear",
+    "LinearReward",
     "Ink",
     "JpegCompressibility",
     "CLIPScore",

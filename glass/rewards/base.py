@@ -15,7 +15,7 @@ from torch import Tensor
 
 from glass.models.base import capabilities_of
 
-__all__ = ["Reward", "Default", "resolve_reward", "score", "reward_input"]
+__all__ = ["Reward", "DefaultReward", "resolve_reward", "score", "reward_input"]
 
 
 class Reward(Protocol):
@@ -24,7 +24,7 @@ class Reward(Protocol):
     def __call__(self, x1: Tensor, **cond) -> Tensor: ...
 
 
-class Default:
+class DefaultReward:
     """``reward=default``: the model's natural reward (MNIST: classifier log-probability of class
     ``target``; Gaussian-mixture oracle: the linear reward w.z with |w| = 1; pretrained image models
     (FLUX, SD3, SD, SiT): ImageReward, the paper's reward)."""
@@ -33,30 +33,30 @@ class Default:
         self.target = target
 
     def __repr__(self) -> str:
-        return f"Default(target={self.target})"
+        return f"DefaultReward(target={self.target})"
 
 
 def resolve_reward(reward, model):
-    """Replace ``Default`` by the model's default reward; check the reward fits the model."""
+    """Replace ``DefaultReward`` by the model's default reward; check the reward fits the model."""
     from glass.rewards.classifier import ClassifierLogProb
-    from glass.rewards.linear import Linear
+    from glass.rewards.linear import LinearReward
 
     caps = capabilities_of(model)
     oracle, mnist = caps.oracle, caps.classifier
-    if isinstance(reward, Default):
+    if isinstance(reward, DefaultReward):
         if not (oracle or mnist):  # a pretrained image model: the paper's reward
             from glass.rewards.hub import ImageReward
 
             reward = ImageReward()
         else:
-            return Linear() if oracle else ClassifierLogProb(target=reward.target)
+            return LinearReward() if oracle else ClassifierLogProb(target=reward.target)
     if isinstance(reward, ClassifierLogProb) and not (oracle or mnist):
         raise ValueError("reward=classifier scores MNIST digits (model=mnist); use e.g. reward=imagereward")
     if isinstance(reward, ClassifierLogProb) and oracle:
         raise ValueError("reward=classifier needs an MNIST model (model=mnist), got the oracle")
-    if isinstance(reward, Linear) and not oracle:
+    if isinstance(reward, LinearReward) and not oracle:
         raise ValueError("reward=linear is the oracle's reward (model=gmm or gmm64)")
-    if oracle and not isinstance(reward, Linear):
+    if oracle and not isinstance(reward, LinearReward):
         raise ValueError(f"{reward!r} scores images; the oracle's reward is reward=linear")
     if hasattr(reward, "load"):
         reward.load()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from glass.checks import check_int
+
 __all__ = ["ClassifierLogProb"]
 
 
@@ -15,8 +17,7 @@ class ClassifierLogProb:
     differentiable = True
 
     def __init__(self, target: int = 0, path: str | None = None, batch: int = 1000):
-        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target <= 9:
-            raise ValueError(f"reward.target must be a digit class 0..9, got {target!r}")
+        check_int("target", target, 0, 9)  # a digit class
         self.target, self.path, self.batch = target, path, batch
         self._net = None
 

@@ -82,16 +82,11 @@ class CLIPScore:
         if self._model is not None:
             return self
         transformers = _require("transformers", type(self).__name__, "transformers")
+        from glass.models.latent import quiet_hub
+
         try:
-            self._model = (
-                transformers.CLIPModel.from_pretrained(self.model_id)
-                .eval()
-                .requires_grad_(False)
-                .to(self.device)
-            )
-            self._tokenizer = transformers.AutoTokenizer.from_pretrained(
-                self.processor_model or self.model_id
-            )
+            with quiet_hub():
+                self._load(transformers)
         except (OSError, ValueError) as e:
             raise RewardUnavailable(
                 f"{type(self).__name__} weights {self.model_id!r} are not available ({_reason(e)}); download "
@@ -99,6 +94,11 @@ class CLIPScore:
                 "reward.model to a local directory"
             ) from None
         return self
+
+    def _load(self, transformers) -> None:
+        model = transformers.CLIPModel.from_pretrained(self.model_id)
+        self._model = model.eval().requires_grad_(False).to(self.device)
+        self._tokenizer = transformers.AutoTokenizer.from_pretrained(self.processor_model or self.model_id)
 
     def _text(self, prompts: list[str]) -> Tensor:
         tok = self._tokenizer(prompts, padding=True, truncation=True, max_length=77, return_tensors="pt")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from glass.checks import check_int
+
 __all__ = ["JpegCompressibility"]
 
 
@@ -14,8 +16,7 @@ class JpegCompressibility:
     differentiable = False
 
     def __init__(self, quality: int = 75):
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-            raise ValueError(f"reward.quality must be an integer in 1..100, got {quality!r}")
+        check_int("quality", quality, 1, 100)
         self.quality = quality
 
     def __call__(self, x1: Tensor, **cond) -> Tensor:

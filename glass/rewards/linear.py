@@ -1,5 +1,5 @@
-"""Linear reward r(z) = w.z for the Gaussian-mixture oracle, where the value function and the
-tilted target have closed forms (DESIGN §6)."""
+"""The linear reward r(z) = w.z for the Gaussian-mixture oracle, where the value function and the
+tilted target have closed forms (closed forms, README "The maths")."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["Linear"]
+__all__ = ["LinearReward"]
 
 
-class Linear:
+class LinearReward:
     """r(z) = w.z with w = scale * direction / |direction|; ``direction=None`` is (1, ..., 1)."""
 
     differentiable = True
@@ -37,4 +37,4 @@ class Linear:
         return x @ self.weights(x.shape[1], x.device)
 
     def __repr__(self) -> str:
-        return f"Linear(scale={self.scale:g})"
+        return f"LinearReward(scale={self.scale:g})"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glass.checks import check_transition
+from glass.checks import check_int, check_transition
 from glass.samplers.glass import GLASS
 from glass.times import check_times, is_per_sample, step_times
 
@@ -29,8 +29,7 @@ class DDPM:
     """
 
     def __init__(self, steps: int = 8):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        check_int("steps", steps, 1)
         self.steps = steps
         self._step = GLASS(1, rho="ddpm")
 

@@ -1,4 +1,4 @@
-"""The one transition interface and full generation (DESIGN §2).
+"""The one transition interface and full generation (paper eq. 5).
 
 A transition kernel is any object with
 
@@ -21,6 +21,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from glass.checks import check_int, check_time
 from glass.conditioning import per_row
 from glass.models.base import capabilities_of
 from glass.noise import Generators, Injected, Streams, noise_source, randn
@@ -120,8 +121,9 @@ def generate(
     times = time_grid(grid, model)
     generator = noise_source(generator)
     if x is None:
-        if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"give n >= 1 samples or a starting x, got n={n!r}")
+        if n is None:
+            raise ValueError("give n >= 1 samples or a starting x")
+        check_int("n", n, 1)
         x = prior_sample(model, n, generator, float(times[0]))
     cond = per_row(cond, len(x))
     advance, close = progress_bar(progress, len(times) - 1, f"{type(kernel).__name__} x {len(times) - 1}")
@@ -146,7 +148,6 @@ def posterior(model, images, t: float, kernel: Transition, n: int = 1, *, genera
     ``n`` samples of p_{1|t} are drawn by one transition of ``kernel`` from t to 1 (GLASS: stochastic
     at ODE cost). Returns (B, n, ...) outputs: images in [0, 1] for latent models (decoded), data
     otherwise. ``**cond`` is per image (``prompt=``: a string or one per image)."""
-    from glass.checks import check_int, check_time
 
     check_int("n", n, 1)
     t = check_time("t", t)

@@ -1,4 +1,4 @@
-"""GLASS transitions (Holderrieth et al. 2025, §4; DESIGN §3).
+"""GLASS transitions (Holderrieth et al. 2025, paper §4).
 
 A GLASS transition samples x_{t'} ~ p_{t'|t}(. | x_t) for t < t' by integrating an inner flow over
 s in [0, 1] whose velocity needs one call of the pretrained denoiser per step:
@@ -26,7 +26,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from glass.checks import check_transition
+from glass.checks import check_int, check_transition
 from glass.noise import randn
 from glass.paths import Coefficients, resolve_rho, rho_ddpm, transition_coefficients
 from glass.schedules import Schedule, as_time, bcast
@@ -247,8 +247,7 @@ class GLASS:
         solver: InnerSolver = "euler",
         grid: InnerGrid = "uniform",
     ):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        check_int("steps", steps, 1)
         if isinstance(rho, str):
             if rho != "ddpm":
                 raise ValueError(f"rho must be 'ddpm' or a number in [-1, 1], got {rho!r}")

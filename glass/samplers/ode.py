@@ -1,4 +1,4 @@
-"""Deterministic baseline: integrate the probability-flow ODE dx/dt = u_t(x) (DESIGN §2)."""
+"""Deterministic baseline: integrate the probability-flow ODE dx/dt = u_t(x) (paper eq. 5)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from glass.checks import check_transition
+from glass.checks import check_int, check_transition
 from glass.schedules import bcast
 from glass.times import check_times, step_times
 
@@ -33,8 +33,7 @@ class ODE:
     """
 
     def __init__(self, steps: int = 8, method: ODEMethod = "euler"):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        check_int("steps", steps, 1)
         if method not in get_args(ODEMethod):
             raise ValueError(
                 f"method must be one of {', '.join(get_args(ODEMethod))}, got {method!r}"

@@ -1,4 +1,4 @@
-"""Stochastic baseline: the paper's "DDPM sampling" SDE (eq. 5), Euler-Maruyama (DESIGN §2).
+"""Stochastic baseline: the paper's "DDPM sampling" SDE (eq. 5), Euler-Maruyama (paper eq. 5).
 
     dX_t = [u_t(X) + (nu_t^2 / 2) grad log p_t(X)] dt + nu_t dW_t,
     nu_t^2 = 2 (alpha'/alpha) sigma^2 - 2 sigma sigma'.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glass.checks import check_transition
+from glass.checks import check_int, check_transition
 from glass.noise import randn
 from glass.schedules import bcast
 from glass.times import check_times, step_times
@@ -23,7 +23,7 @@ __all__ = ["SDE"]
 class SDE:
     """Euler-Maruyama on eq. 5 with ``steps`` uniform steps; one NFE a step.
 
-    Two boundary rules (DESIGN §2), applied per sample when times differ across the batch:
+    Two boundary rules (paper eq. 5), applied per sample when times differ across the batch:
     - a step that ends at t' = 1 returns the denoiser output (no noise at t = 1);
     - a step that starts at t = 0 (or so close that nu_t^2 overflows) cannot be Euler-Maruyama: nu_0
       is infinite (alpha_0 = 0), the drift contains -(alpha'/alpha) x and the SDE forgets its start
@@ -32,8 +32,7 @@ class SDE:
     """
 
     def __init__(self, steps: int = 8):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        check_int("steps", steps, 1)
         self.steps = steps
 
     def __repr__(self) -> str:

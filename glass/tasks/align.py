@@ -1,4 +1,4 @@
-"""Reward alignment tasks: ``fk_steering``, ``best_of_n`` and ``guidance`` (DESIGN §4, paper §5-6.3).
+"""Reward alignment tasks: ``fk_steering``, ``best_of_n`` and ``guidance`` (paper §5-6.3, eq. 6).
 
 Each is a thin composition of model + transition kernel(s) + reward (+ guidance): ``groups``
 independent outputs are produced, each from ``particles`` sample paths of K transitions x M steps, so
@@ -94,7 +94,7 @@ class _Align:
         groups = self.n_groups(model)
         seed = derive_seed(generator)  # per-sample streams: the same numbers for every task.chunk
         m = self.guided(model, reward)
-        quality = _Quality(model, reward, metric, groups, generator, self.target_lam())
+        quality = AlignedQuality(model, reward, metric, groups, generator, self.target_lam())
         kernels = kernels_of(sampler)
         advance = progress(self.name, len(kernels)) if progress else None
         rows, outputs, traces = [], {}, {}
@@ -204,7 +204,7 @@ class Guidance(BestOfN):
         return self.guidance["lam"] or None
 
 
-class _Quality:
+class AlignedQuality:
     """Quality of aligned outputs (see the module docstring)."""
 
     def __init__(self, model, reward, metric, groups, generator, lam: float | None):

@@ -13,7 +13,7 @@ from glass.samplers.base import derive_seed
 from glass.schedules import bcast
 
 __all__ = [
-    "Result", "check_int", "check_time", "check_finite", "is_oracle", "fork", "noise_to",
+    "Result", "check_int", "check_time", "check_finite", "is_oracle", "identical_streams", "noise_to",
     "check_gaussian_path",
 ]  # fmt: skip
 
@@ -44,7 +44,7 @@ def is_oracle(model) -> bool:
     return capabilities_of(model).oracle
 
 
-def fork(generator: torch.Generator, device):
+def identical_streams(generator: torch.Generator, device):
     """A seed drawn from ``generator``, returned as a factory of fresh generators on ``device``:
     every kernel of a comparison gets an identical copy of the same stream, whatever device the
     model runs on."""

@@ -12,7 +12,7 @@ from glass.noise import Streams
 from glass.samplers import generate
 from glass.samplers.base import derive_seed
 from glass.samplers.compare import kernels_of
-from glass.tasks.base import Result, check_finite, check_int, fork, is_oracle
+from glass.tasks.base import Result, check_finite, check_int, identical_streams, is_oracle
 
 __all__ = ["Generate"]
 
@@ -35,7 +35,7 @@ class Generate:
         advance = progress("generate", self.transitions * len(kernels)) if progress else None
         rows, samples = [], {}
         path = (
-            metric.measure(model, fork(generator, model.device)())
+            metric.measure(model, identical_streams(generator, model.device)())
             if getattr(metric, "path_metric", False)
             else {}
         )

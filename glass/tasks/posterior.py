@@ -24,7 +24,15 @@ import torch
 
 from glass.models.base import capabilities_of
 from glass.samplers.compare import kernels_of
-from glass.tasks.base import Result, check_finite, check_int, check_time, fork, is_oracle, noise_to
+from glass.tasks.base import (
+    Result,
+    check_finite,
+    check_int,
+    check_time,
+    identical_streams,
+    is_oracle,
+    noise_to,
+)
 
 __all__ = ["Posterior"]
 
@@ -64,7 +72,7 @@ class Posterior:
         z, labels = model.data_samples(points, generator)
         x_t = noise_to(model, z, t, generator)
         x_rep = x_t.repeat_interleave(n, 0)
-        stream = fork(generator, model.device)
+        stream = identical_streams(generator, model.device)
         kernels = kernels_of(sampler)
         advance = progress("posterior", len(kernels)) if progress else None
         rows, samples = [], {}

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from glass.models.base import capabilities_of
-from glass.noise import Streams, select
+from glass.noise import Streams, rows_of
 from glass.samplers.base import derive_seed
 from glass.samplers.compare import kernels_of
 from glass.tasks.base import Result, check_finite, check_int, check_time, is_oracle, noise_to
@@ -39,7 +39,7 @@ def mc_value(
     out = []
     for i in range(0, len(x_t), per):
         x = x_t[i : i + per].repeat_interleave(n, 0)
-        g = select(generator, slice(i * n, i * n + len(x)))
+        g = rows_of(generator, slice(i * n, i * n + len(x)))
         z = kernel.transition(model, x, t, 1.0, generator=g)
         check_finite(z, f"{kernel!r} (posterior samples at t = {t:g})")
         r = reward(z).double().reshape(-1, n)

@@ -1,0 +1,74 @@
+"""Every use of Hydra's private API, and every reading of a library's message text, in one place.
+
+Hydra has no public call for three things glass needs: splitting sweep overrides into jobs (its basic
+sweeper's ``split_arguments``), building a launcher outside ``@hydra.main`` (``Callbacks`` and the
+launcher plugin), and a failed job's exception (``JobReturn._return_value``). Composition errors
+carry the offending key only in their message text, and so do Python's ``TypeError`` for an unknown
+constructor argument and OmegaConf's interpolation errors. ``tests/test_hydra_api.py`` runs each
+function here against the installed Hydra and OmegaConf, so an upgrade that changes any of them
+fails there, loudly, instead of degrading an error message somewhere else.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "split_sweep", "make_launcher", "job_exception", "overridden_key", "unexpected_argument",
+    "takes_no_arguments", "interpolation_reason",
+]  # fmt: skip
+
+
+def split_sweep(parsed_overrides) -> list[list[str]]:
+    """The cartesian product of parsed sweep overrides (``a=1,2 b=x,y``): one override list per job."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    (batch,) = BasicSweeper.split_arguments(parsed_overrides, None)
+    return batch
+
+
+def make_launcher(overrides: list[str], task_function):
+    """Hydra's multirun master config with ``overrides`` and the launcher plugin it selects, set up
+    to call ``task_function(cfg)`` per job (inside ``hydra.initialize_config_dir``)."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext, RunMode
+
+    loader = GlobalHydra.instance().config_loader()
+    master = loader.load_configuration("config", overrides, run_mode=RunMode.MULTIRUN)
+    context = HydraContext(config_loader=loader, callbacks=Callbacks(master))
+    return Plugins.instance().instantiate_launcher(
+        config=master, hydra_context=context, task_function=task_function
+    )
+
+
+def job_exception(job_return) -> BaseException | None:
+    """The exception a launched job raised (None when it completed)."""
+    from hydra.core.utils import JobStatus
+
+    if job_return.status == JobStatus.COMPLETED:
+        return None
+    return job_return._return_value
+
+
+def overridden_key(message: str) -> str | None:
+    """The key of a ``ConfigCompositionException`` for an override of a key that does not exist."""
+    m = re.search(r"Could not override '([^']+)'", message)
+    return m.group(1) if m else None
+
+
+def unexpected_argument(message: str) -> str | None:
+    """``Cls.__init__() got an unexpected keyword argument 'x'`` -> "unexpected option 'x'"."""
+    m = re.match(r"^[\w.<>]+\.__init__\(\) got an unexpected keyword argument (.*)$", message)
+    return f"unexpected option {m.group(1)}" if m else None
+
+
+def takes_no_arguments(message: str) -> bool:
+    """``Cls() takes no arguments``: a constructor without options was given some."""
+    return re.match(r"^[\w.<>]+\(\) takes no arguments", message) is not None
+
+
+def interpolation_reason(message: str) -> str:
+    """OmegaConf's ``X raised while resolving interpolation: why`` -> ``why``."""
+    return re.sub(r"^\w+ raised while resolving interpolation: ", "", message).strip('"')

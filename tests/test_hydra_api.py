@@ -1,0 +1,74 @@
+"""glass.hydra_api against the installed Hydra and OmegaConf: each private API and each message format
+glass reads is exercised for real here, so an upgrade that changes one fails this file, loudly."""
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from glass import hydra_api
+from glass.config import config_dir
+
+
+def test_split_sweep_is_the_cartesian_product():
+    parsed = OverridesParser.create().parse_overrides(["a=1,2", "b=x,y", "c=3"])
+    jobs = hydra_api.split_sweep(parsed)
+    assert sorted(map(tuple, jobs)) == sorted(
+        (f"a={a}", f"b={b}", "c=3") for a in (1, 2) for b in ("x", "y")
+    )
+
+
+def test_the_launcher_runs_the_task_function_and_reports_a_failed_job(tmp_path):
+    from hydra import initialize_config_dir
+
+    seen = []
+
+    def task(cfg):
+        seen.append(cfg.seed)
+        if cfg.seed == 1:
+            raise ValueError("boom")
+        return "ok"
+
+    overrides = ["hydra/job_logging=none", "hydra/hydra_logging=none", "hydra.output_subdir=null",
+                 f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="t"):
+        launcher = hydra_api.make_launcher(overrides, task)
+        returns = launcher.launch([["seed=0"], ["seed=1"]], initial_job_idx=0)
+    assert seen == [0, 1]
+    assert hydra_api.job_exception(returns[0]) is None
+    err = hydra_api.job_exception(returns[1])
+    assert isinstance(err, ValueError) and str(err) == "boom"
+
+
+def test_composition_errors_name_the_key():
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="t"):
+        with pytest.raises(ConfigCompositionException) as e:
+            compose("config", overrides=["task.no_such_key=1"])
+    assert hydra_api.overridden_key(str(e.value)) == "task.no_such_key"
+    assert hydra_api.overridden_key("something else") is None
+
+
+def test_python_and_omegaconf_messages_are_read():
+    class Thing:
+        def __init__(self, a=1):
+            pass
+
+    class Bare:
+        pass
+
+    with pytest.raises(TypeError) as e:
+        Thing(b=2)
+    assert hydra_api.unexpected_argument(str(e.value)) == "unexpected option 'b'"
+    with pytest.raises(TypeError) as e:
+        Bare(1)
+    assert hydra_api.takes_no_arguments(str(e.value))
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    cfg = OmegaConf.create({"x": "${oc.decode:'{'}"})
+    with pytest.raises(OmegaConfBaseException) as e:
+        OmegaConf.to_container(cfg, resolve=True)
+    first = str(e.value).strip().splitlines()[0]
+    assert "raised while resolving interpolation" in first
+    assert not hydra_api.interpolation_reason(first).startswith(type(e.value).__name__)
