@@ -215,7 +215,7 @@ def _composition_message(e: BaseException, overrides: list[str], config_name: st
         )
         node = OmegaConf.select(base, parent) if parent else base
         if isinstance(node, DictConfig):
-            allowed = "; allowed keys: " + ", ".join(k for k in node.keys() if k != "_target_")
+            allowed = "; allowed keys: " + ", ".join(k for k in node.keys() if not str(k).startswith("_"))
     except UserError:
         pass
     hint = " (prefix with + to add a new key)" if parent else ""  # nothing reads a new top-level key
@@ -225,9 +225,9 @@ def _composition_message(e: BaseException, overrides: list[str], config_name: st
 def config_message(what: str, node, msg: str) -> str:
     """A library error in Python argument names -> the config key: "steps must ..." from the
     ``sampler`` node reads "sampler.steps must ..."; other messages get "<what>: " in front."""
-    if msg.startswith(what):
+    if msg.startswith((f"{what}.", f"{what}:", f"{what} ", f"{what}=")):
         return msg
-    first = re.match(r"^(\w+) ", msg)
+    first = re.match(r"^(\w+)[ :]", msg)
     if first and first.group(1) in node:
         return f"{what}.{msg}"
     return f"{what}: {msg}"

@@ -10,7 +10,7 @@ from pathlib import Path
 __all__ = ["NullLogger", "WandbLogger"]
 
 
-def _warn(msg: str) -> None:
+def warn(msg: str) -> None:
     key = os.environ.get("WANDB_API_KEY", "")
     if len(key) >= 8:  # never echo the key, whatever an error message quotes
         msg = msg.replace(key, "***")
@@ -55,7 +55,7 @@ class WandbLogger(NullLogger):
         except Exception as e:  # W&B must never stop a run
             self._failed = True
             reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            _warn(
+            warn(
                 f"W&B {what} failed, continuing with local logs only (W&B is off for the rest of this "
                 f"run or sweep): {type(e).__name__}: {reason}"
             )

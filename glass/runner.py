@@ -61,10 +61,7 @@ class Shared:
 
 def _model(node):
     model = instantiate(node, "model")
-    if hasattr(model, "check_data"):  # data the tasks will need (e.g. the MNIST test set)
-        model.check_data()
-    if getattr(model, "classifier_path", None):  # a classifier given by path: load (and check) it now
-        model.classifier()
+    model.prepare()  # data and weights the tasks will need (e.g. the MNIST test set, a classifier)
     return model
 
 
@@ -102,21 +99,18 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
         )  # fmt: skip
         key = ("reward", OmegaConf.to_yaml(cfg.reward), id(model))
         reward = shared.get(key, instantiate, cfg.reward, "reward")  # options checked even when unused
-        if getattr(task, "needs_reward", True):  # generate / posterior never score a reward
+        if task.needs_reward:  # generate / posterior never score a reward
             reward = shared.get((*key, "resolved"), resolve_reward, reward, model)
-        if hasattr(task, "check"):
-            task.check(model, reward)
-        if hasattr(task, "sizes"):  # sizes that depend on the model (e.g. task.n >= 2 on the oracle)
-            task.sizes(model)
+        task.check(model, reward)
+        task.sizes(model)  # sizes that depend on the model (e.g. task.n >= 2 on the oracle)
         if hasattr(reward, "weights") and hasattr(model, "dim"):  # e.g. reward.direction's length
             reward.weights(model.dim)
         if getattr(reward, "path", None) and hasattr(reward, "net"):  # a checkpoint given by path
             reward.net(getattr(model, "device", "cpu"))
         sampler = instantiate(cfg.sampler, "sampler")
-        if hasattr(model, "check_sampler"):  # e.g. a non-Gaussian prior admits ODE transitions only
-            from glass.samplers.compare import kernels_of
+        from glass.tasks.compare import kernels_of
 
-            model.check_sampler(kernels_of(sampler))
+        model.check_sampler(kernels_of(sampler))  # e.g. a non-Gaussian prior admits ODE transitions only
     except ValueError as e:
         raise UserError(str(e)) from None
     # one logger for the jobs of a call: a W&B failure warns once and is not retried for every job

@@ -152,6 +152,6 @@ def test_generate_task_samples_do_not_depend_on_task_n(tmp_path):
         res = Generate(transitions=3, n=n)(
             gmm, glass.GLASS(2), lambda s, exact: {}, torch.Generator().manual_seed(5)
         )
-        return res.samples
+        return res.samples["glass M=2"]
 
     assert torch.equal(samples(40)[:20], samples(20))

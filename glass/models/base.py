@@ -174,6 +174,17 @@ class Model:
         self.net = torch.compile(self.net, **options)
         return self
 
+    # -- hooks the runner calls when a run is prepared (declared here, so nothing is probed) ---------
+    def prepare(self) -> None:
+        """Fail early, before any run directory exists, on what the run will need (data, weights)."""
+
+    def check_sampler(self, kernels) -> None:
+        """Refuse kernels (``[(label, kernel)]``) the model cannot be sampled with (ValueError)."""
+
+    def prior_cost(self) -> float:
+        """Network calls of a designed prior per sample path, in main-network units (0: Gaussian)."""
+        return 0.0
+
     def reset_nfe(self) -> int:
         """Set the NFE counter to zero and return its previous value."""
         n, self.nfe = self.nfe, 0

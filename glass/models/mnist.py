@@ -148,6 +148,12 @@ class MnistFlow(CallableModel):
         idx = torch.randperm(len(images), generator=generator)[:n]
         return to_data(images[idx]).double().to(self.device), labels[idx]
 
+    def prepare(self) -> None:
+        """The MNIST test set, and a classifier given by path, load now (one line if not)."""
+        self.check_data()
+        if self.classifier_path:
+            self.classifier()
+
     def check_data(self) -> None:
         """Fail early (before any run directory exists) when the MNIST test set cannot be loaded."""
         from glass.data import load_mnist

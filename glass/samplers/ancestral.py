@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_int, check_transition
+from glass.samplers.base import kernel_label
 from glass.samplers.glass import GLASS
 from glass.times import check_times, is_per_sample, step_times
 
@@ -35,6 +36,15 @@ class DDPM:
 
     def __repr__(self) -> str:
         return f"DDPM(steps={self.steps})"
+
+    @property
+    def nfe(self) -> int:
+        """Network calls per transition."""
+        return self.steps
+
+    @property
+    def label(self) -> str:
+        return kernel_label("ddpm", self.steps)
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)

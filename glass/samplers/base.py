@@ -26,13 +26,21 @@ from glass.conditioning import per_row
 from glass.models.base import capabilities_of
 from glass.noise import Generators, Injected, Streams, noise_source, randn
 
-__all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "progress_bar"]
+__all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "progress_bar", "kernel_label"]
 
 
 class Transition(Protocol):
     steps: int
+    label: str  # short name in tables and plots (``kernel_label``)
+    nfe: int  # network calls per transition
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor: ...
+
+
+def kernel_label(name: str, steps: int, *extras: str) -> str:
+    """A kernel's short name in tables and plots: ``glass M=8``, ``glass(rho=0.4, midpoint) M=8``."""
+    inner = f"({', '.join(extras)})" if extras else ""
+    return f"{name}{inner} M={steps}"
 
 
 def derive_seed(generator: torch.Generator | None) -> int | None:

@@ -29,6 +29,7 @@ from torch import Tensor
 from glass.checks import check_int, check_transition
 from glass.noise import randn
 from glass.paths import Coefficients, resolve_rho, rho_ddpm, transition_coefficients
+from glass.samplers.base import kernel_label
 from glass.schedules import Schedule, as_time, bcast
 from glass.times import check_times, is_per_sample
 
@@ -275,6 +276,14 @@ class GLASS:
     def nfe(self) -> int:
         """Network calls per transition."""
         return 2 * self.steps if self.solver == "midpoint" else self.steps
+
+    @property
+    def label(self) -> str:
+        extras = [] if self.rho == "ddpm" else [f"rho={self.rho:g}"]
+        extras += [f"kappa={self.kappa:g}"] if self.kappa is not None else []
+        extras += [self.solver] if self.solver != "euler" else []
+        extras += [f"grid={self.grid}"] if self.grid != "uniform" else []
+        return kernel_label("glass", self.steps, *extras)
 
     def coefficients(self, schedule: Schedule, t, t_next) -> Coefficients:
         return transition_coefficients(

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_int, check_transition
+from glass.samplers.base import kernel_label
 from glass.schedules import bcast
 from glass.times import check_times, step_times
 
@@ -42,6 +43,15 @@ class ODE:
 
     def __repr__(self) -> str:
         return f"ODE(steps={self.steps}, method={self.method!r})"
+
+    @property
+    def nfe(self) -> int:
+        """Network calls per transition (Heun: 2 a step, except a step into t' = 1)."""
+        return 2 * self.steps if self.method == "heun" else self.steps
+
+    @property
+    def label(self) -> str:
+        return kernel_label("ode", self.steps, *([self.method] if self.method != "euler" else []))
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)

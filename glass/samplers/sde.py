@@ -14,6 +14,7 @@ from torch import Tensor
 
 from glass.checks import check_int, check_transition
 from glass.noise import randn
+from glass.samplers.base import kernel_label
 from glass.schedules import bcast
 from glass.times import check_times, step_times
 
@@ -37,6 +38,15 @@ class SDE:
 
     def __repr__(self) -> str:
         return f"SDE(steps={self.steps})"
+
+    @property
+    def nfe(self) -> int:
+        """Network calls per transition."""
+        return self.steps
+
+    @property
+    def label(self) -> str:
+        return kernel_label("sde", self.steps)
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)

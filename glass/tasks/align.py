@@ -31,8 +31,7 @@ from glass.models.base import capabilities_of
 from glass.noise import Streams
 from glass.rewards.base import score
 from glass.samplers.base import derive_seed
-from glass.samplers.compare import kernels_of
-from glass.tasks.base import Result, check_int, is_oracle
+from glass.tasks.base import Task, check_gaussian_path, check_int, is_oracle
 
 __all__ = ["FKSteering", "BestOfN", "Guidance"]
 
@@ -42,7 +41,7 @@ def _mean_se(v: Tensor) -> tuple[float, float]:
     return float(v.mean()), float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
-class _Align:
+class _Align(Task):
     name = "align"
 
     def __init__(
@@ -69,8 +68,6 @@ class _Align:
 
     def check(self, model, reward) -> None:
         """Called when the run is prepared: guidance needs a differentiable reward."""
-        from glass.tasks.base import check_gaussian_path
-
         check_gaussian_path(model, self.name)
         if self.guidance.get("lam") and not getattr(reward, "differentiable", False):
             raise ValueError(
@@ -86,32 +83,29 @@ class _Align:
         return Guided(model, reward, **self.guidance)
 
     def run(self, model, kernel, reward, groups, generator) -> tuple[Tensor, Tensor, dict, dict]:
+        """One method's (outputs, rewards, row entries, trace) with one kernel."""
         raise NotImplementedError
 
-    def __call__(
-        self, model, sampler, metric, generator: torch.Generator, progress=None, reward=None, **_
-    ) -> Result:
+    def inputs(self, model, metric, generator, reward, progress) -> dict:
         groups = self.n_groups(model)
         seed = derive_seed(generator)  # per-sample streams: the same numbers for every task.chunk
-        m = self.guided(model, reward)
         quality = AlignedQuality(model, reward, metric, groups, generator, self.target_lam())
-        kernels = kernels_of(sampler)
-        advance = progress(self.name, len(kernels)) if progress else None
-        rows, outputs, traces = [], {}, {}
-        for label, kernel in kernels:
-            if getattr(m, "grad_evals", None) is not None:
-                m.grad_evals = 0
-            streams = Streams(seed, groups * self.particles, model.device)
-            x, r, info, trace = self.run(m, kernel, reward, groups, streams)
-            mean, se = _mean_se(r)
-            row = {"sampler": label, "reward": mean, "reward_se": se, **info}
-            row["grad_evals"] = getattr(m, "grad_evals", 0)
-            rows.append({**row, **quality(x), "groups": groups, "particles": self.particles})
-            outputs[label], traces[label] = x.cpu(), trace
-            if advance:
-                advance()
-        first = outputs[kernels[0][0]]
-        return Result(rows, first if len(kernels) == 1 else outputs, quality.reference, {"trace": traces})
+        return {"groups": groups, "seed": seed, "guided": self.guided(model, reward), "reward": reward,
+                "quality": quality, "reference": quality.reference, "traces": {}}  # fmt: skip
+
+    def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
+        m, groups = inputs["guided"], inputs["groups"]
+        if getattr(m, "grad_evals", None) is not None:
+            m.grad_evals = 0
+        streams = Streams(inputs["seed"], groups * self.particles, model.device)
+        x, r, info, trace = self.run(m, kernel, inputs["reward"], groups, streams)
+        mean, se = _mean_se(r)
+        row = {"reward": mean, "reward_se": se, **info, "grad_evals": getattr(m, "grad_evals", 0)}
+        inputs["traces"][kernel.label] = trace
+        return x, {**row, **inputs["quality"](x), "groups": groups, "particles": self.particles}
+
+    def finish(self, model, inputs: dict, outputs: dict, generator):
+        return inputs["reference"], {"trace": inputs["traces"]}
 
 
 class FKSteering(_Align):
@@ -140,9 +134,9 @@ class FKSteering(_Align):
 
     def run(self, model, kernel, reward, groups, generator):
         if self.warn_ode and type(kernel).__name__ == "ODE":
-            from glass.loggers import _warn
+            from glass.loggers import warn
 
-            _warn("FK steering with an ODE proposal: resampled copies stay identical (see unique_fraction)")
+            warn("FK steering with an ODE proposal: resampled copies stay identical (see unique_fraction)")
         res = fk_steering(model, kernel, reward, self.transitions, self.particles,
                           groups, chunk=self.chunk, generator=generator, **self.options)  # fmt: skip
         if (self.output or ("draw" if is_oracle(model) else "best")) == "best":

@@ -13,7 +13,7 @@ from glass.samplers.base import derive_seed
 from glass.schedules import bcast
 
 __all__ = [
-    "Result", "check_int", "check_time", "check_finite", "is_oracle", "identical_streams", "noise_to",
+    "Task", "Result", "check_int", "check_time", "check_finite", "is_oracle", "identical_streams", "noise_to",
     "check_gaussian_path",
 ]  # fmt: skip
 
@@ -30,13 +30,72 @@ def check_gaussian_path(model, task_name: str) -> None:
 @dataclass
 class Result:
     """``rows``: one dict of metrics per kernel (``sampler`` label, ``nfe`` and the metric values);
-    ``samples``: the first kernel's samples (or, for images, label -> samples); the arrays the plots
-    need in ``extra``."""
+    ``samples``: kernel label -> its outputs; the arrays the plots need in ``extra``."""
 
     rows: list[dict]
-    samples: Tensor | dict[str, Tensor]
+    samples: dict[str, Tensor]
     reference: Tensor | None = None
     extra: dict = field(default_factory=dict)
+
+
+class Task:
+    """A task makes its inputs once, then runs every kernel of the sampler on them (the same inputs,
+    the same random stream), one row per kernel. The loop (NFE reset, run, finite check, row, outputs
+    by label, progress) is written here once; a task writes its hooks:
+
+    - ``inputs(model, metric, generator, reward, progress)`` -> what every kernel gets (a dict);
+    - ``run_kernel(model, kernel, inputs, advance)`` -> (outputs, row without the ``sampler`` label);
+    - ``finish(model, inputs, outputs, generator)`` -> (reference, extra) for the plots;
+    - ``units(model, inputs)``: progress steps per kernel (1: the loop advances once per kernel;
+      more: ``run_kernel`` advances itself);
+    - ``describe(label, inputs)``: where a NaN is reported.
+    Called when a run is prepared: ``check(model, reward)`` (refuse mismatches) and ``sizes(model)``
+    (sizes that depend on the model). ``needs_reward``: whether the task scores a reward.
+    """
+
+    name = "task"
+    needs_reward = True
+
+    def check(self, model, reward) -> None:
+        """Refuse a model or reward the task cannot use (ValueError), when the run is prepared."""
+
+    def sizes(self, model):
+        """Sizes that depend on the model, checked when the run is prepared."""
+        return None
+
+    def inputs(self, model, metric, generator, reward, progress) -> dict:
+        raise NotImplementedError
+
+    def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
+        raise NotImplementedError
+
+    def finish(self, model, inputs: dict, outputs: dict, generator) -> tuple[Tensor | None, dict]:
+        return inputs.get("reference"), inputs.get("extra", {})
+
+    def units(self, model, inputs: dict) -> int:
+        return 1
+
+    def describe(self, label: str, inputs: dict) -> str:
+        return label
+
+    def __call__(self, model, sampler, metric, generator, progress=None, reward=None, **_) -> Result:
+        from glass.tasks.compare import kernels_of
+
+        inputs = self.inputs(model, metric, generator, reward, progress)
+        kernels = kernels_of(sampler)
+        per = self.units(model, inputs)
+        advance = progress(self.name, per * len(kernels)) if progress else None
+        rows, outputs = [], {}
+        for label, kernel in kernels:
+            model.reset_nfe()
+            out, row = self.run_kernel(model, kernel, inputs, advance if per > 1 else None)
+            check_finite(out, self.describe(label, inputs))
+            rows.append({"sampler": label, **row})
+            outputs[label] = out.cpu()
+            if advance and per == 1:
+                advance()
+        reference, extra = self.finish(model, inputs, outputs, generator)
+        return Result(rows, outputs, reference, extra)
 
 
 def is_oracle(model) -> bool:

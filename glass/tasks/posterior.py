@@ -21,12 +21,13 @@ x_t); it is reported as such.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from glass.models.base import capabilities_of
-from glass.samplers.compare import kernels_of
 from glass.tasks.base import (
-    Result,
+    Task,
     check_finite,
+    check_gaussian_path,
     check_int,
     check_time,
     identical_streams,
@@ -37,15 +38,13 @@ from glass.tasks.base import (
 __all__ = ["Posterior"]
 
 
-class Posterior:
+class Posterior(Task):
     """``points`` / ``n`` default to 8 x 500 on the oracle and 256 x 1 on images (null)."""
 
     name = "posterior"
     needs_reward = False
 
     def check(self, model, reward) -> None:
-        from glass.tasks.base import check_gaussian_path
-
         check_gaussian_path(model, "posterior")
         if not capabilities_of(model).data:
             raise ValueError(
@@ -66,36 +65,36 @@ class Posterior:
             raise ValueError(f"task.n must be >= 2 on the oracle (distances need samples), got {n}")
         return points, n
 
-    def __call__(self, model, sampler, metric, generator: torch.Generator, progress=None, **_) -> Result:
+    def inputs(self, model, metric, generator, reward, progress) -> dict:
         points, n = self.sizes(model)
-        t, oracle = self.t, is_oracle(model)
         z, labels = model.data_samples(points, generator)
-        x_t = noise_to(model, z, t, generator)
-        x_rep = x_t.repeat_interleave(n, 0)
+        x_t = noise_to(model, z, self.t, generator)
         stream = identical_streams(generator, model.device)
-        kernels = kernels_of(sampler)
-        advance = progress("posterior", len(kernels)) if progress else None
-        rows, samples = [], {}
-        for label, kernel in kernels:
-            model.reset_nfe()
-            s = kernel.transition(model, x_rep, t, 1.0, generator=stream())
-            nfe = model.reset_nfe()
-            check_finite(s, f"{label} (posterior samples at t = {t:g})")
-            if oracle:
-                m = self._conditional(model, metric, s, x_rep, t, points, n)
-            else:
-                m = metric(s)
-                m["label_agreement"] = float(
-                    (model.classify(s) == labels.repeat_interleave(n)).float().mean()
-                )
-            rows.append({"sampler": label, **m, "nfe": nfe, "n_points": points, "n_per_point": n})
-            samples[label] = s.cpu()
-            if advance:
-                advance()
+        return {"points": points, "n": n, "z": z, "labels": labels, "x_t": x_t,
+                "x_rep": x_t.repeat_interleave(n, 0), "stream": stream, "metric": metric}  # fmt: skip
+
+    def describe(self, label: str, inputs: dict) -> str:
+        return f"{label} (posterior samples at t = {self.t:g})"
+
+    def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
+        points, n, metric, t = inputs["points"], inputs["n"], inputs["metric"], self.t
+        s = kernel.transition(model, inputs["x_rep"], t, 1.0, generator=inputs["stream"]())
+        nfe = model.reset_nfe()
+        check_finite(s, self.describe(kernel.label, inputs))
+        if is_oracle(model):
+            m = self._conditional(model, metric, s, inputs["x_rep"], t, points, n)
+        else:
+            m = metric(s)
+            same = model.classify(s) == inputs["labels"].repeat_interleave(n)
+            m["label_agreement"] = float(same.float().mean())
+        return s, {**m, "nfe": nfe, "n_points": points, "n_per_point": n}
+
+    def finish(self, model, inputs: dict, outputs: dict, generator):
+        points, n, x_t, z = inputs["points"], inputs["n"], inputs["x_t"], inputs["z"]
         extra = {"x_t": x_t.cpu(), "z": z.cpu(), "point": torch.arange(points).repeat_interleave(n)}
-        reference = model.sample_posterior(x_rep, t, generator) if oracle else z.cpu()
-        first = samples[kernels[0][0]]
-        return Result(rows, first if len(kernels) == 1 else samples, reference, extra)
+        oracle = is_oracle(model)
+        reference = model.sample_posterior(inputs["x_rep"], self.t, generator) if oracle else z.cpu()
+        return reference, extra
 
     @staticmethod
     def _conditional(model, metric, s, x_rep, t, points, n) -> dict:

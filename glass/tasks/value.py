@@ -22,8 +22,15 @@ from torch import Tensor
 from glass.models.base import capabilities_of
 from glass.noise import Streams, rows_of
 from glass.samplers.base import derive_seed
-from glass.samplers.compare import kernels_of
-from glass.tasks.base import Result, check_finite, check_int, check_time, is_oracle, noise_to
+from glass.tasks.base import (
+    Task,
+    check_finite,
+    check_gaussian_path,
+    check_int,
+    check_time,
+    is_oracle,
+    noise_to,
+)
 
 __all__ = ["Value", "mc_value"]
 
@@ -49,14 +56,12 @@ def mc_value(
     return torch.cat(out)
 
 
-class Value:
+class Value(Task):
     """``points`` defaults to 256 on the oracle and 64 on images (null)."""
 
     name = "value"
 
     def check(self, model, reward) -> None:
-        from glass.tasks.base import check_gaussian_path
-
         check_gaussian_path(model, "value")
         if not capabilities_of(model).data:
             raise ValueError(
@@ -91,9 +96,7 @@ class Value:
 
         return GLASS(self.truth_steps) if self.truth_sampler == "glass" else SDE(self.truth_steps)
 
-    def __call__(
-        self, model, sampler, metric, generator: torch.Generator, progress=None, reward=None, **_
-    ) -> Result:
+    def inputs(self, model, metric, generator, reward, progress) -> dict:
         oracle = is_oracle(model)
         points = self.points or (256 if oracle else 64)
         z, _ = model.data_samples(points, generator)
@@ -104,20 +107,21 @@ class Value:
         else:
             streams = Streams(seed, points * self.truth_n, model.device)
             truth, truth_info = self._cached_truth(model, reward, x_t, streams, progress)
-        kernels = kernels_of(sampler)
-        per = max(1, self.chunk // self.n)
-        advance = progress("value", len(kernels) * math.ceil(points / per)) if progress else None
-        rows, estimates = [], {}
-        for label, kernel in kernels:
-            model.reset_nfe()
-            streams = Streams(seed, points * self.n, model.device)
-            v = mc_value(model, kernel, reward, x_t, self.t, self.n, streams, self.chunk, advance)
-            calls = model.reset_nfe()
-            m = metric(v, truth)
-            row = {"sampler": label, **m, "nfe": calls // math.ceil(points / per), "network_calls": calls}
-            rows.append({**row, "n_samples": self.n, **truth_info})
-            estimates[label] = v
-        return Result(rows, estimates, truth, {"x_t": x_t.cpu(), "truth_std": float(truth.std())})
+        return {"points": points, "x_t": x_t, "seed": seed, "truth": truth, "truth_info": truth_info,
+                "metric": metric, "reward": reward, "reference": truth,
+                "extra": {"x_t": x_t.cpu(), "truth_std": float(truth.std())}}  # fmt: skip
+
+    def units(self, model, inputs: dict) -> int:
+        return math.ceil(inputs["points"] / max(1, self.chunk // self.n))
+
+    def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
+        streams = Streams(inputs["seed"], inputs["points"] * self.n, model.device)
+        v = mc_value(model, kernel, inputs["reward"], inputs["x_t"], self.t, self.n, streams, self.chunk,
+                     advance)  # fmt: skip
+        calls = model.reset_nfe()
+        m = inputs["metric"](v, inputs["truth"])
+        row = {**m, "nfe": calls // self.units(model, inputs), "network_calls": calls}
+        return v, {**row, "n_samples": self.n, **inputs["truth_info"]}
 
     def _cached_truth(self, model, reward, x_t, generator, progress) -> tuple[Tensor, dict]:
         key = hashlib.sha256()
