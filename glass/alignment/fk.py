@@ -24,7 +24,7 @@ from glass.checks import check_choice, check_finite, check_int, check_number
 from glass.conditioning import per_row, take
 from glass.noise import noise_source, randn, rows_of
 from glass.rewards.base import score
-from glass.samplers.base import derive_seed, progress_bar, time_grid
+from glass.samplers.base import derive_seed, time_grid
 
 __all__ = ["FKResult", "fk_steering", "best_of_n", "check_fk_options", "Intermediate"]
 
@@ -130,55 +130,76 @@ def fk_steering(
 def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resampler,  # fmt: skip
         resample_every, ess_threshold, intermediate, posterior_steps, chunk, generator, progress, callback,
         cond):
+    from glass.samplers.base import generate
+
     times = time_grid(grid, model)
     cond = per_row(cond, groups, particles, "groups")
     n_total, device = groups * particles, getattr(model, "device", torch.device("cpu"))
     seed = derive_seed(generator)  # resampling draws on the CPU, seeded from the caller's stream
-    cpu_gen = None if seed is None else torch.Generator().manual_seed(seed)
     x = randn((n_total, *model.shape), generator, device=device) * model.schedule.sigma(times[0]).item()
     slices = _chunks(n_total, chunk)
-    lineage = torch.zeros(n_total, dtype=torch.float64)  # sum of log potentials along each ancestry
-    log_w = torch.zeros(groups, particles, dtype=torch.float64)
-    p = _Particles(x, None, lineage, RewardState.empty(lineage), log_w)
-    history = {"ess": [], "resampled": [], "ancestors": [], "log_weight_history": []}
-    model.reset_nfe()
-    k_last = len(times) - 2
-    advance, close = progress_bar(progress, k_last + 1, f"FK steering ({kernel!r})")
     step = _Step(model, kernel, reward, cond, slices, generator, intermediate, posterior_steps)
-    for k, (t0, t1) in enumerate(zip(times[:-1].tolist(), times[1:].tolist())):
-        d_start = p.d
-        p.x = step.propose(p.x, t0, t1, p.d)
-        if k < k_last:
-            p.d, r = step.intermediate(p.x, t1)
-            log_g = log_potential(potential, lam, r, p.state)
-            p.state = p.state.update(r)
-        else:
-            r = step.rate(p.x)
-            log_g = lam * r - p.lineage  # final correction: the product of potentials is exp(lam r(x_1))
-        p.lineage = p.lineage + log_g
-        p.log_w = p.log_w + log_g.reshape(groups, particles)
-        e = ess(p.log_w)
-        history["ess"].append(e)
-        history["log_weight_history"].append(p.log_w.clone())
-        do = torch.zeros(groups, dtype=torch.bool)
-        if k < k_last and (k + 1) % resample_every == 0:
-            do = torch.ones(groups, dtype=torch.bool) if ess_threshold is None else e < ess_threshold * particles  # noqa: E501
-        idx = p.resample(do, resampler, cpu_gen)
-        history["resampled"].append(do)
-        history["ancestors"].append(idx)
-        if callback is not None:
-            replaced = callback(k, t1, p.x, d_start, log_weights=p.log_w, ess=e, ancestors=idx)
-            p.x = p.x if replaced is None else replaced
-        if advance is not None:
-            advance()
-    close()
+    cpu_gen = None if seed is None else torch.Generator().manual_seed(seed)
+    hook = _Weighing(step, groups, particles, lam, potential, resampler, resample_every, ess_threshold,
+                     len(times) - 2, cpu_gen, callback)  # fmt: skip
+    model.reset_nfe()
+    generate(model, kernel, grid, x=x, generator=generator, progress=progress, callback=hook, chunk=chunk,
+             **cond)  # fmt: skip
+    p = hook.p
     return FKResult(
         x=p.x.reshape(groups, particles, *p.x.shape[1:]),
         log_weights=p.log_w - torch.logsumexp(p.log_w, -1, keepdim=True),
-        rewards=r.reshape(groups, particles),
+        rewards=hook.r.reshape(groups, particles),
         nfe=model.reset_nfe() // len(slices),
-        **history,
+        **hook.history,
     )
+
+
+class _Weighing:
+    """The FK part of each step, as ``generate``'s per-step hook: score the particles (the intermediate
+    reward on D_t(x), computed here and handed back to the next transition, or the final reward),
+    multiply the weights by the potential, resample within groups when scheduled."""
+
+    def __init__(self, step, groups, particles, lam, potential, resampler, resample_every, ess_threshold,
+                 k_last, generator, callback):  # fmt: skip
+        self.step, self.groups, self.particles, self.lam = step, groups, particles, lam
+        self.potential, self.resampler = potential, resampler
+        self.every, self.threshold = resample_every, ess_threshold
+        self.k_last, self.generator, self.callback = k_last, generator, callback
+        self.p: _Particles | None = None
+        self.r: Tensor | None = None
+        self.history = {"ess": [], "resampled": [], "ancestors": [], "log_weight_history": []}
+
+    def __call__(self, k: int, t: float, x: Tensor, d_start):
+        if self.p is None:
+            lineage = torch.zeros(len(x), dtype=torch.float64)  # sum of log potentials along each ancestry
+            log_w = torch.zeros(self.groups, self.particles, dtype=torch.float64)
+            self.p = _Particles(x, None, lineage, RewardState.empty(lineage), log_w)
+        p = self.p
+        p.x = x
+        if k < self.k_last:
+            p.d, self.r = self.step.intermediate(x, t)
+            log_g = log_potential(self.potential, self.lam, self.r, p.state)
+            p.state = p.state.update(self.r)
+        else:
+            self.r = self.step.rate(x)
+            # final correction: the product of the potentials is exp(lam r(x_1))
+            log_g = self.lam * self.r - p.lineage
+        p.lineage = p.lineage + log_g
+        p.log_w = p.log_w + log_g.reshape(self.groups, self.particles)
+        e = ess(p.log_w)
+        self.history["ess"].append(e)
+        self.history["log_weight_history"].append(p.log_w.clone())
+        do = torch.zeros(self.groups, dtype=torch.bool)
+        if k < self.k_last and (k + 1) % self.every == 0:
+            do = torch.ones_like(do) if self.threshold is None else e < self.threshold * self.particles
+        idx = p.resample(do, self.resampler, self.generator)
+        self.history["resampled"].append(do)
+        self.history["ancestors"].append(idx)
+        if self.callback is not None:
+            replaced = self.callback(k, t, p.x, d_start, log_weights=p.log_w, ess=e, ancestors=idx)
+            p.x = p.x if replaced is None else replaced
+        return (p.x, p.d) if k < self.k_last else p.x
 
 
 @dataclass
@@ -207,8 +228,8 @@ class _Particles:
 
 @dataclass
 class _Step:
-    """One FK transition's network work, chunk by chunk: propose with the kernel (reusing D at the
-    start), and score x_t by the denoiser (free: handed to the next transition) or a posterior sample."""
+    """Scoring the particles chunk by chunk: the intermediate reward of x_t by the denoiser (free: handed
+    to the next transition) or a posterior sample, and the reward of x_1."""
 
     model: object
     kernel: object
@@ -221,15 +242,6 @@ class _Step:
 
     def rate(self, z: Tensor) -> Tensor:
         return score(self.reward, self.model, z, **self.cond).double().cpu()
-
-    def propose(self, x: Tensor, t0: float, t1: float, d: Tensor | None) -> Tensor:
-        x = torch.cat([
-            self.kernel.transition(self.model, x[sl], t0, t1, generator=rows_of(self.generator, sl),
-                                   denoised=None if d is None else d[sl], **take(self.cond, sl))
-            for sl in self.slices
-        ])  # fmt: skip
-        check_finite(x, f"{self.kernel!r} at t = {t1:g}")
-        return x
 
     def intermediate(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
         """(D_t(x), the intermediate reward of x)."""

@@ -20,16 +20,19 @@ from glass.checks import check_int
 __all__ = ["path_curvature", "Curvature"]
 
 
-@torch.no_grad()
 def path_curvature(model, x0: Tensor, steps: int = 100, t0: float = 0.0) -> Tensor:
-    """Per-sample curvature of the Euler path of dx/dt = u_t(x) from ``x0`` at ``t0`` to 1 (NFE = steps)."""
+    """Per-sample curvature of the Euler path of dx/dt = u_t(x) from ``x0`` at ``t0`` to 1 (NFE = steps):
+    ``glass.generate`` with one Euler step per transition, the velocities read by its per-step hook."""
+    from glass.samplers import ODE, generate
+
     times = torch.linspace(t0, 1.0, steps + 1, dtype=torch.float64)
-    x = x0.to(torch.float64)
-    velocities = []
-    for a, b in zip(times[:-1], times[1:]):
-        u = model.velocity(x, float(a))
-        velocities.append(u)
-        x = x + float(b - a) * u
+    velocities, start = [], {"x": x0.to(torch.float64), "t": t0}
+
+    def record(i, t, x, denoised):  # u at the step's start, from the denoiser the step used
+        velocities.append(model.schedule.x0_to_velocity(denoised, start["x"], start["t"]))
+        start["x"], start["t"] = x, t
+
+    x = generate(model, ODE(1), times, x=x0.to(torch.float64), callback=record)
     chord = (x - x0.to(torch.float64)) / (1.0 - t0)
     sq = [(chord - u).reshape(len(x), -1).pow(2).mean(1) for u in velocities]
     return torch.stack(sq).mean(0)

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_int, check_time
-from glass.conditioning import per_row
+from glass.conditioning import per_row, take
 from glass.models.base import capabilities_of
-from glass.noise import Generators, Injected, Streams, noise_source, randn
+from glass.noise import Generators, Injected, Streams, noise_source, randn, rows_of
 
 __all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "progress_bar", "kernel_label"]
 
@@ -111,6 +111,7 @@ def generate(
     generator=None,
     progress=None,
     callback=None,
+    chunk: int | None = None,
     **cond,
 ) -> Tensor:
     """Sample from the model: start at x ~ N(0, sigma_{t0}^2 I) on ``model.device`` (exactly p_0 when
@@ -120,11 +121,15 @@ def generate(
 
     ``generator``: a ``torch.Generator``, a list of them (one per sample, as diffusers takes) or
     :class:`glass.noise.Streams`. ``**cond``: the model's conditioning (``prompt=``: a string or one per
-    sample). ``progress``: True for a bar, or a callable called after each transition.
-    ``callback(i, t, x, denoised)``: after transition i, with the time t reached, the new state and
-    D_{t_i}(x_{t_i}) at the transition's start (the call the kernel reuses, no extra NFE); it may
-    return a replacement x (as diffusers' ``callback_on_step_end``). The network runs without
-    autograd (guidance takes its gradients itself); the output carries no graph.
+    sample). ``progress``: True for a bar, or a callable called after each transition. ``chunk``: rows
+    per network batch (each chunk draws the noise its rows would get in one batch with ``Streams``).
+
+    ``callback(i, t, x, denoised)``: the one per-step hook (progress bars, FK steering and the curvature
+    metric use it too). It runs after transition i, with the time t reached, the new state and
+    D_{t_i}(x_{t_i}) at the transition's start (the call the kernel reuses: no extra NFE). It may return
+    a replacement x (as diffusers' ``callback_on_step_end``), or ``(x, d)`` with d = D_t(x) already
+    computed, which the next transition then reuses. The network runs without autograd (guidance takes
+    its gradients itself); the output carries no graph.
     """
     times = time_grid(grid, model)
     generator = noise_source(generator)
@@ -134,20 +139,51 @@ def generate(
         check_int("n", n, 1)
         x = prior_sample(model, n, generator, float(times[0]))
     cond = per_row(cond, len(x))
+    size = len(x) if chunk is None else check_int("chunk", chunk, 1)
+    slices = [slice(i, min(i + size, len(x))) for i in range(0, len(x), size)]
     advance, close = progress_bar(progress, len(times) - 1, f"{type(kernel).__name__} x {len(times) - 1}")
+    hooks = [h for h in (callback, advance and (lambda *_: advance())) if h is not None]
+    d = None
     try:
         with torch.no_grad():
             for i, (t0, t1) in enumerate(zip(times[:-1].tolist(), times[1:].tolist())):
-                d = model.denoise(x, t0, **cond) if callback is not None else None
-                x = kernel.transition(model, x, t0, t1, generator=generator, denoised=d, **cond)
-                if callback is not None:
-                    replaced = callback(i, t1, x, d)
-                    x = x if replaced is None else replaced
-                if advance is not None:
-                    advance()
+                if d is None and callback is not None:
+                    d = denoise_rows(model, x, t0, cond, slices)
+                x = _transition(model, kernel, x, t0, t1, generator, d, cond, slices)
+                x, d = _after_step(hooks, i, t1, x, d)
     finally:
         close()
     return x
+
+
+def _after_step(hooks, i: int, t: float, x: Tensor, d_start) -> tuple[Tensor, Tensor | None]:
+    """Run the per-step hooks; returns the state and, when a hook handed it over, its denoiser."""
+    d_next = None
+    for hook in hooks:
+        out = hook(i, t, x, d_start)
+        if isinstance(out, tuple):
+            x, d_next = out
+        elif out is not None:
+            x, d_next = out, None
+    return x, d_next
+
+
+def denoise_rows(model, x: Tensor, t: float, cond: dict, slices: list[slice]) -> Tensor:
+    """D_t(x) chunk by chunk of rows (one chunk: one call on the whole batch)."""
+    if len(slices) == 1:
+        return model.denoise(x, t, **cond)
+    return torch.cat([model.denoise(x[s], t, **take(cond, s)) for s in slices])
+
+
+def _transition(model, kernel, x, t0, t1, generator, d, cond, slices) -> Tensor:
+    """One transition chunk by chunk; each chunk draws its rows' noise (one chunk: the source itself)."""
+    if len(slices) == 1:
+        return kernel.transition(model, x, t0, t1, generator=generator, denoised=d, **cond)
+    return torch.cat([
+        kernel.transition(model, x[s], t0, t1, generator=rows_of(generator, s),
+                          denoised=None if d is None else d[s], **take(cond, s))
+        for s in slices
+    ])  # fmt: skip
 
 
 def posterior(model, images, t: float, kernel: Transition, n: int = 1, *, generator=None, **cond) -> Tensor:
