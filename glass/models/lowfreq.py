@@ -79,10 +79,8 @@ class MnistLowFreqFlow(MnistFlow):
         return self.g_steps * self.cost_ratio()
 
     def check_sampler(self, kernels) -> None:
-        from glass.samplers import ODE
-
         for label, kernel in kernels:
-            if not isinstance(kernel, ODE):
+            if kernel.stochastic:
                 raise ValueError(
                     f"{label}: GLASS and SDE transitions need a Gaussian path; the low-frequency prior "
                     "is not one (see glass.models.lowfreq), use sampler=ode"

@@ -29,6 +29,8 @@ class DDPM:
     D_0, so epsilon-prediction models must start their grid at t > 0 (as for every kernel).
     """
 
+    stochastic = True  # draws noise: needs a Gaussian path
+
     def __init__(self, steps: int = 8):
         check_int("steps", steps, 1)
         self.steps = steps

@@ -33,6 +33,7 @@ class Transition(Protocol):
     steps: int
     label: str  # short name in tables and plots (``kernel_label``)
     nfe: int  # network calls per transition
+    stochastic: bool  # draws noise: needs the Gaussian path x_t = alpha_t z + sigma_t eps
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor: ...
 

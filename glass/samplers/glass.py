@@ -240,6 +240,8 @@ class GLASS:
     With M = 1 a GLASS step is the DDIM / ancestral step x_{t'} = gamma x_t + abar D_t(x_t) + sbar eps.
     """
 
+    stochastic = True  # draws noise: needs a Gaussian path
+
     def __init__(
         self,
         steps: int = 8,

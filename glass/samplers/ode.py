@@ -33,6 +33,8 @@ class ODE:
     update (Song et al. 2021) of DDPM-family schedulers. For the linear schedule it equals Euler.
     """
 
+    stochastic = False  # deterministic
+
     def __init__(self, steps: int = 8, method: ODEMethod = "euler"):
         check_int("steps", steps, 1)
         if method not in get_args(ODEMethod):

@@ -32,6 +32,8 @@ class SDE:
       x_h = alpha_h D_0(x) + sigma_h eps.
     """
 
+    stochastic = True  # draws noise: needs a Gaussian path
+
     def __init__(self, steps: int = 8):
         check_int("steps", steps, 1)
         self.steps = steps

@@ -52,10 +52,10 @@ class _Align(Task):
         chunk: int | None = None,
         guidance: dict | None = None,
     ):
-        self.particles = check_int("task.particles", particles, 1)
-        self.transitions = check_int("task.transitions", transitions, 1)
-        self.groups = None if groups is None else check_int("task.groups", groups, 2)
-        self.chunk = None if chunk is None else check_int("task.chunk", chunk, 1)
+        self.particles = check_int("particles", particles, 1)
+        self.transitions = check_int("transitions", transitions, 1)
+        self.groups = None if groups is None else check_int("groups", groups, 2)
+        self.chunk = None if chunk is None else check_int("chunk", chunk, 1)
         self.guidance = dict(guidance or {})
         unknown = set(self.guidance) - {"lam", "t_lo", "t_hi", "grad"}
         if unknown:
@@ -121,12 +121,12 @@ class FKSteering(_Align):
                  output: str | None = None, warn_ode: bool = True, **kw):  # fmt: skip
         super().__init__(**kw)
         if output not in (None, "best", "draw"):
-            raise ValueError(f"task.output must be best, draw or null, got {output!r}")
+            raise ValueError(f"output must be best, draw or null, got {output!r}")
         self.options = dict(lam=lam, potential=potential, resampler=resampler, resample_every=resample_every,
                             ess_threshold=ess_threshold, intermediate=intermediate)  # fmt: skip
         self.output, self.warn_ode = output, warn_ode
         check_fk_options(
-            self.particles, 1, lam, potential, resampler, resample_every, ess_threshold, intermediate, "task."
+            self.particles, 1, lam, potential, resampler, resample_every, ess_threshold, intermediate
         )
 
     def target_lam(self) -> float:
@@ -191,7 +191,7 @@ class Guidance(BestOfN):
         super().__init__(particles=particles, guidance=guidance, **kw)
         if self.particles != 1:
             raise ValueError(
-                "task.particles must be 1 for task=guidance (use fk_steering with task.guidance.lam)"
+                "particles must be 1 for task=guidance (use fk_steering with task.guidance.lam)"
             )
 
     def target_lam(self) -> float | None:

@@ -23,8 +23,8 @@ class Generate(Task):
     needs_reward = False
 
     def __init__(self, transitions: int = 5, n: int | None = None):
-        self.transitions = check_int("task.transitions", transitions, 1)
-        self.n = None if n is None else check_int("task.n", n, 2)
+        self.transitions = check_int("transitions", transitions, 1)
+        self.n = None if n is None else check_int("n", n, 2)
 
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         oracle = is_oracle(model)

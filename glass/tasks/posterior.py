@@ -53,9 +53,9 @@ class Posterior(Task):
             )
 
     def __init__(self, t: float = 0.2, points: int | None = None, n: int | None = None):
-        self.t = check_time("task.t", t)
-        self.points = None if points is None else check_int("task.points", points, 1)
-        self.n = None if n is None else check_int("task.n", n, 1)
+        self.t = check_time("t", t)
+        self.points = None if points is None else check_int("points", points, 1)
+        self.n = None if n is None else check_int("n", n, 1)
 
     def sizes(self, model) -> tuple[int, int]:
         oracle = is_oracle(model)

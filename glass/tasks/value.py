@@ -80,15 +80,15 @@ class Value(Task):
         chunk: int = 2048,
         cache_dir: str = "outputs/cache",
     ):
-        self.t = check_time("task.t", t)
-        self.points = None if points is None else check_int("task.points", points, 3)
-        self.n = check_int("task.n", n, 1)
-        self.truth_n = check_int("task.truth_n", truth_n, 1)
-        self.truth_steps = check_int("task.truth_steps", truth_steps, 1)
+        self.t = check_time("t", t)
+        self.points = None if points is None else check_int("points", points, 3)
+        self.n = check_int("n", n, 1)
+        self.truth_n = check_int("truth_n", truth_n, 1)
+        self.truth_steps = check_int("truth_steps", truth_steps, 1)
         if truth_sampler not in ("glass", "sde"):
-            raise ValueError(f"task.truth_sampler must be glass or sde, got {truth_sampler!r}")
+            raise ValueError(f"truth_sampler must be glass or sde, got {truth_sampler!r}")
         self.truth_sampler = truth_sampler
-        self.chunk = check_int("task.chunk", chunk, 1)
+        self.chunk = check_int("chunk", chunk, 1)
         self.cache_dir = Path(cache_dir)
 
     def truth_kernel(self):
