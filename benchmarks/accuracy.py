@@ -28,7 +28,7 @@ F64 = torch.float64
 
 KERNELS = {
     "GLASS Euler (paper)": lambda n: glass.GLASS(n),
-    "GLASS Euler, t*-grid": lambda n: glass.GLASS(n, grid="time"),
+    "GLASS Euler, t*-grid": lambda n: glass.GLASS(n, inner_grid="time"),
     "GLASS multistep": lambda n: glass.GLASS(n, solver="multistep"),
     "GLASS midpoint": lambda n: glass.GLASS(n // 2, solver="midpoint") if n >= 2 else None,
     "SDE (eq. 5)": lambda n: glass.SDE(n),

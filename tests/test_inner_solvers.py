@@ -27,7 +27,7 @@ def reference_transition(kernel, model, x, t, t_next, generator):
     eps = torch.randn(x_t.shape, generator=generator, dtype=F64)
     b = glass.schedules.bcast
     xbar = b(c.gamma, x_t) * x_t + SBAR0 * eps
-    s_grid = inner_grid(kernel.steps, c, model.schedule, kernel.grid)
+    s_grid = inner_grid(kernel.steps, c, model.schedule, kernel.inner_grid)
 
     def u(xb, s):
         d = glass_denoiser(model, x_t, xb, s, c)
@@ -49,7 +49,7 @@ def reference_transition(kernel, model, x, t, t_next, generator):
 @pytest.mark.parametrize("rho", ["ddpm", 0.4, -1.0])
 def test_precomputed_plan_equals_the_equations(schedule, solver, grid, rho):
     gmm = random_mixture(dim=4, n_components=3, scale=1.0, std=0.3, seed=1, schedule=schedule)
-    kernel = glass.GLASS(5, rho=rho, solver=solver, grid=grid)
+    kernel = glass.GLASS(5, rho=rho, solver=solver, inner_grid=grid)
     x = gmm.sample_marginal(6, 0.3, torch.Generator().manual_seed(0))
     for t, t_next in [(0.3, 0.8), (0.3, 1.0)]:
         got = kernel.transition(gmm, x, t, t_next, torch.Generator().manual_seed(5))
@@ -124,7 +124,7 @@ def test_multistep_reaches_the_exact_posterior_with_fewer_nfe():
 )
 def test_time_grid_makes_t_star_uniform(schedule, t, t_next, rho):
     sch = glass.schedules.get(schedule)
-    kernel = glass.GLASS(6, rho=rho, grid="time")
+    kernel = glass.GLASS(6, rho=rho, inner_grid="time")
     c = kernel.coefficients(sch, torch.tensor(t, dtype=F64), torch.tensor(t_next, dtype=F64))
     s = inner_grid(6, c, sch, "time")
     assert float(s[0]) == 0.0 and float(s[-1]) == 1.0 and bool(torch.all(s[1:] > s[:-1]))
@@ -175,7 +175,7 @@ def test_ddpm_ancestral_is_chained_one_step_glass_and_converges():
 def test_nfe_property_and_config():
     assert glass.GLASS(8).nfe == 8 and glass.GLASS(8, solver="multistep").nfe == 8
     assert glass.GLASS(8, solver="midpoint").nfe == 16
-    with pytest.raises(ValueError, match="^grid must be one of"):
-        glass.GLASS(4, grid="log")
+    with pytest.raises(ValueError, match="^inner_grid must be one of"):
+        glass.GLASS(4, inner_grid="log")
     with pytest.raises(ValueError, match="^steps must be"):
         glass.DDPM(0)

@@ -35,7 +35,7 @@ def kernels(draw):
         kappa = draw(st.one_of(st.none(), st.floats(0, 3))) if rho == "ddpm" else None
         solver = draw(st.sampled_from(["euler", "midpoint", "multistep"]))
         grid = draw(st.sampled_from(["uniform", "time"]))
-        return glass.GLASS(steps, rho=rho, kappa=kappa, solver=solver, grid=grid)
+        return glass.GLASS(steps, rho=rho, kappa=kappa, solver=solver, inner_grid=grid)
     if kind == "ode":
         return glass.ODE(steps, draw(st.sampled_from(["euler", "heun", "ddim"])))
     return glass.SDE(steps) if kind == "sde" else glass.DDPM(steps)
@@ -124,7 +124,7 @@ KEYS = {
     "sampler.steps": st.one_of(st.integers(-2, 6), st.sampled_from(["abc", "2.5", "null", "[1,2]"])),
     "sampler.rho": st.one_of(st.floats(-1.5, 1.5), st.sampled_from(["ddpm", "abc", "nan", "inf"])),
     "sampler.solver": st.sampled_from(["euler", "midpoint", "multistep", "rk4", "1"]),
-    "sampler.grid": st.sampled_from(["uniform", "time", "log"]),
+    "sampler.inner_grid": st.sampled_from(["uniform", "time", "log"]),
     "task.t": st.one_of(st.floats(-0.5, 1.5), st.sampled_from(["0", "1", "nan", "x"])),
     "task.points": st.one_of(st.integers(-1, 3), st.just("many")),
     "task.n": st.one_of(st.integers(-1, 40), st.just("1e9x")),

@@ -180,7 +180,7 @@ def inner_plan(
     c: Coefficients,
     steps: int,
     solver: InnerSolver = "euler",
-    grid: InnerGrid = "uniform",
+    kind: InnerGrid = "uniform",
 ) -> InnerPlan:
     """Precompute a transition's inner loop (see :class:`InnerPlan`).
 
@@ -190,7 +190,7 @@ def inner_plan(
     last two evaluations (an exponential Adams-Bashforth step, as DPM-Solver++(2M) but linear in
     sigma, which stays finite at s = 1 where sbar = 0). The first two steps are Euler (sigma_0 = inf).
     """
-    s = inner_grid(steps, c, schedule, grid)
+    s = inner_grid(steps, c, schedule, kind)
     h = s[1:] - s[:-1]
     s_eval = s[:-1] if solver != "midpoint" else torch.stack([s[:-1], s[:-1] + 0.5 * h], 1).flatten(0, 1)
     t_star, in_x, in_xb = _eval_coefficients(schedule, s_eval, c)
@@ -234,8 +234,8 @@ class GLASS:
         solver: ``"euler"`` (the paper's, M NFE), ``"midpoint"`` (explicit second-order Runge-Kutta
             at s_i and s_i + h/2, 2M NFE) or ``"multistep"`` (second order at M NFE, reusing the
             previous step's network call; see :func:`inner_plan`).
-        grid: inner times, ``"uniform"`` (the paper's) or ``"time"`` (uniform in the effective
-            denoiser time t*; see :func:`inner_grid`).
+        inner_grid: inner times, ``"uniform"`` (the paper's) or ``"time"`` (uniform in the effective
+            denoiser time t*; see :func:`inner_grid`). ("grid" alone is the outer grid of times.)
 
     With M = 1 a GLASS step is the DDIM / ancestral step x_{t'} = gamma x_t + abar D_t(x_t) + sbar eps.
     """
@@ -248,7 +248,7 @@ class GLASS:
         rho: str | float = "ddpm",
         kappa: float | None = None,
         solver: InnerSolver = "euler",
-        grid: InnerGrid = "uniform",
+        inner_grid: InnerGrid = "uniform",
     ):
         check_int("steps", steps, 1)
         if isinstance(rho, str):
@@ -265,13 +265,15 @@ class GLASS:
             raise ValueError(
                 f"solver must be one of {', '.join(get_args(InnerSolver))}, got {solver!r}"
             )
-        if grid not in get_args(InnerGrid):
-            raise ValueError(f"grid must be one of {', '.join(get_args(InnerGrid))}, got {grid!r}")
-        self.steps, self.rho, self.kappa, self.solver, self.grid = steps, rho, kappa, solver, grid
+        if inner_grid not in get_args(InnerGrid):
+            kinds = ", ".join(get_args(InnerGrid))
+            raise ValueError(f"inner_grid must be one of {kinds}, got {inner_grid!r}")
+        self.steps, self.rho, self.kappa, self.solver = steps, rho, kappa, solver
+        self.inner_grid = inner_grid
 
     def __repr__(self) -> str:
         k = f", kappa={self.kappa}" if self.kappa is not None else ""
-        g = f", grid={self.grid!r}" if self.grid != "uniform" else ""
+        g = f", inner_grid={self.inner_grid!r}" if self.inner_grid != "uniform" else ""
         return f"GLASS(steps={self.steps}, rho={self.rho!r}{k}, solver={self.solver!r}{g})"
 
     @property
@@ -284,7 +286,7 @@ class GLASS:
         extras = [] if self.rho == "ddpm" else [f"rho={self.rho:g}"]
         extras += [f"kappa={self.kappa:g}"] if self.kappa is not None else []
         extras += [self.solver] if self.solver != "euler" else []
-        extras += [f"grid={self.grid}"] if self.grid != "uniform" else []
+        extras += [f"inner_grid={self.inner_grid}"] if self.inner_grid != "uniform" else []
         return kernel_label("glass", self.steps, *extras)
 
     def coefficients(self, schedule: Schedule, t, t_next) -> Coefficients:
@@ -295,7 +297,7 @@ class GLASS:
     def plan(self, schedule: Schedule, t, t_next) -> InnerPlan:
         """The precomputed inner loop of a transition t -> t' (:func:`inner_plan`)."""
         return inner_plan(
-            schedule, self.coefficients(schedule, t, t_next), self.steps, self.solver, self.grid
+            schedule, self.coefficients(schedule, t, t_next), self.steps, self.solver, self.inner_grid
         )
 
     def transition(
