@@ -154,3 +154,13 @@ def test_stochastic_kernels_with_per_sample_times(kernel):
         exact = lambda xs=xs, t0=t0, t1=t1: gmm.sample_transition(xs, t0, t1, "ddpm", generator=g)  # noqa: E731
         tol, _ = floor_stats(exact, exact())
         assert energy_distance(out[half * n : (half + 1) * n], exact()) < tol
+
+
+def test_progress_callables_never_replace_the_state():
+    """A progress callable's return value (tqdm's update returns True on a refresh) is ignored."""
+    gmm = glass.GaussianMixture([[1.0, 0.0], [-1.0, 0.0]], [0.3, 0.3], [0.5, 0.5])
+    calls = []
+    x = glass.generate(gmm, glass.GLASS(2), 3, 4, generator=torch.Generator().manual_seed(0),
+                       progress=lambda: calls.append(1) or True)  # fmt: skip
+    ref = glass.generate(gmm, glass.GLASS(2), 3, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, ref) and len(calls) == 3

@@ -143,7 +143,9 @@ def generate(
     size = len(x) if chunk is None else check_int("chunk", chunk, 1)
     slices = [slice(i, min(i + size, len(x))) for i in range(0, len(x), size)]
     advance, close = progress_bar(progress, len(times) - 1, f"{type(kernel).__name__} x {len(times) - 1}")
-    hooks = [h for h in (callback, advance and (lambda *_: advance())) if h is not None]
+    hooks = [callback] if callback is not None else []
+    if advance is not None:
+        hooks.append(lambda *_: advance() and None)  # a progress hook replaces nothing
     d = None
     try:
         with torch.no_grad():

@@ -1,0 +1,100 @@
+"""Prompt sets as benchmarks ship them: plain text, JSONL and CSV / TSV.
+
+- ``.txt``: one prompt a line (blank lines skipped);
+- ``.jsonl``: one JSON object a line with a ``prompt`` field, e.g. GenEval's
+  ``evaluation_metadata.jsonl`` (``{"tag": ..., "include": [...], "prompt": ...}``); every other field
+  is carried through as the prompt's metadata;
+- ``.csv`` / ``.tsv``: a header with a prompt column (``prompt`` or ``prompts``, any case: PartiPrompts'
+  ``Prompt``, DrawBench's ``Prompts``); the other columns are metadata.
+
+Each prompt keeps its index in the file, so a slice (``prompt_range="a:b"``) or a shard of a run
+names the same prompts as the whole set.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["PromptRecord", "load_prompts", "parse_range"]
+
+FORMATS = (".txt", ".jsonl", ".csv", ".tsv")
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    """One prompt of a set: its index in the file, its text and the file's other fields for it."""
+
+    index: int
+    prompt: str
+    meta: dict = field(default_factory=dict)
+
+
+def parse_range(text: str | None, n: int) -> range:
+    """``"a:b"`` (either end may be empty, as a Python slice) -> the indices it selects of ``n``."""
+    if text is None:
+        return range(n)
+    parts = str(text).split(":")
+    if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() or not p.strip() for p in parts):
+        raise ValueError(f"prompt_range must look like a:b (e.g. 0:100, :50, 200:), got {text!r}")
+    start, stop = (int(p) if p.strip() else None for p in parts)
+    selected = range(n)[slice(start, stop)]
+    if len(selected) == 0:
+        raise ValueError(f"prompt_range {text!r} selects no prompt of the {n} in the set")
+    return selected
+
+
+def load_prompts(path: str | Path, prompt_range: str | None = None) -> list[PromptRecord]:
+    """The prompts of ``path`` (see the module docstring), optionally the slice ``prompt_range``."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"prompts: {str(path)!r} must be one of {', '.join(FORMATS)} (by its ending)")
+    if not path.is_file():
+        raise ValueError(f"prompts: no such file {str(path)!r}")
+    reader = {".txt": _text, ".jsonl": _jsonl, ".csv": _table, ".tsv": _table}[path.suffix.lower()]
+    records = reader(path)
+    if not records:
+        raise ValueError(f"prompts: {str(path)!r} holds no prompt")
+    return [records[i] for i in parse_range(prompt_range, len(records))]
+
+
+def _text(path: Path) -> list[PromptRecord]:
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [PromptRecord(i, p) for i, p in enumerate(p for p in lines if p)]
+
+
+def _jsonl(path: Path) -> list[PromptRecord]:
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise ValueError(f"prompts: {path.name} line {number} is not JSON") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            raise ValueError(f'prompts: {path.name} line {number} has no "prompt" field with text')
+        meta = {k: v for k, v in row.items() if k != "prompt"}
+        records.append(PromptRecord(len(records), row["prompt"].strip(), meta))
+    return records
+
+
+def _table(path: Path) -> list[PromptRecord]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        rows, header = list(reader), list(reader.fieldnames or [])
+    column = next((c for c in header if c and c.strip().lower() in ("prompt", "prompts")), None)
+    if column is None:
+        raise ValueError(f"prompts: {path.name} has no prompt column (a header named prompt or prompts), "
+                         f"got {header}")  # fmt: skip
+    records = []
+    for number, row in enumerate(rows, start=2):
+        text = (row.get(column) or "").strip()
+        if not text:
+            raise ValueError(f"prompts: {path.name} line {number} has an empty {column!r}")
+        meta = {k: v for k, v in row.items() if k != column and k is not None}
+        records.append(PromptRecord(len(records), text, meta))
+    return records

@@ -1,0 +1,54 @@
+"""Prompt sets for the tasks that sample a text-conditioned model (``task.prompts=FILE``).
+
+Every prompt of the set (or of ``prompt_range``) gets ``per_prompt`` outputs, in order: output j is
+prompt ``j // per_prompt``'s ``j % per_prompt``-th. The tasks hand the prompts to the model as
+per-sample conditioning (``generate``) or per group (FK steering, best-of-N, guidance), so the model,
+loaded once, serves every prompt, and the per-sample noise streams make output j the same whatever
+the slice or batch it is computed in.
+"""
+
+from __future__ import annotations
+
+from glass.checks import check_int
+from glass.models.base import capabilities_of
+from glass.promptsets import PromptRecord, load_prompts
+
+__all__ = ["PromptOptions"]
+
+
+class PromptOptions:
+    """``prompts`` (a file, see :mod:`glass.promptsets`), ``per_prompt`` outputs each, ``prompt_range``."""
+
+    def __init__(self, prompts: str | None = None, per_prompt: int = 1, prompt_range: str | None = None):
+        self.per_prompt = check_int("per_prompt", per_prompt, 1)
+        if prompts is None and prompt_range is not None:
+            raise ValueError("prompt_range selects prompts of a prompt file: set prompts=FILE too")
+        self.path = prompts
+        self.records: list[PromptRecord] | None = None if prompts is None else load_prompts(prompts, prompt_range)
+
+    def __bool__(self) -> bool:
+        return self.records is not None
+
+    def check(self, model) -> None:
+        if self and not capabilities_of(model).prompts:
+            raise ValueError(
+                f"prompts={self.path} needs a text-conditioned model (model=flux, flux2, sd3, sd or sdxl), "
+                f"got {type(model).__name__}"
+            )
+
+    def outputs(self) -> int:
+        return len(self.records) * self.per_prompt
+
+    def cond(self) -> dict:
+        """``prompt=`` per output ({} without a prompt set)."""
+        if not self:
+            return {}
+        return {"prompt": [r.prompt for r in self.records for _ in range(self.per_prompt)]}
+
+    def table(self) -> list[dict]:
+        """One entry per output: the prompt's index in the file, its text and metadata, the repeat."""
+        return [
+            {"prompt_index": r.index, "prompt": r.prompt, "meta": r.meta, "repeat": k}
+            for r in self.records
+            for k in range(self.per_prompt)
+        ]
