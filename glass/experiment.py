@@ -23,6 +23,11 @@ def prepare_jobs(batches: list[list[str]]) -> list[Job]:
     shared = Shared()
     jobs = [build_job(ov, compose(ov), shared) for ov in batches]
     check_writable(Path(jobs[0].cfg.out_dir))
+    texts: dict[int, tuple] = {}  # every model encodes all its jobs' prompts at once, before any runs
+    for job in jobs:
+        texts.setdefault(id(job.model), (job.model, []))[1].extend(job.task.texts())
+    for model, prompts in texts.values():
+        model.prepare_prompts(prompts)
     return jobs
 
 

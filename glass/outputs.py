@@ -47,7 +47,9 @@ def write_images(run_dir: Path, model, result, seed: int) -> list[dict]:
             folder = run_dir / "geneval" / method_dir(label) / f"{entry['prompt_index']:05d}"
             (folder / "samples").mkdir(parents=True, exist_ok=True)
             if entry["repeat"] == 0:  # GenEval's metadata line: the prompt file's own fields
-                (folder / "metadata.jsonl").write_text(json.dumps({**entry["meta"], "prompt": entry["prompt"]}))
+                (folder / "metadata.jsonl").write_text(
+                    json.dumps({**entry["meta"], "prompt": entry["prompt"]})
+                )
             path = folder / "samples" / f"{entry['repeat']:05d}.png"
             with torch.no_grad():
                 save_image(model.decode(x[j : j + 1].to(model.device)).float().cpu(), path)

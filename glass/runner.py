@@ -167,6 +167,10 @@ def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, me
             write_json_atomic(partial / "trace.json", result.extra["trace"])
         title = f"{job.task.name} | {job.sampler!r} | {model!r}"
         plot_result(model, job.task, result, title, partial / "samples.png")
+        if result.extra.get("prompts"):  # a prompt set: one PNG per output, images.jsonl, GenEval layout
+            from glass.outputs import write_images
+
+            write_images(partial, model, result, int(job.cfg.seed))
         write_json_atomic(partial / "metrics.json", {**shared, "rows": result.rows})
         for row in rows:
             job.logger.log(row)

@@ -54,3 +54,63 @@ def test_bad_prompt_files_get_one_clear_line(tmp_path, name, text, range_, match
         (tmp_path / name).write_text(text)
     with pytest.raises(ValueError, match=match):
         load_prompts(tmp_path / name, range_)
+
+
+def test_a_prompt_set_run_writes_images_jsonl_geneval_layout_and_gallery(tmp_path):
+    """glass run on a saved tiny SD pipeline with task.prompts: one PNG per output in GenEval's layout
+    (metadata.jsonl = the prompt file's line), images.jsonl, index.html; FK steering records each
+    output's steered reward; the per-prompt outputs equal a run on that prompt alone."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from glass.cli import app
+    from tests.tiny_pipes import PIPES
+
+    root = tmp_path / "tiny-sd"
+    PIPES["sd"]().save_pretrained(root)
+    common = ["model=sd", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32", "model.height=32",
+              "model.width=32", f"out_dir={tmp_path / 'out'}", f"task.prompts={EXAMPLE}", "task.per_prompt=2",
+              "task.transitions=2"]  # fmt: skip
+    res = CliRunner().invoke(app, ["run", *common, "task=generate", "task.prompt_range=1:3", "metric=none",
+                                   "sampler=compare", "sampler.samplers=[glass,ode]", "sampler.steps=[1]"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (run,) = [p for p in (tmp_path / "out").glob("runs/*/*") if p.is_dir()]
+    lines = [json.loads(line) for line in (run / "images.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * 2 * 2  # prompts x per_prompt x methods
+    assert {(r["method"], r["prompt_index"], r["repeat"]) for r in lines} == {
+        (m, i, k) for m in ("glass M=1", "ode M=1") for i in (1, 2) for k in (0, 1)}  # fmt: skip
+    source = EXAMPLE.read_text().splitlines()
+    for i in (1, 2):
+        folder = run / "geneval" / "glass_M1" / f"{i:05d}"
+        assert json.loads((folder / "metadata.jsonl").read_text()) == json.loads(source[i])
+        assert sorted(p.name for p in (folder / "samples").iterdir()) == ["00000.png", "00001.png"]
+    page = (run / "index.html").read_text()
+    assert page.count("<img") == 8 and "a photo of three birds" in page
+    assert all((run / r["path"]).stat().st_size > 100 for r in lines)
+
+    fk = CliRunner().invoke(app, ["run", *common, "task=fk_steering", "reward=ink", "task.particles=2",
+                                  "sampler=glass", "sampler.steps=1", "task.prompt_range=0:2"])  # fmt: skip
+    assert fk.exit_code == 0, fk.output
+    (fk_run,) = [p for p in (tmp_path / "out").glob("runs/*/*") if p.is_dir() and p != run]
+    rows = [json.loads(line) for line in (fk_run / "images.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(0 <= r["reward"] <= 1 for r in rows)
+    assert "reward 0." in (fk_run / "index.html").read_text()
+
+
+def test_prompt_set_errors_through_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from glass.cli import app
+
+    out = [f"out_dir={tmp_path}"]
+    for args, message in [
+        (["task=generate", f"task.prompts={tmp_path / 'none.txt'}"], "task.prompts: no such file"),
+        (["task=generate", f"task.prompts={EXAMPLE}"], "needs a text-conditioned model"),
+        (["task=generate", "task.prompt_range=0:2"], "set prompts=FILE too"),
+        (["task=best_of_n", f"task.prompts={EXAMPLE}", "task.groups=4"], "give one (per_prompt with prompts)"),
+    ]:
+        res = CliRunner().invoke(app, ["run", *args, *out])
+        assert res.exit_code == 2 and res.stderr.count("\n") == 1, (args, res.output)
+        assert message in res.stderr, res.stderr
+    assert not (tmp_path / "runs").exists()

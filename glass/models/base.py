@@ -178,6 +178,9 @@ class Model:
     def prepare(self) -> None:
         """Fail early, before any run directory exists, on what the run will need (data, weights)."""
 
+    def prepare_prompts(self, texts) -> None:
+        """Encode the prompts a run will use before it starts (text-conditioned models)."""
+
     def check_sampler(self, kernels) -> None:
         """Refuse kernels (``[(label, kernel)]``) the model cannot be sampled with (ValueError)."""
 

@@ -201,6 +201,16 @@ class PipelineModel(Model):
         """The default prompt (rewards score against it when no prompt is passed)."""
         return self.prompt
 
+    text_loader = None  # a callable returning a pipeline that can encode (CLI loaders: encoders only)
+    release_when_prepared = False  # CLI loaders: drop the encoders once a run's prompts are encoded
+
+    def prepare_prompts(self, texts) -> None:
+        """Encode, in batches, every prompt a run will use (and the default ones) before it starts;
+        then release the encoders if the model's loader asked for it."""
+        self.encode_prompts([*texts, *self.default_texts()])
+        if self.release_when_prepared:
+            self.release_text_encoders()
+
     def release_text_encoders(self) -> None:
         """Drop this model's reference to the pipeline's text encoders (prompts already encoded stay
         cached). Their memory is freed once nothing else holds them: your own ``pipe`` still does, so
@@ -216,6 +226,8 @@ class PipelineModel(Model):
                 missing.remove(p)
         if not missing:
             return
+        if self._text is None and self.text_loader is not None:  # the CLI's: encoders loaded on demand
+            self._text = self.text_loader()
         if self._text is None:
             raise ValueError(
                 f"prompt {missing[0]!r} was not encoded before the text encoders were released (or not "

@@ -62,11 +62,17 @@ def load_pipeline(
     skip = TEXT_COMPONENTS[family] if cached else ()  # every prompt cached: no text encoders at all
     pipe = _load_pipe(adapter.pipelines[0], model_id, check_dtype(dtype), skip)
     _place(pipe, device, cpu_offload, attention_slicing)
-    text = {"prompt": prompt, "cache_dir": cache_dir, "release_text_encoders": True,
-            "max_sequence_length": max_sequence_length}  # fmt: skip
-    return from_pipe(pipe, height=height, width=width, guidance_scale=guidance_scale,
-                     negative_prompt=negative_prompt, chunk=chunk, **({} if family == "ddpm" else text),
-                     **options)  # fmt: skip
+    text = {"prompt": prompt, "cache_dir": cache_dir, "max_sequence_length": max_sequence_length}
+    model = from_pipe(pipe, height=height, width=width, guidance_scale=guidance_scale,
+                      negative_prompt=negative_prompt, chunk=chunk, **({} if family == "ddpm" else text),
+                      **options)  # fmt: skip
+    if family != "ddpm":  # prompts not cached load the encoders alone, once, then they are released
+        skip_net = NETWORK_COMPONENTS.get(family, ())
+        model.text_loader = lambda: _place_text(_load_pipe(adapter.pipelines[0], model_id, check_dtype(dtype),
+                                                           skip_net), device, cpu_offload)  # fmt: skip
+        model.release_when_prepared = True
+        model.prepare_prompts([])
+    return model
 
 
 def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...]):
@@ -80,6 +86,21 @@ def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...]):
     cls = getattr(diffusers, name)
     pipe = from_pretrained(cls, model_id, cls.__name__, torch_dtype=torch_dtype, **drop)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+NETWORK_COMPONENTS = {
+    "flux": ("transformer", "vae"), "flux2": ("transformer", "vae"), "sd3": ("transformer", "vae"),
+    "sd": ("unet", "vae"), "sdxl": ("unet", "vae"),
+}  # fmt: skip
+
+
+def _place_text(pipe, device: str, cpu_offload: bool):
+    """A pipeline holding only the text encoders, where it encodes."""
+    if cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
     return pipe
 
 

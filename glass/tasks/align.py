@@ -32,6 +32,7 @@ from glass.noise import Streams
 from glass.rewards.base import score
 from glass.samplers.base import derive_seed
 from glass.tasks.base import Task, check_gaussian_path, check_int, is_oracle
+from glass.tasks.prompts import PromptOptions
 
 __all__ = ["FKSteering", "BestOfN", "Guidance"]
 
@@ -51,11 +52,19 @@ class _Align(Task):
         groups: int | None = None,
         chunk: int | None = None,
         guidance: dict | None = None,
+        prompts: str | None = None,
+        per_prompt: int = 1,
+        prompt_range: str | None = None,
     ):
         self.particles = check_int("particles", particles, 1)
         self.transitions = check_int("transitions", transitions, 1)
         self.groups = None if groups is None else check_int("groups", groups, 2)
         self.chunk = None if chunk is None else check_int("chunk", chunk, 1)
+        self.prompts = PromptOptions(prompts, per_prompt, prompt_range)
+        if self.prompts and groups is not None:
+            raise ValueError(
+                "groups and prompts both set the number of outputs: give one (per_prompt with prompts)"
+            )
         self.guidance = dict(guidance or {})
         unknown = set(self.guidance) - {"lam", "t_lo", "t_hi", "grad"}
         if unknown:
@@ -69,12 +78,18 @@ class _Align(Task):
     def check(self, model, reward) -> None:
         """Called when the run is prepared: guidance needs a differentiable reward."""
         check_gaussian_path(model, self.name)
+        self.prompts.check(model)
         if self.guidance.get("lam") and not getattr(reward, "differentiable", False):
             raise ValueError(
                 f"guidance needs a differentiable reward, {reward!r} is not (set task.guidance.lam=0)"
             )
 
+    def texts(self) -> list[str]:
+        return self.prompts.texts()
+
     def n_groups(self, model) -> int:
+        if self.prompts:
+            return self.prompts.outputs()
         return self.groups or (256 if is_oracle(model) else 32)
 
     def guided(self, model, reward):
@@ -82,8 +97,8 @@ class _Align(Task):
             return model
         return Guided(model, reward, **self.guidance)
 
-    def run(self, model, kernel, reward, groups, generator) -> tuple[Tensor, Tensor, dict, dict]:
-        """One method's (outputs, rewards, row entries, trace) with one kernel."""
+    def run(self, model, kernel, reward, groups, generator, cond) -> tuple[Tensor, Tensor, dict, dict]:
+        """One method's (outputs, rewards, row entries, trace) with one kernel; ``cond`` per group."""
         raise NotImplementedError
 
     def inputs(self, model, metric, generator, reward, progress) -> dict:
@@ -91,21 +106,25 @@ class _Align(Task):
         seed = derive_seed(generator)  # per-sample streams: the same numbers for every task.chunk
         quality = AlignedQuality(model, reward, metric, groups, generator, self.target_lam())
         return {"groups": groups, "seed": seed, "guided": self.guided(model, reward), "reward": reward,
-                "quality": quality, "reference": quality.reference, "traces": {}}  # fmt: skip
+                "quality": quality, "reference": quality.reference, "traces": {}, "rewards": {}}  # fmt: skip
 
     def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
         m, groups = inputs["guided"], inputs["groups"]
         if getattr(m, "grad_evals", None) is not None:
             m.grad_evals = 0
         streams = Streams(inputs["seed"], groups * self.particles, model.device)
-        x, r, info, trace = self.run(m, kernel, inputs["reward"], groups, streams)
+        x, r, info, trace = self.run(m, kernel, inputs["reward"], groups, streams, self.prompts.cond())
+        inputs["rewards"][kernel.label] = r
         mean, se = _mean_se(r)
         row = {"reward": mean, "reward_se": se, **info, "grad_evals": getattr(m, "grad_evals", 0)}
         inputs["traces"][kernel.label] = trace
         return x, {**row, **inputs["quality"](x), "groups": groups, "particles": self.particles}
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
-        return inputs["reference"], {"trace": inputs["traces"]}
+        extra = {"trace": inputs["traces"], "output_rewards": inputs["rewards"]}
+        if self.prompts:
+            extra["prompts"] = self.prompts.table()
+        return inputs["reference"], extra
 
 
 class FKSteering(_Align):
@@ -132,18 +151,18 @@ class FKSteering(_Align):
     def target_lam(self) -> float:
         return float(self.options["lam"])
 
-    def run(self, model, kernel, reward, groups, generator):
+    def run(self, model, kernel, reward, groups, generator, cond):
         if self.warn_ode and type(kernel).__name__ == "ODE":
             from glass.loggers import warn
 
             warn("FK steering with an ODE proposal: resampled copies stay identical (see unique_fraction)")
         res = fk_steering(model, kernel, reward, self.transitions, self.particles,
-                          groups, chunk=self.chunk, generator=generator, **self.options)  # fmt: skip
+                          groups, chunk=self.chunk, generator=generator, **self.options, **cond)  # fmt: skip
         if (self.output or ("draw" if is_oracle(model) else "best")) == "best":
             x, r = res.best()
         else:
             x = res.draw(torch.Generator().manual_seed(derive_seed(generator)))
-            r = score(reward, model, x).cpu()
+            r = score(reward, model, x, **cond).cpu()
         flat = res.x.reshape(groups, self.particles, -1)
         unique = (
             torch.tensor([len(torch.unique(g, dim=0)) for g in flat], dtype=torch.float64) / self.particles
@@ -174,9 +193,9 @@ class BestOfN(_Align):
     def target_lam(self) -> None:
         return None
 
-    def run(self, model, kernel, reward, groups, generator):
+    def run(self, model, kernel, reward, groups, generator, cond):
         x, r, nfe = best_of_n(model, kernel, reward, self.transitions, self.particles, groups,
-                              chunk=self.chunk, generator=generator)  # fmt: skip
+                              chunk=self.chunk, generator=generator, **cond)  # fmt: skip
         return x, r, {"nfe": nfe, "nfe_per_sample": nfe * self.particles}, {}
 
 
@@ -190,9 +209,7 @@ class Guidance(BestOfN):
         guidance = {"lam": 0.4, "t_lo": 0.2, "t_hi": 0.7, "grad": "detached", **(guidance or {})}
         super().__init__(particles=particles, guidance=guidance, **kw)
         if self.particles != 1:
-            raise ValueError(
-                "particles must be 1 for task=guidance (use fk_steering with task.guidance.lam)"
-            )
+            raise ValueError("particles must be 1 for task=guidance (use fk_steering with task.guidance.lam)")
 
     def target_lam(self) -> float | None:
         return self.guidance["lam"] or None

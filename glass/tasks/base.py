@@ -59,6 +59,10 @@ class Task:
     def check(self, model, reward) -> None:
         """Refuse a model or reward the task cannot use (ValueError), when the run is prepared."""
 
+    def texts(self) -> list[str]:
+        """The prompts the task will condition on (encoded before the run starts)."""
+        return []
+
     def sizes(self, model):
         """Sizes that depend on the model, checked when the run is prepared."""
         return None

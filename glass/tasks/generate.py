@@ -12,6 +12,7 @@ from glass.noise import Streams
 from glass.samplers import generate
 from glass.samplers.base import derive_seed
 from glass.tasks.base import Task, check_int, identical_streams, is_oracle
+from glass.tasks.prompts import PromptOptions
 
 __all__ = ["Generate"]
 
@@ -22,13 +23,25 @@ class Generate(Task):
     name = "generate"
     needs_reward = False
 
-    def __init__(self, transitions: int = 5, n: int | None = None):
+    def __init__(self, transitions: int = 5, n: int | None = None, prompts: str | None = None,
+                 per_prompt: int = 1, prompt_range: str | None = None):  # fmt: skip
         self.transitions = check_int("transitions", transitions, 1)
         self.n = None if n is None else check_int("n", n, 2)
+        self.prompts = PromptOptions(prompts, per_prompt, prompt_range)
+        if self.prompts and n is not None:
+            raise ValueError(
+                "n and prompts both set the number of samples: give one (per_prompt with prompts)"
+            )
+
+    def check(self, model, reward) -> None:
+        self.prompts.check(model)
+
+    def texts(self) -> list[str]:
+        return self.prompts.texts()
 
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         oracle = is_oracle(model)
-        n = self.n or (2000 if oracle else 1000)
+        n = self.prompts.outputs() if self.prompts else self.n or (2000 if oracle else 1000)
         seed = derive_seed(generator)  # per-sample streams: sample i is the same for every task.n
         path = {}
         if getattr(metric, "path_metric", False):
@@ -41,7 +54,9 @@ class Generate(Task):
     def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
         n, metric = inputs["n"], inputs["metric"]
         streams = Streams(inputs["seed"], n, model.device)
-        s = generate(model, kernel, self.transitions, n, generator=streams, progress=advance)
+        s = generate(
+            model, kernel, self.transitions, n, generator=streams, progress=advance, **self.prompts.cond()
+        )
         nfe = model.reset_nfe()
         scores = metric(s, lambda g: model.sample(n, g)) if inputs["oracle"] else metric(s)
         # a generated prior's calls count in main-network units (Gaussian prior: nfe itself)
@@ -49,4 +64,5 @@ class Generate(Task):
         return s, {**scores, **inputs["path"], "nfe": nfe, "nfe_effective": round(nfe + cost, 3)}
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
-        return (model.sample(inputs["n"], generator) if inputs["oracle"] else None), {}
+        extra = {"prompts": self.prompts.table()} if self.prompts else {}
+        return (model.sample(inputs["n"], generator) if inputs["oracle"] else None), extra

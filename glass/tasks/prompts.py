@@ -24,7 +24,9 @@ class PromptOptions:
         if prompts is None and prompt_range is not None:
             raise ValueError("prompt_range selects prompts of a prompt file: set prompts=FILE too")
         self.path = prompts
-        self.records: list[PromptRecord] | None = None if prompts is None else load_prompts(prompts, prompt_range)
+        self.records: list[PromptRecord] | None = (
+            None if prompts is None else load_prompts(prompts, prompt_range)
+        )
 
     def __bool__(self) -> bool:
         return self.records is not None
@@ -35,6 +37,9 @@ class PromptOptions:
                 f"prompts={self.path} needs a text-conditioned model (model=flux, flux2, sd3, sd or sdxl), "
                 f"got {type(model).__name__}"
             )
+
+    def texts(self) -> list[str]:
+        return [] if not self else [r.prompt for r in self.records]
 
     def outputs(self) -> int:
         return len(self.records) * self.per_prompt
