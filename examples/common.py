@@ -19,6 +19,19 @@ import glass
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def main(argv, family: str, pipeline: str, model_id: str, dtype, **options):
+    """Load ``pipeline`` from ``model_id`` on the GPU (or, with ``--tiny``, the tiny offline one) and run
+    the three uses of :func:`run` on it."""
+    args = parse(argv, family)
+    if args.tiny:
+        pipe, options = tiny(family)
+    else:
+        import diffusers
+
+        pipe = getattr(diffusers, pipeline).from_pretrained(model_id, torch_dtype=dtype).to("cuda")
+    return run(pipe, args, **options)
+
+
 def parse(argv, family: str):
     ap = argparse.ArgumentParser(description=f"GLASS on a {family} diffusers pipeline")
     ap.add_argument("--tiny", action="store_true", help="a tiny random-weight pipeline, offline on the CPU")

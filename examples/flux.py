@@ -1,24 +1,16 @@
 """GLASS on a FluxPipeline: `python examples/flux.py` (GPU, black-forest-labs/FLUX.1-dev),
-or `--tiny` (offline, CPU)."""
+or `--tiny` (offline, CPU). See examples/common.py for what it runs."""
 
 import sys
 
 import torch
-from common import parse, run, tiny
+from common import main as run_example
 
 
 def main(argv=None):
-    args = parse(argv, "flux")
-    if args.tiny:
-        pipe, options = tiny("flux")
-    else:
-        from diffusers import FluxPipeline
-
-        pipe = FluxPipeline.from_pretrained("black-forest-labs/FLUX.1-dev", torch_dtype=torch.bfloat16).to(
-            "cuda"
-        )
-        options = {"guidance_scale": 3.5}
-    return run(pipe, args, **options)
+    return run_example(
+        argv, "flux", "FluxPipeline", "black-forest-labs/FLUX.1-dev", torch.bfloat16, guidance_scale=3.5
+    )
 
 
 if __name__ == "__main__":

@@ -1,24 +1,16 @@
 """GLASS on a Flux2KleinPipeline: `python examples/flux2.py` (GPU, black-forest-labs/FLUX.2-klein-4B),
-or `--tiny` (offline, CPU)."""
+or `--tiny` (offline, CPU). See examples/common.py for what it runs."""
 
 import sys
 
 import torch
-from common import parse, run, tiny
+from common import main as run_example
 
 
 def main(argv=None):
-    args = parse(argv, "flux2")
-    if args.tiny:
-        pipe, options = tiny("flux2")
-    else:
-        from diffusers import Flux2KleinPipeline
-
-        pipe = Flux2KleinPipeline.from_pretrained(
-            "black-forest-labs/FLUX.2-klein-4B", torch_dtype=torch.bfloat16
-        ).to("cuda")
-        options = {}
-    return run(pipe, args, **options)
+    return run_example(
+        argv, "flux2", "Flux2KleinPipeline", "black-forest-labs/FLUX.2-klein-4B", torch.bfloat16
+    )
 
 
 if __name__ == "__main__":

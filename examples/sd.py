@@ -1,25 +1,17 @@
 """GLASS on a StableDiffusionPipeline: `python examples/sd.py`
-(GPU, stable-diffusion-v1-5/stable-diffusion-v1-5),
-or `--tiny` (offline, CPU)."""
+(GPU, stable-diffusion-v1-5/stable-diffusion-v1-5), or `--tiny` (offline, CPU).
+See examples/common.py for what it runs."""
 
 import sys
 
 import torch
-from common import parse, run, tiny
+from common import main as run_example
 
 
 def main(argv=None):
-    args = parse(argv, "sd")
-    if args.tiny:
-        pipe, options = tiny("sd")
-    else:
-        from diffusers import StableDiffusionPipeline
-
-        pipe = StableDiffusionPipeline.from_pretrained(
-            "stable-diffusion-v1-5/stable-diffusion-v1-5", torch_dtype=torch.float16
-        ).to("cuda")
-        options = {}
-    return run(pipe, args, **options)
+    return run_example(
+        argv, "sd", "StableDiffusionPipeline", "stable-diffusion-v1-5/stable-diffusion-v1-5", torch.float16
+    )
 
 
 if __name__ == "__main__":

@@ -1,25 +1,17 @@
 """GLASS on a StableDiffusionXLPipeline: `python examples/sdxl.py`
-(GPU, stabilityai/stable-diffusion-xl-base-1.0),
-or `--tiny` (offline, CPU)."""
+(GPU, stabilityai/stable-diffusion-xl-base-1.0), or `--tiny` (offline, CPU).
+See examples/common.py for what it runs."""
 
 import sys
 
 import torch
-from common import parse, run, tiny
+from common import main as run_example
 
 
 def main(argv=None):
-    args = parse(argv, "sdxl")
-    if args.tiny:
-        pipe, options = tiny("sdxl")
-    else:
-        from diffusers import StableDiffusionXLPipeline
-
-        pipe = StableDiffusionXLPipeline.from_pretrained(
-            "stabilityai/stable-diffusion-xl-base-1.0", torch_dtype=torch.float16
-        ).to("cuda")
-        options = {}
-    return run(pipe, args, **options)
+    return run_example(
+        argv, "sdxl", "StableDiffusionXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0", torch.float16
+    )
 
 
 if __name__ == "__main__":
