@@ -96,12 +96,13 @@ class Streams:
 
 class Generators:
     """One ``torch.Generator`` per sample, the diffusers idiom ``generator=[g0, g1, ...]``: row i of
-    every draw comes from generator i (drawn with shape (1, ...) on that generator's device, as
-    ``diffusers.utils.torch_utils.randn_tensor`` does), so sample i's noise depends on its own
-    generator only."""
+    every draw comes from generator i, drawn with shape (1, ...) in ``draw_dtype`` on that generator's
+    device as ``diffusers.utils.torch_utils.randn_tensor`` does (so a float32 pipeline's own first
+    latents are ours), then cast; sample i's noise depends on its own generator only."""
 
-    def __init__(self, generators):
+    def __init__(self, generators, draw_dtype: torch.dtype = torch.float32):
         self.generators = list(generators)
+        self.draw_dtype = draw_dtype  # diffusers draws latents in the pipeline's dtype (float32 here)
         if not self.generators or not all(isinstance(g, torch.Generator) for g in self.generators):
             raise ValueError("generator must be a torch.Generator, a list of torch.Generator (one per "
                              "sample), a glass.noise.Streams or None")  # fmt: skip
@@ -114,18 +115,18 @@ class Generators:
 
     def __getitem__(self, index) -> Generators:
         if isinstance(index, slice):
-            return Generators(self.generators[index])
-        return Generators([self.generators[int(i)] for i in torch.as_tensor(index).reshape(-1).tolist()])
+            return Generators(self.generators[index], self.draw_dtype)
+        picked = [self.generators[int(i)] for i in torch.as_tensor(index).reshape(-1).tolist()]
+        return Generators(picked, self.draw_dtype)
 
     def randn(self, shape, dtype=torch.float64, device=None) -> Tensor:
         shape = tuple(shape)
         if not shape or shape[0] != len(self):
             raise ValueError(f"generator is a list of {len(self)} generators (one per sample) but the batch "
                              f"has {shape[0] if shape else 0} samples")  # fmt: skip
-        rows = [
-            torch.randn((1, *shape[1:]), generator=g, dtype=dtype, device=g.device) for g in self.generators
-        ]
-        return torch.cat([r.to(device) if device is not None else r for r in rows])
+        rows = [torch.randn((1, *shape[1:]), generator=g, dtype=self.draw_dtype, device=g.device)
+                for g in self.generators]  # fmt: skip
+        return torch.cat([r.to(device) for r in rows] if device is not None else rows).to(dtype)
 
     def derive_seed(self) -> int:
         return int(

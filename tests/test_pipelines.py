@@ -266,12 +266,13 @@ def test_generator_lists_callbacks_and_progress():
     a = glass.generate(model, glass.GLASS(1), 2, 2, generator=gens)
     b = glass.generate(model, glass.GLASS(1), 2, 1, generator=[torch.Generator().manual_seed(8)])
     assert torch.allclose(a[1:], b, atol=1e-6)  # sample 1 depends on its own generator only
-    # the first draw is diffusers' own: randn_tensor with a list draws each row from its generator
+    # the first draw is diffusers' own: randn_tensor with a list draws each row from its generator, and
+    # a float32 pipeline started from the same generators samples from exactly these latents
     from diffusers.utils.torch_utils import randn_tensor
 
-    noise = randn_tensor(
-        (2, *model.shape), generator=[torch.Generator().manual_seed(i) for i in (7, 8)], dtype=torch.float64
-    )
+    noise = randn_tensor(  # as a float32 pipeline draws its first latents
+        (2, *model.shape), generator=[torch.Generator().manual_seed(i) for i in (7, 8)], dtype=torch.float32
+    ).double()
     first = glass.noise.randn(
         (2, *model.shape), glass.noise.Generators([torch.Generator().manual_seed(i) for i in (7, 8)])
     )
@@ -541,3 +542,18 @@ def test_injected_noise_is_checked_and_used_up():
         glass.noise.randn((2, 3), noise)
     with pytest.raises(ValueError, match="injected noise of shape"):
         glass.noise.randn((2, 4), glass.noise.Injected(torch.ones(2, 3)))
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_the_same_generator_list_gives_the_pipelines_own_samples(family):
+    """No latents handed over: generate(..., generator=[g0, g1]) with the ODE on the pipeline's grid
+    equals pipe(..., generator=[g0, g1]) (flow pipelines start at t = 0, pure noise)."""
+    pipe, model = pipe_of(family), model_of(family)
+    s, k = SIZE[family], 3
+    gens = [torch.Generator().manual_seed(i) for i in (3, 4)]
+    out = pipe(prompt=PROMPTS, num_inference_steps=k, height=s, width=s, output_type="latent", generator=gens,
+               **CALL_KWARGS[family]).images  # fmt: skip
+    ref = model.from_pipeline_output(out)
+    ours = glass.generate(model, glass.ODE(1), k, 2, prompt=PROMPTS,
+                          generator=[torch.Generator().manual_seed(i) for i in (3, 4)])  # fmt: skip
+    assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
