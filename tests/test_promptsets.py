@@ -69,11 +69,13 @@ def test_a_prompt_set_run_writes_images_jsonl_geneval_layout_and_gallery(tmp_pat
 
     root = tmp_path / "tiny-sd"
     PIPES["sd"]().save_pretrained(root)
-    common = ["model=sd", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32", "model.height=32",
-              "model.width=32", f"out_dir={tmp_path / 'out'}", f"task.prompts={EXAMPLE}", "task.per_prompt=2",
-              "task.transitions=2"]  # fmt: skip
-    res = CliRunner().invoke(app, ["run", *common, "task=generate", "task.prompt_range=1:3", "metric=none",
-                                   "sampler=compare", "sampler.samplers=[glass,ode]", "sampler.steps=[1]"])  # fmt: skip
+    common = ["model=sd", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32",
+              "model.height=32", "model.width=32", f"out_dir={tmp_path / 'out'}", f"task.prompts={EXAMPLE}",
+              "task.per_prompt=2", "task.transitions=2"]  # fmt: skip
+    compare = ["sampler=compare", "sampler.samplers=[glass,ode]", "sampler.steps=[1]"]
+    res = CliRunner().invoke(
+        app, ["run", *common, "task=generate", "task.prompt_range=1:3", "metric=none", *compare]
+    )
     assert res.exit_code == 0, res.output
     (run,) = [p for p in (tmp_path / "out").glob("runs/*/*") if p.is_dir()]
     lines = [json.loads(line) for line in (run / "images.jsonl").read_text().splitlines()]
@@ -108,7 +110,8 @@ def test_prompt_set_errors_through_the_cli(tmp_path):
         (["task=generate", f"task.prompts={tmp_path / 'none.txt'}"], "task.prompts: no such file"),
         (["task=generate", f"task.prompts={EXAMPLE}"], "needs a text-conditioned model"),
         (["task=generate", "task.prompt_range=0:2"], "set prompts=FILE too"),
-        (["task=best_of_n", f"task.prompts={EXAMPLE}", "task.groups=4"], "give one (per_prompt with prompts)"),
+        (["task=best_of_n", f"task.prompts={EXAMPLE}", "task.groups=4"],
+         "give one (per_prompt with prompts)"),
     ]:
         res = CliRunner().invoke(app, ["run", *args, *out])
         assert res.exit_code == 2 and res.stderr.count("\n") == 1, (args, res.output)
