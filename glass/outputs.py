@@ -39,10 +39,14 @@ def write_images(run_dir: Path, model, result, seed: int) -> list[dict]:
 
     table = result.extra["prompts"]
     rewards = result.extra.get("output_rewards", {})
+    traces = result.extra.get("trace", {})
     rows = []
     for row in result.rows:
         label = row["sampler"]
         x = result.samples[label]
+        if result.extra.get("save_latents"):  # row j of latents/<method>.safetensors is output j
+            _save_latents(run_dir / "latents" / f"{method_dir(label)}.safetensors", x)
+        ess = _ess_at_resampling(traces.get(label) or {}, len(table))
         for j, entry in enumerate(table):
             folder = run_dir / "geneval" / method_dir(label) / f"{entry['prompt_index']:05d}"
             (folder / "samples").mkdir(parents=True, exist_ok=True)
@@ -58,6 +62,10 @@ def write_images(run_dir: Path, model, result, seed: int) -> list[dict]:
                     "path": str(path.relative_to(run_dir))}  # fmt: skip
             if label in rewards:
                 line["reward"] = float(rewards[label][j])
+            if ess is not None:
+                line["ess_at_resampling"] = ess[j]
+            if result.extra.get("save_latents"):
+                line["latent_row"] = j
             rows.append(line)
     tmp = run_dir / ".images.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -66,6 +74,21 @@ def write_images(run_dir: Path, model, result, seed: int) -> list[dict]:
     methods = {method_dir(r["sampler"]): r["sampler"] for r in result.rows}  # folder -> kernel label
     write_json_atomic(run_dir / "geneval" / "methods.json", methods)
     return rows
+
+
+def _save_latents(path: Path, x) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"latents": x.detach().cpu().contiguous()}, str(path))
+
+
+def _ess_at_resampling(trace: dict, n: int) -> list[list[float]] | None:
+    """FK steering: per output (group), its effective sample size at each step where it resampled."""
+    if "ess" not in trace or "resampled" not in trace:
+        return None
+    steps = list(zip(trace["ess"], trace["resampled"]))
+    return [[round(float(e[j]), 4) for e, did in steps if did[j]] for j in range(n)]
 
 
 def _gallery(run_dir: Path, rows: list[dict], methods: list[str]) -> None:

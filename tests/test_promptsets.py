@@ -92,11 +92,18 @@ def test_a_prompt_set_run_writes_images_jsonl_geneval_layout_and_gallery(tmp_pat
     assert all((run / r["path"]).stat().st_size > 100 for r in lines)
 
     fk = CliRunner().invoke(app, ["run", *common, "task=fk_steering", "reward=ink", "task.particles=2",
-                                  "sampler=glass", "sampler.steps=1", "task.prompt_range=0:2"])  # fmt: skip
+                                  "sampler=glass", "sampler.steps=1", "task.prompt_range=0:2",
+                                  "task.save_latents=true"])  # fmt: skip
     assert fk.exit_code == 0, fk.output
     (fk_run,) = [p for p in (tmp_path / "out").glob("runs/*/*") if p.is_dir() and p != run]
     rows = [json.loads(line) for line in (fk_run / "images.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(0 <= r["reward"] <= 1 for r in rows)
+    # one resampling (after the first of two transitions) per output, ESS in [1, particles]
+    assert all(len(r["ess_at_resampling"]) == 1 and 1 <= r["ess_at_resampling"][0] <= 2 for r in rows)
+    from safetensors.torch import load_file
+
+    latents = load_file(str(fk_run / "latents" / "glass_M1.safetensors"))["latents"]
+    assert latents.shape == (4, 4, 8, 8) and [r["latent_row"] for r in rows] == [0, 1, 2, 3]
     assert "reward 0." in (fk_run / "index.html").read_text()
 
 

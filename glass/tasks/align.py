@@ -55,12 +55,13 @@ class _Align(Task):
         prompts: str | None = None,
         per_prompt: int = 1,
         prompt_range: str | None = None,
+        save_latents: bool = False,
     ):
         self.particles = check_int("particles", particles, 1)
         self.transitions = check_int("transitions", transitions, 1)
         self.groups = None if groups is None else check_int("groups", groups, 2)
         self.chunk = None if chunk is None else check_int("chunk", chunk, 1)
-        self.prompts = PromptOptions(prompts, per_prompt, prompt_range)
+        self.prompts = PromptOptions(prompts, per_prompt, prompt_range, save_latents)
         if self.prompts and groups is not None:
             raise ValueError(
                 "groups and prompts both set the number of outputs: give one (per_prompt with prompts)"
@@ -122,9 +123,7 @@ class _Align(Task):
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
         extra = {"trace": inputs["traces"], "output_rewards": inputs["rewards"]}
-        if self.prompts:
-            extra["prompts"] = self.prompts.table()
-        return inputs["reference"], extra
+        return inputs["reference"], {**extra, **self.prompts.extra()}
 
 
 class FKSteering(_Align):

@@ -23,11 +23,11 @@ class Generate(Task):
     name = "generate"
     needs_reward = False
 
-    def __init__(self, transitions: int = 5, n: int | None = None, prompts: str | None = None,
-                 per_prompt: int = 1, prompt_range: str | None = None):  # fmt: skip
+    def __init__(self, transitions: int = 5, n: int | None = None, prompts: str | None = None,  # fmt: skip
+                 per_prompt: int = 1, prompt_range: str | None = None, save_latents: bool = False):
         self.transitions = check_int("transitions", transitions, 1)
         self.n = None if n is None else check_int("n", n, 2)
-        self.prompts = PromptOptions(prompts, per_prompt, prompt_range)
+        self.prompts = PromptOptions(prompts, per_prompt, prompt_range, save_latents)
         if self.prompts and n is not None:
             raise ValueError(
                 "n and prompts both set the number of samples: give one (per_prompt with prompts)"
@@ -64,5 +64,5 @@ class Generate(Task):
         return s, {**scores, **inputs["path"], "nfe": nfe, "nfe_effective": round(nfe + cost, 3)}
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
-        extra = {"prompts": self.prompts.table()} if self.prompts else {}
+        extra = self.prompts.extra()
         return (model.sample(inputs["n"], generator) if inputs["oracle"] else None), extra

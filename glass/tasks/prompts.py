@@ -19,8 +19,12 @@ __all__ = ["PromptOptions"]
 class PromptOptions:
     """``prompts`` (a file, see :mod:`glass.promptsets`), ``per_prompt`` outputs each, ``prompt_range``."""
 
-    def __init__(self, prompts: str | None = None, per_prompt: int = 1, prompt_range: str | None = None):
+    def __init__(self, prompts: str | None = None, per_prompt: int = 1, prompt_range: str | None = None,
+                 save_latents: bool = False):  # fmt: skip
         self.per_prompt = check_int("per_prompt", per_prompt, 1)
+        if not isinstance(save_latents, bool):
+            raise ValueError(f"save_latents must be true or false, got {save_latents!r}")
+        self.save_latents = save_latents
         if prompts is None and prompt_range is not None:
             raise ValueError("prompt_range selects prompts of a prompt file: set prompts=FILE too")
         self.path = prompts
@@ -49,6 +53,10 @@ class PromptOptions:
         if not self:
             return {}
         return {"prompt": [r.prompt for r in self.records for _ in range(self.per_prompt)]}
+
+    def extra(self) -> dict:
+        """What the runner needs to write the per-image outputs (``Result.extra``)."""
+        return {"prompts": self.table(), "save_latents": self.save_latents} if self else {}
 
     def table(self) -> list[dict]:
         """One entry per output: the prompt's index in the file, its text and metadata, the repeat."""
