@@ -117,10 +117,71 @@ def test_prompt_set_errors_through_the_cli(tmp_path):
         (["task=generate", f"task.prompts={tmp_path / 'none.txt'}"], "task.prompts: no such file"),
         (["task=generate", f"task.prompts={EXAMPLE}"], "needs a text-conditioned model"),
         (["task=generate", "task.prompt_range=0:2"], "set prompts=FILE too"),
-        (["task=best_of_n", f"task.prompts={EXAMPLE}", "task.groups=4"],
-         "give one (per_prompt with prompts)"),
+        (
+            ["task=best_of_n", f"task.prompts={EXAMPLE}", "task.groups=4"],
+            "give one (per_prompt with prompts)",
+        ),
     ]:
         res = CliRunner().invoke(app, ["run", *args, *out])
         assert res.exit_code == 2 and res.stderr.count("\n") == 1, (args, res.output)
         assert message in res.stderr, res.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def tiny_clip_dir(root: Path) -> Path:
+    """A tiny random CLIPModel and its tokenizer saved as a local folder (reward.model=<folder>)."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    from tests.tiny_pipes import CLIP_LENGTH, clip_tokenizer
+
+    tok = clip_tokenizer()
+    torch.manual_seed(0)
+    text = dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                num_attention_heads=2, max_position_embeddings=CLIP_LENGTH, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(image_size=224, patch_size=56, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                  num_attention_heads=2)  # fmt: skip
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(root)
+    tok.save_pretrained(root)
+    return root
+
+
+def test_held_out_rewards_and_diversity_beside_the_steered_reward(tmp_path):
+    """metric=rewards on a prompt-set FK run: every output scored by a held-out CLIP score (a tiny
+    random CLIP from a local folder), with standard errors and counts, and diversity within a prompt;
+    equal to scoring the run's own images directly."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from glass.cli import app
+    from glass.rewards import CLIPScore
+    from tests.tiny_pipes import PIPES
+
+    root = tmp_path / "tiny-sd"
+    PIPES["sd"]().save_pretrained(root)
+    clip = tiny_clip_dir(tmp_path / "clip")
+    args = ["run", "model=sd", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32",
+            "model.height=32", "model.width=32", f"out_dir={tmp_path / 'out'}", f"task.prompts={EXAMPLE}",
+            "task.per_prompt=2", "task.prompt_range=0:3", "task.transitions=2", "task=best_of_n",
+            "task.particles=2", "reward=ink", "sampler=glass", "sampler.steps=1", "metric=rewards",
+            "metric.rewards=[clip]", f"metric.configs.clip.model={clip}",
+            "task.save_latents=true"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    (run,) = [p for p in (tmp_path / "out").glob("runs/*/*") if p.is_dir()]
+    row = json.loads((run / "metrics.json").read_text())["rows"][0]
+    assert row["clip_n"] == 6 and row["diversity_n_prompts"] == 3 and row["clip_se"] > 0
+    assert 0 < row["diversity"] <= 2  # unit-norm features: pairwise distances in (0, 2]
+    from safetensors.torch import load_file
+
+    from glass.config import compose, instantiate
+
+    model = instantiate(compose(args[1:8] + ["task=generate"]).model, "model")
+    x = load_file(str(run / "latents" / "glass_M1.safetensors"))["latents"]
+    prompts = [json.loads(line)["prompt"] for line in (run / "images.jsonl").read_text().splitlines()]
+    direct = CLIPScore(model=str(clip))(model.decode(x) * 2 - 1, prompt=prompts)
+    assert abs(float(direct.mean()) - row["clip"]) < 1e-4
+    bad = CliRunner().invoke(app, ["run", "task=generate", "metric=rewards", f"out_dir={tmp_path}"])
+    assert bad.exit_code == 2 and "scores images against their prompts" in bad.stderr

@@ -12,6 +12,8 @@ __all__ = ["Correlation"]
 class Correlation:
     """Metric ``correlation``: ``metric(estimate, truth)`` over the evaluated points."""
 
+    text_to_image = False  # scores samples alone (metric=rewards gets the model and prompts)
+
     def __call__(self, estimate: Tensor, truth: Tensor) -> dict[str, float]:
         from torchmetrics.functional import pearson_corrcoef, spearman_corrcoef
 

@@ -44,6 +44,8 @@ class Curvature:
 
     path_metric = True
 
+    text_to_image = False  # scores samples alone (metric=rewards gets the model and prompts)
+
     def __init__(self, steps: int = 100, n: int = 256):
         for key, v in (("steps", steps), ("n", n)):
             check_int(key, v, 2)

@@ -35,6 +35,18 @@ def resolve_metric(metric, task_name: str, model):
         return OracleDistance() if oracle else FID()
     if isinstance(metric, NoMetric):
         return metric
+    if metric.text_to_image:
+        if not caps.prompts:
+            raise ValueError(
+                f"metric=rewards scores images against their prompts; {type(model).__name__} takes none"
+            )
+        if task_name not in ("generate", "fk_steering", "best_of_n", "guidance"):
+            raise ValueError(
+                f"metric=rewards scores generated images: use task=generate or an alignment task, "
+                f"not {task_name}"
+            )
+        metric.load()  # missing reward weights fail here, before anything runs
+        return metric
     from glass.metrics.curvature import Curvature
 
     if isinstance(metric, Curvature):

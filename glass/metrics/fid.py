@@ -72,6 +72,8 @@ def extract_features(extractor: nn.Module, images: Tensor, batch: int = 500) -> 
 class FID:
     """Metric ``fid``: FID of samples (data space, (N, 1, 28, 28)) against a reference split."""
 
+    text_to_image = False  # scores samples alone (metric=rewards gets the model and prompts)
+
     def __repr__(self) -> str:
         return (
             f"FID(features={self.features!r}, reference={self.reference!r}, n_reference={self.n_reference})"

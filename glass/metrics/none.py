@@ -7,6 +7,8 @@ __all__ = ["NoMetric"]
 
 
 class NoMetric:
+    text_to_image = False  # scores samples alone (metric=rewards gets the model and prompts)
+
     def __call__(self, *args, **kwargs) -> dict:
         return {}
 

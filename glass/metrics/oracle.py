@@ -79,6 +79,8 @@ class OracleDistance:
     of the same size. Returns a flat dict, e.g. ``energy``, ``energy_floor``, ``energy_floor_std``.
     """
 
+    text_to_image = False  # scores samples alone (metric=rewards gets the model and prompts)
+
     def __init__(
         self,
         kind: Kind = "both",

@@ -46,6 +46,12 @@ def _clip_pixels(x: Tensor, size: int = 224) -> Tensor:
     return (x - mean) / std
 
 
+def _embeds(out) -> Tensor:
+    """transformers' ``get_*_features``: a tensor before v5, an output whose ``pooler_output`` holds the
+    projected embeddings from v5 on."""
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
 def _require(module: str, who: str, install: str):
     """Import ``module`` or raise the one-line error naming what to install."""
     import importlib
@@ -102,13 +108,16 @@ class CLIPScore:
 
     def _text(self, prompts: list[str]) -> Tensor:
         tok = self._tokenizer(prompts, padding=True, truncation=True, max_length=77, return_tensors="pt")
-        return F.normalize(self._model.get_text_features(**tok.to(self.device)), dim=-1)
+        return F.normalize(_embeds(self._model.get_text_features(**tok.to(self.device))), dim=-1)
+
+    def image_features(self, x1: Tensor) -> Tensor:
+        """Unit-norm CLIP image features of images in [-1, 1] (diversity is measured in this space)."""
+        self.load()
+        out = self._model.get_image_features(pixel_values=_clip_pixels(x1.to(self.device)))
+        return F.normalize(_embeds(out), dim=-1)
 
     def __call__(self, x1: Tensor, **cond) -> Tensor:
-        self.load()
-        img = F.normalize(
-            self._model.get_image_features(pixel_values=_clip_pixels(x1.to(self.device))), dim=-1
-        )
+        img = self.image_features(x1)
         txt = self._text(_prompts(cond, len(x1)))
         return (self.scale * (img * txt).sum(-1)).double()
 

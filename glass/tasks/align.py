@@ -105,7 +105,7 @@ class _Align(Task):
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         groups = self.n_groups(model)
         seed = derive_seed(generator)  # per-sample streams: the same numbers for every task.chunk
-        quality = AlignedQuality(model, reward, metric, groups, generator, self.target_lam())
+        quality = AlignedQuality(model, reward, metric, groups, generator, self.target_lam(), self.prompts)
         return {"groups": groups, "seed": seed, "guided": self.guided(model, reward), "reward": reward,
                 "quality": quality, "reference": quality.reference, "traces": {}, "rewards": {}}  # fmt: skip
 
@@ -217,8 +217,8 @@ class Guidance(BestOfN):
 class AlignedQuality:
     """Quality of aligned outputs (see the module docstring)."""
 
-    def __init__(self, model, reward, metric, groups, generator, lam: float | None):
-        self.model, self.metric, self.oracle = model, metric, is_oracle(model)
+    def __init__(self, model, reward, metric, groups, generator, lam: float | None, prompts=None):
+        self.model, self.metric, self.oracle, self.prompts = model, metric, is_oracle(model), prompts
         self.tilted, self.reference = None, None
         self.images = capabilities_of(model).classifier  # MNIST: FID, target accuracy, diversity
         if self.oracle:
@@ -241,6 +241,10 @@ class AlignedQuality:
                 return {}
             out = self.metric(x, lambda g: self.tilted.sample(len(x), g))
             return {**out, "exact_reward": float((self.tilted.weights * (self.tilted.means @ self.w)).sum())}
+        if getattr(self.metric, "text_to_image", False):  # held-out rewards, diversity (callables: no)
+            p = self.prompts
+            texts = p.cond().get("prompt") if p else [self.model.prompt_text] * len(x)
+            return self.metric(self.model, x, texts, p.per_prompt if p else len(x))
         if not self.images:  # pretrained models: the reward is the measurement
             return {}
         out = self.metric(x.float(), self.reference.float())

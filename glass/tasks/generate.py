@@ -23,8 +23,15 @@ class Generate(Task):
     name = "generate"
     needs_reward = False
 
-    def __init__(self, transitions: int = 5, n: int | None = None, prompts: str | None = None,  # fmt: skip
-                 per_prompt: int = 1, prompt_range: str | None = None, save_latents: bool = False):
+    def __init__(
+        self,
+        transitions: int = 5,
+        n: int | None = None,
+        prompts: str | None = None,  # fmt: skip
+        per_prompt: int = 1,
+        prompt_range: str | None = None,
+        save_latents: bool = False,
+    ):
         self.transitions = check_int("transitions", transitions, 1)
         self.n = None if n is None else check_int("n", n, 2)
         self.prompts = PromptOptions(prompts, per_prompt, prompt_range, save_latents)
@@ -58,7 +65,11 @@ class Generate(Task):
             model, kernel, self.transitions, n, generator=streams, progress=advance, **self.prompts.cond()
         )
         nfe = model.reset_nfe()
-        scores = metric(s, lambda g: model.sample(n, g)) if inputs["oracle"] else metric(s)
+        if getattr(metric, "text_to_image", False):  # a plain callable scores samples alone
+            prompts = self.prompts.cond().get("prompt") or [model.prompt_text] * n
+            scores = metric(model, s, prompts, self.prompts.per_prompt if self.prompts else n)
+        else:
+            scores = metric(s, lambda g: model.sample(n, g)) if inputs["oracle"] else metric(s)
         # a generated prior's calls count in main-network units (Gaussian prior: nfe itself)
         cost = model.prior_cost()
         return s, {**scores, **inputs["path"], "nfe": nfe, "nfe_effective": round(nfe + cost, 3)}
