@@ -8,7 +8,10 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["check_int", "check_number", "check_time", "check_choice", "check_finite", "check_transition"]
+__all__ = ["check_int", "check_number", "check_time", "check_choice", "check_dtype", "check_finite",
+           "check_transition"]  # fmt: skip
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
@@ -35,6 +38,14 @@ def check_time(name: str, t) -> float:
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {t!r}")
     return float(t)
+
+
+def check_dtype(name: str, value) -> torch.dtype:
+    """A network dtype: a ``torch.dtype`` or its name (``"bfloat16"``, ``"torch.bfloat16"``)."""
+    key = str(value).removeprefix("torch.") if isinstance(value, (str, torch.dtype)) else None
+    if key not in DTYPES:
+        raise ValueError(f"{name} must be one of {', '.join(DTYPES)}, got {value!r}")
+    return DTYPES[key]
 
 
 def check_choice(name: str, value, choices) -> str:

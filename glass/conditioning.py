@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["per_row", "take", "check_keys", "is_per_row"]
+__all__ = ["per_row", "take", "check_keys"]
 
 
-def is_per_row(value) -> bool:
+def _is_per_row(value) -> bool:
     return isinstance(value, (list, tuple)) or (torch.is_tensor(value) and value.ndim > 0)
 
 
@@ -35,7 +35,7 @@ def per_row(cond: dict, n: int, repeat: int = 1, what: str = "samples") -> dict:
     output's entry repeated ``repeat`` times, consecutively). Shared values stay as they are."""
     out = {}
     for key, value in cond.items():
-        if not is_per_row(value):
+        if not _is_per_row(value):
             out[key] = value
             continue
         if len(value) != n:

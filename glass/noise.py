@@ -186,11 +186,10 @@ def rows_of(generator, index):
 
 
 def randn(shape, generator=None, dtype=torch.float64, device=None) -> Tensor:
-    """Standard normal noise from a ``torch.Generator`` (or torch's global one when None) or from
-    per-sample :class:`Streams`; every kernel draws its noise through here."""
+    """Standard normal noise from any :func:`noise_source` (a ``torch.Generator``, torch's global one
+    when None, a list of generators, :class:`Streams`, :class:`Injected`); every kernel draws its noise
+    through here."""
+    generator = noise_source(generator)
     if isinstance(generator, (Streams, Generators, Injected)):
-        return generator.randn(shape, dtype=dtype, device=device)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        generator = noise_source(generator)  # a plain list: one generator per sample
         return generator.randn(shape, dtype=dtype, device=device)
     return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)

@@ -13,9 +13,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from glass.schedules import Schedule, as_time
+from glass.noise import randn
+from glass.schedules import Schedule, as_time, bcast
 
-__all__ = ["rho_ddpm", "resolve_rho", "Coefficients", "transition_coefficients"]
+__all__ = ["rho_ddpm", "resolve_rho", "Coefficients", "transition_coefficients", "noise_to"]
+
+
+def noise_to(model, z: Tensor, t: float, generator=None) -> Tensor:
+    """The Gaussian path, eq. 2: x_t = alpha_t z + sigma_t eps, with eps drawn on the CPU (so the same
+    seed gives the same x_t on every device) from any ``glass.noise`` source, then moved to z's device."""
+    sch = model.schedule
+    eps = randn(z.shape, generator, dtype=torch.float64, device="cpu").to(z.device)
+    return bcast(sch.alpha(t), z).to(z.device) * z + bcast(sch.sigma(t), z).to(z.device) * eps
 
 
 def rho_ddpm(schedule: Schedule, t: float | Tensor, t_next: float | Tensor) -> Tensor:

@@ -21,10 +21,17 @@ from torch import Tensor
 from glass.alignment.potentials import POTENTIALS, RewardState, log_potential
 from glass.alignment.resampling import RESAMPLERS, ess, resample
 from glass.checks import check_choice, check_finite, check_int, check_number
-from glass.conditioning import per_row, take
-from glass.noise import noise_source, randn, rows_of
+from glass.conditioning import per_row
+from glass.noise import noise_source
 from glass.rewards.base import score
-from glass.samplers.base import derive_seed, time_grid
+from glass.samplers.base import (
+    denoise_rows,
+    derive_seed,
+    generate,
+    prior_sample,
+    time_grid,
+    transition_rows,
+)  # fmt: skip
 
 __all__ = ["FKResult", "fk_steering", "best_of_n", "check_fk_options", "Intermediate"]
 
@@ -130,13 +137,11 @@ def fk_steering(
 def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resampler,  # fmt: skip
         resample_every, ess_threshold, intermediate, posterior_steps, chunk, generator, progress, callback,
         cond):
-    from glass.samplers.base import generate
-
     times = time_grid(grid, model)
     cond = per_row(cond, groups, particles, "groups")
-    n_total, device = groups * particles, getattr(model, "device", torch.device("cpu"))
+    n_total = groups * particles
     seed = derive_seed(generator)  # resampling draws on the CPU, seeded from the caller's stream
-    x = randn((n_total, *model.shape), generator, device=device) * model.schedule.sigma(times[0]).item()
+    x = prior_sample(model, n_total, generator, float(times[0]))
     slices = _chunks(n_total, chunk)
     step = _Step(model, kernel, reward, cond, slices, generator, intermediate, posterior_steps)
     cpu_gen = None if seed is None else torch.Generator().manual_seed(seed)
@@ -247,15 +252,11 @@ class _Step:
         """(D_t(x), the intermediate reward of x)."""
         from glass.samplers.glass import GLASS
 
-        d = torch.cat([self.model.denoise(x[sl], t, **take(self.cond, sl)) for sl in self.slices])
+        d = denoise_rows(self.model, x, t, self.cond, self.slices)
         if self.mode == "denoiser":
             return d, self.rate(d)
         post = GLASS(self.posterior_steps or self.kernel.steps)  # its first evaluation is the call just made
-        z = torch.cat([
-            post.transition(self.model, x[sl], t, 1.0, generator=rows_of(self.generator, sl), denoised=d[sl],
-                            **take(self.cond, sl))
-            for sl in self.slices
-        ])  # fmt: skip
+        z = transition_rows(self.model, post, x, t, 1.0, self.generator, d, self.cond, self.slices)
         return d, self.rate(z)
 
 
@@ -274,20 +275,13 @@ def best_of_n(
     """N independent samples per group through the kernel's transitions; keep the highest reward
     (scored on images, as :func:`fk_steering`; ``**cond`` per group). Returns (best samples
     (groups, ...), their rewards (groups,), NFE per sample path)."""
-    from glass.samplers import generate
-
     check_int("n", n, 1)
     check_int("groups", groups, 1)
     total = groups * n
     slices = _chunks(total, chunk)
-    generator = noise_source(generator)
     cond = per_row(cond, groups, n, "groups")
     model.reset_nfe()
-    x = torch.cat([
-        generate(model, kernel, grid, s.stop - s.start, generator=rows_of(generator, s), progress=progress,
-                 **take(cond, s))
-        for s in slices
-    ])  # fmt: skip
+    x = generate(model, kernel, grid, total, generator=generator, progress=progress, chunk=chunk, **cond)
     with torch.no_grad():
         r = score(reward, model, x, **cond).double().cpu().reshape(groups, n)
     idx = r.argmax(1)

@@ -72,7 +72,7 @@ class HeldOutRewards:
         return self._rewards
 
     def __call__(self, model, x: Tensor, prompts: list[str], per_prompt: int) -> dict:
-        from glass.rewards.base import reward_input
+        from glass.rewards.base import images_of
 
         rewards = self.load()
         scores = {name: [] for name in rewards}
@@ -80,7 +80,7 @@ class HeldOutRewards:
         with torch.no_grad():
             for i in range(0, len(x), self.batch):
                 part, texts = x[i : i + self.batch].to(model.device), prompts[i : i + self.batch]
-                images = reward_input(next(iter(rewards.values())), model, part)  # decoded once a batch
+                images = images_of(model, part)  # decoded once a batch, for every reward
                 for name, reward in rewards.items():
                     scores[name].append(reward(images, prompt=texts).double().cpu())
                 if self.diversity is not None:

@@ -33,29 +33,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a model is, declared once by its class: tasks, metrics, rewards and samplers check these
-    flags (through :meth:`require`) instead of probing for attributes."""
+    """What a model is, declared once by its class: tasks, metrics, rewards and samplers read these
+    flags (through :func:`capabilities_of`) instead of probing for attributes."""
 
     data: bool = False  # a reference data set: data_samples(n, generator) (posterior / value tasks, FID)
-    oracle: bool = (
-        False  # exact answers in closed form: sample_posterior, tilted, log_prob (Gaussian mixture)
-    )
+    oracle: bool = False  # exact answers in closed form: sample_posterior, tilted, log_prob
     classifier: bool = False  # classify(z) -> labels (MNIST: label agreement, target accuracy)
     latent: bool = False  # decode(x) -> images in [0, 1] and encode(images) -> x
     prompts: bool = False  # text-conditioned: prompt= / negative_prompt= conditioning
     own_grid: bool = False  # grid(K): the model's own outer time grid (a pipeline's scheduler)
     own_prior: bool = False  # prior_sample(n, generator): a designed prior instead of N(0, sigma^2 I)
-
-    WHAT = {"data": "a reference data set", "oracle": "a closed-form oracle (Gaussian mixture)",
-            "classifier": "a classifier", "latent": "a VAE (decode / encode)", "prompts": "text prompts",
-            "own_grid": "its own time grid", "own_prior": "a designed prior"}  # fmt: skip
-
-    def require(self, what: str, model, purpose: str) -> None:
-        """One ValueError naming what ``purpose`` needs and the model lacks."""
-        if not getattr(self, what):
-            raise ValueError(
-                f"{purpose} needs a model with {self.WHAT[what]}; {type(model).__name__} has none"
-            )
 
 
 def capabilities_of(model) -> Capabilities:

@@ -18,17 +18,10 @@ import contextlib
 import torch
 from torch import Tensor
 
+from glass.checks import check_dtype
 from glass.models.base import Capabilities, Model
 
-__all__ = ["LatentModel", "check_dtype", "load_vae", "DTYPES", "require"]
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def check_dtype(dtype: str) -> torch.dtype:
-    if dtype not in DTYPES:
-        raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
+__all__ = ["LatentModel", "load_vae", "require"]
 
 
 def require(module: str, extra: str):
@@ -85,7 +78,7 @@ def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None)
 
     kw = {"subfolder": subfolder} if subfolder else {}
     vae = from_pretrained(AutoencoderKL, source, "VAE", **kw)
-    return vae.eval().requires_grad_(False).to(device=device, dtype=check_dtype(dtype))
+    return vae.eval().requires_grad_(False).to(device=device, dtype=check_dtype("dtype", dtype))
 
 
 class LatentModel(Model):
@@ -109,7 +102,7 @@ class LatentModel(Model):
         shift_factor: float = 0.0,
         offload: bool = False,
     ):
-        super().__init__(schedule, shape, check_dtype(dtype), device)
+        super().__init__(schedule, shape, check_dtype("dtype", dtype), device)
         if not isinstance(cfg_scale, (int, float)) or cfg_scale < 0:
             raise ValueError(f"model.cfg_scale must be a number >= 0, got {cfg_scale!r}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):

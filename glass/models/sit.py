@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from glass.checks import check_dtype
 from glass.models.base import to_denoiser
-from glass.models.latent import LatentModel, check_dtype, load_vae
+from glass.models.latent import LatentModel, load_vae
 
 __all__ = ["SiTNet", "SiT", "load_sit", "SIT_CONFIGS", "SIT_XL_2_URL"]
 
@@ -219,7 +220,7 @@ def load_sit(
     from glass.models.mnist import check_device
 
     check_device(device)
-    check_dtype(dtype)
+    check_dtype("dtype", dtype)
     if net is None:
         if arch not in SIT_CONFIGS:
             raise ValueError(f"unknown SiT architecture {arch!r}; choose from: {', '.join(SIT_CONFIGS)}")

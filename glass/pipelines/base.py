@@ -25,21 +25,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from glass.checks import check_int, check_number
+from glass.checks import check_dtype, check_int, check_number
 from glass.models.base import Capabilities, Model
 
-__all__ = ["PipelineModel", "as_dtype", "disk_key"]
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def as_dtype(dtype, name: str = "dtype") -> torch.dtype:
-    """A ``torch.dtype`` or its name ("float32", "bfloat16", "float16", with or without "torch.")."""
-    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
-        return _DTYPES[dtype.removeprefix("torch.")]
-    raise ValueError(f"{name} must be one of {', '.join(_DTYPES)} (a string or torch.dtype), got {dtype!r}")
+__all__ = ["PipelineModel", "disk_key"]
 
 
 def disk_key(text: str | None) -> str:
@@ -52,10 +41,11 @@ def _pipeline_dtype_device(pipe, net, network: str, dtype, device) -> tuple[torc
     for is refused with one line (glass never converts or moves the user's modules)."""
     own_dtype = next(net.parameters()).dtype
     own_device = torch.device(pipe._execution_device)
-    if dtype is not None and as_dtype(dtype) != own_dtype:
+    wanted = None if dtype is None else check_dtype("dtype", dtype)
+    if wanted is not None and wanted != own_dtype:
         raise ValueError(
             f"dtype={dtype} differs from the pipeline's {network} ({own_dtype}); glass never converts "
-            f"your modules: convert the pipeline yourself (pipe.to({as_dtype(dtype)})) or leave dtype=None"
+            f"your modules: convert the pipeline yourself (pipe.to({wanted})) or leave dtype=None"
         )
     if device is not None and not _same_device(torch.device(device), own_device):
         raise ValueError(
@@ -72,7 +62,7 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
 class PipelineModel(Model):
     """Base class of the pipeline adapters (see the module docstring). Subclasses set the class
     attributes and implement ``_encode`` (texts -> embeddings), ``_x0`` (one guided denoiser call)
-    and ``_sigmas`` / ``grid`` (the pipeline's outer grid)."""
+    and ``grid`` (the pipeline's outer grid)."""
 
     family: ClassVar[str] = ""
     pipelines: ClassVar[tuple[str, ...]] = ()  # diffusers class names this adapter takes
@@ -133,7 +123,7 @@ class PipelineModel(Model):
 
     def _set_text_options(
         self, guidance_scale, prompt, negative_prompt, chunk, max_sequence_length, cache_dir
-    ):  # noqa: E501
+    ):
         """Guidance, default prompts, chunking and the prompt caches (in memory; on disk if asked)."""
         gs = self.default_guidance if guidance_scale is None else guidance_scale
         self.guidance_scale = check_number("guidance_scale", gs, minimum=0)
@@ -147,7 +137,8 @@ class PipelineModel(Model):
             if max_sequence_length is None
             else check_int("max_sequence_length", max_sequence_length, 1)
         )
-        self._embeddings: dict[str | None, dict[str, Tensor]] = {}
+        self._embeddings: dict[str | None, dict[str, Tensor]] = {}  # one text's, batch dimension 1
+        self._batched: dict[tuple, dict[str, Tensor]] = {}  # the last row lists' (see embeddings)
         self._disk = None
         if cache_dir is not None:
             from glass.models.prompts import PromptCache
@@ -247,12 +238,36 @@ class PipelineModel(Model):
         return {k: v.to(self.device) for k, v in emb.items()}
 
     def embeddings(self, texts: list) -> dict[str, Tensor]:
-        """Per-row embeddings (batched along dim 0) of ``texts``, encoding what is missing."""
+        """Per-row embeddings (batched along dim 0) of ``texts``, encoding what is missing. The batch of
+        the last few distinct row lists is kept: a sampler asks for the same rows at every network
+        call, and a (B, L, D) concatenation per call would cost a copy as large as the batch's text."""
+        key = tuple(texts)
+        if key in self._batched:
+            return self._batched[key]
         self.encode_prompts(texts)
         first = self._embeddings[texts[0]]
         if all(p == texts[0] for p in texts):
-            return {k: v.expand(len(texts), *v.shape[1:]) for k, v in first.items()}
-        return {k: torch.cat([self._embeddings[p][k] for p in texts]) for k in first}
+            batch = {k: v.expand(len(texts), *v.shape[1:]) for k, v in first.items()}
+        else:
+            batch = {k: torch.cat([self._embeddings[p][k] for p in texts]) for k in first}
+        if len(self._batched) >= 4:  # chunks and CFG halves of one run; older lists are dropped
+            self._batched.pop(next(iter(self._batched)))
+        self._batched[key] = batch
+        return batch
+
+    def guided_texts(self, prompts: list, negatives: list) -> list[dict]:
+        """The embeddings of one batched classifier-free-guidance pass: [negative, positive], or
+        [positive] without guidance."""
+        pos = self.embeddings(prompts)
+        return [self.embeddings(negatives), pos] if self.uses_negative() else [pos]
+
+    def guide(self, out: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """A batched pass over ``guided_texts`` -> (guided prediction, conditional prediction):
+        uncond + guidance_scale (cond - uncond), the pipelines' CFG."""
+        if n == 1:
+            return out, out
+        uncond, cond = out.chunk(2)
+        return uncond + self.guidance_scale * (cond - uncond), cond
 
     def _rows(self, value, b: int, name: str, required: bool) -> list:
         if value is None:
@@ -276,8 +291,13 @@ class PipelineModel(Model):
     # -- the denoiser --------------------------------------------------------------------------------
     def _denoise(self, x: Tensor, t: Tensor, **cond) -> Tensor:
         b = len(x)
-        prompts = self._rows(cond.get("prompt", self.prompt), b, "prompt", True)
-        negatives = self._rows(cond.get("negative_prompt", self.negative_prompt), b, "negative_prompt", False)
+        if not self.conditioning:  # an unconditional pipeline
+            prompts = negatives = [None] * b
+        else:
+            prompts = self._rows(cond.get("prompt", self.prompt), b, "prompt", True)
+            negatives = self._rows(
+                cond.get("negative_prompt", self.negative_prompt), b, "negative_prompt", False
+            )
         size = self.chunk or b
         parts = [
             self._x0(x[i : i + size], t[i : i + size], prompts[i : i + size], negatives[i : i + size])

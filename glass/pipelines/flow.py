@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from glass.models.base import to_denoiser
@@ -50,6 +51,7 @@ class FlowPipelineModel(PipelineModel):
         return 1 - sigmas
 
     def to_x0(self, v: Tensor, x: Tensor, t: Tensor) -> Tensor:
+        """The network's v = eps - x0 -> D_t(x) = x - (1 - t) v (eq. 14 with u = -v)."""
         return to_denoiser(self.schedule, "velocity", -v, x, t)  # our velocity is -v (time flip)
 
     @staticmethod
@@ -69,6 +71,8 @@ class PatchedFlowModel(FlowPipelineModel):
     """FLUX.1 and FLUX.2: the transformer sees 2x2 patches of the latents (4C channels a token), so
     latents have C = in_channels / 4 and even sides, and one image token per patch."""
 
+    _text_ids: dict
+
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         s = self.vae_scale_factor
         return (int(self.net.config.in_channels) // 4, 2 * (height // (s * 2)), 2 * (width // (s * 2)))
@@ -78,3 +82,25 @@ class PatchedFlowModel(FlowPipelineModel):
 
     def image_seq_len(self) -> int:
         return self.shape[1] * self.shape[2] // 4
+
+    def mu(self, k: int) -> float:
+        """The pipeline's resolution-dependent shift for ``k`` steps."""
+        raise NotImplementedError
+
+    def scheduler_kwargs(self, k: int) -> dict:
+        """As FluxPipeline and Flux2KleinPipeline call ``retrieve_timesteps``: their own sigmas
+        ``linspace(1, 1/k, k)`` (unless the scheduler makes flow sigmas itself) and ``mu``."""
+        if self.scheduler.config.get("use_flow_sigmas", False):
+            return {"num_inference_steps": k, "mu": self.mu(k)}
+        return {"sigmas": self.default_sigmas(k), "mu": self.mu(k)}
+
+    def text_ids(self, length: int, columns: int, dtype: torch.dtype = torch.long) -> Tensor:
+        """Position ids of ``length`` text tokens (all zero but, with 4 columns, the token index),
+        built once per length and dtype."""
+        key = (length, dtype)
+        if key not in self._text_ids:
+            ids = torch.zeros(length, columns, device=self.device, dtype=dtype)
+            if columns == 4:
+                ids[:, 3] = torch.arange(length, device=self.device)
+            self._text_ids[key] = ids
+        return self._text_ids[key]

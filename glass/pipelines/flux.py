@@ -49,15 +49,13 @@ class FluxModel(PatchedFlowModel):
         self.true_cfg_scale = check_number("true_cfg_scale", self.option["true_cfg_scale"], minimum=0)
         _, h, w = self.shape
         self.ids = image_ids(h, w, self.device).to(self.dtype)
+        self._text_ids = {}
 
     def uses_negative(self) -> bool:
         return self.true_cfg_scale > 1
 
-    def scheduler_kwargs(self, k: int) -> dict:
-        c = self.scheduler.config
-        sigmas = None if c.get("use_flow_sigmas", False) else self.default_sigmas(k)
-        kw = {"mu": calculate_shift(self.image_seq_len(), c)}
-        return {**kw, "sigmas": sigmas} if sigmas is not None else {**kw, "num_inference_steps": k}
+    def mu(self, k: int) -> float:
+        return calculate_shift(self.image_seq_len(), self.scheduler.config)
 
     def _encode(self, texts: list) -> dict[str, Tensor]:
         embeds, pooled, _ = self._text.encode_prompt(
@@ -80,7 +78,7 @@ class FluxModel(PatchedFlowModel):
             timestep=sigma.to(self.dtype),
             pooled_projections=text["pooled"],
             encoder_hidden_states=embeds,
-            txt_ids=torch.zeros(embeds.shape[1], 3, device=self.device, dtype=embeds.dtype),
+            txt_ids=self.text_ids(embeds.shape[1], 3, embeds.dtype),
             img_ids=self.ids,
             return_dict=False,
             **kw,

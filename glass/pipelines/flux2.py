@@ -53,19 +53,18 @@ class Flux2KleinModel(PatchedFlowModel):
         t, hh, ww, layer = torch.arange(1), torch.arange(h // 2), torch.arange(w // 2), torch.arange(1)
         self.ids = torch.cartesian_prod(t, hh, ww, layer).to(self.device)[None]  # (1, tokens, 4)
         bn = self.vae.bn
-        self.bn_mean = bn.running_mean.detach().double().view(1, -1, 1, 1)
+        self.bn_mean = bn.running_mean.detach().double().view(1, -1, 1, 1).to(self.device)
         self.bn_std = torch.sqrt(
             bn.running_var.detach().double().view(1, -1, 1, 1) + self.vae.config.batch_norm_eps
-        )
+        ).to(self.device)
+        self._text_ids = {}
         self.distilled = bool(getattr(self._text.config, "is_distilled", False))
 
     def uses_negative(self) -> bool:
         return self.guidance_scale > 1 and not self.distilled
 
-    def scheduler_kwargs(self, k: int) -> dict:
-        sigmas = None if self.scheduler.config.get("use_flow_sigmas", False) else self.default_sigmas(k)
-        kw = {"mu": empirical_mu(self.image_seq_len(), k)}
-        return {**kw, "sigmas": sigmas} if sigmas is not None else {**kw, "num_inference_steps": k}
+    def mu(self, k: int) -> float:
+        return empirical_mu(self.image_seq_len(), k)
 
     def _encode(self, texts: list) -> dict[str, Tensor]:
         embeds, _ = self._text.encode_prompt(
@@ -79,8 +78,7 @@ class Flux2KleinModel(PatchedFlowModel):
         b, _, h, w = x.shape
         tokens = patchify(x.to(self.dtype)).flatten(2).transpose(1, 2)  # (B, h/2 * w/2, 4C)
         embeds = text["embeds"]
-        l_ids = torch.arange(embeds.shape[1], device=self.device)
-        txt_ids = torch.stack([torch.zeros_like(l_ids)] * 3 + [l_ids], -1)[None].expand(b, -1, -1)
+        txt_ids = self.text_ids(embeds.shape[1], 4)[None].expand(b, -1, -1)
         out = self.net(
             hidden_states=tokens,
             timestep=sigma.to(self.dtype),
@@ -102,10 +100,10 @@ class Flux2KleinModel(PatchedFlowModel):
 
     # the flow's latents <-> the VAE's
     def _to_vae(self, x: Tensor) -> Tensor:
-        return unpatchify(patchify(x) * self.bn_std.to(x.device) + self.bn_mean.to(x.device))
+        return unpatchify(patchify(x) * self.bn_std + self.bn_mean)
 
     def _from_vae(self, z: Tensor) -> Tensor:
-        return unpatchify((patchify(z) - self.bn_mean.to(z.device)) / self.bn_std.to(z.device))
+        return unpatchify((patchify(z) - self.bn_mean) / self.bn_std)
 
     def pipeline_latents(self, x: Tensor) -> Tensor:
         """Our x -> the pipeline's ``latents=`` argument (patchified, normalised)."""

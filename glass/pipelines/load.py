@@ -1,16 +1,16 @@
 """The CLI's pretrained models (``model=flux|flux2|sd3|sd|sdxl|ddpm``): load the diffusers pipeline
 from a hub id or a local folder, then go through :func:`glass.from_pipe` like any user's pipe.
 
-The pipeline is ours here, so it is moved to the device (or CPU-offloaded). Prompt embeddings are
-cached on disk under ``cache_dir``: when the run's prompts are cached already the text encoders are
-not loaded at all, and otherwise they are released right after encoding.
+The pipeline is ours here, so it is moved to the device (or CPU-offloaded). It is loaded without its
+text encoders: prompt embeddings are cached on disk under ``cache_dir``, and only prompts not there
+yet load the encoders (alone, once per batch of prompts a run needs), which are then released.
 """
 
 from __future__ import annotations
 
-from glass.models.latent import check_dtype, from_pretrained, require
+from glass.checks import check_dtype
+from glass.models.latent import from_pretrained, require
 from glass.pipelines import ADAPTERS, from_pipe
-from glass.pipelines.base import disk_key
 
 __all__ = ["load_pipeline", "TEXT_COMPONENTS"]
 
@@ -46,7 +46,6 @@ def load_pipeline(
     """Build the pipeline of ``family`` and adapt it with :func:`glass.from_pipe` (``options``:
     ``true_cfg_scale`` for FLUX.1, ``guidance_rescale`` for SD / SDXL)."""
     from glass.models.mnist import check_device
-    from glass.models.prompts import PromptCache
 
     if family not in FAMILIES:
         raise ValueError(f"model family must be one of {', '.join(FAMILIES)}, got {family!r}")
@@ -56,21 +55,21 @@ def load_pipeline(
         prompt = negative_prompt = None
     else:
         require("transformers", "pipelines")
-    max_len = adapter.max_length if max_sequence_length is None else max_sequence_length
-    texts = [disk_key(p) for p in (prompt, negative_prompt) if p is not None or family != "flux"]
-    cached = all(PromptCache(cache_dir, model_id, family, max_len).has(p) for p in texts)
-    skip = TEXT_COMPONENTS[family] if cached else ()  # every prompt cached: no text encoders at all
-    pipe = _load_pipe(adapter.pipelines[0], model_id, check_dtype(dtype), skip)
+    torch_dtype = check_dtype("dtype", dtype)
+    pipe = _load_pipe(adapter.pipelines[0], model_id, torch_dtype, TEXT_COMPONENTS[family])
     _place(pipe, device, cpu_offload, attention_slicing)
     text = {"prompt": prompt, "cache_dir": cache_dir, "max_sequence_length": max_sequence_length}
     model = from_pipe(pipe, height=height, width=width, guidance_scale=guidance_scale,
                       negative_prompt=negative_prompt, chunk=chunk, **({} if family == "ddpm" else text),
                       **options)  # fmt: skip
-    if family != "ddpm":  # prompts not cached load the encoders alone, once, then they are released
-        skip_net = NETWORK_COMPONENTS.get(family, ())
-        model.text_loader = lambda: _place_text(_load_pipe(adapter.pipelines[0], model_id, check_dtype(dtype),
-                                                           skip_net), device, cpu_offload)  # fmt: skip
-        model.release_when_prepared = True
+    if family != "ddpm":  # text encoders only for prompts not on disk yet: loaded alone, then released
+
+        def load_text_encoders():
+            text_pipe = _load_pipe(adapter.pipelines[0], model_id, torch_dtype, NETWORK_COMPONENTS[family])
+            return _place(text_pipe, device, cpu_offload, False)
+
+        model.release_text_encoders()  # the network's pipeline was loaded without them
+        model.text_loader, model.release_when_prepared = load_text_encoders, True
         model.prepare_prompts([])
     return model
 
@@ -95,16 +94,7 @@ NETWORK_COMPONENTS = {
 }  # fmt: skip
 
 
-def _place_text(pipe, device: str, cpu_offload: bool):
-    """A pipeline holding only the text encoders, where it encodes."""
-    if cpu_offload:
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-    return pipe
-
-
-def _place(pipe, device: str, cpu_offload: bool, attention_slicing: bool) -> None:
+def _place(pipe, device: str, cpu_offload: bool, attention_slicing: bool):
     """The pipeline is ours: move it to the device, or offload it model by model (accelerate)."""
     if cpu_offload:  # model-level offload: each component moves to the GPU while it runs
         require("accelerate", "pipelines")
@@ -113,3 +103,4 @@ def _place(pipe, device: str, cpu_offload: bool, attention_slicing: bool) -> Non
         pipe.to(device)
     if attention_slicing:  # attention in slices: less peak memory, a little slower
         pipe.enable_attention_slicing()
+    return pipe

@@ -84,29 +84,25 @@ class _UNetModel(PipelineModel):
         final = float(getattr(sched, "final_alpha_cumprod", 1.0))
         return torch.cat([times, torch.tensor([final], dtype=torch.float64)])
 
-    def added(self, pos: dict, neg: dict | None, b: int) -> dict:
+    def added(self, texts: list[dict], b: int) -> dict:
         return {}
 
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
         k = self.step_of(t).to(torch.float32)
-        pos = self.embeddings(prompts)
-        neg = self.embeddings(negatives) if self.uses_negative() else None
-        texts = [pos] if neg is None else [neg, pos]
+        texts = self.guided_texts(prompts, negatives)
         n = len(texts)
         out = self.net(
             x.to(self.dtype).repeat(n, 1, 1, 1),
             k.repeat(n),
             encoder_hidden_states=torch.cat([e["embeds"] for e in texts]),
             return_dict=False,
-            **self.added(pos, neg, len(x)),
+            **self.added(texts, len(x)),
         )[0].double()
-        if n == 2:
-            uncond, text = out.chunk(2)
-            out = uncond + self.guidance_scale * (text - uncond)
-            if self.guidance_rescale > 0:
-                from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+        out, text = self.guide(out, n)
+        if n == 2 and self.guidance_rescale > 0:
+            from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 
-                out = rescale_noise_cfg(out, text, guidance_rescale=self.guidance_rescale)
+            out = rescale_noise_cfg(out, text, guidance_rescale=self.guidance_rescale)
         return to_denoiser(self.schedule, self.prediction, out, x, t)
 
 
@@ -137,11 +133,10 @@ class SDXLModel(_UNetModel):
             pooled = torch.where(none[:, None], torch.zeros_like(pooled), pooled)
         return {"embeds": embeds, "pooled": pooled}
 
-    def added(self, pos: dict, neg: dict | None, b: int) -> dict:
+    def added(self, texts: list[dict], b: int) -> dict:
         """SDXL's micro-conditioning: pooled text embeddings and (original size, crop, target size)."""
-        texts = [pos] if neg is None else [neg, pos]
         size = (self.height, self.width)
-        ids = torch.tensor([[*size, 0, 0, *size]], dtype=pos["embeds"].dtype, device=self.device)
+        ids = torch.tensor([[*size, 0, 0, *size]], dtype=texts[0]["embeds"].dtype, device=self.device)
         return {
             "added_cond_kwargs": {
                 "text_embeds": torch.cat([e["pooled"] for e in texts]),
@@ -163,19 +158,10 @@ class DDPMModel(_UNetModel):
     def uses_negative(self) -> bool:
         return False
 
-    def _rows(self, value, b, name, required):
-        return [None] * b
-
-    def embeddings(self, texts):
-        return {}
-
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
         k = self.step_of(t).to(torch.float32)
         out = self.net(x.to(self.dtype), k, return_dict=False)[0].double()
         return to_denoiser(self.schedule, self.prediction, out, x, t)
-
-    def _to_vae(self, x):
-        return x
 
     def decode(self, x: Tensor) -> Tensor:
         return (x.double() / 2 + 0.5).clamp(0, 1)

@@ -50,11 +50,7 @@ class SD3Model(FlowPipelineModel):
 
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
         sigma = 1 - t
-        texts = (
-            [self.embeddings(negatives), self.embeddings(prompts)]
-            if self.uses_negative()
-            else [self.embeddings(prompts)]
-        )
+        texts = self.guided_texts(prompts, negatives)
         n = len(texts)
         out = self.net(
             hidden_states=x.to(self.dtype).repeat(n, 1, 1, 1),
@@ -63,7 +59,4 @@ class SD3Model(FlowPipelineModel):
             pooled_projections=torch.cat([e["pooled"] for e in texts]),
             return_dict=False,
         )[0].double()
-        if n == 2:
-            uncond, cond = out.chunk(2)
-            out = uncond + self.guidance_scale * (cond - uncond)
-        return self.to_x0(out, x, t)
+        return self.to_x0(self.guide(out, n)[0], x, t)

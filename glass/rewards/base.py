@@ -15,7 +15,7 @@ from torch import Tensor
 
 from glass.models.base import capabilities_of
 
-__all__ = ["Reward", "DefaultReward", "resolve_reward", "score", "reward_input"]
+__all__ = ["Reward", "DefaultReward", "resolve_reward", "score", "reward_input", "images_of"]
 
 
 class Reward(Protocol):
@@ -63,13 +63,16 @@ def resolve_reward(reward, model):
     return reward
 
 
+def images_of(model, x: Tensor) -> Tensor:
+    """The model's samples as images in [-1, 1], the data convention rewards score: latent models
+    decode with ``model.decode`` (whose [0, 1] images are mapped), data-space samples are images."""
+    return model.decode(x) * 2 - 1 if capabilities_of(model).latent else x
+
+
 def reward_input(reward, model, x: Tensor) -> Tensor:
-    """What ``reward`` scores for the model's samples ``x``: images in [-1, 1] (latent models decode
-    with ``model.decode``, whose [0, 1] images are mapped to the data convention), or ``x`` itself for
-    data-space models and for rewards that declare ``wants_latents = True``."""
-    if getattr(reward, "wants_latents", False) or not capabilities_of(model).latent:
-        return x
-    return model.decode(x) * 2 - 1
+    """What ``reward`` scores for the model's samples ``x``: :func:`images_of`, or ``x`` itself for
+    rewards that declare ``wants_latents = True``."""
+    return x if getattr(reward, "wants_latents", False) else images_of(model, x)
 
 
 def score(reward, model, x1: Tensor, **cond) -> Tensor:

@@ -25,8 +25,10 @@ from glass.checks import check_int, check_time
 from glass.conditioning import per_row, take
 from glass.models.base import capabilities_of
 from glass.noise import Generators, Injected, Streams, noise_source, randn, rows_of
+from glass.paths import noise_to
 
-__all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "progress_bar", "kernel_label"]
+__all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "progress_bar", "kernel_label",
+           "denoise_rows", "transition_rows"]
 
 
 class Transition(Protocol):
@@ -89,17 +91,24 @@ def prior_sample(model, n: int, generator: torch.Generator | None = None, t0: fl
 
 def progress_bar(progress, total: int, description: str = "transitions"):
     """``progress=`` of the Python entry points -> (advance, close): None or False (nothing), True (a
-    tqdm bar with an ETA), or a callable called once per transition."""
+    tqdm bar with an ETA), or a callable called once per transition. ``advance`` returns None,
+    whatever the callable returns (tqdm's update returns True on a refresh)."""
     if progress is None or progress is False:
         return None, lambda: None
     if progress is True:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=description, unit="step")
-        return (lambda: bar.update(1)), bar.close
-    if not callable(progress):
+        tick, close = (lambda: bar.update(1)), bar.close
+    elif callable(progress):
+        tick, close = progress, (lambda: None)
+    else:
         raise ValueError(f"progress must be True, False, None or a callable, got {type(progress).__name__}")
-    return progress, lambda: None
+
+    def advance(*_) -> None:  # also a per-step hook of generate: it replaces nothing
+        tick()
+
+    return advance, close
 
 
 def generate(
@@ -143,16 +152,14 @@ def generate(
     size = len(x) if chunk is None else check_int("chunk", chunk, 1)
     slices = [slice(i, min(i + size, len(x))) for i in range(0, len(x), size)]
     advance, close = progress_bar(progress, len(times) - 1, f"{type(kernel).__name__} x {len(times) - 1}")
-    hooks = [callback] if callback is not None else []
-    if advance is not None:
-        hooks.append(lambda *_: advance() and None)  # a progress hook replaces nothing
+    hooks = [h for h in (callback, advance) if h is not None]
     d = None
     try:
         with torch.no_grad():
             for i, (t0, t1) in enumerate(zip(times[:-1].tolist(), times[1:].tolist())):
                 if d is None and callback is not None:
                     d = denoise_rows(model, x, t0, cond, slices)
-                x = _transition(model, kernel, x, t0, t1, generator, d, cond, slices)
+                x = transition_rows(model, kernel, x, t0, t1, generator, d, cond, slices)
                 x, d = _after_step(hooks, i, t1, x, d)
     finally:
         close()
@@ -178,7 +185,7 @@ def denoise_rows(model, x: Tensor, t: float, cond: dict, slices: list[slice]) ->
     return torch.cat([model.denoise(x[s], t, **take(cond, s)) for s in slices])
 
 
-def _transition(model, kernel, x, t0, t1, generator, d, cond, slices) -> Tensor:
+def transition_rows(model, kernel, x, t0, t1, generator, d, cond, slices) -> Tensor:
     """One transition chunk by chunk; each chunk draws its rows' noise (one chunk: the source itself)."""
     if len(slices) == 1:
         return kernel.transition(model, x, t0, t1, generator=generator, denoised=d, **cond)
@@ -191,7 +198,7 @@ def _transition(model, kernel, x, t0, t1, generator, d, cond, slices) -> Tensor:
 
 def posterior(model, images, t: float, kernel: Transition, n: int = 1, *, generator=None, **cond) -> Tensor:
     """Posterior samples p_{1|t}(. | x_t) of the user's own images (paper §6.1): each image is
-    encoded (latent models: ``model.encode``), noised to time t, x_t = alpha_t z + sigma_t eps, and
+    encoded (latent models: ``model.encode``), noised to time t, x_t = alpha_t z + sigma_t eps (eq. 2), and
     ``n`` samples of p_{1|t} are drawn by one transition of ``kernel`` from t to 1 (GLASS: stochastic
     at ODE cost). Returns (B, n, ...) outputs: images in [0, 1] for latent models (decoded), data
     otherwise. ``**cond`` is per image (``prompt=``: a string or one per image)."""
@@ -202,10 +209,7 @@ def posterior(model, images, t: float, kernel: Transition, n: int = 1, *, genera
     z = model.encode(images) if latent else torch.as_tensor(images, dtype=torch.float64).to(model.device)
     b = len(z)
     generator = noise_source(generator)
-    zz = z.double().repeat_interleave(n, 0)
-    eps = randn(zz.shape, generator, device=zz.device)
-    s = model.schedule
-    x_t = s.alpha(t).item() * zz + s.sigma(t).item() * eps
+    x_t = noise_to(model, z.double().repeat_interleave(n, 0), t, generator)  # eq. 2
     cond = per_row(cond, b, repeat=n, what="images")
     with torch.no_grad():
         out = kernel.transition(model, x_t, t, 1.0, generator=generator, **cond)

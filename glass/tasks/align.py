@@ -242,9 +242,7 @@ class AlignedQuality:
             out = self.metric(x, lambda g: self.tilted.sample(len(x), g))
             return {**out, "exact_reward": float((self.tilted.weights * (self.tilted.means @ self.w)).sum())}
         if getattr(self.metric, "text_to_image", False):  # held-out rewards, diversity (callables: no)
-            p = self.prompts
-            texts = p.cond().get("prompt") if p else [self.model.prompt_text] * len(x)
-            return self.metric(self.model, x, texts, p.per_prompt if p else len(x))
+            return self.metric(self.model, x, *self.prompts.per_output(self.model, len(x)))
         if not self.images:  # pretrained models: the reward is the measurement
             return {}
         out = self.metric(x.float(), self.reference.float())

@@ -9,8 +9,8 @@ from torch import Tensor
 
 from glass.checks import check_finite, check_int, check_time
 from glass.models.base import capabilities_of
+from glass.paths import noise_to
 from glass.samplers.base import derive_seed
-from glass.schedules import bcast
 
 __all__ = [
     "Task", "Result", "check_int", "check_time", "check_finite", "is_oracle", "identical_streams", "noise_to",
@@ -113,10 +113,3 @@ def identical_streams(generator: torch.Generator, device):
     model runs on."""
     seed = derive_seed(generator)
     return lambda: torch.Generator(device=device).manual_seed(seed)
-
-
-def noise_to(model, z: Tensor, t: float, generator: torch.Generator) -> Tensor:
-    """x_t = alpha_t z + sigma_t eps (paper eq. 2), eps drawn on the CPU with ``generator``."""
-    sch = model.schedule
-    eps = torch.randn(z.shape, generator=generator, dtype=torch.float64).to(z.device)
-    return bcast(sch.alpha(t), z).to(z.device) * z + bcast(sch.sigma(t), z).to(z.device) * eps

@@ -66,8 +66,7 @@ class Generate(Task):
         )
         nfe = model.reset_nfe()
         if getattr(metric, "text_to_image", False):  # a plain callable scores samples alone
-            prompts = self.prompts.cond().get("prompt") or [model.prompt_text] * n
-            scores = metric(model, s, prompts, self.prompts.per_prompt if self.prompts else n)
+            scores = metric(model, s, *self.prompts.per_output(model, n))
         else:
             scores = metric(s, lambda g: model.sample(n, g)) if inputs["oracle"] else metric(s)
         # a generated prior's calls count in main-network units (Gaussian prior: nfe itself)

@@ -45,6 +45,13 @@ class PromptOptions:
     def texts(self) -> list[str]:
         return [] if not self else [r.prompt for r in self.records]
 
+    def per_output(self, model, n: int) -> tuple[list[str], int]:
+        """(the prompt of each of ``n`` outputs, outputs per prompt): the set's, or without a set the
+        model's default prompt for all ``n`` (one group)."""
+        if self:
+            return self.cond()["prompt"], self.per_prompt
+        return [model.prompt_text] * n, n
+
     def outputs(self) -> int:
         return len(self.records) * self.per_prompt
 
