@@ -124,7 +124,9 @@ def results_table(rows: list[dict]):
     skip |= {"network_calls", "truth_network_calls", "groups", "particles"}
     skip |= {k for r in rows for k in r if k.endswith("_se")}
     # swept parameters are in the run column already
-    skip |= {o.split("=", 1)[0].lstrip("+") for r in rows for o in (r.get("overrides") or "").split()}
+    # (a config group's choice such as reward=ink is not: "reward" is also the steered reward's column)
+    overridden = {o.split("=", 1)[0].lstrip("+") for r in rows for o in (r.get("overrides") or "").split()}
+    skip |= {k for k in overridden if "." in k}
     skip |= {k for r in rows for k in r if k.endswith("_cfg")}
     keys = list(
         dict.fromkeys(
@@ -200,6 +202,10 @@ def run(
     if done is None:  # --cfg
         return
     base, rows = done
+    from glass import distributed
+
+    if distributed.rank() != 0:  # torchrun: rank 0 reports the merged run
+        return
     out = Console()
     if not out.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         out = Console(width=200)
@@ -394,6 +400,27 @@ def report(
 
     for f in _guarded(lambda: write_report(path)):
         typer.echo(str(f))
+
+
+@app.command()
+def prompts(
+    path: str = typer.Argument(..., help="A prompt file: .txt, .jsonl (GenEval), .csv, .tsv (PartiPrompts)"),
+    shards: int = typer.Option(1, "--shards", help="Print the task.prompt_range values of N shards."),
+) -> None:
+    """Check a prompt file (count on stderr) and print comma-separated task.prompt_range shards, e.g.
+    glass run -m task.prompts=F task.prompt_range=$(glass prompts F --shards 4) hydra/launcher=..."""
+    from glass.promptsets import load_prompts, shard_ranges
+
+    def check():
+        try:
+            n = len(load_prompts(path))
+            return n, shard_ranges(n, shards)
+        except ValueError as e:
+            raise UserError(str(e).replace("shards must", "--shards must")) from None
+
+    n, ranges = _guarded(check)
+    typer.echo(f"{n} prompts in {path}", err=True)
+    typer.echo(",".join(ranges))
 
 
 @app.command()

@@ -8,6 +8,8 @@ the bad value and what is allowed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from glass.hydra_api import (
     unexpected_argument,
 )  # fmt: skip
 
-__all__ = ["UserError", "config_dir", "groups", "compose", "expand_sweep", "instantiate"]
+__all__ = ["UserError", "config_dir", "config_hash", "groups", "compose", "expand_sweep", "instantiate"]
 
 
 class UserError(Exception):
@@ -250,3 +252,23 @@ def instantiate(node, what: str):
                 msg = f"unexpected option{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
             raise UserError(config_message(what, node, msg)) from None
         raise UserError(f"{what}: {_first_line(e)}") from None
+
+
+# Keys that do not change a job's results (where outputs and caches go, where metrics are logged).
+_IGNORED = ("out_dir", "logger", "cache_dir")
+
+
+def config_hash(cfg) -> str:
+    """Hash of the resolved config (a DictConfig or its container), without the keys that only say
+    where things are written."""
+    from omegaconf import OmegaConf
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in sorted(node.items()) if k not in _IGNORED}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    data = strip(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -70,6 +70,11 @@ def _check_definition(name: str, spec) -> None:
                 continue
             if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
                 raise bad(f"scales.{scale}.{key} must be a mapping of lists ({key}: {{name: [...]}})")
+    ps = spec.get("prompt_set", {})
+    if not isinstance(ps, dict) or not all(isinstance(ps.get(k, []), list) for k in ("drop", "overrides")):
+        raise bad("prompt_set must be a mapping with drop (keys) and overrides (key=value) lists")
+    if not isinstance(ps.get("sweep", {}), dict):
+        raise bad("prompt_set.sweep must be a mapping of lists (sweep: {key: [...]})")
     report = spec.get("report", {})
     if not isinstance(report, dict):
         raise bad("report must be a mapping with plots and tables")

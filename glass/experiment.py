@@ -14,14 +14,22 @@ from pathlib import Path
 from glass.config import UserError, compose, expand_sweep
 from glass.runner import Job, Shared, build_job, check_writable, run_single
 
-__all__ = ["prepare", "prepare_jobs", "run", "train"]
+__all__ = ["prepare", "prepare_jobs", "run", "release", "train"]
 
 
 def prepare_jobs(batches: list[list[str]]) -> list[Job]:
     """Compose and validate one job per override list (components shared between the jobs), and check
     the output directory is writable; nothing is created."""
+    from glass import distributed
+
+    distributed.setup()  # under torchrun: join the process group, pick this rank's GPU (before loading)
     shared = Shared()
     jobs = [build_job(ov, compose(ov), shared) for ov in batches]
+    if distributed.world() > 1 and (len(jobs) > 1 or not jobs[0].task.prompts):
+        raise UserError(
+            "torchrun shards the prompt set of one run (task.prompts=FILE, no -m); for sweeps and "
+            "reproduce use hydra/launcher=submitit_slurm, with task.prompt_range shards"
+        )
     check_writable(Path(jobs[0].cfg.out_dir))
     texts: dict[int, tuple] = {}  # every model encodes all its jobs' prompts at once, before any runs
     for job in jobs:
@@ -50,12 +58,21 @@ def run(
     may return a callable that advances a progress bar. A sweep (``multirun`` or several jobs) is
     resumable; a failed sweep job raises a UserError after the other jobs have run.
     """
-    jobs = overrides if overrides and isinstance(overrides[0], Job) else prepare(overrides, multirun)
-    if not multirun and len(jobs) == 1:
-        return run_single(jobs[0], progress)
-    from glass.sweep import sweep
+    from glass import distributed
 
-    base, rows, failures = sweep(jobs, sweep_dir, hydra_overrides, progress, announce=announce)
+    jobs = overrides if overrides and isinstance(overrides[0], Job) else prepare(overrides, multirun)
+    if multirun and distributed.world() > 1:
+        raise UserError(
+            "torchrun shards the prompt set of one run: drop -m (sweeps: hydra/launcher=submitit_slurm)"
+        )
+    try:
+        if not multirun and len(jobs) == 1:
+            return run_single(jobs[0], progress, announce)
+        from glass.sweep import sweep
+
+        base, rows, failures = sweep(jobs, sweep_dir, hydra_overrides, progress, announce=announce)
+    finally:
+        release(jobs)
     if failures:
         name, message = failures[0]
         raise UserError(
@@ -63,6 +80,13 @@ def run(
             f"(see {base}/<job>.failed/error.txt; run the same sweep again to retry them)"
         )
     return base, rows
+
+
+def release(jobs: list[Job]) -> None:
+    """Free what the jobs' metrics loaded for the run (e.g. metric=rewards' reward models)."""
+    for metric in {id(j.metric): j.metric for j in jobs}.values():
+        if callable(getattr(metric, "release", None)):
+            metric.release()
 
 
 def train(target: str, overrides: list[str]) -> dict:

@@ -24,6 +24,9 @@ class NullLogger:
     def log(self, metrics: dict) -> None:
         pass
 
+    def log_images(self, run_dir: Path, images: Path) -> None:
+        """A prompt-set run's images (``images.jsonl`` in ``run_dir``), after they are all written."""
+
     def finish(self) -> None:
         pass
 
@@ -93,7 +96,31 @@ class WandbLogger(NullLogger):
         if self._run is not None:
             self._guard("log", lambda: (self._run.log(metrics), self._run.summary.update(metrics)))
 
+    def log_images(self, run_dir, images):
+        """One W&B table ``images``: a row per image (prompt, method, repeat, the image, its steered
+        reward and every held-out reward), so W&B's table view filters and sorts them."""
+        if self._run is not None:
+            def log():
+                self._run.log({"images": _image_table(Path(run_dir), Path(images))})
+
+            self._guard("image table", log)
+
     def finish(self):
         if self._run is not None:
             self._guard("finish", self._run.finish)
             self._run = None
+
+
+def _image_table(run_dir: Path, images: Path):
+    import json
+
+    import wandb
+
+    lines = [json.loads(line) for line in images.read_text().splitlines()]
+    names = list(dict.fromkeys(k for line in lines for k in line.get("rewards", {})))
+    table = wandb.Table(columns=["prompt_index", "prompt", "method", "repeat", "image", "reward", *names])
+    for line in lines:
+        table.add_data(line["prompt_index"], line["prompt"], line["method"], line["repeat"],
+                       wandb.Image(str(run_dir / line["path"])), line.get("reward"),
+                       *(line.get("rewards", {}).get(n) for n in names))  # fmt: skip
+    return table

@@ -2,28 +2,39 @@
 
 Inside the run directory::
 
+    prompts/<prompt index:05d>.json                       one prompt's record, written last (see below)
     geneval/<method>/<prompt index:05d>/metadata.jsonl    the prompt's line of the prompt file
     geneval/<method>/<prompt index:05d>/samples/<k:05d>.png
-    images.jsonl                                          one line per image (see write_images)
+    latents/<method>/<prompt index:05d>.safetensors       task.save_latents=true: row k is output k
+    images.jsonl                                          one line per image (see write_prompt)
     index.html                                            gallery: prompts x methods, offline
+    geneval/methods.json                                  folder name -> the method's label
 
 ``geneval/<method>`` is the layout GenEval's ``generation/diffusers_generate.py`` writes (one folder
 per prompt index with its metadata line and ``samples/*.png``), so its ``evaluate_images.py`` reads it
 as is: ``python evaluation/evaluate_images.py RUN/geneval/<method> --outfile results.jsonl``.
+
+A prompt's record (its images.jsonl lines and each method's row for that prompt) is written after its
+images, atomically, so a prompt with a record is complete: a resumed run skips it, and
+:func:`merge` builds images.jsonl, the gallery and the per-method rows from the records alone (of one
+directory, or of the shards of a run computed in several processes or array jobs).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
+import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
 
 from glass.files import write_json_atomic
 
-__all__ = ["write_images", "method_dir"]
+__all__ = ["write_prompt", "read_records", "merge", "gallery", "method_dir"]
 
 
 def method_dir(label: str) -> str:
@@ -32,48 +43,79 @@ def method_dir(label: str) -> str:
     return re.sub(r"_+", "_", name).strip("_")
 
 
-def write_images(run_dir: Path, model, result, seed: int) -> list[dict]:
-    """Decode every output (one at a time: one image's activations in memory) and write the layout of
-    the module docstring; returns the images.jsonl rows."""
-    from torchvision.utils import save_image
+def _record_path(run_dir: Path, index: int) -> Path:
+    return run_dir / "prompts" / f"{index:05d}.json"
 
-    table = result.extra["prompts"]
-    rewards = result.extra.get("output_rewards", {})
-    traces = result.extra.get("trace", {})
-    rows = []
+
+def write_prompt(run_dir: Path, model, record, result, *, info: dict, held_out=None, save_latents=False,
+                 batch: int = 4) -> dict:  # fmt: skip
+    """Decode one prompt's outputs of every method (``batch`` images at a time, each once: for its PNG
+    and for the held-out rewards), write them in the layout of the module docstring, then the
+    prompt's record; returns the record. ``info``: seed and prompt_seed (copied to every line), the
+    run's key and the process's rank."""
+    from glass.rewards.base import images_of
+
+    rewards, traces = result.extra.get("output_rewards", {}), result.extra.get("trace", {})
+    lines, methods = [], {}
     for row in result.rows:
         label = row["sampler"]
         x = result.samples[label]
-        if result.extra.get("save_latents"):  # row j of latents/<method>.safetensors is output j
-            _save_latents(run_dir / "latents" / f"{method_dir(label)}.safetensors", x)
-        ess = _ess_at_resampling(traces.get(label) or {}, len(table))
-        for j, entry in enumerate(table):
-            folder = run_dir / "geneval" / method_dir(label) / f"{entry['prompt_index']:05d}"
-            (folder / "samples").mkdir(parents=True, exist_ok=True)
-            if entry["repeat"] == 0:  # GenEval's metadata line: the prompt file's own fields
-                (folder / "metadata.jsonl").write_text(
-                    json.dumps({**entry["meta"], "prompt": entry["prompt"]})
-                )
-            path = folder / "samples" / f"{entry['repeat']:05d}.png"
+        folder = run_dir / "geneval" / method_dir(label) / f"{record.index:05d}"
+        (folder / "samples").mkdir(parents=True, exist_ok=True)
+        (folder / "metadata.jsonl").write_text(json.dumps({**record.meta, "prompt": record.prompt}) + "\n")
+        latents = None
+        if save_latents:
+            latents = run_dir / "latents" / method_dir(label) / f"{record.index:05d}.safetensors"
+            _save_latents(latents, x)
+        ess = _ess_at_resampling(traces.get(label) or {}, len(x))
+        scores, features = {}, []
+        for start in range(0, len(x), batch):
             with torch.no_grad():
-                save_image(model.decode(x[j : j + 1].to(model.device)).float().cpu(), path)
-            line = {"method": label, **{k: entry[k] for k in ("prompt_index", "prompt", "repeat")},
-                    "meta": entry["meta"], "seed": seed, "nfe": row.get("nfe"),
-                    "path": str(path.relative_to(run_dir))}  # fmt: skip
+                images = images_of(model, x[start : start + batch].to(model.device))  # [-1, 1]
+            _save_pngs(images, folder / "samples", start)
+            if held_out is not None:
+                part, feats = held_out.score(images, [record.prompt] * len(images))
+                for name, v in part.items():
+                    scores.setdefault(name, []).extend(float(s) for s in v)
+                if feats is not None:
+                    features.append(feats)
+        for k in range(len(x)):
+            line = {"method": label, "prompt_index": record.index, "prompt": record.prompt, "repeat": k,
+                    "meta": record.meta, "seed": info["seed"], "prompt_seed": info["prompt_seed"],
+                    "nfe": row.get("nfe"), "path": f"geneval/{method_dir(label)}/{record.index:05d}/samples/"
+                    f"{k:05d}.png"}  # fmt: skip
             if label in rewards:
-                line["reward"] = float(rewards[label][j])
+                line["reward"] = float(rewards[label][k])
+            if scores:
+                line["rewards"] = {name: v[k] for name, v in scores.items()}
             if ess is not None:
-                line["ess_at_resampling"] = ess[j]
-            if result.extra.get("save_latents"):
-                line["latent_row"] = j
-            rows.append(line)
-    tmp = run_dir / ".images.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(run_dir / "images.jsonl")
-    _gallery(run_dir, rows, [r["sampler"] for r in result.rows])
-    methods = {method_dir(r["sampler"]): r["sampler"] for r in result.rows}  # folder -> kernel label
-    write_json_atomic(run_dir / "geneval" / "methods.json", methods)
-    return rows
+                line["ess_at_resampling"] = ess[k]
+            if latents is not None:
+                line["latents"], line["latent_row"] = str(latents.relative_to(run_dir)), k
+            lines.append(line)
+        methods[label] = {"row": row, "diversity": _diversity(features)}
+    out = {"key": info["key"], "prompt_index": record.index, "rank": info.get("rank", 0), "methods": methods,
+           "images": lines}  # fmt: skip
+    path = _record_path(run_dir, record.index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, out)
+    return out
+
+
+def _save_pngs(images, folder: Path, start: int) -> None:
+    from torchvision.utils import save_image
+
+    for k, image in enumerate(images):
+        save_image(((image.float() + 1) / 2).clamp(0, 1).cpu(), folder / f"{start + k:05d}.png")
+
+
+def _diversity(features: list) -> float | None:
+    if not features:
+        return None
+    from glass.metrics.rewards import diversity
+
+    f = torch.cat(features)
+    return float(diversity(f[None])[0]) if len(f) > 1 else None
 
 
 def _save_latents(path: Path, x) -> None:
@@ -91,8 +133,103 @@ def _ess_at_resampling(trace: dict, n: int) -> list[list[float]] | None:
     return [[round(float(e[j]), 4) for e, did in steps if did[j]] for j in range(n)]
 
 
-def _gallery(run_dir: Path, rows: list[dict], methods: list[str]) -> None:
-    """index.html: one table row per prompt, one column per method, each image with its reward."""
+def read_records(run_dir: Path, key: str | None = None) -> dict[int, dict]:
+    """Prompt index -> record of every complete prompt in ``run_dir`` (a readable record of the run
+    ``key``, if given, whose images all exist); anything else is computed again."""
+    found = {}
+    for path in sorted((Path(run_dir) / "prompts").glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+            ok = isinstance(rec, dict) and (key is None or rec.get("key") == key)
+            ok = ok and all((run_dir / line["path"]).is_file() for line in rec["images"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if ok:
+            found[int(rec["prompt_index"])] = rec
+    return found
+
+
+def merge(target: Path, records: list[tuple[Path, dict]], labels: list[str]) -> list[dict]:
+    """Write images.jsonl, index.html, geneval/methods.json and samples.png into ``target`` from the
+    prompts' records (each with the directory holding its files, copied into ``target`` when it is
+    another one), in the given order; returns one row per method (see :func:`aggregate`)."""
+    for source, rec in records:
+        if Path(source).resolve() != Path(target).resolve():
+            _copy_prompt(Path(source), Path(target), rec)
+    lines = [line for label in labels for _, rec in records for line in rec["images"]
+             if line["method"] == label]  # fmt: skip
+    tmp = target / ".images.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    tmp.replace(target / "images.jsonl")
+    gallery(target, lines, labels)
+    write_json_atomic(target / "geneval" / "methods.json", {method_dir(label): label for label in labels})
+    _grid(target, lines, labels)
+    return aggregate([rec for _, rec in records], labels)
+
+
+def _copy_prompt(source: Path, target: Path, rec: dict) -> None:
+    """A prompt's files (images, metadata, latents, record) from a shard's directory into ``target``."""
+    index = rec["prompt_index"]
+    files = [line["path"] for line in rec["images"]]
+    files += [line["latents"] for line in rec["images"] if "latents" in line]
+    files += [str(Path(p).parent.parent / "metadata.jsonl") for p in files if p.startswith("geneval/")]
+    files.append(str(_record_path(Path(""), index)))
+    for rel in dict.fromkeys(files):
+        dst = target / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.unlink(missing_ok=True)
+        try:
+            os.link(source / rel, dst)  # same file system: no copy
+        except OSError:
+            shutil.copy2(source / rel, dst)
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    v = torch.tensor(values, dtype=torch.float64)
+    return float(v.mean()), (float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+
+
+def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
+    """One row per method over the prompts: the steered reward and every held-out reward as mean,
+    standard error and count over the images; diversity as mean and standard error over the prompts;
+    the task's other per-prompt numbers (NFE, ESS, unique fraction, ...) as their mean over the prompts
+    (exact when they are the same for every prompt, as NFE is)."""
+    rows = []
+    for label in labels:
+        per_prompt = [rec["methods"][label] for rec in records]
+        images = [line for rec in records for line in rec["images"] if line["method"] == label]
+        row, task = {"sampler": label}, {}
+        for k in per_prompt[0]["row"]:
+            values = [p["row"].get(k) for p in per_prompt]
+            numbers = all(isinstance(x, (int, float)) for x in values)
+            if k in ("sampler", "reward", "reward_se") or not numbers:
+                continue
+            task[k] = values[0] if len(set(values)) == 1 else float(sum(values) / len(values))
+        if "groups" in task:
+            task["groups"] = len(images)
+        if images and "reward" in images[0]:
+            row["reward"], row["reward_se"] = _mean_se([line["reward"] for line in images])
+            row["reward_n"] = len(images)
+        for name in images[0].get("rewards", {}) if images else ():
+            row[name], row[f"{name}_se"] = _mean_se([line["rewards"][name] for line in images])
+            row[f"{name}_n"] = len(images)
+        d = [p["diversity"] for p in per_prompt if p.get("diversity") is not None]
+        if d:
+            row["diversity"], row["diversity_se"] = _mean_se(d)
+            row["diversity_n_prompts"] = len(d)
+        row.update({**task, "prompts": len(records), "outputs": len(images)})
+        rows.append(row)
+    return rows
+
+
+def _caption(line: dict) -> str:
+    parts = [f"reward {line['reward']:.3f}"] if "reward" in line else []
+    parts += [f"{name} {v:.3f}" for name, v in line.get("rewards", {}).items()]
+    return f"<figcaption>{html.escape(' · '.join(parts))}</figcaption>" if parts else ""
+
+
+def gallery(run_dir: Path, rows: list[dict], methods: list[str], name: str = "index.html") -> None:
+    """``name`` (index.html): one table row per prompt, one column per method, each image with its rewards."""
     cells: dict[tuple[int, str], list[dict]] = {}
     prompts: dict[int, str] = {}
     for r in rows:
@@ -100,13 +237,12 @@ def _gallery(run_dir: Path, rows: list[dict], methods: list[str]) -> None:
         prompts[r["prompt_index"]] = r["prompt"]
     head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
     body = []
-    for i, prompt in prompts.items():
+    for i, prompt in sorted(prompts.items()):
         tds = []
         for m in methods:
             imgs = "".join(
-                f'<figure><img src="{html.escape(c["path"])}" loading="lazy">'
-                + (f"<figcaption>reward {c['reward']:.3f}</figcaption>" if "reward" in c else "")
-                + "</figure>"
+                f'<figure><img src="{html.escape(c["path"])}" alt="{html.escape(prompt)}" loading="lazy">'
+                f"{_caption(c)}</figure>"
                 for c in cells.get((i, m), [])
             )
             tds.append(f"<td>{imgs}</td>")
@@ -118,6 +254,25 @@ def _gallery(run_dir: Path, rows: list[dict], methods: list[str]) -> None:
         "figcaption{font-size:12px}</style></head><body>"
         f"<table><tr><th>prompt</th>{head}</tr>{''.join(body)}</table></body></html>\n"
     )
-    tmp = run_dir / ".index.html.tmp"
+    tmp = run_dir / f".{name}.tmp"
     tmp.write_text(page)
-    tmp.replace(run_dir / "index.html")
+    tmp.replace(run_dir / name)
+
+
+def _grid(run_dir: Path, lines: list[dict], labels: list[str], per_method: int = 8) -> None:
+    """samples.png: the first ``per_method`` images of each method, one row per method."""
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
+    from torchvision.utils import make_grid, save_image
+
+    def read(path: Path):
+        with Image.open(path) as image:
+            return pil_to_tensor(image.convert("RGB")).float() / 255
+
+    images = []
+    for label in labels:
+        mine = [line for line in lines if line["method"] == label][:per_method]
+        row = [read(run_dir / line["path"]) for line in mine]
+        images += row + [torch.ones_like(row[0])] * (per_method - len(row))
+    if images:
+        save_image(make_grid(images, nrow=per_method, padding=2, pad_value=1.0), run_dir / "samples.png")

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PromptRecord", "load_prompts", "parse_range"]
+__all__ = ["PromptRecord", "load_prompts", "parse_range", "shard_ranges"]
 
 FORMATS = (".txt", ".jsonl", ".csv", ".tsv")
 
@@ -98,3 +98,12 @@ def _table(path: Path) -> list[PromptRecord]:
         meta = {k: v for k, v in row.items() if k != column and k is not None}
         records.append(PromptRecord(len(records), text, meta))
     return records
+
+
+def shard_ranges(n: int, shards: int) -> list[str]:
+    """``prompt_range`` values splitting ``n`` prompts into ``shards`` contiguous slices of (nearly)
+    equal size, e.g. for one SLURM array job each."""
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= n:
+        raise ValueError(f"shards must be an integer from 1 to the {n} prompts, got {shards!r}")
+    bounds = [i * n // shards for i in range(shards + 1)]
+    return [f"{a}:{b}" for a, b in zip(bounds, bounds[1:])]

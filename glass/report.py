@@ -226,8 +226,11 @@ def _header(spec: dict, title: str, scale: str | None) -> list[str]:
         md += [f"Scale: **{scale}**. {spec['scales'][scale].get('note', '')}".strip(), ""]
     if spec.get("paper"):
         md += [f"**Paper:** {spec['paper']}", ""]
-    if spec.get("ours"):
-        md += [f"**Here:** {spec['ours']}", ""]
+    ours = spec.get("ours")
+    if spec.get("prompts"):  # the grid was run on a prompt set (reproduce's prompt_set block)
+        ours = f"{spec.get('prompt_set', {}).get('ours', '')} Prompts: `{spec['prompts']}`.".strip()
+    if ours:
+        md += [f"**Here:** {ours}", ""]
     return md
 
 
@@ -260,21 +263,51 @@ def report(path: str | Path) -> list[Path]:
     md = _header(spec, title, scale)
     jobs = len({r["job"] for r in rows})
     expected = len(meta.get("jobs", [])) or jobs
-    md += [f"{jobs} of {expected} jobs finished; mean ± standard error over repeated jobs (seeds).", ""]
+    over = "the images of the prompt set" if spec.get("prompts") else "repeated jobs (seeds)"
+    md += [f"{jobs} of {expected} jobs finished; mean ± standard error over {over}.", ""]
     for i, plot in enumerate(plots):
         png = path / (f"{name}.png" if len(plots) == 1 else f"{name}-{i + 1}.png")
         _plot(rows, plot, png, title)
         written.append(png)
         md += [f"![{plot['y']}]({png.name})", ""]
     for table in spec.get("report", {}).get("tables", []):
+        if not any(table["value"] in r for r in rows):  # e.g. held-out rewards on an MNIST run
+            continue
         md += [
             f"**{table['value']}**",
             "",
             markdown_table(rows, table["index"], table["value"], table.get("columns")),
         ]
+    md += _prompt_sets(path, written)
     out = path / f"{name}.md"
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text("\n".join(md))
     tmp.replace(out)
     written.append(out)
     return written
+
+
+def _prompt_sets(path: Path, written: list[Path]) -> list[str]:
+    """Prompt-set jobs: one gallery of their images, and runs computed in shards merged (their lines
+    of the markdown report; the files written are appended to ``written``)."""
+    from glass.shards import merge_shards, sweep_gallery
+
+    md = []
+    page = sweep_gallery(path)
+    if page is not None:
+        md += ["", f"Images of every method, prompt by prompt: [{page.name}]({page.name})", ""]
+        written.append(page)
+    for merged in merge_shards(path):
+        rows = json.loads((merged / "metrics.json").read_text())["rows"]
+        md += ["", f"**prompt-set shards merged in `{merged.relative_to(path)}`**", "", _merged_table(rows)]
+        written.append(merged)
+    return md
+
+
+def _merged_table(rows: list[dict]) -> str:
+    """A merged prompt-set run's rows: every reward with its standard error, per method."""
+    names = [k for k in rows[0] if f"{k}_se" in rows[0]]
+    lines = ["| method | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for r in rows:
+        lines.append(f"| {r['sampler']} | " + " | ".join(_fmt(r[n], r[f'{n}_se']) for n in names) + " |")
+    return "\n".join(lines) + "\n"

@@ -12,6 +12,10 @@ Each experiment is one YAML file in ``experiments/reproduce/`` (installed wheels
         variants: {label: [overrides]}   # optional: named methods, crossed with the sweep
         sweep: {key: [values]}           # cartesian product (Hydra's basic sweeper)
       paper: {...}        # the paper's sizes, for GPU machines (``note`` says what it costs)
+    prompt_set:           # optional: with task.prompts=FILE on the command line (a text-to-image
+      drop: [...]         # model), these scale overrides are dropped, these added, and the sweep
+      overrides: [...]    # replaced: the grid runs on the prompt set
+      sweep: {...}
     report:
       plots:  [{x, y, series, facet, logx, logy, title}]
       tables: [{index: [...], columns, value}]
@@ -34,9 +38,14 @@ def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[s
     """(override list per job, labels per job): variants x the cartesian product of the sweep."""
     if scale not in SCALES:
         raise UserError(f"unknown scale {scale!r}; choose from: {', '.join(SCALES)}")
-    block = spec["scales"][scale]
-    variants = block.get("variants") or spec.get("variants") or {None: []}
+    block = dict(spec["scales"][scale])
     given = {o.split("=", 1)[0].lstrip("+") for o in extra if "=" in o}
+    if "task.prompts" in given and "prompt_set" in spec:  # the grid on a text-to-image model's prompts
+        ps = spec["prompt_set"]
+        keep = [o for o in block["overrides"] if o.split("=", 1)[0].lstrip("+") not in ps.get("drop", [])]
+        block["overrides"] = [*keep, *ps.get("overrides", [])]
+        block["sweep"] = ps.get("sweep", block.get("sweep"))
+    variants = block.get("variants") or spec.get("variants") or {None: []}
     sweep = {k: v for k, v in (block.get("sweep") or {}).items() if k not in given}  # the user's value wins
     keys = list(sweep)
     jobs, labels = [], []
@@ -70,7 +79,7 @@ def reproduce(
     hydra_overrides: list[str] | None = None,
 ) -> tuple[Path, list[dict], list]:
     """Run (or resume) the experiment's sweep and write its report; returns (directory, rows, failures)."""
-    from glass.experiment import prepare_jobs
+    from glass.experiment import prepare_jobs, release
     from glass.report import report
     from glass.sweep import sweep
 
@@ -82,10 +91,16 @@ def reproduce(
     jobs = prepare_jobs(overrides)  # everything validated (and the output checked) first
     target = Path(jobs[0].cfg.out_dir) / "reproduce" / name / scale
     definition = {**spec, "scale": scale}
-    base, rows, failures = sweep(
-        jobs, target, hydra_overrides, progress, group=f"{name}-{scale}", definition=definition,
-        announce=announce, labels=labels,
-    )  # fmt: skip
+    if any(j.task.prompts for j in jobs):  # a prompt set: its own directory per prompt file
+        target = target.with_name(f"{scale}-{Path(str(jobs[0].task.prompts.path)).stem}")
+        definition["prompts"] = str(jobs[0].task.prompts.path)
+    try:
+        base, rows, failures = sweep(
+            jobs, target, hydra_overrides, progress, group=f"{name}-{scale}", definition=definition,
+            announce=announce, labels=labels,
+        )  # fmt: skip
+    finally:
+        release(jobs)
     if rows:
         report(base)
     return base, rows, failures

@@ -5,6 +5,8 @@ Layout::
     outputs/runs/<date>/<time>-<task>-<sampler>-<id>/       one run
         config.yaml  overrides.yaml  job.json  metrics.json  samples.png  (trace.json)
         metrics.json = {"seed", "wall_time_s", "rows": [one dict per kernel: sampler, nfe, metrics]}
+    outputs/promptsets/<file>-<task>-<hash>/                one run on a prompt set (see glass.promptrun,
+                                                            glass.outputs for its files)
     outputs/multirun/<task>-<hash>/                         one sweep (see glass.sweep)
         000-<config hash>/ 001-<config hash>/ ...           one directory per job (as above)
         sweep.json  summary.jsonl  summary.csv              one row per job and kernel
@@ -139,60 +141,128 @@ def _slug(job: Job) -> str:
     return f"{job.task.name}-{job.cfg.sampler._target_.rsplit('.', 1)[-1].lower()}"
 
 
-def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, meta: dict | None = None):
-    """Run one job into ``<run_dir>.partial`` and rename it to ``run_dir`` when everything is written
-    (``<run_dir>.failed`` with error.txt if it raises). Returns one row per kernel."""
-    import torch
+def _start(job: Job, partial: Path, failed: Path, meta: dict | None) -> None:
+    """Make ``partial`` with the job's config files. A prompt-set run resumes from the records of an
+    earlier attempt (killed: ``.partial``, failed: ``.failed``)."""
     from omegaconf import OmegaConf
 
-    from glass.plotting import plot_result
-
-    partial = run_dir.with_name(run_dir.name + ".partial")
-    failed = run_dir.with_name(run_dir.name + ".failed")
+    if job.task.prompts and failed.is_dir() and not partial.exists():
+        failed.rename(partial)
+        (partial / "error.txt").unlink(missing_ok=True)
     partial.mkdir(parents=True, exist_ok=True)  # a sweep's launcher may have created it
     (partial / "metrics.json").unlink(missing_ok=True)  # left by an attempt killed before the rename
     OmegaConf.save(job.cfg, partial / "config.yaml", resolve=True)
     OmegaConf.save(OmegaConf.create(job.overrides), partial / "overrides.yaml")
     write_json_atomic(partial / "job.json", {"overrides": job.overrides, **(meta or {})})
-    job.logger.start(OmegaConf.to_container(job.cfg, resolve=True), partial, run_dir.name, group)
-    try:
-        model = job.model
-        start = time.perf_counter()
-        generator = torch.Generator().manual_seed(int(job.cfg.seed))
-        with torch.inference_mode():
-            result = job.task(model, job.sampler, job.metric, generator, progress, reward=job.reward)
-        shared = {"wall_time_s": round(time.perf_counter() - start, 4), "seed": int(job.cfg.seed)}
-        rows = [{**row, **shared} for row in result.rows]
-        if any(result.extra.get("trace", {}).values()):  # FK steering: ESS, resampling, ancestry per step
-            write_json_atomic(partial / "trace.json", result.extra["trace"])
-        title = f"{job.task.name} | {job.sampler!r} | {model!r}"
-        plot_result(model, job.task, result, title, partial / "samples.png")
-        if result.extra.get("prompts"):  # a prompt set: one PNG per output, images.jsonl, GenEval layout
-            from glass.outputs import write_images
 
-            write_images(partial, model, result, int(job.cfg.seed))
-        write_json_atomic(partial / "metrics.json", {**shared, "rows": result.rows})
+
+def _compute(job: Job, partial: Path, progress) -> list[dict]:
+    """Run the task on the whole job at once; write the trace and the plot; rows per kernel."""
+    import torch
+
+    from glass.plotting import plot_result
+
+    generator = torch.Generator().manual_seed(int(job.cfg.seed))
+    with torch.inference_mode():
+        result = job.task(job.model, job.sampler, job.metric, generator, progress, reward=job.reward)
+    if any(result.extra.get("trace", {}).values()):  # FK steering: ESS, resampling, ancestry per step
+        write_json_atomic(partial / "trace.json", result.extra["trace"])
+    title = f"{job.task.name} | {job.sampler!r} | {job.model!r}"
+    plot_result(job.model, job.task, result, title, partial / "samples.png")
+    return result.rows
+
+
+def _prompt_set(job: Job, partial: Path, progress) -> list[dict] | None:
+    """A prompt set, one prompt at a time (glass.promptrun): this process's share, then on rank 0 the
+    merged outputs (None on the other ranks)."""
+    from glass import distributed, promptrun
+
+    rank, world = distributed.rank(), distributed.world()
+    promptrun.compute(job, partial, progress, rank, world)
+    distributed.barrier()  # every rank's prompts are written
+    if rank != 0:
+        return None
+    rows = promptrun.finish(job, partial)
+    job.logger.log_images(partial, partial / "images.jsonl")
+    return rows
+
+
+def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, meta: dict | None = None):
+    """Run one job into ``<run_dir>.partial`` and rename it to ``run_dir`` when everything is written
+    (``<run_dir>.failed`` with error.txt if it raises). Returns one row per kernel. Under torchrun
+    (a prompt set only) rank 0 writes everything but its share of the images; the others return []."""
+    from omegaconf import OmegaConf
+
+    from glass import distributed
+
+    partial = run_dir.with_name(run_dir.name + ".partial")
+    failed = run_dir.with_name(run_dir.name + ".failed")
+    main = distributed.rank() == 0
+    if main:
+        _start(job, partial, failed, meta)
+        job.logger.start(OmegaConf.to_container(job.cfg, resolve=True), partial, run_dir.name, group)
+    distributed.barrier()  # the directory exists before any rank writes into it
+    try:
+        start = time.perf_counter()
+        rows = _prompt_set(job, partial, progress) if job.task.prompts else _compute(job, partial, progress)
+        if rows is None:
+            return []
+        shared = {"wall_time_s": round(time.perf_counter() - start, 4), "seed": int(job.cfg.seed)}
+        write_json_atomic(partial / "metrics.json", {**shared, "rows": rows})
+        rows = [{**row, **shared} for row in rows]
         for row in rows:
             job.logger.log(row)
     except BaseException as e:
-        with contextlib.suppress(OSError):  # e.g. a full disk: the directory is still marked failed
-            (partial / "error.txt").write_text("".join(traceback.format_exception(e)))
-        if failed.exists():  # keep only the latest failure of this job
-            shutil.rmtree(failed)
-        partial.rename(failed)
+        if main:
+            _fail(partial, failed, e)
         raise
     finally:
-        job.logger.finish()
+        if main:
+            job.logger.finish()
     if run_dir.exists():  # a damaged earlier copy of this job (no readable metrics): replaced
         shutil.rmtree(run_dir)
     partial.rename(run_dir)
     return rows
 
 
-def run_single(job: Job, progress=None) -> tuple[Path, list[dict]]:
+def _fail(partial: Path, failed: Path, error: BaseException) -> None:
+    with contextlib.suppress(OSError):  # e.g. a full disk: the directory is still marked failed
+        (partial / "error.txt").write_text("".join(traceback.format_exception(error)))
+    if failed.exists():  # keep only the latest failure of this job
+        shutil.rmtree(failed)
+    partial.rename(failed)
+
+
+def run_single(job: Job, progress=None, announce=None) -> tuple[Path, list[dict]]:
     """One job into ``<out_dir>/runs/<date>/<time>-<task>-<sampler>-<id>/``; returns (its directory,
-    one row per kernel with the job's name and overrides)."""
-    date, clock = _stamp()
-    base = Path(job.cfg.out_dir) / "runs" / date / f"{clock}-{_slug(job)}-{uuid.uuid4().hex[:6]}"
-    rows = run_job(job, base, progress)
+    one row per kernel with the job's name and overrides). A prompt set's run goes to
+    ``<out_dir>/promptsets/<file>-<task>-<config hash>/`` instead, so the same command resumes it (a
+    finished one is not computed again) and a changed config starts a new directory."""
+    if job.task.prompts:
+        from glass.config import config_hash
+
+        name = f"{Path(str(job.task.prompts.path)).stem}-{job.task.name}-{config_hash(job.cfg)}"
+        base = Path(job.cfg.out_dir) / "promptsets" / name
+        rows = _finished_rows(base)
+        earlier = any(base.with_name(base.name + end).is_dir() for end in (".partial", ".failed"))
+        if announce and (rows is not None or earlier):
+            announce(f"{base} is finished (delete it to compute it again)" if rows is not None
+                     else f"resuming {base}: prompts with a complete record are skipped")  # fmt: skip
+        if rows is None:
+            rows = run_job(job, base, progress)
+    else:
+        date, clock = _stamp()
+        base = Path(job.cfg.out_dir) / "runs" / date / f"{clock}-{_slug(job)}-{uuid.uuid4().hex[:6]}"
+        rows = run_job(job, base, progress)
     return base, [{"job": base.name, "overrides": " ".join(job.overrides), **m} for m in rows]
+
+
+def _finished_rows(run_dir: Path) -> list[dict] | None:
+    import json
+
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        shared = {"wall_time_s": metrics["wall_time_s"], "seed": metrics["seed"]}
+        return [{**r, **shared} for r in metrics["rows"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

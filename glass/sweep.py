@@ -28,32 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from glass.config import UserError, config_dir
+from glass.config import UserError, config_dir, config_hash
 from glass.files import write_json_atomic, write_rows
 from glass.hydra_api import job_exception, make_launcher
 
 __all__ = [
     "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "collect", "RunJob",
 ]  # fmt: skip
-
-# Keys that do not change a job's results (where outputs and caches go, where metrics are logged).
-_IGNORED = ("out_dir", "logger", "cache_dir")
-
-
-def config_hash(cfg) -> str:
-    """Hash of the resolved config, without the keys that only say where things are written."""
-    from omegaconf import OmegaConf
-
-    def strip(node):
-        if isinstance(node, dict):
-            return {k: strip(v) for k, v in sorted(node.items()) if k not in _IGNORED}
-        if isinstance(node, list):
-            return [strip(v) for v in node]
-        return node
-
-    data = strip(OmegaConf.to_container(cfg, resolve=True))
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     """(job overrides, Hydra overrides such as ``hydra/launcher=joblib hydra.launcher.n_jobs=2``)."""

@@ -59,7 +59,7 @@ def test_bad_prompt_files_get_one_clear_line(tmp_path, name, text, range_, match
 def test_a_prompt_set_run_writes_images_jsonl_geneval_layout_and_gallery(tmp_path):
     """glass run on a saved tiny SD pipeline with task.prompts: one PNG per output in GenEval's layout
     (metadata.jsonl = the prompt file's line), images.jsonl, index.html; FK steering records each
-    output's steered reward; the per-prompt outputs equal a run on that prompt alone."""
+    output's steered reward and each resampling's ESS; task.save_latents one file per prompt."""
     import json
 
     from typer.testing import CliRunner
@@ -77,7 +77,7 @@ def test_a_prompt_set_run_writes_images_jsonl_geneval_layout_and_gallery(tmp_pat
         app, ["run", *common, "task=generate", "task.prompt_range=1:3", "metric=none", *compare]
     )
     assert res.exit_code == 0, res.output
-    (run,) = [p for p in (tmp_path / "out").glob("runs/*/*") if p.is_dir()]
+    (run,) = (tmp_path / "out").glob("promptsets/*")
     lines = [json.loads(line) for line in (run / "images.jsonl").read_text().splitlines()]
     assert len(lines) == 2 * 2 * 2  # prompts x per_prompt x methods
     assert {(r["method"], r["prompt_index"], r["repeat"]) for r in lines} == {
@@ -95,15 +95,16 @@ def test_a_prompt_set_run_writes_images_jsonl_geneval_layout_and_gallery(tmp_pat
                                   "sampler=glass", "sampler.steps=1", "task.prompt_range=0:2",
                                   "task.save_latents=true"])  # fmt: skip
     assert fk.exit_code == 0, fk.output
-    (fk_run,) = [p for p in (tmp_path / "out").glob("runs/*/*") if p.is_dir() and p != run]
+    (fk_run,) = [p for p in (tmp_path / "out").glob("promptsets/*") if p != run]
     rows = [json.loads(line) for line in (fk_run / "images.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(0 <= r["reward"] <= 1 for r in rows)
     # one resampling (after the first of two transitions) per output, ESS in [1, particles]
     assert all(len(r["ess_at_resampling"]) == 1 and 1 <= r["ess_at_resampling"][0] <= 2 for r in rows)
     from safetensors.torch import load_file
 
-    latents = load_file(str(fk_run / "latents" / "glass_M1.safetensors"))["latents"]
-    assert latents.shape == (4, 4, 8, 8) and [r["latent_row"] for r in rows] == [0, 1, 2, 3]
+    latents = load_file(str(fk_run / "latents" / "glass_M1" / "00001.safetensors"))["latents"]
+    assert latents.shape == (2, 4, 8, 8) and [r["latent_row"] for r in rows] == [0, 1, 0, 1]
+    assert rows[2]["latents"] == "latents/glass_M1/00001.safetensors"
     assert "reward 0." in (fk_run / "index.html").read_text()
 
 
@@ -170,18 +171,63 @@ def test_held_out_rewards_and_diversity_beside_the_steered_reward(tmp_path):
             "task.save_latents=true"]  # fmt: skip
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    (run,) = [p for p in (tmp_path / "out").glob("runs/*/*") if p.is_dir()]
+    (run,) = (tmp_path / "out").glob("promptsets/*")
     row = json.loads((run / "metrics.json").read_text())["rows"][0]
     assert row["clip_n"] == 6 and row["diversity_n_prompts"] == 3 and row["clip_se"] > 0
     assert 0 < row["diversity"] <= 2  # unit-norm features: pairwise distances in (0, 2]
+    import torch
     from safetensors.torch import load_file
 
     from glass.config import compose, instantiate
 
     model = instantiate(compose(args[1:8] + ["task=generate"]).model, "model")
-    x = load_file(str(run / "latents" / "glass_M1.safetensors"))["latents"]
-    prompts = [json.loads(line)["prompt"] for line in (run / "images.jsonl").read_text().splitlines()]
-    direct = CLIPScore(model=str(clip))(model.decode(x) * 2 - 1, prompt=prompts)
+    lines = [json.loads(line) for line in (run / "images.jsonl").read_text().splitlines()]
+    x = torch.cat([load_file(str(run / "latents" / "glass_M1" / f"{i:05d}.safetensors"))["latents"]
+                   for i in range(3)])  # fmt: skip
+    direct = CLIPScore(model=str(clip))(model.decode(x) * 2 - 1, prompt=[line["prompt"] for line in lines])
+    # every image's held-out reward in images.jsonl (from its decoded image, not its PNG) and their mean
+    assert [line["rewards"]["clip"] for line in lines] == pytest.approx(direct.tolist(), abs=1e-4)
     assert abs(float(direct.mean()) - row["clip"]) < 1e-4
+    from glass.experiment import prepare, run
+
+    jobs = prepare(args[1:])  # the reward models are loaded when a run is prepared ...
+    assert jobs[0].metric._rewards is not None
+    run(jobs)  # (finished already: nothing computed)
+    assert jobs[0].metric._rewards is None  # ... and freed when it ends
     bad = CliRunner().invoke(app, ["run", "task=generate", "metric=rewards", f"out_dir={tmp_path}"])
     assert bad.exit_code == 2 and "scores images against their prompts" in bad.stderr
+
+
+def test_a_sweep_over_model_options_shares_one_loaded_network(tmp_path):
+    """glass run -m model.prompt=a,b,c model.guidance_scale=...: one UNet and VAE in memory for every
+    job (the loader shares the network pipeline between models that differ only in glass options)."""
+    from glass.config import expand_sweep
+    from glass.experiment import prepare_jobs
+    from tests.tiny_pipes import PIPES
+
+    root = tmp_path / "tiny-sd"
+    PIPES["sd"]().save_pretrained(root)
+    args = ["model=sd", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32",
+            "model.height=32", "model.width=32", f"out_dir={tmp_path / 'out'}", "task=generate", "task.n=2",
+            "model.prompt=a cat,a dog,a bird", "model.guidance_scale=1.0,7.5"]  # fmt: skip
+    jobs = prepare_jobs(expand_sweep(args))
+    assert len(jobs) == 6 and len({id(j.model) for j in jobs}) == 6
+    assert len({id(j.model.net) for j in jobs}) == 1 and len({id(j.model.vae) for j in jobs}) == 1
+
+
+def test_glass_prompts_checks_a_file_and_prints_its_shards():
+    """`glass prompts FILE --shards N`: the task.prompt_range values of N contiguous shards covering
+    every prompt once; bad input is one line and exit 2."""
+    from typer.testing import CliRunner
+
+    from glass.cli import app
+    from glass.promptsets import parse_range, shard_ranges
+
+    res = CliRunner().invoke(app, ["prompts", str(EXAMPLE), "--shards", "4"])
+    assert res.exit_code == 0 and res.stdout.strip() == "0:1,1:3,3:4,4:6" and "6 prompts" in res.stderr
+    for n, k in [(553, 4), (7, 7), (10, 3)]:
+        covered = [i for r in shard_ranges(n, k) for i in parse_range(r, n)]
+        assert covered == list(range(n))
+    for args, message in [(["--shards", "7"], "from 1 to the 6"), (["--shards", "0"], "--shards must")]:
+        bad = CliRunner().invoke(app, ["prompts", str(EXAMPLE), *args])
+        assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr

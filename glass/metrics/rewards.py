@@ -17,7 +17,7 @@ from torch import Tensor
 
 from glass.checks import check_int
 
-__all__ = ["HeldOutRewards"]
+__all__ = ["HeldOutRewards", "summary", "diversity"]
 
 
 def _mean_se(v: Tensor) -> tuple[float, float]:
@@ -71,30 +71,58 @@ class HeldOutRewards:
             self._rewards = rewards
         return self._rewards
 
+    def score(self, images: Tensor, prompts: list[str]) -> tuple[dict[str, Tensor], Tensor | None]:
+        """({reward name: one score per image}, the diversity reward's image features or None) for
+        images in [-1, 1] (:func:`glass.rewards.base.images_of`), scored against their prompts."""
+        rewards = self.load()
+        with torch.no_grad():
+            scores = {name: reward(images, prompt=prompts).double().cpu() for name, reward in rewards.items()}
+            features = None
+            if self.diversity is not None:
+                features = rewards[self.diversity].image_features(images).double().cpu()
+        return scores, features
+
+    def release(self) -> None:
+        """Free the reward models (built again by the next :meth:`load`)."""
+        self._rewards = None
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def __call__(self, model, x: Tensor, prompts: list[str], per_prompt: int) -> dict:
+        """Every reward's mean, standard error and count over ``x`` (decoded a batch at a time), and the
+        diversity within each prompt's ``per_prompt`` consecutive outputs."""
         from glass.rewards.base import images_of
 
-        rewards = self.load()
-        scores = {name: [] for name in rewards}
+        scores: dict[str, list] = {}
         features = []
-        with torch.no_grad():
-            for i in range(0, len(x), self.batch):
-                part, texts = x[i : i + self.batch].to(model.device), prompts[i : i + self.batch]
-                images = images_of(model, part)  # decoded once a batch, for every reward
-                for name, reward in rewards.items():
-                    scores[name].append(reward(images, prompt=texts).double().cpu())
-                if self.diversity is not None:
-                    features.append(rewards[self.diversity].image_features(images).double().cpu())
+        for i in range(0, len(x), self.batch):
+            with torch.no_grad():
+                images = images_of(model, x[i : i + self.batch].to(model.device))  # decoded once a batch
+            part, feats = self.score(images, prompts[i : i + self.batch])
+            for name, v in part.items():
+                scores.setdefault(name, []).append(v)
+            if feats is not None:
+                features.append(feats)
         out = {}
         for name, parts in scores.items():
-            v = torch.cat(parts)
-            out[name], out[f"{name}_se"] = _mean_se(v)
-            out[f"{name}_n"] = len(v)
-        if self.diversity is not None and per_prompt > 1:
-            f = torch.nn.functional.normalize(torch.cat(features), dim=-1).reshape(
-                -1, per_prompt, features[0].shape[-1]
-            )
-            per = torch.stack([torch.pdist(g).mean() for g in f])
-            out["diversity"], out["diversity_se"] = _mean_se(per)
-            out["diversity_n_prompts"] = len(per)
+            out.update(summary(name, torch.cat(parts)))
+        if features and per_prompt > 1:
+            per = diversity(torch.cat(features).reshape(-1, per_prompt, features[0].shape[-1]))
+            out.update(summary("diversity", per, count="diversity_n_prompts"))
         return out
+
+
+def summary(name: str, v: Tensor, count: str | None = None) -> dict:
+    """``{name: mean, name_se: standard error, name_n: count}`` of the values ``v``."""
+    mean, se = _mean_se(v)
+    return {name: mean, f"{name}_se": se, count or f"{name}_n": len(v)}
+
+
+def diversity(features: Tensor) -> Tensor:
+    """Per prompt, the mean pairwise distance of its outputs' unit-norm image features: ``features``
+    of shape (prompts, outputs per prompt, dim)."""
+    f = torch.nn.functional.normalize(features.double(), dim=-1)
+    return torch.stack([torch.pdist(g).mean() for g in f])

@@ -8,6 +8,8 @@ yet load the encoders (alone, once per batch of prompts a run needs), which are 
 
 from __future__ import annotations
 
+import weakref
+
 from glass.checks import check_dtype
 from glass.models.latent import from_pretrained, require
 from glass.pipelines import ADAPTERS, from_pipe
@@ -56,8 +58,11 @@ def load_pipeline(
     else:
         require("transformers", "pipelines")
     torch_dtype = check_dtype("dtype", dtype)
-    pipe = _load_pipe(adapter.pipelines[0], model_id, torch_dtype, TEXT_COMPONENTS[family])
-    _place(pipe, device, cpu_offload, attention_slicing)
+    key = (adapter.pipelines[0], str(model_id), str(torch_dtype), device, cpu_offload, attention_slicing)
+    pipe = _LOADED.get(key)  # a sweep over model options (e.g. guidance_scale) shares one loaded network
+    if pipe is None:
+        pipe = _load_pipe(adapter.pipelines[0], model_id, torch_dtype, TEXT_COMPONENTS[family])
+        _LOADED[key] = _place(pipe, device, cpu_offload, attention_slicing)
     text = {"prompt": prompt, "cache_dir": cache_dir, "max_sequence_length": max_sequence_length}
     model = from_pipe(pipe, height=height, width=width, guidance_scale=guidance_scale,
                       negative_prompt=negative_prompt, chunk=chunk, **({} if family == "ddpm" else text),
@@ -71,7 +76,14 @@ def load_pipeline(
         model.release_text_encoders()  # the network's pipeline was loaded without them
         model.text_loader, model.release_when_prepared = load_text_encoders, True
         model.prepare_prompts([])
+    model.network_pipeline = pipe  # kept alive (and shared through _LOADED) while a model uses it
     return model
+
+
+# The network pipelines loaded in this process (without text encoders), by what was loaded: models
+# built from configs that differ only in glass options (guidance scale, size, prompt, ...) share one,
+# which glass.from_pipe never mutates; a pipeline is freed when no model holds it any more.
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...]):

@@ -123,7 +123,7 @@ class _Align(Task):
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
         extra = {"trace": inputs["traces"], "output_rewards": inputs["rewards"]}
-        return inputs["reference"], {**extra, **self.prompts.extra()}
+        return inputs["reference"], extra
 
 
 class FKSteering(_Align):

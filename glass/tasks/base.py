@@ -55,6 +55,7 @@ class Task:
 
     name = "task"
     needs_reward = True
+    prompts = None  # a prompt set (glass.tasks.prompts.PromptOptions) on the tasks that take one
 
     def check(self, model, reward) -> None:
         """Refuse a model or reward the task cannot use (ValueError), when the run is prepared."""

@@ -74,5 +74,4 @@ class Generate(Task):
         return s, {**scores, **inputs["path"], "nfe": nfe, "nfe_effective": round(nfe + cost, 3)}
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
-        extra = self.prompts.extra()
-        return (model.sample(inputs["n"], generator) if inputs["oracle"] else None), extra
+        return (model.sample(inputs["n"], generator) if inputs["oracle"] else None), {}

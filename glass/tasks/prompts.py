@@ -1,13 +1,15 @@
 """Prompt sets for the tasks that sample a text-conditioned model (``task.prompts=FILE``).
 
-Every prompt of the set (or of ``prompt_range``) gets ``per_prompt`` outputs, in order: output j is
-prompt ``j // per_prompt``'s ``j % per_prompt``-th. The tasks hand the prompts to the model as
-per-sample conditioning (``generate``) or per group (FK steering, best-of-N, guidance), so the model,
-loaded once, serves every prompt, and the per-sample noise streams make output j the same whatever
-the slice or batch it is computed in.
+Every prompt of the set (or of ``prompt_range``) gets ``per_prompt`` outputs. The runner computes a
+prompt set one prompt at a time (:mod:`glass.promptrun`: resumable, shardable over processes), each
+prompt with its own seed, so a prompt's outputs do not depend on the slice, shard or resume they are
+computed in. The tasks hand the prompt to the model as per-sample conditioning (``generate``) or per
+group (FK steering, best-of-N, guidance), so the model, loaded once, serves every prompt.
 """
 
 from __future__ import annotations
+
+import copy
 
 from glass.checks import check_int
 from glass.models.base import capabilities_of
@@ -61,14 +63,8 @@ class PromptOptions:
             return {}
         return {"prompt": [r.prompt for r in self.records for _ in range(self.per_prompt)]}
 
-    def extra(self) -> dict:
-        """What the runner needs to write the per-image outputs (``Result.extra``)."""
-        return {"prompts": self.table(), "save_latents": self.save_latents} if self else {}
-
-    def table(self) -> list[dict]:
-        """One entry per output: the prompt's index in the file, its text and metadata, the repeat."""
-        return [
-            {"prompt_index": r.index, "prompt": r.prompt, "meta": r.meta, "repeat": k}
-            for r in self.records
-            for k in range(self.per_prompt)
-        ]
+    def only(self, records: list[PromptRecord]) -> PromptOptions:
+        """The same options on some of the set's prompts (a prompt-set run computes one at a time)."""
+        one = copy.copy(self)
+        one.records = list(records)
+        return one

@@ -1,0 +1,43 @@
+"""Several processes on one prompt set, on PyTorch's own engine: ``torchrun --nproc_per_node=G -m glass
+run ...`` starts G processes with ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` set; each joins the
+process group (NCCL on GPUs, gloo on CPUs), uses GPU ``LOCAL_RANK``, computes its share of the prompts
+(:mod:`glass.promptrun`) and waits at a barrier before rank 0 merges the outputs."""
+
+from __future__ import annotations
+
+import atexit
+import os
+
+import torch
+
+__all__ = ["setup", "rank", "world", "barrier"]
+
+
+def world() -> int:
+    """How many processes share the run (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def setup() -> tuple[int, int]:
+    """Join the process group once (under torchrun) and select this rank's GPU; returns (rank, world)."""
+    if world() > 1 and not torch.distributed.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda:  # "cuda" in a config means this rank's GPU
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+        atexit.register(_teardown)
+    return rank(), world()
+
+
+def _teardown() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()

@@ -1,0 +1,70 @@
+"""The outputs of a sweep whose jobs ran prompt sets (``glass report``): the shards of one run
+(``task.prompt_range`` array jobs, e.g. on SLURM) merged into the outputs one process would have
+written, and one gallery of every job's images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from glass.files import write_json_atomic
+from glass.outputs import gallery, merge, read_records
+from glass.sweep import finished_jobs
+
+__all__ = ["merge_shards", "sweep_gallery"]
+
+
+def merge_shards(sweep_dir: Path) -> list[Path]:
+    """Merge the finished jobs of a sweep that computed parts of one prompt-set run (the same config
+    but ``task.prompt_range``, e.g. SLURM array jobs) into ``<sweep_dir>/merged/<run key>/``: the
+    outputs a single process would have written (images, images.jsonl, gallery, metrics.json).
+    Returns the merged directories; runs computed in one job are left as they are."""
+
+    runs: dict[str, list[Path]] = {}
+    for job_dir in sorted(finished_jobs(Path(sweep_dir)).values()):
+        records = read_records(job_dir)
+        if records:
+            runs.setdefault(next(iter(records.values()))["key"], []).append(job_dir)
+    merged = []
+    for key, dirs in runs.items():
+        if len(dirs) < 2:
+            continue
+        found: dict[int, tuple[Path, dict]] = {}
+        for d in dirs:
+            for index, rec in read_records(d, key).items():
+                found.setdefault(index, (d, rec))
+        first = json.loads((dirs[0] / "metrics.json").read_text())
+        labels = [row["sampler"] for row in first["rows"]]
+        target = Path(sweep_dir) / "merged" / key
+        target.mkdir(parents=True, exist_ok=True)
+        rows = merge(target, [found[i] for i in sorted(found)], labels)
+        write_json_atomic(target / "metrics.json", {"seed": first["seed"], "rows": rows,
+                                                    "shards": [d.name for d in dirs]})  # fmt: skip
+        merged.append(target)
+    return merged
+
+
+def sweep_gallery(sweep_dir: Path) -> Path | None:
+    """``<sweep_dir>/gallery.html``: the images of every finished prompt-set job of a sweep side by
+    side (one column per job and method, named by the job's label, e.g. reproduce's variant), or None
+    when the sweep has no prompt-set job."""
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        jobs = json.loads((sweep_dir / "sweep.json").read_text())["jobs"]
+        labels = {j["name"]: j.get("labels", {}) for j in jobs}
+    except (OSError, ValueError, KeyError, TypeError):
+        labels = {}
+    lines, methods = [], []
+    for job_dir in sorted(finished_jobs(sweep_dir).values()):
+        if not (job_dir / "images.jsonl").is_file():
+            continue
+        name = " ".join(str(v) for v in labels.get(job_dir.name, {}).values()) or job_dir.name
+        for line in map(json.loads, (job_dir / "images.jsonl").read_text().splitlines()):
+            method = f"{name}: {line['method']}"
+            methods += [method] if method not in methods else []
+            lines.append({**line, "method": method, "path": f"{job_dir.name}/{line['path']}"})
+    if not lines:
+        return None
+    gallery(sweep_dir, lines, methods, "gallery.html")
+    return sweep_dir / "gallery.html"

@@ -1,0 +1,246 @@
+"""Prompt-set runs at benchmark scale: one prompt at a time with its own seed, so a killed run resumes
+at the first prompt without a record (finished files untouched), and the prompts can be split over
+torchrun ranks or task.prompt_range array jobs whose merged outputs equal one process's."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from glass.cli import app
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "experiments" / "prompts" / "example.jsonl"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory) -> Path:
+    from tests.tiny_pipes import PIPES
+
+    root = tmp_path_factory.mktemp("pipes") / "tiny-sd"
+    PIPES["sd"]().save_pretrained(root)
+    return root
+
+
+def fk_args(root: Path, out: Path) -> list[str]:
+    """FK steering with GLASS on a tiny SD pipeline over the example prompt file (6 prompts)."""
+    return ["model=sd", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32",
+            "model.height=32", "model.width=32", f"out_dir={out}", f"task.prompts={EXAMPLE}",
+            "task.per_prompt=2", "task.transitions=2", "task=fk_steering", "reward=ink", "task.particles=2",
+            "sampler=compare", "sampler.samplers=[glass,sde]", "sampler.steps=[1]",
+            "task.save_latents=true"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def single(tiny_sd, tmp_path_factory) -> Path:
+    """The reference: the whole prompt set in one process (torch threads as under torchrun)."""
+    out = tmp_path_factory.mktemp("single")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    res = subprocess.run([sys.executable, "-m", "glass", "run", *fk_args(tiny_sd, out)], env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    (run,) = (out / "promptsets").iterdir()
+    return run
+
+
+def lines(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "images.jsonl").read_text().splitlines()]
+
+
+def rows(run: Path) -> list[dict]:
+    return json.loads((run / "metrics.json").read_text())["rows"]
+
+
+def assert_same_outputs(a: Path, b: Path) -> None:
+    """images.jsonl, every PNG and latent file byte for byte, the per-method rows and the gallery."""
+    assert lines(a) == lines(b) and len(lines(a)) == 6 * 2 * 2  # prompts x per_prompt x methods
+    files = {line["path"] for line in lines(a)} | {line["latents"] for line in lines(a)}
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    assert rows(a) == rows(b)
+    assert (a / "index.html").read_text() == (b / "index.html").read_text()
+
+
+def test_a_prompt_set_run_is_one_prompt_at_a_time_with_its_own_seed(single):
+    """Every prompt has its record, its seed depends on its index only, and the per-method row is the
+    mean over prompts of the per-image steered rewards (with their standard error and count)."""
+    from glass.promptrun import prompt_seed
+
+    got = lines(single)
+    assert {line["prompt_seed"] for line in got if line["prompt_index"] == 3} == {prompt_seed(0, 3)}
+    assert len({prompt_seed(0, i) for i in range(6)} | {prompt_seed(1, 0)}) == 7
+    assert sorted(p.name for p in (single / "prompts").iterdir()) == [f"{i:05d}.json" for i in range(6)]
+    for row in rows(single):
+        mine = [line["reward"] for line in got if line["method"] == row["sampler"]]
+        assert row["reward_n"] == 12 and row["prompts"] == 6
+        assert row["reward"] == pytest.approx(sum(mine) / len(mine), rel=1e-12)
+
+
+def test_the_gallery_is_a_prompts_by_methods_table_of_existing_images(single):
+    """index.html parsed: a header row with the methods, one row per prompt, each cell the prompt's
+    images of that method with their rewards, every src a relative path to an existing PNG."""
+    from html.parser import HTMLParser
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.srcs, self.text = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.rows[-1].append(0)
+            elif tag == "img":
+                self.rows[-1][-1] += 1
+                self.srcs.append(dict(attrs)["src"])
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = Page()
+    page.feed((single / "index.html").read_text())
+    header, *body = page.rows
+    assert len(header) == 1 + 2 and len(body) == 6  # prompt column + 2 methods; 6 prompts
+    assert all(cells == [0, 2, 2] for cells in body)  # per_prompt images in each method's cell
+    assert len(page.srcs) == 24
+    assert all(not Path(s).is_absolute() and (single / s).is_file() for s in page.srcs)
+    assert "glass M=1" in page.text and sum("reward 0." in t for t in page.text) == 24
+
+
+def test_a_killed_run_resumes_at_the_first_prompt_without_a_record(tiny_sd, single, tmp_path, monkeypatch):
+    """The run dies while writing its fourth prompt; the same command then computes prompts 3-5 only:
+    the first three prompts' files are not touched, and everything equals an uninterrupted run."""
+    import torch
+
+    import glass.promptrun as promptrun
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the reference
+    real, calls, dies = promptrun.write_prompt, [], [True]
+
+    def spy(*args, **kwargs):
+        calls.append(args[2].index)
+        if dies[0] and len(calls) == 4:
+            raise KeyboardInterrupt  # a killed run (Ctrl-C); SIGKILL leaves .partial, resumed the same way
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(promptrun, "write_prompt", spy)
+    try:
+        res = runner.invoke(app, ["run", *fk_args(tiny_sd, tmp_path)])
+        assert res.exit_code != 0
+        (failed,) = (tmp_path / "promptsets").iterdir()
+        assert failed.name.endswith(".failed") and len(list((failed / "prompts").iterdir())) == 3
+        before = {p: p.stat().st_mtime_ns for p in failed.rglob("*.png")}
+        calls.clear()
+        dies[0] = False
+        res = runner.invoke(app, ["run", *fk_args(tiny_sd, tmp_path)])
+        assert res.exit_code == 0, res.output
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [3, 4, 5] and "resuming" in res.stderr
+    (run,) = (tmp_path / "promptsets").iterdir()
+    assert run.name == single.name  # the directory is named by the config's hash
+    assert all((run / p.relative_to(failed)).stat().st_mtime_ns == t for p, t in before.items())
+    assert_same_outputs(run, single)
+    again = runner.invoke(app, ["run", *fk_args(tiny_sd, tmp_path)])  # finished: not computed again
+    assert again.exit_code == 0 and "is finished" in again.stderr
+    changed = runner.invoke(app, ["run", *fk_args(tiny_sd, tmp_path), "seed=1"])  # a new config: new dir
+    assert changed.exit_code == 0 and len(list((tmp_path / "promptsets").iterdir())) == 2
+
+
+def test_torchrun_shards_the_prompts_over_ranks_and_rank_0_merges(tiny_sd, single, tmp_path):
+    """torchrun --nproc_per_node=2 -m glass run ... on CPUs (gloo): each rank computes every other
+    prompt; the merged outputs equal the single process's."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "glass",
+           "run", *fk_args(tiny_sd, tmp_path)]  # fmt: skip
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (run,) = (tmp_path / "promptsets").iterdir()
+    assert run.name == single.name and res.stdout.count("outputs:") == 1  # rank 0 reports
+    ranks = [json.loads((run / "prompts" / f"{i:05d}.json").read_text())["rank"] for i in range(6)]
+    assert ranks == [0, 1, 0, 1, 0, 1]
+    assert_same_outputs(run, single)
+
+
+def test_prompt_range_shards_on_submitit_merge_into_the_single_run(tiny_sd, single, tmp_path):
+    """Two task.prompt_range array jobs on the submitit launcher (submitit_local: the SLURM code path
+    in local processes); glass report merges them into the outputs of one process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    shards = ["task.prompt_range=0:4,4:6", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
+    cmd = [sys.executable, "-m", "glass", "run", "-m", *fk_args(tiny_sd, tmp_path), *shards]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    rep = runner.invoke(app, ["report", str(sweep)])
+    assert rep.exit_code == 0, rep.output
+    (merged,) = (sweep / "merged").iterdir()
+    assert_same_outputs(merged, single)
+    assert json.loads((merged / "metrics.json").read_text())["shards"] == sorted(
+        p.name for p in sweep.iterdir() if (p / "metrics.json").is_file()
+    )
+    assert "merged" in (sweep / "summary.md").read_text() and (sweep / "gallery.html").is_file()
+
+
+def test_wandb_gets_an_image_table(tiny_sd, tmp_path, monkeypatch):
+    """logger=wandb (offline): the run logs one table with a row per image and its rewards."""
+    import wandb
+
+    logged = []
+
+    class Run:
+        summary: dict = {}
+
+        def log(self, metrics):
+            logged.append(metrics)
+
+        def finish(self):
+            pass
+
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: Run())
+    args = [*fk_args(tiny_sd, tmp_path), "task.prompt_range=0:2", "logger=wandb"]
+    res = runner.invoke(app, ["run", *args])
+    assert res.exit_code == 0, res.output
+    (table,) = [m["images"] for m in logged if "images" in m]
+    assert isinstance(table, wandb.Table) and len(table.data) == 2 * 2 * 2
+    assert table.columns[:6] == ["prompt_index", "prompt", "method", "repeat", "image", "reward"]
+    assert all(isinstance(row[4], wandb.Image) and 0 <= row[5] <= 1 for row in table.data)
+
+
+def test_reproduce_table1_on_a_prompt_set_with_a_tiny_flux(tmp_path):
+    """glass reproduce table1-fks model=flux task.prompts=...: the paper's Table 1 grid (flow, BoN and
+    FKS with ODE / SDE / GLASS) on a prompt set, steering a CLIP score and scoring every output by a
+    held-out CLIP score (tiny random FLUX and CLIP from configs): one job per method, the table of
+    every reward per method, and one gallery of all methods."""
+    from tests.test_promptsets import tiny_clip_dir
+    from tests.tiny_pipes import PIPES
+
+    flux, clip = tmp_path / "tiny-flux", tiny_clip_dir(tmp_path / "clip")
+    PIPES["flux"]().save_pretrained(flux)
+    res = runner.invoke(app, [
+        "reproduce", "table1-fks", "--scale", "small", "model=flux", f"model.model_id={flux}",
+        "model.device=cpu", "model.dtype=float32", "model.height=32", "model.width=32",
+        f"task.prompts={EXAMPLE}", "task.prompt_range=0:2", "task.per_prompt=2", "task.transitions=2",
+        "reward=clip", f"reward.model={clip}", "metric.rewards=[clip]", f"metric.configs.clip.model={clip}",
+        f"out_dir={tmp_path / 'out'}",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    base = tmp_path / "out" / "reproduce" / "table1-fks" / "small-example"
+    table = (base / "table1-fks.md").read_text()
+    variants = ["flow (ODE, 1 sample)", "BoN-ODE", "BoN-SDE", "BoN-GLASS (ddpm)", "FKS-SDE",
+                "FKS-GLASS (ddpm)", "FKS-GLASS (rho=0.4)"]  # fmt: skip
+    for value in ("**reward**", "**clip**", "**diversity**"):
+        section = table.split(value)[1].split("**")[0]
+        assert all(f"| {v} |" in section for v in variants), section
+    assert "target_accuracy" not in table and "imagereward" not in table  # no values: no table
+    page = (base / "gallery.html").read_text()
+    assert page.count("<img") == 7 * 2 * 2 and all(v in page for v in variants)
+    assert "the images of the prompt set" in table and "example.jsonl" in table  # not the MNIST text
+    summary = [json.loads(line) for line in (base / "summary.jsonl").read_text().splitlines()]
+    assert len(summary) == 7 and all(r["clip_n"] == 4 and r["prompts"] == 2 for r in summary)
+    # at equal NFE per output: particles x K x M for every method but the single flow sample
+    assert {r["nfe_per_sample"] for r in summary if r["variant"] != variants[0]} == {8 * 2 * 2}
