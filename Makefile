@@ -3,7 +3,7 @@ PYTHON ?= python3
 STAMP  := .make/install.stamp
 ARGS   ?=
 
-.PHONY: install run test lint format measure measure-mnist table1 reproduce bench clean help
+.PHONY: install run test lint format measure measure-mnist table1 reproduce results bench clean help
 
 help:
 	@echo "make run      install, then run the default experiment (glass run $(ARGS))"
@@ -12,6 +12,7 @@ help:
 	@echo "make measure  posterior error vs NFE on the 64-D oracle (README table)"
 	@echo "make measure-mnist  posterior FID and value correlation vs M on MNIST (README, ~1 h on 2 cores)"
 	@echo "make table1   paper Table 1 analog: best-of-N / FK steering at equal NFE on MNIST and the oracle"
+	@echo "make results  regenerate every committed result file and the README's tables (~3 h on 2 cores)"
 	@echo "make bench    speed benchmarks -> benchmarks/results/ (bench.json, bench.md with machine info)"
 	@echo "make reproduce  every paper experiment at small scale (glass reproduce NAME; SCALE=paper for GPUs)"
 
@@ -52,6 +53,9 @@ EXPERIMENTS ?= fig2-posterior fig2-value table4-sampling fig7-rho table1-fks tab
 SCALE ?= small
 reproduce: install
 	for name in $(EXPERIMENTS); do glass reproduce $$name --scale $(SCALE) $(ARGS) || exit 1; done
+
+results: install
+	$(PYTHON) -m experiments.regenerate $(if $(ONLY),--only $(ONLY))
 
 bench: install
 	$(PYTHON) benchmarks/bench.py

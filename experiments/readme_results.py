@@ -1,0 +1,246 @@
+"""The README's result tables, generated from the committed result files, never typed.
+
+A generated block in README.md sits between two markers::
+
+    <!-- results: experiments/results/NAME.md table=1 -->     the file's first markdown table
+    ...
+    <!-- /results -->
+
+    <!-- results: paper-vs-ours -->                           the reproduction table (below)
+    ...
+    <!-- /results -->
+
+``python -m experiments.readme_results`` rewrites every block from the result files;
+``--check`` only compares and exits 1 naming the first stale block (tests/test_results.py runs it, so
+a README table that disagrees with its result file fails the suite). ``make results`` regenerates the
+result files first.
+
+The paper-vs-ours table takes the paper's numbers from each definition's ``paper:`` text
+(``experiments/reproduce/NAME.yaml``) and ours from the committed ``summary.csv`` of its small-scale run:
+mean ± standard error over seeds (over the outputs for a single seed), and for every ordering the paper
+states, a verdict from the two-standard-error intervals: *confirmed* (same order, intervals apart),
+*contradicted* (opposite order, intervals apart) or *not resolved* (the intervals overlap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
+MARK = re.compile(r"<!-- results: (?P<spec>[^>]*?) -->\n(?P<body>.*?)<!-- /results -->", re.S)
+
+
+def _number(v: str):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def summary(name: str) -> list[dict]:
+    """The committed summary rows of ``glass reproduce NAME`` (small scale), numbers as floats."""
+    with open(RESULTS / "reproduce" / name / "summary.csv") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def stat(rows: list[dict], value: str, **where) -> tuple[float, float, int]:
+    """(mean, standard error, count) of ``value`` over the rows matching ``where`` (one per seed), or a
+    single row's own ``<value>_se`` (its standard error over outputs)."""
+    picked = [r for r in rows if all(str(r.get(k)) == str(v) for k, v in where.items())]
+    vals = [float(r[value]) for r in picked if isinstance(r.get(value), float)]
+    if not vals:
+        raise KeyError(f"no {value} where {where}")
+    mean = sum(vals) / len(vals)
+    if len(vals) > 1:
+        se = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) / len(vals))
+    else:
+        se = float(picked[0].get(f"{value}_se") or "nan")
+    return mean, se, len(vals)
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def pm(s: tuple[float, float, int], digits: int = 3) -> str:
+    mean, se, _ = s
+    return fmt(mean, digits) + (f" ± {se:.2g}" if math.isfinite(se) else "")
+
+
+def verdict(a: tuple, b: tuple, claim: str, higher_is_better: bool = True) -> str:
+    """The paper's claim "a better than b" against ours, from two-standard-error intervals."""
+    d = (a[0] - b[0]) * (1 if higher_is_better else -1)
+    order = "same order" if d > 0 else "opposite order"
+    if not (math.isfinite(a[1]) and math.isfinite(b[1])):
+        return f"{claim}: {order}, no standard error (one seed)"
+    if abs(a[0] - b[0]) <= 2 * (a[1] + b[1]):
+        return f"{claim}: not resolved ({order}, within two standard errors)"
+    return f"{claim}: {'confirmed' if d > 0 else '**contradicted**'}"
+
+
+def paper_text(name: str) -> str:
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "experiments" / "reproduce" / f"{name}.yaml").read_text())
+    return " ".join(spec["paper"].split())
+
+
+def fig2_posterior() -> str:
+    rows, ms = summary("fig2-posterior"), (2, 4, 8, 16)
+    t02 = {"task.t": 0.2}
+    at = {s: [stat(rows, "fid", sampler=f"{s} M={m}", **t02) for m in ms] for s in ("sde", "glass")}
+    agree = {s: stat(rows, "label_agreement", sampler=f"{s} M=2", **t02) for s in ("sde", "glass")}
+    other = []
+    for t in sorted({r["task.t"] for r in rows} - {0.2}):
+        fid = {(k, m): stat(rows, "fid", sampler=f"{k} M={m}", **{"task.t": t}) for k in ("sde", "glass")
+               for m in (2, 16)}  # fmt: skip
+        v = [verdict(fid["glass", m], fid["sde", m], f"M = {m}", False) for m in (2, 16)]
+        other.append(f"t = {t:g}: GLASS below SDE at {'; '.join(v)}")
+    return (f"posterior FID at t = 0.2, M = 2 / 4 / 8 / 16: SDE {' / '.join(fmt(s[0]) for s in at['sde'])}, "
+            f"GLASS {' / '.join(fmt(s[0]) for s in at['glass'])} (one seed, "
+            f"{int(rows[0]['n_points'])} images); "
+            f"label agreement at M = 2: SDE {agree['sde'][0]:.2f}, GLASS {agree['glass'][0]:.2f}. "
+            f"{verdict(at['glass'][0], at['sde'][0], 'GLASS below SDE at M = 2', False)}. "
+            + ". ".join(other))  # fmt: skip
+
+
+def fig2_value() -> str:
+    rows, ms = summary("fig2-value"), (2, 4, 8, 16)
+    r = {s: [stat(rows, "pearson", sampler=f"{s} M={m}")[0] for m in ms] for s in ("sde", "glass")}
+    better = sum(g > s for g, s in zip(r["glass"], r["sde"]))
+    return (f"Pearson at M = 2 / 4 / 8 / 16: SDE {' / '.join(f'{v:.2f}' for v in r['sde'])}, "
+            f"GLASS {' / '.join(f'{v:.2f}' for v in r['glass'])} (one seed, {int(rows[0]['n_points'])} "
+            f"points): GLASS higher at {better} of 4 M")  # fmt: skip
+
+
+def table4() -> str:
+    rows = summary("table4-sampling")
+    s = {k: stat(rows, "fid", sampler=f"{k} M=10") for k in ("ode", "sde", "glass", "glass(rho=0.4)")}
+    claims = [verdict(s["glass(rho=0.4)"], s["sde"], "GLASS(0.4) below SDE", False),
+              verdict(s["ode"], s["sde"], "ODE below SDE", False)]  # fmt: skip
+    return (f"FID ({int(rows[0]['fid_n_samples'])} samples): ODE {fmt(s['ode'][0])}, SDE {fmt(s['sde'][0])}, "
+            f"GLASS(ρ_DDPM) {fmt(s['glass'][0])}, GLASS(0.4) {fmt(s['glass(rho=0.4)'][0])}. "
+            + "; ".join(claims))
+
+
+def fig7() -> str:
+    rows = summary("fig7-rho")
+    v = {name: stat(rows, "energy", variant=name) for name in dict.fromkeys(r["variant"] for r in rows)}
+    floor = stat(rows, "energy_floor", variant="SDE")[0]
+    glass = {k: x for k, x in v.items() if k not in ("SDE", "ODE")}
+    best = min(glass, key=lambda k: glass[k][0])
+    beats = sum(x[0] < v["SDE"][0] for x in glass.values())
+    return (f"energy distance (floor {floor:.3f}, 3 seeds): SDE {pm(v['SDE'])}, best GLASS {best} "
+            f"{pm(v[best])}, ρ = 0.4 {pm(v['rho=0.4'])}, ρ = 1 {pm(v['rho=1.0'])}, ODE "
+            f"{pm(v['ODE'])}; {beats} of {len(glass)} GLASS ρ below the SDE. "
+            f"{verdict(v['rho=0.4'], v['SDE'], 'GLASS(0.4) below SDE', False)}. On the oracle at 5 × 2 Euler "
+            "steps the discretisation error dominates, so the deterministic ODE is best")  # fmt: skip
+
+
+def table1() -> str:
+    rows = summary("table1-fks")
+    names = ["flow (ODE, 1 sample)", "BoN-ODE", "BoN-SDE", "BoN-GLASS (ddpm)", "FKS-SDE", "FKS-GLASS (ddpm)",
+             "FKS-GLASS (rho=0.4)"]  # fmt: skip
+    v = {k: stat(rows, "reward", variant=k) for k in names}
+    short = {"flow (ODE, 1 sample)": "flow", "BoN-GLASS (ddpm)": "BoN-GLASS",
+             "FKS-GLASS (ddpm)": "FKS-GLASS(ρ_DDPM)", "FKS-GLASS (rho=0.4)": "FKS-GLASS(0.4)"}  # fmt: skip
+    claims = [verdict(v["FKS-GLASS (rho=0.4)"], v["FKS-SDE"], "FKS-GLASS(0.4) above FKS-SDE"),
+              verdict(v["FKS-GLASS (rho=0.4)"], v["BoN-GLASS (ddpm)"], "FKS-GLASS(0.4) above BoN-GLASS"),
+              verdict(v["BoN-ODE"], v["BoN-SDE"], "BoN-ODE above BoN-SDE")]  # fmt: skip
+    seeds = int(v["BoN-ODE"][2])
+    return (f"log p(class 0) ({seeds} seeds × {int(rows[0]['groups'])} outputs): "
+            + ", ".join(f"{short.get(k, k)} {pm(x)}" for k, x in v.items()) + ". " + "; ".join(claims))
+
+
+def table5() -> str:
+    rows = summary("table5-guidance")
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    v = {k: stat(rows, "reward", variant=k) for k in names}
+    acc = {k: stat(rows, "target_accuracy", variant=k)[0] for k in names}
+    guided = [k for k in names if "guidance" in k]
+    claims = [verdict(v["flow + guidance"], v["SDE + guidance"], "flow + guidance above SDE + guidance"),
+              verdict(v["GLASS + guidance"], v["SDE + guidance"], "GLASS + guidance above SDE + guidance")]
+    return (f"log p(class 0) ({int(v[names[0]][2])} seeds × {int(rows[0]['groups'])} outputs): "
+            + ", ".join(f"{k} {pm(x)}" for k, x in v.items())
+            + f" (target accuracy {' / '.join(f'{acc[k]:.2f}' for k in guided)} with guidance). "
+            + "; ".join(claims))  # fmt: skip
+
+
+ROWS = [
+    ("Fig. 2, posterior FID", "fig2-posterior", fig2_posterior),
+    ("Fig. 2, value correlation", "fig2-value", fig2_value),
+    ("Table 4, 50 NFE", "table4-sampling", table4),
+    ("Fig. 7, ρ", "fig7-rho", fig7),
+    ("Table 1, FK steering", "table1-fks", table1),
+    ("Table 5, guidance", "table5-guidance", table5),
+]
+
+
+def paper_vs_ours() -> str:
+    lines = ["| experiment | paper | ours (generated from `experiments/results/reproduce/*/summary.csv`) |",
+             "|---|---|---|"]  # fmt: skip
+    for title, name, cell in ROWS:
+        lines.append(f"| {title} | {paper_text(name)} | {cell()} |")
+    return "\n".join(lines) + "\n"
+
+
+def table_of(path: str, k: int = 1) -> str:
+    """The k-th markdown table of a result file."""
+    tables, current = [], []
+    for line in (ROOT / path).read_text().splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    if len(tables) < k:
+        raise KeyError(f"{path} has {len(tables)} tables, not {k}")
+    return "\n".join(tables[k - 1]) + "\n"
+
+
+def render(spec: str) -> str:
+    if spec == "paper-vs-ours":
+        return paper_vs_ours()
+    path, _, rest = spec.partition(" ")
+    k = int(rest.split("=", 1)[1]) if rest.startswith("table=") else 1
+    return table_of(path, k)
+
+
+def update(text: str) -> tuple[str, list[str]]:
+    """(the README with every block rendered, the specs of the blocks that changed)."""
+    stale = []
+
+    def sub(m: re.Match) -> str:
+        body = render(m.group("spec"))
+        if body != m.group("body"):
+            stale.append(m.group("spec"))
+        return f"<!-- results: {m.group('spec')} -->\n{body}<!-- /results -->"
+
+    return MARK.sub(sub, text), stale
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 if a block is stale")
+    args = parser.parse_args(argv)
+    readme = ROOT / "README.md"
+    new, stale = update(readme.read_text())
+    if args.check:
+        if stale:
+            print(f"README.md is stale: {', '.join(stale)} (python -m experiments.readme_results)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        return 0
+    readme.write_text(new)
+    print(f"README.md: {len(stale)} block(s) rewritten" + (f": {', '.join(stale)}" if stale else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

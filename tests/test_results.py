@@ -1,0 +1,42 @@
+"""Committed results stay true: the README's result tables equal what their result files generate,
+and one committed experiment, rerun at CI size, still gives its committed numbers."""
+
+import pytest
+
+from experiments import readme_results
+
+
+def test_readme_tables_are_generated_from_the_committed_result_files():
+    """Every <!-- results: ... --> block of README.md is what python -m experiments.readme_results
+    writes from experiments/results/ (edit the results, not the README)."""
+    text = (readme_results.ROOT / "README.md").read_text()
+    blocks = readme_results.MARK.findall(text)
+    assert len(blocks) >= 9  # the reproduction table and the measured tables
+    _, stale = readme_results.update(text)
+    assert not stale, f"README.md disagrees with its result files: {stale} (python -m experiments.readme_results)"
+
+
+def test_the_verdicts_follow_the_intervals():
+    v = readme_results.verdict
+    assert v((2.0, 0.1, 3), (1.0, 0.1, 3), "a above b") == "a above b: confirmed"
+    assert v((1.0, 0.1, 3), (2.0, 0.1, 3), "a above b") == "a above b: **contradicted**"
+    assert v((1.0, 0.1, 3), (2.0, 0.1, 3), "a below b", higher_is_better=False) == "a below b: confirmed"
+    assert "not resolved (same order" in v((1.3, 0.1, 3), (1.0, 0.1, 3), "a above b")
+    assert "no standard error" in v((1.3, float("nan"), 1), (1.0, float("nan"), 1), "a above b")
+
+
+@pytest.mark.parametrize("variant", ["rho=0.4", "ddpm^1", "SDE", "ODE"])
+def test_fig7_rho_rerun_at_ci_size_matches_its_committed_numbers(variant, tmp_path):
+    """fig7-rho's seed-0 job of ``variant``, rerun from its definition, gives the energy distance its
+    committed summary.csv holds (relative tolerance 1e-6: CPU float64 arithmetic, any thread count), so
+    a change that moves the numbers cannot leave the committed results stale silently (make results)."""
+    from glass.definitions import load
+    from glass.experiment import run
+    from glass.reproduce import job_overrides
+
+    jobs, labels = job_overrides(load("fig7-rho"), "small", [f"out_dir={tmp_path}", "seed=0"])
+    (overrides,) = [ov for ov, lab in zip(jobs, labels) if lab.get("variant") == variant]
+    _, rows = run(overrides)
+    committed = [r for r in readme_results.summary("fig7-rho") if r["variant"] == variant and r["seed"] == 0]
+    assert len(committed) == 1 and len(rows) == 1
+    assert rows[0]["energy"] == pytest.approx(committed[0]["energy"], rel=1e-6)
