@@ -13,7 +13,7 @@ def test_readme_tables_are_generated_from_the_committed_result_files():
     blocks = readme_results.MARK.findall(text)
     assert len(blocks) >= 9  # the reproduction table and the measured tables
     _, stale = readme_results.update(text)
-    assert not stale, f"README.md disagrees with its result files: {stale} (python -m experiments.readme_results)"
+    assert not stale, f"README.md disagrees with {stale} (python -m experiments.readme_results)"
 
 
 def test_the_verdicts_follow_the_intervals():

@@ -25,7 +25,9 @@ from torch import Tensor, nn
 
 from glass.checks import check_int
 
-__all__ = ["FID", "MnistFeatures", "frechet_distance", "feature_stats", "extract_features", "packaged_inception"]
+__all__ = [
+    "FID", "MnistFeatures", "frechet_distance", "feature_stats", "extract_features", "packaged_inception",
+]  # fmt: skip
 
 Features = Literal["mnist", "inception"]
 Backend = Literal["clean-fid", "torchmetrics", "both"]
