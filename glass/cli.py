@@ -124,9 +124,13 @@ def results_table(rows: list[dict]):
     skip |= {"network_calls", "truth_network_calls", "groups", "particles"}
     skip |= {k for r in rows for k in r if k.endswith("_se")}
     # swept parameters are in the run column already
-    # (a config group's choice such as reward=ink is not: "reward" is also the steered reward's column)
-    overridden = {o.split("=", 1)[0].lstrip("+") for r in rows for o in (r.get("overrides") or "").split()}
-    skip |= {k for k in overridden if "." in k}
+    # (a column with the override's key but another value is a metric: reward=ink vs the reward column)
+    overridden = {}
+    for r in rows:
+        for o in (r.get("overrides") or "").split():
+            key, _, value = o.lstrip("+").partition("=")
+            overridden.setdefault(key, set()).add(value)
+    skip |= {k for k, vs in overridden.items() if all(str(r.get(k, v)) in vs for r in rows for v in vs)}
     skip |= {k for r in rows for k in r if k.endswith("_cfg")}
     keys = list(
         dict.fromkeys(

@@ -8,6 +8,7 @@ the bad value and what is allowed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -260,7 +261,7 @@ _IGNORED = ("out_dir", "logger", "cache_dir")
 
 def config_hash(cfg) -> str:
     """Hash of the resolved config (a DictConfig or its container), without the keys that only say
-    where things are written."""
+    where things are written, and with the content of ``task.prompts`` (a prompt file)."""
     from omegaconf import OmegaConf
 
     def strip(node):
@@ -271,4 +272,9 @@ def config_hash(cfg) -> str:
         return node
 
     data = strip(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
+    prompts = (data.get("task") or {}).get("prompts") if isinstance(data.get("task"), dict) else None
+    if prompts:  # a prompt set is its file's content, not its path: an edited file is a new run
+        with contextlib.suppress(OSError):  # a missing file is reported where the prompts are loaded
+            content = Path(str(prompts)).expanduser().read_bytes()
+            data["task"]["prompts_sha256"] = hashlib.sha256(content).hexdigest()
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,11 +1,13 @@
 """Several processes on one prompt set, on PyTorch's own engine: ``torchrun --nproc_per_node=G -m glass
 run ...`` starts G processes with ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` set; each joins the
 process group (NCCL on GPUs, gloo on CPUs), uses GPU ``LOCAL_RANK``, computes its share of the prompts
-(:mod:`glass.promptrun`) and waits at a barrier before rank 0 merges the outputs."""
+(:mod:`glass.promptrun`) and waits at a barrier before rank 0 merges the outputs (for up to
+``GLASS_BARRIER_HOURS``, 24 by default)."""
 
 from __future__ import annotations
 
 import atexit
+import datetime
 import os
 
 import torch
@@ -28,7 +30,12 @@ def setup() -> tuple[int, int]:
         cuda = torch.cuda.is_available()
         if cuda:  # "cuda" in a config means this rank's GPU
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+        # ranks wait at the final barrier for the slowest one, up to a prompt behind (minutes on FLUX at
+        # the paper's budget): far longer than torch's default 10-minute collective timeout
+        hours = float(os.environ.get("GLASS_BARRIER_HOURS", "24"))
+        torch.distributed.init_process_group(
+            backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=hours)
+        )
         atexit.register(_teardown)
     return rank(), world()
 

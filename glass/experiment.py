@@ -71,6 +71,10 @@ def run(
         from glass.sweep import sweep
 
         base, rows, failures = sweep(jobs, sweep_dir, hydra_overrides, progress, announce=announce)
+        if rows:  # summary.png / summary.md (and merged prompt-set shards), as glass report writes them
+            from glass.report import report
+
+            report(base)
     finally:
         release(jobs)
     if failures:

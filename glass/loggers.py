@@ -97,11 +97,14 @@ class WandbLogger(NullLogger):
             self._guard("log", lambda: (self._run.log(metrics), self._run.summary.update(metrics)))
 
     def log_images(self, run_dir, images):
-        """One W&B table ``images``: a row per image (prompt, method, repeat, the image, its steered
-        reward and every held-out reward), so W&B's table view filters and sorts them."""
+        """W&B tables ``images/<method>``: a row per image (prompt, repeat, the image, its steered reward
+        and every held-out reward), so W&B's table view filters and sorts them; a method with more than
+        W&B's 10,000 rows a table gets ``images/<method>/<part>`` tables."""
         if self._run is not None:
+
             def log():
-                self._run.log({"images": _image_table(Path(run_dir), Path(images))})
+                for name, table in _image_tables(Path(run_dir), Path(images)):
+                    self._run.log({name: table})
 
             self._guard("image table", log)
 
@@ -111,16 +114,22 @@ class WandbLogger(NullLogger):
             self._run = None
 
 
-def _image_table(run_dir: Path, images: Path):
+def _image_tables(run_dir: Path, images: Path, rows: int = 10_000):
+    """(name, wandb.Table) per method (and part of ``rows`` images) of a prompt-set run."""
     import json
 
     import wandb
 
     lines = [json.loads(line) for line in images.read_text().splitlines()]
     names = list(dict.fromkeys(k for line in lines for k in line.get("rewards", {})))
-    table = wandb.Table(columns=["prompt_index", "prompt", "method", "repeat", "image", "reward", *names])
-    for line in lines:
-        table.add_data(line["prompt_index"], line["prompt"], line["method"], line["repeat"],
-                       wandb.Image(str(run_dir / line["path"])), line.get("reward"),
-                       *(line.get("rewards", {}).get(n) for n in names))  # fmt: skip
-    return table
+    methods = list(dict.fromkeys(line["method"] for line in lines))
+    for method in methods:
+        mine = [line for line in lines if line["method"] == method]
+        for part in range(0, len(mine), rows):
+            table = wandb.Table(columns=["prompt_index", "prompt", "repeat", "image", "reward", *names])
+            for line in mine[part : part + rows]:
+                table.add_data(line["prompt_index"], line["prompt"], line["repeat"],
+                               wandb.Image(str(run_dir / line["path"])), line.get("reward"),
+                               *(line.get("rewards", {}).get(n) for n in names))  # fmt: skip
+            suffix = f"/{part // rows}" if len(mine) > rows else ""
+            yield f"images/{method}{suffix}", table

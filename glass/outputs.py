@@ -2,7 +2,8 @@
 
 Inside the run directory::
 
-    prompts/<prompt index:05d>.json                       one prompt's record, written last (see below)
+    prompts/<prompt index:05d>.json                       one prompt's record, written last (see below;
+                                                          with FK steering's per-step trace)
     geneval/<method>/<prompt index:05d>/metadata.jsonl    the prompt's line of the prompt file
     geneval/<method>/<prompt index:05d>/samples/<k:05d>.png
     latents/<method>/<prompt index:05d>.safetensors       task.save_latents=true: row k is output k
@@ -93,9 +94,9 @@ def write_prompt(run_dir: Path, model, record, result, *, info: dict, held_out=N
             if latents is not None:
                 line["latents"], line["latent_row"] = str(latents.relative_to(run_dir)), k
             lines.append(line)
-        methods[label] = {"row": row, "diversity": _diversity(features)}
-    out = {"key": info["key"], "prompt_index": record.index, "rank": info.get("rank", 0), "methods": methods,
-           "images": lines}  # fmt: skip
+        methods[label] = {"row": row, "diversity": _diversity(features), "trace": traces.get(label) or None}
+    out = {"key": info["key"], "prompt_index": record.index, "rank": info.get("rank", 0),
+           "file_prompts": info.get("file_prompts"), "methods": methods, "images": lines}  # fmt: skip
     path = _record_path(run_dir, record.index)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, out)

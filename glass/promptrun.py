@@ -60,7 +60,8 @@ def compute(job, run_dir: Path, progress=None, rank: int = 0, world: int = 1) ->
         with torch.inference_mode():
             generator = torch.Generator().manual_seed(s)
             result = one(job.model, job.sampler, NoMetric(), generator, reward=job.reward)
-            info = {"seed": seed, "prompt_seed": s, "key": key, "rank": rank}
+            info = {"seed": seed, "prompt_seed": s, "key": key, "rank": rank,
+                    "file_prompts": task.prompts.file_prompts}  # fmt: skip
             write_prompt(run_dir, job.model, record, result, info=info,
                          held_out=held_out, save_latents=task.prompts.save_latents,
                          batch=getattr(held_out, "batch", 4))  # fmt: skip

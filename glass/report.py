@@ -103,6 +103,12 @@ def markdown_table(rows: list[dict], index: list[str], value: str, columns: str 
     return "\n".join(lines) + "\n"
 
 
+def _words(key: str) -> str:
+    """A config key or column as words on a figure: ``task.t`` -> ``t``, ``label_agreement`` ->
+    ``label agreement``, ``sampler.steps`` -> ``steps``."""
+    return str(key).rsplit(".", 1)[-1].replace("_", " ")
+
+
 def _style(ax, spec: dict, xs: list, numeric: bool, title: str) -> None:
     """Ticks, log axes, labels and grid of one panel."""
     if not numeric:
@@ -117,8 +123,8 @@ def _style(ax, spec: dict, xs: list, numeric: bool, title: str) -> None:
             ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     if spec.get("logy"):
         ax.set_yscale("log")
-    ax.set_xlabel(spec["x"])
-    ax.set_ylabel(spec["y"])
+    ax.set_xlabel(_words(spec["x"]))
+    ax.set_ylabel(_words(spec["y"]))
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
 
@@ -153,7 +159,7 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
                 width = 0.8 / len(names)
                 pos = [xs.index(v) + (i - (len(names) - 1) / 2) * width for v in px]
                 ax.bar(pos, mean, width=width, yerr=err, capsize=3, label=str(s) if series else None)
-        _style(ax, spec, xs, numeric, f"{facet} = {f}" if facet else spec.get("title", ""))
+        _style(ax, spec, xs, numeric, f"{_words(facet)} = {f}" if facet else spec.get("title", ""))
         if series and len(names) > 1:
             ax.legend(fontsize=8)
     if spec.get("floor"):  # e.g. the metric's noise floor: a sampler cannot do better than this
@@ -298,8 +304,10 @@ def _prompt_sets(path: Path, written: list[Path]) -> list[str]:
         md += ["", f"Images of every method, prompt by prompt: [{page.name}]({page.name})", ""]
         written.append(page)
     for merged in merge_shards(path):
-        rows = json.loads((merged / "metrics.json").read_text())["rows"]
-        md += ["", f"**prompt-set shards merged in `{merged.relative_to(path)}`**", "", _merged_table(rows)]
+        meta = json.loads((merged / "metrics.json").read_text())
+        what = f"{meta['prompts']} of the file's {meta['file_prompts']} prompts"
+        md += ["", f"**prompt-set shards merged in `{merged.relative_to(path)}`** ({what})", "",
+               _merged_table(meta["rows"])]  # fmt: skip
         written.append(merged)
     return md
 

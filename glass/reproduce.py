@@ -92,7 +92,8 @@ def reproduce(
     target = Path(jobs[0].cfg.out_dir) / "reproduce" / name / scale
     definition = {**spec, "scale": scale}
     if any(j.task.prompts for j in jobs):  # a prompt set: its own directory per prompt file
-        target = target.with_name(f"{scale}-{Path(str(jobs[0].task.prompts.path)).stem}")
+        family = jobs[0].cfg.model.get("family") or "model"
+        target = target.with_name(f"{scale}-{Path(str(jobs[0].task.prompts.path)).stem}-{family}")
         definition["prompts"] = str(jobs[0].task.prompts.path)
     try:
         base, rows, failures = sweep(

@@ -76,6 +76,12 @@ def _check_paths(cfg) -> None:
             raise UserError(f"{node}.data_root: the data directory {str(root)!r} does not exist")
 
 
+def _no_metric(metric) -> bool:
+    from glass.metrics.none import NoMetric
+
+    return isinstance(metric, NoMetric)
+
+
 def _metric(node, task_name, model):
     return resolve_metric(instantiate(node, "metric"), task_name, model)
 
@@ -104,6 +110,11 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
         if task.needs_reward:  # generate / posterior never score a reward
             reward = shared.get((*key, "resolved"), resolve_reward, reward, model)
         task.check(model, reward)
+        if task.prompts and not getattr(metric, "text_to_image", False) and not _no_metric(metric):
+            raise ValueError(
+                f"{metric!r} is not computed on a prompt set (task.prompts); use metric=none, or "
+                "metric=rewards for held-out rewards on every image"
+            )
         task.sizes(model)  # sizes that depend on the model (e.g. task.n >= 2 on the oracle)
         if hasattr(reward, "weights") and hasattr(model, "dim"):  # e.g. reward.direction's length
             reward.weights(model.dim)
@@ -146,7 +157,9 @@ def _start(job: Job, partial: Path, failed: Path, meta: dict | None) -> None:
     earlier attempt (killed: ``.partial``, failed: ``.failed``)."""
     from omegaconf import OmegaConf
 
-    if job.task.prompts and failed.is_dir() and not partial.exists():
+    if job.task.prompts and (failed / "prompts").is_dir() and not (partial / "prompts").is_dir():
+        if partial.is_dir():  # e.g. made empty by a sweep's launcher before this job started
+            shutil.rmtree(partial)
         failed.rename(partial)
         (partial / "error.txt").unlink(missing_ok=True)
     partial.mkdir(parents=True, exist_ok=True)  # a sweep's launcher may have created it
@@ -213,8 +226,11 @@ def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, me
         for row in rows:
             job.logger.log(row)
     except BaseException as e:
-        if main:
+        if main and distributed.world() == 1:
             _fail(partial, failed, e)
+        elif main:  # other ranks may still be writing into .partial: it stays, resumed as it is
+            with contextlib.suppress(OSError):
+                (partial / "error.txt").write_text("".join(traceback.format_exception(e)))
         raise
     finally:
         if main:

@@ -17,7 +17,8 @@ __all__ = ["merge_shards", "sweep_gallery"]
 def merge_shards(sweep_dir: Path) -> list[Path]:
     """Merge the finished jobs of a sweep that computed parts of one prompt-set run (the same config
     but ``task.prompt_range``, e.g. SLURM array jobs) into ``<sweep_dir>/merged/<run key>/``: the
-    outputs a single process would have written (images, images.jsonl, gallery, metrics.json).
+    outputs a single process would have written (images, images.jsonl, gallery, metrics.json, which
+    says how many of the file's prompts the shards hold: a missing shard is visible, not silent).
     Returns the merged directories; runs computed in one job are left as they are."""
 
     runs: dict[str, list[Path]] = {}
@@ -38,8 +39,9 @@ def merge_shards(sweep_dir: Path) -> list[Path]:
         target = Path(sweep_dir) / "merged" / key
         target.mkdir(parents=True, exist_ok=True)
         rows = merge(target, [found[i] for i in sorted(found)], labels)
-        write_json_atomic(target / "metrics.json", {"seed": first["seed"], "rows": rows,
-                                                    "shards": [d.name for d in dirs]})  # fmt: skip
+        total = next(iter(found.values()))[1].get("file_prompts")
+        meta = {"seed": first["seed"], "rows": rows, "prompts": len(found), "file_prompts": total}
+        write_json_atomic(target / "metrics.json", {**meta, "shards": [d.name for d in dirs]})
         merged.append(target)
     return merged
 
@@ -57,7 +59,7 @@ def sweep_gallery(sweep_dir: Path) -> Path | None:
         labels = {}
     lines, methods = [], []
     for job_dir in sorted(finished_jobs(sweep_dir).values()):
-        if not (job_dir / "images.jsonl").is_file():
+        if not (job_dir / "images.jsonl").is_file() or (labels and job_dir.name not in labels):
             continue
         name = " ".join(str(v) for v in labels.get(job_dir.name, {}).values()) or job_dir.name
         for line in map(json.loads, (job_dir / "images.jsonl").read_text().splitlines()):

@@ -491,11 +491,18 @@ def test_cli_loads_a_local_pipeline_folder_through_from_pipe(family, tmp_path):
 
     pu.DiffusionPipeline.from_pretrained = classmethod(spy)
     try:
+        shared = instantiate(compose(common).model, "model")  # the first model is alive: its network
+        assert loaded == [] and shared.net is model.net  # is shared, nothing is loaded again
+        expected = model.denoise(x, 0.3)
+        del model, shared
+        import gc
+
+        gc.collect()
         again = instantiate(compose(common).model, "model")
     finally:
         pu.DiffusionPipeline.from_pretrained = classmethod(original)
     assert "text_encoder" in loaded[0]  # every prompt cached: the encoders were not loaded
-    assert torch.equal(again.denoise(x, 0.3), model.denoise(x, 0.3))
+    assert torch.equal(again.denoise(x, 0.3), expected)
     res = CliRunner().invoke(
         app,
         [

@@ -180,6 +180,9 @@ def test_prompt_range_shards_on_submitit_merge_into_the_single_run(tiny_sd, sing
     assert rep.exit_code == 0, rep.output
     (merged,) = (sweep / "merged").iterdir()
     assert_same_outputs(merged, single)
+    meta = json.loads((merged / "metrics.json").read_text())
+    assert meta["prompts"] == meta["file_prompts"] == 6 and "6 of the file's 6 prompts" in rep.output + (
+        sweep / "summary.md").read_text()  # fmt: skip
     assert json.loads((merged / "metrics.json").read_text())["shards"] == sorted(
         p.name for p in sweep.iterdir() if (p / "metrics.json").is_file()
     )
@@ -205,10 +208,18 @@ def test_wandb_gets_an_image_table(tiny_sd, tmp_path, monkeypatch):
     args = [*fk_args(tiny_sd, tmp_path), "task.prompt_range=0:2", "logger=wandb"]
     res = runner.invoke(app, ["run", *args])
     assert res.exit_code == 0, res.output
-    (table,) = [m["images"] for m in logged if "images" in m]
-    assert isinstance(table, wandb.Table) and len(table.data) == 2 * 2 * 2
-    assert table.columns[:6] == ["prompt_index", "prompt", "method", "repeat", "image", "reward"]
-    assert all(isinstance(row[4], wandb.Image) and 0 <= row[5] <= 1 for row in table.data)
+    tables = {k: v for m in logged for k, v in m.items() if k.startswith("images/")}
+    assert sorted(tables) == ["images/glass M=1", "images/sde M=1"]  # one table per method
+    for table in tables.values():
+        assert isinstance(table, wandb.Table) and len(table.data) == 2 * 2  # prompts x per_prompt
+        assert table.columns[:5] == ["prompt_index", "prompt", "repeat", "image", "reward"]
+        assert all(isinstance(row[3], wandb.Image) and 0 <= row[4] <= 1 for row in table.data)
+    from glass.loggers import _image_tables
+
+    (run,) = (tmp_path / "promptsets").iterdir()
+    parts = list(_image_tables(run, run / "images.jsonl", rows=3))  # past W&B's rows a table: parts
+    assert [name for name, _ in parts] == ["images/glass M=1/0", "images/glass M=1/1", "images/sde M=1/0",
+                                           "images/sde M=1/1"]  # fmt: skip
 
 
 def test_reproduce_table1_on_a_prompt_set_with_a_tiny_flux(tmp_path):
@@ -229,7 +240,7 @@ def test_reproduce_table1_on_a_prompt_set_with_a_tiny_flux(tmp_path):
         f"out_dir={tmp_path / 'out'}",
     ])  # fmt: skip
     assert res.exit_code == 0, res.output
-    base = tmp_path / "out" / "reproduce" / "table1-fks" / "small-example"
+    base = tmp_path / "out" / "reproduce" / "table1-fks" / "small-example-flux"
     table = (base / "table1-fks.md").read_text()
     variants = ["flow (ODE, 1 sample)", "BoN-ODE", "BoN-SDE", "BoN-GLASS (ddpm)", "FKS-SDE",
                 "FKS-GLASS (ddpm)", "FKS-GLASS (rho=0.4)"]  # fmt: skip
@@ -244,3 +255,55 @@ def test_reproduce_table1_on_a_prompt_set_with_a_tiny_flux(tmp_path):
     assert len(summary) == 7 and all(r["clip_n"] == 4 and r["prompts"] == 2 for r in summary)
     # at equal NFE per output: particles x K x M for every method but the single flow sample
     assert {r["nfe_per_sample"] for r in summary if r["variant"] != variants[0]} == {8 * 2 * 2}
+
+
+def test_a_failed_sweep_job_resumes_from_its_records(tiny_sd, tmp_path, monkeypatch):
+    """In a sweep the launcher makes <job>.partial before the job starts; a job that failed after three
+    prompts still resumes from its .failed records (and the prompt file's content, not its path, names
+    the run: an edited file is computed afresh)."""
+    import glass.promptrun as promptrun
+
+    real, calls, dies = promptrun.write_prompt, [], [True]
+
+    def spy(*args, **kwargs):
+        calls.append(args[2].index)
+        if dies[0] and len(calls) == 4:
+            raise RuntimeError("node lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(promptrun, "write_prompt", spy)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\na dog\na bird\na fish\na cow\n")
+    args = ["run", "-m", *fk_args(tiny_sd, tmp_path), f"task.prompts={prompts}", "task.per_prompt=1",
+            "task.save_latents=false", "seed=0"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code != 0 and "node lost" in res.stderr
+    calls.clear()
+    dies[0] = False
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert calls == [3, 4]
+    prompts.write_text("a cat\na dog\na bird\na fish\na horse\n")  # same path, new content
+    calls.clear()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0 and calls == [0, 1, 2, 3, 4]
+
+
+def test_guidance_and_metric_checks_on_a_prompt_set(tiny_sd, tmp_path):
+    """Guidance with a differentiable reward (a tiny CLIP score) runs on a pipeline over a prompt set;
+    a metric that is not computed per prompt (e.g. curvature) is refused in one line."""
+    from tests.test_promptsets import tiny_clip_dir
+
+    clip = tiny_clip_dir(tmp_path / "clip")
+    base = [*fk_args(tiny_sd, tmp_path)[:8], "task.per_prompt=1", "task.prompt_range=0:2",
+            "task.transitions=2"]  # fmt: skip
+    guided = ["task=guidance", "reward=clip", f"reward.model={clip}", "sampler=glass", "sampler.steps=2",
+              "task.guidance.t_lo=0.01", "task.guidance.t_hi=0.99"]  # fmt: skip
+    res = runner.invoke(app, ["run", *base, *guided])
+    assert res.exit_code == 0, res.output
+    (run,) = (tmp_path / "promptsets").iterdir()
+    row = rows(run)[0]
+    assert row["grad_evals"] > 0 and row["reward_n"] == 2 and len(lines(run)) == 2
+    bad = runner.invoke(app, ["run", *base, "task=generate", "metric=curvature"])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
+    assert "not computed on a prompt set" in bad.stderr

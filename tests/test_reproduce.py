@@ -65,9 +65,12 @@ def test_report_of_a_plain_sweep_and_bad_paths(tmp_path):
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     (sweep,) = tmp_path.glob("multirun/*")
+    written = (sweep / "summary.md").read_text()  # glass run -m writes the report at the end of the sweep
+    assert (sweep / "summary.png").is_file()
     out = runner.invoke(app, ["report", str(sweep)])
     assert out.exit_code == 0, out.output
     md = (sweep / "summary.md").read_text()
+    assert md == written
     assert "| config | kernel | steps=2 | steps=4 |" in md and "| task.t=0.7 | glass |" in md
     assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
     for bad in (tmp_path / "missing", tmp_path):

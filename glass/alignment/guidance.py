@@ -61,12 +61,12 @@ class Guided:
         check_guidance(lam, t_lo, t_hi, grad)
         self._model, self.reward, self.lam, self.t_lo, self.t_hi = model, reward, float(lam), t_lo, t_hi
         self.grad = grad
-        self.decode = decode
+        self._reward_input = decode  # not ``self.decode``: that is the model's (forwarded), e.g. for images
         self.grad_evals = 0
 
     def _images(self, z: Tensor) -> Tensor:
-        if self.decode is not None:
-            return self.decode(z)
+        if self._reward_input is not None:
+            return self._reward_input(z)
         from glass.rewards.base import reward_input
 
         return reward_input(self.reward, self._model, z)

@@ -13,7 +13,7 @@ import copy
 
 from glass.checks import check_int
 from glass.models.base import capabilities_of
-from glass.promptsets import PromptRecord, load_prompts
+from glass.promptsets import PromptRecord, load_prompts, parse_range
 
 __all__ = ["PromptOptions"]
 
@@ -30,9 +30,12 @@ class PromptOptions:
         if prompts is None and prompt_range is not None:
             raise ValueError("prompt_range selects prompts of a prompt file: set prompts=FILE too")
         self.path = prompts
-        self.records: list[PromptRecord] | None = (
-            None if prompts is None else load_prompts(prompts, prompt_range)
-        )
+        self.records: list[PromptRecord] | None = None
+        self.file_prompts = 0  # prompts in the whole file (a range selects some of them)
+        if prompts is not None:
+            full = load_prompts(prompts)
+            self.records = [full[i] for i in parse_range(prompt_range, len(full))]
+            self.file_prompts = len(full)
 
     def __bool__(self) -> bool:
         return self.records is not None
