@@ -82,6 +82,7 @@ def write_prompt(run_dir: Path, model, record, result, *, info: dict, held_out=N
                     features.append(feats)
         for k in range(len(x)):
             line = {"method": label, "prompt_index": record.index, "prompt": record.prompt, "repeat": k,
+                    "group": record.index * len(x) + k,
                     "meta": record.meta, "seed": info["seed"], "prompt_seed": info["prompt_seed"],
                     "nfe": row.get("nfe"), "path": f"geneval/{method_dir(label)}/{record.index:05d}/samples/"
                     f"{k:05d}.png"}  # fmt: skip
@@ -89,6 +90,8 @@ def write_prompt(run_dir: Path, model, record, result, *, info: dict, held_out=N
                 line["reward"] = float(rewards[label][k])
             if scores:
                 line["rewards"] = {name: v[k] for name, v in scores.items()}
+            if "particle" in (traces.get(label) or {}):  # FK steering / best-of-N: the kept particle
+                line["particle"] = int(traces[label]["particle"][k])
             if ess is not None:
                 line["ess_at_resampling"] = ess[k]
             if latents is not None:

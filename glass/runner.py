@@ -178,7 +178,7 @@ def _compute(job: Job, partial: Path, progress) -> list[dict]:
     generator = torch.Generator().manual_seed(int(job.cfg.seed))
     with torch.inference_mode():
         result = job.task(job.model, job.sampler, job.metric, generator, progress, reward=job.reward)
-    if any(result.extra.get("trace", {}).values()):  # FK steering: ESS, resampling, ancestry per step
+    if any(result.extra.get("trace", {}).values()):  # kept particles; FK: ESS, resampling, ancestry
         write_json_atomic(partial / "trace.json", result.extra["trace"])
     title = f"{job.task.name} | {job.sampler!r} | {job.model!r}"
     plot_result(job.model, job.task, result, title, partial / "samples.png")

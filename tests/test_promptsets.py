@@ -98,6 +98,7 @@ def test_a_prompt_set_run_writes_images_jsonl_geneval_layout_and_gallery(tmp_pat
     (fk_run,) = [p for p in (tmp_path / "out").glob("promptsets/*") if p != run]
     rows = [json.loads(line) for line in (fk_run / "images.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(0 <= r["reward"] <= 1 for r in rows)
+    assert [r["group"] for r in rows] == [0, 1, 2, 3] and all(r["particle"] in (0, 1) for r in rows)
     # one resampling (after the first of two transitions) per output, ESS in [1, particles]
     assert all(len(r["ess_at_resampling"]) == 1 and 1 <= r["ess_at_resampling"][0] <= 2 for r in rows)
     from safetensors.torch import load_file

@@ -61,18 +61,25 @@ class FKResult:
         """Self-normalized estimate of E_{p^r}[r] per group."""
         return (torch.softmax(self.log_weights, -1) * self.rewards).sum(-1)
 
+    def draw_index(self, generator=None) -> Tensor:
+        """Per group, the index of one particle drawn by the final weights; ``generator`` is a CPU
+        generator (the weights live on the CPU)."""
+        return torch.multinomial(torch.softmax(self.log_weights, -1), 1, generator=generator)[:, 0]
+
     def draw(self, generator=None) -> Tensor:
-        """One particle per group, drawn by the final weights (a sample of the steered target);
-        ``generator`` is a CPU generator (the weights live on the CPU)."""
-        idx = torch.multinomial(torch.softmax(self.log_weights, -1), 1, generator=generator)[:, 0]
+        """One particle per group, drawn by the final weights (a sample of the steered target)."""
+        idx = self.draw_index(generator)
         return self.x[torch.arange(len(idx)), idx.to(self.x.device)]
+
+    def best_index(self) -> Tensor:
+        """Per group, the index of its highest-reward particle."""
+        return self.rewards.argmax(-1)
 
     def best(self) -> tuple[Tensor, Tensor]:
         """The highest-reward particle of each group and its reward."""
-        idx = self.rewards.argmax(-1)
-        return self.x[torch.arange(len(idx)), idx.to(self.x.device)], self.rewards[
-            torch.arange(len(idx)), idx
-        ]
+        idx = self.best_index()
+        rows = torch.arange(len(idx))
+        return self.x[rows, idx.to(self.x.device)], self.rewards[rows, idx]
 
 
 def check_fk_options(
@@ -270,11 +277,13 @@ def best_of_n(
     chunk=None,
     generator=None,
     progress=None,
+    with_index: bool = False,
     **cond,
 ) -> tuple[Tensor, Tensor, int]:
     """N independent samples per group through the kernel's transitions; keep the highest reward
     (scored on images, as :func:`fk_steering`; ``**cond`` per group). Returns (best samples
-    (groups, ...), their rewards (groups,), NFE per sample path)."""
+    (groups, ...), their rewards (groups,), NFE per sample path), and with ``with_index`` the index of
+    each group's kept sample among its N."""
     check_int("n", n, 1)
     check_int("groups", groups, 1)
     total = groups * n
@@ -287,4 +296,5 @@ def best_of_n(
     idx = r.argmax(1)
     best = x.reshape(groups, n, *x.shape[1:])[torch.arange(groups), idx.to(x.device)]
     check_finite(x, repr(kernel))
-    return best, r[torch.arange(groups), idx], model.reset_nfe() // len(slices)
+    out = (best, r[torch.arange(groups), idx], model.reset_nfe() // len(slices))
+    return (*out, idx) if with_index else out

@@ -159,8 +159,10 @@ class FKSteering(_Align):
                           groups, chunk=self.chunk, generator=generator, **self.options, **cond)  # fmt: skip
         if (self.output or ("draw" if is_oracle(model) else "best")) == "best":
             x, r = res.best()
+            kept = res.best_index()
         else:
-            x = res.draw(torch.Generator().manual_seed(derive_seed(generator)))
+            kept = res.draw_index(torch.Generator().manual_seed(derive_seed(generator)))
+            x = res.x[torch.arange(groups), kept.to(res.x.device)]
             r = score(reward, model, x, **cond).cpu()
         flat = res.x.reshape(groups, self.particles, -1)
         unique = (
@@ -176,6 +178,7 @@ class FKSteering(_Align):
             "unique_fraction": float(unique.mean()),
         }
         trace = {
+            "particle": kept.tolist(),  # the kept particle of each group
             "ess": ess.tolist(),
             "resampled": torch.stack(res.resampled).tolist(),
             "ancestors": torch.stack(res.ancestors)[:, :4].tolist(),  # first 4 groups
@@ -193,9 +196,10 @@ class BestOfN(_Align):
         return None
 
     def run(self, model, kernel, reward, groups, generator, cond):
-        x, r, nfe = best_of_n(model, kernel, reward, self.transitions, self.particles, groups,
-                              chunk=self.chunk, generator=generator, **cond)  # fmt: skip
-        return x, r, {"nfe": nfe, "nfe_per_sample": nfe * self.particles}, {}
+        x, r, nfe, kept = best_of_n(model, kernel, reward, self.transitions, self.particles, groups,
+                                    chunk=self.chunk, generator=generator, with_index=True,
+                                    **cond)  # fmt: skip
+        return x, r, {"nfe": nfe, "nfe_per_sample": nfe * self.particles}, {"particle": kept.tolist()}
 
 
 class Guidance(BestOfN):
