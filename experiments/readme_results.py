@@ -112,11 +112,16 @@ def fig2_posterior() -> str:
 
 def fig2_value() -> str:
     rows, ms = summary("fig2-value"), (2, 4, 8, 16)
-    r = {s: [stat(rows, "pearson", sampler=f"{s} M={m}")[0] for m in ms] for s in ("sde", "glass")}
-    better = sum(g > s for g, s in zip(r["glass"], r["sde"]))
-    return (f"Pearson at M = 2 / 4 / 8 / 16: SDE {' / '.join(f'{v:.2f}' for v in r['sde'])}, "
-            f"GLASS {' / '.join(f'{v:.2f}' for v in r['glass'])} (one seed, {int(rows[0]['n_points'])} "
-            f"points): GLASS higher at {better} of 4 M")  # fmt: skip
+    cells = []
+    for truth in dict.fromkeys(r["variant"] for r in rows):
+        r = {s: [stat(rows, "pearson", sampler=f"{s} M={m}", variant=truth) for m in ms]
+             for s in ("sde", "glass")}  # fmt: skip
+        claims = [verdict(g, q, f"M = {m}") for m, g, q in zip(ms, r["glass"], r["sde"])]
+        sde, glass = (" / ".join(f"{v[0]:.2f}" for v in r[k]) for k in ("sde", "glass"))
+        cells.append(f"{truth}: SDE {sde}, GLASS {glass}; GLASS above SDE at {'; '.join(claims)}")
+    seeds = int(stat(rows, "pearson", sampler="glass M=2", variant=rows[0]["variant"])[2])
+    return (f"Pearson at M = 2 / 4 / 8 / 16 ({seeds} seeds × {int(rows[0]['n_points'])} points), "
+            + ". ".join(cells))  # fmt: skip
 
 
 def table4() -> str:
