@@ -30,7 +30,7 @@ run: install
 	glass run $(ARGS)
 
 test: install
-	WANDB_MODE=disabled $(PYTHON) -m pytest -q
+	WANDB_MODE=disabled $(PYTHON) -m pytest -q --durations=15
 
 lint: install
 	$(PYTHON) -m ruff check glass tests experiments benchmarks
