@@ -50,18 +50,15 @@ def summary(name: str) -> list[dict]:
 
 
 def stat(rows: list[dict], value: str, **where) -> tuple[float, float, int]:
-    """(mean, standard error, count) of ``value`` over the rows matching ``where`` (one per seed), or a
-    single row's own ``<value>_se`` (its standard error over outputs)."""
+    """(mean, standard error, count) of ``value`` over the jobs (seeds) of the rows matching ``where``
+    (a single job keeps its own ``<value>_se``): :func:`glass.report.aggregate`'s numbers."""
+    from glass.report import aggregate
+
     picked = [r for r in rows if all(str(r.get(k)) == str(v) for k, v in where.items())]
-    vals = [float(r[value]) for r in picked if isinstance(r.get(value), float)]
-    if not vals:
+    got = aggregate(picked, [], value).get(())
+    if got is None:
         raise KeyError(f"no {value} where {where}")
-    mean = sum(vals) / len(vals)
-    if len(vals) > 1:
-        se = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) / len(vals))
-    else:
-        se = float(picked[0].get(f"{value}_se") or "nan")
-    return mean, se, len(vals)
+    return got
 
 
 def fmt(x: float, digits: int = 3) -> str:
@@ -85,10 +82,9 @@ def verdict(a: tuple, b: tuple, claim: str, higher_is_better: bool = True) -> st
 
 
 def paper_text(name: str) -> str:
-    import yaml
+    from glass.definitions import load
 
-    spec = yaml.safe_load((ROOT / "experiments" / "reproduce" / f"{name}.yaml").read_text())
-    return " ".join(spec["paper"].split())
+    return " ".join(load(name)["paper"].split())
 
 
 def fig2_posterior() -> str:

@@ -8,22 +8,27 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["write_json_atomic", "write_rows"]
+__all__ = ["write_text_atomic", "write_json_atomic", "write_rows"]
 
 
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to a temporary file and rename it over ``path`` (never a partial file, and no
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file and rename it over ``path`` (never a partial file, and no
     temporary file left behind when the write fails, e.g. on a full disk)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """:func:`write_text_atomic` of ``data`` as indented JSON."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False))
 
 
 def write_rows(directory: Path, rows: list[dict]) -> None:

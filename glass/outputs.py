@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import re
 import shutil
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from glass.files import write_json_atomic
+from glass.files import write_json_atomic, write_text_atomic
 
 __all__ = ["write_prompt", "read_records", "merge", "gallery", "method_dir"]
 
@@ -162,9 +161,7 @@ def merge(target: Path, records: list[tuple[Path, dict]], labels: list[str]) -> 
             _copy_prompt(Path(source), Path(target), rec)
     lines = [line for label in labels for _, rec in records for line in rec["images"]
              if line["method"] == label]  # fmt: skip
-    tmp = target / ".images.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    tmp.replace(target / "images.jsonl")
+    write_text_atomic(target / "images.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
     gallery(target, lines, labels)
     write_json_atomic(target / "geneval" / "methods.json", {method_dir(label): label for label in labels})
     _grid(target, lines, labels)
@@ -188,16 +185,13 @@ def _copy_prompt(source: Path, target: Path, rec: dict) -> None:
             shutil.copy2(source / rel, dst)
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    v = torch.tensor(values, dtype=torch.float64)
-    return float(v.mean()), (float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0)
-
-
 def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
     """One row per method over the prompts: the steered reward and every held-out reward as mean,
     standard error and count over the images; diversity as mean and standard error over the prompts;
     the task's other per-prompt numbers (NFE, ESS, unique fraction, ...) as their mean over the prompts
     (exact when they are the same for every prompt, as NFE is)."""
+    from glass.metrics.rewards import mean_se
+
     rows = []
     for label in labels:
         per_prompt = [rec["methods"][label] for rec in records]
@@ -212,14 +206,14 @@ def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
         if "groups" in task:
             task["groups"] = len(images)
         if images and "reward" in images[0]:
-            row["reward"], row["reward_se"] = _mean_se([line["reward"] for line in images])
+            row["reward"], row["reward_se"] = mean_se([line["reward"] for line in images])
             row["reward_n"] = len(images)
         for name in images[0].get("rewards", {}) if images else ():
-            row[name], row[f"{name}_se"] = _mean_se([line["rewards"][name] for line in images])
+            row[name], row[f"{name}_se"] = mean_se([line["rewards"][name] for line in images])
             row[f"{name}_n"] = len(images)
         d = [p["diversity"] for p in per_prompt if p.get("diversity") is not None]
         if d:
-            row["diversity"], row["diversity_se"] = _mean_se(d)
+            row["diversity"], row["diversity_se"] = mean_se(d)
             row["diversity_n_prompts"] = len(d)
         row.update({**task, "prompts": len(records), "outputs": len(images)})
         rows.append(row)
@@ -258,9 +252,7 @@ def gallery(run_dir: Path, rows: list[dict], methods: list[str], name: str = "in
         "figcaption{font-size:12px}</style></head><body>"
         f"<table><tr><th>prompt</th>{head}</tr>{''.join(body)}</table></body></html>\n"
     )
-    tmp = run_dir / f".{name}.tmp"
-    tmp.write_text(page)
-    tmp.replace(run_dir / name)
+    write_text_atomic(run_dir / name, page)
 
 
 def _grid(run_dir: Path, lines: list[dict], labels: list[str], per_method: int = 8) -> None:

@@ -17,11 +17,12 @@ from torch import Tensor
 
 from glass.checks import check_int
 
-__all__ = ["HeldOutRewards", "summary", "diversity"]
+__all__ = ["HeldOutRewards", "summary", "diversity", "mean_se"]
 
 
-def _mean_se(v: Tensor) -> tuple[float, float]:
-    v = v.double()
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error (float64) of a tensor or a list of numbers; 0 error for one value."""
+    v = torch.as_tensor(values, dtype=torch.float64)
     return float(v.mean()), (float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0)
 
 
@@ -117,7 +118,7 @@ class HeldOutRewards:
 
 def summary(name: str, v: Tensor, count: str | None = None) -> dict:
     """``{name: mean, name_se: standard error, name_n: count}`` of the values ``v``."""
-    mean, se = _mean_se(v)
+    mean, se = mean_se(v)
     return {name: mean, f"{name}_se": se, count or f"{name}_n": len(v)}
 
 

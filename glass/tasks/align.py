@@ -18,8 +18,6 @@ proposal cannot diversify resampled copies, so it collapses towards 1 / particle
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -27,6 +25,7 @@ from glass.alignment import best_of_n, fk_steering
 from glass.alignment.fk import check_fk_options
 from glass.alignment.guidance import Guided, check_guidance
 from glass.metrics.fid import extract_features
+from glass.metrics.rewards import mean_se
 from glass.models.base import capabilities_of
 from glass.noise import Streams
 from glass.rewards.base import score
@@ -35,11 +34,6 @@ from glass.tasks.base import Task, check_gaussian_path, check_int, is_oracle
 from glass.tasks.prompts import PromptOptions
 
 __all__ = ["FKSteering", "BestOfN", "Guidance"]
-
-
-def _mean_se(v: Tensor) -> tuple[float, float]:
-    v = v.double()
-    return float(v.mean()), float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
 class _Align(Task):
@@ -116,7 +110,7 @@ class _Align(Task):
         streams = Streams(inputs["seed"], groups * self.particles, model.device)
         x, r, info, trace = self.run(m, kernel, inputs["reward"], groups, streams, self.prompts.cond())
         inputs["rewards"][kernel.label] = r
-        mean, se = _mean_se(r)
+        mean, se = mean_se(r)
         row = {"reward": mean, "reward_se": se, **info, "grad_evals": getattr(m, "grad_evals", 0)}
         inputs["traces"][kernel.label] = trace
         return x, {**row, **inputs["quality"](x), "groups": groups, "particles": self.particles}
