@@ -137,11 +137,47 @@ def _image_figure(plt, task, result, samples: dict, model=None, n_cols: int = 10
     return fig
 
 
+POINTS_SHOWN = 4  # posterior figures: samples of this many points x_t, one colour each
+
+
+def _posterior_panel(ax, model, s, point, x_t, reference, lim, title, shown):
+    """Posterior samples of the first ``shown`` points x_t, one colour per point, with the point.
+
+    d = 2: over the exact data density (grey); d > 2: in the exact samples' 2-D PCA projection, with
+    each point's exact posterior samples in a light tint of its colour."""
+    import matplotlib.colors as mcolors
+
+    colors = [mcolors.to_rgb(c) for c in ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange")]
+    two_d = reference.shape[1] == 2
+    if two_d:
+        _density_panel(ax, model.log_prob, s[:0], lim, title)
+        project = lambda v: v  # noqa: E731
+    else:
+        center, basis = _pca(reference)
+        project = lambda v: (v - center) @ basis  # noqa: E731
+        ax.set(title=title, xlabel="PC 1 of exact posterior samples", ylabel="PC 2")
+    for i in range(shown):
+        c = colors[i % len(colors)]
+        mine = point == i
+        if not two_d:
+            r = project(reference[mine]).numpy()
+            tint = tuple(0.55 + 0.45 * v for v in c)
+            ax.scatter(r[:, 0], r[:, 1], s=5, color=tint, alpha=0.6, linewidths=0)
+        p = project(s[mine][:400]).numpy()
+        ax.scatter(p[:, 0], p[:, 1], s=6, color=c, alpha=0.7, linewidths=0)
+        if two_d:
+            ax.scatter([float(x_t[i, 0])], [float(x_t[i, 1])], color=c, marker="X", s=90, edgecolors="k")
+    if two_d:
+        handles = [ax.scatter([], [], color="k", marker="X", s=60, label="x_t")]
+    else:
+        handles = [ax.scatter([], [], color="0.75", s=12, label="exact posterior (light)"),
+                   ax.scatter([], [], color="0.3", s=12, label="sampler (dark)")]  # fmt: skip
+    ax.legend(handles=handles, loc="upper right", fontsize=8)
+
+
 def _oracle_figure(plt, model, task, result, samples: dict):
     posterior = task.name == "posterior"
-    single = len(samples) == 1
-    cols = 2 if (posterior and single) else len(samples)
-    fig, axes = plt.subplots(1, cols, figsize=(5 * cols, 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(samples), figsize=(5 * len(samples), 5), squeeze=False)
     d = result.reference.shape[1]
     two_d = d == 2 and capabilities_of(model).oracle
     for ax, (label, s) in zip(axes[0], samples.items()):
@@ -154,42 +190,10 @@ def _oracle_figure(plt, model, task, result, samples: dict):
                 _projection_panel(ax, s, result.reference, f"{name}2-D projection (d = {d})")
             continue
         point, x_t = result.extra["point"], result.extra["x_t"]
-        if two_d:
-            lim = float(torch.cat([result.reference, x_t]).abs().max()) * 1.15
-            _density_panel(
-                ax, model.log_prob, s[:0], lim, f"{name}posterior samples at {len(x_t)} points x_t"
-            )
-            ax.scatter(
-                s[:, 0].numpy(), s[:, 1].numpy(), s=3, c=point.numpy(), cmap="tab10", alpha=0.5, linewidths=0
-            )
-            ax.scatter(
-                x_t[:, 0].numpy(), x_t[:, 1].numpy(), c=range(len(x_t)), cmap="tab10", marker="X", s=70,
-                edgecolors="k", label="x_t",
-            )  # fmt: skip
-            ax.legend(loc="upper right", fontsize=8)
-        else:
-            _projection_panel(ax, s, result.reference, f"{name}all points, 2-D projection (d = {d})")
-    if posterior and single:
-        s, point, x_t = next(iter(samples.values())), result.extra["point"], result.extra["x_t"]
-        first = point == 0
-        if two_d:
-            lim = float(torch.cat([result.reference, x_t]).abs().max()) * 1.15
-            x0 = x_t[:1]
-            _density_panel(
-                axes[0, 1],
-                lambda z: model.posterior_log_prob(z, x0, task.t),
-                s[first],
-                lim,
-                f"first x_t (t = {task.t:g}): exact posterior vs samples",
-            )
-            axes[0, 1].scatter(
-                [float(x0[0, 0])], [float(x0[0, 1])], marker="X", c="tab:blue", s=70, edgecolors="k"
-            )
-        else:
-            _projection_panel(
-                axes[0, 1],
-                s[first],
-                result.reference[first],
-                f"first x_t (t = {task.t:g}): posterior, projected",
-            )
+        shown = min(POINTS_SHOWN, len(x_t))
+        lim = float(torch.cat([result.reference, x_t]).abs().max()) * 1.15
+        where = "" if two_d else f", 2-D projection of d = {d}"
+        title = f"{name}posterior samples\nat {shown} of {len(x_t)} points x_t (t = {task.t:g}){where}"
+        _posterior_panel(ax, model, s, point, x_t, result.reference, lim, title, shown)
+        ax.title.set_fontsize(9)
     return fig
