@@ -23,6 +23,7 @@ from glass.times import check_times
 __all__ = ["GaussianMixture", "ring", "random_mixture"]
 
 F64 = torch.float64
+TEST_SEED = 20_250_925  # the oracle's fixed test set (``test_point``)
 
 
 class GaussianMixture(Model):
@@ -188,6 +189,21 @@ class GaussianMixture(Model):
         logw, mu, var = self.posterior(x, t)
         n = z.shape[0]
         return self._mixture_log_prob(z, logw.expand(n, -1), mu.expand(n, -1, -1), var.expand(n, -1))
+
+    def test_point(self, index: int) -> tuple[Tensor, None]:
+        """The ``index``-th point of the oracle's fixed test set (exact samples drawn with seed
+        ``TEST_SEED``), shape (1, d), and no label: what ``reward.source=test:INDEX`` observes."""
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValueError(f"test index must be an integer >= 0, got {index!r}")
+        return self.sample(index + 1, torch.Generator().manual_seed(TEST_SEED))[index:], None
+
+    def condition(self, A, y, noise: float):
+        """Exact posterior p(z | y) for the measurement y = A z + noise n, n ~ N(0, I), with ``A`` an
+        (m, d) matrix: a :class:`~glass.models.mixture.FullCovarianceMixture` (weights, means,
+        covariances, ``sample``, ``log_prob``, ``mean``, ``covariance``)."""
+        from glass.models.mixture import condition_isotropic
+
+        return condition_isotropic(self.weights, self.means, self.stds, A, y, noise)
 
     # -- rewards ------------------------------------------------------------------------------------
     def tilted(self, w, lam: float = 1.0) -> GaussianMixture:

@@ -6,6 +6,7 @@ from glass.rewards.hub import CLIPScore, HPSv2, ImageReward, PickScore, RewardUn
 from glass.rewards.ink import Ink
 from glass.rewards.jpeg import JpegCompressibility
 from glass.rewards.linear import LinearReward
+from glass.rewards.measurement import Measurement
 
 __all__ = [
     "Reward",
@@ -14,6 +15,7 @@ __all__ = [
     "score",
     "ClassifierLogProb",
     "LinearReward",
+    "Measurement",
     "Ink",
     "JpegCompressibility",
     "CLIPScore",

@@ -40,6 +40,7 @@ def resolve_reward(reward, model):
     """Replace ``DefaultReward`` by the model's default reward; check the reward fits the model."""
     from glass.rewards.classifier import ClassifierLogProb
     from glass.rewards.linear import LinearReward
+    from glass.rewards.measurement import Measurement
 
     caps = capabilities_of(model)
     oracle, mnist = caps.oracle, caps.classifier
@@ -56,8 +57,10 @@ def resolve_reward(reward, model):
         raise ValueError("reward=classifier needs an MNIST model (model=mnist), got the oracle")
     if isinstance(reward, LinearReward) and not oracle:
         raise ValueError("reward=linear is the oracle's reward (model=gmm or gmm64)")
-    if oracle and not isinstance(reward, LinearReward):
-        raise ValueError(f"{reward!r} scores images; the oracle's reward is reward=linear")
+    if oracle and not isinstance(reward, (LinearReward, Measurement)):
+        raise ValueError(f"{reward!r} scores images; the oracle's rewards are reward=linear and measurement")
+    if isinstance(reward, Measurement) and reward.op is None:
+        reward = reward.bind(model)
     if hasattr(reward, "load"):
         reward.load()
     return reward

@@ -36,5 +36,13 @@ class LinearReward:
         x = x1.reshape(len(x1), -1).double()
         return x @ self.weights(x.shape[1], x.device)
 
+    def exact_target(self, model, lam: float = 1.0):
+        """The exact tilted target p(z) exp(lam w.z) on the Gaussian-mixture oracle (eq. 6)."""
+        return model.tilted(self.weights(model.dim), lam)
+
+    def exact_mean(self, target) -> float:
+        """E[w.z] for z ~ ``target`` (an isotropic Gaussian mixture)."""
+        return float((target.weights * (target.means @ self.weights(target.dim))).sum())
+
     def __repr__(self) -> str:
         return f"LinearReward(scale={self.scale:g})"

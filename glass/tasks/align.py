@@ -219,11 +219,11 @@ class AlignedQuality:
         self.model, self.metric, self.oracle, self.prompts = model, metric, is_oracle(model), prompts
         self.tilted, self.reference = None, None
         self.images = capabilities_of(model).classifier  # MNIST: FID, target accuracy, diversity
-        if self.oracle:
-            self.w = reward.weights(model.dim)
+        if self.oracle:  # the reward's exact target p(z) exp(lam r(z)) (linear reward, measurement)
+            self.reward = reward
             if lam:
-                self.tilted = model.tilted(self.w, lam)
-            self.reference = (self.tilted or model).sample(groups, generator)
+                self.tilted = reward.exact_target(model, lam)
+            self.reference = (model if self.tilted is None else self.tilted).sample(groups, generator)
         elif self.images:
             from glass.data import load_mnist
             from glass.models.mnist import to_data
@@ -238,7 +238,7 @@ class AlignedQuality:
             if self.tilted is None:  # best-of-N has no target distribution: reward only
                 return {}
             out = self.metric(x, lambda g: self.tilted.sample(len(x), g))
-            return {**out, "exact_reward": float((self.tilted.weights * (self.tilted.means @ self.w)).sum())}
+            return {**out, "exact_reward": self.reward.exact_mean(self.tilted)}
         if getattr(self.metric, "text_to_image", False):  # held-out rewards, diversity (callables: no)
             return self.metric(self.model, x, *self.prompts.per_output(self.model, len(x)))
         if not self.images:  # pretrained models: the reward is the measurement

@@ -1,0 +1,191 @@
+"""Inverse problems as rewards: r(x) = log N(y; A x, noise^2 I) for a measurement y = A x_0 + noise n.
+
+``reward=measurement`` with ``reward.operator=inpaint|downsample|blur|identity``
+(:mod:`glass.rewards.operators`), noise level ``reward.noise`` and the clean point x_0 taken from
+``reward.source``: ``test:INDEX`` (the model's test set: MNIST test image INDEX, or the oracle's
+fixed test set) or a file (``.png`` / ``.jpg`` image, or a ``.pt`` / ``.npy`` tensor of one data
+point, in data space [-1, 1]). The measurement noise is drawn once from ``reward.seed``.
+
+The reward is differentiable (guidance: its gradient is A^T (y - A x) / noise^2) and costs one
+operator application (FK steering, best-of-N). With lam = 1, FK steering targets p(x) exp(r(x)),
+i.e. the posterior p(x | y) (paper eq. 6); on the Gaussian-mixture oracle that target is exact
+(:meth:`Measurement.exact_target`, a mixture with full covariances). On latent models the reward
+scores decoded images (``glass.rewards.base.reward_input``): inpainting in pixel space through the
+decoder; the source must then be an image file of the decoder's output size.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from glass.checks import check_choice, check_int, check_number
+from glass.models.base import capabilities_of
+from glass.rewards.operators import OPERATORS, REGIONS, LinearOperator
+
+__all__ = ["Measurement", "load_source_file"]
+
+
+def load_source_file(path: str | Path, channels: int | None = None) -> Tensor:
+    """One clean data point from a file, in data space [-1, 1]: an image (PNG / JPEG; ``channels``
+    1 reads grey, 3 RGB, None keeps the file's) as (C, H, W), or a ``.pt`` / ``.npy`` tensor."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"reward.source file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        x = torch.load(path, map_location="cpu", weights_only=True)
+    elif suffix == ".npy":
+        import numpy as np
+
+        x = torch.from_numpy(np.load(path, allow_pickle=False))
+    elif suffix in (".png", ".jpg", ".jpeg"):
+        import numpy as np
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            img = Image.open(path)
+            img = img.convert({1: "L", 3: "RGB"}.get(channels, "L" if img.mode in ("L", "1", "I") else "RGB"))
+        except (OSError, UnidentifiedImageError) as e:
+            raise ValueError(f"reward.source {str(path)!r} is not a readable image ({e})") from None
+        a = torch.from_numpy(np.asarray(img, dtype=np.float64) / 255.0)
+        x = (a[None] if a.ndim == 2 else a.permute(2, 0, 1)) * 2 - 1
+    else:
+        raise ValueError(
+            f"reward.source {str(path)!r}: use test:INDEX, an image (.png, .jpg) or a .pt / .npy file"
+        )
+    if not torch.is_tensor(x) or not x.is_floating_point() or not bool(torch.isfinite(x).all()):
+        raise ValueError(f"reward.source {str(path)!r} must hold one finite floating-point data point")
+    return x.to(torch.float64)
+
+
+class Measurement:
+    """r(x) = log N(y; A x, noise^2 I) (see the module docstring). Unbound until :meth:`bind` (the
+    run does this with its model) or :meth:`observe` (a given clean point) sets x_0 and y."""
+
+    differentiable = True
+
+    def __init__(
+        self,
+        operator: str = "inpaint",
+        noise: float = 0.1,
+        source: str = "test:0",
+        region: str = "lower",
+        factor: int = 4,
+        width: float = 1.0,
+        seed: int = 0,
+    ):
+        check_choice("reward.operator", operator, OPERATORS)
+        if check_number("reward.noise", noise) <= 0:
+            raise ValueError(f"reward.noise must be a number > 0, got {noise!r}")
+        check_choice("reward.region", region, REGIONS)
+        check_int("reward.factor", factor, 1)
+        if check_number("reward.width", width) <= 0:
+            raise ValueError(f"reward.width must be a number > 0 (pixels), got {width!r}")
+        check_int("reward.seed", seed, 0)
+        if not isinstance(source, str) or not source:
+            raise ValueError(f"reward.source must be test:INDEX or a file, got {source!r}")
+        if source.startswith("test:"):
+            index = source.removeprefix("test:")
+            if not index.isdigit():
+                raise ValueError(
+                    f"reward.source must be test:INDEX with an integer INDEX >= 0, got {source!r}"
+                )
+        self.operator, self.noise, self.source = operator, float(noise), source
+        self.region, self.factor, self.width, self.seed = region, factor, float(width), seed
+        self.op: LinearOperator | None = None
+        self.original: Tensor | None = None  # x_0 (1, *shape)
+        self.label: int | None = None
+        self.y: Tensor | None = None  # (m,)
+
+    # -- binding ------------------------------------------------------------------------------------
+    def _clean_point(self, model) -> tuple[Tensor, int | None]:
+        if self.source.startswith("test:"):
+            if not capabilities_of(model).data:
+                raise ValueError(
+                    f"reward.source={self.source} observes the model's test set; {model!r} has none "
+                    "(use model=mnist, gmm or gmm64, or give an image file)"
+                )
+            return model.test_point(int(self.source.removeprefix("test:")))
+        shape = getattr(model, "shape", None)
+        channels = shape[0] if shape is not None and len(shape) == 3 else None
+        if capabilities_of(model).latent:
+            channels = 3
+        return load_source_file(self.source, channels)[None], None
+
+    def bind(self, model) -> Measurement:
+        """A copy observing ``reward.source`` of ``model``'s data (``resolve_reward`` calls this)."""
+        x0, label = self._clean_point(model)
+        shape = getattr(model, "shape", None)
+        if shape is not None and not capabilities_of(model).latent and tuple(x0.shape[1:]) != tuple(shape):
+            raise ValueError(
+                f"reward.source={self.source} has shape {tuple(x0.shape[1:])}; {model!r} makes data of "
+                f"shape {tuple(shape)}"
+            )
+        return self.observe(x0, label)
+
+    def observe(self, x0: Tensor, label: int | None = None) -> Measurement:
+        """A copy observing the clean point ``x0`` (a batch of one, (1, *shape)): y = A x0 + noise n,
+        n drawn from ``seed``."""
+        x0 = torch.as_tensor(x0).to(torch.float64).cpu()
+        if x0.ndim < 2 or x0.shape[0] != 1:
+            raise ValueError(
+                f"x0 must be one data point as a batch of one, (1, *shape), got {tuple(x0.shape)}"
+            )
+        opts = (self.region, self.factor, self.width)
+        new = Measurement(self.operator, self.noise, self.source, *opts, seed=self.seed)
+        new.op = LinearOperator(self.operator, x0.shape[1:], *opts)
+        clean = new.op(x0)[0]
+        n = torch.randn(clean.shape, generator=torch.Generator().manual_seed(self.seed), dtype=torch.float64)
+        new.original, new.label, new.y = x0, label, clean + self.noise * n
+        return new
+
+    def _bound(self) -> LinearOperator:
+        if self.op is None:
+            raise ValueError("the measurement reward has no observation yet (call bind or observe)")
+        return self.op
+
+    # -- the reward ---------------------------------------------------------------------------------
+    def residual(self, x: Tensor) -> Tensor:
+        """y - A x per row (N, m)."""
+        op = self._bound()
+        ax = op(x.to(torch.float64) if x.dtype != torch.float64 else x)
+        return self.y.to(ax.device) - ax
+
+    def __call__(self, x1: Tensor, **cond) -> Tensor:
+        """log N(y; A x_1, noise^2 I) per row, float64."""
+        r = self.residual(x1)
+        m = r.shape[1]
+        return -0.5 * (r**2).sum(1) / self.noise**2 - 0.5 * m * math.log(2 * math.pi * self.noise**2)
+
+    def consistency(self, x: Tensor) -> Tensor:
+        """||A x - y|| / (noise sqrt(m)) per row: about 1 when x explains y to the noise level."""
+        r = self.residual(x)
+        return r.norm(dim=1) / (self.noise * math.sqrt(r.shape[1]))
+
+    def shown(self) -> Tensor:
+        """y as a data point to look at (``LinearOperator.show``), (1, *shape)."""
+        return self._bound().show(self.y[None])
+
+    # -- exact answers on the oracle -----------------------------------------------------------------
+    def exact_target(self, model, lam: float = 1.0):
+        """p(z) exp(lam r(z)) on the Gaussian-mixture oracle: the posterior for noise / sqrt(lam)."""
+        op = self._bound()
+        return model.condition(op.matrix(), self.y, self.noise / math.sqrt(lam))
+
+    def exact_mean(self, target) -> float:
+        """E[r(z)] for z ~ ``target`` (a full-covariance mixture): the mean squared residual of each
+        component is |y - A mu_k|^2 + tr(A Sigma_k A^T)."""
+        A = self._bound().matrix()
+        resid = self.y[None] - target.means @ A.T
+        sq = (resid**2).sum(1) + torch.einsum("md,kde,me->k", A, target.covariances, A)
+        m = A.shape[0]
+        log_norm = -0.5 * m * math.log(2 * math.pi * self.noise**2)
+        return float(log_norm - 0.5 * (target.weights * sq).sum() / self.noise**2)
+
+    def __repr__(self) -> str:
+        op = self.op if self.op is not None else self.operator
+        return f"Measurement({op}, noise={self.noise:g}, source={self.source})"
