@@ -18,7 +18,16 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["Streams", "Generators", "Injected", "noise_source", "randn", "rows_of", "splitmix64"]
+__all__ = [
+    "Streams",
+    "Generators",
+    "Injected",
+    "noise_source",
+    "randn",
+    "rows_of",
+    "splitmix64",
+    "indexed_seed",
+]
 
 _GOLDEN = 0x9E3779B97F4A7C15 - 2**64  # as signed int64
 _M1 = 0xBF58476D1CE4E5B9 - 2**64
@@ -36,6 +45,13 @@ def splitmix64(z: Tensor) -> Tensor:
     z = (z ^ _shr(z, 30)) * _M1
     z = (z ^ _shr(z, 27)) * _M2
     return z ^ _shr(z, 31)
+
+
+def indexed_seed(seed: int, index: int) -> int:
+    """The seed of item ``index`` (a prompt, a test image) in a run with seed ``seed``: SplitMix64
+    of both, 62 bits, so items of one run and runs of different seeds do not share streams."""
+    z = splitmix64(splitmix64(torch.tensor(int(seed), dtype=torch.int64)) ^ int(index))
+    return int(z & ((1 << 62) - 1))
 
 
 def _uniform(bits: Tensor) -> Tensor:

@@ -59,6 +59,10 @@ def plot_result(model, task, result, title: str, path: Path) -> Path:
     plt = _plt()
     if task.name == "value":
         fig = _value_figure(plt, result)
+    elif task.name == "inverse" and not capabilities_of(model).oracle:
+        fig = _inverse_figure(
+            plt, result, result.samples if isinstance(result.samples, dict) else {"": result.samples}
+        )
     else:
         samples = result.samples if isinstance(result.samples, dict) else {"": result.samples}
         if not capabilities_of(model).oracle:
@@ -175,8 +179,51 @@ def _posterior_panel(ax, model, s, point, x_t, reference, lim, title, shown):
     ax.legend(handles=handles, loc="upper right", fontsize=8)
 
 
+def _inverse_figure(plt, result, samples: dict, n_images: int = 4, per_image: int = 3):
+    """Inverse problems on images: per test image (columns grouped), the original, the measurement y
+    as an image, then ``per_image`` posterior samples of each method (rows)."""
+    from glass.models.mnist import to_pixels
+
+    extra = result.extra
+    n_img = min(n_images, len(extra["originals"]))
+    k = extra["samples_per_image"]
+    per = min(per_image, k)
+    rows = [("original", [to_pixels(extra["originals"][i]) for i in range(n_img)], 1),
+            ("y", [to_pixels(extra["observations"][i]) for i in range(n_img)], 1)]  # fmt: skip
+    for label, s in samples.items():
+        rows.append(
+            (
+                label or "samples",
+                [to_pixels(s[i * k + j].float()) for i in range(n_img) for j in range(per)],
+                per,
+            )
+        )
+    cols = n_img * per
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.8 + 1.8, len(rows) * 0.85), squeeze=False)
+    for r, (label, pix, reps) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            i, j = divmod(c, per)
+            if reps == 1 and j > 0:
+                continue
+            img = pix[i] if reps == 1 else pix[i * per + j]
+            ax.imshow(
+                img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(),
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+            )
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.text(0.5, 0.005, f"{extra['problem']}: {per} of {k} samples per measurement", ha="center", fontsize=8)
+    return fig
+
+
 def _oracle_figure(plt, model, task, result, samples: dict):
-    posterior = task.name == "posterior"
+    posterior = task.name in ("posterior", "inverse")
     fig, axes = plt.subplots(1, len(samples), figsize=(5 * len(samples), 5), squeeze=False)
     d = result.reference.shape[1]
     two_d = d == 2 and capabilities_of(model).oracle
@@ -189,11 +236,15 @@ def _oracle_figure(plt, model, task, result, samples: dict):
             else:
                 _projection_panel(ax, s, result.reference, f"{name}2-D projection (d = {d})")
             continue
-        point, x_t = result.extra["point"], result.extra["x_t"]
+        point, x_t = result.extra["point"], result.extra["x_t"]  # inverse: x_t holds the originals x_0
         shown = min(POINTS_SHOWN, len(x_t))
         lim = float(torch.cat([result.reference, x_t]).abs().max()) * 1.15
         where = "" if two_d else f", 2-D projection of d = {d}"
-        title = f"{name}posterior samples\nat {shown} of {len(x_t)} points x_t (t = {task.t:g}){where}"
+        if task.name == "inverse":
+            problem = result.extra["problem"]
+            title = f"{name}{problem}: posterior samples\nfor {shown} of {len(x_t)} measurements y{where}"
+        else:
+            title = f"{name}posterior samples\nat {shown} of {len(x_t)} points x_t (t = {task.t:g}){where}"
         _posterior_panel(ax, model, s, point, x_t, result.reference, lim, title, shown)
         ax.title.set_fontsize(9)
     return fig

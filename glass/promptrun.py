@@ -26,10 +26,9 @@ __all__ = ["prompt_seed", "run_key", "compute", "finish"]
 
 def prompt_seed(seed: int, index: int) -> int:
     """The seed of prompt ``index`` (its position in the prompt file) in a run with seed ``seed``."""
-    from glass.noise import splitmix64
+    from glass.noise import indexed_seed
 
-    z = splitmix64(splitmix64(torch.tensor(int(seed), dtype=torch.int64)) ^ int(index))
-    return int(z & ((1 << 62) - 1))
+    return indexed_seed(seed, index)
 
 
 def run_key(cfg) -> str:

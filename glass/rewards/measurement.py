@@ -127,20 +127,26 @@ class Measurement:
             )
         return self.observe(x0, label)
 
+    def with_seed(self, seed: int) -> Measurement:
+        """An unbound copy whose measurement noise is drawn from ``seed``."""
+        opts = (self.region, self.factor, self.width)
+        return Measurement(self.operator, self.noise, self.source, *opts, seed=seed)
+
     def observe(self, x0: Tensor, label: int | None = None) -> Measurement:
         """A copy observing the clean point ``x0`` (a batch of one, (1, *shape)): y = A x0 + noise n,
-        n drawn from ``seed``."""
-        x0 = torch.as_tensor(x0).to(torch.float64).cpu()
-        if x0.ndim < 2 or x0.shape[0] != 1:
-            raise ValueError(
-                f"x0 must be one data point as a batch of one, (1, *shape), got {tuple(x0.shape)}"
-            )
-        opts = (self.region, self.factor, self.width)
-        new = Measurement(self.operator, self.noise, self.source, *opts, seed=self.seed)
-        new.op = LinearOperator(self.operator, x0.shape[1:], *opts)
-        clean = new.op(x0)[0]
-        n = torch.randn(clean.shape, generator=torch.Generator().manual_seed(self.seed), dtype=torch.float64)
-        new.original, new.label, new.y = x0, label, clean + self.noise * n
+        n drawn from ``seed``. Built outside inference mode: guidance differentiates through it."""
+        with torch.inference_mode(False):
+            x0 = torch.as_tensor(x0).to(torch.float64).cpu().clone()
+            if x0.ndim < 2 or x0.shape[0] != 1:
+                raise ValueError(
+                    f"x0 must be one data point as a batch of one, (1, *shape), got {tuple(x0.shape)}"
+                )
+            new = self.with_seed(self.seed)
+            new.op = LinearOperator(self.operator, x0.shape[1:], self.region, self.factor, self.width)
+            clean = new.op(x0)[0]
+            gen = torch.Generator().manual_seed(self.seed)
+            n = torch.randn(clean.shape, generator=gen, dtype=torch.float64)
+            new.original, new.label, new.y = x0, label, clean + self.noise * n
         return new
 
     def _bound(self) -> LinearOperator:
