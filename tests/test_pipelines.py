@@ -564,3 +564,32 @@ def test_the_same_generator_list_gives_the_pipelines_own_samples(family):
     ours = glass.generate(model, glass.ODE(1), k, 2, prompt=PROMPTS,
                           generator=[torch.Generator().manual_seed(i) for i in (3, 4)])  # fmt: skip
     assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+
+
+def test_measurement_rewards_on_a_latent_model_score_decoded_pixels(tmp_path):
+    """Inpainting in pixel space through the decoder: y comes from an image file of the decoder's
+    size, FK steering and guidance run on the latents, the likelihood's gradient reaches the latents
+    through the VAE, and the test-set source is refused with one line (no data set)."""
+    import numpy as np
+    from PIL import Image
+
+    from glass.rewards import Measurement
+    from glass.rewards.base import resolve_reward
+
+    model = model_of("sd3", prompt="a cat")
+    s = SIZE["sd3"]
+    img = (np.random.default_rng(0).random((s, s, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    reward = resolve_reward(Measurement("inpaint", noise=0.2, source=str(tmp_path / "photo.png")), model)
+    assert reward.op.shape == (3, s, s) and reward.y.shape == (3 * (s - s // 2) * s,)
+    g = torch.Generator().manual_seed(0)
+    res = fk_steering(model, glass.GLASS(1), reward, grid=2, particles=2, groups=2, generator=g)
+    assert torch.isfinite(res.rewards).all() and res.x.shape == (2, 2, *model.shape)
+    x = torch.randn(2, *model.shape, dtype=torch.float64, generator=g)
+    guided = Guided(model, reward, lam=0.1, t_lo=0.2, t_hi=0.9)
+    grad = guided.reward_grad(x)
+    assert grad.shape == x.shape and float(grad.abs().sum()) > 0 and torch.isfinite(grad).all()
+    y = glass.generate(guided, glass.GLASS(1), 2, 2, generator=g)
+    assert torch.isfinite(y).all() and guided.grad_evals > 0
+    with pytest.raises(ValueError, match="observes the model's test set; .* has none"):
+        resolve_reward(Measurement("inpaint", source="test:0"), model)
