@@ -226,7 +226,7 @@ def test_inverse_task_on_the_oracle_through_the_cli(tmp_path):
     assert many[0]["energy"] < 4 * many[0]["energy_floor"] and many[0]["mean_error"] < 0.3, many
     assert many[0]["nfe_per_sample"] == 4 * 8 * 32 and many[0]["images"] == 3
     assert [r["sampler"] for r in guided] == ["ode M=4", "sde M=4", "glass M=4"]
-    assert all(r["grad_evals_per_sample"] > 0 and r["nfe_per_sample"] == 16 for r in guided)
+    assert all(r["grad_evals"] > 0 and r["nfe_per_sample"] == 16 for r in guided)
     assert best[0]["nfe_per_sample"] == 4 * 2 * 4 and best[0]["log_likelihood"] > one[0]["log_likelihood"]
     assert all(0 < r["consistency"] for rows in (one, many, guided, best) for r in rows)
     assert all((p / "samples.png").stat().st_size > 1000 for p in tmp_path.glob("runs/*/*"))
@@ -242,7 +242,7 @@ def test_inverse_task_on_mnist_end_to_end(tmp_path):
     for r in (fk, guided):
         assert 0 < r["psnr"] < 60 and -1 <= r["ssim"] <= 1 and 0 <= r["label_agreement"] <= 1
         assert r["diversity"] > 0 and r["fid_n_samples"] == 4 and r["consistency"] > 0
-    assert fk["nfe_per_sample"] == 2 * 1 * 2 and guided["grad_evals_per_sample"] > 0
+    assert fk["nfe_per_sample"] == 2 * 1 * 2 and guided["grad_evals"] > 0
     bad = _cli([*common, "reward=classifier"])
     assert bad.exit_code == 2 and "task=inverse needs reward=measurement" in bad.stderr
     bad = _cli([*common, "reward=inpaint", "reward.source=test:10000"])

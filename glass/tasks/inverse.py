@@ -114,7 +114,7 @@ class Inverse(Task):
 
     def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
         samples, rewards = inputs["samples"], inputs["rewards"]
-        outs, info_rows, grad_evals = [], [], 0
+        outs, info_rows, grad_evals = [], [], 0  # reward-gradient passes (each over one measurement's batch)
         for i, reward in enumerate(rewards):
             guided = self.inner.guided(model, reward)
             streams = Streams(indexed_seed(inputs["seed"], self.first + i), samples * self.inner.particles,
@@ -127,7 +127,7 @@ class Inverse(Task):
                 advance()
         x = torch.stack(outs)  # (images, samples, *shape)
         row = {"nfe": info_rows[0]["nfe"], "nfe_per_sample": info_rows[0]["nfe_per_sample"],
-               "grad_evals_per_sample": grad_evals / (len(rewards) * samples)}  # fmt: skip
+               "grad_evals": grad_evals / len(rewards)}  # fmt: skip
         if "ess_min" in info_rows[0]:
             row["ess_min"] = sum(r["ess_min"] for r in info_rows) / len(info_rows)
         row["log_likelihood"] = float(torch.cat([r(xi).cpu() for r, xi in zip(rewards, x)]).mean())
