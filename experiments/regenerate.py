@@ -4,10 +4,11 @@
    directory per commit: resumable within a commit, never mixing results of two code versions), and
    its ``NAME.md``, ``NAME*.png`` and ``summary.csv`` copied to ``experiments/results/reproduce/NAME/``;
 2. the measurement scripts (``posterior_nfe.py``, ``mnist_measure.py``, ``table1_fks.py``,
-   ``ot_assignment.py``, ``stochastic_sampling.py``), which write ``experiments/results/`` themselves;
+   ``ot_assignment.py``, ``stochastic_sampling.py``, ``fk_bias.py``, ``inverse_gallery.py``), which
+   write ``experiments/results/`` themselves;
 3. ``python -m experiments.readme_results`` (README tables from the files).
 
-``--only NAME,...`` runs some of them (definition names or script names). About 3 hours on 2 CPU cores.
+``--only NAME,...`` runs some of them (definition names or script names). About 4 hours on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ SCRIPTS = {
     "table1_gmm": ["experiments/table1_fks.py", "--model", "gmm", "--steps", "4", "--groups", "1000"],
     "ot_assignment": ["experiments/ot_assignment.py"],
     "stochastic_sampling": ["experiments/stochastic_sampling.py"],
+    "fk_bias": ["experiments/fk_bias.py"],
+    "inverse_gallery": ["experiments/inverse_gallery.py"],
 }
 
 

@@ -55,7 +55,8 @@ class LinearOperator:
             fw = 1 if self.w == 1 else factor
             if self.h % factor or self.w % fw:
                 raise ValueError(
-                    f"reward.factor={factor} must divide the data's size {self.h} x {self.w} (shape {shape})"
+                    f"reward.factor={factor} must divide the data's size {self.h} x {self.w} "
+                    f"(shape {self.shape})"
                 )
             self.kernel = (factor, fw)
         elif name == "blur":
