@@ -49,7 +49,7 @@ table1: install
 	$(PYTHON) experiments/table1_fks.py --model mnist
 	$(PYTHON) experiments/table1_fks.py --model gmm --steps 4 --groups 1000
 
-EXPERIMENTS ?= fig2-posterior fig2-value table4-sampling fig7-rho table1-fks table5-guidance ot-prior
+EXPERIMENTS ?= fig2-posterior fig2-value table4-sampling fig7-rho table1-fks table5-guidance ot-prior inverse-oracle inverse
 SCALE ?= small
 reproduce: install
 	for name in $(EXPERIMENTS); do glass reproduce $$name --scale $(SCALE) $(ARGS) || exit 1; done

@@ -33,6 +33,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--name", default="mnist_flow_quality")
+    ap.add_argument("--features", nargs="+", default=["mnist", "inception"], choices=["mnist", "inception"])
     args = ap.parse_args(argv)
     model = load_flow(args.checkpoint, device=args.device)
     start = time.perf_counter()
@@ -46,7 +47,7 @@ def main(argv=None) -> dict:
     train, _ = load_mnist("train")
     floor = to_data(train[: args.n])
     rows = {}
-    for features in ("mnist", "inception"):
+    for features in args.features:
         fid = FID(features=features)
         rows[features] = {"samples": fid(x)["fid"], "floor": fid(floor)["fid"]}
         print(features, rows[features], flush=True)

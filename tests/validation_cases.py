@@ -129,6 +129,8 @@ _TABLE: dict[str, list[tuple]] = {
          "reward.factor=3 must divide the data's size 28 x 28"),
         ("inverse task without a measurement", "run task=inverse reward=classifier",
          "task=inverse needs reward=measurement"),
+        ("inverse task on a file", "run model=gmm task=inverse reward=inpaint reward.source={tmp}/point.pt",
+         "task=inverse observes test points (reward.source=test:INDEX"),
         ("inverse method", "run model=gmm task=inverse reward=inpaint task.method=foo",
          "task.method must be one of fk_steering, best_of_n, guidance"),
         ("W&B mode", "run model=gmm sampler=glass logger=wandb logger.mode=foo",
@@ -370,9 +372,12 @@ _DEFINITIONS = {
 
 
 def _fixtures(tmp: Path) -> None:
-    """Files the cases point at: a regular file, a non-sweep directory, damaged sweeps, a directory
-    of single runs, broken checkpoints and broken experiment definitions."""
+    """Files the cases point at: a regular file, a data point, a non-sweep directory, damaged sweeps, a
+    directory of single runs, broken checkpoints and broken experiment definitions."""
     (tmp / "a-file").write_text("not a directory\n")
+    import torch
+
+    torch.save(torch.zeros(2, dtype=torch.float64), tmp / "point.pt")  # one oracle data point (d = 2)
     (tmp / "notes").mkdir()
     (tmp / "notes" / "todo.txt").write_text("not a sweep\n")
     sweeps = {"empty": '{"group": "g", "jobs": []}', "damaged": "{trunc", "not-an-object": "[1]"}

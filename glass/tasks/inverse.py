@@ -8,9 +8,10 @@ points x_0, with reward=measurement (glass/rewards/measurement.py) and one align
 - ``method=guidance``: DPS-style guidance (Chung et al. 2023) with each kernel: the denoiser tilted by
   the likelihood's gradient (flow guidance with the ODE, SDE guidance, GLASS guidance, eq. 50).
 
-``images`` test points (from index ``first``) are observed one at a time, each with its own
-measurement noise (``reward.seed`` + its index) and its own noise streams; ``samples`` outputs per
-measurement. Every kernel of a comparison sees the same measurements and streams. Metrics:
+``images`` test points (from index ``first``, else from ``reward.source=test:INDEX``) are observed
+one at a time, each with its own measurement noise (``reward.seed`` + its index) and its own noise
+streams; ``samples`` outputs per measurement. Every kernel of a comparison sees the same measurements
+and streams. Metrics:
 - oracle: energy distance of each y's samples to exact posterior samples (the mixture of
   ``GaussianMixture.condition``), with its noise floor, averaged over the points; posterior-mean error
   relative to the posterior's spread;
@@ -49,7 +50,7 @@ class Inverse(Task):
         self,
         method: str = "fk_steering",
         images: int = 8,
-        first: int = 0,
+        first: int | None = None,
         samples: int | None = None,
         particles: int = 4,
         transitions: int = 5,
@@ -61,7 +62,7 @@ class Inverse(Task):
     ):
         self.method = check_choice("task.method", method, METHODS)
         self.images = check_int("task.images", images, 1)
-        self.first = check_int("task.first", first, 0)
+        self.first = None if first is None else check_int("task.first", first, 0)
         self.samples = None if samples is None else check_int("task.samples", samples, 2)
         self.particles, self.transitions = particles, transitions
         guidance = {k: v for k, v in (guidance or {}).items() if v is not None}
@@ -89,7 +90,16 @@ class Inverse(Task):
             raise ValueError(f"task=inverse needs reward=measurement, got {reward!r}")
         if not capabilities_of(model).data:
             raise ValueError(f"task=inverse observes test points; {model!r} has none (use mnist, gmm, gmm64)")
+        if not reward.source.startswith("test:"):
+            raise ValueError(
+                f"task=inverse observes test points (reward.source=test:INDEX, task.images from there); "
+                f"for reward.source={reward.source} use task=fk_steering, best_of_n or guidance"
+            )
         self.inner.check(model, reward)
+
+    def start(self, reward) -> int:
+        """The first test index: ``task.first``, else the index of ``reward.source=test:INDEX``."""
+        return self.first if self.first is not None else int(reward.source.removeprefix("test:"))
 
     def sizes(self, model) -> tuple[int, int]:
         oracle = is_oracle(model)
@@ -104,21 +114,21 @@ class Inverse(Task):
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         images, samples = self.sizes(model)
         seed = derive_seed(generator)
-        rewards = []
-        for i in range(self.first, self.first + images):
+        rewards, first = [], self.start(reward)
+        for i in range(first, first + images):
             x0, label = model.test_point(i)
             rewards.append(reward.with_seed(reward.seed + i).observe(x0, label))
         exact = [r.exact_target(model, 1.0) for r in rewards] if is_oracle(model) else None
         return {"images": images, "samples": samples, "seed": seed, "rewards": rewards, "exact": exact,
-                "metric": metric}  # fmt: skip
+                "metric": metric, "first": first}  # fmt: skip
 
     def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
         samples, rewards = inputs["samples"], inputs["rewards"]
         outs, info_rows, grad_evals = [], [], 0  # reward-gradient passes (each over one measurement's batch)
         for i, reward in enumerate(rewards):
             guided = self.inner.guided(model, reward)
-            streams = Streams(indexed_seed(inputs["seed"], self.first + i), samples * self.inner.particles,
-                              model.device)  # fmt: skip
+            seed = indexed_seed(inputs["seed"], inputs["first"] + i)
+            streams = Streams(seed, samples * self.inner.particles, model.device)
             x, _, info, _ = self.inner.run(guided, kernel, reward, samples, streams, {})
             grad_evals += getattr(guided, "grad_evals", 0)
             outs.append(x.detach())
