@@ -249,3 +249,20 @@ def test_inverse_task_on_mnist_end_to_end(tmp_path):
     bad = _cli([*common, "reward=inpaint", "reward.source=test:10000"])
     assert bad.exit_code == 2 and "test index must be an integer in [0, 9999]" in bad.stderr
     assert bad.stderr.count("\n") == 1
+
+
+def test_exact_value_of_the_measurement_reward_matches_monte_carlo(tmp_path):
+    """V_t(x) = log E[N(y; A z, s^2 I) | x_t = x] in closed form against exact posterior samples, and
+    task=value uses it as the ground truth on the oracle."""
+    gmm = random_mixture(dim=6, n_components=3, std=0.5, seed=1)
+    reward = resolve_reward(Measurement("downsample", noise=0.5, factor=2, source="test:2"), gmm)
+    x = gmm.sample_marginal(4, 0.4, torch.Generator().manual_seed(0))
+    n = 100_000
+    z = gmm.sample_posterior(x.repeat_interleave(n, 0), 0.4, torch.Generator().manual_seed(1))
+    mc = torch.logsumexp(reward(z).reshape(4, n), 1) - math.log(n)
+    torch.testing.assert_close(reward.exact_value(gmm, x, 0.4), mc, atol=0.02, rtol=0)
+    res = _cli(["model=gmm", "task=value", "reward=inpaint", "reward.noise=0.5", "task.points=64",
+                "task.n=16", "sampler=glass", "sampler.steps=4", f"out_dir={tmp_path}"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (row,) = _rows(tmp_path)[0]
+    assert row["truth"] == "exact" and row["pearson"] > 0.5, row

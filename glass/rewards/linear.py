@@ -40,6 +40,10 @@ class LinearReward:
         """The exact tilted target p(z) exp(lam w.z) on the Gaussian-mixture oracle (eq. 6)."""
         return model.tilted(self.weights(model.dim), lam)
 
+    def exact_value(self, model, x: Tensor, t) -> Tensor:
+        """V_t(x) = log E[exp(w.z) | x_t = x] on the Gaussian-mixture oracle (eq. 8)."""
+        return model.value(x, t, self.weights(model.dim))
+
     def exact_mean(self, target) -> float:
         """E[w.z] for z ~ ``target`` (an isotropic Gaussian mixture)."""
         return float((target.weights * (target.means @ self.weights(target.dim))).sum())

@@ -182,6 +182,22 @@ class Measurement:
         op = self._bound()
         return model.condition(op.matrix(), self.y, self.noise / math.sqrt(lam))
 
+    def exact_value(self, model, x: Tensor, t) -> Tensor:
+        """V_t(x) = log E[N(y; A z, noise^2 I) | x_t = x] on the Gaussian-mixture oracle (eq. 8): z | x_t
+        is the mixture of ``model.posterior`` (weights w_k, means mu_k, variances c_k I), so
+        V_t(x) = log sum_k w_k N(y; A mu_k, noise^2 I + c_k A A^T)."""
+        A = self._bound().matrix().to(x.device)
+        logw, mu, c = model.posterior(x, t)  # (B, K), (B, K, d), (B, K)
+        m = A.shape[0]
+        eye = torch.eye(m, dtype=torch.float64, device=x.device)
+        cov = self.noise**2 * eye + c[..., None, None] * (A @ A.T)  # (B, K, m, m)
+        chol = torch.linalg.cholesky(cov)
+        resid = (self.y.to(x.device) - mu @ A.T)[..., None]  # (B, K, m, 1)
+        sol = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]
+        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        log_n = -0.5 * (sol**2).sum(-1) - 0.5 * logdet - 0.5 * m * math.log(2 * math.pi)
+        return torch.logsumexp(logw + log_n, dim=1)
+
     def exact_mean(self, target) -> float:
         """E[r(z)] for z ~ ``target`` (a full-covariance mixture): the mean squared residual of each
         component is |y - A mu_k|^2 + tr(A Sigma_k A^T)."""

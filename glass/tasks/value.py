@@ -102,8 +102,8 @@ class Value(Task):
         z, _ = model.data_samples(points, generator)
         x_t = noise_to(model, z, self.t, generator)
         seed = derive_seed(generator)  # per-sample streams: the same numbers for every task.chunk
-        if oracle and hasattr(reward, "weights"):
-            truth, truth_info = model.value(x_t, self.t, reward.weights(model.dim)).cpu(), {"truth": "exact"}
+        if oracle:  # the oracle's rewards (linear, measurement) have exact value functions
+            truth, truth_info = reward.exact_value(model, x_t, self.t).cpu(), {"truth": "exact"}
         else:
             streams = Streams(seed, points * self.truth_n, model.device)
             truth, truth_info = self._cached_truth(model, reward, x_t, streams, progress)
