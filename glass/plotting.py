@@ -144,11 +144,11 @@ def _image_figure(plt, task, result, samples: dict, model=None, n_cols: int = 10
 POINTS_SHOWN = 4  # posterior figures: samples of this many points x_t, one colour each
 
 
-def _posterior_panel(ax, model, s, point, x_t, reference, lim, title, shown):
+def _posterior_panel(ax, model, s, point, x_t, reference, lim, title, shown, marker="x_t"):
     """Posterior samples of the first ``shown`` points x_t, one colour per point, with the point.
 
-    d = 2: over the exact data density (grey); d > 2: in the exact samples' 2-D PCA projection, with
-    each point's exact posterior samples in a light tint of its colour."""
+    Each point's exact posterior samples in a light tint of its colour; d = 2: over the exact data
+    density (grey), with the point marked; d > 2: in the exact samples' 2-D PCA projection."""
     import matplotlib.colors as mcolors
 
     colors = [mcolors.to_rgb(c) for c in ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange")]
@@ -163,19 +163,17 @@ def _posterior_panel(ax, model, s, point, x_t, reference, lim, title, shown):
     for i in range(shown):
         c = colors[i % len(colors)]
         mine = point == i
-        if not two_d:
-            r = project(reference[mine]).numpy()
-            tint = tuple(0.55 + 0.45 * v for v in c)
-            ax.scatter(r[:, 0], r[:, 1], s=5, color=tint, alpha=0.6, linewidths=0)
+        r = project(reference[mine][:400]).numpy()  # the exact posterior's samples, a light tint
+        tint = tuple(0.55 + 0.45 * v for v in c)
+        ax.scatter(r[:, 0], r[:, 1], s=5, color=tint, alpha=0.6, linewidths=0)
         p = project(s[mine][:400]).numpy()
         ax.scatter(p[:, 0], p[:, 1], s=6, color=c, alpha=0.7, linewidths=0)
         if two_d:
             ax.scatter([float(x_t[i, 0])], [float(x_t[i, 1])], color=c, marker="X", s=90, edgecolors="k")
+    handles = [ax.scatter([], [], color="0.75", s=12, label="exact posterior (light)"),
+               ax.scatter([], [], color="0.3", s=12, label="sampler (dark)")]  # fmt: skip
     if two_d:
-        handles = [ax.scatter([], [], color="k", marker="X", s=60, label="x_t")]
-    else:
-        handles = [ax.scatter([], [], color="0.75", s=12, label="exact posterior (light)"),
-                   ax.scatter([], [], color="0.3", s=12, label="sampler (dark)")]  # fmt: skip
+        handles.append(ax.scatter([], [], color="k", marker="X", s=60, label=marker))
     ax.legend(handles=handles, loc="upper right", fontsize=8)
 
 
@@ -245,6 +243,7 @@ def _oracle_figure(plt, model, task, result, samples: dict):
             title = f"{name}{problem}: posterior samples\nfor {shown} of {len(x_t)} measurements y{where}"
         else:
             title = f"{name}posterior samples\nat {shown} of {len(x_t)} points x_t (t = {task.t:g}){where}"
-        _posterior_panel(ax, model, s, point, x_t, result.reference, lim, title, shown)
+        marker = "x_0 (the original)" if task.name == "inverse" else "x_t"
+        _posterior_panel(ax, model, s, point, x_t, result.reference, lim, title, shown, marker)
         ax.title.set_fontsize(9)
     return fig

@@ -226,6 +226,7 @@ def test_inverse_task_on_the_oracle_through_the_cli(tmp_path):
     assert one[0]["energy"] > 20 * one[0]["energy_floor"] and one[0]["mean_error"] > 1
     assert many[0]["energy"] < 4 * many[0]["energy_floor"] and many[0]["mean_error"] < 0.3, many
     assert many[0]["nfe_per_sample"] == 4 * 8 * 16 and many[0]["images"] == 3
+    assert abs(many[0]["log_likelihood"] - many[0]["exact_log_likelihood"]) < 0.15, many  # E[r] ≈ exact
     assert [r["sampler"] for r in guided] == ["ode M=4", "sde M=4", "glass M=4"]
     assert all(r["grad_evals"] > 0 and r["nfe_per_sample"] == 16 for r in guided)
     assert best[0]["nfe_per_sample"] == 4 * 2 * 4 and best[0]["log_likelihood"] > one[0]["log_likelihood"]
@@ -236,7 +237,8 @@ def test_inverse_task_on_the_oracle_through_the_cli(tmp_path):
 def test_inverse_task_on_mnist_end_to_end(tmp_path):
     common = ["model=mnist", "task=inverse", "task.images=2", "task.samples=2", "task.transitions=2",
               "sampler=glass", "sampler.steps=1", f"out_dir={tmp_path}"]  # fmt: skip
-    assert _cli([*common, "reward=superres", "task.particles=2"]).exit_code == 0
+    res = _cli([*common, "reward=superres", "task.particles=2"])
+    assert res.exit_code == 0, res.output
     res = _cli([*common, "reward=inpaint", "task.method=guidance"])
     assert res.exit_code == 0, res.output
     fk, guided = (rows[0] for rows in _rows(tmp_path))
@@ -266,3 +268,27 @@ def test_exact_value_of_the_measurement_reward_matches_monte_carlo(tmp_path):
     assert res.exit_code == 0, res.output
     (row,) = _rows(tmp_path)[0]
     assert row["truth"] == "exact" and row["pearson"] > 0.5, row
+
+
+def test_image_metrics_of_the_inverse_task_on_known_answers():
+    """Two samples of one MNIST test image, each with a different 2 x 2 corner block set to white:
+    PSNR = 10 log10(784 / 4) each, SSIM below 1, diversity = the RMS distance sqrt(8 / 784); the
+    originals themselves: SSIM 1, diversity 0, consistency = the drawn noise's RMS / s."""
+    from glass.models.mnist import load_flow
+    from glass.tasks.inverse import Inverse
+
+    model = load_flow()
+    x0, label = model.test_point(0)
+    assert bool((x0[0, 0, :2, :2] == -1).all()) and bool((x0[0, 0, :2, -2:] == -1).all())  # black corners
+    reward = Measurement("inpaint", noise=0.1).observe(x0, label)
+    a, b = x0[0].clone(), x0[0].clone()
+    a[0, :2, :2], b[0, :2, -2:] = 1.0, 1.0
+    out = Inverse._images(model, None, torch.stack([a, b])[None], [reward])
+    assert out["psnr"] == pytest.approx(10 * math.log10(784 / 4), rel=1e-5)
+    assert out["diversity"] == pytest.approx(math.sqrt(8 / 784), rel=1e-5) and out["ssim"] < 0.99
+    assert out["label_agreement"] == 1.0
+    same = Inverse._images(model, None, x0.expand(2, -1, -1, -1)[None], [reward])
+    assert same["ssim"] == pytest.approx(1.0, abs=1e-6) and same["diversity"] == 0.0
+    noise = reward.y - reward.op(x0)[0]
+    expected = float(noise.norm() / (0.1 * math.sqrt(len(noise))))
+    assert float(reward.consistency(x0)[0]) == pytest.approx(expected)

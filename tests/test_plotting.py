@@ -30,8 +30,10 @@ def test_posterior_figure_colours_each_point_and_its_samples(d):
         scatters = [c for c in ax.collections if len(c.get_offsets())]
         # the sampler's scatters: one per shown point, one colour each, offsets = that point's samples
         sampler = [c for c in scatters if len(c.get_offsets()) == n]
-        if d > 2:  # exact posterior samples in a light tint too; the sampler's are the ones not tinted
-            sampler = [c for c in sampler if min(c.get_facecolor()[0][:3]) < 0.55]
+        # exact posterior samples are drawn in a light tint of the same colour; the sampler's are not
+        tinted = [c for c in sampler if min(c.get_facecolor()[0][:3]) >= 0.55]
+        sampler = [c for c in sampler if min(c.get_facecolor()[0][:3]) < 0.55]
+        assert len(tinted) == POINTS_SHOWN
         assert len(sampler) == POINTS_SHOWN
         for i, c in enumerate(sampler):
             mine = (s + shift)[point == i]

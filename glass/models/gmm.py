@@ -191,11 +191,14 @@ class GaussianMixture(Model):
         return self._mixture_log_prob(z, logw.expand(n, -1), mu.expand(n, -1, -1), var.expand(n, -1))
 
     def test_point(self, index: int) -> tuple[Tensor, None]:
-        """The ``index``-th point of the oracle's fixed test set (exact samples drawn with seed
-        ``TEST_SEED``), shape (1, d), and no label: what ``reward.source=test:INDEX`` observes."""
+        """Point ``index`` of the oracle's fixed test set: one exact sample drawn from its own seed
+        (SplitMix64 of ``TEST_SEED`` and the index), shape (1, d), and no label: what
+        ``reward.source=test:INDEX`` observes."""
+        from glass.noise import indexed_seed
+
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValueError(f"test index must be an integer >= 0, got {index!r}")
-        return self.sample(index + 1, torch.Generator().manual_seed(TEST_SEED))[index:], None
+        return self.sample(1, torch.Generator().manual_seed(indexed_seed(TEST_SEED, index))), None
 
     def condition(self, A, y, noise: float):
         """Exact posterior p(z | y) for the measurement y = A z + noise n, n ~ N(0, I), with ``A`` an

@@ -82,7 +82,10 @@ def condition_isotropic(
     """The exact p(z | y) for the prior sum_k weights_k N(means_k, stds_k^2 I) and y = A z + noise n
     (see the module docstring). ``A`` (m, d), ``y`` (m,), ``noise`` > 0."""
     A, y = torch.as_tensor(A, dtype=F64), torch.as_tensor(y, dtype=F64).reshape(-1)
+    means = torch.as_tensor(means, dtype=F64)
     k, d = means.shape
+    stds = torch.as_tensor(stds, dtype=F64).expand(k)
+    weights = torch.as_tensor(weights, dtype=F64)
     if A.ndim != 2 or A.shape[1] != d:
         raise ValueError(f"A must be an (m, {d}) matrix for data of dimension {d}, got {tuple(A.shape)}")
     if y.shape != (A.shape[0],):
@@ -96,7 +99,7 @@ def condition_isotropic(
         or noise <= 0
     ):
         raise ValueError(f"noise must be a finite number > 0, got {noise!r}")
-    s2 = (stds**2).to(F64)  # (K,)
+    s2 = stds**2  # (K,)
     eye_d = torch.eye(d, dtype=F64)
     ata = A.T @ A / noise**2
     precision = eye_d[None] / s2[:, None, None] + ata[None]  # (K, d, d)
@@ -111,5 +114,5 @@ def condition_isotropic(
     sol = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]
     logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
     log_evidence = -0.5 * (sol**2).sum(-1) - 0.5 * logdet - 0.5 * m * math.log(2 * math.pi)
-    logw = torch.log(weights.to(F64)) + log_evidence
+    logw = torch.log(weights) + log_evidence
     return FullCovarianceMixture(torch.softmax(logw, 0), mu, cov)

@@ -4,7 +4,8 @@
 (:mod:`glass.rewards.operators`), noise level ``reward.noise`` and the clean point x_0 taken from
 ``reward.source``: ``test:INDEX`` (the model's test set: MNIST test image INDEX, or the oracle's
 fixed test set) or a file (``.png`` / ``.jpg`` image, or a ``.pt`` / ``.npy`` tensor of one data
-point, in data space [-1, 1]). The measurement noise is drawn once from ``reward.seed``.
+point, in data space [-1, 1]). The measurement noise is drawn once, from ``reward.seed`` (plus INDEX
+for ``test:INDEX``, so ``task=inverse``'s measurement of test point i is the one ``test:i`` gives).
 
 The reward is differentiable (guidance: its gradient is A^T (y - A x) / noise^2) and costs one
 operator application (FK steering, best-of-N). With lam = 1, FK steering targets p(x) exp(r(x)),
@@ -36,12 +37,17 @@ def load_source_file(path: str | Path, channels: int | None = None) -> Tensor:
     if not path.is_file():
         raise ValueError(f"reward.source file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
-    if suffix == ".pt":
-        x = torch.load(path, map_location="cpu", weights_only=True)
-    elif suffix == ".npy":
-        import numpy as np
+    if suffix in (".pt", ".npy"):
+        try:
+            if suffix == ".pt":
+                x = torch.load(path, map_location="cpu", weights_only=True)
+            else:
+                import numpy as np
 
-        x = torch.from_numpy(np.load(path, allow_pickle=False))
+                x = torch.from_numpy(np.load(path, allow_pickle=False))
+        except Exception as e:  # noqa: BLE001 - any damage: one line naming the option
+            what = f"reward.source {str(path)!r} cannot be read as a tensor ({type(e).__name__})"
+            raise ValueError(what) from None
     elif suffix in (".png", ".jpg", ".jpeg"):
         import numpy as np
         from PIL import Image, UnidentifiedImageError
@@ -109,7 +115,7 @@ class Measurement:
                     f"reward.source={self.source} observes the model's test set; {model!r} has none "
                     "(use model=mnist, gmm or gmm64, or give an image file)"
                 )
-            return model.test_point(int(self.source.removeprefix("test:")))
+            return model.test_point(self.test_index())
         shape = getattr(model, "shape", None)
         channels = shape[0] if shape is not None and len(shape) == 3 else None
         if capabilities_of(model).latent:
@@ -119,22 +125,28 @@ class Measurement:
     def bind(self, model) -> Measurement:
         """A copy observing ``reward.source`` of ``model``'s data (``resolve_reward`` calls this)."""
         x0, label = self._clean_point(model)
+        seed = self.seed + self.test_index() if self.source.startswith("test:") else self.seed
         shape = getattr(model, "shape", None)
         if shape is not None and not capabilities_of(model).latent and tuple(x0.shape[1:]) != tuple(shape):
             raise ValueError(
                 f"reward.source={self.source} has shape {tuple(x0.shape[1:])}; {model!r} makes data of "
                 f"shape {tuple(shape)}"
             )
-        return self.observe(x0, label)
+        return self.observe(x0, label, noise_seed=seed)
+
+    def test_index(self) -> int:
+        """INDEX of ``reward.source=test:INDEX``."""
+        return int(self.source.removeprefix("test:"))
 
     def with_seed(self, seed: int) -> Measurement:
-        """An unbound copy whose measurement noise is drawn from ``seed``."""
+        """An unbound copy with ``seed``."""
         opts = (self.region, self.factor, self.width)
         return Measurement(self.operator, self.noise, self.source, *opts, seed=seed)
 
-    def observe(self, x0: Tensor, label: int | None = None) -> Measurement:
+    def observe(self, x0: Tensor, label: int | None = None, noise_seed: int | None = None) -> Measurement:
         """A copy observing the clean point ``x0`` (a batch of one, (1, *shape)): y = A x0 + noise n,
-        n drawn from ``seed``. Built outside inference mode: guidance differentiates through it."""
+        n drawn from ``noise_seed`` (default ``seed``). Built outside inference mode: guidance
+        differentiates through it."""
         with torch.inference_mode(False):
             x0 = torch.as_tensor(x0).to(torch.float64).cpu().clone()
             if x0.ndim < 2 or x0.shape[0] != 1:
@@ -144,7 +156,7 @@ class Measurement:
             new = self.with_seed(self.seed)
             new.op = LinearOperator(self.operator, x0.shape[1:], self.region, self.factor, self.width)
             clean = new.op(x0)[0]
-            gen = torch.Generator().manual_seed(self.seed)
+            gen = torch.Generator().manual_seed(self.seed if noise_seed is None else int(noise_seed))
             n = torch.randn(clean.shape, generator=gen, dtype=torch.float64)
             new.original, new.label, new.y = x0, label, clean + self.noise * n
         return new

@@ -13,8 +13,9 @@ one at a time, each with its own measurement noise (``reward.seed`` + its index)
 streams; ``samples`` outputs per measurement. Every kernel of a comparison sees the same measurements
 and streams. Metrics:
 - oracle: energy distance of each y's samples to exact posterior samples (the mixture of
-  ``GaussianMixture.condition``), with its noise floor, averaged over the points; posterior-mean error
-  relative to the posterior's spread;
+  ``GaussianMixture.condition``: p(x | y) itself, whatever ``lam`` the method uses), with its noise
+  floor, averaged over the points; posterior-mean error relative to the posterior's spread; the exact
+  posterior's E[r] beside the samples' ``log_likelihood``;
 - MNIST: PSNR and SSIM to the original (torchmetrics, pixels in [0, 1]), measurement consistency
   ||A x - y|| / (noise sqrt(m)) (about 1 when x explains y to the noise level), label agreement with
   the original's class, diversity (mean pairwise RMS pixel distance of one y's samples), FID of all
@@ -32,7 +33,7 @@ from glass.checks import check_choice
 from glass.noise import Streams, indexed_seed
 from glass.samplers.base import derive_seed
 from glass.tasks.align import BestOfN, FKSteering, Guidance
-from glass.tasks.base import Task, check_gaussian_path, check_int, is_oracle
+from glass.tasks.base import Task, check_finite, check_gaussian_path, check_int, is_oracle
 
 __all__ = ["Inverse", "METHODS"]
 
@@ -96,6 +97,13 @@ class Inverse(Task):
                 f"for reward.source={reward.source} use task=fk_steering, best_of_n or guidance"
             )
         self.inner.check(model, reward)
+        first = self.start(reward)
+        try:  # the last test point exists (MNIST: 10,000 test images)
+            model.test_point(first + self.images - 1)
+        except ValueError as e:
+            raise ValueError(
+                f"task.images={self.images} test points from index {first} run past the test set ({e})"
+            ) from None
 
     def start(self, reward) -> int:
         """The first test index: ``task.first``, else the index of ``reward.source=test:INDEX``."""
@@ -117,7 +125,7 @@ class Inverse(Task):
         rewards, first = [], self.start(reward)
         for i in range(first, first + images):
             x0, label = model.test_point(i)
-            rewards.append(reward.with_seed(reward.seed + i).observe(x0, label))
+            rewards.append(reward.observe(x0, label, noise_seed=reward.seed + i))  # as test:i would
         exact = [r.exact_target(model, 1.0) for r in rewards] if is_oracle(model) else None
         return {"images": images, "samples": samples, "seed": seed, "rewards": rewards, "exact": exact,
                 "metric": metric, "first": first}  # fmt: skip
@@ -136,6 +144,7 @@ class Inverse(Task):
             if advance:
                 advance()
         x = torch.stack(outs)  # (images, samples, *shape)
+        check_finite(x, self.describe(kernel.label, inputs))  # before any metric sees a NaN
         row = {"nfe": info_rows[0]["nfe"], "nfe_per_sample": info_rows[0]["nfe_per_sample"],
                "grad_evals": grad_evals / len(rewards)}  # fmt: skip
         if "ess_min" in info_rows[0]:
@@ -144,6 +153,7 @@ class Inverse(Task):
         row["consistency"] = float(torch.cat([r.consistency(xi).cpu() for r, xi in zip(rewards, x)]).mean())
         if is_oracle(model):
             row |= self._oracle(inputs["metric"], x, inputs["exact"])
+            row["exact_log_likelihood"] = self._exact_log_likelihood(rewards, inputs["exact"])
         else:
             row |= self._images(model, inputs["metric"], x, rewards)
         return x.reshape(-1, *x.shape[2:]), {**row, "images": len(rewards), "samples_per_image": samples}
@@ -157,6 +167,12 @@ class Inverse(Task):
                for xi, e in zip(x, exact)]  # fmt: skip
         out["mean_error"] = sum(err) / len(err)
         return out
+
+    @staticmethod
+    def _exact_log_likelihood(rewards: list, exact: list) -> float:
+        """E[r] under each exact posterior, averaged over the measurements (what the samples'
+        ``log_likelihood`` would be if they were exact posterior samples)."""
+        return sum(r.exact_mean(e) for r, e in zip(rewards, exact)) / len(rewards)
 
     @staticmethod
     def _images(model, metric, x: Tensor, rewards: list) -> dict:
