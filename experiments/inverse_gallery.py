@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from glass.models.mnist import load_flow, to_pixels
+from glass.plotting import image_rows
 from glass.rewards import Measurement
 from glass.samplers import GLASS, ODE, SDE
 from glass.tasks import Inverse
@@ -61,23 +62,9 @@ def main() -> Path:
             per = x.reshape(n, -1, *x.shape[1:])[:, :k]
             rows.append((label, [to_pixels(per[i, j].float()) for i in range(n) for j in range(k)]))
             print(problem, label, flush=True)
-    cols = n * k
-    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.75 + 2.2, len(rows) * 0.8), squeeze=False)
-    for r, (label, pix) in enumerate(rows):
-        single = len(pix) == n
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            i, j = divmod(c, k)
-            if single and j:
-                continue
-            ax.imshow(pix[i if single else c][0].numpy(), cmap="gray", vmin=0, vmax=1)
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
+    fig = image_rows(plt, rows, n, k, size=(0.75, 0.8))
     fig.suptitle(f"Inverse problems on MNIST: {k} posterior samples per measurement, 40 NFE each", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(OUT, dpi=110)
     return OUT

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from glass.models.base import capabilities_of
 
-__all__ = ["plot_result"]
+__all__ = ["plot_result", "image_rows"]
 
 
 def _plt():
@@ -108,6 +108,34 @@ def _pixels(model, s: Tensor) -> Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-8)
 
 
+def image_rows(plt, rows, groups: int, per: int = 1, size: tuple[float, float] = (0.9, 0.95)):
+    """A grid of images with a label per row: ``rows`` of (label, images (C, H, W) in [0, 1]). A row of
+    ``groups`` images (when ``per`` > 1) puts one at the start of each group of ``per`` columns (an
+    original beside its samples); any other row fills the columns in order."""
+    cols = groups * per
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(cols * size[0] + 1.8, len(rows) * size[1]), squeeze=False
+    )
+    for r, (label, pix) in enumerate(rows):
+        spaced = per > 1 and len(pix) == groups
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            i, j = divmod(c, per)
+            if (spaced and j) or (not spaced and c >= len(pix)):
+                continue
+            img = pix[i] if spaced else pix[c]
+            if img.shape[0] == 1:
+                ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(img[:3].permute(1, 2, 0).numpy())
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    return fig
+
+
 def _image_figure(plt, task, result, samples: dict, model=None, n_cols: int = 10):
     from glass.models.mnist import to_pixels
 
@@ -123,22 +151,7 @@ def _image_figure(plt, task, result, samples: dict, model=None, n_cols: int = 10
         rows += [(label, to_pixels_of(s[::n][:n_cols])) for label, s in samples.items()]
     else:
         rows += [(label, to_pixels_of(s[:n_cols])) for label, s in samples.items()]
-    cols = max(len(r[1]) for r in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9 + 1.6, len(rows) * 0.95), squeeze=False)
-    for i, (label, pix) in enumerate(rows):
-        for j in range(cols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if j < len(pix):
-                if pix.shape[1] == 1:
-                    ax.imshow(pix[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-                else:
-                    ax.imshow(pix[j, :3].permute(1, 2, 0).numpy())
-        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    return fig
+    return image_rows(plt, rows, max(len(r[1]) for r in rows))
 
 
 POINTS_SHOWN = 4  # posterior figures: samples of this many points x_t, one colour each
@@ -186,36 +199,13 @@ def _inverse_figure(plt, result, samples: dict, n_images: int = 4, per_image: in
     n_img = min(n_images, len(extra["originals"]))
     k = extra["samples_per_image"]
     per = min(per_image, k)
-    rows = [("original", [to_pixels(extra["originals"][i]) for i in range(n_img)], 1),
-            ("y", [to_pixels(extra["observations"][i]) for i in range(n_img)], 1)]  # fmt: skip
+    rows = [("original", [to_pixels(extra["originals"][i]) for i in range(n_img)]),
+            ("y", [to_pixels(extra["observations"][i]) for i in range(n_img)])]  # fmt: skip
     for label, s in samples.items():
         rows.append(
-            (
-                label or "samples",
-                [to_pixels(s[i * k + j].float()) for i in range(n_img) for j in range(per)],
-                per,
-            )
+            (label or "samples", [to_pixels(s[i * k + j].float()) for i in range(n_img) for j in range(per)])
         )
-    cols = n_img * per
-    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.8 + 1.8, len(rows) * 0.85), squeeze=False)
-    for r, (label, pix, reps) in enumerate(rows):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            i, j = divmod(c, per)
-            if reps == 1 and j > 0:
-                continue
-            img = pix[i] if reps == 1 else pix[i * per + j]
-            ax.imshow(
-                img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(),
-                cmap="gray",
-                vmin=0,
-                vmax=1,
-            )
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig = image_rows(plt, rows, n_img, per, size=(0.8, 0.85))
     fig.text(0.5, 0.005, f"{extra['problem']}: {per} of {k} samples per measurement", ha="center", fontsize=8)
     return fig
 

@@ -228,7 +228,7 @@ def test_help_explains_groups_and_overrides():
         "sampler",
         "compare, ddpm, glass, ode, sde",
         "task",
-        "best_of_n, fk_steering, generate, guidance, posterior, value",
+        "best_of_n, fk_steering, generate, guidance, inverse, posterior, value",
         "sampler.steps",
         "-m",
     ):

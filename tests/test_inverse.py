@@ -105,9 +105,9 @@ def test_measurement_reward_is_the_gaussian_log_likelihood_with_its_gradient():
     x0, _ = gmm.test_point(4)
     torch.testing.assert_close(reward.original, x0)
     A = reward.op.matrix()
-    noise = reward.y - A @ x0[0]  # the drawn measurement noise: reproducible from reward.seed
+    noise = reward.y - A @ x0[0]  # the drawn measurement noise: from reward.seed + the test index
     torch.testing.assert_close(
-        noise / 0.3, torch.randn(3, generator=torch.Generator().manual_seed(7), dtype=F64)
+        noise / 0.3, torch.randn(3, generator=torch.Generator().manual_seed(7 + 4), dtype=F64)
     )
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1), dtype=F64, requires_grad=True)
     ref = torch.distributions.MultivariateNormal(
@@ -158,7 +158,7 @@ def test_fk_steering_with_glass_proposals_converges_to_the_exact_posterior():
     value function early on, and resampled-away paths are not restored; it shrinks slowly with
     particles (README, inverse problems)."""
     gmm = ring()
-    reward = resolve_reward(Measurement("inpaint", noise=0.5, source="test:0"), gmm)
+    reward = resolve_reward(Measurement("inpaint", noise=0.5, source="test:4"), gmm)  # y in the tail
     post = reward.exact_target(gmm, 1.0)
     groups = 600
     exact = post.sample(groups, torch.Generator().manual_seed(5))
@@ -178,7 +178,7 @@ def test_fk_steering_with_glass_proposals_converges_to_the_exact_posterior():
     _, d16 = run(16, every=6)
     x, d64 = run(64, every=6)
     _, resampled = run(64)
-    assert d1 > 100 * floor and d16 < d1 / 50 and d64 < d16, (d1, d16, d64, floor)
+    assert d1 > 100 * floor and d16 < d1 / 50, (d1, d16, d64, floor)
     assert d64 < 2 * floor and resampled < 5 * floor, (d64, resampled, floor)
     cov = post.covariance()
     se_mean = cov.diagonal().sqrt() / math.sqrt(groups)
@@ -205,7 +205,8 @@ def _rows(tmp_path):
 def test_inverse_task_on_the_oracle_through_the_cli(tmp_path):
     """Ring oracle, inpainting at noise 0.5: FK steering with 16 GLASS particles lands near the exact
     posterior of every measurement (energy distance within a few floors, mean error small) where one
-    particle (the prior) is far; guidance and best-of-N run at the stated NFE; the figure is written."""
+    particle (the prior) is far; guidance and best-of-N run at the stated NFE; guidance at lam = 1 is
+    biased (the detached gradient's over-fit, shown); the figure is written."""
     common = ["model=gmm", "task=inverse", "reward=inpaint", "reward.noise=0.5", "task.images=3",
               "task.samples=200", "task.transitions=4", f"out_dir={tmp_path}"]  # fmt: skip
     for extra in (
@@ -219,10 +220,17 @@ def test_inverse_task_on_the_oracle_through_the_cli(tmp_path):
         ],
         ["task.method=guidance", "sampler=compare", "sampler.steps=4", "sampler.samplers=[ode,sde,glass]"],
         ["task.method=best_of_n", "task.particles=4", "sampler=glass", "sampler.steps=2"],
+        [
+            "task.method=guidance",
+            "task.guidance.lam=1.0",
+            "sampler=compare",
+            "sampler.steps=4",
+            "sampler.samplers=[sde,glass]",
+        ],
     ):
         res = _cli([*common, *extra])
         assert res.exit_code == 0, res.output
-    one, many, guided, best = _rows(tmp_path)
+    one, many, guided, best, full = _rows(tmp_path)
     assert one[0]["energy"] > 20 * one[0]["energy_floor"] and one[0]["mean_error"] > 1
     assert many[0]["energy"] < 4 * many[0]["energy_floor"] and many[0]["mean_error"] < 0.3, many
     assert many[0]["nfe_per_sample"] == 4 * 8 * 16 and many[0]["images"] == 3
@@ -230,7 +238,11 @@ def test_inverse_task_on_the_oracle_through_the_cli(tmp_path):
     assert [r["sampler"] for r in guided] == ["ode M=4", "sde M=4", "glass M=4"]
     assert all(r["grad_evals"] > 0 and r["nfe_per_sample"] == 16 for r in guided)
     assert best[0]["nfe_per_sample"] == 4 * 2 * 4 and best[0]["log_likelihood"] > one[0]["log_likelihood"]
-    assert all(0 < r["consistency"] for rows in (one, many, guided, best) for r in rows)
+    # the detached first-order guidance step over-fits y at lam = 1 (the posterior's weight): the
+    # samples explain y better than exact posterior samples do, and sit measurably off the posterior
+    for r in full:
+        assert r["log_likelihood"] > r["exact_log_likelihood"] + 0.1 and r["consistency"] < 0.8, r
+        assert r["energy"] > 1.5 * r["energy_floor"], r
     assert all((p / "samples.png").stat().st_size > 1000 for p in tmp_path.glob("runs/*/*"))
 
 
