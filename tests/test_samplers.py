@@ -164,3 +164,31 @@ def test_progress_callables_never_replace_the_state():
                        progress=lambda: calls.append(1) or True)  # fmt: skip
     ref = glass.generate(gmm, glass.GLASS(2), 3, 4, generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, ref) and len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [lambda m: glass.SDE(m), lambda m: glass.ODE(m), lambda m: glass.ODE(m, method="heun"),
+     lambda m: glass.DDPM(m), lambda m: glass.GLASS(m)],
+)  # fmt: skip
+def test_no_host_sync_per_step_when_the_batch_shares_its_times(kernel, monkeypatch):
+    """Tensor -> Python bool conversions (a host-device synchronisation on a GPU) per transition do not
+    grow with the number of steps M when every sample shares (t, t_next): the per-step branches are
+    decided from host times, leaving the checks at the transition's start and end."""
+    gmm = ring(schedule="vp")  # alpha' infinite at t = 0: the singular / ancestral branches exist
+    x = gmm.sample_marginal(16, 0.0, torch.Generator().manual_seed(0))
+    counts = {}
+    real_bool = torch.Tensor.__bool__
+    for m in (2, 8):
+        calls = []
+
+        def counting(self):
+            calls.append(1)
+            return real_bool(self)
+
+        monkeypatch.setattr(torch.Tensor, "__bool__", counting)
+        y = kernel(m).transition(gmm, x, 0.0, 0.5, generator=torch.Generator().manual_seed(1))
+        monkeypatch.setattr(torch.Tensor, "__bool__", real_bool)
+        assert torch.isfinite(y).all()
+        counts[m] = len(calls)
+    assert counts[2] == counts[8], counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 import torch
@@ -10,7 +11,7 @@ from torch import Tensor
 from glass.checks import check_int, check_transition
 from glass.samplers.base import kernel_label
 from glass.schedules import bcast
-from glass.times import check_times, step_times
+from glass.times import check_times, host_times, step_times
 
 __all__ = ["ODE"]
 
@@ -38,9 +39,7 @@ class ODE:
     def __init__(self, steps: int = 8, method: ODEMethod = "euler"):
         check_int("steps", steps, 1)
         if method not in get_args(ODEMethod):
-            raise ValueError(
-                f"method must be one of {', '.join(get_args(ODEMethod))}, got {method!r}"
-            )
+            raise ValueError(f"method must be one of {', '.join(get_args(ODEMethod))}, got {method!r}")
         self.steps, self.method = steps, method
 
     def __repr__(self) -> str:
@@ -55,24 +54,33 @@ class ODE:
     def label(self) -> str:
         return kernel_label("ode", self.steps, *([self.method] if self.method != "euler" else []))
 
+    def _singular(self, sch, t0: float) -> bool:
+        """Whether the velocity is infinite at the host time t0 (or every step is DDIM)."""
+        return self.method == "ddim" or not (
+            math.isfinite(float(sch.d_alpha(t0))) and math.isfinite(float(sch.d_sigma(t0)))
+        )
+
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
         y, sch = x.to(torch.float64), model.schedule
         times = step_times(t, t_next, self.steps, y)
+        host = host_times(t, t_next, self.steps)  # shared times: the branches are decided on the host
         for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
             h = bcast(t1 - t0, y)
             d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
             singular = ~(torch.isfinite(sch.d_alpha(t0)) & torch.isfinite(sch.d_sigma(t0)))
             if self.method == "ddim":
                 singular = torch.ones_like(singular)
+            any_singular = bool(torch.any(singular)) if host is None else self._singular(sch, host[i])
             u0 = torch.where(bcast(singular, y), 0.0, sch.x0_to_velocity(d, y, t0))
             new = y + h * u0
             heun = (t1 < 1) & ~singular
-            if self.method == "heun" and bool(torch.any(heun)):
+            any_heun = (host[i + 1] < 1 and not any_singular) if host is not None else bool(torch.any(heun))
+            if self.method == "heun" and any_heun:
                 t_eval = torch.where(heun, t1, t0)  # rows that stay Euler are evaluated at a safe time
                 u1 = model.velocity(new, t_eval, **cond)
                 new = torch.where(bcast(heun, y), y + 0.5 * h * (u0 + u1), new)
-            if bool(torch.any(singular)):
+            if any_singular:
                 ddim = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * sch.x0_to_eps(d, y, t0)
                 new = torch.where(bcast(singular, y), ddim, new)
             y = torch.where(bcast(t1 == t0, y), y, new)  # a step rounded to zero length (t' - t ~ 1e-16)

@@ -9,6 +9,8 @@ p_{t'|t} (the GLASS kernel with rho_DDPM, Proposition 1).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -16,9 +18,14 @@ from glass.checks import check_int, check_transition
 from glass.noise import randn
 from glass.samplers.base import kernel_label
 from glass.schedules import bcast
-from glass.times import check_times, step_times
+from glass.times import check_times, host_times, step_times
 
 __all__ = ["SDE"]
+
+
+def _starts(sch, t0: float) -> bool:
+    """Whether a step from the host time t0 is the ancestral start step (nu_t^2 infinite there)."""
+    return t0 == 0 or not math.isfinite(float(sch.nu2(t0)))
 
 
 class SDE:
@@ -55,6 +62,7 @@ class SDE:
         sch = model.schedule
         y = x.to(torch.float64)
         times = step_times(t, t_next, self.steps, y)
+        host = host_times(t, t_next, self.steps)  # shared times: the branches are decided on the host
         for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
             d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
             eps = randn(y.shape, generator, device=y.device)
@@ -65,7 +73,7 @@ class SDE:
             h, nu2 = bcast(t1 - t0, y), bcast(sch.nu2(te), y)
             drift = sch.x0_to_velocity(d, y, te) + 0.5 * nu2 * sch.x0_to_score(d, y, te)
             step = y + h * drift + torch.sqrt(h * nu2) * eps
-            if bool(torch.any(start)):
+            if bool(torch.any(start)) if host is None else _starts(sch, host[i]):
                 ancestral = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * eps
                 step = torch.where(bcast(start, y), ancestral, step)
             if i == self.steps - 1:
