@@ -182,7 +182,7 @@ def test_no_host_sync_per_step_when_the_batch_shares_its_times(kernel, monkeypat
     for m in (2, 8):
         calls = []
 
-        def counting(self):
+        def counting(self, calls=calls):
             calls.append(1)
             return real_bool(self)
 
