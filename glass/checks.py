@@ -8,8 +8,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["check_int", "check_number", "check_time", "check_choice", "check_dtype", "check_finite",
-           "check_transition"]  # fmt: skip
+__all__ = ["check_int", "check_number", "check_positive", "check_time", "check_choice", "check_dtype",
+           "check_finite", "check_transition"]  # fmt: skip
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -31,6 +31,13 @@ def check_number(name: str, value, minimum: float | None = None) -> float:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value, unit: str = "") -> float:
+    """A finite number > 0 (bools refused); ``unit`` is named in the error, e.g. ``" (pixels)"``."""
+    if check_number(name, value) <= 0:
+        raise ValueError(f"{name} must be a number > 0{unit}, got {value!r}")
     return float(value)
 
 

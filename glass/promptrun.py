@@ -1,7 +1,7 @@
 """Running a prompt set (``task.prompts=FILE``): one prompt at a time, resumable, shardable.
 
-Each prompt is computed alone with its own seed, :func:`prompt_seed` (the run's seed, the prompt's
-index in the file): every method of the sampler on its ``per_prompt`` outputs, then its images, the
+Each prompt is computed alone with its own seed, :func:`glass.noise.indexed_seed` (the run's seed, the
+prompt's index in the file): every method of the sampler on its ``per_prompt`` outputs, then its images, the
 held-out rewards (``metric=rewards``) and its record (:func:`glass.outputs.write_prompt`). So
 
 - a killed run, started again, skips every prompt with a complete record and computes the rest (the
@@ -19,16 +19,10 @@ from pathlib import Path
 
 import torch
 
+from glass.noise import indexed_seed
 from glass.outputs import merge, read_records, write_prompt
 
-__all__ = ["prompt_seed", "run_key", "compute", "finish"]
-
-
-def prompt_seed(seed: int, index: int) -> int:
-    """The seed of prompt ``index`` (its position in the prompt file) in a run with seed ``seed``."""
-    from glass.noise import indexed_seed
-
-    return indexed_seed(seed, index)
+__all__ = ["run_key", "compute", "finish"]
 
 
 def run_key(cfg) -> str:
@@ -55,7 +49,7 @@ def compute(job, run_dir: Path, progress=None, rank: int = 0, world: int = 1) ->
     for record in todo:
         one = copy.copy(task)
         one.prompts = task.prompts.only([record])
-        s = prompt_seed(seed, record.index)
+        s = indexed_seed(seed, record.index)
         with torch.inference_mode():
             generator = torch.Generator().manual_seed(s)
             result = one(job.model, job.sampler, NoMetric(), generator, reward=job.reward)

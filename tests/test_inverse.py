@@ -254,9 +254,10 @@ def test_inverse_task_on_mnist_end_to_end(tmp_path):
     res = _cli([*common, "reward=inpaint", "task.method=guidance"])
     assert res.exit_code == 0, res.output
     fk, guided = (rows[0] for rows in _rows(tmp_path))
-    for r in (fk, guided):
-        assert 0 < r["psnr"] < 60 and -1 <= r["ssim"] <= 1 and 0 <= r["label_agreement"] <= 1
-        assert r["diversity"] > 0 and r["fid_n_samples"] == 4 and r["consistency"] > 0
+    for r in (fk, guided):  # 2 images x 2 samples: label agreement counts 4 outputs
+        assert r["label_agreement"] * 4 == round(r["label_agreement"] * 4) and r["fid_n_samples"] == 4
+        assert r["ssim"] < 0.99 and math.isfinite(r["psnr"]) and math.isfinite(r["consistency"])
+        assert r["diversity"] > 0  # one measurement's two samples differ (their own noise streams)
     assert fk["nfe_per_sample"] == 2 * 1 * 2 and guided["grad_evals"] > 0
     bad = _cli([*common, "reward=classifier"])
     assert bad.exit_code == 2 and "task=inverse needs reward=measurement" in bad.stderr

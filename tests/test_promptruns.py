@@ -67,7 +67,7 @@ def assert_same_outputs(a: Path, b: Path) -> None:
 def test_a_prompt_set_run_is_one_prompt_at_a_time_with_its_own_seed(single):
     """Every prompt has its record, its seed depends on its index only, and the per-method row is the
     mean over prompts of the per-image steered rewards (with their standard error and count)."""
-    from glass.promptrun import prompt_seed
+    from glass.noise import indexed_seed as prompt_seed
 
     got = lines(single)
     assert {line["prompt_seed"] for line in got if line["prompt_index"] == 3} == {prompt_seed(0, 3)}

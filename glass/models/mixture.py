@@ -19,9 +19,19 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["FullCovarianceMixture", "condition_isotropic"]
+from glass.checks import check_positive
+
+__all__ = ["FullCovarianceMixture", "condition_isotropic", "gaussian_log_prob"]
 
 F64 = torch.float64
+
+
+def gaussian_log_prob(resid: Tensor, chol: Tensor) -> Tensor:
+    """log N(resid; 0, L L^T) for residuals (..., m) and Cholesky factors L (..., m, m) that broadcast
+    against them."""
+    sol = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)[..., 0]
+    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    return -0.5 * (sol**2).sum(-1) - 0.5 * logdet - 0.5 * resid.shape[-1] * math.log(2 * math.pi)
 
 
 class FullCovarianceMixture:
@@ -58,10 +68,7 @@ class FullCovarianceMixture:
 
     def log_prob(self, z: Tensor) -> Tensor:
         """log-density at each row of z (n, d)."""
-        diff = z.to(F64)[:, None, :] - self.means[None]  # (n, K, d)
-        sol = torch.linalg.solve_triangular(self._chol[None], diff[..., None], upper=False)[..., 0]
-        logdet = 2 * torch.log(torch.diagonal(self._chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
-        comp = -0.5 * (sol**2).sum(-1) - 0.5 * logdet - 0.5 * self.dim * math.log(2 * math.pi)
+        comp = gaussian_log_prob(z.to(F64)[:, None, :] - self.means[None], self._chol[None])  # (n, K)
         return torch.logsumexp(torch.log(self.weights) + comp, dim=1)
 
     def mean(self) -> Tensor:
@@ -92,13 +99,7 @@ def condition_isotropic(
         raise ValueError(f"y must have {A.shape[0]} entries (the rows of A), got {tuple(y.shape)}")
     if not bool(torch.isfinite(A).all()) or not bool(torch.isfinite(y).all()):
         raise ValueError("A and y must be finite")
-    if (
-        isinstance(noise, bool)
-        or not isinstance(noise, (int, float))
-        or not math.isfinite(noise)
-        or noise <= 0
-    ):
-        raise ValueError(f"noise must be a finite number > 0, got {noise!r}")
+    check_positive("noise", noise)
     s2 = stds**2  # (K,)
     eye_d = torch.eye(d, dtype=F64)
     ata = A.T @ A / noise**2
@@ -109,10 +110,6 @@ def condition_isotropic(
     # evidence N(y; A m_k, s_k^2 A A^T + noise^2 I), by Cholesky
     m = A.shape[0]
     evid_cov = s2[:, None, None] * (A @ A.T)[None] + noise**2 * torch.eye(m, dtype=F64)[None]
-    chol = torch.linalg.cholesky(evid_cov)
-    resid = (y[None] - means @ A.T)[..., None]  # (K, m, 1)
-    sol = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]
-    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-    log_evidence = -0.5 * (sol**2).sum(-1) - 0.5 * logdet - 0.5 * m * math.log(2 * math.pi)
+    log_evidence = gaussian_log_prob(y[None] - means @ A.T, torch.linalg.cholesky(evid_cov))  # (K,)
     logw = torch.log(weights) + log_evidence
     return FullCovarianceMixture(torch.softmax(logw, 0), mu, cov)

@@ -17,14 +17,16 @@ decoder; the source must then be an image file of the decoder's output size.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from glass.checks import check_choice, check_int, check_number
+from glass.checks import check_choice, check_int, check_positive
 from glass.models.base import capabilities_of
+from glass.models.mixture import gaussian_log_prob
 from glass.rewards.operators import OPERATORS, REGIONS, LinearOperator
 
 __all__ = ["Measurement", "load_source_file"]
@@ -85,12 +87,10 @@ class Measurement:
         seed: int = 0,
     ):
         check_choice("reward.operator", operator, OPERATORS)
-        if check_number("reward.noise", noise) <= 0:
-            raise ValueError(f"reward.noise must be a number > 0, got {noise!r}")
+        check_positive("reward.noise", noise)
         check_choice("reward.region", region, REGIONS)
         check_int("reward.factor", factor, 1)
-        if check_number("reward.width", width) <= 0:
-            raise ValueError(f"reward.width must be a number > 0 (pixels), got {width!r}")
+        check_positive("reward.width", width, " (pixels)")
         check_int("reward.seed", seed, 0)
         if not isinstance(source, str) or not source:
             raise ValueError(f"reward.source must be test:INDEX or a file, got {source!r}")
@@ -108,40 +108,35 @@ class Measurement:
         self.y: Tensor | None = None  # (m,)
 
     # -- binding ------------------------------------------------------------------------------------
-    def _clean_point(self, model) -> tuple[Tensor, int | None]:
-        if self.source.startswith("test:"):
-            if not capabilities_of(model).data:
-                raise ValueError(
-                    f"reward.source={self.source} observes the model's test set; {model!r} has none "
-                    "(use model=mnist, gmm or gmm64, or give an image file)"
-                )
-            return model.test_point(self.test_index())
-        shape = getattr(model, "shape", None)
-        channels = shape[0] if shape is not None and len(shape) == 3 else None
-        if capabilities_of(model).latent:
-            channels = 3
-        return load_source_file(self.source, channels)[None], None
-
     def bind(self, model) -> Measurement:
         """A copy observing ``reward.source`` of ``model``'s data (``resolve_reward`` calls this)."""
-        x0, label = self._clean_point(model)
-        seed = self.seed + self.test_index() if self.source.startswith("test:") else self.seed
+        if self.source.startswith("test:"):
+            return self.observe_test(model, self.test_index())
         shape = getattr(model, "shape", None)
-        if shape is not None and not capabilities_of(model).latent and tuple(x0.shape[1:]) != tuple(shape):
+        latent = capabilities_of(model).latent
+        channels = 3 if latent else (shape[0] if shape is not None and len(shape) == 3 else None)
+        x0 = load_source_file(self.source, channels)[None]
+        if shape is not None and not latent and tuple(x0.shape[1:]) != tuple(shape):
             raise ValueError(
                 f"reward.source={self.source} has shape {tuple(x0.shape[1:])}; {model!r} makes data of "
                 f"shape {tuple(shape)}"
             )
-        return self.observe(x0, label, noise_seed=seed)
+        return self.observe(x0)
+
+    def observe_test(self, model, index: int) -> Measurement:
+        """A copy observing the model's test point ``index``, its noise drawn from ``seed + index``
+        (so ``task=inverse``'s measurement of test point i is the one ``reward.source=test:i`` gives)."""
+        if not capabilities_of(model).data:
+            raise ValueError(
+                f"reward.source=test:{index} observes the model's test set; {model!r} has none "
+                "(use model=mnist, gmm or gmm64, or give an image file)"
+            )
+        x0, label = model.test_point(index)
+        return self.observe(x0, label, noise_seed=self.seed + index)
 
     def test_index(self) -> int:
         """INDEX of ``reward.source=test:INDEX``."""
         return int(self.source.removeprefix("test:"))
-
-    def with_seed(self, seed: int) -> Measurement:
-        """An unbound copy with ``seed``."""
-        opts = (self.region, self.factor, self.width)
-        return Measurement(self.operator, self.noise, self.source, *opts, seed=seed)
 
     def observe(self, x0: Tensor, label: int | None = None, noise_seed: int | None = None) -> Measurement:
         """A copy observing the clean point ``x0`` (a batch of one, (1, *shape)): y = A x0 + noise n,
@@ -153,7 +148,7 @@ class Measurement:
                 raise ValueError(
                     f"x0 must be one data point as a batch of one, (1, *shape), got {tuple(x0.shape)}"
                 )
-            new = self.with_seed(self.seed)
+            new = copy.copy(self)
             new.op = LinearOperator(self.operator, x0.shape[1:], self.region, self.factor, self.width)
             clean = new.op(x0)[0]
             gen = torch.Generator().manual_seed(self.seed if noise_seed is None else int(noise_seed))
@@ -170,7 +165,7 @@ class Measurement:
     def residual(self, x: Tensor) -> Tensor:
         """y - A x per row (N, m)."""
         op = self._bound()
-        ax = op(x.to(torch.float64) if x.dtype != torch.float64 else x)
+        ax = op(x.to(torch.float64))
         return self.y.to(ax.device) - ax
 
     def __call__(self, x1: Tensor, **cond) -> Tensor:
@@ -190,7 +185,7 @@ class Measurement:
 
     # -- exact answers on the oracle -----------------------------------------------------------------
     def exact_target(self, model, lam: float = 1.0):
-        """p(z) exp(lam r(z)) on the Gaussian-mixture oracle: the posterior for noise / sqrt(lam)."""
+        """p(z) exp(lam r(z)) (eq. 6) on the Gaussian-mixture oracle: the posterior for noise / sqrt(lam)."""
         op = self._bound()
         return model.condition(op.matrix(), self.y, self.noise / math.sqrt(lam))
 
@@ -200,14 +195,9 @@ class Measurement:
         V_t(x) = log sum_k w_k N(y; A mu_k, noise^2 I + c_k A A^T)."""
         A = self._bound().matrix().to(x.device)
         logw, mu, c = model.posterior(x, t)  # (B, K), (B, K, d), (B, K)
-        m = A.shape[0]
-        eye = torch.eye(m, dtype=torch.float64, device=x.device)
+        eye = torch.eye(A.shape[0], dtype=torch.float64, device=x.device)
         cov = self.noise**2 * eye + c[..., None, None] * (A @ A.T)  # (B, K, m, m)
-        chol = torch.linalg.cholesky(cov)
-        resid = (self.y.to(x.device) - mu @ A.T)[..., None]  # (B, K, m, 1)
-        sol = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]
-        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-        log_n = -0.5 * (sol**2).sum(-1) - 0.5 * logdet - 0.5 * m * math.log(2 * math.pi)
+        log_n = gaussian_log_prob(self.y.to(x.device) - mu @ A.T, torch.linalg.cholesky(cov))  # (B, K)
         return torch.logsumexp(logw + log_n, dim=1)
 
     def exact_mean(self, target) -> float:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from glass.checks import check_choice, check_int, check_number
+from glass.checks import check_choice, check_int, check_positive
 
 __all__ = ["OPERATORS", "REGIONS", "LinearOperator", "make_operator"]
 
@@ -50,6 +50,7 @@ class LinearOperator:
             self.observed = ~self._missing()  # (C, H, W) bool
             if not bool(self.observed.any()) or bool(self.observed.all()):
                 raise ValueError(f"reward.region={region} leaves nothing to inpaint in data of shape {shape}")
+            self.index = self.observed.reshape(-1).nonzero()[:, 0]  # flat indices: no mask sync on GPUs
         elif name == "downsample":
             check_int("reward.factor", factor, 1)
             fw = 1 if self.w == 1 else factor
@@ -60,14 +61,15 @@ class LinearOperator:
                 )
             self.kernel = (factor, fw)
         elif name == "blur":
-            if check_number("reward.width", width) <= 0:
-                raise ValueError(f"reward.width must be a number > 0 (pixels), got {width!r}")
+            check_positive("reward.width", width, " (pixels)")
             radius = math.ceil(3 * width)
             x = torch.arange(-radius, radius + 1, dtype=torch.float64)
             g = torch.exp(-0.5 * (x / width) ** 2)
             g = g / g.sum()
             k = g[:, None] * g[None, :] if self.w > 1 else g[:, None]
             self.blur_kernel = k  # (kh, kw), sums to 1
+        self._on: dict = {}  # the index / conv weight per (device, dtype): copied once, not every call
+        self._matrix: Tensor | None = None
 
     def _missing(self) -> Tensor:
         c, h, w = self.c, self.h, self.w
@@ -98,19 +100,31 @@ class LinearOperator:
         if self.name == "identity":
             return img.reshape(len(x), -1)
         if self.name == "inpaint":
-            return img.reshape(len(x), -1)[:, self.observed.reshape(-1).to(x.device)]
+            return img.reshape(len(x), -1).index_select(1, self._constant("index", x))
         if self.name == "downsample":
             return F.avg_pool2d(img, self.kernel).reshape(len(x), -1)
-        k = self.blur_kernel.to(x)
-        weight = k.expand(self.c, 1, *k.shape).contiguous()
+        k = self.blur_kernel
         pad = (k.shape[0] // 2, k.shape[1] // 2)
-        return F.conv2d(img, weight, padding=pad, groups=self.c).reshape(len(x), -1)
+        return F.conv2d(img, self._constant("weight", x), padding=pad, groups=self.c).reshape(len(x), -1)
 
-    def matrix(self, dtype=torch.float64) -> Tensor:
-        """A as an (m, d) matrix (the operator applied to the identity basis)."""
-        d = math.prod(self.shape)
-        basis = torch.eye(d, dtype=dtype).reshape(d, *self.shape)
-        return self(basis).T.contiguous()
+    def _constant(self, name: str, like: Tensor) -> Tensor:
+        """The inpainting index or the blur weight on ``like``'s device (and dtype), made once."""
+        key = (name, like.device, like.dtype)
+        if key not in self._on:
+            if name == "index":
+                self._on[key] = self.index.to(like.device)
+            else:
+                k = self.blur_kernel.to(like)
+                self._on[key] = k.expand(self.c, 1, *k.shape).contiguous()
+        return self._on[key]
+
+    def matrix(self) -> Tensor:
+        """A as an (m, d) float64 matrix (the operator applied to the identity basis; made once)."""
+        if self._matrix is None:
+            d = math.prod(self.shape)
+            basis = torch.eye(d, dtype=torch.float64).reshape(d, *self.shape)
+            self._matrix = self(basis).T.contiguous()
+        return self._matrix
 
     def show(self, y: Tensor) -> Tensor:
         """Measurements (B, m) as data points (B, *shape) to look at: inpainting puts the observed
@@ -119,7 +133,7 @@ class LinearOperator:
         b = len(y)
         if self.name == "inpaint":
             out = torch.full((b, self.c * self.h * self.w), -1.0, dtype=y.dtype, device=y.device)
-            out[:, self.observed.reshape(-1).to(y.device)] = y
+            out[:, self._constant("index", y)] = y
         elif self.name == "downsample":
             fh, fw = self.kernel
             small = y.reshape(b, self.c, self.h // fh, self.w // fw)

@@ -17,7 +17,7 @@ from torch import Tensor
 from glass.checks import check_int, check_transition
 from glass.samplers.base import kernel_label
 from glass.samplers.glass import GLASS
-from glass.times import check_times, is_per_sample, step_times
+from glass.times import check_times, host_times, step_times
 
 __all__ = ["DDPM"]
 
@@ -51,11 +51,9 @@ class DDPM:
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
         y = x.to(torch.float64)
-        per_sample = is_per_sample(t, t_next)
-        if per_sample:
-            times = step_times(t, t_next, self.steps, y)
-        else:  # host floats: no device scalars between the sub-steps
-            times = [float(v) for v in step_times(float(t), float(t_next), self.steps, torch.empty(0))]
+        host = host_times(t, t_next, self.steps)  # host floats: no device scalars between the sub-steps
+        per_sample = host is None
+        times = step_times(t, t_next, self.steps, y) if per_sample else host
         d = denoised  # D_t(x) is valid until the first step that moves
         for a, b in zip(times[:-1], times[1:]):
             if not per_sample and b <= a:  # a sub-step that rounds to zero length is the identity

@@ -24,7 +24,7 @@ __all__ = ["SDE"]
 
 
 def _starts(sch, t0: float) -> bool:
-    """Whether a step from the host time t0 is the ancestral start step (nu_t^2 infinite there)."""
+    """Whether a step from the host time t0 is the ancestral start step (nu_t^2 of eq. 5 infinite)."""
     return t0 == 0 or not math.isfinite(float(sch.nu2(t0)))
 
 

@@ -65,13 +65,9 @@ class Inverse(Task):
         self.images = check_int("task.images", images, 1)
         self.first = None if first is None else check_int("task.first", first, 0)
         self.samples = None if samples is None else check_int("task.samples", samples, 2)
-        self.particles, self.transitions = particles, transitions
-        guidance = {k: v for k, v in (guidance or {}).items() if v is not None}
-        if method == "guidance":
-            guidance = {"lam": GUIDANCE_LAM, "t_lo": 0.05, "t_hi": 0.95, "grad": "detached", **guidance}
-        else:
-            guidance = {"lam": 0.0, "t_lo": 0.05, "t_hi": 0.95, "grad": "detached", **guidance}
-        self.guidance = guidance
+        given = {k: v for k, v in (guidance or {}).items() if v is not None}
+        lam0 = GUIDANCE_LAM if method == "guidance" else 0.0  # guidance off in the other methods
+        guidance = {"lam": lam0, "t_lo": 0.05, "t_hi": 0.95, "grad": "detached", **given}
         common = dict(transitions=transitions, groups=2, chunk=chunk, guidance=guidance)
         if method == "fk_steering":
             self.inner = FKSteering(lam=lam, particles=particles, resample_every=resample_every,
@@ -107,7 +103,7 @@ class Inverse(Task):
 
     def start(self, reward) -> int:
         """The first test index: ``task.first``, else the index of ``reward.source=test:INDEX``."""
-        return self.first if self.first is not None else int(reward.source.removeprefix("test:"))
+        return self.first if self.first is not None else reward.test_index()
 
     def sizes(self, model) -> tuple[int, int]:
         oracle = is_oracle(model)
@@ -124,8 +120,7 @@ class Inverse(Task):
         seed = derive_seed(generator)
         rewards, first = [], self.start(reward)
         for i in range(first, first + images):
-            x0, label = model.test_point(i)
-            rewards.append(reward.observe(x0, label, noise_seed=reward.seed + i))  # as test:i would
+            rewards.append(reward.observe_test(model, i))  # the measurement reward.source=test:i gives
         exact = [r.exact_target(model, 1.0) for r in rewards] if is_oracle(model) else None
         return {"images": images, "samples": samples, "seed": seed, "rewards": rewards, "exact": exact,
                 "metric": metric, "first": first}  # fmt: skip
@@ -178,6 +173,7 @@ class Inverse(Task):
     def _images(model, metric, x: Tensor, rewards: list) -> dict:
         from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+        from glass.metrics.fid import FID
         from glass.models.mnist import to_pixels
 
         n_img, n = x.shape[:2]
@@ -194,8 +190,6 @@ class Inverse(Task):
         d = pix.reshape(n_img, n, -1).double()
         pair = torch.cdist(d, d) / math.sqrt(d.shape[-1])  # RMS pixel distance
         out["diversity"] = float(pair.sum((1, 2)).mean() / (n * (n - 1)))
-        from glass.metrics.fid import FID
-
         if isinstance(metric, FID):
             out |= metric(x.reshape(-1, *x.shape[2:]).float())
         return out
