@@ -8,8 +8,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["check_int", "check_number", "check_positive", "check_time", "check_choice", "check_dtype",
-           "check_finite", "check_transition"]  # fmt: skip
+__all__ = ["check_int", "check_seed", "MAX_SEED", "check_number", "check_positive", "check_time",
+           "check_choice", "check_dtype", "check_finite", "check_transition"]  # fmt: skip
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -23,6 +23,22 @@ def check_int(name: str, value, minimum: int, maximum: int | None = None) -> int
         allowed = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
         raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     return value
+
+
+MAX_SEED = 2**32 - 1  # torch's CPU generator (mt19937) keeps 32 bits of a seed
+
+
+def check_seed(name: str, value) -> int:
+    """A seed torch's CPU generator keeps whole: an integer in [0, 2^32 - 1]. Larger seeds would
+    silently repeat smaller ones (``seed=0`` and ``seed=4294967296`` give the same run), so they are
+    refused."""
+    try:
+        return check_int(name, value, 0, MAX_SEED)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be an integer in [0, {MAX_SEED}] (torch's generator keeps 32 bits; a larger seed "
+            f"would repeat a smaller one), got {value!r}"
+        ) from None
 
 
 def check_number(name: str, value, minimum: float | None = None) -> float:

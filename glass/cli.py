@@ -213,7 +213,10 @@ def run(
     out = Console()
     if not out.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         out = Console(width=200)
-    out.print(results_table(rows))
+    if rows:
+        out.print(results_table(rows))
+    else:  # e.g. every job is being run by another copy of the sweep
+        typer.echo("no finished jobs yet")
     typer.echo(f"outputs: {base}")
 
 

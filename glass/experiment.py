@@ -106,6 +106,12 @@ def train(target: str, overrides: list[str]) -> dict:
         raise UserError(f"unknown training target {target!r}; choose from: {', '.join(targets)}")
     cfg = compose([f"trainer={target}", *overrides], config_name="train")
     trainer = instantiate(cfg.trainer, "trainer")
+    from glass.checks import check_seed
+
+    try:
+        check_seed("seed", cfg.seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if cfg.data.root is not None and not Path(str(cfg.data.root)).expanduser().is_dir():
         raise UserError(f"data.root: the data directory {str(cfg.data.root)!r} does not exist")
     load_mnist("train", cfg.data.root, cfg.data.download)  # fail on missing data before writing anything

@@ -33,13 +33,13 @@ def write_json_atomic(path: Path, data) -> None:
 
 def write_rows(directory: Path, rows: list[dict]) -> None:
     """summary.jsonl and summary.csv (one row per job and kernel), each written atomically."""
-    tmp = directory / ".summary.jsonl.tmp"
+    tmp = directory / f".summary.jsonl.{os.getpid()}.tmp"  # a process of its own: copies of a sweep
     try:
         with open(tmp, "w") as f:
             f.write("".join(json.dumps(row) + "\n" for row in rows))
         os.replace(tmp, directory / "summary.jsonl")
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = directory / ".summary.csv.tmp"
+        tmp = directory / f".summary.csv.{os.getpid()}.tmp"
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()

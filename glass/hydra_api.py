@@ -15,7 +15,7 @@ import re
 
 __all__ = [
     "split_sweep", "make_launcher", "job_exception", "overridden_key", "unexpected_argument",
-    "takes_no_arguments", "interpolation_reason",
+    "takes_no_arguments", "interpolation_reason", "literal",
 ]  # fmt: skip
 
 
@@ -72,3 +72,13 @@ def takes_no_arguments(message: str) -> bool:
 def interpolation_reason(message: str) -> str:
     """OmegaConf's ``X raised while resolving interpolation: why`` -> ``why``."""
     return re.sub(r"^\w+ raised while resolving interpolation: ", "", message).strip('"')
+
+
+def literal(value: str) -> str:
+    """``value`` as a quoted override value that Hydra's grammar and OmegaConf's resolver both give
+    back unchanged: ``${...}`` is not interpolated (a path such as ``sweeps/${now:%H}`` stays literal),
+    quotes and backslashes survive. OmegaConf reads ``\\${`` as a literal ``${`` (backslashes before it
+    doubled); Hydra's quoted strings unescape only backslashes before a quote or at the end."""
+    text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", str(value))
+    text = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, text)
+    return "'" + text.replace("'", "\\'") + "'"

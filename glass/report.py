@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
 from glass.config import UserError
+from glass.files import write_text_atomic
 
 __all__ = ["report", "with_kernel_columns", "aggregate", "markdown_table"]
 
@@ -172,7 +174,7 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
     full = title + (f" — {spec['title']}" if facet and spec.get("title") else "")
     fig.suptitle("\n".join(textwrap.wrap(full, width=int(fig.get_figwidth() * 12))), fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # its own name: copies of a sweep
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
@@ -213,17 +215,20 @@ def _sweep_meta(path: Path) -> dict:
     if not path.is_dir():
         raise UserError(f"no such directory: {str(path)!r}")
     meta_file = path / "sweep.json"
+    jobs = any(p.is_dir() and (p / "job.json").is_file() for p in path.iterdir())
     if not meta_file.is_file():
-        if not any(p.is_dir() and (p / "job.json").is_file() for p in path.iterdir()):
+        if not jobs:
             raise UserError(f"{str(path)!r} is not a sweep directory (no sweep.json and no job directories)")
         return {}
     try:
         meta = json.loads(meta_file.read_text())
+        ok = isinstance(meta, dict) and isinstance(meta.get("jobs", []), list)
+        damage = None if ok else "not a sweep record"
     except ValueError:
-        raise UserError(f"{meta_file} is damaged (not JSON)") from None
-    if not isinstance(meta, dict):
-        raise UserError(f"{meta_file} is damaged (not a JSON object)")
-    return meta
+        meta, damage = {}, "not JSON"
+    if damage and not jobs:
+        raise UserError(f"{meta_file} is damaged ({damage})")
+    return {} if damage else meta  # damaged beside job directories: the finished jobs are reported
 
 
 def _header(spec: dict, title: str, scale: str | None) -> list[str]:
@@ -286,9 +291,7 @@ def report(path: str | Path) -> list[Path]:
         ]
     md += _prompt_sets(path, written)
     out = path / f"{name}.md"
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(md))
-    tmp.replace(out)
+    write_text_atomic(out, "\n".join(md))
     written.append(out)
     return written
 

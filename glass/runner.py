@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from glass.checks import check_int
+from glass.checks import check_seed
 from glass.config import UserError, instantiate
 from glass.files import write_json_atomic
 from glass.metrics.default import resolve_metric
@@ -94,7 +94,7 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
     shared = shared or Shared()  # a job built alone (e.g. in a launcher's worker process)
     seed = cfg.get("seed")
     try:
-        check_int("seed", seed, 0)
+        check_seed("seed", seed)
     except ValueError as e:
         raise UserError(str(e)) from None
     task = instantiate(cfg.task, "task")
@@ -235,8 +235,10 @@ def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, me
     finally:
         if main:
             job.logger.finish()
-    if run_dir.exists():  # a damaged earlier copy of this job (no readable metrics): replaced
-        shutil.rmtree(run_dir)
+    if run_dir.exists():  # a damaged earlier copy: moved aside first (never seen half-deleted)
+        trash = run_dir.with_name(f".{run_dir.name}.damaged-{uuid.uuid4().hex[:6]}")
+        run_dir.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
     partial.rename(run_dir)
     return rows
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,10 +31,11 @@ from pathlib import Path
 
 from glass.config import UserError, config_dir, config_hash
 from glass.files import write_json_atomic, write_rows
-from glass.hydra_api import job_exception, make_launcher
+from glass.hydra_api import job_exception, literal, make_launcher
 
 __all__ = [
-    "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "collect", "RunJob",
+    "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "damaged_jobs",
+    "check_record", "collect", "RunJob",
 ]  # fmt: skip
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -51,6 +53,9 @@ def check_sweep_dir(sweep_dir: Path, what: str = "--sweep-dir") -> None:
     if sweep_dir.exists() and not sweep_dir.is_dir():
         raise UserError(f"{what} {str(sweep_dir)!r} is a file, not a directory")
     if sweep_dir.is_dir():
+        record = sweep_dir / "sweep.json"
+        if (record.exists() or record.is_symlink()) and not record.is_file():
+            raise UserError(f"{str(record)!r} is not a file (a sweep's record); move it away and run again")
         entries = list(sweep_dir.iterdir())
         jobs = any(p.is_dir() and (p / "job.json").is_file() for p in entries)  # sweep.json was lost
         if entries and not jobs and not (sweep_dir / "sweep.json").is_file():
@@ -75,22 +80,51 @@ class Planned:
     labels: dict | None = None
 
 
-def finished_jobs(sweep_dir: Path) -> dict[str, Path]:
-    """Config hash -> directory of every finished job in ``sweep_dir``."""
-    found = {}
+def check_record(d: Path) -> str | None:
+    """Why the job directory ``d`` does not hold a finished job's record (None when it does): job.json
+    an object with the job's config hash, metrics.json an object with a seed, a wall time and at least
+    one row per kernel (an object naming its sampler). Anything else is run again."""
+    try:
+        meta = json.loads((d / "job.json").read_text())
+        metrics = json.loads((d / "metrics.json").read_text())
+    except FileNotFoundError as e:
+        return f"no {Path(e.filename).name}"
+    except (OSError, ValueError) as e:
+        return f"unreadable record ({type(e).__name__})"
+    if not isinstance(meta, dict) or not isinstance(meta.get("config_hash"), str):
+        return "job.json has no config hash"
+    if not isinstance(metrics, dict):
+        return "metrics.json is not an object"
+    rows = metrics.get("rows")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and "sampler" in r
+                                                         for r in rows):  # fmt: skip
+        return "metrics.json has no rows"
+    if not isinstance(metrics.get("seed"), int) or not isinstance(metrics.get("wall_time_s"), (int, float)):
+        return "metrics.json has no seed or wall time"
+    return None
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    """Directories that are (or were meant to be) finished jobs: not .partial / .failed / hidden."""
     if not sweep_dir.is_dir():
-        return found
-    for d in sorted(sweep_dir.iterdir()):
-        if not d.is_dir() or d.suffix in (".partial", ".failed"):
-            continue
-        try:
-            meta = json.loads((d / "job.json").read_text())
-            json.loads((d / "metrics.json").read_text())
-        except (OSError, ValueError):
-            continue  # not a finished job (or a damaged one): it is run again
-        if isinstance(meta, dict) and meta.get("config_hash"):  # single runs carry no hash
-            found.setdefault(meta["config_hash"], d)
+        return []
+    return [d for d in sorted(sweep_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")
+            and d.suffix not in (".partial", ".failed")]  # fmt: skip
+
+
+def finished_jobs(sweep_dir: Path) -> dict[str, Path]:
+    """Config hash -> directory of every finished job in ``sweep_dir`` (a record that validates, see
+    :func:`check_record`)."""
+    found = {}
+    for d in _job_dirs(Path(sweep_dir)):
+        if check_record(d) is None:
+            found.setdefault(json.loads((d / "job.json").read_text())["config_hash"], d)
     return found
+
+
+def damaged_jobs(sweep_dir: Path) -> dict[str, str]:
+    """Name -> reason of every job directory whose record does not validate (run again)."""
+    return {d.name: why for d in _job_dirs(Path(sweep_dir)) if (why := check_record(d)) is not None}
 
 
 def default_sweep_dir(jobs: list) -> Path:
@@ -112,8 +146,11 @@ def plan(jobs: list, sweep_dir: Path, labels: list[dict] | None = None) -> list[
     return planned
 
 
-def _quote(value: str) -> str:
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+CLAIMED = "claimed by another process"  # what RunJob returns for a job another copy of the sweep runs
+
+
+def claim_path(sweep_dir: Path, config_hash: str) -> Path:
+    return Path(sweep_dir) / ".claims" / f"{config_hash}.lock"
 
 
 def _launch_context(sweep_dir: Path, hydra_overrides: list[str], task_function):
@@ -129,7 +166,7 @@ def _launch_context(sweep_dir: Path, hydra_overrides: list[str], task_function):
         "hydra/job_logging=none",
         "hydra/hydra_logging=none",
         "hydra.output_subdir=null",
-        f"hydra.sweep.dir={_quote(sweep_dir)}",
+        f"hydra.sweep.dir={literal(str(sweep_dir))}",
         *hydra_overrides,
     ]
     try:
@@ -161,7 +198,7 @@ def sweep(
     planned = plan(jobs, sweep_dir, labels)
     todo = [p for p in planned if p.done is None]
     failures = []
-    task = RunJob({p.hash: p.job for p in todo}, progress)
+    task = RunJob(sweep_dir, {p.hash: p.name for p in todo}, {p.hash: p.job for p in todo}, progress)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
         launcher = _launch_context(sweep_dir, list(hydra_overrides or []), task)  # before anything is written
         check_sweep_dir(sweep_dir, "the sweep directory")
@@ -172,6 +209,10 @@ def sweep(
             raise UserError(f"cannot create the sweep directory {str(sweep_dir)!r}: {reason}") from None
         _write_sweep_json(sweep_dir, planned, group or sweep_dir.name, definition)
         if announce:
+            names = {p.name for p in todo}
+            for name, why in damaged_jobs(sweep_dir).items():
+                if name in names:
+                    announce(f"{name}: damaged record ({why}), run again")
             skipped = len(planned) - len(todo)
             announce(
                 f"sweep {sweep_dir}: {len(planned)} jobs"
@@ -180,8 +221,9 @@ def sweep(
             )
         if todo:
             subdir = "hydra.sweep.subdir="
-            overrides = [[*p.job.overrides, subdir + _quote(p.name + ".partial")] for p in todo]
+            overrides = [[*p.job.overrides, subdir + literal(p.name + ".partial")] for p in todo]
             returns = launcher.launch(overrides, initial_job_idx=0)
+            elsewhere = 0
             for p, ret in zip(todo, returns):
                 err = job_exception(ret)
                 if err is not None:
@@ -189,6 +231,13 @@ def sweep(
                         raise err
                     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                     failures.append((p.name, f"{type(err).__name__}: {text}"))
+                elif ret.return_value == CLAIMED:
+                    elsewhere += 1
+            if elsewhere and announce:
+                announce(
+                    f"{elsewhere} jobs were running in another copy of this sweep and are left to it; run "
+                    "the same command when it has finished for the complete summary"
+                )
     rows = collect(sweep_dir, planned)
     return sweep_dir, rows, failures
 
@@ -236,8 +285,9 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
     else:
         try:
             meta = json.loads((sweep_dir / "sweep.json").read_text())
-            wanted = [(j["config_hash"], j["overrides"], j.get("labels", {})) for j in meta["jobs"]]
-        except (OSError, ValueError, KeyError, TypeError):  # no sweep.json, or a damaged one
+            wanted = [(j["config_hash"], [str(o) for o in j["overrides"]], dict(j.get("labels") or {}))
+                      for j in meta["jobs"]]  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no sweep.json, or a damaged one
             wanted = None
     done = finished_jobs(sweep_dir)
     if wanted is None:
@@ -263,41 +313,92 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
 
 
 class RunJob:
-    """The launcher's task function: run one job into ``hydra.sweep.dir/<name>.partial`` and rename it
-    to ``<name>`` when everything is written. It carries the jobs this process has already prepared
+    """The launcher's task function: run one job into ``<sweep dir>/<name>.partial`` and rename it to
+    ``<name>`` when everything is written, once it holds the job's claim (see glass.claims). It carries
+    the sweep directory and the jobs' names by config hash (never read back from Hydra's config, which
+    would interpolate a literal ``${...}`` in the path), the jobs this process has already prepared
     (and validated) and the progress callback; pickled for another process (joblib, submitit) it
-    carries neither, and the job is built there from its config."""
+    carries neither of the last two, and the job is built there from its config."""
 
-    def __init__(self, prepared: dict | None = None, progress=None):
+    def __init__(self, sweep_dir: Path, names: dict[str, str], prepared: dict | None = None, progress=None):
+        self.sweep_dir, self.names, self.origin = str(sweep_dir), dict(names), os.getpid()
         self.prepared, self.progress = prepared or {}, progress
 
     def __getstate__(self) -> dict:
-        return {"prepared": {}, "progress": None}
+        return {"sweep_dir": self.sweep_dir, "names": self.names, "origin": self.origin}
 
     def __setstate__(self, state: dict) -> None:
-        self.prepared, self.progress = state["prepared"], state["progress"]
+        self.sweep_dir, self.names, self.origin = state["sweep_dir"], state["names"], state["origin"]
+        self.prepared, self.progress = {}, None
 
-    def __call__(self, cfg) -> list[dict]:
+    def __call__(self, cfg) -> list[dict] | str:
         from hydra.core.hydra_config import HydraConfig
         from omegaconf import OmegaConf
 
+        from glass.claims import claim
         from glass.runner import build_job, run_job
 
+        die_with_parent(self.origin)
         hc = HydraConfig.get()
-        partial = Path(hc.runtime.output_dir)
-        run_dir = partial.with_name(partial.name.removesuffix(".partial"))
-        group = None
-        try:
-            group = json.loads((run_dir.parent / "sweep.json").read_text()).get("group")
-        except (OSError, ValueError):
-            pass
         OmegaConf.set_readonly(cfg, True)
         key = config_hash(cfg)
-        job = self.prepared.get(key)
-        if job is None:  # launched in another process: build (and validate) the job here
-            job = build_job(list(hc.overrides.task), cfg)
-        failed = run_dir.with_name(run_dir.name + ".failed")
-        rows = run_job(job, run_dir, self.progress, group=group, meta={"config_hash": key})
-        if failed.is_dir():  # an earlier attempt failed; this one succeeded
-            shutil.rmtree(failed, ignore_errors=True)
-        return rows
+        sweep_dir = Path(self.sweep_dir)
+        run_dir = sweep_dir / self.names[key]
+        partial = run_dir.with_name(run_dir.name + ".partial")
+        with claim(claim_path(sweep_dir, key)) as mine:
+            if not mine:  # another copy of the sweep runs this job now
+                _remove_if_empty(partial)  # made by the launcher for this attempt
+                return CLAIMED
+            if key in (done := finished_jobs(sweep_dir)):  # finished by another copy since this one planned
+                _remove_if_empty(partial)
+                return _rows(done[key])
+            group = None
+            try:
+                meta = json.loads((sweep_dir / "sweep.json").read_text())
+                group = meta.get("group") if isinstance(meta, dict) else None
+            except (OSError, ValueError):
+                pass
+            job = self.prepared.get(key)
+            if job is None:  # launched in another process: build (and validate) the job here
+                job = build_job(list(hc.overrides.task), cfg)
+            failed = run_dir.with_name(run_dir.name + ".failed")
+            rows = run_job(job, run_dir, self.progress, group=group, meta={"config_hash": key})
+            if failed.is_dir():  # an earlier attempt failed; this one succeeded
+                shutil.rmtree(failed, ignore_errors=True)
+            return rows
+
+
+_WATCHED: set[int] = set()
+
+
+def die_with_parent(origin: int, interval: float = 0.5) -> None:
+    """In a worker process the sweep's process started on this machine (joblib, submitit_local): exit
+    as soon as that process is gone (killed, even by SIGKILL, which it cannot pass on), instead of
+    running the rest of the sweep unattended. Whatever the worker was writing stays a ``.partial``
+    directory (records are written atomically and renamed last) and its claim is released by the
+    operating system. Jobs on other machines (SLURM) are not children and are left alone."""
+    if os.getpid() == origin or os.getppid() != origin or origin in _WATCHED:
+        return
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == origin:  # reparented (to init or a subreaper) once the parent is gone
+            time.sleep(interval)
+        os._exit(1)
+
+    _WATCHED.add(origin)
+    threading.Thread(target=watch, name="glass-die-with-parent", daemon=True).start()
+
+
+def _remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
+def _rows(job_dir: Path) -> list[dict]:
+    metrics = json.loads((job_dir / "metrics.json").read_text())
+    shared = {"wall_time_s": metrics["wall_time_s"], "seed": metrics["seed"]}
+    return [{**r, **shared} for r in metrics["rows"]]

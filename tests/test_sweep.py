@@ -18,7 +18,8 @@ SWEEP = ["run", "-m", "model=gmm", "sampler=sde,glass", "sampler.steps=2,4", "ta
 
 
 def finished(sweep: Path) -> list[Path]:
-    return sorted(p for p in sweep.iterdir() if p.is_dir() and p.suffix not in (".partial", ".failed"))
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and p.suffix not in (".partial", ".failed"))  # fmt: skip
 
 
 def test_tiny_sweep_end_to_end_then_resume_skips_finished_jobs(tmp_path):
@@ -109,6 +110,7 @@ def test_killed_sweep_leaves_no_finished_looking_job_and_resumes(tmp_path):
     assert sweep is not None, proc.communicate()[1]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert list(sweep.glob(".claims/*.lock")), "the killed job's claim file is left behind (its lock is not)"
     (first,) = finished(sweep)
     (partial,) = sweep.glob("001-*.partial")
     assert first.name.startswith("000-") and not (partial / "metrics.json").exists()

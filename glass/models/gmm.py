@@ -249,7 +249,9 @@ def random_mixture(
     Dirichlet(1) weights; the high-dimensional oracle of closed forms, README "The maths"."""
     if dim < 1 or n_components < 1:
         raise ValueError(f"model.dim and model.n_components must be >= 1, got {dim}, {n_components}")
-    gen = torch.Generator().manual_seed(seed)
+    from glass.checks import check_seed
+
+    gen = torch.Generator().manual_seed(check_seed("model.seed", seed))
     means = scale * torch.randn(n_components, dim, generator=gen, dtype=F64)
     weights = -torch.log(torch.rand(n_components, generator=gen, dtype=F64))
     return GaussianMixture(means, std, weights, schedule=schedule)

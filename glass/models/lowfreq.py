@@ -22,7 +22,7 @@ import torch
 
 from glass.checks import check_int
 from glass.models.base import Capabilities
-from glass.models.mnist import MnistFlow, check_device, flow_unet, load_checkpoint
+from glass.models.mnist import MnistFlow, build_from_manifest, check_device, flow_unet, load_checkpoint
 from glass.priors.generator import LowResFlow, LowResNet
 from glass.priors.lowfreq import LowFrequency
 
@@ -117,10 +117,8 @@ def load_lowfreq_flow(
             f"G was trained at factor {g_manifest.get('factor')}, the flow at {spec.get('factor')}"
         )
     with torch.inference_mode(False):
-        net = flow_unet(**manifest["architecture"])
-        net.load_state_dict(state)
-        g = LowResNet(**g_manifest["architecture"])
-        g.load_state_dict(g_state)
+        net = build_from_manifest(flow_unet, manifest, state, path, "glass train flow prior=lowfreq")
+        g = build_from_manifest(LowResNet, g_manifest, g_state, lowres, "glass train lowres")
     prior = LowFrequency(int(spec.get("factor", 4)), float(spec.get("a", 0.5)))
     return MnistLowFreqFlow(net, LowResFlow(g, device), prior, g_steps, device=device,
                             time_scale=manifest.get("time_scale", 1000.0), data_root=data_root,

@@ -2,8 +2,10 @@
 
 Images live in data space z in [-1, 1] (z = 2 * pixel / 255 - 1), shape (1, 28, 28), for both models.
 Checkpoints are safetensors files with a JSON manifest beside them (``<name>.json``): architecture
-config, training config, sha256, final loss or accuracy and number of steps. They ship in
-``glass/assets/`` and are loaded by default.
+config, training config, sha256 of the weights, final loss or accuracy, number of steps, and
+``manifest_sha256``: the sha256 of the manifest's own content (every other key), so that one changed
+number in the manifest (an architecture width, ``time_scale``) is found as damage, not used. They ship
+in ``glass/assets/`` and are loaded by default.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ __all__ = [
     "load_flow",
     "load_classifier",
     "sha256",
+    "manifest_digest",
+    "seal_manifest",
     "load_checkpoint",
+    "build_from_manifest",
     "to_data",
     "to_pixels",
 ]
@@ -90,8 +95,21 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of a manifest's content without its ``manifest_sha256`` (canonical JSON, sorted keys)."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def seal_manifest(manifest: dict) -> dict:
+    """The manifest with its ``manifest_sha256`` (written by every export)."""
+    return {**manifest, "manifest_sha256": manifest_digest(manifest)}
+
+
 def load_checkpoint(path: str | Path, retrain: str) -> tuple[dict, dict]:
-    """Load ``path`` (safetensors) and its manifest, checking the sha256. Errors say how to retrain."""
+    """Load ``path`` (safetensors) and its manifest, checking both hashes (the weights' ``sha256`` and
+    the manifest's own ``manifest_sha256``; a checkpoint exported before manifests were sealed has
+    none, which is accepted outside ``glass/assets``). Errors say how to retrain."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -101,9 +119,17 @@ def load_checkpoint(path: str | Path, retrain: str) -> tuple[dict, dict]:
         raise ValueError(f"checkpoint {str(path)!r} or its manifest is missing; {hint}")
     try:
         manifest = json.loads(manifest_path.read_text())
-        manifest["architecture"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+        if not isinstance(manifest["architecture"], dict):
+            raise TypeError
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
         raise ValueError(f"the manifest {str(manifest_path)!r} is unreadable or incomplete; {hint}") from None
+    shipped = path.resolve().parent == ASSETS
+    sealed = manifest.get("manifest_sha256")
+    if (sealed is not None or shipped) and sealed != manifest_digest(manifest):
+        raise ValueError(
+            f"the manifest {str(manifest_path)!r} is damaged (its content does not match its "
+            f"manifest_sha256); {hint}"
+        )
     digest = sha256(path)
     if digest != manifest.get("sha256"):
         raise ValueError(
@@ -159,10 +185,10 @@ class MnistFlow(CallableModel):
         return to_data(images[index : index + 1]).double(), int(labels[index])
 
     def prepare(self) -> None:
-        """The MNIST test set, and a classifier given by path, load now (one line if not)."""
+        """The MNIST test set and the classifier (shipped or given) load now, before any sampling: a
+        damaged checkpoint is one line before a run directory exists."""
         self.check_data()
-        if self.classifier_path:
-            self.classifier()
+        self.classifier()
 
     def check_data(self) -> None:
         """Fail early (before any run directory exists) when the MNIST test set cannot be loaded."""
@@ -204,11 +230,15 @@ def load_flow(
     check_device(device)
     if not isinstance(compile, bool):
         raise ValueError(f"model.compile must be true or false, got {compile!r}")
-    state, manifest = load_checkpoint(path or ASSETS / "mnist_flow.safetensors", "glass train flow")
+    path = path or ASSETS / "mnist_flow.safetensors"
+    state, manifest = load_checkpoint(path, "glass train flow")
     with torch.inference_mode(False):  # normal tensors even when loaded inside an inference-mode run
-        net = flow_unet(**manifest["architecture"])
-        net.load_state_dict(state)
-    model = MnistFlow(net, device, manifest.get("time_scale", TIME_SCALE), data_root, classifier)
+        net = build_from_manifest(flow_unet, manifest, state, path, "glass train flow")
+    time_scale = manifest.get("time_scale", TIME_SCALE)
+    if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) or not time_scale > 0:
+        raise ValueError(f"the manifest of {str(path)!r} has no valid time_scale ({time_scale!r}); "
+                         "retrain it with `glass train flow`")  # fmt: skip
+    model = MnistFlow(net, device, float(time_scale), data_root, classifier)
     return model.compile() if compile else model
 
 
@@ -226,12 +256,25 @@ def check_device(device: str) -> None:
 
 def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:
     """Load the shipped (or given) MNIST classifier checkpoint (eval mode)."""
-    state, manifest = load_checkpoint(
-        path or ASSETS / "mnist_classifier.safetensors", "glass train classifier"
-    )
+    path = path or ASSETS / "mnist_classifier.safetensors"
+    state, manifest = load_checkpoint(path, "glass train classifier")
     # weights are built outside inference mode whatever the caller's mode, so a classifier first
     # loaded inside a no-gradient run still works in a later reward-gradient (guidance) run
     with torch.inference_mode(False):
-        net = Classifier(**manifest["architecture"])
-        net.load_state_dict(state)
+        net = build_from_manifest(Classifier, manifest, state, path, "glass train classifier")
         return net.eval().requires_grad_(False).to(device)
+
+
+def build_from_manifest(build, manifest: dict, state: dict, path, retrain: str) -> nn.Module:
+    """``build(**manifest["architecture"])`` with the checkpoint's weights loaded; an architecture the
+    constructor refuses, or weights that do not fit it, is one ValueError saying how to retrain."""
+    try:
+        net = build(**manifest["architecture"])
+        net.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not match its manifest's architecture ({why}); retrain it with "
+            f"`{retrain}`"
+        ) from None
+    return net

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from glass.checks import check_choice, check_int, check_positive
+from glass.checks import check_choice, check_int, check_positive, check_seed
 from glass.models.base import capabilities_of
 from glass.models.mixture import gaussian_log_prob
 from glass.rewards.operators import OPERATORS, REGIONS, LinearOperator
@@ -91,7 +91,7 @@ class Measurement:
         check_choice("reward.region", region, REGIONS)
         check_int("reward.factor", factor, 1)
         check_positive("reward.width", width, " (pixels)")
-        check_int("reward.seed", seed, 0)
+        check_seed("reward.seed", seed)
         if not isinstance(source, str) or not source:
             raise ValueError(f"reward.source must be test:INDEX or a file, got {source!r}")
         if source.startswith("test:"):

@@ -65,7 +65,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def export_weights(state: dict, export: str, manifest: dict) -> Path:
-    """Write ``<export>.safetensors`` and its manifest ``<export>.json`` (sha256 added).
+    """Write ``<export>.safetensors`` and its manifest ``<export>.json`` (sha256 of the weights and the
+    manifest's own manifest_sha256 added).
 
     A relative ``export`` is resolved against the repository root (the parent of ``glass/``), so
     ``glass/assets/mnist_flow`` lands where the loaders look whatever the working directory. Both
@@ -75,7 +76,7 @@ def export_weights(state: dict, export: str, manifest: dict) -> Path:
 
     from safetensors.torch import save_file
 
-    from glass.models.mnist import sha256
+    from glass.models.mnist import seal_manifest, sha256
 
     base = Path(export)
     if not base.is_absolute():
@@ -85,7 +86,7 @@ def export_weights(state: dict, export: str, manifest: dict) -> Path:
     tmp_w, tmp_m = path.with_name(f".{path.name}.tmp"), man.with_name(f".{man.name}.tmp")
     try:
         save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp_w))
-        tmp_m.write_text(json.dumps({**manifest, "sha256": sha256(tmp_w)}, indent=2) + "\n")
+        tmp_m.write_text(json.dumps(seal_manifest({**manifest, "sha256": sha256(tmp_w)}), indent=2) + "\n")
         _replace_synced(tmp_w, path)
         _replace_synced(tmp_m, man)
     finally:

@@ -1,0 +1,212 @@
+"""Sweeps under stress: literal paths, damaged records, two copies of one sweep at once, seeds.
+
+Each test here failed on main before the fixes of issue 20 (defects 1-4): a ``${...}`` in a sweep path
+was interpolated, a record of the wrong shape counted as finished, two copies ran every job twice,
+and seeds 2^32 apart gave the same run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from glass.claims import claim
+from glass.cli import app
+from glass.sweep import check_record, claim_path
+
+runner = CliRunner()
+TINY = ["model=gmm", "sampler=glass", "sampler.steps=2", "task.n=20", "task.points=2", "metric=oracle",
+        "metric.floor_repeats=2", "metric.n_projections=8"]  # fmt: skip
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def jobs_in(sweep: Path) -> list[Path]:
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and p.suffix not in (".partial", ".failed"))  # fmt: skip
+
+
+def summary(sweep: Path) -> list[dict]:
+    return list(csv.DictReader(open(sweep / "summary.csv")))
+
+
+def test_sweep_paths_are_literal(tmp_path, monkeypatch):
+    """``${...}`` in --sweep-dir or in out_dir is a directory name, not an interpolation: the jobs land
+    beside sweep.json and a rerun finds them."""
+    monkeypatch.chdir(tmp_path)
+    target = "sweeps/${now:%H-%M-%S}"
+    first = run("run", "-m", *TINY, "seed=0,1", "--sweep-dir", target, f"out_dir={tmp_path}")
+    assert first.exit_code == 0, first.output
+    sweep = tmp_path / target
+    assert [p.name for p in (tmp_path / "sweeps").iterdir()] == ["${now:%H-%M-%S}"]
+    assert len(jobs_in(sweep)) == 2 and len(summary(sweep)) == 2 and (sweep / "sweep.json").is_file()
+    again = run("run", "-m", *TINY, "seed=0,1", "--sweep-dir", target, f"out_dir={tmp_path}")
+    assert again.exit_code == 0 and "2 already finished (skipped)" in again.stderr
+
+    # an escaped interpolation in out_dir: the default sweep directory under the literal name
+    res = run("run", "-m", *TINY, "seed=0,1", "out_dir=o/\\${x}")
+    assert res.exit_code == 0, res.output
+    (sweep,) = (tmp_path / "o" / "${x}" / "multirun").iterdir()
+    assert len(jobs_in(sweep)) == 2 and len(summary(sweep)) == 2
+
+
+def test_damaged_records_are_run_again_and_said_so(tmp_path):
+    out = tmp_path / "out"
+    first = run("run", "-m", *TINY, "seed=0,1,2", f"out_dir={out}")
+    assert first.exit_code == 0, first.output
+    (sweep,) = out.glob("multirun/*")
+    jobs = jobs_in(sweep)
+    numbers = [r["energy"] for r in summary(sweep)]
+    (jobs[0] / "metrics.json").write_text('{"wrong": "shape"}')  # valid JSON, no rows
+    (jobs[1] / "metrics.json").write_text('{"rows": [], "seed": 1, "wall_time_s": 0.1}')  # no rows at all
+    (sweep / "sweep.json").write_text("[1, 2]")  # wrong shape
+    assert [check_record(j) for j in jobs] == ["metrics.json has no rows", "metrics.json has no rows", None]
+
+    report = run("report", str(sweep))  # the damaged jobs are not finished: reported as missing
+    assert report.exit_code == 0, report.output
+    assert "1 of 1 jobs finished" in (sweep / "summary.md").read_text()
+
+    res = run("run", "-m", *TINY, "seed=0,1,2", f"out_dir={out}")
+    assert res.exit_code == 0, res.output
+    assert f"{jobs[0].name}: damaged record (metrics.json has no rows), run again" in res.stderr
+    assert f"{jobs[1].name}: damaged record" in res.stderr
+    assert "1 already finished (skipped), running 2" in res.stderr
+    assert [r["energy"] for r in summary(sweep)] == numbers  # the same numbers, computed again
+    assert json.loads((sweep / "sweep.json").read_text())["jobs"][0]["name"] == jobs[0].name
+    assert not list(sweep.glob(".*damaged*")) and all(check_record(j) is None for j in jobs_in(sweep))
+
+
+def test_a_job_claimed_by_a_live_process_is_left_to_it(tmp_path):
+    """A job whose claim another process holds is not run (and the sweep says so); once the claim is
+    released the next run does it. A claim of a dead process is no claim (flock)."""
+    out = tmp_path / "out"
+    first = run("run", "-m", *TINY, "seed=0", f"out_dir={out}")
+    assert first.exit_code == 0
+    (sweep,) = out.glob("multirun/*")
+    args = ["run", "-m", *TINY, "seed=0,1,2", f"out_dir={out}", f"--sweep-dir={sweep}"]
+    from glass.config import compose, config_hash
+
+    held = config_hash(compose([*TINY, "seed=1", f"out_dir={out}"]))
+    with claim(claim_path(sweep, held)) as mine:
+        assert mine
+        res = run(*args)
+        assert res.exit_code == 0, res.output
+        assert "1 jobs were running in another copy of this sweep" in res.stderr
+        assert sorted(r["seed"] for r in summary(sweep)) == ["0", "2"]
+        assert not list(sweep.glob(f"*{held}*"))  # not started, no empty .partial left
+    res = run(*args)
+    assert res.exit_code == 0 and "2 already finished (skipped), running 1" in res.stderr
+    assert sorted(r["seed"] for r in summary(sweep)) == ["0", "1", "2"]
+    assert not (sweep / ".claims").exists()
+
+
+COPY = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    import glass.runner
+
+    log, ready, original = Path(sys.argv[1]), Path(sys.argv[2]), glass.runner.run_job
+
+    def counted(job, run_dir, *args, **kwargs):
+        (ready / str(os.getpid())).touch()
+        deadline = time.time() + 120
+        while len(list(ready.iterdir())) < 2 and time.time() < deadline:  # both copies are running jobs
+            time.sleep(0.05)
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {run_dir.name}\\n")
+        time.sleep(0.5)  # a job that takes a while: the other copy reaches it meanwhile
+        return original(job, run_dir, *args, **kwargs)
+
+    glass.runner.run_job = counted
+    from glass.cli import main
+    sys.argv = ["glass", *sys.argv[3:]]
+    main()
+    """
+)
+
+
+def test_two_copies_of_one_sweep_share_its_jobs(tmp_path):
+    """Two processes run the same sweep at once: every job runs exactly once, both exit 0, neither sees
+    the other's finished jobs vanish, and the summary of a last run has every job once."""
+    out, log, ready = tmp_path / "out", tmp_path / "log.txt", tmp_path / "ready"
+    ready.mkdir()
+    script = tmp_path / "sweep_copy.py"
+    script.write_text(COPY)
+    sweep = tmp_path / "sweep"
+    argv = [sys.executable, str(script), str(log), str(ready), "run", "-m", *TINY, "seed=0,1,2,3,4,5",
+            f"out_dir={out}", f"--sweep-dir={sweep}"]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    results = [p.communicate(timeout=400) for p in procs]
+    for p, (_, stderr) in zip(procs, results):
+        assert p.returncode == 0, stderr
+        assert "Traceback" not in stderr and "Error" not in stderr
+    runs = log.read_text().split()
+    pids, names = runs[0::2], runs[1::2]
+    assert len(set(pids)) == 2, "both copies ran jobs"
+    assert sorted(names) == sorted(set(names)) and len(names) == 6, "every job ran exactly once"
+    assert len(jobs_in(sweep)) == 6 and not list(sweep.glob("*.partial")) and not list(sweep.glob("*.failed"))
+    assert all(check_record(j) is None for j in jobs_in(sweep))
+    assert any("were running in another copy" in stderr for _, stderr in results)
+    last = run("run", "-m", *TINY, "seed=0,1,2,3,4,5", f"out_dir={out}", f"--sweep-dir={sweep}")
+    assert last.exit_code == 0 and "6 already finished (skipped)" in last.stderr
+    assert sorted(int(r["seed"]) for r in summary(sweep)) == [0, 1, 2, 3, 4, 5]
+
+
+def test_seeds_2_to_the_32_apart_are_refused_not_repeated(tmp_path):
+    res = run("run", "-m", *TINY, "seed=0,4294967296", f"out_dir={tmp_path}")
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert "seed must be an integer in [0, 4294967295]" in res.stderr and not (tmp_path / "multirun").exists()
+    res = run("run", *TINY, "seed=4294967295", f"out_dir={tmp_path}")  # the largest seed runs
+    assert res.exit_code == 0, res.output
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in state  # a zombie has exited
+
+
+def test_joblib_workers_die_with_a_killed_sweep(tmp_path):
+    """SIGKILL of `glass` with the joblib launcher: its worker processes exit within seconds instead of
+    running the rest of the sweep, nothing they leave looks finished, and a rerun completes it."""
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "glass.cli", "run", "-m", "model=gmm64", "sampler=glass",
+            "sampler.steps=40,41,42,43", "task.n=2000", f"out_dir={tmp_path}", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2"]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, workers = time.time() + 180, []
+    while time.time() < deadline and not workers:
+        if list(tmp_path.glob("multirun/*/*.partial")):
+            ps = ["ps", "--ppid", str(proc.pid), "-o", "pid=,args="]
+            children = subprocess.run(ps, capture_output=True, text=True).stdout.splitlines()
+            workers = [int(line.split()[0]) for line in children if "loky" in line.lower()]
+        time.sleep(0.05)
+    assert workers, proc.communicate()[1]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(alive(p) for p in workers), "worker processes outlived the killed sweep"
+    (sweep,) = tmp_path.glob("multirun/*")
+    assert all(check_record(j) is None for j in jobs_in(sweep))
+    res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr
+    assert len(jobs_in(sweep)) == 4 and len(summary(sweep)) == 4
