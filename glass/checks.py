@@ -4,18 +4,22 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
 
 __all__ = ["check_int", "check_seed", "MAX_SEED", "check_number", "check_positive", "check_time",
-           "check_choice", "check_dtype", "check_finite", "check_transition"]  # fmt: skip
+           "check_choice", "check_dtype", "check_finite", "check_transition", "check_state"]  # fmt: skip
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
-    """An integer (bools refused) >= ``minimum`` (and <= ``maximum``); errors name ``name``."""
+    """An integer (bools refused; numpy integers accepted as ints) >= ``minimum`` (and <= ``maximum``);
+    errors name ``name``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):  # e.g. np.int64(4)
+        value = int(value)
     bad = isinstance(value, bool) or not isinstance(value, int) or value < minimum
     if maximum is not None and not bad and value > maximum:
         bad = True
@@ -42,8 +46,8 @@ def check_seed(name: str, value) -> int:
 
 
 def check_number(name: str, value, minimum: float | None = None) -> float:
-    """A finite number (bools refused), optionally >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """A finite number (bools refused; numpy scalars accepted), optionally >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be a number >= {minimum:g}, got {value!r}")
@@ -90,17 +94,53 @@ def _show_time(t) -> str:
     return f"{float(t):.4g}"
 
 
-def check_transition(model, y: Tensor, kernel, t, t_next) -> Tensor:
+def check_state(model, x, t=None, t_next=None, denoised=None) -> None:
+    """What a kernel is handed through the Python API, checked on the host before any work (no
+    synchronisation): ``x`` a floating-point ``torch.Tensor`` of shape (B, *model.shape) (an integer
+    tensor would come back rounded), per-sample times of shape (B,), ``denoised`` of x's shape (a
+    (1, d) row would silently broadcast over the batch). One TypeError / ValueError naming the
+    argument."""
+    if not isinstance(x, Tensor):
+        hint = " (torch.from_numpy(x) converts it)" if type(x).__module__.startswith("numpy") else ""
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}{hint}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"x must be a floating-point tensor, got {x.dtype} (samples would be rounded to integers; "
+            "x.double() converts it)"
+        )
+    shape = tuple(getattr(model, "shape", None) or ())
+    if x.ndim < 1 or (shape and tuple(x.shape[1:]) != shape):
+        want = ", ".join(["B", *map(str, shape)]) if shape else "B, ..."
+        raise ValueError(f"x must have shape ({want}) for this model, got {tuple(x.shape)}")
+    for name, v in (("t", t), ("t_next", t_next)):
+        if isinstance(v, Tensor) and v.numel() > 1 and tuple(v.shape) != (x.shape[0],):
+            raise ValueError(
+                f"{name} must be a number or have shape ({x.shape[0]},) (one time per row of x), got "
+                f"{tuple(v.shape)}"
+            )
+    if denoised is not None and (not isinstance(denoised, Tensor) or denoised.shape != x.shape):
+        got = tuple(denoised.shape) if isinstance(denoised, Tensor) else type(denoised).__name__
+        raise ValueError(f"denoised must be D_t(x) for every row, of x's shape {tuple(x.shape)}, got {got}")
+
+
+def check_transition(model, y: Tensor, kernel, t, t_next, x: Tensor | None = None) -> Tensor:
     """End of a transition: refuse NaN or Inf in the network outputs seen since the last check (the
     model wrapper records them without synchronising) or in the result, naming the network call, its
     time and the transition; one host-device synchronisation per transition (the message, which
-    reads device times, is built only on failure)."""
+    reads device times, is built only on failure). When the transition's input ``x`` already held
+    NaN or Inf, that is what the error says (a ValueError: the input is wrong, not the model)."""
 
     def where() -> str:
         return f" during {kernel!r}, transition t = {_show_time(t)} -> {_show_time(t_next)}"
 
-    if hasattr(model, "check_outputs"):
-        model.check_outputs(where, y)
-    elif not bool(torch.isfinite(y).all()):
-        raise FloatingPointError(f"NaN or Inf{where()}")
+    try:
+        if hasattr(model, "check_outputs"):
+            model.check_outputs(where, y)
+        elif not bool(torch.isfinite(y).all()):
+            raise FloatingPointError(f"NaN or Inf{where()}")
+    except FloatingPointError:
+        if x is not None and not bool(torch.isfinite(x).all()):
+            where = f"the input of {kernel!r} at t = {_show_time(t)}"
+            raise ValueError(f"x contains NaN or Inf ({where})") from None
+        raise
     return y

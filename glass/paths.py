@@ -8,6 +8,7 @@ imports a sampler or a model.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,8 @@ def resolve_rho(
         return r if kappa is None else r**kappa
     if kappa is not None:
         raise ValueError("kappa (rho = rho_DDPM^kappa) needs rho='ddpm'")
+    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not -1.0 <= float(rho) <= 1.0:
+        raise ValueError(f"rho must be 'ddpm' or a number in [-1, 1], got {rho!r}")  # |rho| > 1: no kernel
     return torch.as_tensor(float(rho), dtype=torch.float64)
 
 

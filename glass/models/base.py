@@ -111,6 +111,11 @@ class Model:
         # even when the network's parameters require grad (as a diffusers pipeline's do)
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
             out = self._denoise(x, t, **cond).to(x.dtype)
+        if out.shape != x.shape:  # a broadcast would silently give every row the same wrong answer
+            raise ValueError(
+                f"{type(self).__name__} returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}; "
+                "the network must return one prediction per input element"
+            )
         if self.watch_finite:
             self._watch(out, t)
         return out
@@ -214,6 +219,12 @@ class CallableModel(Model):
     def _denoise(self, x: Tensor, t: Tensor, **cond) -> Tensor:
         t_net = t.to(torch.promote_types(self.dtype, torch.float32))
         out = self.fn(x.to(self.dtype), t_net, **cond)
+        if not isinstance(out, Tensor) or out.shape != x.shape:  # before the conversion broadcasts it
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"the network returned {got} for x of shape {tuple(x.shape)}; it must return one "
+                f"{self.prediction} prediction per input element"
+            )
         return to_denoiser(self.schedule, self.prediction, out, x, t)
 
 

@@ -44,14 +44,17 @@ class GaussianMixture(Model):
             means = means[:, None]
         if means.ndim != 2 or means.shape[0] < 1:
             raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
+        if not bool(torch.isfinite(means).all()):
+            raise ValueError("means must be finite numbers (got NaN or Inf)")
         k, d = means.shape
         stds = torch.as_tensor(stds, dtype=F64).expand(k).clone()
-        if not bool(torch.all(stds > 0)):
-            raise ValueError("stds must be > 0")
+        if not bool(torch.all(stds > 0)) or not bool(torch.isfinite(stds).all()):
+            raise ValueError("stds must be finite numbers > 0")
         weights = (
             torch.full((k,), 1.0 / k, dtype=F64) if weights is None else torch.as_tensor(weights, dtype=F64)
         )
-        if weights.shape != (k,) or bool(torch.any(weights < 0)) or float(weights.sum()) <= 0:
+        ok = weights.shape == (k,) and bool(torch.isfinite(weights).all())
+        if not ok or bool(torch.any(weights < 0)) or float(weights.sum()) <= 0:
             raise ValueError(f"weights must be {k} non-negative numbers with a positive sum")
         super().__init__(schedule, shape=(d,), dtype=F64)
         self.means, self.stds, self.weights = means, stds, weights / weights.sum()

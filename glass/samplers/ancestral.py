@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glass.checks import check_int, check_transition
+from glass.checks import check_int, check_state, check_transition
 from glass.samplers.base import kernel_label
 from glass.samplers.glass import GLASS
 from glass.times import check_times, host_times, step_times
@@ -32,7 +32,7 @@ class DDPM:
     stochastic = True  # draws noise: needs a Gaussian path
 
     def __init__(self, steps: int = 8):
-        check_int("steps", steps, 1)
+        steps = check_int("steps", steps, 1)
         self.steps = steps
         self._step = GLASS(1, rho="ddpm")
 
@@ -50,6 +50,7 @@ class DDPM:
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
+        check_state(model, x, t, t_next, denoised)
         y = x.to(torch.float64)
         host = host_times(t, t_next, self.steps)  # host floats: no device scalars between the sub-steps
         per_sample = host is None
@@ -60,4 +61,4 @@ class DDPM:
                 continue
             y = self._step._transition(model, y, a, b, generator=generator, denoised=d, **cond)
             d = None
-        return check_transition(model, y.to(x.dtype), self, t, t_next)
+        return check_transition(model, y.to(x.dtype), self, t, t_next, x)

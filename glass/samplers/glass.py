@@ -26,7 +26,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from glass.checks import check_int, check_transition
+from glass.checks import check_int, check_state, check_transition
 from glass.noise import randn
 from glass.paths import Coefficients, resolve_rho, rho_ddpm, transition_coefficients
 from glass.samplers.base import kernel_label
@@ -250,7 +250,7 @@ class GLASS:
         solver: InnerSolver = "euler",
         inner_grid: InnerGrid = "uniform",
     ):
-        check_int("steps", steps, 1)
+        steps = check_int("steps", steps, 1)
         if isinstance(rho, str):
             if rho != "ddpm":
                 raise ValueError(f"rho must be 'ddpm' or a number in [-1, 1], got {rho!r}")
@@ -317,10 +317,11 @@ class GLASS:
         for per-sample times); the loop itself never synchronises host and device. NaN or Inf is
         reported once, after the loop, with the network call and time where it first appeared."""
         y = self._transition(model, x, t, t_next, generator, denoised, **cond)
-        return check_transition(model, y, self, t, t_next)
+        return check_transition(model, y, self, t, t_next, x)
 
     def _transition(self, model, x, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
+        check_state(model, x, t, t_next, denoised)
         x_t = x.to(torch.float64)
         per_sample = is_per_sample(t, t_next)
         if per_sample:  # (B,) times: the plan lives on x's device

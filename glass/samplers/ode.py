@@ -8,7 +8,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from glass.checks import check_int, check_transition
+from glass.checks import check_int, check_state, check_transition
 from glass.samplers.base import kernel_label
 from glass.schedules import bcast
 from glass.times import check_times, host_times, step_times
@@ -37,7 +37,7 @@ class ODE:
     stochastic = False  # deterministic
 
     def __init__(self, steps: int = 8, method: ODEMethod = "euler"):
-        check_int("steps", steps, 1)
+        steps = check_int("steps", steps, 1)
         if method not in get_args(ODEMethod):
             raise ValueError(f"method must be one of {', '.join(get_args(ODEMethod))}, got {method!r}")
         self.steps, self.method = steps, method
@@ -62,6 +62,7 @@ class ODE:
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
+        check_state(model, x, t, t_next, denoised)
         y, sch = x.to(torch.float64), model.schedule
         times = step_times(t, t_next, self.steps, y)
         host = host_times(t, t_next, self.steps)  # shared times: the branches are decided on the host
@@ -84,4 +85,4 @@ class ODE:
                 ddim = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * sch.x0_to_eps(d, y, t0)
                 new = torch.where(bcast(singular, y), ddim, new)
             y = torch.where(bcast(t1 == t0, y), y, new)  # a step rounded to zero length (t' - t ~ 1e-16)
-        return check_transition(model, y.to(x.dtype), self, t, t_next)
+        return check_transition(model, y.to(x.dtype), self, t, t_next, x)

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from glass.checks import check_int, check_transition
+from glass.checks import check_int, check_state, check_transition
 from glass.noise import randn
 from glass.samplers.base import kernel_label
 from glass.schedules import bcast
@@ -42,7 +42,7 @@ class SDE:
     stochastic = True  # draws noise: needs a Gaussian path
 
     def __init__(self, steps: int = 8):
-        check_int("steps", steps, 1)
+        steps = check_int("steps", steps, 1)
         self.steps = steps
 
     def __repr__(self) -> str:
@@ -59,6 +59,7 @@ class SDE:
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
+        check_state(model, x, t, t_next, denoised)
         sch = model.schedule
         y = x.to(torch.float64)
         times = step_times(t, t_next, self.steps, y)
@@ -80,4 +81,4 @@ class SDE:
                 step = torch.where(bcast(t1 == 1, y), d, step)
             step = torch.where(bcast(t1 == t0, y), y, step)  # a step rounded to zero length (t' - t ~ 1e-323)
             y = step
-        return check_transition(model, y.to(x.dtype), self, t, t_next)
+        return check_transition(model, y.to(x.dtype), self, t, t_next, x)
