@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import sys
 
 import typer
 from typer.core import TyperGroup
 
-from glass.config import UserError, groups
+from glass.config import RunFailed, UserError, groups
 
 
 @contextlib.contextmanager
@@ -90,7 +91,9 @@ def _run_help() -> str:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    text = str(message).strip()
+    from glass.config import shorten
+
+    text = re.sub(r"\S{120,}", lambda m: shorten(m.group(0)), str(message).strip())  # no 100 kB echo
     typer.echo(f"error: {text.splitlines()[0] if text else 'failed'}", err=True)  # always one line
     raise typer.Exit(code)
 
@@ -202,7 +205,8 @@ def run(
     console = Console(stderr=True)
 
     done = _guarded(lambda: _print_configs(overrides, multirun) if cfg else _run_jobs(
-        overrides, multirun, sweep_dir, fresh, hydra_overrides, console))  # fmt: skip
+        overrides, multirun, sweep_dir, fresh, hydra_overrides, console),
+        SWEEP_INTERRUPTED if multirun else RUN_INTERRUPTED)  # fmt: skip
     if done is None:  # --cfg
         return
     base, rows = done
@@ -319,14 +323,23 @@ def _live(console):
         yield progress, announce
 
 
-def _guarded(fn):
-    """Run ``fn``; bad input -> one line and exit 2, a bug -> one line and exit 1 (GLASS_DEBUG=1 raises)."""
+SWEEP_INTERRUPTED = "finished jobs are kept; run the same command to resume"
+RUN_INTERRUPTED = (
+    "the unfinished run is kept as <run>.failed; a prompt-set run resumes with the same command"
+)
+
+
+def _guarded(fn, interrupted: str = SWEEP_INTERRUPTED):
+    """Run ``fn``; bad input -> one line and exit 2, a run-time failure or a bug -> one line and exit 1
+    (GLASS_DEBUG=1 raises), Ctrl-C -> ``interrupted`` and exit 130."""
     try:
         return fn()
     except UserError as e:
         _fail(str(e))
+    except RunFailed as e:
+        _fail(str(e), 1)
     except KeyboardInterrupt:
-        _fail("interrupted (finished jobs are kept; run the same command to resume)", 130)
+        _fail(f"interrupted ({interrupted})", 130)
     except Exception as e:  # noqa: BLE001
         if os.environ.get("GLASS_DEBUG"):
             raise

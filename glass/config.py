@@ -29,6 +29,11 @@ class UserError(Exception):
     """Bad user input: the CLI prints ``error: <message>`` and exits with code 2."""
 
 
+class RunFailed(Exception):
+    """Jobs that were valid input failed while running (e.g. a sweep's job raised): the CLI prints
+    ``error: <message>`` and exits with code 1, the code of every run-time failure."""
+
+
 def config_dir() -> Path:
     here = Path(__file__).resolve().parent
     for candidate in (here / "conf", here.parent / "conf"):
@@ -82,8 +87,18 @@ def _top_keys(config_name: str) -> list[str]:
     return [*groups(config_name), *own]
 
 
+MAX_KEY = 200  # no config key is longer (a longer one would reach the file system as a name)
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for a one-line message (a 100 kB override is not echoed)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[: limit - 20]}...[{len(text)} characters]"
+
+
 def _parse(overrides: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
@@ -93,10 +108,18 @@ def _parse(overrides: list[str]):
             parsed.extend(parser.parse_overrides([o]))
         except OverrideParseException as e:
             raise UserError(
-                f"malformed override {o!r}: {_first_line(e)} (expected key=value, e.g. task.t=0.2)"
+                f"malformed override {shorten(o)!r}: {shorten(_first_line(e), 200)} (expected key=value, "
+                "e.g. task.t=0.2)"
             ) from None
         if not parsed[-1].key_or_group:
             raise UserError(f"malformed override {o!r}: no key (expected key=value, e.g. task.t=0.2)")
+        key = parsed[-1].key_or_group
+        if len(key) > MAX_KEY or any(len(part) > 100 for part in re.split(r"[./]", key)):
+            raise UserError(
+                f"override key {shorten(key)!r} is too long ({len(key)} characters); no config has such a key"
+            )
+        if parsed[-1].is_sweep_override() and isinstance(parsed[-1].value(), Glob):
+            raise UserError(f"{shorten(o)!r}: glob() sweeps are not supported; list the values (a=x,y,z)")
         if _SECRET_KEY.match(parsed[-1].key_or_group.rsplit(".", 1)[-1]):
             raise UserError(_secret_message(parsed[-1].key_or_group))
     return parsed

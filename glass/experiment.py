@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glass.config import UserError, compose, expand_sweep
-from glass.runner import Job, Shared, build_job, check_writable, run_single
+from glass.config import RunFailed, UserError, compose, expand_sweep
+from glass.runner import Job, Shared, build_job, check_out_dir, run_single
 
 __all__ = ["prepare", "prepare_jobs", "run", "release", "train"]
 
@@ -30,7 +30,8 @@ def prepare_jobs(batches: list[list[str]]) -> list[Job]:
             "torchrun shards the prompt set of one run (task.prompts=FILE, no -m); for sweeps and "
             "reproduce use hydra/launcher=submitit_slurm, with task.prompt_range shards"
         )
-    check_writable(Path(jobs[0].cfg.out_dir))
+    for out_dir in dict.fromkeys(job.cfg.out_dir for job in jobs):
+        check_out_dir(out_dir)
     texts: dict[int, tuple] = {}  # every model encodes all its jobs' prompts at once, before any runs
     for job in jobs:
         texts.setdefault(id(job.model), (job.model, []))[1].extend(job.task.texts())
@@ -56,7 +57,7 @@ def run(
 
     ``overrides`` may also be the jobs returned by :func:`prepare`. ``progress(description, total)``
     may return a callable that advances a progress bar. A sweep (``multirun`` or several jobs) is
-    resumable; a failed sweep job raises a UserError after the other jobs have run.
+    resumable; a failed sweep job raises RunFailed after the other jobs have run.
     """
     from glass import distributed
 
@@ -79,7 +80,7 @@ def run(
         release(jobs)
     if failures:
         name, message = failures[0]
-        raise UserError(
+        raise RunFailed(
             f"{len(failures)} of {len(jobs)} jobs failed, e.g. {name}: {message} "
             f"(see {base}/<job>.failed/error.txt; run the same sweep again to retry them)"
         )
@@ -116,5 +117,7 @@ def train(target: str, overrides: list[str]) -> dict:
         raise UserError(f"data.root: the data directory {str(cfg.data.root)!r} does not exist")
     load_mnist("train", cfg.data.root, cfg.data.download)  # fail on missing data before writing anything
     suffix = cfg.prior.suffix if target == "flow" and "prior" in cfg else ""
-    run_dir = Path(cfg.out_dir) / "train" / f"{target}{suffix}"
+    from glass.runner import check_out_dir
+
+    run_dir = check_out_dir(cfg.out_dir) / "train" / f"{target}{suffix}"
     return trainer(run_dir, seed=int(cfg.seed), data_root=cfg.data.root, download=cfg.data.download)

@@ -15,7 +15,7 @@ import re
 
 __all__ = [
     "split_sweep", "make_launcher", "job_exception", "overridden_key", "unexpected_argument",
-    "takes_no_arguments", "interpolation_reason", "literal",
+    "takes_no_arguments", "interpolation_reason", "literal", "launcher_problem",
 ]  # fmt: skip
 
 
@@ -82,3 +82,22 @@ def literal(value: str) -> str:
     text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", str(value))
     text = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, text)
     return "'" + text.replace("'", "\\'") + "'"
+
+
+def launcher_problem(launcher) -> str | None:
+    """What keeps a launcher from running any job, found before anything is written (None: nothing
+    known). Reads the plugins' own attributes: the joblib launcher's keyword arguments
+    (``launcher.joblib``), the submitit SLURM launcher's class."""
+    import shutil
+
+    name = type(launcher).__name__
+    if name == "JoblibLauncher":
+        n = getattr(launcher, "joblib", {}).get("n_jobs")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n == 0):
+            return f"hydra.launcher.n_jobs must be a non-zero integer (-1: every CPU), got {n!r}"
+    if name == "SlurmLauncher" and shutil.which("sbatch") is None:
+        return (
+            "hydra/launcher=submitit_slurm needs a SLURM cluster, and sbatch is not on PATH here "
+            "(hydra/launcher=submitit_local runs the same code path on this machine)"
+        )
+    return None

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from glass.config import UserError
+from glass.config import RunFailed, UserError
 from glass.files import write_text_atomic
 
 __all__ = ["report", "with_kernel_columns", "aggregate", "markdown_table"]
@@ -246,10 +246,21 @@ def _header(spec: dict, title: str, scale: str | None) -> list[str]:
 
 
 def report(path: str | Path) -> list[Path]:
-    """Redraw the plots and tables of the sweep at ``path``; returns the files written."""
+    """Redraw the plots and tables of the sweep at ``path``; returns the files written. A disk that is
+    read-only or full is one RunFailed naming the sweep (every file is replaced atomically, so what
+    was there stays whole)."""
+    try:
+        return _report(Path(path))
+    except OSError as e:
+        raise RunFailed(
+            f"cannot write the report into {str(path)!r}: {e.strerror or type(e).__name__} (files already "
+            "there are intact)"
+        ) from None
+
+
+def _report(path: Path) -> list[Path]:
     from glass.sweep import collect
 
-    path = Path(path)
     meta = _sweep_meta(path)
     meta_file = path / "sweep.json"
     rows = with_kernel_columns(collect(path))

@@ -33,7 +33,7 @@ from glass.files import write_json_atomic
 from glass.metrics.default import resolve_metric
 from glass.rewards.base import resolve_reward
 
-__all__ = ["Job", "Shared", "build_job", "check_writable", "run_job", "run_single"]
+__all__ = ["Job", "Shared", "build_job", "check_out_dir", "check_writable", "run_job", "run_single"]
 
 
 @dataclass
@@ -129,6 +129,27 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
     # one logger for the jobs of a call: a W&B failure warns once and is not retried for every job
     logger = shared.get(("logger", OmegaConf.to_yaml(cfg.logger)), instantiate, cfg.logger, "logger")
     return Job(list(overrides), cfg, model, sampler, task, metric, logger, reward)
+
+
+def check_out_dir(value) -> Path:
+    """``out_dir`` as given: a non-empty path string, without a ``~`` nobody expands, not a file or a
+    dangling link, and writable (one UserError naming the value, before anything is written)."""
+    if isinstance(value, bool) or not isinstance(value, str) or not value.strip():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        quote = " (quote a number: out_dir='123')" if number else ""
+        raise UserError(f"out_dir must be a directory path, got {value!r}{quote}")
+    if value.startswith("~"):
+        raise UserError(
+            f"out_dir {value!r} starts with '~', which nothing expands here; give the full path "
+            "(e.g. out_dir=$HOME/glass-outputs)"
+        )
+    path = Path(value)
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"out_dir {value!r} is a dangling symbolic link (or a link loop)")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"out_dir {value!r} is a file, not a directory")
+    check_writable(path)
+    return path
 
 
 def check_writable(root: Path) -> None:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from glass.config import UserError, config_dir, config_hash
+from glass.config import RunFailed, UserError, config_dir, config_hash
 from glass.files import write_json_atomic, write_rows
-from glass.hydra_api import job_exception, literal, make_launcher
+from glass.hydra_api import job_exception, launcher_problem, literal, make_launcher
 
 __all__ = [
     "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "damaged_jobs",
@@ -170,13 +170,17 @@ def _launch_context(sweep_dir: Path, hydra_overrides: list[str], task_function):
         *hydra_overrides,
     ]
     try:
-        return make_launcher(overrides, task_function)
+        launcher = make_launcher(overrides, task_function)
     except (HydraException, OmegaConfBaseException, ImportError, ValueError) as e:
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = ""
         if "launcher" in text or "launcher" in " ".join(hydra_overrides):
             hint = " (joblib and submitit launchers: pip install 'glass-flows[launchers]')"
         raise UserError(f"cannot set up the launcher: {text}{hint}") from None
+    problem = launcher_problem(launcher)
+    if problem:
+        raise UserError(problem)
+    return launcher
 
 
 def sweep(
@@ -202,6 +206,7 @@ def sweep(
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
         launcher = _launch_context(sweep_dir, list(hydra_overrides or []), task)  # before anything is written
         check_sweep_dir(sweep_dir, "the sweep directory")
+        new = not sweep_dir.exists()
         try:
             sweep_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -222,7 +227,13 @@ def sweep(
         if todo:
             subdir = "hydra.sweep.subdir="
             overrides = [[*p.job.overrides, subdir + literal(p.name + ".partial")] for p in todo]
-            returns = launcher.launch(overrides, initial_job_idx=0)
+            try:
+                returns = launcher.launch(overrides, initial_job_idx=0)
+            except Exception as e:  # the launcher itself failed (not a job): no job ran
+                if new and not any(p.name != "sweep.json" for p in sweep_dir.iterdir()):
+                    shutil.rmtree(sweep_dir, ignore_errors=True)  # nothing of this call is left behind
+                text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise RunFailed(f"the launcher failed: {type(e).__name__}: {text}") from None
             elsewhere = 0
             for p, ret in zip(todo, returns):
                 err = job_exception(ret)

@@ -184,7 +184,7 @@ BAD = [
     (["sampler.steps=2,4"], "is a sweep; add -m"),
     (["-m", "sampler.steps=2,0"], "sampler.steps must be an integer >= 1, got 0"),
     (["model=gmm", "model.schedule=foo"], "unknown schedule 'foo'"),
-    (["seed=-1"], "seed must be an integer >= 0"),
+    (["seed=-1"], "seed must be an integer in [0, 4294967295]"),
     (["--bogus"], "unknown option '--bogus'"),
 ]
 

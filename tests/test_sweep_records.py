@@ -210,3 +210,51 @@ def test_joblib_workers_die_with_a_killed_sweep(tmp_path):
     res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr
     assert len(jobs_in(sweep)) == 4 and len(summary(sweep)) == 4
+
+
+def test_run_time_failures_exit_1_and_interrupts_say_what_is_kept(tmp_path, monkeypatch):
+    """Exit 2 is bad input only: a sweep whose job fails while running exits 1. Ctrl-C says what is
+    kept: finished jobs of a sweep, the .failed directory of a single run."""
+    import glass.runner
+
+    original = glass.runner._compute
+
+    def failing(job, partial, progress):
+        if int(job.cfg.seed) == 1:
+            raise RuntimeError("boom")
+        if int(job.cfg.seed) == 7:
+            raise KeyboardInterrupt
+        return original(job, partial, progress)
+
+    monkeypatch.setattr(glass.runner, "_compute", failing)
+    res = run("run", "-m", *TINY, "seed=0,1", f"out_dir={tmp_path}")
+    assert res.exit_code == 1 and res.stderr.splitlines()[-1].startswith("error: 1 of 2 jobs failed")
+    assert "RuntimeError: boom" in res.stderr
+    (sweep,) = tmp_path.glob("multirun/*")
+    assert len(jobs_in(sweep)) == 1 and len(list(sweep.glob("*.failed"))) == 1
+
+    single = run("run", *TINY, "seed=7", f"out_dir={tmp_path / 'single'}")
+    assert single.exit_code == 130 and "kept as <run>.failed" in single.stderr
+    assert len(list((tmp_path / "single").glob("runs/*/*.failed"))) == 1
+    swept = run("run", "-m", *TINY, "seed=0,7", f"out_dir={tmp_path / 'swept'}")
+    assert swept.exit_code == 130 and "finished jobs are kept; run the same command to resume" in swept.stderr
+
+
+def test_report_on_a_full_disk_is_one_line_and_keeps_the_old_report(tmp_path, monkeypatch):
+    import errno
+
+    import glass.report
+
+    first = run("run", "-m", *TINY, "seed=0,1", f"out_dir={tmp_path}")
+    assert first.exit_code == 0
+    (sweep,) = tmp_path.glob("multirun/*")
+    before = (sweep / "summary.md").read_bytes()
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path.with_name(f".{path.name}.123.tmp")))
+
+    monkeypatch.setattr(glass.report, "write_text_atomic", full)
+    res = run("report", str(sweep))
+    assert res.exit_code == 1 and res.stderr.count("\n") == 1, res.output
+    assert "cannot write the report into" in res.stderr and "No space left" in res.stderr
+    assert ".tmp" not in res.stderr and (sweep / "summary.md").read_bytes() == before

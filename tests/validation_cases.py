@@ -187,6 +187,12 @@ _TABLE: dict[str, list[tuple]] = {
         ("two equals signs", "run task.t==3", "malformed override 'task.t==3'"),
         ("sweep values without -m", "run model=gmm sampler.steps=2,4", "is a sweep; add -m"),
     ],
+    "long input": [  # glass.config.shorten, glass.cli._fail: nothing echoes a huge value
+        ("a 300-character key", "run model=gmm +sampler." + "k" * 300 + "=1",
+         "is too long (308 characters); no config has such a key"),
+        ("a 300-character value", "run model=gmm sampler=glass sampler.steps=" + "v" * 300,
+         "...[300 characters]"),
+    ],
     "model / metric / reward fit": [  # glass.metrics.default, glass.rewards.base, the tasks' check()
         ("oracle metric on MNIST", "run metric=oracle", "metric=oracle needs an exact oracle model"),
         ("FID on the oracle", "run model=gmm metric=fid", "metric=fid scores images (model=mnist)"),
@@ -230,9 +236,20 @@ _TABLE: dict[str, list[tuple]] = {
         ("missing local pipeline folder", "run model=sd3 model.device=cpu model.model_id=/nonexistent",
          "no such folder '/nonexistent'"),
     ],
-    "output directory": [  # glass.runner.check_writable
+    "output directory": [  # glass.runner.check_out_dir, check_writable
         ("out_dir under a regular file", "run model=gmm sampler=glass out_dir={tmp}/a-file/sub",
          "cannot write to the output directory"),
+        ("empty out_dir (would write into the working directory)", "run model=gmm sampler=glass out_dir=",
+         "out_dir must be a directory path, got ''"),
+        ("out_dir with ~ (nothing expands it)", "run model=gmm sampler=glass \"out_dir='~/x'\"",
+         "starts with '~', which nothing expands here"),
+        ("out_dir null", "run model=gmm sampler=glass out_dir=null", "must be a directory path, got None"),
+        ("out_dir a number", "run model=gmm sampler=glass out_dir=123", "quote a number: out_dir='123'"),
+        ("out_dir is a file", "run model=gmm sampler=glass out_dir={tmp}/a-file", "is a file, not a"),
+        ("out_dir is a symbolic link loop", "run model=gmm sampler=glass out_dir={tmp}/loop",
+         "is a dangling symbolic link (or a link loop)"),
+        ("out_dir in /proc", "run model=gmm sampler=glass out_dir=/proc/self", "cannot write to the output"),
+        ("training into an empty out_dir", "train flow out_dir=", "out_dir must be a directory path"),
         ("reproduce into an unwritable out_dir", "reproduce table4-sampling out_dir={tmp}/a-file/sub",
          "cannot write to the output directory"),
     ],
@@ -259,6 +276,13 @@ _TABLE: dict[str, list[tuple]] = {
         ("a launcher without -m", "run model=gmm hydra/launcher=joblib", "applies to sweeps only; add -m"),
         ("unknown launcher", "run -m model=gmm sampler=sde,glass hydra/launcher=nope",
          "cannot set up the launcher"),
+        ("joblib with no workers",
+         "run -m model=gmm sampler=sde,glass hydra/launcher=joblib hydra.launcher.n_jobs=0",
+         "hydra.launcher.n_jobs must be a non-zero integer"),
+        ("SLURM where there is none", "run -m model=gmm sampler=sde,glass hydra/launcher=submitit_slurm",
+         "needs a SLURM cluster, and sbatch is not on PATH here"),
+        ("a glob() sweep", "run -m model=gmm sampler=glass 'sampler.steps=glob(*)'",
+         "glob() sweeps are not supported; list the values"),
         ("an option of another launcher", "run -m model=gmm sampler=sde,glass hydra.launcher.n_jobs=2",
          "cannot set up the launcher"),
         ("setting Hydra's sweep directory", "run -m model=gmm sampler=sde,glass hydra.sweep.dir={tmp}/x",
@@ -386,6 +410,8 @@ def _fixtures(tmp: Path) -> None:
     """Files the cases point at: a regular file, a data point, a non-sweep directory, damaged sweeps, a
     directory of single runs, broken checkpoints and broken experiment definitions."""
     (tmp / "a-file").write_text("not a directory\n")
+    if not (tmp / "loop").is_symlink():
+        (tmp / "loop").symlink_to("loop")  # a link to itself
     import torch
 
     torch.save(torch.zeros(2, dtype=torch.float64), tmp / "point.pt")  # one oracle data point (d = 2)
