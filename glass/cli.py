@@ -52,6 +52,7 @@ app = typer.Typer(
     cls=_Group,
     add_completion=False,
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich",
     help="GLASS Flows: transition sampling for flow and diffusion models (arXiv 2509.25170).\n\n"
     "Experiments compose [bold]model[/] x [bold]sampler[/] (ode | sde | ddpm | glass | compare) x "
@@ -59,6 +60,23 @@ app = typer.Typer(
     "[bold]metric[/] from Hydra configs. Start with [cyan]glass run[/] (the default experiment), "
     "then override anything: [cyan]glass run task=posterior sampler=glass sampler.steps=8 task.t=0.2[/].",
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from glass import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """GLASS Flows: transition sampling for flow and diffusion models (arXiv 2509.25170)."""
 
 
 def _run_help() -> str:
@@ -122,7 +140,7 @@ def results_table(rows: list[dict]):
     from rich.markup import escape
     from rich.table import Table
 
-    skip = {"job", "overrides", "seed", "wall_time_s", "nfe", "sampler", "truth_cached"}
+    skip = {"job", "overrides", "seed", "wall_time_s", "kernel_time_s", "nfe", "sampler", "truth_cached"}
     skip |= {"n_points", "n_per_point", "n_samples", "fid_n_samples", "fid_n_reference", "truth"}
     skip |= {"network_calls", "truth_network_calls", "groups", "particles"}
     skip |= {k for r in rows for k in r if k.endswith("_se")}
@@ -149,7 +167,8 @@ def results_table(rows: list[dict]):
     table.add_column("nfe", justify="right")
     for k in keys:
         table.add_column(f"{k} (floor)" if f"{k}_floor" in rows[0] else k, justify="right")
-    table.add_column("time s", justify="right")
+    per_kernel = all("kernel_time_s" in r for r in rows)
+    table.add_column("sampling s" if per_kernel else "time s", justify="right")
     for r in rows:
         cells = [
             f"{_fmt(r[k])} ({_fmt(r[k + '_floor'])})"
@@ -164,7 +183,7 @@ def results_table(rows: list[dict]):
             escape(r.get("sampler", "")),
             _fmt(r.get("nfe", "")),
             *cells,
-            _fmt(r.get("wall_time_s", "")),
+            _fmt(r["kernel_time_s"] if per_kernel else r.get("wall_time_s", "")),
         )
     return table
 
@@ -191,6 +210,10 @@ def run(
     from rich.console import Console
 
     overrides = list(overrides or [])
+    if cfg and overrides and overrides[0] in ("job", "hydra", "all"):  # Hydra's `--cfg job` spelling
+        if overrides[0] == "hydra":
+            _fail("--cfg hydra: glass sets Hydra's own config itself; --cfg (or --cfg job) prints the job's")
+        overrides = overrides[1:]
     for o in overrides:
         if o.startswith("-"):
             _fail(f"unknown option {o!r}; see glass run --help")
@@ -301,23 +324,61 @@ def train(
     typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def text_progress(echo, every: float = 10.0, clock=None):
+    """Progress for a log (stdout not a terminal: CI, nohup, SLURM): ``progress(description, total)``
+    returns an ``advance`` that prints ``description: k/total, elapsed H:MM:SS, ETA H:MM:SS`` after the
+    first step, at most every ``every`` seconds after that, and at the last step."""
+    import time
+
+    clock = clock or time.monotonic
+
+    def progress(description: str, total: int):
+        start, state = clock(), {"done": 0, "printed": None}
+
+        def advance() -> None:
+            state["done"] += 1
+            done, now = state["done"], clock()
+            if done < total and state["printed"] is not None and now - state["printed"] < every:
+                return
+            state["printed"] = now
+            elapsed = now - start
+            eta = f", ETA {_duration(elapsed / done * (total - done))}" if done < total else ""
+            echo(f"{description}: {done}/{total}, elapsed {_duration(elapsed)}{eta}")
+
+        return advance
+
+    return progress
+
+
 @contextlib.contextmanager
 def _live(console):
-    """Progress bars on stderr (a terminal only) for the duration of a run; yields
-    (progress(description, total) -> advance, announce(text))."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """Progress on stderr for the duration of a run: bars with elapsed time and ETA on a terminal, a
+    line now and then otherwise (:func:`text_progress`); yields (progress(description, total) ->
+    advance, announce(text))."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     bars = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
+        disable=not console.is_terminal,
     )  # fmt: skip
-
-    def progress(description: str, total: int):
-        task_id = bars.add_task(description, total=total)
-        return lambda: bars.advance(task_id)
 
     def announce(text: str) -> None:
         console.print(text, highlight=False, soft_wrap=True)
+
+    if console.is_terminal:
+
+        def progress(description: str, total: int):
+            task_id = bars.add_task(description, total=total)
+            return lambda: bars.advance(task_id)
+
+    else:
+        progress = text_progress(announce)
 
     with bars:
         yield progress, announce
@@ -366,7 +427,9 @@ def _reproduce_help() -> str:
         lines = [f"  ({e})"]
     return (
         "Reproduce a figure or table of the paper: run its sweep (resumable: finished jobs are "
-        "skipped) and write PNG plots and a markdown table to outputs/reproduce/NAME/SCALE/.\n\n"
+        "skipped) and write PNG plots and a markdown table to outputs/reproduce/NAME/SCALE/ "
+        "(SCALE-<hash> when extra overrides change the results, so they never mix with the plain run; "
+        "--fresh starts a new directory).\n\n"
         "Experiments (definitions in experiments/reproduce/):\n\n" + "\n\n".join(lines) + "\n\n"
         "--scale small runs on 2 CPU cores in minutes (MNIST and the Gaussian-mixture oracle); "
         "--scale paper uses the paper's sizes (GPU). Extra OVERRIDES apply to every job, e.g. "
@@ -380,6 +443,7 @@ def reproduce(
     name: str = typer.Argument(..., help="Experiment name (see above)."),
     overrides: list[str] | None = typer.Argument(None, help="Overrides for every job", show_default=False),
     scale: str = typer.Option("small", "--scale", help="small (CPU, minutes) or paper (the paper's sizes)"),
+    fresh: bool = typer.Option(False, "--fresh", help="Start a new directory instead of resuming."),
 ) -> None:
     from rich.console import Console
 
@@ -397,7 +461,8 @@ def reproduce(
 
         with _live(console) as (progress, announce):
             return run_reproduce(
-                name, scale, overrides, progress=progress, hydra_overrides=hydra_overrides, announce=announce
+                name, scale, overrides, progress=progress, hydra_overrides=hydra_overrides, announce=announce,
+                fresh=fresh,
             )
 
     base, rows, failures = _guarded(work)

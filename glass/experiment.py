@@ -19,19 +19,20 @@ __all__ = ["prepare", "prepare_jobs", "run", "release", "train"]
 
 def prepare_jobs(batches: list[list[str]]) -> list[Job]:
     """Compose and validate one job per override list (components shared between the jobs), and check
-    the output directory is writable; nothing is created."""
+    the output directory first (it is made, empty, if need be; nothing else is created)."""
     from glass import distributed
 
     distributed.setup()  # under torchrun: join the process group, pick this rank's GPU (before loading)
     shared = Shared()
-    jobs = [build_job(ov, compose(ov), shared) for ov in batches]
+    configs = [compose(ov) for ov in batches]
+    for out_dir in dict.fromkeys(cfg.out_dir for cfg in configs):  # before anything uses it (caches)
+        check_out_dir(out_dir)
+    jobs = [build_job(ov, cfg, shared) for ov, cfg in zip(batches, configs)]
     if distributed.world() > 1 and (len(jobs) > 1 or not jobs[0].task.prompts):
         raise UserError(
             "torchrun shards the prompt set of one run (task.prompts=FILE, no -m); for sweeps and "
             "reproduce use hydra/launcher=submitit_slurm, with task.prompt_range shards"
         )
-    for out_dir in dict.fromkeys(job.cfg.out_dir for job in jobs):
-        check_out_dir(out_dir)
     texts: dict[int, tuple] = {}  # every model encodes all its jobs' prompts at once, before any runs
     for job in jobs:
         texts.setdefault(id(job.model), (job.model, []))[1].extend(job.task.texts())

@@ -30,6 +30,9 @@ class NullLogger:
     def finish(self) -> None:
         pass
 
+    def moved(self, old: Path, new: Path) -> None:
+        """The run directory was renamed (``<dir>.partial`` -> ``<dir>``) after :meth:`finish`."""
+
 
 class WandbLogger(NullLogger):
     """Weights & Biases logger; ``WANDB_MODE`` in the environment overrides ``mode``, and W&B's files
@@ -88,9 +91,15 @@ class WandbLogger(NullLogger):
                 tags=self.tags,
                 config=config,
                 reinit="finish_previous",
+                # offline, W&B's own footer would name the .partial directory that is renamed next;
+                # moved() prints the sync command with the final path instead
+                settings=wandb.Settings(silent=True) if self.mode == "offline" else None,
             )
 
         self._run = self._guard("init", init)
+        self._sync_dir = None
+        if self._run is not None and self.mode == "offline":
+            self._sync_dir = Path(str(self._run.settings.sync_dir))
 
     def log(self, metrics):
         if self._run is not None:
@@ -112,6 +121,16 @@ class WandbLogger(NullLogger):
         if self._run is not None:
             self._guard("finish", self._run.finish)
             self._run = None
+
+    def moved(self, old, new):
+        sync, self._sync_dir = getattr(self, "_sync_dir", None), None
+        if sync is None:
+            return
+        try:
+            sync = Path(new) / sync.relative_to(old)
+        except ValueError:  # WANDB_DIR elsewhere: not moved
+            pass
+        print(f"W&B offline run: upload it with `wandb sync {sync}`", file=sys.stderr)
 
 
 def _image_tables(run_dir: Path, images: Path, rows: int = 10_000):

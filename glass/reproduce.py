@@ -26,6 +26,7 @@ sweep) and the report (``NAME.png``, ``NAME.md``) is written next to them.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from pathlib import Path
 
@@ -69,6 +70,20 @@ def _dedupe(overrides: list[str]) -> list[str]:
     return list(last.values())
 
 
+NEUTRAL = ("out_dir", "logger")  # overrides that change where results go or are logged, not the results
+
+
+def variant_name(scale: str, extra: list[str]) -> str:
+    """The sweep directory's name: the scale, and for extra overrides that change results a hash of
+    them (``small-3f2a9c1e``), so that ``glass reproduce NAME model=gmm`` never mixes its jobs into the
+    plain run's ``small/``."""
+    changing = sorted(o for o in extra if o.lstrip("+~").split("=", 1)[0].split(".")[0].split("/")[0]
+                      not in NEUTRAL)  # fmt: skip
+    if not changing:
+        return scale
+    return f"{scale}-{hashlib.sha256(' '.join(changing).encode()).hexdigest()[:8]}"
+
+
 def reproduce(
     name: str,
     scale: str = "small",
@@ -77,8 +92,11 @@ def reproduce(
     progress=None,
     announce=None,
     hydra_overrides: list[str] | None = None,
+    fresh: bool = False,
 ) -> tuple[Path, list[dict], list]:
-    """Run (or resume) the experiment's sweep and write its report; returns (directory, rows, failures)."""
+    """Run (or resume) the experiment's sweep and write its report; returns (directory, rows, failures).
+    It goes to ``<out_dir>/reproduce/NAME/<scale>`` (``<scale>-<hash>`` with extra overrides that change
+    results, see :func:`variant_name`); ``fresh`` starts a new directory beside it instead of resuming."""
     from glass.experiment import prepare_jobs, release
     from glass.report import report
     from glass.sweep import sweep
@@ -89,12 +107,18 @@ def reproduce(
         extra.append(f"out_dir={out_dir}")
     overrides, labels = job_overrides(spec, scale, extra)
     jobs = prepare_jobs(overrides)  # everything validated (and the output checked) first
-    target = Path(jobs[0].cfg.out_dir) / "reproduce" / name / scale
+    target = Path(jobs[0].cfg.out_dir) / "reproduce" / name / variant_name(scale, extra)
     definition = {**spec, "scale": scale}
+    if target.name != scale:
+        definition["overrides"] = [o for o in extra if not o.startswith("out_dir=")]
     if any(j.task.prompts for j in jobs):  # a prompt set: its own directory per prompt file
         family = jobs[0].cfg.model.get("family") or "model"
         target = target.with_name(f"{scale}-{Path(str(jobs[0].task.prompts.path)).stem}-{family}")
         definition["prompts"] = str(jobs[0].task.prompts.path)
+    if fresh:
+        from datetime import datetime
+
+        target = target.with_name(f"{target.name}-{datetime.now():%Y%m%d-%H%M%S}")
     try:
         base, rows, failures = sweep(
             jobs, target, hydra_overrides, progress, group=f"{name}-{scale}", definition=definition,

@@ -261,6 +261,8 @@ def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, me
         run_dir.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
     partial.rename(run_dir)
+    if main:
+        job.logger.moved(partial, run_dir)
     return rows
 
 

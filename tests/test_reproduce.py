@@ -33,7 +33,8 @@ def test_reproduce_end_to_end_then_report_redraws_without_recomputing(tmp_path):
     tiny = ["model=gmm", "task.n=100", f"out_dir={tmp_path}"]
     res = runner.invoke(app, ["reproduce", "fig7-rho", *tiny])
     assert res.exit_code == 0, res.output
-    base = tmp_path / "reproduce" / "fig7-rho" / "small"
+    (base,) = (tmp_path / "reproduce" / "fig7-rho").iterdir()  # small-<hash>: the overrides change results
+    assert base.name.startswith("small-")
     md = (base / "fig7-rho.md").read_text()
     assert "30 of 30 jobs finished" in md and "| rho=0.4 |" in md and "| ddpm^0.5 |" in md
     assert (base / "fig7-rho.png").read_bytes()[:4] == b"\x89PNG"
@@ -56,6 +57,9 @@ def test_reproduce_end_to_end_then_report_redraws_without_recomputing(tmp_path):
 
     again = runner.invoke(app, ["reproduce", "fig7-rho", *tiny])
     assert again.exit_code == 0 and "30 already finished" in again.stderr
+    other = runner.invoke(app, ["reproduce", "fig7-rho", *tiny, "task.n=101", "--fresh"])  # other overrides
+    assert other.exit_code == 0 and "running 30" in other.stderr
+    assert len(list((tmp_path / "reproduce" / "fig7-rho").iterdir())) == 2
 
 
 def test_report_of_a_plain_sweep_and_bad_paths(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -93,9 +94,11 @@ class Task:
         rows, outputs = [], {}
         for label, kernel in kernels:
             model.reset_nfe()
+            start = time.perf_counter()
             out, row = self.run_kernel(model, kernel, inputs, advance if per > 1 else None)
+            spent = time.perf_counter() - start  # this kernel's sampling (metrics come after, in finish)
             check_finite(out, self.describe(label, inputs))
-            rows.append({"sampler": label, **row})
+            rows.append({"sampler": label, **row, "kernel_time_s": round(spent, 4)})
             outputs[label] = out.cpu()
             if advance and per == 1:
                 advance()

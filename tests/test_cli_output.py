@@ -1,0 +1,71 @@
+"""What the CLI prints: progress lines in logs (stdout not a terminal), per-kernel sampling time, the
+W&B sync path after the rename, and the spellings users bring from Hydra and other tools."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from glass.cli import app, text_progress
+
+runner = CliRunner()
+TINY = ["model=gmm", "sampler=compare", "sampler.samplers=[sde,glass]", "sampler.steps=[2]", "task.n=20",
+        "task.points=2", "metric=oracle", "metric.floor_repeats=2", "metric.n_projections=8"]  # fmt: skip
+
+
+def test_text_progress_prints_elapsed_and_eta_now_and_then():
+    now, lines = [0.0], []
+    progress = text_progress(lines.append, every=10.0, clock=lambda: now[0])
+    advance = progress("posterior", 5)
+    for t in (2.0, 4.0, 13.0, 14.0, 30.0):
+        now[0] = t
+        advance()
+    assert lines == [
+        "posterior: 1/5, elapsed 0:00:02, ETA 0:00:08",  # the first step: a rate to extrapolate
+        "posterior: 3/5, elapsed 0:00:13, ETA 0:00:09",  # 10 s after the last line
+        "posterior: 5/5, elapsed 0:00:30",  # the last step, always
+    ]
+
+
+def test_a_run_in_a_log_shows_progress_and_per_kernel_time(tmp_path):
+    res = runner.invoke(app, ["run", *TINY, f"out_dir={tmp_path}"])  # CliRunner: not a terminal
+    assert res.exit_code == 0, res.output
+    assert re.search(r"^posterior: 2/2, elapsed \d:\d\d:\d\d$", res.stderr, re.M), res.stderr
+    assert "sampling s" in res.stdout
+    import json
+
+    (run,) = tmp_path.glob("runs/*/*")
+    rows = json.loads((run / "metrics.json").read_text())["rows"]
+    times = [r["kernel_time_s"] for r in rows]
+    assert len(times) == 2 and all(t > 0 for t in times)
+    assert sum(times) <= json.loads((run / "metrics.json").read_text())["wall_time_s"]
+
+
+def test_version_help_and_hydra_cfg_spellings():
+    from glass import __version__
+
+    for args in (["--version"], ["-V"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0 and res.stdout.strip() == __version__
+    for args in (["-h"], ["run", "-h"], ["reproduce", "-h"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0 and "Usage: " in res.stdout and "--help" in res.stdout
+    job = runner.invoke(app, ["run", "--cfg", "job", "model=gmm"])
+    plain = runner.invoke(app, ["run", "--cfg", "model=gmm"])
+    assert job.exit_code == 0 and job.stdout == plain.stdout
+    assert "_target_: glass.models.gmm.ring" in job.stdout
+    hydra = runner.invoke(app, ["run", "--cfg", "hydra"])
+    assert hydra.exit_code == 2 and hydra.stderr.startswith("error: --cfg hydra")
+
+
+def test_wandb_offline_run_names_its_final_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    res = runner.invoke(app, ["run", *TINY, "logger=wandb", f"out_dir={tmp_path}"])
+    assert res.exit_code == 0, res.output
+    (line,) = [x for x in res.stderr.splitlines() if "wandb sync" in x]
+    path = Path(line.split("wandb sync ", 1)[1].rstrip("`"))
+    (run,) = tmp_path.glob("runs/*/*")
+    assert path.parent == run / "wandb" and path.is_dir() and path.name.startswith("offline-run-")
