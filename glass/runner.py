@@ -124,6 +124,9 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
         from glass.tasks.compare import kernels_of
 
         model.check_sampler(kernels_of(sampler))  # e.g. a non-Gaussian prior admits ODE transitions only
+        from glass.tasks.base import check_budget
+
+        check_budget(task, model, kernels_of(sampler))  # memory and network calls, before any work
     except ValueError as e:
         raise UserError(str(e)) from None
     # one logger for the jobs of a call: a W&B failure warns once and is not retried for every job

@@ -104,7 +104,7 @@ _TABLE: dict[str, list[tuple]] = {
          "run model=gmm sampler=glass task=inverse reward=inpaint reward.seed=4294967296",
          "reward.seed must be an integer in [0, 4294967295]"),
         ("training seed of 2^32", "train flow seed=4294967296", "seed must be an integer in [0, 4294967295]"),
-        ("oracle component std <= 0", "run model=gmm sampler=glass model.std=0", "stds must be > 0"),
+        ("oracle component std <= 0", "run model=gmm sampler=glass model.std=0", "stds must be finite numbers > 0"),
         ("no mixture components", "run model=gmm sampler=glass model.n_modes=0",
          "model.n_modes must be >= 1"),
         ("NaN anywhere in the config", "run model=gmm sampler=glass model.radius=nan",
@@ -187,11 +187,22 @@ _TABLE: dict[str, list[tuple]] = {
         ("two equals signs", "run task.t==3", "malformed override 'task.t==3'"),
         ("sweep values without -m", "run model=gmm sampler.steps=2,4", "is a sweep; add -m"),
     ],
+    "size": [  # glass.tasks.base.check_budget: memory and network calls, estimated before any work
+        ("a billion points", "run model=gmm sampler=glass task.points=1000000000",
+         "sample paths of 2 numbers need about 59,605 GiB, more than this machine's 16 GiB"),
+        ("a hundred million steps", "run model=gmm sampler=glass sampler.steps=100000000",
+         "100,000,000 network calls per sample path"),
+        ("a billion samples", "run model=gmm task=generate sampler=glass task.n=1000000000",
+         "task.n = 1,000,000,000 sample paths"),
+        ("a billion particles",
+         "run model=gmm task=fk_steering reward=linear sampler=glass task.particles=1000000000",
+         "task.groups x task.particles ="),
+    ],
     "long input": [  # glass.config.shorten, glass.cli._fail: nothing echoes a huge value
         ("a 300-character key", "run model=gmm +sampler." + "k" * 300 + "=1",
          "is too long (308 characters); no config has such a key"),
         ("a 300-character value", "run model=gmm sampler=glass sampler.steps=" + "v" * 300,
-         "...[300 characters]"),
+         "...[302 characters]"),
     ],
     "model / metric / reward fit": [  # glass.metrics.default, glass.rewards.base, the tasks' check()
         ("oracle metric on MNIST", "run metric=oracle", "metric=oracle needs an exact oracle model"),
@@ -469,6 +480,7 @@ def run_case(case: Case, tmp: Path) -> Outcome:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)  # a default or relative output path lands in the scratch directory
         mp.setattr(torch.cuda, "is_available", lambda: False)  # the same messages on a GPU machine
+        mp.setattr("glass.tasks.base.memory_bytes", lambda: 16 * 2**30)  # ... and on any machine
         mp.delenv("GLASS_DEBUG", raising=False)
         mp.delenv("WANDB_API_KEY", raising=False)
         mp.setenv("WANDB_MODE", "disabled")

@@ -82,6 +82,12 @@ class _Align(Task):
     def texts(self) -> list[str]:
         return self.prompts.texts()
 
+    def budget(self, model) -> tuple[int, int, str] | None:
+        if self.prompts:  # one prompt at a time
+            return None
+        what = "task.groups x task.particles; task.transitions"
+        return self.n_groups(model) * self.particles, self.transitions, what
+
     def n_groups(self, model) -> int:
         if self.prompts:
             return self.prompts.outputs()

@@ -69,6 +69,11 @@ class Task:
         """Sizes that depend on the model, checked when the run is prepared."""
         return None
 
+    def budget(self, model) -> tuple[int, int, str] | None:
+        """(sample paths held in memory at once, transitions per path, the options that set them) for
+        :func:`check_budget`; None: nothing to check."""
+        return None
+
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         raise NotImplementedError
 
@@ -117,3 +122,44 @@ def identical_streams(generator: torch.Generator, device):
     model runs on."""
     seed = derive_seed(generator)
     return lambda: torch.Generator(device=device).manual_seed(seed)
+
+
+MAX_CALLS = 1_000_000  # network calls per sample path: far beyond any sampler in use (the paper: <= 1,000)
+STATE_COPIES = 8  # float64 copies of the state a run holds at once (inputs, outputs per kernel, noise, ...)
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory (None where the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_budget(task, model, kernels, memory: int | None = None) -> None:
+    """Refuse, before any work, a run that cannot fit in memory or cannot finish: ``task.budget``'s
+    sample paths x the model's state size x :data:`STATE_COPIES` float64 copies against the machine's
+    memory, and network calls per sample path (the largest kernel's NFE per transition x transitions)
+    against :data:`MAX_CALLS`. One ValueError with the numbers and the options to lower."""
+    import math
+
+    budget = task.budget(model)
+    if budget is None:
+        return
+    rows, transitions, what = budget
+    calls = max(int(k.nfe) for _, k in kernels) * transitions
+    if calls > MAX_CALLS:
+        raise ValueError(
+            f"{calls:,} network calls per sample path (sampler.steps x {what.split(';')[-1].strip()}) "
+            f"would never finish; glass refuses more than {MAX_CALLS:,}: lower sampler.steps"
+        )
+    memory = memory if memory is not None else memory_bytes()
+    size = math.prod(getattr(model, "shape", ()) or (1,))
+    need = rows * size * 8 * STATE_COPIES
+    if memory is not None and need > memory:
+        raise ValueError(
+            f"{what.split(';')[0].strip()} = {rows:,} sample paths of {size:,} numbers need about "
+            f"{need / 2**30:,.0f} GiB, more than this machine's {memory / 2**30:,.0f} GiB: lower them"
+        )

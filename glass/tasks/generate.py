@@ -46,6 +46,12 @@ class Generate(Task):
     def texts(self) -> list[str]:
         return self.prompts.texts()
 
+    def budget(self, model) -> tuple[int, int, str] | None:
+        if self.prompts:  # one prompt at a time
+            return None
+        n = self.n or (2000 if is_oracle(model) else 1000)
+        return n, self.transitions, "task.n; task.transitions"
+
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         oracle = is_oracle(model)
         n = self.prompts.outputs() if self.prompts else self.n or (2000 if oracle else 1000)

@@ -109,6 +109,12 @@ class Inverse(Task):
         oracle = is_oracle(model)
         return self.images, self.samples or (256 if oracle else 4)
 
+    def budget(self, model) -> tuple[int, int, str]:
+        images, samples = self.sizes(model)
+        particles = getattr(self.inner, "particles", 1)
+        what = "task.images x task.samples x task.particles; task.transitions"
+        return images * samples * particles, self.inner.transitions, what
+
     def describe(self, label: str, inputs: dict) -> str:
         return f"{label} ({self.method}, inverse problem: {inputs['rewards'][0].op.describe()})"
 

@@ -65,6 +65,10 @@ class Posterior(Task):
             raise ValueError(f"task.n must be >= 2 on the oracle (distances need samples), got {n}")
         return points, n
 
+    def budget(self, model) -> tuple[int, int, str]:
+        points, n = self.sizes(model)
+        return points * n, 1, "task.points x task.n; one transition"
+
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         points, n = self.sizes(model)
         z, labels = model.data_samples(points, generator)

@@ -96,6 +96,11 @@ class Value(Task):
 
         return GLASS(self.truth_steps) if self.truth_sampler == "glass" else SDE(self.truth_steps)
 
+    def budget(self, model) -> tuple[int, int, str]:
+        points = self.points or (256 if is_oracle(model) else 64)
+        per = self.n if is_oracle(model) else max(self.n, self.truth_n)
+        return points * per, 1, "task.points x task.n (and task.truth_n); one transition"
+
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         oracle = is_oracle(model)
         points = self.points or (256 if oracle else 64)
