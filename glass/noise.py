@@ -5,11 +5,11 @@ batch and on the order in which chunks are processed, so ``task.chunk`` or a dif
 changes the numbers. A :class:`Streams` object replaces the generator wherever a kernel draws noise
 (:func:`randn`): sample i of a batch always gets draw ``counts[i]`` of its own stream, so the noise is
 identical for every chunk size and batch size, on any device (the results too where the arithmetic is
-exact per row, as on the oracle; a network's batch of another size may round differently). The generator is counter-based
-(Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3"): the SplitMix64 finaliser
-(Steele et al. 2014) hashes (seed, sample id, draw, element) to 64 random bits; two such words give
-one standard normal by Box-Muller. Everything is vectorised integer arithmetic on the device, with
-no host-device synchronisation.
+exact per row, as on the oracle; a network's batch of another size may round differently). The
+generator is counter-based (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3"): the
+SplitMix64 finaliser (Steele et al. 2014) hashes (seed, sample id, draw, element) to 64 random bits;
+two such words give one standard normal by Box-Muller. Everything is vectorised integer arithmetic on
+the device, with no host-device synchronisation.
 """
 
 from __future__ import annotations
