@@ -7,6 +7,11 @@ Sections (each can be run alone with ``--only``):
   the same batch, on the MNIST UNet (network-bound) and the 64-D oracle (where the "network" is cheap
   and sampler overhead shows). Repetitions are interleaved (bare, GLASS, SDE, ODE, bare, ...) so
   machine drift hits every column alike; the ratio is median(kernel) / median(bare).
+- ``loop``: the sampler's own cost per inner step beyond the network, on a cheap network where it
+  shows: a 2-D MLP velocity model (sinusoidal time embedding 16, hidden 128, Swish), batch 1, 256,
+  4096: one GLASS M = 8 transition with the denoiser folded into the update (``Model.affine``, the
+  default for networks behind ``from_prediction``) and with the plain loop (``denoise`` per step),
+  against 8 bare calls of the network on the same inputs.
 - ``accuracy``: error vs NFE on the oracle for posterior sampling and a transition, and the NFE each
   kernel needs to reach fixed target errors (``benchmarks/accuracy.py``).
 - ``mnist``: posterior FID vs NFE on MNIST (``glass run task=posterior model=mnist``).
@@ -43,7 +48,7 @@ import glass  # noqa: E402
 from glass.models.gmm import random_mixture  # noqa: E402
 from glass.models.mnist import load_flow  # noqa: E402
 
-SECTIONS = ["overhead", "fk", "default", "accuracy", "mnist"]
+SECTIONS = ["overhead", "loop", "fk", "default", "accuracy", "mnist"]
 
 
 def machine(device: str) -> dict:
@@ -118,6 +123,58 @@ def overhead(model, batch: int, steps: int, reps: int, device="cpu") -> dict:
     out = {"batch": batch, "steps": steps, "bare_s": med["bare"]}
     for k in kernels:
         out[f"{k}_s"], out[f"{k}_ratio"] = med[k], med[k] / med["bare"]
+    return out
+
+
+class ToyMLP(torch.nn.Module):
+    """The 2-D velocity network of flow-matching tutorials: sinusoidal time embedding (16), three
+    hidden layers of 128 with Swish."""
+
+    def __init__(self, dim: int = 2, emb: int = 16, hidden: int = 128):
+        super().__init__()
+        self.register_buffer("freqs", torch.exp(torch.linspace(0, 6, emb // 2)))
+        act = torch.nn.SiLU
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(dim + emb, hidden), act(), torch.nn.Linear(hidden, hidden), act(),
+            torch.nn.Linear(hidden, hidden), act(), torch.nn.Linear(hidden, dim),
+        )  # fmt: skip
+
+    def forward(self, x, t):
+        e = t[:, None] * self.freqs
+        return self.net(torch.cat([x, torch.sin(e), torch.cos(e)], dim=1))
+
+
+@torch.inference_mode()
+def loop_overhead(batch: int, reps: int, steps: int = 8) -> dict:
+    """Seconds per inner step beyond the network: (transition - bare calls) / M, folded and plain."""
+    torch.manual_seed(0)
+    net = ToyMLP().eval()
+    model = glass.from_prediction(net, "velocity", "linear", shape=(2,))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 2, dtype=torch.float64, generator=g)
+    x_net, t_net = x.float(), torch.full((batch,), 0.4)
+    kernel = glass.GLASS(steps, rho=0.4)
+
+    class Plain(glass.models.CallableModel):  # the same model with the denoiser called per step
+        def affine(self, t):
+            return None
+
+    plain = Plain(net, "velocity", "linear", shape=(2,))
+
+    def bare():
+        for _ in range(steps):
+            net(x_net, t_net)
+
+    fns = {
+        "bare": bare,
+        "folded": lambda: kernel.transition(model, x, 0.3, 0.6, generator=g),
+        "plain": lambda: kernel.transition(plain, x, 0.3, 0.6, generator=g),
+    }
+    med = interleaved(fns, reps)
+    out = {"batch": batch, "steps": steps, "bare_s": med["bare"]}
+    for k in ("folded", "plain"):
+        out[f"{k}_s"], out[f"{k}_ratio"] = med[k], med[k] / med["bare"]
+        out[f"{k}_us_per_step"] = (med[k] - med["bare"]) / steps * 1e6
     return out
 
 
@@ -306,6 +363,23 @@ def markdown(results: dict) -> str:
                 f"Host-device synchronisations (CUDA sync debugging): {results['sync_check']}.",
                 "GLASS's one is the NaN/Inf check after the inner loop; the loop itself never synchronises.",
             ]
+    if "loop" in results:
+        lines += [
+            "",
+            "## The sampler's own cost on a cheap network (2-D MLP, GLASS M = 8, rho = 0.4)",
+            "",
+            "Microseconds per inner step beyond the network = (transition - 8 bare network calls) / 8,",
+            "medians of interleaved repetitions. Folded: the denoiser folded into the update",
+            "(`Model.affine`, the default); plain: `denoise` per step (the loop before the fold).",
+            "",
+            "| batch | bare calls (ms) | folded: us/step | folded ratio | plain: us/step | plain ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in results["loop"]:
+            lines.append(
+                f"| {r['batch']} | {r['bare_s'] * 1e3:.3f} | {r['folded_us_per_step']:.0f} | "
+                f"{r['folded_ratio']:.3f} | {r['plain_us_per_step']:.0f} | {r['plain_ratio']:.3f} |"
+            )
     if "accuracy" in results:
         lines += [
             "",
@@ -481,6 +555,12 @@ def main() -> None:
         else:
             results["sync_check"] = sync_check(mnist_model(args.device, "float32", False), 64, args.device)
             print(results["sync_check"], flush=True)
+
+    if "loop" in only and args.device == "cpu":
+        results["loop"] = []
+        for batch in (1, 256, 4096):
+            results["loop"].append(loop_overhead(batch, 21 if batch < 4096 else reps))
+            print(results["loop"][-1], flush=True)
 
     def save() -> None:  # after every section, so a later failure loses nothing measured
         (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))

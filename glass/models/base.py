@@ -125,8 +125,10 @@ class Model:
     _WATCH_LIMIT = 256
 
     def _watch(self, out: Tensor, t: Tensor) -> None:
+        """Record the output's float64 sum: one tensor operation, finite exactly when every element
+        is (a NaN or Inf propagates; float64 cannot overflow on any network's output)."""
         calls = self.__dict__.setdefault("_calls", [])
-        calls.append((self.nfe, t, torch.isfinite(out).all()))
+        calls.append((self.nfe, t, out.sum(dtype=torch.float64)))
         if len(calls) >= self._WATCH_LIMIT:  # code that never calls check_outputs: check now and then
             self.check_outputs(" (checked every 256 network calls)")
 
@@ -136,15 +138,16 @@ class Model:
         host-device synchronisation; kernels call it once per transition. ``where`` (a string, or a
         callable evaluated only on failure) ends the message."""
         calls, self._calls = self.__dict__.get("_calls", []), []
-        flags = [f for _, _, f in calls] + [torch.isfinite(o).all() for o in outputs]
-        if not flags:
+        values = [s for _, _, s in calls] + [o.sum(dtype=torch.float64) for o in outputs]
+        if not values:
             return
-        device = flags[0].device
-        if bool(torch.stack([f.to(device, non_blocking=True) for f in flags]).all()):
+        device = values[0].device
+        finite = torch.isfinite(torch.stack([v.to(device, non_blocking=True) for v in values]))
+        if bool(finite.all()):
             return
         where = where() if callable(where) else where
-        for n, t, ok in calls:
-            if not bool(ok):
+        for (n, t, _), ok in zip(calls, finite.tolist()):
+            if not ok:
                 tt = t.detach().double().cpu().reshape(-1)
                 when = (
                     f"t = {tt[0]:.6g}"
@@ -153,6 +156,24 @@ class Model:
                 )
                 raise FloatingPointError(f"the model returned NaN or Inf at network call {n} ({when}){where}")
         raise FloatingPointError(f"the sampler produced NaN or Inf{where} (every network output was finite)")
+
+    # -- the network itself, for samplers that fold the denoiser into their own updates ----------------
+    def affine(self, t: Tensor) -> tuple[Tensor, Tensor] | None:
+        """(a, b), float64 of t's shape, with D_t(x) = a x + b f(x, t) for the model's raw network f
+        (:meth:`network`), or None when the denoiser is not affine in one network output (the oracle,
+        pipelines with guidance): then samplers call :meth:`denoise`. A sampler with host times folds
+        a and b into its own linear update, saving the conversion's tensor operations per call."""
+        return None
+
+    def network(self, x: Tensor, t: Tensor, **cond) -> Tensor:
+        """f(x, t) on inputs already in the network's dtypes (:attr:`network_dtypes`), t of shape (B,);
+        one NFE, watched for NaN like :meth:`denoise`. Only for models whose :meth:`affine` is not None."""
+        raise NotImplementedError
+
+    @property
+    def network_dtypes(self) -> tuple[torch.dtype, torch.dtype]:
+        """(x's, t's) dtype for :meth:`network`."""
+        return self.dtype, torch.promote_types(self.dtype, torch.float32)
 
     def velocity(self, x: Tensor, t: float | Tensor, **cond) -> Tensor:
         """Marginal velocity u_t(x) from the denoiser (eq. 14); one NFE."""
@@ -218,14 +239,41 @@ class CallableModel(Model):
 
     def _denoise(self, x: Tensor, t: Tensor, **cond) -> Tensor:
         t_net = t.to(torch.promote_types(self.dtype, torch.float32))
-        out = self.fn(x.to(self.dtype), t_net, **cond)
-        if not isinstance(out, Tensor) or out.shape != x.shape:  # before the conversion broadcasts it
+        out = self._call(x.to(self.dtype), t_net, cond)
+        return to_denoiser(self.schedule, self.prediction, out, x, t)
+
+    def _call(self, x_net: Tensor, t_net: Tensor, cond: dict) -> Tensor:
+        out = self.fn(x_net, t_net, **cond)
+        if not isinstance(out, Tensor) or out.shape != x_net.shape:  # before the conversion broadcasts it
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(
-                f"the network returned {got} for x of shape {tuple(x.shape)}; it must return one "
+                f"the network returned {got} for x of shape {tuple(x_net.shape)}; it must return one "
                 f"{self.prediction} prediction per input element"
             )
-        return to_denoiser(self.schedule, self.prediction, out, x, t)
+        return out
+
+    def affine(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Every prediction type's conversion (eqs. 14, 26, 27) is linear in (x, prediction): its
+        coefficients are the conversion of the unit inputs (an epsilon model at t = 0: ValueError).
+        Kept per set of times (up to 256), as samplers ask for the same inner times again."""
+        t = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
+        cache = self.__dict__.setdefault("_affine", {})
+        key = (self.prediction, id(self.schedule), tuple(t.tolist()))
+        if key not in cache:
+            if len(cache) >= 256:
+                cache.clear()
+            one, zero = torch.ones_like(t), torch.zeros_like(t)
+            a = to_denoiser(self.schedule, self.prediction, zero, one, t)
+            cache[key] = (a, to_denoiser(self.schedule, self.prediction, one, zero, t), self.schedule)
+        a, b, _ = cache[key]
+        return a, b
+
+    def network(self, x: Tensor, t: Tensor, **cond) -> Tensor:
+        self.nfe += 1
+        out = self._call(x, t, cond)
+        if self.watch_finite:
+            self._watch(out, t)
+        return out
 
 
 def from_prediction(

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_int, check_state, check_transition
+from glass.models.base import Model
 from glass.noise import randn
 from glass.paths import Coefficients, resolve_rho, rho_ddpm, transition_coefficients
 from glass.samplers.base import kernel_label
@@ -295,10 +296,22 @@ class GLASS:
         )
 
     def plan(self, schedule: Schedule, t, t_next) -> InnerPlan:
-        """The precomputed inner loop of a transition t -> t' (:func:`inner_plan`)."""
-        return inner_plan(
+        """The precomputed inner loop of a transition t -> t' (:func:`inner_plan`). Plans of host
+        times are kept (up to 256 per kernel): a sampler that repeats a transition (a generation grid
+        run again, FK steering's particles, a benchmark) computes its schedule arithmetic once."""
+        host = isinstance(t, Tensor) and t.ndim == 0 and t.device.type == "cpu" and isinstance(t_next, Tensor)
+        key = (id(schedule), float(t), float(t_next)) if host else None
+        cache = self.__dict__.setdefault("_plans", {})
+        if key is not None and key in cache and cache[key][0] is schedule:
+            return cache[key][1]
+        p = inner_plan(
             schedule, self.coefficients(schedule, t, t_next), self.steps, self.solver, self.inner_grid
         )
+        if key is not None:
+            if len(cache) >= 256:
+                cache.clear()
+            cache[key] = (schedule, p)  # the schedule itself is kept: its id is never reused meanwhile
+        return p
 
     def transition(
         self,
@@ -318,6 +331,46 @@ class GLASS:
         reported once, after the loop, with the network call and time where it first appeared."""
         y = self._transition(model, x, t, t_next, generator, denoised, **cond)
         return check_transition(model, y, self, t, t_next, x)
+
+    def _affine(self, model, x: Tensor, per_sample: bool, t_star: Tensor) -> tuple[list, list] | None:
+        """The denoiser's (a, b) at every inner time, as host floats, when the loop of :meth:`_folded`
+        applies: Euler steps at host times, a :class:`~glass.models.base.Model` whose denoiser is
+        affine in its network's output (``model.affine``; wrappers such as guidance are not), no
+        autograd through x. Else None."""
+        if per_sample or self.solver != "euler" or not isinstance(model, Model):
+            return None
+        if torch.is_grad_enabled() and x.requires_grad:
+            return None
+        coeffs = model.affine(t_star.cpu())
+        return None if coeffs is None else (coeffs[0].tolist(), coeffs[1].tolist())
+
+    def _folded(self, model, x_t: Tensor, xbar: Tensor, p: InnerPlan, t_star: Tensor, coeffs, denoised,
+                cond) -> Tensor:  # fmt: skip
+        """The Euler loop with the denoiser folded into the update (the same numbers as the plain loop,
+        to float rounding). With D = a x_in + b f(x_in) and x_in = in_x x_t + in_xb xbar, step j is
+
+            xbar <- (c_xb + c_d a in_xb) xbar + (c_x + c_d a in_x) x_t + (c_d b) f(x_in),
+
+        so a step is the network call, its input (two operations and the cast to the network's dtype)
+        and three in-place operations; the coefficients are host floats computed once per transition."""
+        a, bb = coeffs
+        x_dtype, t_dtype = model.network_dtypes
+        times = t_star.to(t_dtype)[:, None].expand(-1, x_t.shape[0])  # (M, B): a view per step
+        x_net = x_t.to(x_dtype)
+        for j in range(self.steps):
+            c_xb, c_d, c_x = p.c_xb[j], p.c_d[j], p.c_x[j]
+            if j == 0 and denoised is not None:  # D_t(x_t) given (Prop. 2 at s = 0): no network call
+                xbar = xbar.mul_(c_xb).add_(x_t, alpha=c_x).add_(denoised.to(x_t), alpha=c_d)
+                continue
+            if j == 0:  # x_in = x_t
+                inp, in_x, in_xb = x_net, 1.0, 0.0
+            else:
+                in_x, in_xb = p.in_x[j], p.in_xb[j]
+                inp = torch.mul(xbar, in_xb).add_(x_t, alpha=in_x).to(x_dtype)
+            out = model.network(inp, times[j], **cond)
+            k = c_d * a[j]
+            xbar = xbar.mul_(c_xb + k * in_xb).add_(x_t, alpha=c_x + k * in_x).add_(out, alpha=c_d * bb[j])
+        return xbar
 
     def _transition(self, model, x, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
@@ -340,6 +393,9 @@ class GLASS:
             return v if isinstance(v, float) else bcast(v, x_t)
 
         xbar = b(p.gamma) * x_t + SBAR0 * eps  # xbar_0: the only randomness
+        coeffs = self._affine(model, x, per_sample, t_star)
+        if coeffs is not None:
+            return self._folded(model, x_t, xbar, p, t_star, coeffs, denoised, cond).to(x.dtype)
 
         def denoise(j: int, xb: Tensor) -> Tensor:
             if j == 0 and denoised is not None:  # at s = 0 the GLASS denoiser is D_t(x_t) (Prop. 2)
