@@ -240,11 +240,16 @@ def run(
     out = Console()
     if not out.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         out = Console(width=200)
-    if rows:
-        out.print(results_table(rows))
-    else:  # e.g. every job is being run by another copy of the sweep
-        typer.echo("no finished jobs yet")
-    typer.echo(f"outputs: {base}")
+    try:
+        if rows:
+            out.print(results_table(rows))
+        else:  # e.g. every job is being run by another copy of the sweep
+            typer.echo("no finished jobs yet")
+        typer.echo(f"outputs: {base}")
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # stdout on a full disk or a closed device: the results are saved anyway
+        _fail(f"cannot print the results ({e.strerror or type(e).__name__}); they are saved in {base}", 1)
 
 
 def _print_configs(overrides: list[str], multirun: bool) -> None:
@@ -481,10 +486,16 @@ def report(
     ),
 ) -> None:
     """Redraw the plots and markdown tables of a sweep from its finished jobs (nothing is recomputed)."""
+    from pathlib import Path
+
     from glass.report import report as write_report
+    from glass.sweep import damaged_jobs
 
     for f in _guarded(lambda: write_report(path)):
         typer.echo(str(f))
+    for name, why in damaged_jobs(Path(path)).items():  # left out of the report: say so
+        typer.echo(f"warning: {name}: damaged record ({why}), not in the report; run the sweep again to "
+                   "compute it", err=True)  # fmt: skip
 
 
 @app.command()

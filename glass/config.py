@@ -96,6 +96,13 @@ def shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 20]}...[{len(text)} characters]"
 
 
+def check_no_sweep(overrides: list[str], hint: str) -> None:
+    """One UserError for a sweep value (``a=1,2``) where sweeps are not taken; ``hint`` says what to do."""
+    for o in _parse(overrides):
+        if o.is_sweep_override():
+            raise UserError(f"{shorten(o.input_line)!r} is a sweep; {hint}")
+
+
 def _parse(overrides: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import Glob
@@ -107,9 +114,10 @@ def _parse(overrides: list[str]):
         try:
             parsed.extend(parser.parse_overrides([o]))
         except OverrideParseException as e:
+            quote = " (a value with spaces or other characters: quote it, key='a b')" if "=" in o else ""
             raise UserError(
                 f"malformed override {shorten(o)!r}: {shorten(_first_line(e), 200)} (expected key=value, "
-                "e.g. task.t=0.2)"
+                f"e.g. task.t=0.2){quote}"
             ) from None
         if not parsed[-1].key_or_group:
             raise UserError(f"malformed override {o!r}: no key (expected key=value, e.g. task.t=0.2)")
@@ -152,6 +160,9 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
 
     parsed = _parse(overrides)
     _check_groups(parsed)
+    for o in parsed:  # an empty sweep would drop every override: the basic sweeper yields one empty job
+        if o.is_sweep_override() and not list(o.sweep_string_iterator()):
+            raise UserError(f"{shorten(o.input_line)!r} gives no values (an empty sweep); give at least one")
     try:
         return split_sweep(parsed)
     except HydraException as e:

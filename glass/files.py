@@ -8,7 +8,30 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["write_text_atomic", "write_json_atomic", "write_rows"]
+__all__ = ["write_text_atomic", "write_json_atomic", "write_rows", "probe_writable"]
+
+
+def probe_writable(directory: Path) -> None:
+    """Raise OSError unless a file can be written in ``directory`` (made with its parents for the
+    probe, then removed again with every directory the probe made): checking leaves nothing behind."""
+    import uuid
+
+    directory = Path(directory)
+    made, d = [], directory
+    while not d.exists() and d != d.parent:
+        made.append(d)
+        d = d.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_text("")
+        probe.unlink()
+    finally:
+        for d in made:  # innermost first; a directory someone else filled meanwhile stays
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -95,6 +95,10 @@ def launcher_problem(launcher) -> str | None:
         n = getattr(launcher, "joblib", {}).get("n_jobs")
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n == 0):
             return f"hydra.launcher.n_jobs must be a non-zero integer (-1: every CPU), got {n!r}"
+    if name in ("LocalLauncher", "SlurmLauncher"):  # submitit's: a job that may not run at all
+        minutes = getattr(launcher, "params", {}).get("timeout_min")
+        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1):
+            return f"hydra.launcher.timeout_min must be an integer >= 1 (minutes per job), got {minutes!r}"
     if name == "SlurmLauncher" and shutil.which("sbatch") is None:
         return (
             "hydra/launcher=submitit_slurm needs a SLURM cluster, and sbatch is not on PATH here "

@@ -51,10 +51,16 @@ def load_prompts(path: str | Path, prompt_range: str | None = None) -> list[Prom
     path = Path(path).expanduser()
     if path.suffix.lower() not in FORMATS:
         raise ValueError(f"prompts: {str(path)!r} must be one of {', '.join(FORMATS)} (by its ending)")
+    if path.is_dir():
+        raise ValueError(f"prompts: {str(path)!r} is a directory, not a prompt file")
     if not path.is_file():
         raise ValueError(f"prompts: no such file {str(path)!r}")
     reader = {".txt": _text, ".jsonl": _jsonl, ".csv": _table, ".tsv": _table}[path.suffix.lower()]
-    records = reader(path)
+    try:
+        records = reader(path)
+    except UnicodeDecodeError:
+        kinds = ", ".join(FORMATS)
+        raise ValueError(f"prompts: {str(path)!r} is not UTF-8 text ({kinds} files are)") from None
     if not records:
         raise ValueError(f"prompts: {str(path)!r} holds no prompt")
     return [records[i] for i in parse_range(prompt_range, len(records))]

@@ -97,12 +97,15 @@ def reproduce(
     """Run (or resume) the experiment's sweep and write its report; returns (directory, rows, failures).
     It goes to ``<out_dir>/reproduce/NAME/<scale>`` (``<scale>-<hash>`` with extra overrides that change
     results, see :func:`variant_name`); ``fresh`` starts a new directory beside it instead of resuming."""
+    from glass.config import check_no_sweep
     from glass.experiment import prepare_jobs, release
     from glass.report import report
     from glass.sweep import sweep
 
     spec = load(name)
     extra = list(extra or [])
+    check_no_sweep(extra, f"glass reproduce runs the sweep of experiments/reproduce/{name}.yaml: give one "
+                   "value per key here, or edit the definition")  # fmt: skip
     if out_dir is not None:
         extra.append(f"out_dir={out_dir}")
     overrides, labels = job_overrides(spec, scale, extra)

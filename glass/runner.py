@@ -29,7 +29,7 @@ from pathlib import Path
 
 from glass.checks import check_seed
 from glass.config import UserError, instantiate
-from glass.files import write_json_atomic
+from glass.files import probe_writable, write_json_atomic
 from glass.metrics.default import resolve_metric
 from glass.rewards.base import resolve_reward
 
@@ -156,12 +156,10 @@ def check_out_dir(value) -> Path:
 
 
 def check_writable(root: Path) -> None:
-    """The output directory exists or can be made, and a file can be written there (one UserError)."""
+    """The output directory exists or can be made, and a file can be written there (one UserError);
+    nothing is left behind by the check."""
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_text("")
-        probe.unlink()
+        probe_writable(root)
     except OSError as e:
         raise UserError(f"cannot write to the output directory {str(root)!r}: {e.strerror or e}") from None
 

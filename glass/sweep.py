@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -173,8 +174,15 @@ def _launch_context(sweep_dir: Path, hydra_overrides: list[str], task_function):
         launcher = make_launcher(overrides, task_function)
     except (HydraException, OmegaConfBaseException, ImportError, ValueError) as e:
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        merging = re.match(r"Error merging override (hydra\.launcher\.[\w.]+)=(.*)$", text)
+        if merging:  # a launcher option of the wrong type (e.g. n_jobs=abc)
+            key, value = merging.groups()
+            cause = e.__cause__ or e.__context__
+            why = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+            why = why or "wrong type"
+            raise UserError(f"{key}={value!r} is not a value this launcher takes ({why})") from None
         hint = ""
-        if "launcher" in text or "launcher" in " ".join(hydra_overrides):
+        if isinstance(e, ImportError) or "Could not find 'hydra/launcher" in text:
             hint = " (joblib and submitit launchers: pip install 'glass-flows[launchers]')"
         raise UserError(f"cannot set up the launcher: {text}{hint}") from None
     problem = launcher_problem(launcher)

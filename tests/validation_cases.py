@@ -104,9 +104,20 @@ _TABLE: dict[str, list[tuple]] = {
          "run model=gmm sampler=glass task=inverse reward=inpaint reward.seed=4294967296",
          "reward.seed must be an integer in [0, 4294967295]"),
         ("training seed of 2^32", "train flow seed=4294967296", "seed must be an integer in [0, 4294967295]"),
-        ("oracle component std <= 0", "run model=gmm sampler=glass model.std=0", "stds must be finite numbers > 0"),
+        ("oracle component std <= 0", "run model=gmm sampler=glass model.std=0",
+         "stds must be finite numbers > 0"),
         ("no mixture components", "run model=gmm sampler=glass model.n_modes=0",
-         "model.n_modes must be >= 1"),
+         "model.n_modes must be an integer in [1, 100000]"),
+        ("a billion mixture components (hung before)", "run model=gmm sampler=glass model.n_modes=1000000000",
+         "model.n_modes must be an integer in [1, 100000]"),
+        ("a 64-D mixture too large to run",
+         "run model=gmm64 sampler=glass model.dim=100000 model.n_components=1000",
+         "is larger than the oracle allows"),
+        ("per_prompt without a prompt set", "run model=gmm task=generate sampler=glass task.per_prompt=5",
+         "task.per_prompt applies to a prompt set: set prompts=FILE too"),
+        ("save_latents without a prompt set",
+         "run model=gmm task=generate sampler=glass task.save_latents=true",
+         "task.save_latents applies to a prompt set"),
         ("NaN anywhere in the config", "run model=gmm sampler=glass model.radius=nan",
          "model.radius must be a finite number, got nan"),
         ("unknown noise schedule", "run model=gmm sampler=glass model.schedule=foo",
@@ -197,6 +208,14 @@ _TABLE: dict[str, list[tuple]] = {
         ("a billion particles",
          "run model=gmm task=fk_steering reward=linear sampler=glass task.particles=1000000000",
          "task.groups x task.particles ="),
+    ],
+    "adversarial pass": [  # inputs an adversarial probe found unchecked (issue 20)
+        ("a directory as the prompt file", "prompts {tmp}/prompt-dir.txt", "is a directory, not a"),
+        ("a binary prompt file", "prompts {tmp}/binary.txt", "is not UTF-8 text"),
+        ("a sweep value for reproduce", "reproduce fig7-rho seed=1,2",
+         "'seed=1,2' is a sweep; glass reproduce runs the sweep of experiments/reproduce/fig7-rho.yaml"),
+        ("a non-ASCII value, unquoted", "run model=gmm sampler=glass out_dir={tmp}/ü",
+         "quote it, key='a b'"),
     ],
     "long input": [  # glass.config.shorten, glass.cli._fail: nothing echoes a huge value
         ("a 300-character key", "run model=gmm +sampler." + "k" * 300 + "=1",
@@ -294,6 +313,12 @@ _TABLE: dict[str, list[tuple]] = {
          "needs a SLURM cluster, and sbatch is not on PATH here"),
         ("a glob() sweep", "run -m model=gmm sampler=glass 'sampler.steps=glob(*)'",
          "glob() sweeps are not supported; list the values"),
+        ("an empty sweep (dropped every override before)", "run -m model=gmm sampler=glass 'seed=range(0,0)'",
+         "gives no values (an empty sweep)"),
+        ("joblib workers not a number", "run -m model=gmm sampler=sde,glass hydra/launcher=joblib "
+         "hydra.launcher.n_jobs=abc", "hydra.launcher.n_jobs='abc' is not a value this launcher takes"),
+        ("submitit jobs with no time", "run -m model=gmm sampler=sde,glass hydra/launcher=submitit_local "
+         "hydra.launcher.timeout_min=0", "hydra.launcher.timeout_min must be an integer >= 1"),
         ("an option of another launcher", "run -m model=gmm sampler=sde,glass hydra.launcher.n_jobs=2",
          "cannot set up the launcher"),
         ("setting Hydra's sweep directory", "run -m model=gmm sampler=sde,glass hydra.sweep.dir={tmp}/x",
@@ -421,6 +446,8 @@ def _fixtures(tmp: Path) -> None:
     """Files the cases point at: a regular file, a data point, a non-sweep directory, damaged sweeps, a
     directory of single runs, broken checkpoints and broken experiment definitions."""
     (tmp / "a-file").write_text("not a directory\n")
+    (tmp / "prompt-dir.txt").mkdir(exist_ok=True)
+    (tmp / "binary.txt").write_bytes(bytes(range(128, 256)))
     if not (tmp / "loop").is_symlink():
         (tmp / "loop").symlink_to("loop")  # a link to itself
     import torch
@@ -490,7 +517,8 @@ def run_case(case: Case, tmp: Path) -> Outcome:
             mp.setenv("WANDB_API_KEY", FAKE_KEY)
         res = CliRunner().invoke(app, argv)
     outputs = ("runs", "multirun", "reproduce", "train")
-    written = sorted(
+    made = ["out (the default out_dir was created)"] if (tmp / "out").exists() else []
+    written = made + sorted(
         str(p.relative_to(tmp))
         for p in tmp.rglob("*")
         if p.relative_to(tmp).parts[0] != "single-runs"  # a fixture

@@ -145,13 +145,10 @@ class FID:
 
     def check_cache(self) -> None:
         """The cache directory can be made and written (one ValueError before any sampling)."""
-        import uuid
+        from glass.files import probe_writable
 
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.cache_dir / f".write-test-{uuid.uuid4().hex[:8]}"
-            probe.write_text("")
-            probe.unlink()
+            probe_writable(self.cache_dir)
         except OSError as e:
             raise ValueError(
                 f"metric.cache_dir {str(self.cache_dir)!r} cannot be written ({e.strerror or e}); FID caches "

@@ -229,12 +229,17 @@ class GaussianMixture(Model):
         )
 
 
+MAX_COMPONENTS = 100_000  # the oracle's posterior is (batch, components, dim): beyond this it cannot run
+MAX_PARAMETERS = 10_000_000
+
+
 def ring(
     n_modes: int = 8, radius: float = 1.5, std: float = 0.2, schedule: str = "linear"
 ) -> GaussianMixture:
     """A 2-D ring of ``n_modes`` equal Gaussians (the classic low-dimensional test case)."""
-    if n_modes < 1:
-        raise ValueError(f"model.n_modes must be >= 1, got {n_modes}")
+    from glass.checks import check_int
+
+    check_int("model.n_modes", n_modes, 1, MAX_COMPONENTS)
     angles = torch.arange(n_modes, dtype=F64) * (2 * math.pi / n_modes)
     means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
     return GaussianMixture(means, std, schedule=schedule)
@@ -252,6 +257,12 @@ def random_mixture(
     Dirichlet(1) weights; the high-dimensional oracle of closed forms, README "The maths"."""
     if dim < 1 or n_components < 1:
         raise ValueError(f"model.dim and model.n_components must be >= 1, got {dim}, {n_components}")
+    if n_components > MAX_COMPONENTS or dim * n_components > MAX_PARAMETERS:
+        raise ValueError(
+            f"model.n_components x model.dim = {n_components:,} x {dim:,} is larger than the oracle allows "
+            f"({MAX_COMPONENTS:,} components, {MAX_PARAMETERS:,} numbers): its exact posteriors cost "
+            "batch x components x dim"
+        )
     from glass.checks import check_seed
 
     gen = torch.Generator().manual_seed(check_seed("model.seed", seed))

@@ -29,6 +29,9 @@ class PromptOptions:
         self.save_latents = save_latents
         if prompts is None and prompt_range is not None:
             raise ValueError("prompt_range selects prompts of a prompt file: set prompts=FILE too")
+        if prompts is None and (self.per_prompt != 1 or save_latents):
+            what = "per_prompt" if self.per_prompt != 1 else "save_latents"
+            raise ValueError(f"{what} applies to a prompt set: set prompts=FILE too (alone it does nothing)")
         self.path = prompts
         self.records: list[PromptRecord] | None = None
         self.file_prompts = 0  # prompts in the whole file (a range selects some of them)
