@@ -237,6 +237,13 @@ def run(
 
     if distributed.rank() != 0:  # torchrun: rank 0 reports the merged run
         return
+    _print_results(base, rows)
+
+
+def _print_results(base, rows: list[dict]) -> None:
+    """The results table and the output directory on stdout (one line if stdout cannot take them)."""
+    from rich.console import Console
+
     out = Console()
     if not out.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         out = Console(width=200)

@@ -233,32 +233,39 @@ def sweep(
                 + (f", running {len(todo)} with {type(launcher).__name__}" if todo else "")
             )
         if todo:
-            subdir = "hydra.sweep.subdir="
-            overrides = [[*p.job.overrides, subdir + literal(p.name + ".partial")] for p in todo]
-            try:
-                returns = launcher.launch(overrides, initial_job_idx=0)
-            except Exception as e:  # the launcher itself failed (not a job): no job ran
-                if new and not any(p.name != "sweep.json" for p in sweep_dir.iterdir()):
-                    shutil.rmtree(sweep_dir, ignore_errors=True)  # nothing of this call is left behind
-                text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                raise RunFailed(f"the launcher failed: {type(e).__name__}: {text}") from None
-            elsewhere = 0
-            for p, ret in zip(todo, returns):
-                err = job_exception(ret)
-                if err is not None:
-                    if isinstance(err, KeyboardInterrupt):
-                        raise err
-                    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                    failures.append((p.name, f"{type(err).__name__}: {text}"))
-                elif ret.return_value == CLAIMED:
-                    elsewhere += 1
-            if elsewhere and announce:
-                announce(
-                    f"{elsewhere} jobs were running in another copy of this sweep and are left to it; run "
-                    "the same command when it has finished for the complete summary"
-                )
+            failures = _launch(launcher, todo, sweep_dir, new, announce)
     rows = collect(sweep_dir, planned)
     return sweep_dir, rows, failures
+
+
+def _launch(launcher, todo: list[Planned], sweep_dir: Path, new: bool, announce) -> list[tuple[str, str]]:
+    """Hand the unfinished jobs to the launcher; (job name, one-line error) of each job that failed.
+    A failure of the launcher itself (no job ran) removes a sweep directory this call made."""
+    subdir = "hydra.sweep.subdir="
+    overrides = [[*p.job.overrides, subdir + literal(p.name + ".partial")] for p in todo]
+    try:
+        returns = launcher.launch(overrides, initial_job_idx=0)
+    except Exception as e:  # the launcher itself failed (not a job): no job ran
+        if new and not any(p.name != "sweep.json" for p in sweep_dir.iterdir()):
+            shutil.rmtree(sweep_dir, ignore_errors=True)  # nothing of this call is left behind
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise RunFailed(f"the launcher failed: {type(e).__name__}: {text}") from None
+    failures, elsewhere = [], 0
+    for p, ret in zip(todo, returns):
+        err = job_exception(ret)
+        if err is not None:
+            if isinstance(err, KeyboardInterrupt):
+                raise err
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            failures.append((p.name, f"{type(err).__name__}: {text}"))
+        elif ret.return_value == CLAIMED:
+            elsewhere += 1
+    if elsewhere and announce:
+        announce(
+            f"{elsewhere} jobs were running in another copy of this sweep and are left to it; run "
+            "the same command when it has finished for the complete summary"
+        )
+    return failures
 
 
 def _write_sweep_json(sweep_dir: Path, planned: list[Planned], group: str, definition: dict | None) -> None:
