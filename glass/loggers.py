@@ -98,8 +98,9 @@ class WandbLogger(NullLogger):
 
         self._run = self._guard("init", init)
         self._sync_dir = None
-        if self._run is not None and self.mode == "offline":
-            self._sync_dir = Path(str(self._run.settings.sync_dir))
+        sync = getattr(getattr(self._run, "settings", None), "sync_dir", None)
+        if sync and self.mode == "offline":
+            self._sync_dir = Path(str(sync))
 
     def log(self, metrics):
         if self._run is not None:

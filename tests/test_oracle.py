@@ -76,6 +76,6 @@ def test_public_api():
     for k in (glass.ODE(2), glass.SDE(2), glass.GLASS(2)):
         assert k.transition(gmm, x, 0.2, 1.0).shape == (16, 2)
     assert glass.generate(gmm, glass.GLASS(2), 3, n=8).shape == (8, 2)
-    with pytest.raises(ValueError, match="stds must be > 0"):
+    with pytest.raises(ValueError, match="stds must be finite numbers > 0"):
         glass.GaussianMixture([[0.0]], [0.0])
     assert math.isclose(float(gmm.weights.sum()), 1.0)
