@@ -368,9 +368,11 @@ def markdown(results: dict) -> str:
             "",
             "## The sampler's own cost on a cheap network (2-D MLP, GLASS M = 8, rho = 0.4)",
             "",
-            "Microseconds per inner step beyond the network = (transition - 8 bare network calls) / 8,",
-            "medians of interleaved repetitions. Folded: the denoiser folded into the update",
-            "(`Model.affine`, the default); plain: `denoise` per step (the loop before the fold).",
+            f"Measured {results.get('loop_date', m['date'])}. Microseconds per inner step beyond the network",
+            "= (transition - 8 bare network calls) / 8, medians of interleaved repetitions. Folded: the",
+            "denoiser folded into the update (`Model.affine`, the default for `from_prediction`);",
+            "plain: `denoise` per step (the loop before the fold). On this shared 2-core VM repeated",
+            "runs vary by about +-30 %.",
             "",
             "| batch | bare calls (ms) | folded: us/step | folded ratio | plain: us/step | plain ratio |",
             "|---|---|---|---|---|---|",
@@ -557,7 +559,7 @@ def main() -> None:
             print(results["sync_check"], flush=True)
 
     if "loop" in only and args.device == "cpu":
-        results["loop"] = []
+        results["loop"], results["loop_date"] = [], machine(args.device)["date"]
         for batch in (1, 256, 4096):
             results["loop"].append(loop_overhead(batch, 21 if batch < 4096 else reps))
             print(results["loop"][-1], flush=True)
