@@ -69,3 +69,21 @@ def test_wandb_offline_run_names_its_final_directory(tmp_path, monkeypatch):
     path = Path(line.split("wandb sync ", 1)[1].rstrip("`"))
     (run,) = tmp_path.glob("runs/*/*")
     assert path.parent == run / "wandb" and path.is_dir() and path.name.startswith("offline-run-")
+
+
+def test_a_metric_named_like_an_override_key_keeps_its_column():
+    """reward=linear picks the reward; the rows' reward is a number: its column stays (a swept value
+    such as sampler=glass, equal to the override, is hidden as the run column says it already)."""
+    from rich.console import Console
+
+    from glass.cli import results_table
+
+    rows = [{"job": j, "overrides": f"reward=linear sampler=glass seed={j}", "sampler": "glass M=2", "nfe": 2,
+             "reward": 1.25 + j, "reward_se": 0.1, "kernel_time_s": 0.5, "wall_time_s": 2.0}
+            for j in (0, 1)]  # fmt: skip
+    console = Console(record=True, width=200)
+    console.print(results_table(rows))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "sampler" in line)
+    assert "reward" in header and "1.25 ± 0.1" in text and "2.25 ± 0.1" in text
+    assert "sampling s" in header and "0.5" in text and "2.0" not in text  # per kernel, not the job's total
