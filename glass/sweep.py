@@ -21,6 +21,7 @@ unfinished ones. ``metrics.json`` is written atomically and a job's directory is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -244,7 +245,8 @@ def _launch(launcher, todo: list[Planned], sweep_dir: Path, new: bool, announce)
     subdir = "hydra.sweep.subdir="
     overrides = [[*p.job.overrides, subdir + literal(p.name + ".partial")] for p in todo]
     try:
-        returns = launcher.launch(overrides, initial_job_idx=0)
+        with reaper(launcher):
+            returns = launcher.launch(overrides, initial_job_idx=0)
     except Exception as e:  # the launcher itself failed (not a job): no job ran
         if new and not any(p.name != "sweep.json" for p in sweep_dir.iterdir()):
             shutil.rmtree(sweep_dir, ignore_errors=True)  # nothing of this call is left behind
@@ -395,6 +397,62 @@ class RunJob:
 
 
 _WATCHED: set[int] = set()
+
+# A process of its own (no glass import) that outlives a SIGKILL of the sweep's process: while that
+# process lives it records its children (pid and start time); when its pipe closes, it kills the
+# recorded children that are still alive and orphaned if the sweep's process is gone (idle joblib
+# workers that never ran a job have no watchdog thread of their own).
+_REAPER = r"""
+import os, select, signal, sys
+main, seen = int(sys.argv[1]), {}
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[1]), rest[19]  # ppid, start time
+def record():
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid():
+            try:
+                ppid, start = stat(d)
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == main:
+                seen[int(d)] = start
+while True:
+    record()
+    if select.select([sys.stdin], [], [], 0.5)[0] and not os.read(sys.stdin.fileno(), 1):
+        break  # the pipe closed: the sweep ended, or its process died
+if os.getppid() != main:
+    for pid, start in seen.items():
+        try:
+            ppid, now = stat(pid)
+            if now == start and ppid != main:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
+"""
+
+
+@contextlib.contextmanager
+def reaper(launcher):
+    """While a launcher that starts worker processes on this machine (joblib, submitit_local) runs,
+    a reaper process (:data:`_REAPER`) stands by to kill them should this process die (Linux)."""
+    local = type(launcher).__name__ in ("JoblibLauncher", "LocalLauncher")
+    if not local or not os.path.isdir("/proc"):
+        yield
+        return
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid())], stdin=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def die_with_parent(origin: int, interval: float = 0.5) -> None:

@@ -193,7 +193,7 @@ def test_joblib_workers_die_with_a_killed_sweep(tmp_path):
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline, workers = time.time() + 180, []
     while time.time() < deadline and not workers:
-        if len(list(tmp_path.glob("multirun/*/*.partial"))) >= 2:  # both workers have a job
+        if list(tmp_path.glob("multirun/*/*.partial")):  # a job runs; the other worker may still be idle
             ps = ["ps", "--ppid", str(proc.pid), "-o", "pid=,args="]
             children = subprocess.run(ps, capture_output=True, text=True).stdout.splitlines()
             workers = [int(line.split()[0]) for line in children if "loky" in line.lower()]
@@ -201,7 +201,7 @@ def test_joblib_workers_die_with_a_killed_sweep(tmp_path):
     assert workers, proc.communicate()[1]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 60  # a loaded machine: the watchdog polls every 0.5 s
+    deadline = time.time() + 30  # a loaded machine: the watchdog and the reaper poll every 0.5 s
     while time.time() < deadline and any(alive(p) for p in workers):
         time.sleep(0.2)
     assert not any(alive(p) for p in workers), "worker processes outlived the killed sweep"
