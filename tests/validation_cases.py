@@ -566,9 +566,11 @@ code 2 (bad input). The messages are shown exactly as printed (`$TMP` is a scrat
 line, that there is no traceback and that nothing was written; it also checks that this file is what
 `python -m tests.validation_cases` writes now, so the table cannot drift from the code.
 
-Failures that are not bad input: an error while a run is underway (a bug, a full disk) is one line
-with exit code 1; the run's directory stays `<dir>.partial` or becomes `<dir>.failed` with
-`error.txt`, and finished runs are never touched. A W&B failure (no network, a bad key, an
+Failures that are not bad input: an error while a run is underway (a bug, a full disk, a job of a
+sweep that raised, a launcher that fails) is one line with exit code 1; the run's directory stays
+`<dir>.partial` or becomes `<dir>.failed` with `error.txt`, and finished runs are never touched.
+Ctrl-C exits with 130 and says what is kept. Progress lines (`task: k/total, elapsed ..., ETA ...`)
+may precede a run-time error on stderr; bad input is refused before any of them. A W&B failure (no network, a bad key, an
 unwritable W&B directory) never stops a run: one `warning:` line, local outputs as usual. API keys
 never go into the config (it is saved with every run): W&B reads `WANDB_API_KEY` from the
 environment.
