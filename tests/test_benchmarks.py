@@ -1,0 +1,29 @@
+"""The real-size GPU benchmark script runs end to end at toy size on the CPU (so a lent GPU's ten
+minutes are not spent finding its bugs), and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gpu_real_size_script_at_toy_size(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_real_size
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert gpu_real_size.FLUX["num_single_layers"] == 38 and gpu_real_size.SD35M["num_layers"] == 24
+    gpu_real_size.main(["--small", "--reps", "1", "--no-compile", "--models", "flux", "--out", str(tmp_path)])
+    gpu_real_size.main(["--small", "--reps", "1", "--no-compile", "--models", "sd3", "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "bench-real-small.json").read_text())
+    assert [m["model"] for m in res["models"]] == ["flux", "sd3"]  # the second call kept the first's
+    for m in res["models"]:
+        assert [r["batch"] for r in m["eager"]] == [1, 4] and all(r["ratio"] > 0 for r in m["eager"])
+        assert [r["chunk"] for r in m["fk"]] == [None, 2]
+        assert all(r["particle_steps_per_s"] > 0 for r in m["fk"])
+    md = (tmp_path / "bench-real-small.md").read_text()
+    assert "| flux (0.00 B) | float32 | eager | 4 |" in md and "| sd3 | 2 |" in md
