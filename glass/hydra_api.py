@@ -95,6 +95,9 @@ def launcher_problem(launcher) -> str | None:
         n = getattr(launcher, "joblib", {}).get("n_jobs")
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n == 0):
             return f"hydra.launcher.n_jobs must be a non-zero integer (-1: every CPU), got {n!r}"
+        backend = getattr(launcher, "joblib", {}).get("backend")
+        if backend not in (None, "loky"):  # the plugin replaces it with loky: it would be ignored
+            return f"hydra.launcher.backend must be loky (the joblib launcher uses no other), got {backend!r}"
     if name in ("LocalLauncher", "SlurmLauncher"):  # submitit's: a job that may not run at all
         minutes = getattr(launcher, "params", {}).get("timeout_min")
         if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1):

@@ -317,6 +317,8 @@ _TABLE: dict[str, list[tuple]] = {
          "gives no values (an empty sweep)"),
         ("joblib workers not a number", "run -m model=gmm sampler=sde,glass hydra/launcher=joblib "
          "hydra.launcher.n_jobs=abc", "hydra.launcher.n_jobs='abc' is not a value this launcher takes"),
+        ("a joblib backend the plugin would ignore", "run -m model=gmm sampler=sde,glass "
+         "hydra/launcher=joblib hydra.launcher.backend=threading", "hydra.launcher.backend must be loky"),
         ("submitit jobs with no time", "run -m model=gmm sampler=sde,glass hydra/launcher=submitit_local "
          "hydra.launcher.timeout_min=0", "hydra.launcher.timeout_min must be an integer >= 1"),
         ("an option of another launcher", "run -m model=gmm sampler=sde,glass hydra.launcher.n_jobs=2",
@@ -570,10 +572,10 @@ Failures that are not bad input: an error while a run is underway (a bug, a full
 sweep that raised, a launcher that fails) is one line with exit code 1; the run's directory stays
 `<dir>.partial` or becomes `<dir>.failed` with `error.txt`, and finished runs are never touched.
 Ctrl-C exits with 130 and says what is kept. Progress lines (`task: k/total, elapsed ..., ETA ...`)
-may precede a run-time error on stderr; bad input is refused before any of them. A W&B failure (no network, a bad key, an
-unwritable W&B directory) never stops a run: one `warning:` line, local outputs as usual. API keys
-never go into the config (it is saved with every run): W&B reads `WANDB_API_KEY` from the
-environment.
+may precede a run-time error on stderr; bad input is refused before any of them. A W&B failure (no
+network, a bad key, an unwritable W&B directory) never stops a run: one `warning:` line, local
+outputs as usual. API keys never go into the config (it is saved with every run): W&B reads
+`WANDB_API_KEY` from the environment.
 """
 
 
