@@ -62,15 +62,32 @@ def feature_stats(feats: Tensor) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
+EIGH_FROM = 512  # feature width from which the trace term is computed by symmetric eigendecompositions
+
+
 def frechet_distance(stats_a, stats_b) -> float:
-    """clean-fid's Fréchet distance between two (mean, covariance) pairs."""
+    """The Fréchet distance between two (mean, covariance) pairs, |mu_a - mu_b|^2 + tr S_a + tr S_b
+    - 2 tr (S_a S_b)^{1/2}: clean-fid's ``frechet_distance`` (scipy's ``sqrtm`` of S_a S_b) below
+    :data:`EIGH_FROM` features; for wider ones (Inception's 2048) the same trace as the sum of the square
+    roots of the eigenvalues of S_a^{1/2} S_b S_a^{1/2}, by two symmetric eigendecompositions: scipy's
+    sqrtm of a 2048 x 2048 product takes ~17 s on 2 CPU cores, this ~1 s, and the two agree to 1e-6
+    (tests/test_fid.py)."""
     import warnings
 
-    from cleanfid.fid import frechet_distance as cf
+    mu_a, s_a = (np.asarray(v, dtype=np.float64) for v in stats_a)
+    mu_b, s_b = (np.asarray(v, dtype=np.float64) for v in stats_b)
+    if len(mu_a) < EIGH_FROM:
+        from cleanfid.fid import frechet_distance as cf
 
-    with warnings.catch_warnings():  # rank-deficient covariances (fewer samples than features)
-        warnings.simplefilter("ignore")
-        return float(cf(stats_a[0], stats_a[1], stats_b[0], stats_b[1]))
+        with warnings.catch_warnings():  # rank-deficient covariances (fewer samples than features)
+            warnings.simplefilter("ignore")
+            return float(cf(mu_a, s_a, mu_b, s_b))
+    w, v = np.linalg.eigh((s_a + s_a.T) / 2)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # S_a^{1/2}
+    inner = root @ s_b @ root
+    trace = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    diff = mu_a - mu_b
+    return float(diff @ diff + np.trace(s_a) + np.trace(s_b) - 2 * trace)
 
 
 def extract_features(extractor: nn.Module, images: Tensor, batch: int = 500) -> Tensor:
