@@ -398,37 +398,24 @@ class RunJob:
 
 _WATCHED: set[int] = set()
 
-# A process of its own (no glass import) that outlives a SIGKILL of the sweep's process: while that
-# process lives it records its children (pid and start time); when its pipe closes, it kills the
-# recorded children that are still alive and orphaned if the sweep's process is gone (idle joblib
-# workers that never ran a job have no watchdog thread of their own).
+# A process of its own (no glass import) that outlives a SIGKILL of the sweep's process. Every process
+# the launcher starts inherits GLASS_SWEEP_OWNER=<token> from the sweep's process; when the reaper's
+# pipe closes and the sweep's process is gone (reparented), it kills every process whose environment
+# carries the token (idle joblib workers that never ran a job have no watchdog thread of their own).
 _REAPER = r"""
 import os, select, signal, sys
-main, seen = int(sys.argv[1]), {}
-def stat(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return int(rest[1]), rest[19]  # ppid, start time
-def record():
-    for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) != os.getpid():
-            try:
-                ppid, start = stat(d)
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == main:
-                seen[int(d)] = start
-while True:
-    record()
-    if select.select([sys.stdin], [], [], 0.5)[0] and not os.read(sys.stdin.fileno(), 1):
-        break  # the pipe closed: the sweep ended, or its process died
+main, token = int(sys.argv[1]), ("GLASS_SWEEP_OWNER=" + sys.argv[2]).encode()
+while not (select.select([sys.stdin], [], [], 5.0)[0] and not os.read(sys.stdin.fileno(), 1)):
+    pass  # wait for the pipe to close: the sweep ended, or its process died
 if os.getppid() != main:
-    for pid, start in seen.items():
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
         try:
-            ppid, now = stat(pid)
-            if now == start and ppid != main:
-                os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if token in f.read().split(b"\0"):
+                    os.kill(int(d), signal.SIGKILL)
+        except OSError:
             pass
 """
 
@@ -443,11 +430,19 @@ def reaper(launcher):
         return
     import subprocess
     import sys
+    import uuid
 
-    proc = subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid())], stdin=subprocess.PIPE)
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    previous = os.environ.get("GLASS_SWEEP_OWNER")
+    os.environ["GLASS_SWEEP_OWNER"] = token  # inherited by every worker the launcher starts
+    proc = subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), token], stdin=subprocess.PIPE)
     try:
         yield
     finally:
+        if previous is None:
+            os.environ.pop("GLASS_SWEEP_OWNER", None)
+        else:
+            os.environ["GLASS_SWEEP_OWNER"] = previous
         proc.stdin.close()
         try:
             proc.wait(timeout=10)
