@@ -99,9 +99,13 @@ def launcher_problem(launcher) -> str | None:
         if backend not in (None, "loky"):  # the plugin replaces it with loky: it would be ignored
             return f"hydra.launcher.backend must be loky (the joblib launcher uses no other), got {backend!r}"
     if name in ("LocalLauncher", "SlurmLauncher"):  # submitit's: a job that may not run at all
-        minutes = getattr(launcher, "params", {}).get("timeout_min")
-        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1):
-            return f"hydra.launcher.timeout_min must be an integer >= 1 (minutes per job), got {minutes!r}"
+        params = getattr(launcher, "params", {})
+        minimum = {"timeout_min": 1, "cpus_per_task": 1, "tasks_per_node": 1, "nodes": 1, "gpus_per_node": 0,
+                   "mem_gb": 1, "cpus_per_gpu": 1, "gpus_per_task": 0}  # fmt: skip
+        for key, low in minimum.items():
+            v = params.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                return f"hydra.launcher.{key} must be an integer >= {low}, got {v!r}"
     if name == "SlurmLauncher" and shutil.which("sbatch") is None:
         return (
             "hydra/launcher=submitit_slurm needs a SLURM cluster, and sbatch is not on PATH here "

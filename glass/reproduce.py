@@ -109,6 +109,12 @@ def reproduce(
     if out_dir is not None:
         extra.append(f"out_dir={out_dir}")
     overrides, labels = job_overrides(spec, scale, extra)
+    given = {o.split("=", 1)[0].lstrip("+") for o in extra if "=" in o}
+    swept = (spec["scales"].get(scale) or {}).get("sweep") or {}
+    for key in sorted(k for k in swept if k in given):  # the user's value wins: say what it replaces
+        if announce:
+            announce(f"{key}: your value replaces the definition's sweep over {swept[key]} "
+                     f"({len(overrides)} jobs)")
     jobs = prepare_jobs(overrides)  # everything validated (and the output checked) first
     target = Path(jobs[0].cfg.out_dir) / "reproduce" / name / variant_name(scale, extra)
     definition = {**spec, "scale": scale}

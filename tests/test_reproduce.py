@@ -87,3 +87,11 @@ def test_reproduce_bad_input_is_one_line(tmp_path):
         res = runner.invoke(app, ["reproduce", *args, f"out_dir={tmp_path}"])
         assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
     assert not (tmp_path / "reproduce").exists()
+
+
+def test_an_override_of_a_swept_key_says_what_it_replaces(tmp_path):
+    args = ["reproduce", "fig7-rho", "model=gmm", "task.n=20", "seed=5", f"out_dir={tmp_path}"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "seed: your value replaces the definition's sweep over [0, 1, 2] (10 jobs)" in res.stderr
+    assert "10 jobs, running 10" in res.stderr

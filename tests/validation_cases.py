@@ -319,6 +319,9 @@ _TABLE: dict[str, list[tuple]] = {
          "hydra.launcher.n_jobs=abc", "hydra.launcher.n_jobs='abc' is not a value this launcher takes"),
         ("a joblib backend the plugin would ignore", "run -m model=gmm sampler=sde,glass "
          "hydra/launcher=joblib hydra.launcher.backend=threading", "hydra.launcher.backend must be loky"),
+        ("submitit with a negative CPU count", "run -m model=gmm sampler=sde,glass "
+         "hydra/launcher=submitit_local hydra.launcher.cpus_per_task=-1",
+         "hydra.launcher.cpus_per_task must be an integer >= 1"),
         ("submitit jobs with no time", "run -m model=gmm sampler=sde,glass hydra/launcher=submitit_local "
          "hydra.launcher.timeout_min=0", "hydra.launcher.timeout_min must be an integer >= 1"),
         ("an option of another launcher", "run -m model=gmm sampler=sde,glass hydra.launcher.n_jobs=2",
