@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from datetime import datetime
@@ -35,6 +34,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench import _sync, interleaved  # noqa: E402  (the same timing as make bench)
 
 import glass  # noqa: E402
 
@@ -125,25 +127,6 @@ def build_pipe(kind: str, small: bool, device: str = "cpu"):
 def _on(device: str, build):
     with torch.device(device):
         return build()
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def interleaved(fns: dict, reps: int, device) -> dict[str, float]:
-    times = {k: [] for k in fns}
-    for fn in fns.values():  # warm-up (allocator, kernels, compilation)
-        fn()
-    _sync(device)
-    for _ in range(reps):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 class LatentEnergy:

@@ -84,31 +84,39 @@ def test_a_damaged_shipped_classifier_is_found_before_sampling(tmp_path, monkeyp
 # -- FID reference statistics
 
 
-def test_fid_cache_is_verified_and_rebuilt_when_damaged(tmp_path):
-    fid = FID(n_reference=40, cache_dir=str(tmp_path / "cache"))
-    mu, sigma = fid.reference_stats()
+def test_fid_cache_is_verified_and_rebuilt_when_damaged(tmp_path, monkeypatch):
+    def fid():  # a new run: a new metric, nothing in memory
+        return FID(n_reference=40, cache_dir=str(tmp_path / "cache"))
+
+    mu, sigma = fid().reference_stats()
     (path,) = (tmp_path / "cache").glob("fid-ref-*.npz")
-    assert np.allclose(fid.reference_stats()[0], mu)  # read back
+    import glass.metrics.fid as fid_module
+
+    computed = []
+    real = fid_module.feature_stats
+    monkeypatch.setattr(fid_module, "feature_stats", lambda f: computed.append(1) or real(f))
+    assert np.allclose(fid().reference_stats()[0], mu) and not computed  # read back, not recomputed
 
     path.write_bytes(path.read_bytes()[:100])  # truncated (BadZipFile before)
-    again = fid.reference_stats()
+    again = fid().reference_stats()
+    assert computed == [1]
     assert np.array_equal(again[0], mu) and np.array_equal(again[1], sigma)
 
     with np.load(path) as f:  # edited: the checksum no longer holds
         saved = dict(f)
     np.savez(path, **{**saved, "mu": saved["mu"] + 1.0})
-    assert np.array_equal(fid.reference_stats()[0], mu)
+    assert np.array_equal(fid().reference_stats()[0], mu)
 
     np.savez(path, mu=mu + 1, sigma=sigma)  # an older cache file without key or checksum
-    assert np.array_equal(fid.reference_stats()[0], mu)
+    assert np.array_equal(fid().reference_stats()[0], mu) and computed == [1, 1, 1]
     assert len(list((tmp_path / "cache").glob("fid-ref-*.npz"))) == 1
     assert not list((tmp_path / "cache").glob(".*tmp*"))
 
 
 def test_fid_cache_key_covers_the_reference_images(tmp_path, monkeypatch):
     """Other reference images (another data_root, an edited MNIST file) never reuse the statistics."""
+    first = FID(n_reference=40, cache_dir=str(tmp_path)).reference_stats()
     fid = FID(n_reference=40, cache_dir=str(tmp_path))
-    first = fid.reference_stats()
     original = fid.reference_images
     monkeypatch.setattr(fid, "reference_images", lambda: original().flip(-1))
     second = fid.reference_stats()

@@ -146,18 +146,20 @@ class FID:
         return to_data(images[: self.n_reference])
 
     def reference_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean / covariance of the reference features, from the cache when a file there verifies."""
+        """Mean / covariance of the reference features, from the cache when a file there verifies;
+        kept in memory after the first call (a run scores every kernel against the same reference)."""
+        if self.__dict__.get("_stats") is not None:
+            return self._stats
         images = self.reference_images()
-        key = hashlib.sha256(
-            f"{STATS_VERSION}|{self.features}|{self._extractor_digest()}|{images.dtype}|{tuple(images.shape)}|".encode()
-            + images.contiguous().numpy().tobytes()
-        ).hexdigest()
+        digest = self._extractor_digest()
+        head = f"{STATS_VERSION}|{self.features}|{digest}|{images.dtype}|{tuple(images.shape)}|"
+        key = hashlib.sha256(head.encode() + images.contiguous().numpy().tobytes()).hexdigest()
         path = self.cache_dir / f"fid-ref-{self.features}-{self.reference}-{self.n_reference}-{key[:16]}.npz"
         stats = _read_stats(path, key)
-        if stats is not None:
-            return stats
-        stats = feature_stats(extract_features(self.extractor(), images))
-        _write_stats(path, key, stats)
+        if stats is None:
+            stats = feature_stats(extract_features(self.extractor(), images))
+            _write_stats(path, key, stats)
+        self._stats = stats
         return stats
 
     def check_cache(self) -> None:

@@ -341,13 +341,14 @@ class GLASS:
             return None
         if torch.is_grad_enabled() and x.requires_grad:
             return None
-        coeffs = model.affine(t_star.cpu())
+        coeffs = model.affine(t_star)  # the plan's host times: no copy back from the device
         return None if coeffs is None else (coeffs[0].tolist(), coeffs[1].tolist())
 
     def _folded(self, model, x_t: Tensor, xbar: Tensor, p: InnerPlan, t_star: Tensor, coeffs, denoised,
                 cond) -> Tensor:  # fmt: skip
-        """The Euler loop with the denoiser folded into the update (the same numbers as the plain loop,
-        to float rounding). With D = a x_in + b f(x_in) and x_in = in_x x_t + in_xb xbar, step j is
+        """The Euler loop of the inner ODE (eq. 19) with the denoiser folded into the update (the same
+        numbers as the plain loop, to float rounding). With D = a x_in + b f(x_in) and
+        x_in = in_x x_t + in_xb xbar, step j is
 
             xbar <- (c_xb + c_d a in_xb) xbar + (c_x + c_d a in_x) x_t + (c_d b) f(x_in),
 
@@ -393,7 +394,7 @@ class GLASS:
             return v if isinstance(v, float) else bcast(v, x_t)
 
         xbar = b(p.gamma) * x_t + SBAR0 * eps  # xbar_0: the only randomness
-        coeffs = self._affine(model, x, per_sample, t_star)
+        coeffs = self._affine(model, x, per_sample, p.t_star)
         if coeffs is not None:
             return self._folded(model, x_t, xbar, p, t_star, coeffs, denoised, cond).to(x.dtype)
 
