@@ -50,20 +50,30 @@ def capabilities_of(model) -> Capabilities:
     return getattr(model, "capabilities", None) or Capabilities()
 
 
+EPSILON_AT_ZERO = (
+    "an epsilon-prediction model cannot give the denoiser at t = 0 (alpha_0 = 0); "
+    "start the time grid at t > 0, e.g. glass.generate(model, kernel, [1e-3, ..., 1.0])"
+)
+
+
+def _on_host(t: Tensor) -> bool:
+    """Whether reading t costs no host-device synchronisation (a CPU tensor)."""
+    return t.device.type == "cpu"
+
+
 def to_denoiser(schedule: Schedule, prediction: Prediction, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
     """A network's prediction -> the denoiser D_t(x) in float64 (eqs. 14, 26, 27). An epsilon model
-    cannot give D where alpha_t = 0 (t = 0): a ValueError, never a NaN."""
+    cannot give D where alpha_t = 0 (t = 0): a ValueError, never a NaN. Times on the host are checked
+    here; times on an accelerator are not read (that would synchronise every network call): D is
+    infinite there, and :meth:`Model.check_outputs` names the cause at the end of the transition."""
     out, x64 = out.to(torch.float64), x.to(torch.float64)
     if prediction == "x0":
         return out
     if prediction == "velocity":
         return schedule.velocity_to_x0(out, x64, t)
     if prediction == "epsilon":
-        if bool(torch.any(schedule.alpha(t) == 0)):
-            raise ValueError(
-                "an epsilon-prediction model cannot give the denoiser at t = 0 (alpha_0 = 0); "
-                "start the time grid at t > 0, e.g. glass.generate(model, kernel, [1e-3, ..., 1.0])"
-            )
+        if _on_host(t) and bool(torch.any(schedule.alpha(t) == 0)):
+            raise ValueError(EPSILON_AT_ZERO)
         return schedule.eps_to_x0(out, x64, t)
     return schedule.v_to_x0(out, x64, t)
 
@@ -81,6 +91,8 @@ class Model:
     #: ValueError. ``None``: passed through unchecked (:class:`CallableModel` hands it to the user's fn).
     conditioning: tuple[str, ...] | None = ()
     capabilities = Capabilities()
+    #: what the network predicts when the model converts it with :func:`to_denoiser`, else None
+    prediction: Prediction | None = None
 
     def __init__(
         self,
@@ -146,6 +158,9 @@ class Model:
         if bool(finite.all()):
             return
         where = where() if callable(where) else where
+        at_zero = any(bool(torch.any(self.schedule.alpha(t.cpu()) == 0)) for _, t, _ in calls)
+        if self.prediction == "epsilon" and at_zero:
+            raise ValueError(EPSILON_AT_ZERO)  # the cause, not checked per call on an accelerator
         for (n, t, _), ok in zip(calls, finite.tolist()):
             if not ok:
                 tt = t.detach().double().cpu().reshape(-1)
@@ -262,6 +277,8 @@ class CallableModel(Model):
         if key not in cache:
             if len(cache) >= 256:
                 cache.clear()
+            if self.prediction == "epsilon" and bool(torch.any(self.schedule.alpha(t) == 0)):
+                raise ValueError(EPSILON_AT_ZERO)  # host times: no synchronisation
             one, zero = torch.ones_like(t), torch.zeros_like(t)
             a = to_denoiser(self.schedule, self.prediction, zero, one, t)
             cache[key] = (a, to_denoiser(self.schedule, self.prediction, one, zero, t), self.schedule)

@@ -32,10 +32,12 @@ __all__ = ["StableDiffusionModel", "SDXLModel", "DDPMModel", "fractional_step", 
 PREDICTIONS = {"epsilon": "epsilon", "v_prediction": "v", "sample": "x0"}
 
 
-def fractional_step(t: Tensor, alphas_cumprod: Tensor) -> Tensor:
+def fractional_step(t: Tensor, alphas_cumprod: Tensor, log_abar: Tensor | None = None) -> Tensor:
     """The (fractional) grid step k with abar_k = t: linear interpolation of k in log abar; clamped
-    to [0, N-1]. Exact at grid times."""
-    log_abar = alphas_cumprod.double().log().flip(0)  # increasing, index j = N-1-k
+    to [0, N-1]. Exact at grid times. ``alphas_cumprod`` on the host; ``log_abar`` (its flipped log)
+    may be given already on t's device, saving a copy per call."""
+    if log_abar is None:
+        log_abar = alphas_cumprod.double().log().flip(0)  # increasing, index j = N-1-k
     n = len(log_abar)
     lt = t.double().clamp(float(alphas_cumprod[-1]), float(alphas_cumprod[0])).log()
     log_abar = log_abar.to(lt.device)
@@ -75,7 +77,10 @@ class _UNetModel(PipelineModel):
         return int(size if isinstance(size, int) else size[0]) * self.vae_scale_factor
 
     def step_of(self, t: Tensor) -> Tensor:
-        return fractional_step(t, self.alphas_cumprod)
+        cache = self.__dict__.setdefault("_log_abar", {})  # per device: one copy, not one per call
+        if t.device not in cache:
+            cache[t.device] = self.alphas_cumprod.double().log().flip(0).to(t.device)
+        return fractional_step(t, self.alphas_cumprod, cache[t.device])
 
     def grid(self, k: int) -> Tensor:
         sched = copy.deepcopy(self.scheduler)
