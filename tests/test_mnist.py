@@ -92,6 +92,7 @@ def test_flow_resume_continues_exactly(tmp_path):
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert b["losses"][0] == 123.0 and len(b["losses"]) == 3
+    assert not (tmp_path / "straight" / "samples.png").exists()  # samples=0: no grid drawn
     assert a["losses"][1:] == b["losses"][1:]
     for key in ("net", "ema"):
         assert torch.equal(
@@ -106,9 +107,11 @@ def test_flow_resume_continues_exactly(tmp_path):
 
 def test_classifier_resume_continues_exactly(tmp_path):
     """Dropout draws from the global RNG: resuming must restore it too."""
-    ClassifierTrainer(max_steps=6, export=None)(tmp_path / "straight")
-    ClassifierTrainer(max_steps=6, max_minutes=1e-4, export=None)(tmp_path / "resumed")  # stops early
-    ClassifierTrainer(max_steps=6, export=None)(tmp_path / "resumed")
+    kw = {"max_steps": 6, "export": None, "eval_images": 200}
+    ClassifierTrainer(**kw)(tmp_path / "straight")
+    ClassifierTrainer(**kw, max_minutes=1e-4)(tmp_path / "resumed")  # stops early
+    result = ClassifierTrainer(**kw)(tmp_path / "resumed")
+    assert result["eval_images"] == 200
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert b["step"] == a["step"] == 6 and a["losses"] == b["losses"]
@@ -157,8 +160,8 @@ def test_corrupted_or_missing_checkpoint_says_how_to_retrain(tmp_path):
 
 
 def test_classifier_trainer_learns_quickly(tmp_path):
-    result = ClassifierTrainer(max_steps=80, export=str(tmp_path / "clf"))(tmp_path / "run")
-    assert result["steps"] == 80
+    result = ClassifierTrainer(max_steps=80, export=str(tmp_path / "clf"), eval_images=2000)(tmp_path / "run")
+    assert result["steps"] == 80 and result["eval_images"] == 2000
     assert result["test_accuracy"] > 0.6  # far above chance (0.1) after 80 steps
     net = load_classifier(tmp_path / "clf.safetensors")
     assert net.features(torch.zeros(2, 1, 28, 28)).shape == (2, 128)

@@ -410,6 +410,8 @@ _TABLE: dict[str, list[tuple]] = {
         ("unknown prior", "train flow prior=foo", "unknown prior 'foo'; choose from: gaussian, lowfreq"),
         ("unknown trainer key", "train flow trainer.nope=1", "unknown key 'trainer.nope'"),
         ("no training steps", "train flow trainer.max_steps=0", "trainer.max_steps must be an integer >= 1"),
+        ("evaluation set too large", "train classifier trainer.eval_images=20000",
+         "trainer.eval_images must be an integer in [1, 10000] or null, got 20000"),
         ("missing MNIST directory", "train flow data.root={tmp}/no-mnist", "data.root: the data directory"),
     ],
 }

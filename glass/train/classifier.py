@@ -2,7 +2,8 @@
 
 Cross-entropy with AdamW, random +-2 pixel shifts, ``epochs`` passes over the 50k training split;
 validation accuracy after every epoch on the 10k validation split, the final test accuracy on the 10k
-test split. Resumes from ``<run_dir>/last.pt``; ``export`` writes the weights and a manifest.
+test split (``eval_images``: only the first N images of both, for smoke runs). Resumes from
+``<run_dir>/last.pt``; ``export`` writes the weights and a manifest.
 """
 
 from __future__ import annotations
@@ -65,7 +66,15 @@ class ClassifierTrainer(Trainer):
         resume: bool = True,
         export: str | None = "glass/assets/mnist_classifier",
         threads: int | None = None,
+        eval_images: int | None = None,
     ):
+        if eval_images is not None and (
+            isinstance(eval_images, bool) or not isinstance(eval_images, int) or not 1 <= eval_images <= 10000
+        ):
+            raise ValueError(
+                f"trainer.eval_images must be an integer in [1, 10000] or null, got {eval_images!r}"
+            )
+        self.eval_images = eval_images
         for key, v in {"width": width, "hidden": hidden, "batch_size": batch_size, "epochs": epochs}.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"trainer.{key} must be an integer >= 1, got {v!r}")
@@ -99,6 +108,7 @@ class ClassifierTrainer(Trainer):
         ckpt = self._start(run_dir)
         x_train, y_train = load_mnist("train", data_root, download)
         x_valid, y_valid = load_mnist("valid", data_root, download)
+        x_valid, y_valid = x_valid[: self.eval_images], y_valid[: self.eval_images]  # None: all 10k
         torch.manual_seed(seed)
         net = Classifier(self.width, self.hidden)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr)
@@ -153,11 +163,13 @@ class ClassifierTrainer(Trainer):
             history.append({"step": step, "valid_accuracy": accuracy(net, x_valid, y_valid)})
         save()
         x_test, y_test = load_mnist("test", data_root, download)
+        x_test, y_test = x_test[: self.eval_images], y_test[: self.eval_images]
         result = {
             "steps": step,
             "epochs": round(step / steps_per_epoch, 2),
             "valid_accuracy": history[-1]["valid_accuracy"],
             "test_accuracy": accuracy(net, x_test, y_test),
+            "eval_images": len(x_test),
             "minutes": round((time.perf_counter() - start) / 60, 2),
         }
         if self.export:

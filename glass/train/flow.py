@@ -189,10 +189,9 @@ class FlowTrainer(Trainer):
         save()
         result = {"steps": step, "total_steps": prior_steps + step, "minutes": round(elapsed / 60, 2),
                   "final_loss": sum(losses[-500:]) / max(1, len(losses[-500:]))}  # fmt: skip
-        if self.prior["name"] == "gaussian":
-            save_sample_grid(
-                ema, run_dir / "samples.png", f"EMA model after {step} steps: ODE, 5 x 8 Euler steps"
-            )
+        if self.prior["name"] == "gaussian" and self.samples:
+            title = f"EMA model after {step} steps: ODE, 5 x 8 Euler steps"
+            save_sample_grid(ema, run_dir / "samples.png", title, n=self.samples)
         if self.export:
             result["export"] = str(self._export(ema, result, seed))
         atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2))
