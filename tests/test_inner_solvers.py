@@ -89,14 +89,70 @@ def test_multistep_is_second_order_and_euler_first(t_next):
         s: [pathwise_error(glass.GLASS(m, solver=s), fine, gmm, x, 0.2, t_next) for m in (16, 32, 64)]
         for s in ("euler", "multistep", "midpoint")
     }
-    rates = {"euler": (1.6, 2.6), "multistep": (2.8, 5.0), "midpoint": (2.8, 5.0)}
-    if t_next == 1.0:  # the inner velocity is singular at s = 1 (sbar = 0): only midpoint keeps its order
-        rates = {"euler": (1.2, 2.6), "midpoint": (2.8, 5.0)}
+    # multistep: its corrector lifts the second-order predictor to third order on a smooth path; at
+    # s = 1 of a posterior (sbar = 0) the inner velocity is singular and the last step (never corrected:
+    # s = 1 is never evaluated) keeps it at second order, still
+    rates = {"euler": (1.6, 2.6), "multistep": (5.0, 10.0), "midpoint": (2.8, 5.0)}
+    if t_next == 1.0:
+        rates = {"euler": (1.2, 2.6), "multistep": (2.8, 5.0), "midpoint": (2.8, 5.0)}
     for s, (lo, hi) in rates.items():
         assert err[s][0] > err[s][1] > err[s][2], (s, err[s])
         rate = err[s][1] / err[s][2]  # error ratio when M doubles: 2 for first order, 4 for second
         assert lo < rate < hi, (s, err[s], rate)
     assert all(m < e / 1.5 for m, e in zip(err["multistep"], err["euler"]))  # at equal NFE
+
+
+def adams_by_quadrature(kernel, model, x, t, t_next, generator):
+    """The multistep solver from its definition, step by step: the exact solution of eq. 19 over a
+    step with Dhat replaced by its linear interpolant in s (predictor: s_{i-1}, s_i; corrector: s_i,
+    s_{i+1}), the integral taken by 200-point Gauss-Legendre instead of the plan's closed form."""
+    import numpy as np
+
+    c = kernel.coefficients(model.schedule, torch.as_tensor(t, dtype=F64), torch.as_tensor(t_next, dtype=F64))
+    gamma, abar, sbar = float(c.gamma), float(c.abar), float(c.sbar)
+    s = inner_grid(kernel.steps, c, model.schedule, kernel.inner_grid).tolist()
+    sb = lambda u: (1 - u) * SBAR0 + u * sbar  # noqa: E731  (eq. 18)
+    nodes, weights = np.polynomial.legendre.leggauss(200)
+
+    def step(i, xb, d_a, a, d_b, b):  # s_i -> s_{i+1}, Dhat linear through (a, d_a), (b, d_b)
+        lo, hi, kappa = s[i], s[i + 1], SBAR0 - sbar
+        if sb(hi) == 0:  # the limit sbar_{s'} int ... -> Dhat(1) / kappa
+            la = (hi - b) / (a - b) if a != b else 1.0
+            return gamma * x_t + abar * (la * d_a + (1 - la) * d_b) / kappa
+        # integrate in w = 1 / sbar_u (du / sbar_u^2 = dw / kappa): smooth even where sbar_{s'} ~ 1e-17
+        w = 1 / sb(lo) + (1 / sb(hi) - 1 / sb(lo)) * (nodes + 1) / 2
+        u = (SBAR0 - 1 / w) / kappa
+        q = weights * (1 / sb(hi) - 1 / sb(lo)) / 2 / kappa * sb(hi)  # sbar_{s'} int (.) du / sbar_u^2
+        la = float(np.sum(q * (u - b) / (a - b))) if a != b else float(np.sum(q))
+        lb = float(np.sum(q)) - la
+        ratio = sb(hi) / sb(lo)
+        return gamma * x_t + ratio * (xb - gamma * x_t) + abar * (la * d_a + lb * d_b)
+
+    x_t = x.to(F64)
+    xbar = gamma * x_t + SBAR0 * torch.randn(x_t.shape, generator=generator, dtype=F64)
+    ds, prev = [], None
+    for i in range(kernel.steps):
+        d = glass_denoiser(model, x_t, xbar, s[i], c)
+        if i >= 1:  # corrector of the step s_{i-1} -> s_i
+            xbar = step(i - 1, prev, d, s[i], ds[-1], s[i - 1])
+        ds.append(d)
+        prev = xbar
+        xbar = step(i, xbar, d, s[i], *((ds[-2], s[i - 1]) if i >= 1 else (d, s[i])))
+    return xbar
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("grid", ["uniform", "time"])
+@pytest.mark.parametrize(
+    "t,t_next,rho", [(0.3, 0.8, "ddpm"), (0.3, 1.0, "ddpm"), (0.3, 0.8, 0.4), (0.0, 0.6, -1.0)]
+)
+def test_multistep_plan_equals_its_definition(schedule, grid, t, t_next, rho):
+    gmm = random_mixture(dim=4, n_components=3, scale=1.0, std=0.3, seed=1, schedule=schedule)
+    kernel = glass.GLASS(5, rho=rho, solver="multistep", inner_grid=grid)
+    x = gmm.sample_marginal(6, max(t, 0.05), torch.Generator().manual_seed(0))
+    got = kernel.transition(gmm, x, t, t_next, torch.Generator().manual_seed(5))
+    want = adams_by_quadrature(kernel, gmm, x, t, t_next, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
 
 def test_multistep_reaches_the_exact_posterior_with_fewer_nfe():
@@ -179,3 +235,30 @@ def test_nfe_property_and_config():
         glass.GLASS(4, inner_grid="log")
     with pytest.raises(ValueError, match="^steps must be"):
         glass.DDPM(0)
+
+
+@pytest.mark.parametrize("sbar", [0.0, 1e-17, 0.3, 0.999, 1 - 1e-9])
+def test_step_moments_closed_form_and_series_equal_the_integral(sbar):
+    """K_i = abar sbar_{s'} int_{s_i}^{s'} (u - s_i) / sbar_u^2 du, across both branches (u = kappa h /
+    sbar_{s_i} below and above 1e-2) and the singular end sbar_{s'} = 0."""
+    import numpy as np
+
+    from glass.paths import Coefficients
+    from glass.samplers.glass import step_moments
+
+    c = Coefficients(*(torch.tensor(v, dtype=F64) for v in (0.3, 0.8, 0.5, 0.2, 1.3, sbar)))
+    s = torch.tensor([0.0, 1e-4, 0.009, 0.5, 0.5 + 1e-7, 0.9, 1.0], dtype=F64)
+    got = step_moments(s, c)
+    kappa = 1 - sbar
+    for i in range(len(s) - 1):
+        lo, hi = float(s[i]), float(s[i + 1])
+        end = 1 - kappa * hi
+        if end <= 1e-12:  # sbar_{s'} int ... -> (1 - kappa s_i) / kappa^2 as sbar_{s'} -> 0
+            want = 1.3 * (1 - kappa * lo) / kappa**2 if end == 0 else None
+        else:
+            x, w = np.polynomial.legendre.leggauss(400)
+            u = lo + (hi - lo) * (x + 1) / 2
+            want = 1.3 * end * float(np.sum(w * (hi - lo) / 2 * (u - lo) / (1 - kappa * u) ** 2))
+        assert torch.isfinite(got[i])
+        if want is not None:
+            assert float(got[i]) == pytest.approx(want, rel=1e-9, abs=1e-300), (i, float(got[i]), want)

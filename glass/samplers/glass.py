@@ -48,6 +48,7 @@ __all__ = [
     "inner_grid",
     "InnerPlan",
     "inner_plan",
+    "step_moments",
 ]
 
 InnerSolver = Literal["euler", "midpoint", "multistep"]
@@ -145,9 +146,10 @@ class InnerPlan:
     For network evaluation j: the input is ``in_x[j] x_t + in_xb[j] xbar`` (= alpha_{t*} S of
     Proposition 2) at time ``t_star[j]``. For step i: ``xbar <- c_xb[i] xbar + c_d[i] D + c_x[i] x_t``
     (Euler on eq. 19, which for the linear inner path is also the exact step with D frozen), plus
-    ``c_m[i] (D_i - D_{i-1})`` for the multistep solver. Midpoint has two entries a step: the half
-    step from xbar, then ``xbar + c_xb x_mid + c_d D_mid + c_x x_t``. Scalar-time plans hold Python
-    floats.
+    ``c_m[i] (D_i - D_{i-1})`` for the multistep solver, whose corrector adds ``c_c[i] (D_{i+1} -
+    D_i) - c_m[i] (D_i - D_{i-1})`` to the result once D_{i+1} is known. Midpoint has two entries a
+    step: the half step from xbar, then ``xbar + c_xb x_mid + c_d D_mid + c_x x_t``. Scalar-time plans
+    hold Python floats.
     """
 
     gamma: float | Tensor
@@ -158,6 +160,7 @@ class InnerPlan:
     c_d: list
     c_x: list
     c_m: list
+    c_c: list
 
 
 def _eval_coefficients(schedule: Schedule, s: Tensor, c: Coefficients) -> tuple[Tensor, Tensor, Tensor]:
@@ -176,6 +179,25 @@ def _eval_coefficients(schedule: Schedule, s: Tensor, c: Coefficients) -> tuple[
     return t_star, in_x, in_xb
 
 
+def step_moments(s: Tensor, c: Coefficients) -> Tensor:
+    """K_i = abar sbar_{s_{i+1}} int_{s_i}^{s_{i+1}} (u - s_i) / sbar_u^2 du for the steps of the inner
+    grid s (CondOT inner path of eq. 18, sbar_u = SBAR0 - kappa u, kappa = SBAR0 - sbar): in the exact
+    solution of eq. 19 over a step,
+
+        xbar_{s'} - gamma x_t = (sbar_{s'} / sbar_s)(xbar_s - gamma x_t)
+                                + sbar_{s'} abar int_s^{s'} Dhat(u) / sbar_u^2 du,
+
+    the weight of Dhat's slope in s. With u = kappa h / sbar_{s_i}, the integral is closed form,
+    K = abar sbar_{s_i} / kappa^2 (u + (1 - u) log(1 - u)) (finite at sbar_{s'} = 0, u = 1), and a
+    power series where u is small (the closed form cancels there)."""
+    kappa = SBAR0 - c.sbar
+    q0, h = SBAR0 - kappa * s[:-1], s[1:] - s[:-1]
+    u = kappa * h / q0
+    closed = q0 / kappa**2 * (u + torch.special.xlogy(1 - u, 1 - u))
+    series = h**2 / q0 * (1 - u) * sum((n - 1) / n * u ** (n - 2) for n in range(2, 16))
+    return c.abar * torch.where(u.abs() < 1e-2, series, closed)
+
+
 def inner_plan(
     schedule: Schedule,
     c: Coefficients,
@@ -185,11 +207,13 @@ def inner_plan(
 ) -> InnerPlan:
     """Precompute a transition's inner loop (see :class:`InnerPlan`).
 
-    ``multistep`` (one NFE a step, second order): in sigma_s = sbar_s / abar_s and v = (xbar -
-    gamma x_t) / abar_s the inner ODE (eq. 19) is dv / dsigma = (v - Dhat) / sigma, the probability
-    flow of Karras et al. (2022). The step is its exact solution for Dhat linear in sigma through the
-    last two evaluations (an exponential Adams-Bashforth step, as DPM-Solver++(2M) but linear in
-    sigma, which stays finite at s = 1 where sbar = 0). The first two steps are Euler (sigma_0 = inf).
+    ``multistep`` (one NFE a step, second order, also at s = 1 where sbar = 0): each step is the exact
+    solution of eq. 19 (see :func:`step_moments`) for Dhat linear in s through the last two
+    evaluations (an exponential Adams-Bashforth step, as DPM-Solver++(2M) but in s), followed, once
+    the next evaluation is known, by the corrector that redoes the step with Dhat linear through its
+    two ends (UniPC's UniC, Zhao et al. 2023: no extra NFE; s = 1 is never evaluated, so the last
+    step is not corrected). The first step is Euler. ``benchmarks/inner_solvers.py`` compares it with
+    third-order and other variants.
     """
     s = inner_grid(steps, c, schedule, kind)
     h = s[1:] - s[:-1]
@@ -204,16 +228,11 @@ def inner_plan(
     else:
         w1, w2, w3 = inner_velocity_weights(s[:-1], c)
         c_xb, c_d, c_x = 1 + h * w1, h * w2, h * w3
-    c_m = torch.zeros_like(c_d)
-    if solver == "multistep" and steps > 2:
-        ab, sb, _, _ = inner_path(s, c)
-        sig = sb / ab  # inf at s = 0
-        i = torch.arange(2, steps)
-        ratio = sig[i + 1] / sig[i]
-        tail = torch.where(sig[i + 1] == 0, torch.zeros_like(ratio), sig[i + 1] * torch.log(ratio))
-        kappa = (-sig[i] * (1 - ratio) - tail) / (sig[i] - sig[i - 1])
-        c_m[2:] = ab[i + 1] * kappa
-        c_m = torch.where(torch.isfinite(c_m), c_m, torch.zeros_like(c_m))  # sigma over/underflow: Euler
+    c_m, c_c = torch.zeros_like(c_d), torch.zeros_like(c_d)
+    if solver == "multistep":
+        k = step_moments(s, c)
+        c_c = k / h  # corrector: D linear through s_i, s_{i+1}
+        c_m[1:] = k[1:] / h[:-1]  # predictor: D extrapolated linearly from s_{i-1}, s_i
 
     scalar = c.t.ndim == 0 and c.t.device.type == "cpu"
 
@@ -221,7 +240,7 @@ def inner_plan(
         return v.tolist() if scalar else list(v.unbind(0))
 
     gamma = c.gamma.item() if scalar else c.gamma
-    return InnerPlan(gamma, t_star, *(host(v) for v in (in_x, in_xb, c_xb, c_d, c_x, c_m)))
+    return InnerPlan(gamma, t_star, *(host(v) for v in (in_x, in_xb, c_xb, c_d, c_x, c_m, c_c)))
 
 
 class GLASS:
@@ -407,15 +426,19 @@ class GLASS:
         def update(k: int, xb: Tensor, d: Tensor) -> Tensor:
             return b(p.c_xb[k]) * xb + b(p.c_d[k]) * d + b(p.c_x[k]) * x_t
 
-        d_prev = None
+        d_prev = d_prev2 = None
         for i in range(self.steps):
             if self.solver == "midpoint":  # stages at s_i and s_i + h_i / 2, both < 1
                 x_mid = update(2 * i, xbar, denoise(2 * i, xbar))
                 xbar = xbar + update(2 * i + 1, x_mid, denoise(2 * i + 1, x_mid))
                 continue
             d = denoise(i, xbar)
+            if self.solver == "multistep" and i >= 1:  # correct the step just taken with D_i
+                xbar = xbar + b(p.c_c[i - 1]) * (d - d_prev)
+                if i >= 2:
+                    xbar = xbar - b(p.c_m[i - 1]) * (d_prev - d_prev2)
             new = update(i, xbar, d)
-            if self.solver == "multistep" and i >= 2:
+            if self.solver == "multistep" and i >= 1:
                 new = new + b(p.c_m[i]) * (d - d_prev)
-            xbar, d_prev = new, d
+            xbar, d_prev2, d_prev = new, d_prev, d
         return xbar.to(x.dtype)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal, get_args
 
 import torch
@@ -16,6 +15,16 @@ from glass.times import check_times, host_times, step_times
 __all__ = ["ODE"]
 
 ODEMethod = Literal["euler", "heun", "ddim"]
+STIFF = 1e6  # h alpha'/alpha beyond which an Euler step is meaningless (VP, cosine near t = 0)
+
+
+def frozen_step(sch, t0, h):
+    """Where a step of length h from t0 must be the DDIM step (exact with the denoiser frozen): the
+    velocity is infinite (alpha' = inf, the VP path at t = 0), or so stiff that Euler would throw the
+    state out by a factor h alpha'/alpha > 1e6 (the VP path at t0 = 1e-300: finite, but its next
+    network call sees values near 1e150). Host floats give a bool, tensors a tensor."""
+    da, ds, a = sch.d_alpha(t0), sch.d_sigma(t0), sch.alpha(t0)
+    return ~(torch.isfinite(da) & torch.isfinite(ds)) | ((a > 0) & (h * da > STIFF * a))
 
 
 class ODE:
@@ -26,8 +35,9 @@ class ODE:
     The Euler step that ends at t = 1 returns the denoiser output exactly for the linear schedule.
 
     Where the velocity itself is infinite at the start of a step (alpha' = inf, e.g. the VP path
-    alpha = sqrt(t) at t = 0), the step is the DDIM step x_{t1} = alpha_{t1} D + sigma_{t1} eps_hat
-    (eq. 27), the exact solution of the ODE with the denoiser frozen, which is finite there.
+    alpha = sqrt(t) at t = 0), or so large that an Euler step is meaningless (:func:`frozen_step`),
+    the step is the DDIM step x_{t1} = alpha_{t1} D + sigma_{t1} eps_hat (eq. 27), the exact solution
+    of the ODE with the denoiser frozen, which is finite there.
     The rules are applied per sample when times differ across the batch.
 
     ``ddim`` (one NFE a step) takes that exact frozen-denoiser step everywhere: the deterministic DDIM
@@ -54,11 +64,9 @@ class ODE:
     def label(self) -> str:
         return kernel_label("ode", self.steps, *([self.method] if self.method != "euler" else []))
 
-    def _singular(self, sch, t0: float) -> bool:
-        """Whether the velocity is infinite at the host time t0 (or every step is DDIM)."""
-        return self.method == "ddim" or not (
-            math.isfinite(float(sch.d_alpha(t0))) and math.isfinite(float(sch.d_sigma(t0)))
-        )
+    def _singular(self, sch, t0: float, t1: float) -> bool:
+        """Whether the step t0 -> t1 (host times) is a DDIM step (:func:`frozen_step`, or every step)."""
+        return self.method == "ddim" or bool(frozen_step(sch, t0, t1 - t0))
 
     def transition(self, model, x: Tensor, t, t_next, generator=None, denoised=None, **cond) -> Tensor:
         check_times(t, t_next)
@@ -69,10 +77,12 @@ class ODE:
         for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
             h = bcast(t1 - t0, y)
             d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
-            singular = ~(torch.isfinite(sch.d_alpha(t0)) & torch.isfinite(sch.d_sigma(t0)))
+            singular = frozen_step(sch, t0, t1 - t0)
             if self.method == "ddim":
                 singular = torch.ones_like(singular)
-            any_singular = bool(torch.any(singular)) if host is None else self._singular(sch, host[i])
+            any_singular = (
+                bool(torch.any(singular)) if host is None else self._singular(sch, host[i], host[i + 1])
+            )
             u0 = torch.where(bcast(singular, y), 0.0, sch.x0_to_velocity(d, y, t0))
             new = y + h * u0
             heun = (t1 < 1) & ~singular
