@@ -27,3 +27,31 @@ def test_gpu_real_size_script_at_toy_size(tmp_path):
         assert all(r["particle_steps_per_s"] > 0 for r in m["fk"])
     md = (tmp_path / "bench-real-small.md").read_text()
     assert "| flux (0.00 B) | float32 | eager | 4 |" in md and "| sd3 | 2 |" in md
+
+
+def test_inner_solver_exploration_at_toy_size(tmp_path, monkeypatch):
+    """benchmarks/inner_solvers.py (issue 19 item 4) end to end on few samples and budgets; its
+    quadrature "exp. Adams 2 + corrector" is GLASS's multistep solver, sample for sample."""
+    import torch
+
+    import glass
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import inner_solvers
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    monkeypatch.setattr(inner_solvers, "BUDGETS", (1, 2, 3))
+    assert inner_solvers.main(["--n", "32", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "inner_solvers.md").read_text()
+    assert "## posterior 0.2 -> 1" in md and "| SDE (eq. 5) | " in md
+    assert json.loads((tmp_path / "inner_solvers.json").read_text())["n"] == 32
+    gmm = glass.models.random_mixture(dim=4, n_components=3, scale=1.0, std=0.3, seed=0)
+    x = gmm.sample_marginal(8, 0.2, torch.Generator().manual_seed(0))
+    for t_next in (0.6, 1.0):
+        kernel = glass.GLASS(5, solver="multistep")
+        ours = kernel.transition(gmm, x, 0.2, t_next, torch.Generator().manual_seed(1))
+        theirs = inner_solvers.Adams(5, 2, corrector=True).transition(
+            gmm, x, 0.2, t_next, torch.Generator().manual_seed(1)
+        )
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
