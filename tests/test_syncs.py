@@ -22,6 +22,7 @@ KERNELS = [
     glass.DDPM(4),
     glass.GLASS(4, rho=0.4),
     glass.GLASS(4, rho="ddpm", solver="midpoint"),
+    glass.GLASS(4, rho=0.4, solver="multistep", inner_grid="time"),
 ]
 END_CHECK = [("__bool__", "models/base.py:check_outputs")]
 
@@ -80,7 +81,10 @@ def test_epsilon_model_at_t0_is_named_when_times_live_on_the_device(monkeypatch)
     monkeypatch.setattr(base, "_on_host", lambda t: False)
     gmm = GaussianMixture(torch.tensor([[1.0, 0.0], [-1.0, 0.5]]), 0.3)
     net = from_prediction(lambda x, t: gmm.schedule.x0_to_eps(gmm.denoise(x, t), x, t), "epsilon", shape=(2,))
-    for kernel in (glass.GLASS(2), glass.SDE(2), glass.ODE(2), glass.DDPM(2)):
+    kernels = (glass.GLASS(2), glass.GLASS(2, solver="multistep"), glass.SDE(2), glass.ODE(2), glass.DDPM(2))
+    for kernel in kernels:
         with pytest.raises(ValueError, match="cannot give the denoiser at t = 0") as err:
             glass.generate(net, kernel, 2, n=4)
         assert str(err.value) == EPSILON_AT_ZERO
+    with pytest.raises(ValueError, match="cannot give the denoiser at t = 0"):  # a host time: at once
+        net.denoise(torch.zeros(3, 2), 0.0)

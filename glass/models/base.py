@@ -110,6 +110,9 @@ class Model:
     # -- the interface -----------------------------------------------------------------------------
     def denoise(self, x: Tensor, t: float | Tensor, **cond) -> Tensor:
         """D_t(x) = E[z | x_t = x]; counts one network function evaluation."""
+        if self.prediction == "epsilon" and (not isinstance(t, Tensor) or _on_host(t)):
+            if bool(torch.any(self.schedule.alpha(t) == 0)):  # before t moves to x's device
+                raise ValueError(EPSILON_AT_ZERO)
         t = as_time(t, x)
         if t.numel() == 1:
             t = t.reshape(()).expand(x.shape[0])
@@ -170,7 +173,8 @@ class Model:
                     else f"t in [{tt.min():.6g}, {tt.max():.6g}]"
                 )
                 raise FloatingPointError(f"the model returned NaN or Inf at network call {n} ({when}){where}")
-        raise FloatingPointError(f"the sampler produced NaN or Inf{where} (every network output was finite)")
+        seen = "every network output was finite" if self.watch_finite else "network outputs are not watched"
+        raise FloatingPointError(f"the sampler produced NaN or Inf{where} ({seen})")
 
     # -- the network itself, for samplers that fold the denoiser into their own updates ----------------
     def affine(self, t: Tensor) -> tuple[Tensor, Tensor] | None:

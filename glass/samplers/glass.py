@@ -252,8 +252,9 @@ class GLASS:
             FLUX: 0.4).
         kappa: use rho = rho_DDPM^kappa (paper Fig. 7 ablation); needs ``rho="ddpm"``.
         solver: ``"euler"`` (the paper's, M NFE), ``"midpoint"`` (explicit second-order Runge-Kutta
-            at s_i and s_i + h/2, 2M NFE) or ``"multistep"`` (second order at M NFE, reusing the
-            previous step's network call; see :func:`inner_plan`).
+            at s_i and s_i + h/2, 2M NFE) or ``"multistep"`` (M NFE: exponential Adams steps
+            reusing the previous network call, each corrected with the next one; second order, also
+            at s = 1 of a posterior; see :func:`inner_plan`).
         inner_grid: inner times, ``"uniform"`` (the paper's) or ``"time"`` (uniform in the effective
             denoiser time t*; see :func:`inner_grid`). ("grid" alone is the outer grid of times.)
 

@@ -15,16 +15,18 @@ from glass.times import check_times, host_times, step_times
 __all__ = ["ODE"]
 
 ODEMethod = Literal["euler", "heun", "ddim"]
-STIFF = 1e6  # h alpha'/alpha beyond which an Euler step is meaningless (VP, cosine near t = 0)
+STIFF = 1e6  # h alpha'/alpha beyond which an Euler step is meaningless (VP near t = 0)
+STEEP = 1e3  # ... when h alpha' is large too: linear and cosine paths (h alpha' <= pi/2) never are
 
 
-def frozen_step(sch, t0, h):
+def frozen_step(sch, t0, h) -> Tensor:
     """Where a step of length h from t0 must be the DDIM step (exact with the denoiser frozen): the
-    velocity is infinite (alpha' = inf, the VP path at t = 0), or so stiff that Euler would throw the
+    velocity is infinite (alpha' = inf, the VP path at t = 0), or so steep that Euler would throw the
     state out by a factor h alpha'/alpha > 1e6 (the VP path at t0 = 1e-300: finite, but its next
-    network call sees values near 1e150). Host floats give a bool, tensors a tensor."""
+    network call sees values near 1e150). A bool tensor (0-d for host floats)."""
     da, ds, a = sch.d_alpha(t0), sch.d_sigma(t0), sch.alpha(t0)
-    return ~(torch.isfinite(da) & torch.isfinite(ds)) | ((a > 0) & (h * da > STIFF * a))
+    steep = (a > 0) & (h * da > STIFF * a) & (h * da > STEEP)
+    return ~(torch.isfinite(da) & torch.isfinite(ds)) | steep
 
 
 class ODE:
@@ -77,12 +79,12 @@ class ODE:
         for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
             h = bcast(t1 - t0, y)
             d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
-            singular = frozen_step(sch, t0, t1 - t0)
-            if self.method == "ddim":
-                singular = torch.ones_like(singular)
-            any_singular = (
-                bool(torch.any(singular)) if host is None else self._singular(sch, host[i], host[i + 1])
-            )
+            if host is None:
+                singular = frozen_step(sch, t0, t1 - t0) | (self.method == "ddim")
+                any_singular = bool(torch.any(singular))
+            else:  # decided once, on the host: the device cannot round its way to another branch
+                any_singular = self._singular(sch, host[i], host[i + 1])
+                singular = torch.full((), any_singular, dtype=torch.bool, device=y.device)
             u0 = torch.where(bcast(singular, y), 0.0, sch.x0_to_velocity(d, y, t0))
             new = y + h * u0
             heun = (t1 < 1) & ~singular

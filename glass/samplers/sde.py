@@ -67,9 +67,10 @@ class SDE:
         for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
             d = denoised.to(y) if (i == 0 and denoised is not None) else model.denoise(y, t0, **cond)
             eps = randn(y.shape, generator, device=y.device)
-            start = (t0 == 0) | ~torch.isfinite(
-                sch.nu2(t0)
-            )  # nu_t = inf at t = 0 (and 1/t overflows below ~1e-308)
+            if host is None:  # nu_t = inf at t = 0 (and 1/t overflows below ~1e-308)
+                start = (t0 == 0) | ~torch.isfinite(sch.nu2(t0))
+            else:  # decided once, on the host: the device cannot round its way to another branch
+                start = torch.full((), _starts(sch, host[i]), dtype=torch.bool, device=y.device)
             te = torch.where(start, t1, t0)  # rows leaving t = 0 do not use the EM branch
             h, nu2 = bcast(t1 - t0, y), bcast(sch.nu2(te), y)
             drift = sch.x0_to_velocity(d, y, te) + 0.5 * nu2 * sch.x0_to_score(d, y, te)
