@@ -446,6 +446,7 @@ def test_pretrained_configs_fail_offline_with_one_line(tmp_path, monkeypatch):
         )
         assert res.exit_code == 2 and res.stderr.count("\n") == 1, (model, res.output)
         assert "cannot load" in res.stderr or "cannot download" in res.stderr
+        assert res.stdout == "", (model, res.stdout)  # torch.hub's "Downloading: ..." was printed there
     assert not (tmp_path / "runs").exists()
 
 

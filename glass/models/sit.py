@@ -229,8 +229,8 @@ def load_sit(
             input_size=image_size // 8, patch_size=patch, hidden_size=hidden, depth=depth, num_heads=heads
         )
     with torch.inference_mode(False):
+        state = _load_state(path)  # first: an offline failure never builds SiT-XL/2 (2.7 GB float32)
         model = SiTNet(**net)
-        state = _load_state(path)
         if state is not None:
             try:
                 missing, unexpected = model.load_state_dict(state, strict=False)
@@ -253,8 +253,8 @@ def _load_state(path: str | None):
         import contextlib
         import io
 
-        try:  # torch.hub announces the download on stderr; an offline failure should be one line
-            with contextlib.redirect_stderr(io.StringIO()):
+        try:  # torch.hub announces the download (stdout or stderr); an offline failure should be one line
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
                 state = torch.hub.load_state_dict_from_url(
                     SIT_XL_2_URL, map_location="cpu", file_name="SiT-XL-2-256.pt", progress=False
                 )
