@@ -20,13 +20,16 @@ from glass.train.flow import FlowTrainer
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _fresh_cache():
+    """For the loader tests; the trainer tests share the process's loaded MNIST (reloading it for each
+    one cost seconds and ~0.3 GB of peak memory apiece)."""
     mnist_data._CACHE.clear()
     yield
     mnist_data._CACHE.clear()
 
 
+@pytest.mark.usefixtures("_fresh_cache")
 def test_local_directory_is_used_first_and_rescaled_to_pixel_over_255(tmp_path):
     rng = np.random.default_rng(0)
     parts = []
@@ -41,6 +44,7 @@ def test_local_directory_is_used_first_and_rescaled_to_pixel_over_255(tmp_path):
     assert torch.allclose(x, expected, atol=1e-6)
 
 
+@pytest.mark.usefixtures("_fresh_cache")
 def test_shipped_wheel_gives_the_standard_splits():
     sizes = {s: load_mnist(s)[0].shape[0] for s in ("train", "valid", "test")}
     assert sizes == {"train": 50000, "valid": 10000, "test": 10000}
@@ -49,6 +53,7 @@ def test_shipped_wheel_gives_the_standard_splits():
     assert torch.equal(torch.round(x * 255) / 255, x), "values must be exactly pixel / 255"
 
 
+@pytest.mark.usefixtures("_fresh_cache")
 def test_no_source_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_data, "_hub_pickle", lambda: None)
     with pytest.raises(
