@@ -375,7 +375,7 @@ class RunJob:
         partial = run_dir.with_name(run_dir.name + ".partial")
         with claim(claim_path(sweep_dir, key)) as mine:
             if not mine:  # another copy of the sweep runs this job now
-                _remove_if_empty(partial)  # made by the launcher for this attempt
+                _leave(partial, sweep_dir, key)
                 return CLAIMED
             if key in (done := finished_jobs(sweep_dir)):  # finished by another copy since this one planned
                 _remove_if_empty(partial)
@@ -468,6 +468,14 @@ def die_with_parent(origin: int, interval: float = 0.5) -> None:
 
     _WATCHED.add(origin)
     threading.Thread(target=watch, name="glass-die-with-parent", daemon=True).start()
+
+
+def _leave(partial: Path, sweep_dir: Path, key: str) -> None:
+    """A job another copy of the sweep holds: its ``.partial`` is the holder's (empty until it writes
+    its config: removing it then made the holder fail), so it is removed only once the job is
+    finished, when it can only be this launcher's empty leftover."""
+    if key in finished_jobs(sweep_dir):
+        _remove_if_empty(partial)
 
 
 def _remove_if_empty(directory: Path) -> None:

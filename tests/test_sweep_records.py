@@ -102,10 +102,12 @@ def test_a_job_claimed_by_a_live_process_is_left_to_it(tmp_path):
         assert res.exit_code == 0, res.output
         assert "1 jobs were running in another copy of this sweep" in res.stderr
         assert sorted(r["seed"] for r in summary(sweep)) == ["0", "2"]
-        assert not list(sweep.glob(f"*{held}*"))  # not started, no empty .partial left
+        left = list(sweep.glob(f"*{held}*"))  # not started: at most the launcher's empty .partial, left
+        assert all(d.suffix == ".partial" and not any(d.iterdir()) for d in left), left  # to the holder
     res = run(*args)
     assert res.exit_code == 0 and "2 already finished (skipped), running 1" in res.stderr
     assert sorted(r["seed"] for r in summary(sweep)) == ["0", "1", "2"]
+    assert not list(sweep.glob("*.partial"))
     assert not (sweep / ".claims").exists()
 
 
@@ -258,3 +260,24 @@ def test_report_on_a_full_disk_is_one_line_and_keeps_the_old_report(tmp_path, mo
     assert res.exit_code == 1 and res.stderr.count("\n") == 1, res.output
     assert "cannot write the report into" in res.stderr and "No space left" in res.stderr
     assert ".tmp" not in res.stderr and (sweep / "summary.md").read_bytes() == before
+
+
+def test_a_copy_that_loses_the_claim_leaves_the_holders_partial_alone(tmp_path):
+    """The race two copies of a sweep hit in CI: the holder's ``.partial`` stays empty until it writes
+    its config, and the other copy's launcher-made leftover is the same path; removing it "if empty"
+    made the holder fail with FileNotFoundError. It is removed only once the job is finished."""
+    from glass.sweep import _leave
+
+    sweep, key = tmp_path / "sweep", "a" * 12
+    partial = sweep / f"001-{key}.partial"
+    partial.mkdir(parents=True)
+    _leave(partial, sweep, key)
+    assert partial.is_dir()  # the holder is (or may be) about to write into it
+    done = sweep / f"001-{key}"
+    done.mkdir()
+    (done / "job.json").write_text(json.dumps({"config_hash": key, "overrides": []}))
+    metrics = {"seed": 0, "wall_time_s": 1.0, "rows": [{"sampler": "x"}]}
+    (done / "metrics.json").write_text(json.dumps(metrics))
+    assert check_record(done) is None  # a finished record
+    _leave(partial, sweep, key)
+    assert not partial.exists()  # now only a leftover of this copy's launcher
