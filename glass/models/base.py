@@ -61,19 +61,22 @@ def _on_host(t: Tensor) -> bool:
     return t.device.type == "cpu"
 
 
+def _at_zero(schedule: Schedule, t) -> bool:
+    """Whether alpha_t = 0 somewhere in t, where an epsilon model has no denoiser (eq. 27)."""
+    return bool(torch.any(schedule.alpha(t) == 0))
+
+
 def to_denoiser(schedule: Schedule, prediction: Prediction, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
     """A network's prediction -> the denoiser D_t(x) in float64 (eqs. 14, 26, 27). An epsilon model
-    cannot give D where alpha_t = 0 (t = 0): a ValueError, never a NaN. Times on the host are checked
-    here; times on an accelerator are not read (that would synchronise every network call): D is
-    infinite there, and :meth:`Model.check_outputs` names the cause at the end of the transition."""
+    has no D where alpha_t = 0 (t = 0): the conversion is Inf there, and the callers say so —
+    :meth:`Model.denoise` at once for host times, :meth:`Model.check_outputs` at the end of the
+    transition for times on an accelerator (read per call, they would synchronise every call)."""
     out, x64 = out.to(torch.float64), x.to(torch.float64)
     if prediction == "x0":
         return out
     if prediction == "velocity":
         return schedule.velocity_to_x0(out, x64, t)
     if prediction == "epsilon":
-        if _on_host(t) and bool(torch.any(schedule.alpha(t) == 0)):
-            raise ValueError(EPSILON_AT_ZERO)
         return schedule.eps_to_x0(out, x64, t)
     return schedule.v_to_x0(out, x64, t)
 
@@ -111,7 +114,7 @@ class Model:
     def denoise(self, x: Tensor, t: float | Tensor, **cond) -> Tensor:
         """D_t(x) = E[z | x_t = x]; counts one network function evaluation."""
         if self.prediction == "epsilon" and (not isinstance(t, Tensor) or _on_host(t)):
-            if bool(torch.any(self.schedule.alpha(t) == 0)):  # before t moves to x's device
+            if _at_zero(self.schedule, t):  # host times, before t moves to x's device: no sync
                 raise ValueError(EPSILON_AT_ZERO)
         t = as_time(t, x)
         if t.numel() == 1:
@@ -161,8 +164,7 @@ class Model:
         if bool(finite.all()):
             return
         where = where() if callable(where) else where
-        at_zero = any(bool(torch.any(self.schedule.alpha(t.cpu()) == 0)) for _, t, _ in calls)
-        if self.prediction == "epsilon" and at_zero:
+        if self.prediction == "epsilon" and any(_at_zero(self.schedule, t.cpu()) for _, t, _ in calls):
             raise ValueError(EPSILON_AT_ZERO)  # the cause, not checked per call on an accelerator
         for (n, t, _), ok in zip(calls, finite.tolist()):
             if not ok:
@@ -281,7 +283,7 @@ class CallableModel(Model):
         if key not in cache:
             if len(cache) >= 256:
                 cache.clear()
-            if self.prediction == "epsilon" and bool(torch.any(self.schedule.alpha(t) == 0)):
+            if self.prediction == "epsilon" and _at_zero(self.schedule, t):
                 raise ValueError(EPSILON_AT_ZERO)  # host times: no synchronisation
             one, zero = torch.ones_like(t), torch.zeros_like(t)
             a = to_denoiser(self.schedule, self.prediction, zero, one, t)

@@ -69,13 +69,15 @@ class SDE:
             eps = randn(y.shape, generator, device=y.device)
             if host is None:  # nu_t = inf at t = 0 (and 1/t overflows below ~1e-308)
                 start = (t0 == 0) | ~torch.isfinite(sch.nu2(t0))
+                any_start = bool(torch.any(start))
             else:  # decided once, on the host: the device cannot round its way to another branch
-                start = torch.full((), _starts(sch, host[i]), dtype=torch.bool, device=y.device)
+                any_start = _starts(sch, host[i])
+                start = torch.full((), any_start, dtype=torch.bool, device=y.device)
             te = torch.where(start, t1, t0)  # rows leaving t = 0 do not use the EM branch
             h, nu2 = bcast(t1 - t0, y), bcast(sch.nu2(te), y)
             drift = sch.x0_to_velocity(d, y, te) + 0.5 * nu2 * sch.x0_to_score(d, y, te)
             step = y + h * drift + torch.sqrt(h * nu2) * eps
-            if bool(torch.any(start)) if host is None else _starts(sch, host[i]):
+            if any_start:
                 ancestral = bcast(sch.alpha(t1), y) * d + bcast(sch.sigma(t1), y) * eps
                 step = torch.where(bcast(start, y), ancestral, step)
             if i == self.steps - 1:
