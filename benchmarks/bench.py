@@ -145,36 +145,52 @@ class ToyMLP(torch.nn.Module):
 
 
 @torch.inference_mode()
-def loop_overhead(batch: int, reps: int, steps: int = 8) -> dict:
-    """Seconds per inner step beyond the network: (transition - bare calls) / M, folded and plain."""
+def loop_overhead(batch: int, reps: int, steps: int = 8, device: str = "cpu") -> dict:
+    """Seconds per inner step beyond the network: (transition - bare calls) / M, for the folded and the
+    plain eager loops, the eager loop on the ``torch.compile``'d network, and the whole transition
+    compiled with the network (``GLASS(compile=...)``), each against bare calls of its network. On a
+    GPU both compile with CUDA graphs (``mode="reduce-overhead"``)."""
     torch.manual_seed(0)
-    net = ToyMLP().eval()
-    model = glass.from_prediction(net, "velocity", "linear", shape=(2,))
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 2, dtype=torch.float64, generator=g)
-    x_net, t_net = x.float(), torch.full((batch,), 0.4)
-    kernel = glass.GLASS(steps, rho=0.4)
+    torch._dynamo.reset()  # graphs specialised to this batch (a new batch in one process goes dynamic)
+    mode = "reduce-overhead" if torch.device(device).type == "cuda" else "default"
+    net = ToyMLP().eval().to(device)
+    cnet = torch.compile(net, mode=mode)
+    model = glass.from_prediction(net, "velocity", "linear", shape=(2,), device=device)
+    model_cnet = glass.from_prediction(cnet, "velocity", "linear", shape=(2,), device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(batch, 2, dtype=torch.float64, generator=g, device=device)
+    x_net, t_net = x.float(), torch.full((batch,), 0.4, device=device)
+    kernel, compiled = glass.GLASS(steps, rho=0.4), glass.GLASS(steps, rho=0.4, compile=mode)
 
     class Plain(glass.models.CallableModel):  # the same model with the denoiser called per step
         def affine(self, t):
             return None
 
-    plain = Plain(net, "velocity", "linear", shape=(2,))
+    plain = Plain(net, "velocity", "linear", shape=(2,), device=device)
 
-    def bare():
-        for _ in range(steps):
-            net(x_net, t_net)
+    def bare(f):
+        def calls():
+            for _ in range(steps):
+                f(x_net, t_net)
+
+        return calls
 
     fns = {
-        "bare": bare,
+        "bare": bare(net),
+        "bare_compiled": bare(cnet),
         "folded": lambda: kernel.transition(model, x, 0.3, 0.6, generator=g),
         "plain": lambda: kernel.transition(plain, x, 0.3, 0.6, generator=g),
+        "net_compiled": lambda: kernel.transition(model_cnet, x, 0.3, 0.6, generator=g),
+        "compiled": lambda: compiled.transition(model, x, 0.3, 0.6, generator=g),
     }
-    med = interleaved(fns, reps)
-    out = {"batch": batch, "steps": steps, "bare_s": med["bare"]}
-    for k in ("folded", "plain"):
-        out[f"{k}_s"], out[f"{k}_ratio"] = med[k], med[k] / med["bare"]
-        out[f"{k}_us_per_step"] = (med[k] - med["bare"]) / steps * 1e6
+    med = interleaved(fns, reps, device)
+    out = {"batch": batch, "steps": steps, "bare_s": med["bare"], "bare_compiled_s": med["bare_compiled"],
+           "compile_mode": mode}  # fmt: skip
+    for k, base in (("folded", "bare"), ("plain", "bare"), ("net_compiled", "bare_compiled"),
+                    ("compiled", "bare_compiled")):  # fmt: skip
+        out[f"{k}_s"], out[f"{k}_ratio"] = med[k], med[k] / med[base]
+        out[f"{k}_us_per_step"] = (med[k] - med[base]) / steps * 1e6
+    out["compiled_vs_eager_bare"] = med["compiled"] / med["bare"]
     return out
 
 
@@ -369,19 +385,33 @@ def markdown(results: dict) -> str:
             "## The sampler's own cost on a cheap network (2-D MLP, GLASS M = 8, rho = 0.4)",
             "",
             f"Measured {results.get('loop_date', m['date'])}. Microseconds per inner step beyond the network",
-            "= (transition - 8 bare network calls) / 8, medians of interleaved repetitions. Folded: the",
-            "denoiser folded into the update (`Model.affine`, the default for `from_prediction`);",
-            "plain: `denoise` per step (the loop before the fold). On this shared 2-core VM repeated",
-            "runs vary by about +-30 %.",
+            "= (transition - 8 bare network calls) / 8, medians of interleaved repetitions (negative:",
+            "faster than the bare calls). Eager loops: folded, the denoiser folded into the update",
+            "(`Model.affine`, the default for `from_prediction`); plain, `denoise` per step (the loop",
+            "before the fold); both against bare eager calls. Compiled network: the eager folded loop on",
+            "`torch.compile(net)`, against bare calls of the compiled network. Compiled transition:",
+            "`GLASS(compile=True)`, the whole transition one inductor graph with the network, against the",
+            "compiled network's bare calls and (last column) the eager network's. Graphs specialised to",
+            "each batch; on a GPU both compile with CUDA graphs (`reduce-overhead`). On the shared 2-core",
+            "VM repeated runs vary by about +-30 %.",
             "",
-            "| batch | bare calls (ms) | folded: us/step | folded ratio | plain: us/step | plain ratio |",
-            "|---|---|---|---|---|---|",
+            "| batch | bare calls (ms) | folded: us/step | folded ratio | plain: us/step | plain ratio "
+            "| bare compiled (ms) | compiled net: us/step | ratio | compiled transition: us/step | ratio "
+            "| compiled transition / eager bare |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in results["loop"]:
-            lines.append(
-                f"| {r['batch']} | {r['bare_s'] * 1e3:.3f} | {r['folded_us_per_step']:.0f} | "
-                f"{r['folded_ratio']:.3f} | {r['plain_us_per_step']:.0f} | {r['plain_ratio']:.3f} |"
-            )
+            cols = [f"{r['bare_s'] * 1e3:.3f}"]
+            for k in ("folded", "plain"):
+                cols += [f"{r[k + '_us_per_step']:.0f}", f"{r[k + '_ratio']:.3f}"]
+            if "compiled_s" in r:
+                cols.append(f"{r['bare_compiled_s'] * 1e3:.3f}")
+                for k in ("net_compiled", "compiled"):
+                    cols += [f"{r[k + '_us_per_step']:.0f}", f"{r[k + '_ratio']:.3f}"]
+                cols.append(f"{r['compiled_vs_eager_bare']:.3f}")
+            else:
+                cols += ["—"] * 6
+            lines.append(f"| {r['batch']} | " + " | ".join(cols) + " |")
     if "accuracy" in results:
         lines += [
             "",
@@ -558,10 +588,10 @@ def main() -> None:
             results["sync_check"] = sync_check(mnist_model(args.device, "float32", False), 64, args.device)
             print(results["sync_check"], flush=True)
 
-    if "loop" in only and args.device == "cpu":
+    if "loop" in only:
         results["loop"], results["loop_date"] = [], machine(args.device)["date"]
         for batch in (1, 256, 4096):
-            results["loop"].append(loop_overhead(batch, 21 if batch < 4096 else reps))
+            results["loop"].append(loop_overhead(batch, 3 if args.quick else 51, device=args.device))
             print(results["loop"][-1], flush=True)
 
     def save() -> None:  # after every section, so a later failure loses nothing measured

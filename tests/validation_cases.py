@@ -64,6 +64,8 @@ _TABLE: dict[str, list[tuple]] = {
          "sampler.solver must be one of euler, midpoint"),
         ("unknown inner grid", "run model=gmm sampler=glass sampler.inner_grid=foo",
          "sampler.inner_grid must be one of"),
+        ("unknown compile mode", "run model=gmm sampler=glass sampler.compile=fast",
+         "sampler.compile must be true, false or a torch.compile mode"),
         ("unknown ODE method", "run model=gmm sampler=ode sampler.method=foo",
          "sampler.method must be one of euler, heun"),
         ("empty list of steps (compare)", "run model=gmm sampler.steps=[]",

@@ -145,10 +145,21 @@ class Model:
     def _watch(self, out: Tensor, t: Tensor) -> None:
         """Record the output's float64 sum: one tensor operation, finite exactly when every element
         is (a NaN or Inf propagates; float64 cannot overflow on any network's output)."""
+        self._record(t, out.sum(dtype=torch.float64))
+
+    def _record(self, t: Tensor, total: Tensor) -> None:
         calls = self.__dict__.setdefault("_calls", [])
-        calls.append((self.nfe, t, out.sum(dtype=torch.float64)))
+        calls.append((self.nfe, t, total))
         if len(calls) >= self._WATCH_LIMIT:  # code that never calls check_outputs: check now and then
             self.check_outputs(" (checked every 256 network calls)")
+
+    def record_calls(self, times: list[Tensor], totals: Tensor) -> None:
+        """Count network calls made inside a compiled graph (:meth:`raw_network`): one NFE each, and
+        their outputs' float64 sums ``totals`` watched as :meth:`network` watches an output."""
+        for t, total in zip(times, totals.unbind(0)):
+            self.nfe += 1
+            if self.watch_finite:
+                self._record(t, total)
 
     def check_outputs(self, where: str | Callable[[], str] = "", *outputs: Tensor) -> None:
         """Raise ``FloatingPointError`` naming the first network call (its number and time t) whose
@@ -183,12 +194,20 @@ class Model:
         """(a, b), float64 of t's shape, with D_t(x) = a x + b f(x, t) for the model's raw network f
         (:meth:`network`), or None when the denoiser is not affine in one network output (the oracle,
         pipelines with guidance): then samplers call :meth:`denoise`. A sampler with host times folds
-        a and b into its own linear update, saving the conversion's tensor operations per call."""
+        a and b into its own linear update, saving the conversion's tensor operations per call (an
+        eager loop only where :attr:`fold_eager`; a compiled transition always)."""
         return None
+
+    fold_eager = True  # eager sampler loops fold the denoiser into their updates when affine allows
 
     def network(self, x: Tensor, t: Tensor, **cond) -> Tensor:
         """f(x, t) on inputs already in the network's dtypes (:attr:`network_dtypes`), t of shape (B,);
         one NFE, watched for NaN like :meth:`denoise`. Only for models whose :meth:`affine` is not None."""
+        raise NotImplementedError
+
+    def raw_network(self, x: Tensor, t: Tensor, cond: dict) -> Tensor:
+        """:meth:`network` without the NFE count and the NaN watch, for a compiled graph (its caller
+        accounts for them with :meth:`record_calls`)."""
         raise NotImplementedError
 
     @property
@@ -290,6 +309,9 @@ class CallableModel(Model):
             cache[key] = (a, to_denoiser(self.schedule, self.prediction, one, zero, t), self.schedule)
         a, b, _ = cache[key]
         return a, b
+
+    def raw_network(self, x: Tensor, t: Tensor, cond: dict) -> Tensor:
+        return self._call(x, t, cond)
 
     def network(self, x: Tensor, t: Tensor, **cond) -> Tensor:
         self.nfe += 1

@@ -163,11 +163,10 @@ class MnistFlow(CallableModel):
             self._velocity, "velocity", "linear", shape=(1, 28, 28), dtype=torch.float32, device=device
         )
 
-    def affine(self, t: Tensor) -> None:
-        """The plain loop (``denoise`` per step): on this UNet the folded loop saves nothing measurable
-        (GLASS costs 1.01-1.02x bare calls either way, benchmarks/results/bench.md), and the plain loop
-        keeps the committed MNIST results bit for bit."""
-        return None
+    # eager loops call ``denoise`` per step: on this UNet folding saves nothing measurable (GLASS costs
+    # 1.01-1.02x bare calls either way, benchmarks/results/bench.md), and the plain loop keeps the
+    # committed MNIST results bit for bit; a compiled transition (sampler.compile) folds it
+    fold_eager = False
 
     def data_samples(self, n: int, generator=None, split: str = "test") -> tuple[Tensor, Tensor]:
         """``n`` distinct images of ``split`` drawn with ``generator`` (data space, float64, on the

@@ -20,6 +20,7 @@ All scalar algebra is float64; only the network input is cast to the model dtype
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -51,6 +52,7 @@ __all__ = [
     "step_moments",
 ]
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 InnerSolver = Literal["euler", "midpoint", "multistep"]
 InnerGrid = Literal["uniform", "time"]
 SBAR0 = 1.0  # sbar_0 of the inner path (paper: 1)
@@ -257,6 +259,11 @@ class GLASS:
             at s = 1 of a posterior; see :func:`inner_plan`).
         inner_grid: inner times, ``"uniform"`` (the paper's) or ``"time"`` (uniform in the effective
             denoiser time t*; see :func:`inner_grid`). ("grid" alone is the outer grid of times.)
+        compile: run each transition as one ``torch.compile`` graph together with the network (false:
+            eager; true or a ``torch.compile`` mode: ``default``, ``reduce-overhead`` (CUDA graphs),
+            ``max-autotune``, ``max-autotune-no-cudagraphs``). The same numbers to float rounding;
+            the first transition of a shape compiles (seconds to minutes). Applies at host times to
+            models with a raw network (see :meth:`_compiles`); ``benchmarks/bench.py`` measures it.
 
     With M = 1 a GLASS step is the DDIM / ancestral step x_{t'} = gamma x_t + abar D_t(x_t) + sbar eps.
     """
@@ -270,6 +277,7 @@ class GLASS:
         kappa: float | None = None,
         solver: InnerSolver = "euler",
         inner_grid: InnerGrid = "uniform",
+        compile: bool | str = False,
     ):
         steps = check_int("steps", steps, 1)
         if isinstance(rho, str):
@@ -291,10 +299,17 @@ class GLASS:
             raise ValueError(f"inner_grid must be one of {kinds}, got {inner_grid!r}")
         self.steps, self.rho, self.kappa, self.solver = steps, rho, kappa, solver
         self.inner_grid = inner_grid
+        if compile is True:
+            compile = "default"
+        if compile is not False and compile not in COMPILE_MODES:
+            modes = ", ".join(COMPILE_MODES)
+            raise ValueError(f"compile must be true, false or a torch.compile mode ({modes}), got {compile!r}")
+        self.compile = compile
 
     def __repr__(self) -> str:
         k = f", kappa={self.kappa}" if self.kappa is not None else ""
         g = f", inner_grid={self.inner_grid!r}" if self.inner_grid != "uniform" else ""
+        g += f", compile={self.compile!r}" if self.compile else ""
         return f"GLASS(steps={self.steps}, rho={self.rho!r}{k}, solver={self.solver!r}{g})"
 
     @property
@@ -357,12 +372,29 @@ class GLASS:
         applies: Euler steps at host times, a :class:`~glass.models.base.Model` whose denoiser is
         affine in its network's output (``model.affine``; wrappers such as guidance are not), no
         autograd through x. Else None."""
-        if per_sample or self.solver != "euler" or not isinstance(model, Model):
+        if per_sample or self.solver != "euler" or not isinstance(model, Model) or not model.fold_eager:
             return None
         if torch.is_grad_enabled() and x.requires_grad:
             return None
         coeffs = model.affine(t_star)  # the plan's host times: no copy back from the device
         return None if coeffs is None else (coeffs[0].tolist(), coeffs[1].tolist())
+
+    def _compiles(self, model, x: Tensor, per_sample: bool, t_star: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The denoiser's (a, b) at the plan's times when ``compile`` applies: host times, a model whose
+        denoiser is affine in its raw network (``model.affine`` not None: ``from_prediction`` models,
+        the MNIST UNet), no autograd through x. Else None: the eager loop runs, with a warning the
+        first time."""
+        coeffs = model.affine(t_star) if isinstance(model, Model) and not per_sample else None
+        why = (
+            "per-sample times" if per_sample
+            else f"the denoiser of {type(model).__name__} is not affine in one network output" if coeffs is None
+            else "autograd through x" if torch.is_grad_enabled() and x.requires_grad
+            else None
+        )  # fmt: skip
+        if why is not None and not self.__dict__.get("_warned"):
+            self._warned = True
+            warnings.warn(f"{self!r}: compile does not apply ({why}); this transition runs eagerly", stacklevel=4)
+        return coeffs if why is None else None
 
     def _folded(self, model, x_t: Tensor, xbar: Tensor, p: InnerPlan, t_star: Tensor, coeffs, denoised,
                 cond) -> Tensor:  # fmt: skip
@@ -413,6 +445,9 @@ class GLASS:
         def b(v):  # a Python float, or a (B,) coefficient shaped to broadcast
             return v if isinstance(v, float) else bcast(v, x_t)
 
+        coeffs = self._compiles(model, x, per_sample, p.t_star) if self.compile else None
+        if coeffs is not None:
+            return self._compiled(model, x_t, eps, p, t_star, coeffs, denoised, cond).to(x.dtype)
         xbar = b(p.gamma) * x_t + SBAR0 * eps  # xbar_0: the only randomness
         coeffs = self._affine(model, x, per_sample, p.t_star)
         if coeffs is not None:
@@ -424,22 +459,85 @@ class GLASS:
             inp = x_t if j == 0 else b(p.in_x[j]) * x_t + b(p.in_xb[j]) * xb
             return model.denoise(inp, t_star[j], **cond)
 
-        def update(k: int, xb: Tensor, d: Tensor) -> Tensor:
-            return b(p.c_xb[k]) * xb + b(p.c_d[k]) * d + b(p.c_x[k]) * x_t
+        return inner_loop(self.solver, self.steps, p, denoise, xbar, x_t).to(x.dtype)
 
-        d_prev = d_prev2 = None
-        for i in range(self.steps):
-            if self.solver == "midpoint":  # stages at s_i and s_i + h_i / 2, both < 1
-                x_mid = update(2 * i, xbar, denoise(2 * i, xbar))
-                xbar = xbar + update(2 * i + 1, x_mid, denoise(2 * i + 1, x_mid))
-                continue
-            d = denoise(i, xbar)
-            if self.solver == "multistep" and i >= 1:  # correct the step just taken with D_i
-                xbar = xbar + b(p.c_c[i - 1]) * (d - d_prev)
-                if i >= 2:
-                    xbar = xbar - b(p.c_m[i - 1]) * (d_prev - d_prev2)
-            new = update(i, xbar, d)
-            if self.solver == "multistep" and i >= 1:
-                new = new + b(p.c_m[i]) * (d - d_prev)
-            xbar, d_prev2, d_prev = new, d_prev, d
-        return xbar.to(x.dtype)
+    def _compiled(self, model, x_t: Tensor, eps: Tensor, p: InnerPlan, t_star: Tensor, coeffs, denoised, cond):
+        """The transition as one compiled graph (``compile``): :func:`compiled_transition` under
+        ``torch.compile``, with the plan as device tensors (one graph serves every t, t'), then the
+        network calls counted and watched as :meth:`Model.network` would."""
+        a, bb = coeffs
+        dev = x_t.device
+        coef = torch.tensor([p.in_x, p.in_xb, p.c_xb, p.c_d, p.c_x, p.c_m, p.c_c], dtype=torch.float64)
+        coef, ab = coef.to(dev), torch.stack([a, bb]).to(dev)
+        gamma = torch.tensor(p.gamma, dtype=torch.float64, device=dev)
+        x_dtype, t_dtype = model.network_dtypes
+        times = t_star.to(t_dtype)[:, None].expand(-1, x_t.shape[0])
+        graph = _compiled_graph(self.compile)
+        with torch.no_grad():
+            y, sums = graph(model, self.solver, self.steps, x_t, eps, gamma, coef, ab, times, x_dtype, denoised,
+                            cond)  # fmt: skip
+        if self.compile in ("reduce-overhead", "max-autotune"):  # CUDA graphs reuse their output buffers
+            y, sums = y.clone(), sums.clone()
+        called = range(1 if denoised is not None else 0, len(p.in_x))
+        model.record_calls([times[j] for j in called], sums)
+        return y
+
+
+def inner_loop(solver: str, steps: int, p: InnerPlan, denoise, xbar: Tensor, x_t: Tensor) -> Tensor:
+    """The inner ODE (eq. 19) from xbar_0 over the plan ``p``; ``denoise(j, xbar)`` is the GLASS
+    denoiser at the plan's evaluation j (Proposition 2). Shared by the eager and the compiled
+    transition."""
+
+    def b(v):  # a Python float, or a 0-d or (B,) coefficient shaped to broadcast
+        return v if isinstance(v, float) else bcast(v, x_t)
+
+    def update(k: int, xb: Tensor, d: Tensor) -> Tensor:
+        return b(p.c_xb[k]) * xb + b(p.c_d[k]) * d + b(p.c_x[k]) * x_t
+
+    d_prev = d_prev2 = None
+    for i in range(steps):
+        if solver == "midpoint":  # stages at s_i and s_i + h_i / 2, both < 1
+            x_mid = update(2 * i, xbar, denoise(2 * i, xbar))
+            xbar = xbar + update(2 * i + 1, x_mid, denoise(2 * i + 1, x_mid))
+            continue
+        d = denoise(i, xbar)
+        if solver == "multistep" and i >= 1:  # correct the step just taken with D_i
+            xbar = xbar + b(p.c_c[i - 1]) * (d - d_prev)
+            if i >= 2:
+                xbar = xbar - b(p.c_m[i - 1]) * (d_prev - d_prev2)
+        new = update(i, xbar, d)
+        if solver == "multistep" and i >= 1:
+            new = new + b(p.c_m[i]) * (d - d_prev)
+        xbar, d_prev2, d_prev = new, d_prev, d
+    return xbar
+
+
+def compiled_transition(model, solver, steps, x_t, eps, gamma, coef, ab, times, x_dtype, denoised, cond):
+    """The GLASS transition as one function of tensors, for ``torch.compile``: xbar_0 = gamma x_t +
+    eps, then :func:`inner_loop` with the denoiser D = a x_in + b f(x_in) of the model's raw network
+    f (``model.affine``). ``coef`` holds the plan's rows (in_x, in_xb, c_xb, c_d, c_x, c_m, c_c),
+    ``ab`` the rows (a, b) and ``times`` the network's times, one per evaluation. Returns xbar_1 and
+    the float64 sum of every network output (the NaN watch)."""
+    p = InnerPlan(gamma, times, *(list(row.unbind(0)) for row in coef))
+    sums = []
+
+    def denoise(j: int, xb: Tensor) -> Tensor:
+        if j == 0 and denoised is not None:
+            return denoised.to(x_t)
+        inp = x_t if j == 0 else p.in_x[j] * x_t + p.in_xb[j] * xb
+        out = model.raw_network(inp.to(x_dtype), times[j], cond)
+        sums.append(out.sum(dtype=torch.float64))
+        return ab[0, j] * inp + ab[1, j] * out
+
+    return inner_loop(solver, steps, p, denoise, gamma * x_t + SBAR0 * eps, x_t), torch.stack(sums)
+
+
+_GRAPHS: dict = {}
+
+
+def _compiled_graph(mode: str):
+    """``torch.compile(compiled_transition, mode=mode)``, one per mode per process (dynamo keeps a
+    graph per model, solver, M and input shape beneath it)."""
+    if mode not in _GRAPHS:
+        _GRAPHS[mode] = torch.compile(compiled_transition, mode=mode, dynamic=False)
+    return _GRAPHS[mode]

@@ -1,0 +1,93 @@
+"""``GLASS(compile=...)``: the transition compiled with the network as one ``torch.compile`` graph
+(inductor, as users run it) gives the eager loop's numbers to float rounding, the same NFE and the
+same NaN reports, compiles once for every t -> t', and falls back to the eager loop (with a warning)
+where it does not apply. Compiling costs seconds per graph on 2 cores: one small network, shared."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from glass.models import from_prediction, ring
+from glass.samplers import GLASS
+
+
+class Net(torch.nn.Module):
+    """A small velocity network; NaN for t < 0.05 (sqrt of a negative number), to test the watch."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.SiLU(), torch.nn.Linear(16, 2))
+
+    def forward(self, x, t):
+        return self.lin(torch.cat([x, t[:, None]], 1)) + torch.sqrt(t - 0.05)[:, None]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return from_prediction(Net(), "velocity", "linear", shape=(2,))
+
+
+def graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def run(kernel, model, x, t, tn, **kw):
+    model.reset_nfe()
+    with torch.no_grad():
+        y = kernel.transition(model, x, t, tn, generator=torch.Generator().manual_seed(3), **kw)
+    return y, model.reset_nfe()
+
+
+@pytest.mark.parametrize("solver", ["euler", "multistep", "midpoint"])
+def test_compiled_transition_equals_the_eager_one(model, solver):
+    x = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    eager, compiled = GLASS(3, rho=0.4, solver=solver), GLASS(3, rho=0.4, solver=solver, compile=True)
+    for t, tn in [(0.3, 0.6), (0.1, 0.95)]:
+        (ye, ne), (yc, nc) = run(eager, model, x, t, tn), run(compiled, model, x, t, tn)
+        assert ne == nc == eager.nfe
+        assert torch.allclose(yc, ye, atol=1e-6, rtol=0), (solver, t, (yc - ye).abs().max())
+        assert not torch.equal(yc, run(compiled, model, x, t, tn + 0.01)[0])
+        if t == 0.3:
+            before = graphs()  # the graph of this solver and shape now exists
+    assert graphs() == before, "a new t -> t' recompiled the transition"
+
+
+def test_compiled_with_a_given_denoiser_and_a_nan_report(model):
+    x = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    eager, compiled = GLASS(2), GLASS(2, compile=True)
+    d = model.denoise(x, torch.tensor(0.4, dtype=torch.float64))
+    (ye, ne), (yc, nc) = run(eager, model, x, 0.4, 0.7, denoised=d), run(compiled, model, x, 0.4, 0.7, denoised=d)
+    assert ne == nc == 1
+    assert torch.allclose(yc, ye, atol=1e-6, rtol=0)
+    messages = []
+    for kernel in (eager, compiled):
+        with pytest.raises(FloatingPointError) as err:
+            run(kernel, model, x, 0.01, 0.5)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1].replace(", compile='default'", "")  # the kernel's repr differs
+    assert "network call 1 (t = 0.01)" in messages[1], messages[1]
+
+
+def test_compile_falls_back_to_the_eager_loop_with_a_warning():
+    oracle = ring()  # a closed-form denoiser: no network to compile
+    x = oracle.sample_marginal(8, 0.3, torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match="compile does not apply"):
+        yc, nc = run(GLASS(4, compile=True), oracle, x, 0.3, 0.6)
+    ye, ne = run(GLASS(4), oracle, x, 0.3, 0.6)
+    assert torch.equal(yc, ye) and nc == ne == 4
+    kernel = GLASS(4, compile="max-autotune")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            run(kernel, oracle, x, 0.3, 0.6)
+    assert len(seen) == 1, "warned once per kernel"
+
+
+@pytest.mark.parametrize("bad", ["fast", 1, None, "inductor"])
+def test_compile_option_is_validated(bad):
+    with pytest.raises(ValueError, match="compile must be true, false or a torch.compile mode"):
+        GLASS(4, compile=bad)
