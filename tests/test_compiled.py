@@ -60,7 +60,7 @@ def test_compiled_with_a_given_denoiser_and_a_nan_report(model):
     x = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     eager, compiled = GLASS(2), GLASS(2, compile=True)
     d = model.denoise(x, torch.tensor(0.4, dtype=torch.float64))
-    (ye, ne), (yc, nc) = run(eager, model, x, 0.4, 0.7, denoised=d), run(compiled, model, x, 0.4, 0.7, denoised=d)
+    (ye, ne), (yc, nc) = (run(k, model, x, 0.4, 0.7, denoised=d) for k in (eager, compiled))
     assert ne == nc == 1
     assert torch.allclose(yc, ye, atol=1e-6, rtol=0)
     messages = []

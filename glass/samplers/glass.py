@@ -303,7 +303,9 @@ class GLASS:
             compile = "default"
         if compile is not False and compile not in COMPILE_MODES:
             modes = ", ".join(COMPILE_MODES)
-            raise ValueError(f"compile must be true, false or a torch.compile mode ({modes}), got {compile!r}")
+            raise ValueError(
+                f"compile must be true, false or a torch.compile mode ({modes}), got {compile!r}"
+            )
         self.compile = compile
 
     def __repr__(self) -> str:
@@ -387,13 +389,13 @@ class GLASS:
         coeffs = model.affine(t_star) if isinstance(model, Model) and not per_sample else None
         why = (
             "per-sample times" if per_sample
-            else f"the denoiser of {type(model).__name__} is not affine in one network output" if coeffs is None
+            else f"{type(model).__name__}'s denoiser is not affine in one network output" if coeffs is None
             else "autograd through x" if torch.is_grad_enabled() and x.requires_grad
             else None
         )  # fmt: skip
         if why is not None and not self.__dict__.get("_warned"):
             self._warned = True
-            warnings.warn(f"{self!r}: compile does not apply ({why}); this transition runs eagerly", stacklevel=4)
+            warnings.warn(f"{self!r}: compile does not apply ({why}); the eager loop runs", stacklevel=4)
         return coeffs if why is None else None
 
     def _folded(self, model, x_t: Tensor, xbar: Tensor, p: InnerPlan, t_star: Tensor, coeffs, denoised,
@@ -461,7 +463,8 @@ class GLASS:
 
         return inner_loop(self.solver, self.steps, p, denoise, xbar, x_t).to(x.dtype)
 
-    def _compiled(self, model, x_t: Tensor, eps: Tensor, p: InnerPlan, t_star: Tensor, coeffs, denoised, cond):
+    def _compiled(self, model, x_t: Tensor, eps: Tensor, p: InnerPlan, t_star: Tensor, coeffs, denoised,
+                  cond) -> Tensor:  # fmt: skip
         """The transition as one compiled graph (``compile``): :func:`compiled_transition` under
         ``torch.compile``, with the plan as device tensors (one graph serves every t, t'), then the
         network calls counted and watched as :meth:`Model.network` would."""
@@ -474,8 +477,8 @@ class GLASS:
         times = t_star.to(t_dtype)[:, None].expand(-1, x_t.shape[0])
         graph = _compiled_graph(self.compile)
         with torch.no_grad():
-            y, sums = graph(model, self.solver, self.steps, x_t, eps, gamma, coef, ab, times, x_dtype, denoised,
-                            cond)  # fmt: skip
+            y, sums = graph(model, self.solver, self.steps, x_t, eps, gamma, coef, ab, times, x_dtype,
+                            denoised, cond)  # fmt: skip
         if self.compile in ("reduce-overhead", "max-autotune"):  # CUDA graphs reuse their output buffers
             y, sums = y.clone(), sums.clone()
         called = range(1 if denoised is not None else 0, len(p.in_x))
