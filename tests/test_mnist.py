@@ -143,6 +143,24 @@ def test_mnist_flow_time_and_sign_convention():
         assert torch.allclose(model.denoise(x, t), z0.double().expand(4, -1, -1, -1), atol=1e-4)
 
 
+def test_chunked_unet_calls_give_the_whole_batch_numbers():
+    """model.chunk splits the UNet's batch (auto: 64 on the CPU) without changing its outputs, and the
+    option is validated."""
+    whole, chunked = load_flow(chunk=None), load_flow(chunk=7)
+    assert load_flow().chunk == 64 and whole.chunk is None
+    sizes = []
+    chunked.net.register_forward_hook(lambda mod, args, out: sizes.append(len(args[0])))
+    x = torch.randn(20, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    t = torch.linspace(0.1, 0.9, 20, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = whole.denoise(x, t), chunked.denoise(x, t)
+    assert sizes == [7, 7, 6]
+    assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    for bad in (0, -1, 2.5, True, "big"):
+        with pytest.raises(ValueError, match="model.chunk must be auto, null or an integer >= 1"):
+            load_flow(chunk=bad)
+
+
 def test_flow_warm_start_from_exported_weights(tmp_path):
     FlowTrainer(batch_size=4, max_steps=2, export=str(tmp_path / "a"), samples=0)(tmp_path / "run_a")
     result = FlowTrainer(

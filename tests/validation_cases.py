@@ -66,6 +66,7 @@ _TABLE: dict[str, list[tuple]] = {
          "sampler.inner_grid must be one of"),
         ("unknown compile mode", "run model=gmm sampler=glass sampler.compile=fast",
          "sampler.compile must be true, false or a torch.compile mode"),
+        ("bad UNet chunk", "run model.chunk=0", "model.chunk must be auto, null or an integer >= 1"),
         ("unknown ODE method", "run model=gmm sampler=ode sampler.method=foo",
          "sampler.method must be one of euler, heun"),
         ("empty list of steps (compare)", "run model=gmm sampler.steps=[]",

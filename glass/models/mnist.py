@@ -43,6 +43,7 @@ DEFAULT_UNET = {
     "layers_per_block": 1,
 }
 TIME_SCALE = 1000.0  # the UNet's sinusoidal embedding sees t * 1000
+CPU_CHUNK = 64  # model.chunk=auto on the CPU: images per UNet call (see load_flow)
 
 
 def to_data(pixels: Tensor) -> Tensor:
@@ -157,6 +158,7 @@ class MnistFlow(CallableModel):
     ):
         self.net = net.eval().requires_grad_(False).to(device)
         self.time_scale = time_scale
+        self.chunk: int | None = None  # network calls in chunks of this many images (None: whole batch)
         self.data_root, self.classifier_path = data_root, classifier
         self._classifier: Classifier | None = None
         super().__init__(
@@ -207,7 +209,7 @@ class MnistFlow(CallableModel):
             self._classifier = load_classifier(self.classifier_path, self.device)
         return self._classifier
 
-    def classify(self, z: Tensor, batch: int = 1000) -> Tensor:
+    def classify(self, z: Tensor, batch: int = 128) -> Tensor:
         """Predicted labels of data-space images."""
         net = self.classifier()
         return torch.cat(
@@ -215,7 +217,11 @@ class MnistFlow(CallableModel):
         )
 
     def _velocity(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.net(x, t * self.time_scale).sample
+        n = self.chunk or len(x)
+        if len(x) <= n:
+            return self.net(x, t * self.time_scale).sample
+        return torch.cat([self.net(x[i : i + n], t[i : i + n] * self.time_scale).sample
+                          for i in range(0, len(x), n)])  # fmt: skip
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.net.parameters())
@@ -228,13 +234,21 @@ def load_flow(
     data_root: str | None = None,
     classifier: str | None = None,
     compile: bool = False,
+    chunk: int | str | None = "auto",
 ) -> MnistFlow:
     """Load the shipped (or given) MNIST flow checkpoint (``model=mnist``). ``data_root`` and
     ``classifier`` are where the task's test images and the label classifier come from; ``compile``
-    wraps the UNet in ``torch.compile``."""
+    wraps the UNet in ``torch.compile``; ``chunk`` calls the UNet on at most that many images at a
+    time (the same numbers, bit for bit): ``"auto"`` is 64 on the CPU, where a batch of 256 costs
+    1.7x more per image than 64 (its activations leave the caches; ``benchmarks/bench.py``), and
+    the whole batch on a GPU; None is the whole batch."""
     check_device(device)
     if not isinstance(compile, bool):
         raise ValueError(f"model.compile must be true or false, got {compile!r}")
+    if chunk == "auto":
+        chunk = CPU_CHUNK if torch.device(device).type == "cpu" else None
+    elif chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"model.chunk must be auto, null or an integer >= 1, got {chunk!r}")
     path = path or ASSETS / "mnist_flow.safetensors"
     state, manifest = load_checkpoint(path, "glass train flow")
     with torch.inference_mode(False):  # normal tensors even when loaded inside an inference-mode run
@@ -244,6 +258,7 @@ def load_flow(
         raise ValueError(f"the manifest of {str(path)!r} has no valid time_scale ({time_scale!r}); "
                          "retrain it with `glass train flow`")  # fmt: skip
     model = MnistFlow(net, device, float(time_scale), data_root, classifier)
+    model.chunk = chunk
     return model.compile() if compile else model
 
 
