@@ -91,3 +91,10 @@ def test_compile_falls_back_to_the_eager_loop_with_a_warning():
 def test_compile_option_is_validated(bad):
     with pytest.raises(ValueError, match="compile must be true, false or a torch.compile mode"):
         GLASS(4, compile=bad)
+
+
+def test_a_wrong_network_output_is_the_eager_loops_error():
+    model = from_prediction(lambda x, t: x[:, :1], "velocity", "linear", shape=(2,))
+    x = torch.randn(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"the network returned \(3, 1\) for x of shape \(3, 2\)"):
+        run(GLASS(2, compile=True), model, x, 0.2, 0.5)

@@ -437,11 +437,7 @@ class GLASS:
         else:  # the plan is Python floats; one copy of a device scalar per transition at most
             t64, tn64 = as_time(t).cpu().reshape(()), as_time(t_next).cpu().reshape(())
         p = self.plan(model.schedule, t64, tn64)
-        t_star = p.t_star  # the network's times: one (asynchronous) copy per transition
-        if x.device.type == "cuda" and t_star.device.type == "cpu":
-            t_star = t_star.pin_memory().to(x.device, non_blocking=True)
-        else:
-            t_star = t_star.to(x.device)
+        t_star = _to_device(p.t_star, x.device)  # the network's times: one asynchronous copy
         eps = randn(x_t.shape, generator, device=x.device)
 
         def b(v):  # a Python float, or a (B,) coefficient shaped to broadcast
@@ -468,11 +464,15 @@ class GLASS:
         """The transition as one compiled graph (``compile``): :func:`compiled_transition` under
         ``torch.compile``, with the plan as device tensors (one graph serves every t, t'), then the
         network calls counted and watched as :meth:`Model.network` would."""
-        a, bb = coeffs
-        dev = x_t.device
-        coef = torch.tensor([p.in_x, p.in_xb, p.c_xb, p.c_d, p.c_x, p.c_m, p.c_c], dtype=torch.float64)
-        coef, ab = coef.to(dev), torch.stack([a, bb]).to(dev)
-        gamma = torch.tensor(p.gamma, dtype=torch.float64, device=dev)
+        key, cache = (id(p), x_t.device), self.__dict__.setdefault("_device_plans", {})
+        if key not in cache or cache[key][0] is not p:  # kept with its plan: asynchronous copies, once
+            if len(cache) >= 256:
+                cache.clear()
+            rows = [p.in_x, p.in_xb, p.c_xb, p.c_d, p.c_x, p.c_m, p.c_c, [p.gamma] * len(p.in_x)]
+            host = torch.cat([torch.tensor(rows, dtype=torch.float64), torch.stack(coeffs)])
+            cache[key] = (p, _to_device(host, x_t.device))
+        plan = cache[key][1]
+        coef, gamma, ab = plan[:7], plan[7, 0], plan[8:]
         x_dtype, t_dtype = model.network_dtypes
         times = t_star.to(t_dtype)[:, None].expand(-1, x_t.shape[0])
         graph = _compiled_graph(self.compile)
@@ -484,6 +484,13 @@ class GLASS:
         called = range(1 if denoised is not None else 0, len(p.in_x))
         model.record_calls([times[j] for j in called], sums)
         return y
+
+
+def _to_device(v: Tensor, device: torch.device) -> Tensor:
+    """A host tensor on ``device`` without synchronising: pinned and copied asynchronously to a GPU."""
+    if device.type == "cuda" and v.device.type == "cpu":
+        return v.pin_memory().to(device, non_blocking=True)
+    return v.to(device)
 
 
 def inner_loop(solver: str, steps: int, p: InnerPlan, denoise, xbar: Tensor, x_t: Tensor) -> Tensor:
