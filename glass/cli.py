@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import sys
+import warnings
 
 import typer
 from typer.core import TyperGroup
@@ -534,7 +535,21 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """glass's own warnings (e.g. a sampler option that does not apply) as one ``warning:`` line;
+    anything else as Python prints it."""
+    if category is UserWarning and os.path.abspath(filename).startswith(_PACKAGE):
+        print(f"warning: {message}", file=file or sys.stderr)
+    else:
+        _default_show(message, category, filename, lineno, file, line)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_default_show = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     try:
         app()
     except BrokenPipeError:  # e.g. glass run --cfg | head

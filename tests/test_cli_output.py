@@ -87,3 +87,19 @@ def test_a_metric_named_like_an_override_key_keeps_its_column():
     header = next(line for line in text.splitlines() if "sampler" in line)
     assert "reward" in header and "1.25 ± 0.1" in text and "2.25 ± 0.1" in text
     assert "sampling s" in header and "0.5" in text and "2.0" not in text  # per kernel, not the job's total
+
+
+def test_a_sampler_option_that_does_not_apply_is_one_warning_line(tmp_path):
+    """glass's own warnings reach a CLI user as one ``warning:`` line (here: sampler.compile on the
+    oracle, which has no network to compile), not Python's two-line format with a source line."""
+    import subprocess
+    import sys
+
+    args = [a for a in TINY if not a.startswith("sampler")] + ["sampler=glass", "sampler.steps=2",
+                                                               "sampler.compile=true"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "glass.cli", "run", *args, f"out_dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "compile" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: GLASS(steps=2"), proc.stderr
+    assert "compile does not apply" in lines[0] and "UserWarning" not in proc.stderr
