@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -308,13 +309,47 @@ def mnist_fid(quick: bool) -> dict:
     return {"t": 0.2, "points": 256, "rows": [*rows, *more]}
 
 
-def default_run() -> float:
+def default_run(*overrides: str) -> float:
+    """Wall time of ``glass run`` with a cold FID cache (a fresh out_dir)."""
     out = Path("outputs/bench")
+    shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "glass.cli", "run", f"out_dir={out}"], check=True, capture_output=True
-    )
+    cmd = [sys.executable, "-m", "glass.cli", "run", *overrides, f"out_dir={out}"]
+    subprocess.run(cmd, check=True, capture_output=True)
     return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def batching(reps: int) -> dict:
+    """Per-image cost of the MNIST UNet on 256 images in one call vs in chunks (``model.chunk``), and
+    of the classifier's FID features of 2,000 images at batch sizes (``extract_features``); the
+    outputs are compared bit for bit."""
+    from glass.metrics.fid import extract_features
+
+    model = load_flow(chunk=None)
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(256, 1, 28, 28, generator=g), torch.rand(256, generator=g)
+    chunks = {"256 (one call)": None, "128": 128, "64": 64, "32": 32}
+
+    def unet(c):
+        def call():
+            model.chunk = c
+            return model.raw_network(x, t, {})
+
+        return call
+
+    med = interleaved({k: unet(c) for k, c in chunks.items()}, reps)
+    outs = [unet(c)() for c in chunks.values()]
+    net, z = model.classifier(), torch.randn(2000, 1, 28, 28, generator=g)
+    sizes = (500, 256, 128, 64)
+    fmed = interleaved({b: (lambda b=b: extract_features(net.features, z, b)) for b in sizes}, reps)
+    feats = [extract_features(net.features, z, b) for b in sizes]
+    return {
+        "unet_ms_per_image": {k: v / 256 * 1e3 for k, v in med.items()},
+        "unet_identical": all(torch.equal(outs[0], o) for o in outs[1:]),
+        "features_us_per_image": {str(b): fmed[b] / 2000 * 1e6 for b in sizes},
+        "features_identical": all(torch.equal(feats[0], f) for f in feats[1:]),
+    }
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -491,9 +526,30 @@ def markdown(results: dict) -> str:
             "inner step (one NFE).",
             "",
         ]
-    if "default_run_s" in results:
+    if "batching" in results:
+        bt = results["batching"]
+        same = "identical" if bt["unet_identical"] and bt["features_identical"] else "NOT identical"
         lines += [
-            f"Default `glass run` (MNIST posterior comparison), wall time: {results['default_run_s']:.1f} s."
+            "",
+            "## Batch sizes on this CPU",
+            "",
+            "Medians of interleaved repetitions; outputs at every size " + same + " bit for bit.",
+            "",
+            "| MNIST UNet, 256 images | " + " | ".join(bt["unet_ms_per_image"]) + " |",
+            "|---|" + "---|" * len(bt["unet_ms_per_image"]),
+            "| ms per image | " + " | ".join(f"{v:.2f}" for v in bt["unet_ms_per_image"].values()) + " |",
+            "",
+            "| classifier features, 2,000 images, batch | " + " | ".join(bt["features_us_per_image"]) + " |",
+            "|---|" + "---|" * len(bt["features_us_per_image"]),
+            "| us per image | " + " | ".join(f"{v:.0f}" for v in bt["features_us_per_image"].values()) + " |",
+        ]
+    if "default_run_s" in results:
+        whole = results.get("default_run_whole_batch_s")
+        lines += [
+            "",
+            f"Default `glass run` (MNIST posterior comparison, cold FID cache), wall time: "
+            f"{results['default_run_s']:.1f} s"
+            + (f" (`model.chunk=null`, the whole batch per UNet call: {whole:.1f} s)." if whole else "."),
         ]
     return "\n".join(lines) + "\n"
 
@@ -603,6 +659,9 @@ def main() -> None:
         results["fk"] = fk_sweep(args.quick, args.device)
         save()
     if "default" in only and not args.quick:
+        results["batching"] = batching(reps)
+        print(results["batching"], flush=True)
+        results["default_run_whole_batch_s"] = default_run("model.chunk=null")  # as before model.chunk
         results["default_run_s"] = default_run()
         save()
     if "accuracy" in only:  # the untimed sections last, so other work may share the machine then

@@ -554,6 +554,8 @@ def main() -> None:
         app()
     except BrokenPipeError:  # e.g. glass run --cfg | head
         sys.exit(0)
+    finally:
+        warnings.showwarning = _default_show
 
 
 if __name__ == "__main__":

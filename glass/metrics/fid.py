@@ -91,8 +91,9 @@ def frechet_distance(stats_a, stats_b) -> float:
 
 
 def extract_features(extractor: nn.Module, images: Tensor, batch: int = 128) -> Tensor:
-    """Features of ``images`` in batches (one row per image). Batches of 128 keep a CPU's caches warm:
-    the MNIST classifier's features cost 1.4x more per image at 500 (the same numbers, bit for bit)."""
+    """Features of ``images`` in batches (one row per image). Batches of 128 keep a CPU's caches warm
+    (the MNIST classifier's features: "Batch sizes" in benchmarks/results/bench.md, the same numbers
+    bit for bit there); any size works on a GPU."""
     return torch.cat([extractor(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 

@@ -239,9 +239,10 @@ def load_flow(
     """Load the shipped (or given) MNIST flow checkpoint (``model=mnist``). ``data_root`` and
     ``classifier`` are where the task's test images and the label classifier come from; ``compile``
     wraps the UNet in ``torch.compile``; ``chunk`` calls the UNet on at most that many images at a
-    time (the same numbers, bit for bit): ``"auto"`` is 64 on the CPU, where a batch of 256 costs
-    1.7x more per image than 64 (its activations leave the caches; ``benchmarks/bench.py``), and
-    the whole batch on a GPU; None is the whole batch."""
+    time: ``"auto"`` is 64 on the CPU, where large batches cost more per image (their activations
+    leave the caches; "Batch sizes" in benchmarks/results/bench.md), and the whole batch on a GPU;
+    None is the whole batch. The same numbers to float32 rounding, bit for bit on this CPU for
+    multiples of 64 (the default run's 256 images; other sizes may take other conv kernels)."""
     check_device(device)
     if not isinstance(compile, bool):
         raise ValueError(f"model.compile must be true or false, got {compile!r}")

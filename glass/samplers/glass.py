@@ -261,9 +261,11 @@ class GLASS:
             denoiser time t*; see :func:`inner_grid`). ("grid" alone is the outer grid of times.)
         compile: run each transition as one ``torch.compile`` graph together with the network (false:
             eager; true or a ``torch.compile`` mode: ``default``, ``reduce-overhead`` (CUDA graphs),
-            ``max-autotune``, ``max-autotune-no-cudagraphs``). The same numbers to float rounding;
-            the first transition of a shape compiles (seconds to minutes). Applies at host times to
-            models with a raw network (see :meth:`_compiles`); ``benchmarks/bench.py`` measures it.
+            ``max-autotune``, ``max-autotune-no-cudagraphs``). The same numbers to the network's
+            float rounding under the compiler; the first transition compiles (seconds to minutes),
+            and once more on a second batch size (see :func:`_compiled_graph`). Applies at host
+            times to models with a raw network (see :meth:`_compiles`); ``benchmarks/bench.py``
+            measures it.
 
     With M = 1 a GLASS step is the DDIM / ancestral step x_{t'} = gamma x_t + abar D_t(x_t) + sbar eps.
     """
@@ -386,9 +388,11 @@ class GLASS:
         denoiser is affine in its raw network (``model.affine`` not None: ``from_prediction`` models,
         the MNIST UNet), no autograd through x. Else None: the eager loop runs, with a warning the
         first time."""
-        coeffs = model.affine(t_star) if isinstance(model, Model) and not per_sample else None
+        raw = isinstance(model, Model) and type(model).raw_network is not Model.raw_network
+        coeffs = model.affine(t_star) if raw and not per_sample else None
         why = (
             "per-sample times" if per_sample
+            else f"{type(model).__name__} has no raw_network" if not raw
             else f"{type(model).__name__}'s denoiser is not affine in one network output" if coeffs is None
             else "autograd through x" if torch.is_grad_enabled() and x.requires_grad
             else None
@@ -437,15 +441,16 @@ class GLASS:
         else:  # the plan is Python floats; one copy of a device scalar per transition at most
             t64, tn64 = as_time(t).cpu().reshape(()), as_time(t_next).cpu().reshape(())
         p = self.plan(model.schedule, t64, tn64)
-        t_star = _to_device(p.t_star, x.device)  # the network's times: one asynchronous copy
         eps = randn(x_t.shape, generator, device=x.device)
+        calls = self.nfe - (denoised is not None)  # network calls left to make
+        coeffs = self._compiles(model, x, per_sample, p.t_star) if self.compile and calls else None
+        if coeffs is not None:
+            return self._compiled(model, x_t, eps, p, coeffs, denoised, cond).to(x.dtype)
+        t_star = _to_device(p.t_star, x.device)  # the network's times: one asynchronous copy
 
         def b(v):  # a Python float, or a (B,) coefficient shaped to broadcast
             return v if isinstance(v, float) else bcast(v, x_t)
 
-        coeffs = self._compiles(model, x, per_sample, p.t_star) if self.compile else None
-        if coeffs is not None:
-            return self._compiled(model, x_t, eps, p, t_star, coeffs, denoised, cond).to(x.dtype)
         xbar = b(p.gamma) * x_t + SBAR0 * eps  # xbar_0: the only randomness
         coeffs = self._affine(model, x, per_sample, p.t_star)
         if coeffs is not None:
@@ -459,22 +464,22 @@ class GLASS:
 
         return inner_loop(self.solver, self.steps, p, denoise, xbar, x_t).to(x.dtype)
 
-    def _compiled(self, model, x_t: Tensor, eps: Tensor, p: InnerPlan, t_star: Tensor, coeffs, denoised,
-                  cond) -> Tensor:  # fmt: skip
+    def _compiled(self, model, x_t: Tensor, eps: Tensor, p: InnerPlan, coeffs, denoised, cond) -> Tensor:
         """The transition as one compiled graph (``compile``): :func:`compiled_transition` under
-        ``torch.compile``, with the plan as device tensors (one graph serves every t, t'), then the
-        network calls counted and watched as :meth:`Model.network` would."""
+        ``torch.compile``, with the plan and the model's (a, b) as device tensors (one graph serves
+        every t, t'), then the network calls counted and watched as :meth:`Model.network` would."""
         key, cache = (id(p), x_t.device), self.__dict__.setdefault("_device_plans", {})
-        if key not in cache or cache[key][0] is not p:  # kept with its plan: asynchronous copies, once
-            if len(cache) >= 256:
+        entry = cache.get(key)
+        if entry is None or entry[0] is not p or entry[1] is not coeffs[0] or entry[2] is not coeffs[1]:
+            if len(cache) >= 256:  # (a, b) are the model's kept coefficients: another model, other objects
                 cache.clear()
             rows = [p.in_x, p.in_xb, p.c_xb, p.c_d, p.c_x, p.c_m, p.c_c, [p.gamma] * len(p.in_x)]
-            host = torch.cat([torch.tensor(rows, dtype=torch.float64), torch.stack(coeffs)])
-            cache[key] = (p, _to_device(host, x_t.device))
-        plan = cache[key][1]
-        coef, gamma, ab = plan[:7], plan[7, 0], plan[8:]
+            host = torch.cat([torch.tensor(rows, dtype=torch.float64), torch.stack([*coeffs, p.t_star])])
+            entry = cache[key] = (p, *coeffs, _to_device(host, x_t.device))  # asynchronous, once
+        plan = entry[3]
+        coef, gamma, ab = plan[:7], plan[7, 0], plan[8:10]
         x_dtype, t_dtype = model.network_dtypes
-        times = t_star.to(t_dtype)[:, None].expand(-1, x_t.shape[0])
+        times = plan[10].to(t_dtype)[:, None].expand(-1, x_t.shape[0])
         graph = _compiled_graph(self.compile)
         with torch.no_grad():
             y, sums = graph(model, self.solver, self.steps, x_t, eps, gamma, coef, ab, times, x_dtype,
@@ -537,7 +542,7 @@ def compiled_transition(model, solver, steps, x_t, eps, gamma, coef, ab, times, 
         inp = x_t if j == 0 else p.in_x[j] * x_t + p.in_xb[j] * xb
         out = model.raw_network(inp.to(x_dtype), times[j], cond)
         sums.append(out.sum(dtype=torch.float64))
-        return ab[0, j] * inp + ab[1, j] * out
+        return ab[0, j] * inp + ab[1, j] * out.to(ab.dtype)  # float64, as the eager conversion
 
     return inner_loop(solver, steps, p, denoise, gamma * x_t + SBAR0 * eps, x_t), torch.stack(sums)
 
@@ -546,8 +551,10 @@ _GRAPHS: dict = {}
 
 
 def _compiled_graph(mode: str):
-    """``torch.compile(compiled_transition, mode=mode)``, one per mode per process (dynamo keeps a
-    graph per model, solver, M and input shape beneath it)."""
+    """``torch.compile(compiled_transition, mode=mode)``, one per mode per process. Dynamo keeps a
+    graph per model, solver, M and autograd mode beneath it, specialised to the first batch size;
+    a second batch size compiles one graph for every batch size (its default ``dynamic=None``), so
+    batch sizes never use up its recompile limit (8 graphs; beyond it a call runs eagerly)."""
     if mode not in _GRAPHS:
-        _GRAPHS[mode] = torch.compile(compiled_transition, mode=mode, dynamic=False)
+        _GRAPHS[mode] = torch.compile(compiled_transition, mode=mode)
     return _GRAPHS[mode]
