@@ -51,9 +51,11 @@ def main(argv=None) -> dict:
         fid = FID(features=features)
         rows[features] = {"samples": fid(x)["fid"], "floor": fid(floor)["fid"]}
         print(features, rows[features], flush=True)
-    checkpoint = Path(args.checkpoint or ASSETS / "mnist_flow.safetensors")
+    checkpoint = Path(args.checkpoint or ASSETS / "mnist_flow.safetensors").resolve()
     manifest = json.loads(checkpoint.with_suffix(".json").read_text())
-    out = {"checkpoint": str(checkpoint), "n": args.n, "nfe": 50,
+    root = OUT.parent.parent  # the repository: its files are named relative to it
+    shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint
+    out = {"checkpoint": str(shown), "n": args.n, "nfe": 50,
            "sampling_minutes": round(minutes, 1), "device": args.device, "fid": rows,
            "total_steps": manifest.get("total_steps")}  # fmt: skip
     OUT.mkdir(parents=True, exist_ok=True)
