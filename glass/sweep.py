@@ -399,14 +399,21 @@ class RunJob:
 _WATCHED: set[int] = set()
 
 # A process of its own (no glass import) that outlives a SIGKILL of the sweep's process. Every process
-# the launcher starts inherits GLASS_SWEEP_OWNER=<token> from the sweep's process; when the reaper's
-# pipe closes and the sweep's process is gone (reparented), it kills every process whose environment
-# carries the token (idle joblib workers that never ran a job have no watchdog thread of their own).
+# the launcher starts inherits GLASS_SWEEP_OWNER=<token> from the sweep's process. A sweep that ends
+# writes one byte to the reaper's pipe; a pipe that closes without it means the sweep's process died:
+# the reaper waits until it is reparented (a dying process closes its files before its children are
+# reparented: deciding at once could see the dying parent and kill nothing), then kills every process
+# whose environment carries the token (idle joblib workers that never ran a job have no watchdog thread).
 _REAPER = r"""
-import os, select, signal, sys
+import os, select, signal, sys, time
 main, token = int(sys.argv[1]), ("GLASS_SWEEP_OWNER=" + sys.argv[2]).encode()
-while not (select.select([sys.stdin], [], [], 5.0)[0] and not os.read(sys.stdin.fileno(), 1)):
-    pass  # wait for the pipe to close: the sweep ended, or its process died
+while not select.select([sys.stdin], [], [], 5.0)[0]:
+    pass
+if os.read(sys.stdin.fileno(), 1):
+    sys.exit(0)  # the sweep ended and said so
+deadline = time.monotonic() + 30
+while os.getppid() == main and time.monotonic() < deadline:
+    time.sleep(0.02)
 if os.getppid() != main:
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == os.getpid():
@@ -443,7 +450,11 @@ def reaper(launcher):
             os.environ.pop("GLASS_SWEEP_OWNER", None)
         else:
             os.environ["GLASS_SWEEP_OWNER"] = previous
-        proc.stdin.close()
+        try:
+            proc.stdin.write(b"x")  # the sweep ended: nothing to reap
+            proc.stdin.close()
+        except OSError:  # the reaper is gone already
+            pass
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
