@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from glass.models import CallableModel, Model, from_prediction, ring
+from glass.models import from_prediction, ring
 from glass.samplers import GLASS
 
 
@@ -135,17 +135,6 @@ def test_a_new_batch_size_compiles_once_for_all_batch_sizes(model):
         assert torch.allclose(yc, ye, atol=1e-10, rtol=0), b
         seen.append(graphs())
     assert seen[1] == seen[2] == seen[3], f"graphs after each batch size: {seen}"
-
-
-def test_a_model_without_a_raw_network_runs_eagerly():
-    class Folded(CallableModel):  # the documented contract before compile: affine + network only
-        raw_network = Model.raw_network
-
-    m = Folded(Net(), "velocity", "linear", shape=(2,))
-    x = torch.randn(4, 2, dtype=torch.float64)
-    with pytest.warns(UserWarning, match="Folded has no raw_network"):
-        yc = run(GLASS(2, compile=True), m, x, 0.3, 0.6)[0]
-    assert torch.equal(yc, run(GLASS(2), m, x, 0.3, 0.6)[0])
 
 
 @pytest.mark.parametrize("prediction", ["velocity", "epsilon", "x0"])

@@ -192,7 +192,7 @@ class Model:
     # -- the network itself, for samplers that fold the denoiser into their own updates ----------------
     def affine(self, t: Tensor) -> tuple[Tensor, Tensor] | None:
         """(a, b), float64 of t's shape, with D_t(x) = a x + b f(x, t) for the model's raw network f
-        (:meth:`network`), or None when the denoiser is not affine in one network output (the oracle,
+        (:meth:`raw_network`), or None when the denoiser is not affine in one network output (the oracle,
         pipelines with guidance): then samplers call :meth:`denoise`. A sampler with host times folds
         a and b into its own linear update, saving the conversion's tensor operations per call (an
         eager loop only where :attr:`fold_eager`; a compiled transition always)."""
@@ -201,13 +201,17 @@ class Model:
     fold_eager = True  # eager sampler loops fold the denoiser into their updates when affine allows
 
     def network(self, x: Tensor, t: Tensor, **cond) -> Tensor:
-        """f(x, t) on inputs already in the network's dtypes (:attr:`network_dtypes`), t of shape (B,);
-        one NFE, watched for NaN like :meth:`denoise`. Only for models whose :meth:`affine` is not None."""
-        raise NotImplementedError
+        """f(x, t) on inputs already in the network's dtypes (:attr:`network_dtypes`), t of shape (B,):
+        :meth:`raw_network`, counted as one NFE and watched for NaN like :meth:`denoise`."""
+        self.nfe += 1
+        out = self.raw_network(x, t, cond)
+        if self.watch_finite:
+            self._watch(out, t)
+        return out
 
     def raw_network(self, x: Tensor, t: Tensor, cond: dict) -> Tensor:
-        """:meth:`network` without the NFE count and the NaN watch, for a compiled graph (its caller
-        accounts for them with :meth:`record_calls`)."""
+        """The network f itself, uncounted (a compiled graph calls it and accounts with
+        :meth:`record_calls`). Every model whose :meth:`affine` is not None implements it."""
         raise NotImplementedError
 
     @property
@@ -312,13 +316,6 @@ class CallableModel(Model):
 
     def raw_network(self, x: Tensor, t: Tensor, cond: dict) -> Tensor:
         return self._call(x, t, cond)
-
-    def network(self, x: Tensor, t: Tensor, **cond) -> Tensor:
-        self.nfe += 1
-        out = self._call(x, t, cond)
-        if self.watch_finite:
-            self._watch(out, t)
-        return out
 
 
 def from_prediction(

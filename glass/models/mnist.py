@@ -155,10 +155,11 @@ class MnistFlow(CallableModel):
         time_scale: float = TIME_SCALE,
         data_root: str | None = None,
         classifier: str | None = None,
+        chunk: int | None = None,
     ):
         self.net = net.eval().requires_grad_(False).to(device)
         self.time_scale = time_scale
-        self.chunk: int | None = None  # network calls in chunks of this many images (None: whole batch)
+        self.chunk = chunk  # network calls in chunks of this many images (None: whole batch)
         self.data_root, self.classifier_path = data_root, classifier
         self._classifier: Classifier | None = None
         super().__init__(
@@ -258,8 +259,7 @@ def load_flow(
     if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) or not time_scale > 0:
         raise ValueError(f"the manifest of {str(path)!r} has no valid time_scale ({time_scale!r}); "
                          "retrain it with `glass train flow`")  # fmt: skip
-    model = MnistFlow(net, device, float(time_scale), data_root, classifier)
-    model.chunk = chunk
+    model = MnistFlow(net, device, float(time_scale), data_root, classifier, chunk)
     return model.compile() if compile else model
 
 

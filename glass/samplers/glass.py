@@ -388,11 +388,9 @@ class GLASS:
         denoiser is affine in its raw network (``model.affine`` not None: ``from_prediction`` models,
         the MNIST UNet), no autograd through x. Else None: the eager loop runs, with a warning the
         first time."""
-        raw = isinstance(model, Model) and type(model).raw_network is not Model.raw_network
-        coeffs = model.affine(t_star) if raw and not per_sample else None
+        coeffs = model.affine(t_star) if isinstance(model, Model) and not per_sample else None
         why = (
             "per-sample times" if per_sample
-            else f"{type(model).__name__} has no raw_network" if not raw
             else f"{type(model).__name__}'s denoiser is not affine in one network output" if coeffs is None
             else "autograd through x" if torch.is_grad_enabled() and x.requires_grad
             else None
@@ -456,13 +454,10 @@ class GLASS:
         if coeffs is not None:
             return self._folded(model, x_t, xbar, p, t_star, coeffs, denoised, cond).to(x.dtype)
 
-        def denoise(j: int, xb: Tensor) -> Tensor:
-            if j == 0 and denoised is not None:  # at s = 0 the GLASS denoiser is D_t(x_t) (Prop. 2)
-                return denoised.to(x_t)
-            inp = x_t if j == 0 else b(p.in_x[j]) * x_t + b(p.in_xb[j]) * xb
+        def denoise(j: int, inp: Tensor) -> Tensor:
             return model.denoise(inp, t_star[j], **cond)
 
-        return inner_loop(self.solver, self.steps, p, denoise, xbar, x_t).to(x.dtype)
+        return inner_loop(self.solver, self.steps, p, denoise, xbar, x_t, denoised).to(x.dtype)
 
     def _compiled(self, model, x_t: Tensor, eps: Tensor, p: InnerPlan, coeffs, denoised, cond) -> Tensor:
         """The transition as one compiled graph (``compile``): :func:`compiled_transition` under
@@ -498,13 +493,20 @@ def _to_device(v: Tensor, device: torch.device) -> Tensor:
     return v.to(device)
 
 
-def inner_loop(solver: str, steps: int, p: InnerPlan, denoise, xbar: Tensor, x_t: Tensor) -> Tensor:
-    """The inner ODE (eq. 19) from xbar_0 over the plan ``p``; ``denoise(j, xbar)`` is the GLASS
-    denoiser at the plan's evaluation j (Proposition 2). Shared by the eager and the compiled
-    transition."""
+def inner_loop(solver: str, steps: int, p: InnerPlan, denoise, xbar: Tensor, x_t: Tensor,
+               denoised: Tensor | None = None) -> Tensor:  # fmt: skip
+    """The inner ODE (eq. 19) from xbar_0 over the plan ``p``. The GLASS denoiser at evaluation j
+    (Proposition 2) is ``denoise(j, x_in)`` at the network input x_in = alpha_{t*} S = in_x x_t +
+    in_xb xbar, and D_t(x_t) at s = 0 (``denoised`` when the caller has it: no network call).
+    Shared by the eager and the compiled transition."""
 
     def b(v):  # a Python float, or a 0-d or (B,) coefficient shaped to broadcast
         return v if isinstance(v, float) else bcast(v, x_t)
+
+    def glass_d(j: int, xb: Tensor) -> Tensor:
+        if j == 0:  # s = 0: the inner measurement carries no information
+            return denoised.to(x_t) if denoised is not None else denoise(0, x_t)
+        return denoise(j, b(p.in_x[j]) * x_t + b(p.in_xb[j]) * xb)
 
     def update(k: int, xb: Tensor, d: Tensor) -> Tensor:
         return b(p.c_xb[k]) * xb + b(p.c_d[k]) * d + b(p.c_x[k]) * x_t
@@ -512,10 +514,10 @@ def inner_loop(solver: str, steps: int, p: InnerPlan, denoise, xbar: Tensor, x_t
     d_prev = d_prev2 = None
     for i in range(steps):
         if solver == "midpoint":  # stages at s_i and s_i + h_i / 2, both < 1
-            x_mid = update(2 * i, xbar, denoise(2 * i, xbar))
-            xbar = xbar + update(2 * i + 1, x_mid, denoise(2 * i + 1, x_mid))
+            x_mid = update(2 * i, xbar, glass_d(2 * i, xbar))
+            xbar = xbar + update(2 * i + 1, x_mid, glass_d(2 * i + 1, x_mid))
             continue
-        d = denoise(i, xbar)
+        d = glass_d(i, xbar)
         if solver == "multistep" and i >= 1:  # correct the step just taken with D_i
             xbar = xbar + b(p.c_c[i - 1]) * (d - d_prev)
             if i >= 2:
@@ -530,21 +532,19 @@ def inner_loop(solver: str, steps: int, p: InnerPlan, denoise, xbar: Tensor, x_t
 def compiled_transition(model, solver, steps, x_t, eps, gamma, coef, ab, times, x_dtype, denoised, cond):
     """The GLASS transition as one function of tensors, for ``torch.compile``: xbar_0 = gamma x_t +
     eps, then :func:`inner_loop` with the denoiser D = a x_in + b f(x_in) of the model's raw network
-    f (``model.affine``). ``coef`` holds the plan's rows (in_x, in_xb, c_xb, c_d, c_x, c_m, c_c),
-    ``ab`` the rows (a, b) and ``times`` the network's times, one per evaluation. Returns xbar_1 and
-    the float64 sum of every network output (the NaN watch)."""
+    f (the conversion of eqs. 14, 26, 27, ``model.affine``). ``coef`` holds the plan's rows (in_x,
+    in_xb, c_xb, c_d, c_x, c_m, c_c), ``ab`` the rows (a, b) and ``times`` the network's times, one
+    per evaluation. Returns xbar_1 and the float64 sum of every network output (the NaN watch)."""
     p = InnerPlan(gamma, times, *(list(row.unbind(0)) for row in coef))
     sums = []
 
-    def denoise(j: int, xb: Tensor) -> Tensor:
-        if j == 0 and denoised is not None:
-            return denoised.to(x_t)
-        inp = x_t if j == 0 else p.in_x[j] * x_t + p.in_xb[j] * xb
+    def denoise(j: int, inp: Tensor) -> Tensor:
         out = model.raw_network(inp.to(x_dtype), times[j], cond)
         sums.append(out.sum(dtype=torch.float64))
         return ab[0, j] * inp + ab[1, j] * out.to(ab.dtype)  # float64, as the eager conversion
 
-    return inner_loop(solver, steps, p, denoise, gamma * x_t + SBAR0 * eps, x_t), torch.stack(sums)
+    y = inner_loop(solver, steps, p, denoise, gamma * x_t + SBAR0 * eps, x_t, denoised)
+    return y, torch.stack(sums)
 
 
 _GRAPHS: dict = {}
