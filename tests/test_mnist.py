@@ -110,6 +110,32 @@ def test_flow_resume_continues_exactly(tmp_path):
         )
 
 
+def test_flow_learning_rate_warms_up_holds_and_decays(tmp_path):
+    """Warm-up, constant, linear decay to lr / decay_steps at the last step; the optimiser gets it."""
+    trainer = FlowTrainer(lr=1.0, warmup_steps=4, max_steps=20, decay_steps=5)
+    lrs = [trainer.lr_at(k) for k in range(20)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0] and lrs[4:16] == [1.0] * 12
+    assert lrs[15:] == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])
+    assert FlowTrainer(lr=1.0, warmup_steps=4, max_steps=20).lr_at(19) == 1.0  # decay_steps=0: none
+    kw = {"batch_size": 4, "export": None, "samples": 0, "warmup_steps": 1, "lr": 1e-3}
+    FlowTrainer(max_steps=3, decay_steps=2, **kw)(tmp_path / "run")
+    opt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["opt"]
+    assert opt["param_groups"][0]["lr"] == pytest.approx(0.5e-3)  # the last step's (step 2 of 3)
+
+
+def test_flow_bf16_trains_the_same_batches_in_autocast(tmp_path):
+    """precision=bf16 runs the network under bfloat16 autocast on the same batches: its losses differ
+    from float32's by bfloat16 rounding (not 0, not more than a few per cent)."""
+    kw = {"batch_size": 8, "max_steps": 2, "export": None, "samples": 0, "device": "cpu"}
+    FlowTrainer(**kw)(tmp_path / "fp32")
+    FlowTrainer(precision="bf16", **kw)(tmp_path / "bf16")
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in ("fp32", "bf16"))
+    assert torch.equal(a["gen"], b["gen"])  # the same batches and noise were drawn
+    for x, y in zip(a["losses"], b["losses"]):
+        assert 0 < abs(x - y) < 0.05 * x
+    assert all(v.dtype == torch.float32 for v in b["ema"].values())
+
+
 def test_classifier_resume_continues_exactly(tmp_path):
     """Dropout draws from the global RNG: resuming must restore it too."""
     kw = {"max_steps": 6, "export": None, "eval_images": 200}

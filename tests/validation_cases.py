@@ -416,6 +416,12 @@ _TABLE: dict[str, list[tuple]] = {
         ("evaluation set too large", "train classifier trainer.eval_images=20000",
          "trainer.eval_images must be an integer in [1, 10000] or null, got 20000"),
         ("missing MNIST directory", "train flow data.root={tmp}/no-mnist", "data.root: the data directory"),
+        ("unknown training precision", "train flow trainer.precision=fp16",
+         "trainer.precision must be one of fp32, bf16, got 'fp16'"),
+        ("learning-rate decay longer than training", "train flow trainer.max_steps=10 trainer.decay_steps=11",
+         "trainer.decay_steps must be an integer in [0, 10], got 11"),
+        ("training on CUDA without a GPU", "train flow trainer.device=cuda",
+         "trainer.device='cuda' but no CUDA GPU is available here; use trainer.device=cpu"),
     ],
 }
 # fmt: on

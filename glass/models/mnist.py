@@ -263,16 +263,16 @@ def load_flow(
     return model.compile() if compile else model
 
 
-def check_device(device: str) -> None:
-    """One clear error for a device string torch cannot use here."""
+def check_device(device: str, key: str = "model.device") -> None:
+    """One clear error for a device string torch cannot use here (``key`` names the option)."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"model.device must be a torch device such as cpu or cuda, got {device!r}") from None
+        raise ValueError(f"{key} must be a torch device such as cpu or cuda, got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"model.device={device!r} but no CUDA GPU is available here; use model.device=cpu")
+        raise ValueError(f"{key}={device!r} but no CUDA GPU is available here; use {key}=cpu")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"model.device={device!r} but MPS is not available here; use model.device=cpu")
+        raise ValueError(f"{key}={device!r} but MPS is not available here; use {key}=cpu")
 
 
 def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:

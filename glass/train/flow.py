@@ -1,9 +1,13 @@
 """Flow-matching training of the MNIST velocity model (linear / CondOT path, eq. 2).
 
 Loss: E_{t ~ U(0,1), z, eps} || u_theta(t z + (1 - t) eps, t) - (z - eps) ||^2. EMA of the weights,
-AdamW with linear warm-up, gradient clipping. Training stops at ``max_steps`` or after
-``max_minutes`` of wall time, whichever comes first, and always resumes from ``<run_dir>/last.pt``
-when ``resume`` is true. ``export`` writes the EMA weights (safetensors) and a manifest.
+AdamW with linear warm-up and, with ``decay_steps``, a linear decay to zero over the last
+``decay_steps`` of ``max_steps`` (warm-up, constant, decay), gradient clipping. Training stops at
+``max_steps`` or after ``max_minutes`` of wall time, whichever comes first, and always resumes from
+``<run_dir>/last.pt`` when ``resume`` is true. ``export`` writes the EMA weights (safetensors) and a
+manifest. ``device`` (``auto``: a CUDA GPU when there is one) and ``precision`` (``bf16``: the network
+runs under bfloat16 autocast, weights, optimiser and EMA stay float32) only change speed: batches and
+noise are drawn on the CPU from one generator, so a run resumes on another device.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from glass.checks import check_int
 from glass.data import load_mnist
 from glass.models.mnist import DEFAULT_UNET, TIME_SCALE, flow_unet, to_data
 from glass.train.common import (
@@ -28,6 +33,8 @@ from glass.train.common import (
 )
 
 __all__ = ["FlowTrainer", "save_sample_grid", "make_prior"]
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def make_prior(spec: dict):
@@ -84,6 +91,9 @@ class FlowTrainer(Trainer):
         samples: int = 64,
         init: str | None = None,
         prior: dict | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+        decay_steps: int = 0,
     ):
         for key, v in {
             "batch_size": batch_size,
@@ -100,6 +110,14 @@ class FlowTrainer(Trainer):
             raise ValueError(f"trainer.max_minutes must be > 0, got {max_minutes!r}")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0 or samples % 8:
             raise ValueError(f"trainer.samples must be a multiple of 8 (0: no sample grid), got {samples!r}")
+        check_int("trainer.decay_steps", decay_steps, 0, max_steps)
+        if precision not in PRECISIONS:
+            raise ValueError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if device != "auto":
+            from glass.models.mnist import check_device
+
+            check_device(device, "trainer.device")
+        self.device, self.precision, self.decay_steps = device, precision, decay_steps
         self.samples, self.init = samples, init
         self.prior = {k: v for k, v in (prior or {"name": "gaussian"}).items() if k != "suffix"}
         self._prior = make_prior(self.prior)
@@ -124,9 +142,12 @@ class FlowTrainer(Trainer):
         ckpt = self._start(run_dir)
         images, _ = load_mnist("train", data_root, download)
         data = to_data(images)
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(auto if self.device == "auto" else self.device)
+        autocast = {"dtype": PRECISIONS[self.precision], "enabled": self.precision != "fp32"}
         torch.manual_seed(seed)
-        net = flow_unet(**self.unet)
-        ema = flow_unet(**self.unet)
+        net = flow_unet(**self.unet).to(device)
+        ema = flow_unet(**self.unet).to(device)
         ema.load_state_dict(net.state_dict())
         ema.requires_grad_(False)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.0)
@@ -171,10 +192,12 @@ class FlowTrainer(Trainer):
                 eps = self._prior.pair(z, gen)  # x0: N(0, I), or coupled with z (low-frequency prior)
                 t = torch.rand(self.batch_size, generator=gen)
                 tb = t.view(-1, 1, 1, 1)
-                x_t = tb * z + (1 - tb) * eps
-                loss = (net(x_t, t * TIME_SCALE).sample - (z - eps)).pow(2).mean()
+                x_t, target = (tb * z + (1 - tb) * eps).to(device), (z - eps).to(device)
+                with torch.autocast(device.type, **autocast):
+                    out = net(x_t, (t * TIME_SCALE).to(device)).sample
+                loss = (out.float() - target).pow(2).mean()
                 for group in opt.param_groups:
-                    group["lr"] = self.lr * min(1.0, (step + 1) / max(1, self.warmup_steps))
+                    group["lr"] = self.lr_at(step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -187,6 +210,7 @@ class FlowTrainer(Trainer):
                 if step % self.checkpoint_every == 0:
                     save()
         save()
+        ema = ema.cpu()
         result = {"steps": step, "total_steps": prior_steps + step, "minutes": round(elapsed / 60, 2),
                   "final_loss": sum(losses[-500:]) / max(1, len(losses[-500:]))}  # fmt: skip
         if self.prior["name"] == "gaussian" and self.samples:
@@ -196,6 +220,13 @@ class FlowTrainer(Trainer):
             result["export"] = str(self._export(ema, result, seed))
         atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2))
         return result
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based): linear warm-up over ``warmup_steps``, constant,
+        then with ``decay_steps`` a linear decay that reaches lr / decay_steps at the last step."""
+        warm = min(1.0, (step + 1) / max(1, self.warmup_steps))
+        cool = min(1.0, (self.max_steps - step) / self.decay_steps) if self.decay_steps else 1.0
+        return self.lr * warm * cool
 
     def _export(self, ema, result: dict, seed: int) -> Path:
         manifest = {
