@@ -17,6 +17,8 @@ Sections (each can be run alone with ``--only``):
 - ``mnist``: posterior FID vs NFE on MNIST (``glass run task=posterior model=mnist``).
 - ``fk``: FK steering throughput (particle-steps per second) and peak memory vs particles and chunk.
 - ``default``: wall time of the default ``glass run``.
+- ``train``: one step of ``glass train flow`` (batch 64) in float32 and under bfloat16 autocast
+  (``trainer.precision``), interleaved.
 - ``gpu`` (only with --device cuda): host-device synchronisations inside a GLASS transition
   (``torch.cuda.set_sync_debug_mode``), bf16 and torch.compile overhead rows.
 
@@ -49,7 +51,7 @@ import glass  # noqa: E402
 from glass.models.gmm import random_mixture  # noqa: E402
 from glass.models.mnist import load_flow  # noqa: E402
 
-SECTIONS = ["overhead", "loop", "fk", "default", "accuracy", "mnist"]
+SECTIONS = ["overhead", "loop", "fk", "default", "train", "accuracy", "mnist"]
 
 
 def machine(device: str) -> dict:
@@ -352,6 +354,26 @@ def batching(reps: int) -> dict:
     }
 
 
+def train_steps(reps: int, device: str = "cpu", batch: int = 64) -> dict:
+    """Seconds per ``glass train flow`` step (``FlowTrainer.train_step``: forward, backward, clipping,
+    AdamW) at each ``trainer.precision``, each on its own copy of the UNet, interleaved."""
+    from glass.models.mnist import flow_unet
+    from glass.train.flow import PRECISIONS, FlowTrainer
+
+    g = torch.Generator().manual_seed(0)
+    x, v = (torch.randn(batch, 1, 28, 28, generator=g).to(device) for _ in range(2))
+    t = torch.rand(batch, generator=g).to(device)
+
+    def step(precision):
+        torch.manual_seed(0)
+        trainer, net = FlowTrainer(precision=precision, warmup_steps=1), flow_unet().to(device)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        return lambda: trainer.train_step(net, opt, x, t, v, 0).item()
+
+    med = interleaved({p: step(p) for p in PRECISIONS}, reps, device)
+    return {"batch": batch, "threads": torch.get_num_threads(), "s_per_step": med}
+
+
 # -- report ------------------------------------------------------------------------------------------
 def accuracy_plot(acc: dict, path: Path) -> None:
     import matplotlib
@@ -543,6 +565,17 @@ def markdown(results: dict) -> str:
             "|---|" + "---|" * len(bt["features_us_per_image"]),
             "| us per image | " + " | ".join(f"{v:.0f}" for v in bt["features_us_per_image"].values()) + " |",
         ]
+    if "train" in results:
+        tr = results["train"]
+        fp32, rows = tr["s_per_step"]["fp32"], tr["s_per_step"].items()
+        lines += [
+            "",
+            f"## Training step (`glass train flow`, batch {tr['batch']}, {tr['threads']} threads)",
+            "",
+            "| trainer.precision | s per step | images/s | vs fp32 |",
+            "|---|---|---|---|",
+            *(f"| {p} | {s:.3f} | {tr['batch'] / s:.0f} | {fp32 / s:.2f}x |" for p, s in rows),
+        ]
     if "default_run_s" in results:
         whole = results.get("default_run_whole_batch_s")
         lines += [
@@ -663,6 +696,10 @@ def main() -> None:
         print(results["batching"], flush=True)
         results["default_run_whole_batch_s"] = default_run("model.chunk=null")  # as before model.chunk
         results["default_run_s"] = default_run()
+        save()
+    if "train" in only:
+        results["train"] = train_steps(5 if args.quick else 21, args.device)
+        print(results["train"], flush=True)
         save()
     if "accuracy" in only:  # the untimed sections last, so other work may share the machine then
         n = 1024 if args.quick else 4096

@@ -144,7 +144,6 @@ class FlowTrainer(Trainer):
         data = to_data(images)
         auto = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(auto if self.device == "auto" else self.device)
-        autocast = {"dtype": PRECISIONS[self.precision], "enabled": self.precision != "fp32"}
         torch.manual_seed(seed)
         net = flow_unet(**self.unet).to(device)
         ema = flow_unet(**self.unet).to(device)
@@ -193,15 +192,7 @@ class FlowTrainer(Trainer):
                 t = torch.rand(self.batch_size, generator=gen)
                 tb = t.view(-1, 1, 1, 1)
                 x_t, target = (tb * z + (1 - tb) * eps).to(device), (z - eps).to(device)
-                with torch.autocast(device.type, **autocast):
-                    out = net(x_t, (t * TIME_SCALE).to(device)).sample
-                loss = (out.float() - target).pow(2).mean()
-                for group in opt.param_groups:
-                    group["lr"] = self.lr_at(step)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
+                loss = self.train_step(net, opt, x_t, t.to(device), target, step)
                 ema_update(ema, net, step, self.ema_decay)
                 step += 1
                 losses.append(loss.item())
@@ -220,6 +211,21 @@ class FlowTrainer(Trainer):
             result["export"] = str(self._export(ema, result, seed))
         atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2))
         return result
+
+    def train_step(self, net, opt, x_t, t, target, step: int) -> torch.Tensor:
+        """One optimiser step of the flow-matching loss on a batch on the network's device (step
+        ``step``'s learning rate, ``precision``'s autocast, gradients clipped at norm 1); the loss."""
+        autocast = {"dtype": PRECISIONS[self.precision], "enabled": self.precision != "fp32"}
+        with torch.autocast(x_t.device.type, **autocast):
+            out = net(x_t, t * TIME_SCALE).sample
+        loss = (out.float() - target).pow(2).mean()
+        for group in opt.param_groups:
+            group["lr"] = self.lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return loss
 
     def lr_at(self, step: int) -> float:
         """The learning rate of step ``step`` (0-based): linear warm-up over ``warmup_steps``, constant,
