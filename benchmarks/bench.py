@@ -371,7 +371,8 @@ def train_steps(reps: int, device: str = "cpu", batch: int = 64) -> dict:
         return lambda: trainer.train_step(net, opt, x, t, v, 0).item()
 
     med = interleaved({p: step(p) for p in PRECISIONS}, reps, device)
-    return {"batch": batch, "threads": torch.get_num_threads(), "s_per_step": med}
+    date = machine(device)["date"]
+    return {"batch": batch, "threads": torch.get_num_threads(), "s_per_step": med, "date": date}
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -571,6 +572,8 @@ def markdown(results: dict) -> str:
         lines += [
             "",
             f"## Training step (`glass train flow`, batch {tr['batch']}, {tr['threads']} threads)",
+            "",
+            f"Measured {tr.get('date', m['date'])}; medians of interleaved repetitions.",
             "",
             "| trainer.precision | s per step | images/s | vs fp32 |",
             "|---|---|---|---|",

@@ -5,9 +5,10 @@ AdamW with linear warm-up and, with ``decay_steps``, a linear decay to zero over
 ``decay_steps`` of ``max_steps`` (warm-up, constant, decay), gradient clipping. Training stops at
 ``max_steps`` or after ``max_minutes`` of wall time, whichever comes first, and always resumes from
 ``<run_dir>/last.pt`` when ``resume`` is true. ``export`` writes the EMA weights (safetensors) and a
-manifest. ``device`` (``auto``: a CUDA GPU when there is one) and ``precision`` (``bf16``: the network
-runs under bfloat16 autocast, weights, optimiser and EMA stay float32) only change speed: batches and
-noise are drawn on the CPU from one generator, so a run resumes on another device.
+manifest. ``device`` (``auto``: a CUDA GPU when there is one) changes only speed and float rounding:
+batches and noise are drawn on the CPU from one generator, so a run resumes on another device.
+``precision=bf16`` runs the network under bfloat16 autocast (faster; its outputs are rounded to
+bfloat16), while weights, optimiser and EMA stay float32.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from glass.checks import check_int
 from glass.data import load_mnist
-from glass.models.mnist import DEFAULT_UNET, TIME_SCALE, flow_unet, to_data
+from glass.models.mnist import DEFAULT_UNET, TIME_SCALE, check_device, flow_unet, to_data
 from glass.train.common import (
     Progress,
     Trainer,
@@ -34,7 +35,7 @@ from glass.train.common import (
 
 __all__ = ["FlowTrainer", "save_sample_grid", "make_prior"]
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # trainer.precision -> autocast dtype (None: off)
 
 
 def make_prior(spec: dict):
@@ -114,8 +115,6 @@ class FlowTrainer(Trainer):
         if precision not in PRECISIONS:
             raise ValueError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if device != "auto":
-            from glass.models.mnist import check_device
-
             check_device(device, "trainer.device")
         self.device, self.precision, self.decay_steps = device, precision, decay_steps
         self.samples, self.init = samples, init
@@ -215,8 +214,8 @@ class FlowTrainer(Trainer):
     def train_step(self, net, opt, x_t, t, target, step: int) -> torch.Tensor:
         """One optimiser step of the flow-matching loss on a batch on the network's device (step
         ``step``'s learning rate, ``precision``'s autocast, gradients clipped at norm 1); the loss."""
-        autocast = {"dtype": PRECISIONS[self.precision], "enabled": self.precision != "fp32"}
-        with torch.autocast(x_t.device.type, **autocast):
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast(x_t.device.type, dtype, enabled=dtype is not None):
             out = net(x_t, t * TIME_SCALE).sample
         loss = (out.float() - target).pow(2).mean()
         for group in opt.param_groups:
