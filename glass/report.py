@@ -21,7 +21,7 @@ from glass.files import write_text_atomic
 __all__ = ["report", "with_kernel_columns", "aggregate", "markdown_table"]
 
 _LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
-_METRICS = ("fid", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
+_METRICS = ("fid", "fid_inception", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
 
 
 def _number(v):

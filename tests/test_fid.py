@@ -38,7 +38,7 @@ def test_reference_statistics_are_cached(halves, tmp_path):
 
 
 def test_bad_fid_options():
-    with pytest.raises(ValueError, match="metric.features must be one of mnist, inception"):
+    with pytest.raises(ValueError, match="metric.features must be one of mnist, inception, both"):
         FID(features="clip")
     with pytest.raises(ValueError, match="metric.backend must be one of"):
         FID(backend="pytorch-fid")
@@ -70,6 +70,15 @@ def test_inception_features_from_a_local_torchscript_file(tmp_path):
     assert same["fid"] == pytest.approx(0, abs=1e-3) and other["fid"] > 1.0 and other["fid_n_reference"] == 64
     with pytest.raises(ValueError, match="metric.inception_path .* does not exist"):
         FID(features="inception", inception_path=str(tmp_path / "missing.pt")).extractor()
+
+    # features=both: the two FIDs of the same samples side by side, each equal to its own metric's
+    both = FID(features="both", inception_path=str(path), n_reference=64, cache_dir=str(tmp_path))
+    x = torch.rand(48, 1, 28, 28) * 2 - 1
+    got = both(x)
+    classifier = FID(features="mnist", n_reference=64, cache_dir=str(tmp_path))(x)
+    assert got["fid"] == pytest.approx(classifier["fid"], rel=1e-9) and got["fid"] != other["fid"]
+    assert got["fid_inception"] == pytest.approx(fid(x)["fid"], rel=1e-9)
+    assert sorted(p.name.split("-")[2] for p in tmp_path.glob("fid-ref-*.npz")) == ["inception", "mnist"]
 
 
 def test_packaged_inception_is_clean_fids_network_offline(tmp_path):

@@ -78,6 +78,6 @@ def resolve_metric(metric, task_name: str, model):
         raise ValueError("metric=fid scores images (model=mnist); use metric=oracle on the oracle")
     if isinstance(metric, FID):
         metric.check_cache()  # an unwritable cache fails here, not after sampling
-    if isinstance(metric, FID) and metric.features == "inception":
-        metric.extractor()  # missing Inception weights fail here, before anything runs
+    if isinstance(metric, FID) and metric.features != "mnist":
+        metric.extractor("inception")  # missing Inception weights fail here, before anything runs
     return metric

