@@ -12,7 +12,7 @@ help:
 	@echo "make measure  posterior error vs NFE on the 64-D oracle (README table)"
 	@echo "make measure-mnist  posterior FID and value correlation vs M on MNIST (README, ~1 h on 2 cores)"
 	@echo "make table1   paper Table 1 analog: best-of-N / FK steering at equal NFE on MNIST and the oracle"
-	@echo "make results  regenerate every committed result file and the README's tables (~4.5 h on 2 cores)"
+	@echo "make results  regenerate every committed result file and the README's tables (~5 h on 2 cores)"
 	@echo "make bench    speed benchmarks -> benchmarks/results/ (bench.json, bench.md with machine info)"
 	@echo "make reproduce  every paper experiment at small scale (glass reproduce NAME; SCALE=paper for GPUs)"
 
@@ -41,13 +41,11 @@ format: install
 measure: install
 	$(PYTHON) experiments/posterior_nfe.py
 
-measure-mnist: install
-	$(PYTHON) experiments/mnist_measure.py posterior
-	$(PYTHON) experiments/mnist_measure.py value
+measure-mnist: install   # the committed files' settings (experiments/regenerate.py's SCRIPTS)
+	$(PYTHON) -m experiments.regenerate --only mnist_posterior,mnist_value
 
 table1: install
-	$(PYTHON) experiments/table1_fks.py --model mnist
-	$(PYTHON) experiments/table1_fks.py --model gmm --steps 4 --groups 1000
+	$(PYTHON) -m experiments.regenerate --only table1_mnist,table1_gmm
 
 EXPERIMENTS ?= fig2-posterior fig2-value table4-sampling fig7-rho table1-fks table5-guidance ot-prior inverse-oracle inverse
 SCALE ?= small

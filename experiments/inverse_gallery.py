@@ -3,7 +3,7 @@
 method at 40 NFE per sample (the ``inverse`` reproduce definition's settings). Writes
 experiments/results/inverse_mnist_samples.png; about 3 minutes on 2 CPU cores.
 
-    python experiments/inverse_gallery.py [--images 4] [--samples 3]
+    python experiments/inverse_gallery.py [--images 4] [--samples 3] [--checkpoint PATH]
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ def main() -> Path:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--checkpoint", default=None, help="flow .safetensors (default: shipped)")
     args = ap.parse_args()
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    model = load_flow()
+    model = load_flow(args.checkpoint)
     n, k = args.images, args.samples
     rows: list[tuple[str, list]] = []
     for problem, (op, noise) in PROBLEMS.items():

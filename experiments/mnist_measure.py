@@ -19,9 +19,9 @@ from glass.experiment import run
 SAMPLERS = ["sde", "glass"]
 
 
-def _compare(task: str, t: float, steps: list[int], extra: list[str], seed: int) -> list[dict]:
+def _compare(task: str, t: float, steps: list[int], extra: list[str], seed: int, model: str) -> list[dict]:
     overrides = [
-        "model=mnist",
+        f"model={model}",
         f"task={task}",
         f"task.t={t}",
         "sampler=compare",
@@ -79,7 +79,7 @@ def _table(rows: list[dict], key: str, fmt: str) -> str:
 def posterior(args) -> None:
     rows = []
     for t in args.t:
-        rows += _compare("posterior", t, args.steps, [f"task.points={args.points}"], args.seed)
+        rows += _compare("posterior", t, args.steps, [f"task.points={args.points}"], args.seed, args.model)
         print(f"done: posterior t={t}", flush=True)
     name = "mnist_posterior_fid"
     _write(args.out, name, rows)
@@ -105,7 +105,7 @@ def value(args) -> None:
             f"task.truth_n={args.truth_n}",
             f"task.truth_steps={args.truth_steps}",
         ]
-        rows += _compare("value", t, args.steps, extra, args.seed)
+        rows += _compare("value", t, args.steps, extra, args.seed, args.model)
         print(f"done: value t={t}", flush=True)
     name = "mnist_value_correlation"
     _write(args.out, name, rows)
@@ -157,6 +157,7 @@ def main() -> None:
     for s in (a, b, c):
         s.add_argument("--steps", type=int, nargs="+", default=[2, 4, 8, 16, 32])
         s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--model", default="mnist", choices=["mnist", "mnist_v1"], help="the flow checkpoint")
         s.add_argument("--out", type=Path, default=Path("experiments/results"))
     args = p.parse_args()
     {"posterior": posterior, "value": value, "replot": replot}[args.what](args)

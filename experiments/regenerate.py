@@ -5,10 +5,11 @@
    its ``NAME.md``, ``NAME*.png`` and ``summary.csv`` copied to ``experiments/results/reproduce/NAME/``;
 2. the measurement scripts (``posterior_nfe.py``, ``mnist_measure.py``, ``table1_fks.py``,
    ``ot_assignment.py``, ``stochastic_sampling.py``, ``fk_bias.py``, ``inverse_gallery.py``,
-   ``flow_quality.py --n 2000``), which write ``experiments/results/`` themselves;
+   ``flow_quality.py``), which write ``experiments/results/`` themselves, and ``default_run``
+   (``glass run``'s ``samples.png``, the README's first figure);
 3. ``python -m experiments.readme_results`` (README tables from the files).
 
-``--only NAME,...`` runs some of them (definition names or script names). About 4.5 hours on 2 CPU
+``--only NAME,...`` runs some of them (definition names or script names). About 5 hours on 2 CPU
 cores.
 """
 
@@ -21,17 +22,21 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Results not yet regenerated on the stronger model=mnist name model=mnist_v1 (the first checkpoint).
+V1 = "glass/assets/mnist_flow_v1.safetensors"
 SCRIPTS = {
     "posterior_nfe": ["experiments/posterior_nfe.py"],
-    "mnist_posterior": ["experiments/mnist_measure.py", "posterior"],
-    "mnist_value": ["experiments/mnist_measure.py", "value"],
-    "table1_mnist": ["experiments/table1_fks.py", "--model", "mnist"],
+    "mnist_posterior": ["experiments/mnist_measure.py", "posterior", "--model", "mnist_v1"],
+    "mnist_value": ["experiments/mnist_measure.py", "value", "--model", "mnist_v1"],
+    "table1_mnist": ["experiments/table1_fks.py", "--model", "mnist_v1"],
     "table1_gmm": ["experiments/table1_fks.py", "--model", "gmm", "--steps", "4", "--groups", "1000"],
     "ot_assignment": ["experiments/ot_assignment.py"],
     "stochastic_sampling": ["experiments/stochastic_sampling.py"],
     "fk_bias": ["experiments/fk_bias.py"],
-    "inverse_gallery": ["experiments/inverse_gallery.py"],
-    "flow_quality": ["experiments/flow_quality.py", "--n", "2000"],  # ~35 min (Inception on the CPU)
+    "inverse_gallery": ["experiments/inverse_gallery.py", "--checkpoint", V1],
+    "flow_quality": ["experiments/flow_quality.py", "--n", "10000", "--features", "mnist"],  # ~30 min
+    "flow_quality_v1": ["experiments/flow_quality.py", "--checkpoint", V1, "--n", "2000",
+                        "--name", "mnist_flow_v1_quality"],  # ~35 min (Inception on the CPU)
 }
 
 
@@ -50,13 +55,21 @@ def reproduce(name: str, out_dir: Path) -> None:
         shutil.copy2(f, target / f.name)
 
 
+def default_run(out_dir: Path) -> None:
+    """The README's default-run figure: ``glass run`` (the default experiment), its ``samples.png``."""
+    runs = out_dir / "default_run"
+    subprocess.run(["glass", "run", f"out_dir={runs}"], cwd=ROOT, check=True)
+    latest = max(runs.glob("runs/*/*/samples.png"), key=lambda p: p.stat().st_mtime)
+    shutil.copy2(latest, ROOT / "experiments" / "results" / "default_run.png")
+
+
 def main(argv=None) -> int:
     from glass.definitions import names
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=None, help="comma-separated definition or script names")
     args = ap.parse_args(argv)
-    every = [*names(), *SCRIPTS]
+    every = [*names(), *SCRIPTS, "default_run"]
     only = every if args.only is None else args.only.split(",")
     unknown = [n for n in only if n not in every]
     if unknown:
@@ -66,6 +79,8 @@ def main(argv=None) -> int:
     for name in only:
         if name in SCRIPTS:
             subprocess.run([sys.executable, *SCRIPTS[name]], cwd=ROOT, check=True)
+        elif name == "default_run":
+            default_run(out_dir)
         else:
             reproduce(name, out_dir)
     from experiments.readme_results import main as readme

@@ -13,7 +13,7 @@ from glass.cli import app
 from glass.config import compose, groups, instantiate
 from glass.data import load_mnist
 from glass.data import mnist as mnist_data
-from glass.models.mnist import load_classifier, load_flow
+from glass.models.mnist import ASSETS, load_classifier, load_flow
 from glass.train.classifier import ClassifierTrainer
 from glass.train.flow import FlowTrainer
 
@@ -232,3 +232,18 @@ def test_bad_training_input():
     )
     res = runner.invoke(app, ["train", "flow", "trainer.lr=-1"])
     assert res.exit_code == 2 and res.stderr == "error: trainer.lr must be > 0, got -1\n"
+
+
+def test_model_mnist_v1_is_the_first_checkpoint_from_any_directory(monkeypatch, tmp_path):
+    """model=mnist_v1 loads the first shipped checkpoint (the one older results name) and model=mnist the
+    longer-trained default, both from the configs' repository-relative paths in another directory."""
+    monkeypatch.chdir(tmp_path)
+    old = instantiate(compose(["model=mnist_v1"]).model, "model")
+    new = instantiate(compose(["model=mnist"]).model, "model")
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    t = torch.full((2,), 0.5)
+    with torch.inference_mode():
+        assert not torch.allclose(old.denoise(x, t), new.denoise(x, t), atol=1e-3)
+    manifests = [json.loads((ASSETS / f"{p}.json").read_text()) for p in ("mnist_flow_v1", "mnist_flow")]
+    steps = [m["total_steps"] for m in manifests]
+    assert steps[0] < steps[1]  # the default continues the first checkpoint's training

@@ -40,3 +40,22 @@ def test_fig7_rho_rerun_at_ci_size_matches_its_committed_numbers(variant, tmp_pa
     committed = [r for r in readme_results.summary("fig7-rho") if r["variant"] == variant and r["seed"] == 0]
     assert len(committed) == 1 and len(rows) == 1
     assert rows[0]["energy"] == pytest.approx(committed[0]["energy"], rel=1e-6)
+
+
+def test_an_mnist_result_rerun_at_ci_size_matches_its_committed_numbers(tmp_path):
+    """The same for the MNIST flow: table1-fks's seed-0 job of the flow baseline (one ODE sample per
+    output, 10 NFE) gives its committed reward, so a change of the model (or of the checkpoint a
+    definition names) cannot leave the committed MNIST results stale silently. float32 network: a
+    tolerance of 1e-4 covers other CPUs' kernels."""
+    from glass.definitions import load
+    from glass.experiment import run
+    from glass.reproduce import job_overrides
+
+    variant = "flow (ODE, 1 sample)"
+    jobs, labels = job_overrides(load("table1-fks"), "small", [f"out_dir={tmp_path}", "seed=0"])
+    (overrides,) = [ov for ov, lab in zip(jobs, labels) if lab.get("variant") == variant]
+    _, rows = run(overrides)
+    summary = readme_results.summary("table1-fks")
+    committed = [r for r in summary if r["variant"] == variant and r["seed"] == 0]
+    assert len(committed) == 1 and len(rows) == 1
+    assert rows[0]["reward"] == pytest.approx(committed[0]["reward"], rel=1e-4)

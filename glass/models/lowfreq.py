@@ -22,7 +22,14 @@ import torch
 
 from glass.checks import check_int
 from glass.models.base import Capabilities
-from glass.models.mnist import MnistFlow, build_from_manifest, check_device, flow_unet, load_checkpoint
+from glass.models.mnist import (
+    MnistFlow,
+    build_from_manifest,
+    check_device,
+    flow_unet,
+    load_checkpoint,
+    repo_path,
+)
 from glass.priors.generator import LowResFlow, LowResNet
 from glass.priors.lowfreq import LowFrequency
 
@@ -100,18 +107,14 @@ def load_lowfreq_flow(
 ) -> MnistLowFreqFlow:
     """``model=mnist_lowfreq``: the low-frequency-prior flow model and its generator G (both made by
     ``glass train flow prior=lowfreq`` and ``glass train lowres``)."""
-    from pathlib import Path
-
     check_device(device)
-    root = Path(__file__).resolve().parents[2]
-    resolve = lambda p: str(p if Path(p).is_absolute() or Path(p).exists() else root / p)  # noqa: E731
-    state, manifest = load_checkpoint(resolve(path), "glass train flow prior=lowfreq")
+    state, manifest = load_checkpoint(repo_path(path), "glass train flow prior=lowfreq")
     spec = manifest.get("prior", {})
     if spec.get("name") != "lowfreq":
         raise ValueError(
             f"{path!r} was not trained with the low-frequency prior (its manifest says {spec!r})"
         )
-    g_state, g_manifest = load_checkpoint(resolve(lowres), "glass train lowres")
+    g_state, g_manifest = load_checkpoint(repo_path(lowres), "glass train lowres")
     if int(g_manifest.get("factor", 0)) != int(spec.get("factor", 4)):
         raise ValueError(
             f"G was trained at factor {g_manifest.get('factor')}, the flow at {spec.get('factor')}"

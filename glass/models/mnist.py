@@ -107,6 +107,13 @@ def seal_manifest(manifest: dict) -> dict:
     return {**manifest, "manifest_sha256": manifest_digest(manifest)}
 
 
+def repo_path(path: str | Path) -> Path:
+    """``path`` as given when absolute or present, else relative to the repository root (so the configs'
+    ``glass/assets/...`` paths work from any working directory)."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else ASSETS.parent.parent / path
+
+
 def load_checkpoint(path: str | Path, retrain: str) -> tuple[dict, dict]:
     """Load ``path`` (safetensors) and its manifest, checking both hashes (the weights' ``sha256`` and
     the manifest's own ``manifest_sha256``; a checkpoint exported before manifests were sealed has
@@ -251,7 +258,7 @@ def load_flow(
         chunk = CPU_CHUNK if torch.device(device).type == "cpu" else None
     elif chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"model.chunk must be auto, null or an integer >= 1, got {chunk!r}")
-    path = path or ASSETS / "mnist_flow.safetensors"
+    path = repo_path(path) if path else ASSETS / "mnist_flow.safetensors"
     state, manifest = load_checkpoint(path, "glass train flow")
     with torch.inference_mode(False):  # normal tensors even when loaded inside an inference-mode run
         net = build_from_manifest(flow_unet, manifest, state, path, "glass train flow")

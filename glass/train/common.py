@@ -122,6 +122,10 @@ def plot_losses(losses: list[float], path: Path, title: str) -> None:
     ax.plot(range(len(losses)), losses, color="0.8", lw=0.5, label="per step")
     ax.plot(range(k - 1, k - 1 + len(smooth)), smooth.tolist(), color="tab:blue", label=f"mean of {k}")
     ax.set(xlabel="step", ylabel="loss", title=title, yscale="log")
+    from matplotlib.ticker import FormatStrFormatter
+
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):  # 0.2, not 2 x 10^-1
+        axis(FormatStrFormatter("%g"))
     ax.legend()
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
