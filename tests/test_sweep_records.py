@@ -121,7 +121,7 @@ COPY = textwrap.dedent(
 
     def counted(job, run_dir, *args, **kwargs):
         (ready / str(os.getpid())).touch()
-        deadline = time.time() + 120
+        deadline = time.time() + 30  # a peer that never runs a job fails "both copies ran jobs" below
         while len(list(ready.iterdir())) < 2 and time.time() < deadline:  # both copies are running jobs
             time.sleep(0.05)
         with open(log, "a") as f:
@@ -148,15 +148,20 @@ def test_two_copies_of_one_sweep_share_its_jobs(tmp_path):
     argv = [sys.executable, str(script), str(log), str(ready), "run", "-m", *TINY, "seed=0,1,2,3,4,5",
             f"out_dir={out}", f"--sweep-dir={sweep}"]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]  # fmt: skip
-    results = [p.communicate(timeout=400) for p in procs]
+    outs = [(tmp_path / f"copy{i}.out", tmp_path / f"copy{i}.err") for i in range(2)]
+    files = [(open(o, "w"), open(e, "w")) for o, e in outs]
+    procs = [subprocess.Popen(argv, env=env, stdout=o, stderr=e) for o, e in files]
+    for p, pair in zip(procs, files):  # output goes to files: a copy never blocks on a pipe nobody reads
+        p.wait(timeout=400)
+        for f in pair:
+            f.close()
+    results = [(o.read_text(), e.read_text()) for o, e in outs]
     for p, (_, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr
         assert "Traceback" not in stderr and "Error" not in stderr
     runs = log.read_text().split()
     pids, names = runs[0::2], runs[1::2]
-    assert len(set(pids)) == 2, "both copies ran jobs"
+    assert len(set(pids)) == 2, f"both copies ran jobs: {results}"
     assert sorted(names) == sorted(set(names)) and len(names) == 6, "every job ran exactly once"
     assert len(jobs_in(sweep)) == 6 and not list(sweep.glob("*.partial")) and not list(sweep.glob("*.failed"))
     assert all(check_record(j) is None for j in jobs_in(sweep))
