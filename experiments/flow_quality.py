@@ -54,7 +54,7 @@ def main(argv=None) -> dict:
     train, _ = load_mnist("train")
     rows = {}
     for features in args.features:
-        n = args.inception_n or args.n if features == "inception" else args.n
+        n = (args.inception_n or args.n) if features == "inception" else args.n
         fid = FID(features=features)
         rows[features] = {"samples": fid(x[:n])["fid"], "floor": fid(to_data(train[:n]))["fid"], "n": n}
         print(features, rows[features], flush=True)

@@ -153,11 +153,12 @@ def main() -> None:
     b.add_argument("--n", type=int, default=16)
     b.add_argument("--truth-n", type=int, default=64)
     b.add_argument("--truth-steps", type=int, default=50)
+    for s in (a, b):
+        s.add_argument("--model", default="mnist", choices=["mnist", "mnist_v1"], help="the flow checkpoint")
     c = sub.add_parser("replot", help="redraw the PNGs from the JSON results")
     for s in (a, b, c):
         s.add_argument("--steps", type=int, nargs="+", default=[2, 4, 8, 16, 32])
         s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--model", default="mnist", choices=["mnist", "mnist_v1"], help="the flow checkpoint")
         s.add_argument("--out", type=Path, default=Path("experiments/results"))
     args = p.parse_args()
     {"posterior": posterior, "value": value, "replot": replot}[args.what](args)

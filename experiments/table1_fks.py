@@ -31,6 +31,11 @@ METHODS = {
 }
 
 
+def _images(args) -> bool:
+    """An MNIST checkpoint (mnist, mnist_v1), not an oracle."""
+    return args.model.startswith("mnist")
+
+
 def measure(args) -> dict[str, list[dict]]:
     results = {}
     for label, overrides in METHODS.items():
@@ -44,8 +49,7 @@ def measure(args) -> dict[str, list[dict]]:
         if "task.particles=1" not in overrides:
             common.append(f"task.particles={args.particles}")
         if "fk_steering" in overrides[0]:
-            images = args.model.startswith("mnist")
-            common += [f"task.lam={args.lam}"] + (["task.output=best"] if images else [])
+            common += [f"task.lam={args.lam}"] + (["task.output=best"] if _images(args) else [])
         _, rows = run([*overrides, *common], multirun=True)
         results[label] = rows
         print(f"done: {label}", flush=True)
@@ -60,7 +64,7 @@ def _ms(rows, key, fmt=".3f") -> str:
 
 
 def table(results, args) -> str:
-    oracle = not args.model.startswith("mnist")
+    oracle = not _images(args)
     cols = ["energy", "exact_reward"] if oracle else ["target_accuracy", "fid", "diversity"]
     head = "| method | NFE per output | reward | " + " | ".join(cols) + " |"
     lines = [head, "|" + "---|" * (3 + len(cols))]
@@ -125,14 +129,14 @@ def main() -> None:
     )
     p.add_argument("--out", type=Path, default=Path("experiments/results"))
     args = p.parse_args()
-    name = f"table1_fks_{'mnist' if args.model.startswith('mnist') else args.model}"  # mnist_v1 too
+    name = f"table1_fks_{'mnist' if _images(args) else args.model}"  # mnist_v1 writes the same file
     if args.only_convergence:
         md = (args.out / f"{name}.md").read_text().split("\n\nFK steering with GLASS")[0]
         results = json.loads((args.out / f"{name}.json").read_text())
     else:
         results = measure(args)
         md = table(results, args)
-    if not args.model.startswith("mnist"):
+    if not _images(args):
         md += (
             f"\n\nFK steering with GLASS (ρ_DDPM, {args.solver} inner solver, M = {args.steps}) proposals as "
             "particles grow:\n\n" + convergence(args)

@@ -25,21 +25,27 @@ def test_the_verdicts_follow_the_intervals():
     assert "no standard error" in v((1.3, float("nan"), 1), (1.0, float("nan"), 1), "a above b")
 
 
+def rerun(name: str, variant: str, tmp_path) -> tuple[dict, dict]:
+    """(the seed-0 job of ``variant`` in definition ``name``, rerun at its small scale; its committed row)."""
+    from glass.definitions import load
+    from glass.experiment import run
+    from glass.reproduce import job_overrides
+
+    jobs, labels = job_overrides(load(name), "small", [f"out_dir={tmp_path}", "seed=0"])
+    (overrides,) = [ov for ov, lab in zip(jobs, labels) if lab.get("variant") == variant]
+    _, rows = run(overrides)
+    committed = [r for r in readme_results.summary(name) if r["variant"] == variant and r["seed"] == 0]
+    assert len(committed) == 1 and len(rows) == 1
+    return rows[0], committed[0]
+
+
 @pytest.mark.parametrize("variant", ["rho=0.4", "ddpm^1", "SDE", "ODE"])
 def test_fig7_rho_rerun_at_ci_size_matches_its_committed_numbers(variant, tmp_path):
     """fig7-rho's seed-0 job of ``variant``, rerun from its definition, gives the energy distance its
     committed summary.csv holds (relative tolerance 1e-6: CPU float64 arithmetic, any thread count), so
     a change that moves the numbers cannot leave the committed results stale silently (make results)."""
-    from glass.definitions import load
-    from glass.experiment import run
-    from glass.reproduce import job_overrides
-
-    jobs, labels = job_overrides(load("fig7-rho"), "small", [f"out_dir={tmp_path}", "seed=0"])
-    (overrides,) = [ov for ov, lab in zip(jobs, labels) if lab.get("variant") == variant]
-    _, rows = run(overrides)
-    committed = [r for r in readme_results.summary("fig7-rho") if r["variant"] == variant and r["seed"] == 0]
-    assert len(committed) == 1 and len(rows) == 1
-    assert rows[0]["energy"] == pytest.approx(committed[0]["energy"], rel=1e-6)
+    row, committed = rerun("fig7-rho", variant, tmp_path)
+    assert row["energy"] == pytest.approx(committed["energy"], rel=1e-6)
 
 
 def test_an_mnist_result_rerun_at_ci_size_matches_its_committed_numbers(tmp_path):
@@ -47,15 +53,5 @@ def test_an_mnist_result_rerun_at_ci_size_matches_its_committed_numbers(tmp_path
     output, 10 NFE) gives its committed reward, so a change of the model (or of the checkpoint a
     definition names) cannot leave the committed MNIST results stale silently. float32 network: a
     tolerance of 1e-4 covers other CPUs' kernels."""
-    from glass.definitions import load
-    from glass.experiment import run
-    from glass.reproduce import job_overrides
-
-    variant = "flow (ODE, 1 sample)"
-    jobs, labels = job_overrides(load("table1-fks"), "small", [f"out_dir={tmp_path}", "seed=0"])
-    (overrides,) = [ov for ov, lab in zip(jobs, labels) if lab.get("variant") == variant]
-    _, rows = run(overrides)
-    summary = readme_results.summary("table1-fks")
-    committed = [r for r in summary if r["variant"] == variant and r["seed"] == 0]
-    assert len(committed) == 1 and len(rows) == 1
-    assert rows[0]["reward"] == pytest.approx(committed[0]["reward"], rel=1e-4)
+    row, committed = rerun("table1-fks", "flow (ODE, 1 sample)", tmp_path)
+    assert row["reward"] == pytest.approx(committed["reward"], rel=1e-4)
