@@ -123,10 +123,12 @@ def fig2_value() -> str:
 def table4() -> str:
     rows = summary("table4-sampling")
     s = {k: stat(rows, "fid", sampler=f"{k} M=10") for k in ("ode", "sde", "glass", "glass(rho=0.4)")}
-    claims = [verdict(s["glass(rho=0.4)"], s["sde"], "GLASS(0.4) below SDE", False),
+    claims = [verdict(s["glass"], s["sde"], "GLASS(ρ_DDPM) below SDE", False),
+              verdict(s["glass(rho=0.4)"], s["sde"], "GLASS(0.4) below SDE", False),
               verdict(s["ode"], s["sde"], "ODE below SDE", False)]  # fmt: skip
-    return (f"FID ({int(rows[0]['fid_n_samples'])} samples): ODE {fmt(s['ode'][0])}, SDE {fmt(s['sde'][0])}, "
-            f"GLASS(ρ_DDPM) {fmt(s['glass'][0])}, GLASS(0.4) {fmt(s['glass(rho=0.4)'][0])}. "
+    seeds = f"{int(s['ode'][2])} seeds × " if s["ode"][2] > 1 else ""
+    return (f"FID ({seeds}{int(rows[0]['fid_n_samples'])} samples): ODE {pm(s['ode'])}, SDE {pm(s['sde'])}, "
+            f"GLASS(ρ_DDPM) {pm(s['glass'])}, GLASS(0.4) {pm(s['glass(rho=0.4)'])}. "
             + "; ".join(claims))
 
 
@@ -165,7 +167,8 @@ def table5() -> str:
     v = {k: stat(rows, "reward", variant=k) for k in names}
     acc = {k: stat(rows, "target_accuracy", variant=k)[0] for k in names}
     guided = [k for k in names if "guidance" in k]
-    claims = [verdict(v["flow + guidance"], v["SDE + guidance"], "flow + guidance above SDE + guidance"),
+    claims = [verdict(v["flow + guidance"], v["flow"], "flow + guidance above flow"),
+              verdict(v["flow + guidance"], v["SDE + guidance"], "flow + guidance above SDE + guidance"),
               verdict(v["GLASS + guidance"], v["SDE + guidance"], "GLASS + guidance above SDE + guidance")]
     return (f"log p(class 0) ({int(v[names[0]][2])} seeds × {int(rows[0]['groups'])} outputs): "
             + ", ".join(f"{k} {pm(x)}" for k, x in v.items())
