@@ -9,7 +9,7 @@
    (``glass run``'s ``samples.png``, the README's first figure);
 3. ``python -m experiments.readme_results`` (README tables from the files).
 
-``--only NAME,...`` runs some of them (definition names or script names). About 5 hours on 2 CPU
+``--only NAME,...`` runs some of them (definition names or script names). About 6 hours on 2 CPU
 cores.
 """
 
@@ -22,18 +22,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Results not yet regenerated on the stronger model=mnist name model=mnist_v1 (the first checkpoint).
-V1 = "glass/assets/mnist_flow_v1.safetensors"
+V1 = "glass/assets/mnist_flow_v1.safetensors"  # the first checkpoint: its own quality numbers only
 SCRIPTS = {
     "posterior_nfe": ["experiments/posterior_nfe.py"],
-    "mnist_posterior": ["experiments/mnist_measure.py", "posterior", "--model", "mnist_v1"],
-    "mnist_value": ["experiments/mnist_measure.py", "value", "--model", "mnist_v1"],
-    "table1_mnist": ["experiments/table1_fks.py", "--model", "mnist_v1"],
+    "mnist_posterior": ["experiments/mnist_measure.py", "posterior"],
+    "mnist_value": ["experiments/mnist_measure.py", "value"],
+    "table1_mnist": ["experiments/table1_fks.py", "--model", "mnist"],
     "table1_gmm": ["experiments/table1_fks.py", "--model", "gmm", "--steps", "4", "--groups", "1000"],
     "ot_assignment": ["experiments/ot_assignment.py"],
     "stochastic_sampling": ["experiments/stochastic_sampling.py"],
     "fk_bias": ["experiments/fk_bias.py"],
-    "inverse_gallery": ["experiments/inverse_gallery.py", "--checkpoint", V1],
+    "inverse_gallery": ["experiments/inverse_gallery.py"],
     "flow_quality": ["experiments/flow_quality.py", "--n", "10000", "--features", "mnist"],  # ~30 min
     "flow_quality_v1": ["experiments/flow_quality.py", "--checkpoint", V1, "--n", "2000",
                         "--name", "mnist_flow_v1_quality"],  # ~35 min (Inception on the CPU)

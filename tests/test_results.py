@@ -25,6 +25,22 @@ def test_the_verdicts_follow_the_intervals():
     assert "no standard error" in v((1.3, float("nan"), 1), (1.0, float("nan"), 1), "a above b")
 
 
+def test_paired_verdicts_take_the_difference_within_each_seed():
+    """Seed-to-seed variation shared by both samplers cancels: a is 1 below b in every seed, although
+    the seeds differ by 10, so "a below b" is confirmed on the paired difference."""
+    rows = [{"seed": s, "sampler": k, "fid": 10.0 * s + (0.0 if k == "a" else 1.0) + 0.1 * (s % 2)}
+            for s in range(4) for k in ("a", "b")]  # fmt: skip
+    d = readme_results.paired(rows, "fid", "a", "b")
+    assert d == pytest.approx((-1.0, 0.0, 4))
+    below = readme_results.paired_verdict(d, "a below b", higher_is_better=False)
+    assert below.startswith("a below b: confirmed")
+    assert "contradicted" in readme_results.paired_verdict(d, "a above b")
+    noisy = readme_results.paired([*rows, {"seed": 9, "sampler": "a", "fid": 5.0},
+                                   {"seed": 9, "sampler": "b", "fid": 1.0}], "fid", "a", "b")
+    assert noisy[2] == 5 and "not resolved" in readme_results.paired_verdict(noisy, "a below b", False)
+    assert "no standard error" in readme_results.paired_verdict((-1.0, float("nan"), 1), "a below b", False)
+
+
 def rerun(name: str, variant: str, tmp_path) -> tuple[dict, dict]:
     """(the seed-0 job of ``variant`` in definition ``name``, rerun at its small scale; its committed row)."""
     from glass.definitions import load
