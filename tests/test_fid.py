@@ -18,15 +18,19 @@ def halves():
 
 
 def test_fid_sanity_and_backends_agree(halves, tmp_path):
+    """Halves of the test set are close and noise is far (2,000 images each); on 500 of them the
+    torchmetrics back-end (float64 network, its own statistics and square root) gives clean-fid's number
+    within 1 %: agreement is a property of the arithmetic, not of the sample size."""
     a, b = halves
-    fid = FID(backend="both", cache_dir=str(tmp_path))
-    same = fid(a, reference=b)
-    noise = fid(torch.rand_like(a) * 2 - 1, reference=b)
+    noise = torch.rand_like(a) * 2 - 1
+    fid = FID(cache_dir=str(tmp_path))
+    same, far = fid(a, reference=b), fid(noise, reference=b)
     assert same["fid_n_samples"] == 2000 and same["fid_n_reference"] == 2000
-    assert same["fid"] < 0.02 * noise["fid"], (same, noise)
-    for r in (same, noise):
-        assert r["fid_torchmetrics"] == pytest.approx(r["fid"], rel=0.01)
-    assert FID(cache_dir=str(tmp_path))(a, reference=a)["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert same["fid"] < 0.02 * far["fid"], (same, far)
+    both = FID(backend="both", cache_dir=str(tmp_path))
+    for r in (both(a[:500], reference=b[:500]), both(noise[:500], reference=b[:500])):
+        assert r["fid_n_samples"] == 500 and r["fid_torchmetrics"] == pytest.approx(r["fid"], rel=0.01)
+    assert fid(a[:500], reference=a[:500])["fid"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_reference_statistics_are_cached(halves, tmp_path):

@@ -96,14 +96,14 @@ def test_killed_sweep_leaves_no_finished_looking_job_and_resumes(tmp_path):
     """SIGKILL a sweep while its second job runs: the first job's record is intact, the second is a
     .partial directory without metrics; running the same sweep again runs only the unfinished jobs."""
     args = [sys.executable, "-m", "glass.cli", "run", "-m", "model=gmm64", "sampler=glass",
-            "sampler.steps=1,40,41", "task.n=2000", f"out_dir={tmp_path}"]  # fmt: skip
+            "sampler.steps=1,40,41", "task.n=500", f"out_dir={tmp_path}"]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     sweep = None
     while time.time() < deadline:
-        found = list(tmp_path.glob("multirun/*/001-*.partial"))
-        if found:
+        found = list(tmp_path.glob("multirun/*/001-*.partial"))  # made by Hydra before the job claims it
+        if found and list(found[0].parent.glob(".claims/*.lock")):
             sweep = found[0].parent
             break
         time.sleep(0.05)

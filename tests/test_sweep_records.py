@@ -194,7 +194,7 @@ def test_joblib_workers_die_with_a_killed_sweep(tmp_path):
     import time
 
     args = [sys.executable, "-m", "glass.cli", "run", "-m", "model=gmm64", "sampler=glass",
-            "sampler.steps=40,41,42,43", "task.n=2000", f"out_dir={tmp_path}", "hydra/launcher=joblib",
+            "sampler.steps=40,41,42,43", "task.n=500", f"out_dir={tmp_path}", "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2"]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

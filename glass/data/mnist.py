@@ -39,8 +39,8 @@ def _from_pickle(path: Path) -> dict[str, tuple[Tensor, Tensor]]:
     with gzip.open(path, "rb") as f:
         parts = pickle.load(f, encoding="latin1")
     out = {}
-    for name, (x, y) in zip(_SPLITS, parts):
-        x = torch.round(torch.from_numpy(x).float().reshape(-1, 1, 28, 28) * 256) / 255
+    for name, (x, y) in zip(_SPLITS, parts):  # one new tensor per split (in-place after the first op)
+        x = torch.from_numpy(x).float().reshape(-1, 1, 28, 28).mul(256).round_().div_(255)
         out[name] = (x, torch.from_numpy(y).long())
     return out
 

@@ -250,8 +250,10 @@ def _write_stats(path: Path, key: str, stats: tuple[np.ndarray, np.ndarray]) -> 
         tmp.unlink(missing_ok=True)
 
 
-def torchmetrics_fid(extractor: nn.Module, samples: Tensor, reference: Tensor, batch: int = 500) -> float:
-    """torchmetrics' FID with a custom feature extractor (its own statistics and matrix sqrt)."""
+def torchmetrics_fid(extractor: nn.Module, samples: Tensor, reference: Tensor, batch: int = 100) -> float:
+    """torchmetrics' FID with a custom feature extractor (its own statistics and matrix sqrt). It runs the
+    extractor in float64, where a CPU convolution unfolds its input (im2col): batches of 100 keep that
+    buffer near 0.14 GB for the MNIST classifier (500 took 0.7 GB)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     metric = FrechetInceptionDistance(feature=extractor, reset_real_features=True)
