@@ -235,8 +235,9 @@ def test_bad_training_input():
 
 
 def test_model_mnist_v1_is_the_first_checkpoint_from_any_directory(monkeypatch, tmp_path):
-    """model=mnist_v1 loads the first shipped checkpoint (the one older results name) and model=mnist the
-    longer-trained default, both from the configs' repository-relative paths in another directory."""
+    """model=mnist_v1 loads the first shipped checkpoint (the one ot-prior compares against) and
+    model=mnist the longer-trained default, both from the configs' repository-relative paths in another
+    directory."""
     monkeypatch.chdir(tmp_path)
     old = instantiate(compose(["model=mnist_v1"]).model, "model")
     new = instantiate(compose(["model=mnist"]).model, "model")
