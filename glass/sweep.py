@@ -48,6 +48,11 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     return job, hydra
 
 
+# What a copy of the same sweep may have put in a directory that has no sweep.json yet: the temporary
+# file of sweep.json's atomic write, a writability probe, the job claims (a copy started a moment earlier).
+_TRANSIENT = re.compile(r"\.(sweep\.json\.\d+\.tmp|write-test-[0-9a-f]+|claims)\Z")
+
+
 def check_sweep_dir(sweep_dir: Path, what: str = "--sweep-dir") -> None:
     """A sweep directory must be new, empty or a sweep's (sweep.json or job directories), and it must
     be possible to create it: one line naming the problem, before anything is written."""
@@ -58,7 +63,7 @@ def check_sweep_dir(sweep_dir: Path, what: str = "--sweep-dir") -> None:
         record = sweep_dir / "sweep.json"
         if (record.exists() or record.is_symlink()) and not record.is_file():
             raise UserError(f"{str(record)!r} is not a file (a sweep's record); move it away and run again")
-        entries = list(sweep_dir.iterdir())
+        entries = [p for p in sweep_dir.iterdir() if not _TRANSIENT.match(p.name)]
         jobs = any(p.is_dir() and (p / "job.json").is_file() for p in entries)  # sweep.json was lost
         if entries and not jobs and not (sweep_dir / "sweep.json").is_file():
             raise UserError(

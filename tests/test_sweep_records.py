@@ -171,6 +171,25 @@ def test_two_copies_of_one_sweep_share_its_jobs(tmp_path):
     assert sorted(int(r["seed"]) for r in summary(sweep)) == [0, 1, 2, 3, 4, 5]
 
 
+def test_a_copy_starting_while_another_writes_sweep_json_joins_it(tmp_path):
+    """The moment between one copy making the sweep directory and renaming sweep.json into it: the
+    directory holds only that copy's temporary file and claims. A second copy starting then must join
+    the sweep, not refuse the directory as someone else's (a race CI hit)."""
+    sweep = tmp_path / "sweep"
+    (sweep / ".claims").mkdir(parents=True)
+    (sweep / f".sweep.json.{os.getpid() + 1}.tmp").write_text("{")
+    res = run("run", "-m", *TINY, "seed=0,1", f"out_dir={tmp_path / 'out'}", f"--sweep-dir={sweep}")
+    assert res.exit_code == 0, res.output
+    assert len(jobs_in(sweep)) == 2 and (sweep / "sweep.json").is_file()
+    (sweep / "notes.txt").write_text("mine")  # anything else still makes a directory someone else's
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    res = run("run", "-m", *TINY, "seed=0,1", f"out_dir={tmp_path / 'out'}", f"--sweep-dir={other}")
+    assert res.exit_code == 2 and "is not empty and is not a sweep directory" in res.stderr
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+
+
 def test_seeds_2_to_the_32_apart_are_refused_not_repeated(tmp_path):
     res = run("run", "-m", *TINY, "seed=0,4294967296", f"out_dir={tmp_path}")
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
