@@ -9,7 +9,7 @@
    (``glass run``'s ``samples.png``, the README's first figure);
 3. ``python -m experiments.readme_results`` (README tables from the files).
 
-``--only NAME,...`` runs some of them (definition names or script names). About 6 hours on 2 CPU
+``--only NAME,...`` runs some of them (definition names or script names). About 7 hours on 2 CPU
 cores.
 """
 
@@ -34,6 +34,8 @@ SCRIPTS = {
     "fk_bias": ["experiments/fk_bias.py"],
     "inverse_gallery": ["experiments/inverse_gallery.py"],
     "flow_quality": ["experiments/flow_quality.py", "--n", "10000", "--features", "mnist"],  # ~30 min
+    "flow_quality_2k": ["experiments/flow_quality.py", "--n", "2000", "--name", "mnist_flow_quality_2k"],
+    # ~46 min: Inception features of 14,000 images on the CPU (samples, floor, 10,000 reference)
     "flow_quality_v1": ["experiments/flow_quality.py", "--checkpoint", V1, "--n", "2000",
                         "--name", "mnist_flow_v1_quality"],  # ~35 min (Inception on the CPU)
 }
