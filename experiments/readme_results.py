@@ -165,6 +165,26 @@ def table4() -> str:
             + ", ".join(f"{n} {pm(s[k])}" for k, n in names.items()) + ". " + "; ".join(claims))
 
 
+def table4_inception() -> str:
+    """Seed 0 of Table 4 in both feature spaces: the values and the order each gives (one seed, so the
+    orders, not intervals, are what can be compared)."""
+    rows = summary("table4-inception")
+    names = {"ode": "ODE", "sde": "SDE", "glass": "GLASS(ρ_DDPM)", "glass(rho=0.4)": "GLASS(0.4)"}
+    by = {r["sampler"]: r for r in rows}
+
+    def cell(value: str) -> tuple[str, list[str]]:
+        v = {n: by[f"{k} M=10"][value] for k, n in names.items()}
+        order = sorted(v, key=v.get)
+        return ", ".join(f"{n} {fmt(x)}" for n, x in v.items()), order
+
+    inception, inc_order = cell("fid_inception")
+    classifier, cls_order = cell("fid")
+    agree = "the same order" if inc_order == cls_order else "a different order"
+    return (f"seed 0, {int(rows[0]['fid_n_samples'])} samples per sampler. Inception FID: {inception} "
+            f"(best first: {' < '.join(inc_order)}); classifier FID of the same samples: {classifier} "
+            f"({' < '.join(cls_order)}): {agree}")
+
+
 def fig7() -> str:
     rows = summary("fig7-rho")
     v = {name: stat(rows, "energy", variant=name) for name in dict.fromkeys(r["variant"] for r in rows)}
@@ -213,6 +233,7 @@ ROWS = [
     ("Fig. 2, posterior FID", "fig2-posterior", fig2_posterior),
     ("Fig. 2, value correlation", "fig2-value", fig2_value),
     ("Table 4, 50 NFE", "table4-sampling", table4),
+    ("Table 4, Inception FID", "table4-inception", table4_inception),
     ("Fig. 7, ρ", "fig7-rho", fig7),
     ("Table 1, FK steering", "table1-fks", table1),
     ("Table 5, guidance", "table5-guidance", table5),

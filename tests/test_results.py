@@ -71,3 +71,15 @@ def test_an_mnist_result_rerun_at_ci_size_matches_its_committed_numbers(tmp_path
     tolerance of 1e-4 covers other CPUs' kernels."""
     row, committed = rerun("table1-fks", "flow (ODE, 1 sample)", tmp_path)
     assert row["reward"] == pytest.approx(committed["reward"], rel=1e-4)
+
+
+def test_table4_inception_scores_the_very_samples_of_table4_seed_0():
+    """table4-inception reruns Table 4's seed 0 with both feature spaces: its classifier FID must be
+    that seed's committed FID for every sampler (the same noise, the same samples); a drifted sampler
+    or seed would move it by about 1 FID, far beyond the rounding allowed here."""
+    seed0 = {r["sampler"]: r["fid"] for r in readme_results.summary("table4-sampling") if r["seed"] == 0}
+    both = readme_results.summary("table4-inception")
+    assert {r["sampler"] for r in both} == set(seed0) and len(seed0) == 4
+    for r in both:
+        assert r["fid"] == pytest.approx(seed0[r["sampler"]], rel=1e-4), r["sampler"]
+        assert r["fid_inception"] > 0 and r["fid_n_samples"] == 2000
