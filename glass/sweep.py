@@ -464,6 +464,19 @@ def reaper(launcher):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if type(launcher).__name__ == "JoblibLauncher":
+            _stop_joblib_workers()
+
+
+def _stop_joblib_workers() -> None:
+    """joblib keeps its worker processes for reuse (five idle minutes): a sweep's workers end with the
+    sweep instead, so they hold no memory afterwards (a notebook, a test session) and a later sweep
+    starts workers that carry its own ``GLASS_SWEEP_OWNER``."""
+    from joblib.externals.loky import reusable_executor
+
+    executor = reusable_executor._executor  # the process-wide executor joblib reuses (None: never made)
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def die_with_parent(origin: int, interval: float = 0.5) -> None:

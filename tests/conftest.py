@@ -25,3 +25,14 @@ def floor_stats(exact, ref, repeats=6):
     mean, std = float(vals.mean()), float(vals.std())
     tol = 2 * mean + 6 * std
     return tol, 3 * tol
+
+
+# Modules whose tests start many processes (torchrun ranks, submitit and joblib workers, two copies of a
+# sweep) run first, while this process is still small: the suite's peak memory is this process, which
+# grows as tests load MNIST, Inception and models, plus the children alive at that moment.
+FIRST = ("test_promptruns.py", "test_sweep_records.py", "test_sweep.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: the rest keep their order

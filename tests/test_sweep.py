@@ -66,12 +66,28 @@ def test_tiny_sweep_end_to_end_then_resume_skips_finished_jobs(tmp_path):
     assert len(list(tmp_path.glob("multirun/*"))) == 2
 
 
+def joblib_workers() -> list[int]:
+    """Live child processes of this one that are joblib (loky) workers (not its small resource tracker)."""
+    me, found = os.getpid(), []
+    for p in Path("/proc").iterdir():
+        try:
+            stat = (p / "stat").read_text()
+            cmd = (p / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == me and fields[0] != "Z" and b"loky" in cmd and b"resource_tracker" not in cmd:
+            found.append(int(p.name))
+    return found
+
+
 def test_joblib_launcher_runs_jobs_in_worker_processes(tmp_path):
     res = runner.invoke(
         app, [*SWEEP, f"out_dir={tmp_path}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     )
     assert res.exit_code == 0, res.output
     assert "JoblibLauncher" in res.stderr
+    assert not joblib_workers(), "the sweep's worker processes end with it (joblib would keep them 5 min)"
     (sweep,) = tmp_path.glob("multirun/*")
     serial = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path / 'serial'}"])
     assert serial.exit_code == 0
