@@ -3,7 +3,7 @@ PYTHON ?= python3
 STAMP  := .make/install.stamp
 ARGS   ?=
 
-.PHONY: install run test lint format measure measure-mnist table1 reproduce results bench clean help
+.PHONY: install run test lint format measure measure-mnist table1 reproduce results bench bench-suite clean help
 
 help:
 	@echo "make run      install, then run the default experiment (glass run $(ARGS))"
@@ -14,6 +14,7 @@ help:
 	@echo "make table1   paper Table 1 analog: best-of-N / FK steering at equal NFE on MNIST and the oracle"
 	@echo "make results  regenerate every committed result file and the README's tables (~8 h on 2 cores)"
 	@echo "make bench    speed benchmarks -> benchmarks/results/ (bench.json, bench.md with machine info)"
+	@echo "make bench-suite  the test suite's time and memory on a clean clone -> benchmarks/results/suite.md"
 	@echo "make reproduce  every paper experiment at small scale (glass reproduce NAME; SCALE=paper for GPUs)"
 
 install: $(STAMP)
@@ -57,6 +58,9 @@ results: install
 
 bench: install
 	$(PYTHON) benchmarks/bench.py
+
+bench-suite: install
+	$(PYTHON) benchmarks/suite.py
 
 clean:
 	rm -rf .make .pytest_cache .ruff_cache
