@@ -9,12 +9,15 @@ the bad value and what is allowed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
 from glass.hydra_api import (
+    apply_value_overrides,
     interpolation_reason,
     overridden_key,
     split_sweep,
@@ -171,8 +174,6 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
 
 def compose(overrides: list[str], config_name: str = "config"):
     """Compose ``conf/<config_name>.yaml`` with ``overrides`` (no sweeps) into a DictConfig."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import ConfigCompositionException, MissingConfigException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -185,8 +186,7 @@ def compose(overrides: list[str], config_name: str = "config"):
                 f"{o.input_line!r} is a sweep; add -m (glass run -m ...) to run one job per value"
             )
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+        cfg = _compose_in_two_steps(parsed, list(overrides), config_name)
     except MissingConfigException as e:
         raise UserError(_first_line(e)) from None
     except ConfigCompositionException as e:
@@ -195,6 +195,55 @@ def compose(overrides: list[str], config_name: str = "config"):
         raise UserError(_first_line(e)) from None
     _check_values(cfg)
     OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def hydra_compose(overrides: list[str], config_name: str = "config"):
+    """Hydra's own composition of ``conf/<config_name>.yaml`` with ``overrides`` (no checks, no cache)."""
+    from hydra import compose as _compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="glass"):
+        return _compose(config_name=config_name, overrides=list(overrides))
+
+
+@functools.lru_cache(maxsize=32)
+def _composed_groups(config_name: str, group_overrides: tuple[str, ...], files: tuple) -> object:
+    return hydra_compose(list(group_overrides), config_name)  # ``files``: the cache key's fingerprint
+
+
+def _config_files(root: Path) -> tuple:
+    """(path, mtime, size) of every file under the config directory: an edited config is recomposed."""
+    out = []
+    for d, _, fs in os.walk(root):
+        for f in fs:
+            st = os.stat(os.path.join(d, f))
+            out.append((d, f, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
+def _compose_in_two_steps(parsed, overrides: list[str], config_name: str):
+    """Hydra's composition, with its expensive first step cached: the defaults list (the config group
+    choices: YAML files read and merged, about 60 ms) once per distinct choice of groups, then the
+    value overrides applied to a copy by Hydra's own function, so that the result and every error
+    message are Hydra's (``tests/test_hydra_api.py`` holds the two paths equal). A sweep of 1,000 jobs
+    composes in seconds instead of a minute. Overrides of the ``hydra`` node or with a package
+    (``group@pkg=...``) take Hydra's path whole."""
+    import copy
+
+    root = config_dir()
+    group_overrides, values = [], []
+    for text, o in zip(overrides, parsed):
+        key = o.key_or_group
+        if o.package is not None or key == "hydra" or key.startswith("hydra."):
+            return hydra_compose(overrides, config_name)
+        if key.startswith("hydra/") or (root / key).is_dir():
+            group_overrides.append(text)
+        else:
+            values.append(o)
+    base = _composed_groups(config_name, tuple(group_overrides), _config_files(root))
+    cfg = copy.deepcopy(base)
+    apply_value_overrides(values, cfg)
     return cfg
 
 

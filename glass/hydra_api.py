@@ -1,10 +1,11 @@
 """Every use of Hydra's private API, and every reading of a library's message text, in one place.
 
-Hydra has no public call for three things glass needs: splitting sweep overrides into jobs (its basic
+Hydra has no public call for four things glass needs: splitting sweep overrides into jobs (its basic
 sweeper's ``split_arguments``), building a launcher outside ``@hydra.main`` (``Callbacks`` and the
-launcher plugin), and a failed job's exception (``JobReturn._return_value``). Composition errors
-carry the offending key only in their message text, and so do Python's ``TypeError`` for an unknown
-constructor argument and OmegaConf's interpolation errors. ``tests/test_hydra_api.py`` runs each
+launcher plugin), a failed job's exception (``JobReturn._return_value``), and applying value
+overrides to a composed config (``ConfigLoaderImpl._apply_overrides_to_config``, the last step of
+its composition). Composition errors carry the offending key only in their message text, and so do
+Python's ``TypeError`` for an unknown constructor argument and OmegaConf's interpolation errors. ``tests/test_hydra_api.py`` runs each
 function here against the installed Hydra and OmegaConf, so an upgrade that changes any of them
 fails there, loudly, instead of degrading an error message somewhere else.
 """
@@ -14,8 +15,8 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "split_sweep", "make_launcher", "job_exception", "overridden_key", "unexpected_argument",
-    "takes_no_arguments", "interpolation_reason", "literal", "launcher_problem",
+    "split_sweep", "make_launcher", "job_exception", "apply_value_overrides", "overridden_key",
+    "unexpected_argument", "takes_no_arguments", "interpolation_reason", "literal", "launcher_problem",
 ]  # fmt: skip
 
 
@@ -50,6 +51,14 @@ def job_exception(job_return) -> BaseException | None:
     if job_return.status == JobStatus.COMPLETED:
         return None
     return job_return._return_value
+
+
+def apply_value_overrides(parsed_overrides, cfg) -> None:
+    """Apply parsed value overrides (``key=v``, ``+key=v``, ``++key=v``, ``~key``; no config groups) to
+    ``cfg`` in place, exactly as Hydra's composition does after it has merged the defaults list."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    ConfigLoaderImpl._apply_overrides_to_config(parsed_overrides, cfg)
 
 
 def overridden_key(message: str) -> str | None:

@@ -72,3 +72,73 @@ def test_python_and_omegaconf_messages_are_read():
     first = str(e.value).strip().splitlines()[0]
     assert "raised while resolving interpolation" in first
     assert not hydra_api.interpolation_reason(first).startswith(type(e.value).__name__)
+
+
+def _both_ways(overrides):
+    """(Hydra's own composition, glass's two-step one) of ``overrides``: each a config or the
+    exception it raised, as (type name, message)."""
+    from omegaconf import OmegaConf
+
+    from glass import config
+
+    def two_steps(ov):
+        return config._compose_in_two_steps(config._parse(ov), ov, "config")
+
+    out = []
+    for compose in (config.hydra_compose, two_steps):
+        try:
+            cfg = compose(list(overrides))
+            out.append((OmegaConf.to_container(cfg), OmegaConf.is_struct(cfg), OmegaConf.is_readonly(cfg)))
+        except Exception as e:  # noqa: BLE001 - the exception is the result compared
+            out.append((type(e).__name__, str(e)))
+    return out
+
+
+TWO_STEP_CASES = [
+    [],
+    ["model=gmm", "task.n=100", "sampler=glass", "sampler.rho=0.4", "seed=3"],
+    ["sampler.rho=0.4", "model=gmm64", "model.schedule=vp", "sampler=glass"],  # values before groups
+    ["sampler=compare", "sampler.steps=[2,4]", "sampler.samplers=[sde,glass]", "task.t=0.05"],
+    ["task=value", "reward.target=3", "++seed=5", "hydra/launcher=joblib"],
+    ["model=gmm", "+task.extra={a: 1, b: [1, 2]}", "~task.n", "out_dir='a b'"],
+    ["task=generate", "task.transitions=5", "sampler=glass", "sampler.rho=ddpm", "metric=none"],
+    # errors: Hydra's own exception and message either way
+    ["task.no_such_key=1"],
+    ["model=gmm", "+seed=1"],
+    ["~task.no_such_key"],
+    ["~task.n=12345"],
+    ["model=no_such_model"],
+    ["hydra.job.name=x", "seed=2"],  # the hydra node: Hydra's path whole
+]
+
+
+@pytest.mark.parametrize("overrides", TWO_STEP_CASES, ids=lambda ov: " ".join(ov) or "defaults")
+def test_two_step_composition_is_hydras(overrides):
+    hydra_way, two_steps = _both_ways(overrides)
+    assert two_steps == hydra_way
+
+
+def test_two_step_composition_is_hydras_for_every_definition_job():
+    from glass.definitions import load, names
+    from glass.reproduce import job_overrides
+
+    for name in names():
+        overrides, _ = job_overrides(load(name), "small", [])
+        for ov in (overrides[0], overrides[-1]):
+            hydra_way, two_steps = _both_ways(ov)
+            assert two_steps == hydra_way, (name, ov)
+
+
+def test_an_edited_config_file_is_composed_again(tmp_path, monkeypatch):
+    import shutil
+
+    from glass import config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config_dir(), conf)
+    monkeypatch.setattr(config, "config_dir", lambda: conf)
+    before = config.compose(["model=gmm"])
+    text = (conf / "model" / "gmm.yaml").read_text()
+    (conf / "model" / "gmm.yaml").write_text(text + "\nedited_marker: 7\n")
+    after = config.compose(["model=gmm"])
+    assert "edited_marker" not in before.model and after.model.edited_marker == 7

@@ -45,3 +45,37 @@ def test_posterior_figure_colours_each_point_and_its_samples(d):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_image_rows_places_each_image_in_its_cell_on_one_canvas():
+    """One canvas: row r, column c holds the image given there (grouped rows at the start of each
+    group), a smaller image scaled up to the cell, grey images in all three channels, empty cells and
+    gaps white; the row labels are the y tick labels."""
+    from glass.plotting import image_rows
+
+    plt = _plt()
+    value = lambda v, c=1, s=4: torch.full((c, s, s), v)  # noqa: E731
+    rows = [("originals", [value(0.1), value(0.2, s=2)]),  # 2 groups of 3: at columns 0 and 3
+            ("samples", [value(0.3 + 0.1 * k, c=3) for k in range(6)]),
+            ("short", [value(0.05)])]  # fmt: skip
+    fig = image_rows(plt, rows, groups=2, per=3)
+    (ax,) = fig.axes
+    canvas = np.asarray(ax.get_images()[0].get_array())
+    gap = 1
+    assert canvas.shape == (3 * 4 + 2 * gap, 6 * 4 + 5 * gap, 3)
+
+    def cell(r, c):
+        y, x = r * (4 + gap), c * (4 + gap)
+        return canvas[y : y + 4, x : x + 4]
+
+    np.testing.assert_allclose(cell(0, 0), 0.1)
+    np.testing.assert_allclose(cell(0, 3), 0.2)  # a 2 x 2 image scaled to the 4 x 4 cell
+    for c in (1, 2, 4, 5):
+        np.testing.assert_allclose(cell(0, c), 1.0)  # the rest of each group: empty
+    for k in range(6):
+        np.testing.assert_allclose(cell(1, k), 0.3 + 0.1 * k, rtol=1e-6)
+    np.testing.assert_allclose(cell(2, 0), 0.05)
+    np.testing.assert_allclose(cell(2, 1), 1.0)
+    np.testing.assert_allclose(canvas[4, :, :], 1.0)  # the gap between rows
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["originals", "samples", "short"]
+    plt.close(fig)
