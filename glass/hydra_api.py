@@ -5,9 +5,10 @@ sweeper's ``split_arguments``), building a launcher outside ``@hydra.main`` (``C
 launcher plugin), a failed job's exception (``JobReturn._return_value``), and applying value
 overrides to a composed config (``ConfigLoaderImpl._apply_overrides_to_config``, the last step of
 its composition). Composition errors carry the offending key only in their message text, and so do
-Python's ``TypeError`` for an unknown constructor argument and OmegaConf's interpolation errors. ``tests/test_hydra_api.py`` runs each
-function here against the installed Hydra and OmegaConf, so an upgrade that changes any of them
-fails there, loudly, instead of degrading an error message somewhere else.
+Python's ``TypeError`` for an unknown constructor argument and OmegaConf's interpolation errors.
+``tests/test_hydra_api.py`` runs each function here against the installed Hydra and OmegaConf, so an
+upgrade that changes any of them fails there, loudly, instead of degrading an error message somewhere
+else.
 """
 
 from __future__ import annotations
