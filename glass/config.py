@@ -208,12 +208,15 @@ def hydra_compose(overrides: list[str], config_name: str = "config"):
 
 
 @functools.lru_cache(maxsize=32)
-def _composed_groups(config_name: str, group_overrides: tuple[str, ...], files: tuple) -> object:
-    return hydra_compose(list(group_overrides), config_name)  # ``files``: the cache key's fingerprint
+def _composed_groups(config_name: str, group_overrides: tuple[str, ...], files: tuple):
+    """Hydra's composition with the config group overrides alone, cached; ``files`` (the conf files'
+    paths, mtimes and sizes) is only part of the key, so an edited or moved config is composed again.
+    Callers copy the result: it is shared."""
+    return hydra_compose(list(group_overrides), config_name)
 
 
 def _config_files(root: Path) -> tuple:
-    """(path, mtime, size) of every file under the config directory: an edited config is recomposed."""
+    """(directory, name, mtime, size) of every file under the config directory."""
     out = []
     for d, _, fs in os.walk(root):
         for f in fs:
