@@ -84,6 +84,8 @@ def measure(clone: Path) -> dict:
     summary = re.findall(r"^=*\s*(.*\b(?:passed|failed)\b.* in ([0-9.]+)s.*?)\s*=*$", text, re.M)
     line, pytest_s = summary[-1] if summary else ("(no pytest summary)", "nan")
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|errors?|skipped)", line)}
+    slowest = [{"s": float(s), "phase": ph, "test": name}
+               for s, ph, name in re.findall(r"^([0-9.]+)s (call|setup|teardown)\s+(.+?)\s*$", text, re.M)]
     return {
         "exit_code": rc,
         "summary": line.strip("= "),
@@ -93,6 +95,7 @@ def measure(clone: Path) -> dict:
         "max_rss_one_process_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2),
         "peak_tree_pss_gb": round(peak["mb"] / 1024, 2),
         "processes_at_peak": peak["procs"],
+        "slowest": slowest,  # pytest's --durations list (make test asks for the 15 slowest)
     }
 
 
@@ -142,6 +145,10 @@ def main(argv=None) -> int:
         f"({result['processes_at_peak']} processes) |",
         "",
     ]
+    if result["slowest"]:
+        md += ["Slowest tests (pytest `--durations`):", "", "| seconds | phase | test |", "|---|---|---|"]
+        md += [f"| {d['s']:.1f} | {d['phase']} | `{d['test']}` |" for d in result["slowest"]]
+        md += [""]
     (out / "suite.md").write_text("\n".join(md))
     print("\n".join(md))
     return 0 if result["exit_code"] == 0 else 1
