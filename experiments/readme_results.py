@@ -20,9 +20,9 @@ The paper-vs-ours table takes the paper's numbers from each definition's ``paper
 mean ± standard error over seeds (over the outputs for a single seed), and for every ordering the paper
 states, a verdict from the two-standard-error intervals: *confirmed* (same order, intervals apart),
 *contradicted* (opposite order, intervals apart) or *not resolved* (the intervals overlap). Where
-every sampler of a seed starts from the same noise (Table 4), the verdict is on the paired difference
-per seed instead (its mean against two of its standard errors), which removes the seed-to-seed
-variation the samplers share.
+every method of a seed starts from the same noise (Tables 1, 4 and 5: the seed's per-sample noise
+streams), the verdict is on the paired difference per seed instead (its mean against two of its
+standard errors), which removes the seed-to-seed variation the methods share.
 """
 
 from __future__ import annotations
@@ -206,9 +206,14 @@ def table1() -> str:
     v = {k: stat(rows, "reward", variant=k) for k in names}
     short = {"flow (ODE, 1 sample)": "flow", "BoN-GLASS (ddpm)": "BoN-GLASS",
              "FKS-GLASS (ddpm)": "FKS-GLASS(ρ_DDPM)", "FKS-GLASS (rho=0.4)": "FKS-GLASS(0.4)"}  # fmt: skip
-    claims = [verdict(v["FKS-GLASS (rho=0.4)"], v["FKS-SDE"], "FKS-GLASS(0.4) above FKS-SDE"),
-              verdict(v["FKS-GLASS (rho=0.4)"], v["BoN-GLASS (ddpm)"], "FKS-GLASS(0.4) above BoN-GLASS"),
-              verdict(v["BoN-ODE"], v["BoN-SDE"], "BoN-ODE above BoN-SDE")]  # fmt: skip
+
+    def claim(a: str, b: str) -> str:  # "a above b" on the per-seed difference (a seed's methods share noise)
+        d = paired(rows, "reward", a, b, key="variant")
+        return paired_verdict(d, f"{short.get(a, a)} above {short.get(b, b)}")
+
+    claims = [claim("FKS-GLASS (rho=0.4)", "FKS-SDE"), claim("FKS-GLASS (ddpm)", "FKS-SDE"),
+              claim("FKS-GLASS (rho=0.4)", "BoN-GLASS (ddpm)"), claim("BoN-GLASS (ddpm)", "BoN-SDE"),
+              claim("BoN-ODE", "BoN-SDE")]  # fmt: skip
     seeds = int(v["BoN-ODE"][2])
     return (f"log p(class 0) ({seeds} seeds × {int(rows[0]['groups'])} outputs): "
             + ", ".join(f"{short.get(k, k)} {pm(x)}" for k, x in v.items()) + ". " + "; ".join(claims))
@@ -220,9 +225,12 @@ def table5() -> str:
     v = {k: stat(rows, "reward", variant=k) for k in names}
     acc = {k: stat(rows, "target_accuracy", variant=k)[0] for k in names}
     guided = [k for k in names if "guidance" in k]
-    claims = [verdict(v["flow + guidance"], v["flow"], "flow + guidance above flow"),
-              verdict(v["flow + guidance"], v["SDE + guidance"], "flow + guidance above SDE + guidance"),
-              verdict(v["GLASS + guidance"], v["SDE + guidance"], "GLASS + guidance above SDE + guidance")]
+    def claim(a: str, b: str) -> str:  # "a above b" on the per-seed difference (a seed's methods share noise)
+        return paired_verdict(paired(rows, "reward", a, b, key="variant"), f"{a} above {b}")
+
+    claims = [claim("flow + guidance", "flow"), claim("flow", "SDE"),
+              claim("flow + guidance", "SDE + guidance"), claim("flow + guidance", "GLASS + guidance"),
+              claim("GLASS + guidance", "SDE + guidance")]
     return (f"log p(class 0) ({int(v[names[0]][2])} seeds × {int(rows[0]['groups'])} outputs): "
             + ", ".join(f"{k} {pm(x)}" for k, x in v.items())
             + f" (target accuracy {' / '.join(f'{acc[k]:.2f}' for k in guided)} with guidance). "

@@ -9,7 +9,7 @@
    (``glass run``'s ``samples.png``, the README's first figure);
 3. ``python -m experiments.readme_results`` (README tables from the files).
 
-``--only NAME,...`` runs some of them (definition names or script names). About 10 hours on 2 CPU
+``--only NAME,...`` runs some of them (definition names or script names). About 11.5 hours on 2 CPU
 cores.
 """
 
