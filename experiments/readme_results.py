@@ -86,16 +86,10 @@ def verdict(a: tuple, b: tuple, claim: str, higher_is_better: bool = True) -> st
 
 def paired(rows: list[dict], value: str, a: str, b: str, key: str = "sampler") -> tuple[float, float, int]:
     """(mean, standard error, count) over seeds of ``value`` at ``key == a`` minus at ``key == b``, the
-    two taken from the same seed (samplers that share a seed's noise, so the difference cancels it)."""
-    by_seed: dict = {}
-    for r in rows:
-        by_seed.setdefault(r["seed"], {})[r[key]] = r[value]
-    d = [x[a] - x[b] for x in by_seed.values() if a in x and b in x]
-    if not d:
-        raise KeyError(f"no seed with both {a!r} and {b!r}")
-    mean = sum(d) / len(d)
-    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) if len(d) > 1 else math.nan
-    return mean, se, len(d)
+    two taken from the same seed: :func:`glass.report.paired_difference`, the reports' own numbers."""
+    from glass.report import paired_difference
+
+    return paired_difference(rows, value, a, b, key)
 
 
 def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:

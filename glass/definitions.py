@@ -87,3 +87,9 @@ def _check_definition(name: str, spec) -> None:
                 raise bad(f"every entry of report.{key} needs {' and '.join(needs)}")
             if key == "tables" and not isinstance(item["index"], list):
                 raise bad("report.tables: index must be a list of columns")
+    paired = report.get("paired", [])
+    if not isinstance(paired, list) or not all(
+        isinstance(p, dict) and {"value", "key", "pairs"} <= set(p) and isinstance(p["pairs"], list)
+        and all(isinstance(ab, list) and len(ab) == 2 for ab in p["pairs"]) for p in paired
+    ):  # fmt: skip
+        raise bad("report.paired must be a list of {value, key, pairs: [[a, b], ...]} mappings")

@@ -70,6 +70,41 @@ def aggregate(rows: list[dict], keys: list[str], value: str) -> dict[tuple, tupl
     return out
 
 
+def paired_difference(rows: list[dict], value: str, a, b, key: str) -> tuple[float, float, int]:
+    """(mean, standard error, count) over seeds of ``value`` at ``key == a`` minus at ``key == b``, the
+    two taken from the same seed: methods that share a seed's noise streams vary together from seed to
+    seed, and the difference cancels that. Raises KeyError when no seed has both."""
+    by_seed: dict = {}
+    for r in rows:
+        v = r.get(value)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            by_seed.setdefault(r.get("seed"), {})[str(r.get(key))] = float(v)
+    d = [x[str(a)] - x[str(b)] for x in by_seed.values() if str(a) in x and str(b) in x]
+    if not d:
+        raise KeyError(f"no seed with both {a!r} and {b!r}")
+    mean = sum(d) / len(d)
+    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) if len(d) > 1 else math.nan
+    return mean, se, len(d)
+
+
+def paired_table(rows: list[dict], value: str, key: str, pairs: list) -> str:
+    """One line per pair (a, b) of ``key`` values: the per-seed difference a − b of ``value``, mean ±
+    standard error over the seeds, and whether it is more than two standard errors from 0."""
+    lines = [f"| {key}: a − b | {value} difference | seeds | beyond 2 standard errors |", "|---|---|---|---|"]
+    for a, b in pairs:
+        try:
+            mean, se, n = paired_difference(rows, value, a, b, key)
+        except KeyError:
+            lines.append(f"| {a} − {b} | — | 0 | — |")
+            continue
+        if not math.isfinite(se):
+            beyond = "—"
+        else:
+            beyond = f"yes: {a if mean > 0 else b} higher" if abs(mean) > 2 * se else "no"
+        lines.append(f"| {a} − {b} | {_fmt(mean, se)} | {n} | {beyond} |")
+    return "\n".join(lines) + "\n"
+
+
 def _order(values) -> list:
     values = list(dict.fromkeys(values))
     if all(isinstance(v, (int, float)) for v in values):
@@ -299,6 +334,13 @@ def _report(path: Path) -> list[Path]:
             f"**{table['value']}**",
             "",
             markdown_table(rows, table["index"], table["value"], table.get("columns")),
+        ]
+    for p in spec.get("report", {}).get("paired", []):
+        md += [
+            f"**{p['value']}: paired differences within a seed** (a − b in each seed, mean ± standard error "
+            "over the seeds)",
+            "",
+            paired_table(rows, p["value"], p["key"], p["pairs"]),
         ]
     md += _prompt_sets(path, written)
     out = path / f"{name}.md"

@@ -19,6 +19,7 @@ Each experiment is one YAML file in ``experiments/reproduce/`` (installed wheels
     report:
       plots:  [{x, y, series, facet, logx, logy, title}]
       tables: [{index: [...], columns, value}]
+      paired: [{value, key, pairs: [[a, b], ...]}]   # per-seed differences a − b of two methods
 
 The jobs go to ``<out_dir>/reproduce/NAME/<scale>/`` (one directory per job, resumable as any
 sweep) and the report (``NAME.png``, ``NAME.md``) is written next to them.

@@ -54,6 +54,12 @@ def test_reproduce_end_to_end_then_report_redraws_without_recomputing(tmp_path):
     rows = [json.loads(line) for line in (base / "summary.jsonl").read_text().splitlines()]
     energies = [r["energy"] for r in rows if r["variant"] == "rho=0.4"]
     assert len(energies) == 3 and f"| rho=0.4 | {sum(energies) / 3:.4f} ±" in md
+    # and the paired table's are the mean and standard error of the per-seed differences
+    sde = {r["seed"]: r["energy"] for r in rows if r["variant"] == "SDE"}
+    d = [r["energy"] - sde[r["seed"]] for r in rows if r["variant"] == "rho=0.4"]
+    mean = sum(d) / 3
+    se = (sum((x - mean) ** 2 for x in d) / 2 / 3) ** 0.5
+    assert f"| rho=0.4 − SDE | {mean:.4f} ± {se:.4f} | 3 |" in md
 
     again = runner.invoke(app, ["reproduce", "fig7-rho", *tiny])
     assert again.exit_code == 0 and "30 already finished" in again.stderr

@@ -377,6 +377,8 @@ _TABLE: dict[str, list[tuple]] = {
          "every entry of report.plots needs x and y", "definitions"),
         ("a table without value", "reproduce table-no-value",
          "every entry of report.tables needs index and value", "definitions"),
+        ("a paired comparison of three methods", "reproduce paired-three",
+         "report.paired must be a list of {value, key, pairs: [[a, b], ...]} mappings", "definitions"),
         ("an override with an unknown key", "reproduce bad-override",
          "unknown key 'sampler.nope'", "definitions"),
         ("two identical jobs", "reproduce twice",
@@ -451,6 +453,8 @@ _DEFINITIONS = {
     "report: {plots: [{x: steps}]}\n",
     "table-no-value": "title: x\nscales:\n  small: {overrides: []}\n  paper: {overrides: []}\n"
     "report: {tables: [{index: [sampler]}]}\n",
+    "paired-three": "title: x\nscales:\n  small: {overrides: []}\n  paper: {overrides: []}\n"
+    "report: {paired: [{value: fid, key: kernel, pairs: [[ode, sde, glass]]}]}\n",
     "bad-override": "title: x\nscales:\n  small: {overrides: [model=gmm, sampler.nope=1]}\n"
     "  paper: {overrides: []}\n",
     "twice": "title: x\nscales:\n  small: {overrides: [model=gmm, sampler=glass], sweep: {seed: [1, 1]}}\n"
