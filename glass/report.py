@@ -73,12 +73,17 @@ def aggregate(rows: list[dict], keys: list[str], value: str) -> dict[tuple, tupl
 def paired_difference(rows: list[dict], value: str, a, b, key: str) -> tuple[float, float, int]:
     """(mean, standard error, count) over seeds of ``value`` at ``key == a`` minus at ``key == b``, the
     two taken from the same seed: methods that share a seed's noise streams vary together from seed to
-    seed, and the difference cancels that. Raises KeyError when no seed has both."""
+    seed, and the difference cancels that. Raises KeyError when no seed has both, or when a seed has
+    several values for one of them (rows that differ in another swept key: no single pairing)."""
     by_seed: dict = {}
     for r in rows:
         v = r.get(value)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            by_seed.setdefault(r.get("seed"), {})[str(r.get(key))] = float(v)
+            seen = by_seed.setdefault(r.get("seed"), {})
+            k = str(r.get(key))
+            if k in seen and k in (str(a), str(b)):
+                raise KeyError(f"seed {r.get('seed')} has several {value} values for {key} = {k}")
+            seen[k] = float(v)
     d = [x[str(a)] - x[str(b)] for x in by_seed.values() if str(a) in x and str(b) in x]
     if not d:
         raise KeyError(f"no seed with both {a!r} and {b!r}")
@@ -94,8 +99,8 @@ def paired_table(rows: list[dict], value: str, key: str, pairs: list) -> str:
     for a, b in pairs:
         try:
             mean, se, n = paired_difference(rows, value, a, b, key)
-        except KeyError:
-            lines.append(f"| {a} − {b} | — | 0 | — |")
+        except KeyError as e:
+            lines.append(f"| {a} − {b} | — ({e.args[0]}) | 0 | — |")
             continue
         if not math.isfinite(se):
             beyond = "—"

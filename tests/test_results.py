@@ -41,6 +41,21 @@ def test_paired_verdicts_take_the_difference_within_each_seed():
     assert "no standard error" in readme_results.paired_verdict((-1.0, float("nan"), 1), "a below b", False)
 
 
+def test_paired_table_of_a_report_and_rows_it_cannot_pair():
+    """The reports' paired table: the same numbers, the direction named; a seed with two rows of one
+    method (another swept key) has no single pairing and says so instead of picking one."""
+    from glass.report import paired_table
+
+    rows = [{"seed": s, "variant": k, "reward": 10.0 * s + (1.0 if k == "a" else 0.0) + 0.1 * (s % 2)}
+            for s in range(4) for k in ("a", "b")]  # fmt: skip
+    table = paired_table(rows, "reward", "variant", [["a", "b"], ["b", "c"]])
+    assert "| a − b | 1.0000 ± 0.0000 | 4 | yes: a higher |" in table
+    assert "| b − c | — (no seed with both 'b' and 'c') | 0 | — |" in table
+    extra = {"seed": 0, "variant": "a", "reward": 3.0}
+    twice = paired_table([*rows, extra], "reward", "variant", [["a", "b"]])
+    assert "seed 0 has several reward values for variant = a" in twice and "yes" not in twice
+
+
 def rerun(name: str, variant: str, tmp_path) -> tuple[dict, dict]:
     """(the seed-0 job of ``variant`` in definition ``name``, rerun at its small scale; its committed row)."""
     from glass.definitions import load
