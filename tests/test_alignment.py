@@ -96,6 +96,24 @@ def test_best_of_n_picks_the_max_and_improves_reward():
     assert torch.allclose(reward(best), r) and float(r.mean()) > float(r1.mean()) + 0.5
 
 
+@pytest.mark.parametrize("kernel", [glass.ODE(3), glass.SDE(3), glass.GLASS(3)], ids=repr)
+def test_best_of_n_and_fk_steering_of_one_seed_draw_the_same_noise(kernel):
+    """The premise of the paired (per-seed) verdicts in the README's Tables 1 and 5: with one seed's
+    per-sample streams, best-of-N keeps one of exactly the samples `generate` draws, and FK steering that
+    never resamples moves exactly those particles (same initial noise, same noise on the way)."""
+    from glass.noise import Streams
+
+    gmm, reward, groups, n = ring(), LinearReward(scale=1.0), 5, 8
+    seed = lambda: Streams(7, groups * n)  # noqa: E731 (a fresh copy of seed 7's streams for each method)
+    every = glass.generate(gmm, kernel, 2, groups * n, generator=seed()).reshape(groups, n, -1)
+    best, _, _, idx = best_of_n(gmm, kernel, reward, grid=2, n=n, groups=groups, generator=seed(),
+                                with_index=True)  # fmt: skip
+    assert torch.equal(best, every[torch.arange(groups), idx])
+    fk = fk_steering(gmm, kernel, reward, grid=2, particles=n, groups=groups, ess_threshold=1e-9,
+                     generator=seed())  # fmt: skip
+    assert not any(bool(r.any()) for r in fk.resampled) and torch.equal(fk.x, every)
+
+
 def test_guidance_through_the_network_is_exact_for_gaussian_data():
     """Gaussian data N(m, s^2 I) and r = w.z: the tilted target is N(m + lam s^2 w, s^2 I). Guidance
     with the gradient through the denoiser reaches it with the ODE (flow guidance), the SDE and GLASS
