@@ -22,7 +22,8 @@ states, a verdict from the two-standard-error intervals: *confirmed* (same order
 *contradicted* (opposite order, intervals apart) or *not resolved* (the intervals overlap). Where
 every method of a seed starts from the same noise (Tables 1, 4 and 5: the seed's per-sample noise
 streams), the verdict is on the paired difference per seed instead (its mean against two of its
-standard errors), which removes the seed-to-seed variation the methods share.
+standard errors), which removes the seed-to-seed variation the methods share; the pairs are those
+the definition lists under ``report.paired``, so the README and the report compare the same methods.
 """
 
 from __future__ import annotations
@@ -39,17 +40,13 @@ RESULTS = ROOT / "experiments" / "results"
 MARK = re.compile(r"<!-- results: (?P<spec>[^>]*?) -->\n(?P<body>.*?)<!-- /results -->", re.S)
 
 
-def _number(v: str):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return v
-
-
 def summary(name: str) -> list[dict]:
-    """The committed summary rows of ``glass reproduce NAME`` (small scale), numbers as floats."""
+    """The committed summary rows of ``glass reproduce NAME`` (small scale), as the report reads them:
+    numbers as numbers, and ``kernel`` / ``steps`` parsed from the sampler label."""
+    from glass.report import with_kernel_columns
+
     with open(RESULTS / "reproduce" / name / "summary.csv") as f:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return with_kernel_columns(list(csv.DictReader(f)))
 
 
 def stat(rows: list[dict], value: str, **where) -> tuple[float, float, int]:
@@ -110,6 +107,18 @@ def paper_text(name: str) -> str:
     return " ".join(load(name)["paper"].split())
 
 
+def paired_claims(name: str, rows: list[dict], higher_is_better: bool = True, label: dict | None = None):
+    """A verdict for every pair the definition's ``report.paired`` lists, in its order: the paper's
+    claim "a better than b" against the per-seed difference a − b (the same pairs as the report's
+    paired table); ``label`` renames methods for the README."""
+    from glass.definitions import load
+
+    label, word = label or {}, "above" if higher_is_better else "below"
+    return [paired_verdict(paired(rows, p["value"], a, b, key=p["key"]),
+                           f"{label.get(a, a)} {word} {label.get(b, b)}", higher_is_better)
+            for p in load(name)["report"]["paired"] for a, b in p["pairs"]]  # fmt: skip
+
+
 def fig2_posterior() -> str:
     rows, ms = summary("fig2-posterior"), (2, 4, 8, 16)
     t02 = {"task.t": 0.2}
@@ -148,12 +157,7 @@ def table4() -> str:
     names = {"ode": "ODE", "sde": "SDE", "glass": "GLASS(ρ_DDPM)", "glass(rho=0.4)": "GLASS(0.4)"}
     s = {k: stat(rows, "fid", sampler=f"{k} M=10") for k in names}
 
-    def claim(a: str, b: str) -> str:  # "a below b" (lower FID is better), on the per-seed difference
-        return paired_verdict(paired(rows, "fid", f"{a} M=10", f"{b} M=10"), f"{names[a]} below {names[b]}",
-                              higher_is_better=False)  # fmt: skip
-
-    claims = [claim("glass", "sde"), claim("glass(rho=0.4)", "sde"), claim("ode", "sde"),
-              claim("ode", "glass"), claim("ode", "glass(rho=0.4)")]  # the paper's order, ODE first
+    claims = paired_claims("table4-sampling", rows, higher_is_better=False, label=names)  # the paper's order
     seeds = f"{int(s['ode'][2])} seeds × " if s["ode"][2] > 1 else ""
     return (f"FID ({seeds}{int(rows[0]['fid_n_samples'])} samples): "
             + ", ".join(f"{n} {pm(s[k])}" for k, n in names.items()) + ". " + "; ".join(claims))
@@ -201,13 +205,7 @@ def table1() -> str:
     short = {"flow (ODE, 1 sample)": "flow", "BoN-GLASS (ddpm)": "BoN-GLASS",
              "FKS-GLASS (ddpm)": "FKS-GLASS(ρ_DDPM)", "FKS-GLASS (rho=0.4)": "FKS-GLASS(0.4)"}  # fmt: skip
 
-    def claim(a: str, b: str) -> str:  # "a above b" on the per-seed difference (a seed's methods share noise)
-        d = paired(rows, "reward", a, b, key="variant")
-        return paired_verdict(d, f"{short.get(a, a)} above {short.get(b, b)}")
-
-    claims = [claim("FKS-GLASS (rho=0.4)", "FKS-SDE"), claim("FKS-GLASS (ddpm)", "FKS-SDE"),
-              claim("FKS-GLASS (rho=0.4)", "BoN-GLASS (ddpm)"), claim("BoN-GLASS (ddpm)", "BoN-SDE"),
-              claim("BoN-ODE", "BoN-SDE")]  # fmt: skip
+    claims = paired_claims("table1-fks", rows, label=short)
     seeds = int(v["BoN-ODE"][2])
     return (f"log p(class 0) ({seeds} seeds × {int(rows[0]['groups'])} outputs): "
             + ", ".join(f"{short.get(k, k)} {pm(x)}" for k, x in v.items()) + ". " + "; ".join(claims))
@@ -219,12 +217,7 @@ def table5() -> str:
     v = {k: stat(rows, "reward", variant=k) for k in names}
     acc = {k: stat(rows, "target_accuracy", variant=k)[0] for k in names}
     guided = [k for k in names if "guidance" in k]
-    def claim(a: str, b: str) -> str:  # "a above b" on the per-seed difference (a seed's methods share noise)
-        return paired_verdict(paired(rows, "reward", a, b, key="variant"), f"{a} above {b}")
-
-    claims = [claim("flow + guidance", "flow"), claim("flow", "SDE"),
-              claim("flow + guidance", "SDE + guidance"), claim("flow + guidance", "GLASS + guidance"),
-              claim("GLASS + guidance", "SDE + guidance")]
+    claims = paired_claims("table5-guidance", rows)
     return (f"log p(class 0) ({int(v[names[0]][2])} seeds × {int(rows[0]['groups'])} outputs): "
             + ", ".join(f"{k} {pm(x)}" for k, x in v.items())
             + f" (target accuracy {' / '.join(f'{acc[k]:.2f}' for k in guided)} with guidance). "
