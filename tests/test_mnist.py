@@ -235,16 +235,19 @@ def test_bad_training_input():
 
 
 def test_model_mnist_v1_is_the_first_checkpoint_from_any_directory(monkeypatch, tmp_path):
-    """model=mnist_v1 loads the first shipped checkpoint (the one ot-prior compares against) and
-    model=mnist the longer-trained default, both from the configs' repository-relative paths in another
-    directory."""
+    """model=mnist_v1 loads the first shipped checkpoint (the one ot-prior compares against),
+    model=mnist the longer-trained default and model=mnist_v3 its continuation, all from the configs'
+    repository-relative paths in another directory; each manifest's training starts from the one before."""
     monkeypatch.chdir(tmp_path)
-    old = instantiate(compose(["model=mnist_v1"]).model, "model")
-    new = instantiate(compose(["model=mnist"]).model, "model")
+    models = [instantiate(compose([f"model={m}"]).model, "model") for m in ("mnist_v1", "mnist", "mnist_v3")]
     x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     t = torch.full((2,), 0.5)
     with torch.inference_mode():
-        assert not torch.allclose(old.denoise(x, t), new.denoise(x, t), atol=1e-3)
-    manifests = [json.loads((ASSETS / f"{p}.json").read_text()) for p in ("mnist_flow_v1", "mnist_flow")]
+        outs = [m.denoise(x, t) for m in models]
+    assert not torch.allclose(outs[0], outs[1], atol=1e-3) and not torch.allclose(outs[1], outs[2], atol=1e-3)
+    names = ("mnist_flow_v1", "mnist_flow", "mnist_flow_v3")
+    manifests = [json.loads((ASSETS / f"{p}.json").read_text()) for p in names]
+    for before, (name, m) in zip(names, zip(names[1:], manifests[1:])):
+        assert m["training"]["init"] == f"glass/assets/{before}.safetensors", name
     steps = [m["total_steps"] for m in manifests]
-    assert steps[0] < steps[1]  # the default continues the first checkpoint's training
+    assert steps[0] < steps[1] < steps[2] and steps[2] - steps[1] == manifests[2]["steps"]
