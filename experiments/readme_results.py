@@ -81,14 +81,6 @@ def verdict(a: tuple, b: tuple, claim: str, higher_is_better: bool = True) -> st
     return f"{claim}: {'confirmed' if d > 0 else '**contradicted**'}"
 
 
-def paired(rows: list[dict], value: str, a: str, b: str, key: str = "sampler") -> tuple[float, float, int]:
-    """(mean, standard error, count) over seeds of ``value`` at ``key == a`` minus at ``key == b``, the
-    two taken from the same seed: :func:`glass.report.paired_difference`, the reports' own numbers."""
-    from glass.report import paired_difference
-
-    return paired_difference(rows, value, a, b, key)
-
-
 def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:
     """The paper's claim "a better than b" against the paired difference a − b over seeds."""
     mean, se, n = d
@@ -112,9 +104,10 @@ def paired_claims(name: str, rows: list[dict], higher_is_better: bool = True, la
     claim "a better than b" against the per-seed difference a − b (the same pairs as the report's
     paired table); ``label`` renames methods for the README."""
     from glass.definitions import load
+    from glass.report import paired_difference
 
     label, word = label or {}, "above" if higher_is_better else "below"
-    return [paired_verdict(paired(rows, p["value"], a, b, key=p["key"]),
+    return [paired_verdict(paired_difference(rows, p["value"], a, b, p["key"]),
                            f"{label.get(a, a)} {word} {label.get(b, b)}", higher_is_better)
             for p in load(name)["report"]["paired"] for a, b in p["pairs"]]  # fmt: skip
 

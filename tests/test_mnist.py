@@ -234,7 +234,7 @@ def test_bad_training_input():
     assert res.exit_code == 2 and res.stderr == "error: trainer.lr must be > 0, got -1\n"
 
 
-def test_model_mnist_v1_is_the_first_checkpoint_from_any_directory(monkeypatch, tmp_path):
+def test_shipped_flow_checkpoints_load_from_any_directory_and_continue_each_other(monkeypatch, tmp_path):
     """model=mnist_v1 loads the first shipped checkpoint (the one ot-prior compares against),
     model=mnist the longer-trained default and model=mnist_v3 its continuation, all from the configs'
     repository-relative paths in another directory; each manifest's training starts from the one before."""
@@ -247,7 +247,7 @@ def test_model_mnist_v1_is_the_first_checkpoint_from_any_directory(monkeypatch, 
     assert not torch.allclose(outs[0], outs[1], atol=1e-3) and not torch.allclose(outs[1], outs[2], atol=1e-3)
     names = ("mnist_flow_v1", "mnist_flow", "mnist_flow_v3")
     manifests = [json.loads((ASSETS / f"{p}.json").read_text()) for p in names]
-    for before, (name, m) in zip(names, zip(names[1:], manifests[1:])):
+    for before, name, m in zip(names, names[1:], manifests[1:]):
         assert m["training"]["init"] == f"glass/assets/{before}.safetensors", name
     steps = [m["total_steps"] for m in manifests]
     assert steps[0] < steps[1] < steps[2] and steps[2] - steps[1] == manifests[2]["steps"]

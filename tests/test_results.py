@@ -16,6 +16,29 @@ def test_readme_tables_are_generated_from_the_committed_result_files():
     assert not stale, f"README.md disagrees with {stale} (python -m experiments.readme_results)"
 
 
+def test_readme_quotes_each_shipped_checkpoints_quality_file():
+    """The README's bullet on each shipped MNIST flow checkpoint quotes its quality file's FID, floor and
+    ratio in every feature space it measured (one decimal), so a regenerated file cannot leave the
+    prose behind."""
+    import json
+    import re
+
+    text = (readme_results.ROOT / "README.md").read_text()
+    shipped = text[text.index("\nShipped:\n"):text.index("![MNIST flow samples")]
+    bullet_re = re.compile(r"^- `glass/assets/(\w+)`(.*?)(?=^- |\Z)", re.M | re.S)
+    bullets = {name: " ".join(body.split()) for name, body in bullet_re.findall(shipped)}
+    files = sorted(readme_results.RESULTS.glob("mnist_flow*_quality*.json"))
+    assert len(files) >= 4
+    for f in files:
+        result = json.loads(f.read_text())
+        checkpoint = result["checkpoint"]
+        bullet = bullets[checkpoint.removeprefix("glass/assets/").removesuffix(".safetensors")]
+        for space, row in result["fid"].items():
+            fid, floor = row["samples"], row["floor"]
+            missing = [x for x in (f"{fid:.1f}", f"{floor:.1f}", f"{fid / floor:.1f}×") if x not in bullet]
+            assert not missing, f"README's bullet on {checkpoint} lacks {missing} ({f.name}, {space})"
+
+
 def test_the_verdicts_follow_the_intervals():
     v = readme_results.verdict
     assert v((2.0, 0.1, 3), (1.0, 0.1, 3), "a above b") == "a above b: confirmed"
@@ -30,13 +53,15 @@ def test_paired_verdicts_take_the_difference_within_each_seed():
     the seeds differ by 10, so "a below b" is confirmed on the paired difference."""
     rows = [{"seed": s, "sampler": k, "fid": 10.0 * s + (0.0 if k == "a" else 1.0) + 0.1 * (s % 2)}
             for s in range(4) for k in ("a", "b")]  # fmt: skip
-    d = readme_results.paired(rows, "fid", "a", "b")
+    from glass.report import paired_difference
+
+    d = paired_difference(rows, "fid", "a", "b", "sampler")
     assert d == pytest.approx((-1.0, 0.0, 4))
     below = readme_results.paired_verdict(d, "a below b", higher_is_better=False)
     assert below.startswith("a below b: confirmed")
     assert "contradicted" in readme_results.paired_verdict(d, "a above b")
-    noisy = readme_results.paired([*rows, {"seed": 9, "sampler": "a", "fid": 5.0},
-                                   {"seed": 9, "sampler": "b", "fid": 1.0}], "fid", "a", "b")
+    noisy = paired_difference([*rows, {"seed": 9, "sampler": "a", "fid": 5.0},
+                               {"seed": 9, "sampler": "b", "fid": 1.0}], "fid", "a", "b", "sampler")
     assert noisy[2] == 5 and "not resolved" in readme_results.paired_verdict(noisy, "a below b", False)
     assert "no standard error" in readme_results.paired_verdict((-1.0, float("nan"), 1), "a below b", False)
 
