@@ -3,7 +3,8 @@
 in the shipped classifier's features and in Inception-v3 features, beside the floor (as many
 *training* images against the same test images) and a sample grid.
 
-Writes experiments/results/mnist_flow_quality.{json,md} and mnist_flow_quality.png. 10,000 samples
+Writes experiments/results/mnist_flow_quality.{json,md} and mnist_flow_quality.png, rewritten after each
+feature space (a run stopped during Inception keeps the classifier-feature FID). 10,000 samples
 take about 2 hours on 2 CPU cores, most of it Inception's (minutes on a GPU: ``--device cuda``); ``--n 2000``
 for a quicker look, ``--inception-n 2000`` to score only the first 2,000 samples in Inception features.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -52,21 +54,28 @@ def main(argv=None) -> dict:
     x = torch.cat(xs)
     minutes = (time.perf_counter() - start) / 60
     train, _ = load_mnist("train")
-    rows = {}
-    for features in args.features:
-        n = (args.inception_n or args.n) if features == "inception" else args.n
-        fid = FID(features=features)
-        rows[features] = {"samples": fid(x[:n])["fid"], "floor": fid(to_data(train[:n]))["fid"], "n": n}
-        print(features, rows[features], flush=True)
     checkpoint = Path(args.checkpoint or ASSETS / "mnist_flow.safetensors").resolve()
     manifest = json.loads(checkpoint.with_suffix(".json").read_text())
     root = OUT.parent.parent  # the repository: its files are named relative to it
     shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint
+    rows = {}
     out = {"checkpoint": str(shown), "n": args.n, "nfe": 50,
            "sampling_minutes": round(minutes, 1), "device": args.device, "fid": rows,
            "total_steps": manifest.get("total_steps")}  # fmt: skip
+    for features in args.features:  # the files are rewritten after each: a long Inception pass loses nothing
+        n = (args.inception_n or args.n) if features == "inception" else args.n
+        fid = FID(features=features)
+        rows[features] = {"samples": fid(x[:n])["fid"], "floor": fid(to_data(train[:n]))["fid"], "n": n}
+        print(features, rows[features], flush=True)
+        write(out, x, args.name)
+    return out
+
+
+def write(out: dict, x: torch.Tensor, name: str) -> None:
+    """``<name>.json``, ``.md`` (the table) and ``.png`` (up to 100 samples, titled with the first FID)."""
+    rows = out["fid"]
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{args.name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    (OUT / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [
         "# MNIST flow sample quality: ODE at 50 NFE vs the 10,000 test images",
         "",
@@ -81,24 +90,24 @@ def main(argv=None) -> dict:
             for k, v in rows.items()
         ),  # fmt: skip
     ]
-    (OUT / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{name}.md").write_text("\n".join(lines) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = to_pixels(x[:100]).reshape(10, 10, 28, 28).permute(0, 2, 1, 3).reshape(280, 280)
+    k = min(10, math.isqrt(len(x)))  # a k x k grid of the first samples (10 x 10 from 100 on)
+    grid = to_pixels(x[: k * k]).reshape(k, k, 28, 28).permute(0, 2, 1, 3).reshape(28 * k, 28 * k)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
-    title = (
-        f"ODE, 5 x 10 Euler steps (50 NFE); FID {rows['mnist']['samples']:.1f} "
-        f"(classifier features, {rows['mnist']['n']} samples)"
-    )
+    kind, first = next(iter(rows.items()))
+    words = {"mnist": "classifier features", "inception": "Inception features"}[kind]
+    title = f"ODE, 5 x 10 Euler steps (50 NFE); FID {first['samples']:.1f} ({words}, {first['n']} samples)"
     ax.set(title=title, xticks=[], yticks=[])
     ax.title.set_fontsize(8)
     fig.tight_layout()
-    fig.savefig(OUT / f"{args.name}.png", dpi=110)
-    return out
+    fig.savefig(OUT / f"{name}.png", dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

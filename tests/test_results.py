@@ -123,3 +123,32 @@ def test_table4_inception_scores_the_very_samples_of_table4_seed_0():
     for r in both:
         assert r["fid"] == pytest.approx(seed0[r["sampler"]], rel=1e-4), r["sampler"]
         assert r["fid_inception"] > 0 and r["fid_n_samples"] == 2000
+
+
+def test_flow_quality_writes_each_feature_space_as_soon_as_it_is_scored(tmp_path, monkeypatch):
+    """experiments/flow_quality.py rewrites its json / md / png after each feature space, so a long
+    Inception pass that dies (here: at once) still leaves the classifier-feature FID it measured, and
+    the table's ratio is FID / floor of that file."""
+    import json
+    import re
+
+    from experiments import flow_quality
+    from glass.metrics.fid import FID
+
+    def fid(features):
+        if features == "inception":
+            raise RuntimeError("Inception pass interrupted")
+        return FID(features=features, n_reference=200, cache_dir=str(tmp_path / "cache"))
+
+    monkeypatch.setattr(flow_quality, "OUT", tmp_path)
+    monkeypatch.setattr(flow_quality, "FID", fid)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        flow_quality.main(["--n", "16", "--batch", "16", "--features", "mnist", "inception", "--name", "q"])
+    result = json.loads((tmp_path / "q.json").read_text())
+    assert list(result["fid"]) == ["mnist"] and result["n"] == 16 and result["nfe"] == 50
+    row = result["fid"]["mnist"]
+    assert row["n"] == 16 and row["samples"] > 0 and row["floor"] > 0
+    md = (tmp_path / "q.md").read_text()
+    table = re.search(r"^\| mnist \| 16 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", md, re.M)
+    assert table and float(table[3]) == pytest.approx(row["samples"] / row["floor"], abs=0.006)
+    assert (tmp_path / "q.png").stat().st_size > 2_000
