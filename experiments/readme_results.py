@@ -187,13 +187,18 @@ def fig7() -> str:
     beats = sum(x[0] < v["SDE"][0] for x in glass.values())
     to_sde = paired_difference(rows, "energy", "rho=0.4", "SDE", "variant")
     sde = paired_verdict(to_sde, "GLASS(0.4) below SDE", higher_is_better=False)
+    # the ODE pair of fig7-rho's report.paired, as a difference: the paper's Fig. 7 has no ODE to claim about
     ode, ode_se, n = paired_difference(rows, "energy", "rho=0.4", "ODE", "variant")
+    if ode > 2 * ode_se:
+        ode_text = ("On the oracle at 5 × 2 Euler steps the discretisation error dominates, so the "
+                    f"deterministic ODE is best (below GLASS(0.4) by {fmt(ode)} ± {ode_se:.2g}, paired over "
+                    f"{n} seeds; the paper's Fig. 7 has no ODE)")  # fmt: skip
+    else:
+        ode_text = (f"GLASS(0.4) − ODE: {fmt(ode)} ± {ode_se:.2g}, paired over {n} seeds (the paper's Fig. 7 "
+                    "has no ODE)")  # fmt: skip
     return (f"energy distance (floor {floor:.3f}, {int(v['SDE'][2])} seeds): SDE {pm(v['SDE'])}, best GLASS "
             f"{best} {pm(v[best])}, ρ = 0.4 {pm(v['rho=0.4'])}, ρ = 1 {pm(v['rho=1.0'])}, ODE "
-            f"{pm(v['ODE'])}; {beats} of {len(glass)} GLASS ρ below the SDE. {sde}. On the oracle at "
-            "5 × 2 Euler steps the discretisation error dominates, so the deterministic ODE is best (below "
-            f"GLASS(0.4) by {fmt(ode)} ± {ode_se:.2g}, paired over {n} seeds; the paper's Fig. 7 has no "
-            "ODE)")  # fmt: skip
+            f"{pm(v['ODE'])}; {beats} of {len(glass)} GLASS ρ below the SDE. {sde}. {ode_text}")  # fmt: skip
 
 
 def table1() -> str:
