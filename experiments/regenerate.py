@@ -7,10 +7,14 @@
    ``ot_assignment.py``, ``stochastic_sampling.py``, ``fk_bias.py``, ``inverse_gallery.py``,
    ``flow_quality.py``), which write ``experiments/results/`` themselves, and ``default_run``
    (``glass run``'s ``samples.png``, the README's first figure);
-3. ``python -m experiments.readme_results`` (README tables from the files).
+3. with a GPU, the definitions' ``large`` scale (the strongest checkpoint at sizes that decide the
+   paper's rankings; ``NAME:large``, about 8 minutes on one H200 in all), copied to
+   ``experiments/results/reproduce/NAME/large/``; without one they are skipped (``--only NAME:large``
+   runs one on the CPU: hours);
+4. ``python -m experiments.readme_results`` (README tables from the files).
 
-``--only NAME,...`` runs some of them (definition names or script names). About 14 hours on 2 CPU
-cores.
+``--only NAME,...`` runs some of them (definition names, ``NAME:large`` or script names). About 14
+hours on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -52,14 +56,25 @@ def commit() -> str:
     return out.stdout.strip() or "local"
 
 
-def reproduce(name: str, out_dir: Path) -> None:
-    cmd = ["glass", "reproduce", name, "--scale", "small", f"out_dir={out_dir}"]
+def reproduce(name: str, out_dir: Path, scale: str = "small") -> None:
+    """``glass reproduce NAME --scale SCALE`` (large: on the GPU when there is one), its report and
+    summary copied to ``experiments/results/reproduce/NAME/`` (the large scale to ``NAME/large/``)."""
+    from glass.reproduce import variant_name
+
+    extra = ["model.device=cuda"] if scale == "large" and gpu() else []
+    cmd = ["glass", "reproduce", name, "--scale", scale, *extra, f"out_dir={out_dir}"]
     subprocess.run(cmd, cwd=ROOT, check=True)
-    source = out_dir / "reproduce" / name / "small"
-    target = ROOT / "experiments" / "results" / "reproduce" / name
+    source = out_dir / "reproduce" / name / variant_name(scale, extra)
+    target = ROOT / "experiments" / "results" / "reproduce" / name / ("" if scale == "small" else scale)
     target.mkdir(parents=True, exist_ok=True)
     for f in [*source.glob(f"{name}*.md"), *source.glob(f"{name}*.png"), source / "summary.csv"]:
         shutil.copy2(f, target / f.name)
+
+
+def gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def default_run(out_dir: Path) -> None:
@@ -71,12 +86,18 @@ def default_run(out_dir: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from glass.definitions import names
+    from glass.definitions import load, names, scales_of
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default=None, help="comma-separated definition or script names")
+    ap.add_argument("--only", default=None, help="comma-separated definition or script names (NAME:large "
+                    "for a definition's large scale)")
     args = ap.parse_args(argv)
-    every = [*names(), *SCRIPTS, "default_run"]
+    large = [f"{n}:large" for n in names() if "large" in scales_of(load(n))]
+    every = [*names(), *SCRIPTS, "default_run", *large]
+    if args.only is None and not gpu():  # hours each on a CPU: only where asked for by name
+        print(f"no GPU: skipping the large scales ({', '.join(large)}); --only NAME:large runs one on "
+              "the CPU", file=sys.stderr)
+        every = [n for n in every if n not in large]
     only = every if args.only is None else args.only.split(",")
     unknown = [n for n in only if n not in every]
     if unknown:
@@ -88,6 +109,8 @@ def main(argv=None) -> int:
             subprocess.run([sys.executable, *SCRIPTS[name]], cwd=ROOT, check=True)
         elif name == "default_run":
             default_run(out_dir)
+        elif name.endswith(":large"):
+            reproduce(name.removesuffix(":large"), out_dir, "large")
         else:
             reproduce(name, out_dir)
     from experiments.readme_results import main as readme

@@ -433,9 +433,14 @@ def _reproduce_help() -> str:
     try:
         from rich.markup import escape
 
-        from glass.definitions import load, names
+        from glass.definitions import SCALES, load, names, scales_of
 
-        lines = [f"  [bold]{n}[/]: {escape(load(n)['title'])}" for n in names()]
+        lines = []
+        for n in names():
+            spec = load(n)
+            extra = [s for s in scales_of(spec) if s not in SCALES]
+            also = f" (also --scale {', '.join(extra)})" if extra else ""
+            lines.append(f"  [bold]{n}[/]: {escape(spec['title'])}{escape(also)}")
     except UserError as e:
         lines = [f"  ({e})"]
     return (
@@ -445,6 +450,8 @@ def _reproduce_help() -> str:
         "--fresh starts a new directory).\n\n"
         "Experiments (definitions in experiments/reproduce/):\n\n" + "\n\n".join(lines) + "\n\n"
         "--scale small runs on 2 CPU cores in minutes (MNIST and the Gaussian-mixture oracle); "
+        "--scale large (where an experiment has it) runs the strongest shipped checkpoint at sizes that "
+        "decide the paper's rankings (minutes on one GPU: add model.device=cuda); "
         "--scale paper uses the paper's sizes (GPU). Extra OVERRIDES apply to every job, e.g. "
         "model.device=cuda logger=wandb (W&B runs are grouped by experiment), or "
         "hydra/launcher=joblib hydra.launcher.n_jobs=4."
@@ -455,7 +462,9 @@ def _reproduce_help() -> str:
 def reproduce(
     name: str = typer.Argument(..., help="Experiment name (see above)."),
     overrides: list[str] | None = typer.Argument(None, help="Overrides for every job", show_default=False),
-    scale: str = typer.Option("small", "--scale", help="small (CPU, minutes) or paper (the paper's sizes)"),
+    scale: str = typer.Option(
+        "small", "--scale", help="small (CPU, minutes), large (GPU, minutes) or paper (the paper's sizes)"
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new directory instead of resuming."),
 ) -> None:
     from rich.console import Console

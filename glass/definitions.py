@@ -8,9 +8,10 @@ from pathlib import Path
 
 from glass.config import UserError
 
-__all__ = ["SCALES", "definitions_dir", "names", "load"]
+__all__ = ["SCALES", "OPTIONAL_SCALES", "definitions_dir", "names", "load", "scales_of"]
 
-SCALES = ("small", "paper")
+SCALES = ("small", "paper")  # every definition has these
+OPTIONAL_SCALES = ("large",)  # some have these: large = the strongest checkpoint at deciding sizes (a GPU)
 
 
 def definitions_dir() -> Path:
@@ -46,6 +47,11 @@ def load(name: str) -> dict:
     return spec
 
 
+def scales_of(spec: dict) -> list[str]:
+    """The scales a definition has: small and paper always, large where it defines one."""
+    return [*SCALES, *(s for s in OPTIONAL_SCALES if s in (spec.get("scales") or {}))]
+
+
 def _check_definition(name: str, spec) -> None:
     """The shape ``glass reproduce`` and ``glass report`` rely on (see the module docstring)."""
 
@@ -58,12 +64,19 @@ def _check_definition(name: str, spec) -> None:
         raise bad("title must be one line of text")
     if not isinstance(spec.get("scales"), dict):
         raise bad(f"scales must be a mapping of {' and '.join(SCALES)}")
-    for scale in SCALES:
+    unknown = [s for s in spec["scales"] if s not in (*SCALES, *OPTIONAL_SCALES)]
+    if unknown:
+        allowed = ", ".join(SCALES + OPTIONAL_SCALES)
+        raise bad(f"unknown scale {unknown[0]!r} under scales; choose from: {allowed}")
+    for scale in scales_of(spec):
         block = spec["scales"].get(scale)
         if not isinstance(block, dict) or not isinstance(block.get("overrides"), list):
             raise bad(f"scales.{scale}.overrides must be a list")
         if not all(isinstance(o, str) for o in block["overrides"]):
             raise bad(f"scales.{scale}.overrides must be a list of key=value strings")
+        for key in ("note", "ours"):
+            if key in block and not isinstance(block[key], str):
+                raise bad(f"scales.{scale}.{key} must be text")
         for key in ("variants", "sweep"):
             value = (block.get(key) or spec.get(key)) if key == "variants" else block.get(key)
             if value is None:

@@ -277,7 +277,8 @@ def _header(spec: dict, title: str, scale: str | None) -> list[str]:
         md += [f"Scale: **{scale}**. {spec['scales'][scale].get('note', '')}".strip(), ""]
     if spec.get("paper"):
         md += [f"**Paper:** {spec['paper']}", ""]
-    ours = spec.get("ours")
+    ours = (spec["scales"].get(scale) or {}).get("ours") if scale else None  # a scale's own description
+    ours = ours or spec.get("ours")
     if spec.get("prompts"):  # the grid was run on a prompt set (reproduce's prompt_set block)
         ours = f"{spec.get('prompt_set', {}).get('ours', '')} Prompts: `{spec['prompts']}`.".strip()
     if ours:

@@ -11,6 +11,8 @@ Each experiment is one YAML file in ``experiments/reproduce/`` (installed wheels
         overrides: [...]  # common to every job
         variants: {label: [overrides]}   # optional: named methods, crossed with the sweep
         sweep: {key: [values]}           # cartesian product (Hydra's basic sweeper)
+      large: {...}        # optional: the strongest checkpoint at sizes that decide the paper's
+                          # rankings (minutes on one GPU, hours on 2 CPU cores)
       paper: {...}        # the paper's sizes, for GPU machines (``note`` says what it costs)
     prompt_set:           # optional: with task.prompts=FILE on the command line (a text-to-image
       drop: [...]         # model), these scale overrides are dropped, these added, and the sweep
@@ -32,14 +34,15 @@ import itertools
 from pathlib import Path
 
 from glass.config import UserError
-from glass.definitions import SCALES, load, names
+from glass.definitions import OPTIONAL_SCALES, SCALES, load, names, scales_of
 
-__all__ = ["SCALES", "names", "load", "job_overrides", "reproduce"]
+__all__ = ["SCALES", "OPTIONAL_SCALES", "names", "load", "job_overrides", "reproduce"]
 
 def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[str]], list[dict]]:
     """(override list per job, labels per job): variants x the cartesian product of the sweep."""
-    if scale not in SCALES:
-        raise UserError(f"unknown scale {scale!r}; choose from: {', '.join(SCALES)}")
+    if scale not in scales_of(spec):
+        raise UserError(f"experiment {spec.get('name', '')} has no scale {scale!r}; choose from: "
+                        f"{', '.join(scales_of(spec))}")
     block = dict(spec["scales"][scale])
     given = {o.split("=", 1)[0].lstrip("+") for o in extra if "=" in o}
     if "task.prompts" in given and "prompt_set" in spec:  # the grid on a text-to-image model's prompts

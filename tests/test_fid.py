@@ -130,3 +130,18 @@ def test_wide_features_frechet_distance_equals_clean_fids():
     ours, theirs = frechet_distance(*stats), float(clean(*stats[0], *stats[1]))
     assert ours == pytest.approx(theirs, rel=1e-6) and ours > 0
     assert frechet_distance(stats[0], stats[0]) == pytest.approx(0, abs=1e-6 * theirs)
+
+
+def test_classifier_features_run_where_the_classifier_is():
+    """Samples from a model on a GPU reach the classifier (kept on the CPU) on their own device: the
+    features move them to the classifier's device and dtype first. Checked with the classifier on the
+    meta device (no GPU here): the features come out there, not on the samples' CPU."""
+    from glass.metrics.fid import MnistFeatures
+
+    features = MnistFeatures()
+    z = torch.zeros(3, 1, 28, 28, dtype=torch.float64)
+    assert features(z).shape == (3, features.num_features)
+    features.net.to("meta")
+    out = features(z)
+    assert out.device.type == "meta" and out.shape == (3, features.num_features)
+    assert out.dtype == torch.float32

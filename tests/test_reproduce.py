@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from glass.cli import app
 from glass.config import compose
-from glass.reproduce import SCALES, job_overrides, load, names
+from glass.definitions import scales_of
+from glass.reproduce import job_overrides, load, names
 from glass.runner import Shared, build_job
 
 runner = CliRunner()
@@ -18,7 +19,7 @@ runner = CliRunner()
 def test_every_experiment_definition_composes_at_every_scale(name, tmp_path):
     spec = load(name)
     assert spec["title"] and spec["paper"] and spec["ours"] and spec["report"]["tables"]
-    for scale in SCALES:
+    for scale in scales_of(spec):
         overrides, labels = job_overrides(spec, scale, [f"out_dir={tmp_path}"])
         assert len(overrides) == len(labels) >= 1
         shared = Shared()
@@ -101,3 +102,22 @@ def test_an_override_of_a_swept_key_says_what_it_replaces(tmp_path):
     assert res.exit_code == 0, res.output
     assert "seed: your value replaces the definition's sweep over [0, 1, 2] (10 jobs)" in res.stderr
     assert "10 jobs, running 10" in res.stderr
+
+
+def test_the_large_scale_runs_the_strongest_checkpoint_and_says_so(tmp_path):
+    """The definitions with a large scale run model=mnist_v4 there (the small scale keeps the default
+    checkpoint), and the report describes the scale it ran: the large block's own ``ours`` text."""
+    from glass.report import _header
+
+    with_large = [n for n in names() if "large" in scales_of(load(n))]
+    assert {"table4-sampling", "table1-fks", "table5-guidance"} <= set(with_large)
+    for name in with_large:
+        spec = load(name)
+        small, _ = job_overrides(spec, "small", [])
+        large, _ = job_overrides(spec, "large", [])
+        assert all("model=mnist" in ov for ov in small) and all("model=mnist_v4" in ov for ov in large)
+        head = "\n".join(_header({**spec, "scale": "large"}, spec["title"], "large"))
+        assert "Scale: **large**" in head and "model=mnist_v4" in head and "(model=mnist)" not in head
+        assert "(model=mnist)" in "\n".join(_header(spec, spec["title"], "small"))
+    res = runner.invoke(app, ["reproduce", "fig7-rho", "--scale", "large", f"out_dir={tmp_path}"])
+    assert res.exit_code == 2 and "has no scale 'large'; choose from: small, paper" in res.stderr

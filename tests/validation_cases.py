@@ -346,7 +346,9 @@ _TABLE: dict[str, list[tuple]] = {
     "glass reproduce": [  # glass.reproduce: names, scales, extra overrides
         ("unknown experiment", "reproduce nope", "unknown experiment 'nope'; choose from: fig2-posterior"),
         ("unknown scale", "reproduce fig7-rho --scale huge",
-         "unknown scale 'huge'; choose from: small, paper"),
+         "experiment fig7-rho has no scale 'huge'; choose from: small, paper"),
+        ("a scale this experiment lacks", "reproduce fig7-rho --scale large",
+         "experiment fig7-rho has no scale 'large'; choose from: small, paper"),
         ("--scale without a value", "reproduce fig7-rho --scale",
          "Option '--scale' requires an argument", "no_out_dir"),
         ("unknown option of reproduce", "reproduce fig7-rho --bogus",
@@ -365,6 +367,11 @@ _TABLE: dict[str, list[tuple]] = {
         ("no scales", "reproduce no-scales", "experiment no-scales: scales must be a mapping", "definitions"),
         ("a scale missing", "reproduce no-paper",
          "experiment no-paper: scales.paper.overrides must be a list", "definitions"),
+        ("an unknown scale in the definition", "reproduce huge-scale",
+         "experiment huge-scale: unknown scale 'huge' under scales; choose from: small, paper, large",
+         "definitions"),
+        ("a scale's description that is not text", "reproduce ours-list",
+         "experiment ours-list: scales.large.ours must be text", "definitions"),
         ("an override that is not a string", "reproduce number-override",
          "scales.small.overrides must be a list of key=value strings", "definitions"),
         ("sweep values not a list", "reproduce sweep-value",
@@ -443,6 +450,10 @@ _DEFINITIONS = {
     "no-title": "scales:\n  small: {overrides: [model=gmm]}\n  paper: {overrides: [model=gmm]}\n",
     "no-scales": "title: x\n",
     "no-paper": "title: x\nscales:\n  small: {overrides: [model=gmm]}\n",
+    "huge-scale": "title: x\nscales:\n  small: {overrides: []}\n  paper: {overrides: []}\n"
+                  "  huge: {overrides: []}\n",
+    "ours-list": "title: x\nscales:\n  small: {overrides: []}\n  paper: {overrides: []}\n"
+                 "  large: {overrides: [], ours: [a]}\n",
     "number-override": "title: x\nscales:\n  small: {overrides: [model=gmm, 5]}\n  paper: {overrides: []}\n",
     "sweep-value": "title: x\nscales:\n  small: {overrides: [model=gmm], sweep: {seed: 3}}\n"
     "  paper: {overrides: []}\n",

@@ -57,8 +57,10 @@ class MnistFeatures(nn.Module):
 
     @torch.inference_mode()
     def forward(self, z: Tensor) -> Tensor:
-        # follow the parameters' dtype: torchmetrics' set_dtype(float64) converts this submodule too
-        return self.net.features(z.to(next(self.net.parameters()).dtype)).float()
+        # follow the parameters' dtype (torchmetrics' set_dtype(float64) converts this submodule too) and
+        # device (the classifier stays on the CPU; samples may come from a model on a GPU)
+        p = next(self.net.parameters())
+        return self.net.features(z.to(device=p.device, dtype=p.dtype)).float()
 
 
 def feature_stats(feats: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -312,6 +314,8 @@ class _InceptionFeatures(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         import torch.nn.functional as F
 
+        weight = next(self.layers.parameters(), None)  # samples from a GPU model: to the network's device
+        z = z if weight is None else z.to(weight.device)
         x = ((z.float().clamp(-1, 1) + 1) * 127.5).expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(299, 299), mode="bicubic", align_corners=False, antialias=True).clamp(
             0, 255
