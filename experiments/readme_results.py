@@ -16,7 +16,8 @@ a README table that disagrees with its result file fails the suite). ``make resu
 result files first.
 
 The paper-vs-ours table takes the paper's numbers from each definition's ``paper:`` text
-(``experiments/reproduce/NAME.yaml``) and ours from the committed ``summary.csv`` of its small-scale run:
+(``experiments/reproduce/NAME.yaml``) and ours from the committed ``summary.csv`` of its small-scale run
+(and, for Tables 1, 4 and 5, of its ``--scale large`` run where one is committed, in a row of its own):
 mean ± standard error over seeds (over the outputs for a single seed), and for every ordering the paper
 states, a verdict from the two-standard-error intervals: *confirmed* (same order, intervals apart),
 *contradicted* (opposite order, intervals apart) or *not resolved* (the intervals overlap). Where
@@ -40,12 +41,18 @@ RESULTS = ROOT / "experiments" / "results"
 MARK = re.compile(r"<!-- results: (?P<spec>[^>]*?) -->\n(?P<body>.*?)<!-- /results -->", re.S)
 
 
-def summary(name: str) -> list[dict]:
-    """The committed summary rows of ``glass reproduce NAME`` (small scale), as the report reads them:
-    numbers as numbers, and ``kernel`` / ``steps`` parsed from the sampler label."""
+def summary_path(name: str, scale: str = "small") -> Path:
+    """Where ``make results`` commits the summary of ``glass reproduce NAME --scale SCALE``."""
+    base = RESULTS / "reproduce" / name
+    return (base if scale == "small" else base / scale) / "summary.csv"
+
+
+def summary(name: str, scale: str = "small") -> list[dict]:
+    """The committed summary rows of ``glass reproduce NAME`` (small scale unless ``scale``), as the
+    report reads them: numbers as numbers, and ``kernel`` / ``steps`` parsed from the sampler label."""
     from glass.report import with_kernel_columns
 
-    with open(RESULTS / "reproduce" / name / "summary.csv") as f:
+    with open(summary_path(name, scale)) as f:
         return with_kernel_columns(list(csv.DictReader(f)))
 
 
@@ -145,8 +152,8 @@ def fig2_value() -> str:
             + ". ".join(cells))  # fmt: skip
 
 
-def table4() -> str:
-    rows = summary("table4-sampling")
+def table4(scale: str = "small") -> str:
+    rows = summary("table4-sampling", scale)
     names = {"ode": "ODE", "sde": "SDE", "glass": "GLASS(ρ_DDPM)", "glass(rho=0.4)": "GLASS(0.4)"}
     s = {k: stat(rows, "fid", sampler=f"{k} M=10") for k in names}
 
@@ -201,8 +208,8 @@ def fig7() -> str:
             f"{pm(v['ODE'])}; {beats} of {len(glass)} GLASS ρ below the SDE. {sde}. {ode_text}")  # fmt: skip
 
 
-def table1() -> str:
-    rows = summary("table1-fks")
+def table1(scale: str = "small") -> str:
+    rows = summary("table1-fks", scale)
     names = ["flow (ODE, 1 sample)", "BoN-ODE", "BoN-SDE", "BoN-GLASS (ddpm)", "FKS-SDE", "FKS-GLASS (ddpm)",
              "FKS-GLASS (rho=0.4)"]  # fmt: skip
     v = {k: stat(rows, "reward", variant=k) for k in names}
@@ -215,8 +222,8 @@ def table1() -> str:
             + ", ".join(f"{short.get(k, k)} {pm(x)}" for k, x in v.items()) + ". " + "; ".join(claims))
 
 
-def table5() -> str:
-    rows = summary("table5-guidance")
+def table5(scale: str = "small") -> str:
+    rows = summary("table5-guidance", scale)
     names = list(dict.fromkeys(r["variant"] for r in rows))
     v = {k: stat(rows, "reward", variant=k) for k in names}
     acc = {k: stat(rows, "target_accuracy", variant=k)[0] for k in names}
@@ -239,11 +246,18 @@ ROWS = [
 ]
 
 
+LARGE = {"table4-sampling", "table1-fks", "table5-guidance"}  # rows that also read a large-scale run
+
+
 def paper_vs_ours() -> str:
+    """One row per experiment at small scale; after it, where ``--scale large`` results are committed
+    (``experiments/results/reproduce/NAME/large/``), the same row on those (the strongest checkpoint)."""
     lines = ["| experiment | paper | ours (generated from `experiments/results/reproduce/*/summary.csv`) |",
              "|---|---|---|"]  # fmt: skip
     for title, name, cell in ROWS:
         lines.append(f"| {title} | {paper_text(name)} | {cell()} |")
+        if name in LARGE and summary_path(name, "large").is_file():
+            lines.append(f"| {title}, `--scale large` (`mnist_v4`) | as above | {cell('large')} |")
     return "\n".join(lines) + "\n"
 
 

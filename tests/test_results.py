@@ -16,6 +16,28 @@ def test_readme_tables_are_generated_from_the_committed_result_files():
     assert not stale, f"README.md disagrees with {stale} (python -m experiments.readme_results)"
 
 
+def test_a_committed_large_scale_run_gets_its_own_row(tmp_path, monkeypatch):
+    """Where experiments/results/reproduce/NAME/large/summary.csv exists (a --scale large run), the
+    reproduction table gains a row for it after the small-scale one, computed from that file alone:
+    here Table 5's small-scale summary with one seed dropped stands in for a large-scale run."""
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(readme_results.RESULTS / "reproduce", results / "reproduce")
+    lines = (results / "reproduce" / "table5-guidance" / "summary.csv").read_text().splitlines(True)
+    seed = lines[0].rstrip("\n").split(",").index("seed")
+    kept = [lines[0], *(line for line in lines[1:] if line.split(",")[seed] != "15")]  # no commas in names
+    (results / "reproduce" / "table5-guidance" / "large").mkdir()
+    (results / "reproduce" / "table5-guidance" / "large" / "summary.csv").write_text("".join(kept))
+    monkeypatch.setattr(readme_results, "RESULTS", results)
+    rows = readme_results.paper_vs_ours().splitlines()
+    titles = [r.split(" | ")[0] for r in rows[2:]]
+    at = titles.index("| Table 5, guidance")
+    assert titles[at + 1] == "| Table 5, guidance, `--scale large` (`mnist_v4`)"
+    assert "(16 seeds × 192 outputs)" in rows[2 + at] and "(15 seeds × 192 outputs)" in rows[3 + at]
+    assert sum("--scale large" in t for t in titles) == 1  # no large run of the others committed here
+
+
 def test_readme_quotes_each_shipped_checkpoints_quality_file():
     """The README's bullet on each shipped MNIST flow checkpoint quotes its quality file's FID, floor and
     ratio in every feature space it measured (one decimal), so a regenerated file cannot leave the
