@@ -15,7 +15,8 @@ help:
 	@echo "make results  regenerate every committed result file and the README's tables (~14 h on 2 cores)"
 	@echo "make bench    speed benchmarks -> benchmarks/results/ (bench.json, bench.md with machine info)"
 	@echo "make bench-suite  the test suite's time and memory on a clean clone -> benchmarks/results/suite.md"
-	@echo "make reproduce  every paper experiment at small scale (glass reproduce NAME; SCALE=paper for GPUs)"
+	@echo "make reproduce  every paper experiment at small scale (glass reproduce NAME; SCALE=paper for GPUs;"
+	@echo "                SCALE=large ARGS=model.device=cuda: Tables 4, 1, 5 on mnist_v4)"
 
 install: $(STAMP)
 
@@ -48,8 +49,10 @@ measure-mnist: install   # the committed files' settings (experiments/regenerate
 table1: install
 	$(PYTHON) -m experiments.regenerate --only table1_mnist,table1_gmm
 
-EXPERIMENTS ?= fig2-posterior fig2-value table4-sampling fig7-rho table1-fks table5-guidance ot-prior inverse-oracle inverse
 SCALE ?= small
+ALL_EXPERIMENTS = fig2-posterior fig2-value table4-sampling fig7-rho table1-fks table5-guidance ot-prior inverse-oracle inverse
+LARGE_EXPERIMENTS = table4-sampling table1-fks table5-guidance   # the definitions with a large scale
+EXPERIMENTS ?= $(if $(filter large,$(SCALE)),$(LARGE_EXPERIMENTS),$(ALL_EXPERIMENTS))
 reproduce: install
 	for name in $(EXPERIMENTS); do glass reproduce $$name --scale $(SCALE) $(ARGS) || exit 1; done
 

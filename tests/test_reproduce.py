@@ -121,3 +121,16 @@ def test_the_large_scale_runs_the_strongest_checkpoint_and_says_so(tmp_path):
         assert "(model=mnist)" in "\n".join(_header(spec, spec["title"], "small"))
     res = runner.invoke(app, ["reproduce", "fig7-rho", "--scale", "large", f"out_dir={tmp_path}"])
     assert res.exit_code == 2 and "has no scale 'large'; choose from: small, paper" in res.stderr
+
+
+def test_make_reproduce_scale_large_runs_exactly_the_definitions_that_have_it():
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "-n", "-s", "reproduce", "SCALE=large"],
+                         cwd=root, capture_output=True, text=True).stdout  # fmt: skip
+    listed = re.search(r"for name in (.*?); do glass reproduce", dry)
+    assert listed, dry
+    assert set(listed.group(1).split()) == {n for n in names() if "large" in scales_of(load(n))}
