@@ -246,18 +246,19 @@ ROWS = [
 ]
 
 
-LARGE = {"table4-sampling", "table1-fks", "table5-guidance"}  # rows that also read a large-scale run
-
-
 def paper_vs_ours() -> str:
     """One row per experiment at small scale; after it, where ``--scale large`` results are committed
     (``experiments/results/reproduce/NAME/large/``), the same row on those (the strongest checkpoint)."""
-    lines = ["| experiment | paper | ours (generated from `experiments/results/reproduce/*/summary.csv`) |",
+    from glass.definitions import load, scales_of
+
+    lines = ["| experiment | paper | ours (generated from `experiments/results/reproduce/**/summary.csv`) |",
              "|---|---|---|"]  # fmt: skip
     for title, name, cell in ROWS:
         lines.append(f"| {title} | {paper_text(name)} | {cell()} |")
-        if name in LARGE and summary_path(name, "large").is_file():
-            lines.append(f"| {title}, `--scale large` (`mnist_v4`) | as above | {cell('large')} |")
+        if "large" in scales_of(load(name)) and summary_path(name, "large").is_file():
+            model = next(o for o in load(name)["scales"]["large"]["overrides"] if o.startswith("model="))
+            title = f"{title}, `--scale large` (`{model.split('=', 1)[1]}`)"
+            lines.append(f"| {title} | as above | {cell('large')} |")
     return "\n".join(lines) + "\n"
 
 

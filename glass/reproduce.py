@@ -12,7 +12,8 @@ Each experiment is one YAML file in ``experiments/reproduce/`` (installed wheels
         variants: {label: [overrides]}   # optional: named methods, crossed with the sweep
         sweep: {key: [values]}           # cartesian product (Hydra's basic sweeper)
       large: {...}        # optional: the strongest checkpoint at sizes that decide the paper's
-                          # rankings (minutes on one GPU, hours on 2 CPU cores)
+                          # rankings (minutes on one GPU, hours on 2 CPU cores); any scale may
+                          # carry note (cost, shown in the report) and ours (replaces ours there)
       paper: {...}        # the paper's sizes, for GPU machines (``note`` says what it costs)
     prompt_set:           # optional: with task.prompts=FILE on the command line (a text-to-image
       drop: [...]         # model), these scale overrides are dropped, these added, and the sweep
@@ -41,7 +42,7 @@ __all__ = ["SCALES", "OPTIONAL_SCALES", "names", "load", "job_overrides", "repro
 def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[str]], list[dict]]:
     """(override list per job, labels per job): variants x the cartesian product of the sweep."""
     if scale not in scales_of(spec):
-        raise UserError(f"experiment {spec.get('name', '')} has no scale {scale!r}; choose from: "
+        raise UserError(f"experiment {spec.get('name', '(unnamed)')} has no scale {scale!r}; choose from: "
                         f"{', '.join(scales_of(spec))}")
     block = dict(spec["scales"][scale])
     given = {o.split("=", 1)[0].lstrip("+") for o in extra if "=" in o}
@@ -120,6 +121,9 @@ def reproduce(
             announce(f"{key}: your value replaces the definition's sweep over {swept[key]} "
                      f"({len(overrides)} jobs)")
     jobs = prepare_jobs(overrides)  # everything validated (and the output checked) first
+    if scale == "large" and announce and str(jobs[0].cfg.model.get("device", "cpu")) == "cpu":
+        announce(f"--scale large on the CPU: {spec['scales']['large'].get('note', 'hours')} "
+                 "(add model.device=cuda on a GPU machine)")
     target = Path(jobs[0].cfg.out_dir) / "reproduce" / name / variant_name(scale, extra)
     definition = {**spec, "scale": scale}
     if target.name != scale:

@@ -145,3 +145,17 @@ def test_classifier_features_run_where_the_classifier_is():
     out = features(z)
     assert out.device.type == "meta" and out.shape == (3, features.num_features)
     assert out.dtype == torch.float32
+
+
+def test_inception_features_run_where_their_network_is():
+    """The same for the Inception features: the input follows the network's device (a one-layer stand-in
+    for the TorchScript network, on the meta device; the resize and scaling run there too)."""
+    from torch import nn
+
+    from glass.metrics.fid import _InceptionFeatures
+
+    features = _InceptionFeatures.__new__(_InceptionFeatures)
+    nn.Module.__init__(features)
+    features.layers = nn.Conv2d(3, 4, 299).to("meta")
+    out = features(torch.zeros(2, 1, 28, 28))
+    assert out.device.type == "meta" and out.shape == (2, 4)

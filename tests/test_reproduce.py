@@ -134,3 +134,19 @@ def test_make_reproduce_scale_large_runs_exactly_the_definitions_that_have_it():
     listed = re.search(r"for name in (.*?); do glass reproduce", dry)
     assert listed, dry
     assert set(listed.group(1).split()) == {n for n in names() if "large" in scales_of(load(n))}
+
+
+def test_the_large_scale_end_to_end_on_the_cpu_says_what_it_costs(tmp_path):
+    """One job of Table 5's large scale (two outputs): it runs mnist_v4, reports under large-<hash>/
+    with the large block's description, and says first that the scale is sized for a GPU."""
+    args = ["reproduce", "table5-guidance", "--scale", "large", "task.groups=2", "seed=0",
+            "task.transitions=1", "sampler.steps=1", f"out_dir={tmp_path}"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "--scale large on the CPU: About two minutes on one H200" in res.stderr
+    (base,) = (tmp_path / "reproduce" / "table5-guidance").iterdir()
+    assert base.name.startswith("large-")
+    md = (base / "table5-guidance.md").read_text()
+    assert "Scale: **large**" in md and "(model=mnist_v4)" in md and "6 of 6 jobs finished" in md
+    models = {json.loads((d / "job.json").read_text())["overrides"][0] for d in base.iterdir() if d.is_dir()}
+    assert models == {"model=mnist_v4"}
