@@ -122,8 +122,8 @@ def reproduce(
                      f"({len(overrides)} jobs)")
     jobs = prepare_jobs(overrides)  # everything validated (and the output checked) first
     if scale == "large" and announce and str(jobs[0].cfg.model.get("device", "cpu")) == "cpu":
-        announce(f"--scale large on the CPU: {spec['scales']['large'].get('note', 'hours')} "
-                 "(add model.device=cuda on a GPU machine)")
+        note = spec["scales"]["large"].get("note") or "hours on 2 CPU cores; add model.device=cuda on a GPU"
+        announce(f"--scale large on the CPU: {note}")
     target = Path(jobs[0].cfg.out_dir) / "reproduce" / name / variant_name(scale, extra)
     definition = {**spec, "scale": scale}
     if target.name != scale:
