@@ -249,13 +249,14 @@ ROWS = [
 def paper_vs_ours() -> str:
     """One row per experiment at small scale; after it, where ``--scale large`` results are committed
     (``experiments/results/reproduce/NAME/large/``), the same row on those (the strongest checkpoint)."""
-    from glass.definitions import load, scales_of
+    from glass.definitions import load, names
 
+    large = names("large")
     lines = ["| experiment | paper | ours (generated from `experiments/results/reproduce/**/summary.csv`) |",
              "|---|---|---|"]  # fmt: skip
     for title, name, cell in ROWS:
         lines.append(f"| {title} | {paper_text(name)} | {cell()} |")
-        if "large" in scales_of(load(name)) and summary_path(name, "large").is_file():
+        if name in large and summary_path(name, "large").is_file():
             model = next(o for o in load(name)["scales"]["large"]["overrides"] if o.startswith("model="))
             title = f"{title}, `--scale large` (`{model.split('=', 1)[1]}`)"
             lines.append(f"| {title} | as above | {cell('large')} |")

@@ -86,13 +86,13 @@ def default_run(out_dir: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from glass.definitions import load, names, scales_of
+    from glass.definitions import names
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=None, help="comma-separated definition or script names (NAME:large "
                     "for a definition's large scale)")
     args = ap.parse_args(argv)
-    large = [f"{n}:large" for n in names() if "large" in scales_of(load(n))]
+    large = [f"{n}:large" for n in names("large")]
     every = [*names(), *SCRIPTS, "default_run", *large]
     if args.only is None and not gpu():  # hours each on a CPU: only where asked for by name
         print(f"no GPU: skipping the large scales ({', '.join(large)}); --only NAME:large runs one on "

@@ -22,8 +22,10 @@ def definitions_dir() -> Path:
     raise UserError(f"cannot find the experiment definitions (looked under {here} and {here.parent})")
 
 
-def names() -> list[str]:
-    return sorted(p.stem for p in definitions_dir().glob("*.yaml"))
+def names(scale: str | None = None) -> list[str]:
+    """Every definition's name, or those that have ``scale`` (e.g. ``names("large")``)."""
+    every = sorted(p.stem for p in definitions_dir().glob("*.yaml"))
+    return every if scale in (None, *SCALES) else [n for n in every if scale in scales_of(load(n))]
 
 
 def load(name: str) -> dict:

@@ -35,9 +35,9 @@ import itertools
 from pathlib import Path
 
 from glass.config import UserError
-from glass.definitions import OPTIONAL_SCALES, SCALES, load, names, scales_of
+from glass.definitions import SCALES, load, names, scales_of
 
-__all__ = ["SCALES", "OPTIONAL_SCALES", "names", "load", "job_overrides", "reproduce"]
+__all__ = ["SCALES", "names", "load", "job_overrides", "reproduce"]
 
 def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[str]], list[dict]]:
     """(override list per job, labels per job): variants x the cartesian product of the sweep."""

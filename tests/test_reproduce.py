@@ -109,7 +109,7 @@ def test_the_large_scale_runs_the_strongest_checkpoint_and_says_so(tmp_path):
     checkpoint), and the report describes the scale it ran: the large block's own ``ours`` text."""
     from glass.report import _header
 
-    with_large = [n for n in names() if "large" in scales_of(load(n))]
+    with_large = names("large")
     assert {"table4-sampling", "table1-fks", "table5-guidance"} <= set(with_large)
     for name in with_large:
         spec = load(name)
@@ -133,7 +133,7 @@ def test_make_reproduce_scale_large_runs_exactly_the_definitions_that_have_it():
                          cwd=root, capture_output=True, text=True).stdout  # fmt: skip
     listed = re.search(r"for name in (.*?); do glass reproduce", dry)
     assert listed, dry
-    assert set(listed.group(1).split()) == {n for n in names() if "large" in scales_of(load(n))}
+    assert listed.group(1).split() == names("large") == ["table1-fks", "table4-sampling", "table5-guidance"]
 
 
 def test_the_large_scale_end_to_end_on_the_cpu_says_what_it_costs(tmp_path):
