@@ -24,6 +24,8 @@ def definitions_dir() -> Path:
 
 def names(scale: str | None = None) -> list[str]:
     """Every definition's name, or those that have ``scale`` (e.g. ``names("large")``)."""
+    if scale not in (None, *SCALES, *OPTIONAL_SCALES):
+        raise UserError(f"unknown scale {scale!r}; choose from: {', '.join(SCALES + OPTIONAL_SCALES)}")
     every = sorted(p.stem for p in definitions_dir().glob("*.yaml"))
     return every if scale in (None, *SCALES) else [n for n in every if scale in scales_of(load(n))]
 

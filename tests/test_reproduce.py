@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from glass.cli import app
-from glass.config import compose
+from glass.config import UserError, compose
 from glass.definitions import scales_of
 from glass.reproduce import job_overrides, load, names
 from glass.runner import Shared, build_job
@@ -134,6 +134,9 @@ def test_make_reproduce_scale_large_runs_exactly_the_definitions_that_have_it():
     listed = re.search(r"for name in (.*?); do glass reproduce", dry)
     assert listed, dry
     assert listed.group(1).split() == names("large") == ["table1-fks", "table4-sampling", "table5-guidance"]
+    assert names("paper") == names()  # every definition has the fixed scales
+    with pytest.raises(UserError, match="unknown scale 'huge'; choose from: small, paper, large"):
+        names("huge")
 
 
 def test_the_large_scale_end_to_end_on_the_cpu_says_what_it_costs(tmp_path):
