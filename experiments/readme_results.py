@@ -19,12 +19,14 @@ The paper-vs-ours table takes the paper's numbers from each definition's ``paper
 (``experiments/reproduce/NAME.yaml``) and ours from the committed ``summary.csv`` of its small-scale run
 (and, for Tables 1, 4 and 5, of its ``--scale large`` run where one is committed, in a row of its own):
 mean ± standard error over seeds (over the outputs for a single seed), and for every ordering the paper
-states, a verdict from the two-standard-error intervals: *confirmed* (same order, intervals apart),
-*contradicted* (opposite order, intervals apart) or *not resolved* (the intervals overlap). Where
-every method of a seed starts from the same noise (Tables 1, 4 and 5: the seed's per-sample noise
-streams), the verdict is on the paired difference per seed instead (its mean against two of its
-standard errors), which removes the seed-to-seed variation the methods share; the pairs are those
-the definition lists under ``report.paired``, so the README and the report compare the same methods.
+states, a verdict from 95 % confidence intervals over seeds (Student's t, ``glass.report.t_critical``):
+*confirmed* (same order, intervals apart), *contradicted* (opposite order, intervals apart) or *not
+resolved* (the intervals overlap). Where every method of a seed starts from the same noise (Tables 1,
+4 and 5 and Fig. 7: the seed's per-sample noise streams; Fig. 2's value estimates: the same points and
+ground truth), the verdict is on the paired difference per seed instead (resolved when its 95 %
+interval excludes 0), which removes the seed-to-seed variation the methods share; for the tables the
+pairs are those the definition lists under ``report.paired``, so the README and the report compare the
+same methods.
 """
 
 from __future__ import annotations
@@ -78,24 +80,30 @@ def pm(s: tuple[float, float, int], digits: int = 3) -> str:
 
 
 def verdict(a: tuple, b: tuple, claim: str, higher_is_better: bool = True) -> str:
-    """The paper's claim "a better than b" against ours, from two-standard-error intervals."""
+    """The paper's claim "a better than b" against ours: resolved when the 95 % t intervals of the two
+    means over seeds (mean ± ``t_critical(n)`` standard errors, each with its own n) do not overlap."""
+    from glass.report import t_critical
+
     d = (a[0] - b[0]) * (1 if higher_is_better else -1)
     order = "same order" if d > 0 else "opposite order"
-    if not (math.isfinite(a[1]) and math.isfinite(b[1])):
+    if not (math.isfinite(a[1]) and math.isfinite(b[1]) and a[2] > 1 and b[2] > 1):
         return f"{claim}: {order}, no standard error (one seed)"
-    if abs(a[0] - b[0]) <= 2 * (a[1] + b[1]):
-        return f"{claim}: not resolved ({order}, within two standard errors)"
+    if abs(a[0] - b[0]) <= t_critical(a[2]) * a[1] + t_critical(b[2]) * b[1]:
+        return f"{claim}: not resolved ({order}, 95 % intervals overlap)"
     return f"{claim}: {'confirmed' if d > 0 else '**contradicted**'}"
 
 
 def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:
-    """The paper's claim "a better than b" against the paired difference a − b over seeds."""
+    """The paper's claim "a better than b" against the paired difference a − b over seeds: resolved
+    when its 95 % t interval excludes 0."""
+    from glass.report import beyond
+
     mean, se, n = d
     order = "same order" if (mean > 0) == higher_is_better else "opposite order"
     if not math.isfinite(se):
         return f"{claim}: {order}, no standard error (one seed)"
     what = f"paired difference {fmt(mean)} ± {se:.2g} over {n} seeds"
-    if abs(mean) <= 2 * se:
+    if not beyond(mean, se, n):
         return f"{claim}: not resolved ({order}, {what})"
     return f"{claim}: {'confirmed' if order == 'same order' else '**contradicted**'} ({what})"
 
@@ -139,12 +147,17 @@ def fig2_posterior() -> str:
 
 
 def fig2_value() -> str:
+    from glass.report import paired_difference
+
     rows, ms = summary("fig2-value"), (2, 4, 8, 16)
     cells = []
     for truth in dict.fromkeys(r["variant"] for r in rows):
         r = {s: [stat(rows, "pearson", sampler=f"{s} M={m}", variant=truth) for m in ms]
              for s in ("sde", "glass")}  # fmt: skip
-        claims = [verdict(g, q, f"M = {m}") for m, g, q in zip(ms, r["glass"], r["sde"])]
+        # SDE and GLASS estimate the same points against the same truth within a seed: paired
+        same = [x for x in rows if x["variant"] == truth]
+        claims = [paired_verdict(paired_difference(same, "pearson", f"glass M={m}", f"sde M={m}", "sampler"),
+                                 f"M = {m}") for m in ms]  # fmt: skip
         sde, glass = (" / ".join(f"{v[0]:.2f}" for v in r[k]) for k in ("sde", "glass"))
         cells.append(f"{truth}: SDE {sde}, GLASS {glass}; GLASS above SDE at {'; '.join(claims)}")
     seeds = int(stat(rows, "pearson", sampler="glass M=2", variant=rows[0]["variant"])[2])
@@ -184,7 +197,7 @@ def table4_inception() -> str:
 
 
 def fig7() -> str:
-    from glass.report import paired_difference
+    from glass.report import beyond, paired_difference
 
     rows = summary("fig7-rho")
     v = {name: stat(rows, "energy", variant=name) for name in dict.fromkeys(r["variant"] for r in rows)}
@@ -196,7 +209,7 @@ def fig7() -> str:
     # paper's Fig. 7 has no ODE to claim about)
     sde = paired_claims("fig7-rho", rows, higher_is_better=False, label={"rho=0.4": "GLASS(0.4)"})[0]
     ode, ode_se, n = paired_difference(rows, "energy", "rho=0.4", "ODE", "variant")
-    if ode > 2 * ode_se:
+    if ode > 0 and beyond(ode, ode_se, n):
         ode_text = ("On the oracle at 5 × 2 Euler steps the discretisation error dominates, so the "
                     f"deterministic ODE is best (below GLASS(0.4) by {fmt(ode)} ± {ode_se:.2g}, paired over "
                     f"{n} seeds; the paper's Fig. 7 has no ODE)")  # fmt: skip

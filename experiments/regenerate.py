@@ -14,7 +14,10 @@
 4. ``python -m experiments.readme_results`` (README tables from the files).
 
 ``--only NAME,...`` runs some of them (definition names, ``NAME:large`` or script names). About 14
-hours on 2 CPU cores.
+hours on 2 CPU cores. ``--reports`` runs nothing: it redraws every committed ``NAME.md`` and
+``NAME*.png`` from the committed ``summary.csv`` beside it (after a change to the report's formatting
+or to a definition's report block; a test fails when a committed report and its summary disagree),
+then the README tables.
 """
 
 from __future__ import annotations
@@ -77,6 +80,24 @@ def gpu() -> bool:
     return torch.cuda.is_available()
 
 
+def committed_reports() -> list[tuple[Path, str, str]]:
+    """(directory, definition, scale) of every committed reproduce result (``NAME/`` and ``NAME/SCALE/``)."""
+    base = ROOT / "experiments" / "results" / "reproduce"
+    out = []
+    for csv_file in sorted(base.glob("*/summary.csv")) + sorted(base.glob("*/*/summary.csv")):
+        rel = csv_file.parent.relative_to(base).parts
+        out.append((csv_file.parent, rel[0], rel[1] if len(rel) > 1 else "small"))
+    return out
+
+
+def redraw_reports() -> None:
+    from glass.report import report_from_summary
+
+    for directory, name, scale in committed_reports():
+        written = report_from_summary(directory, name, scale)
+        print(f"{directory.relative_to(ROOT)}: {', '.join(f.name for f in written)}")
+
+
 def default_run(out_dir: Path) -> None:
     """The README's default-run figure: ``glass run`` (the default experiment), its ``samples.png``."""
     runs = out_dir / "default_run"
@@ -91,7 +112,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=None, help="comma-separated definition or script names (NAME:large "
                     "for a definition's large scale)")
+    ap.add_argument("--reports", action="store_true", help="run nothing: redraw the committed reports "
+                    "from their committed summary.csv, then the README tables")
     args = ap.parse_args(argv)
+    if args.reports:
+        from experiments.readme_results import main as readme
+
+        redraw_reports()
+        return readme([])
     large = [f"{n}:large" for n in names("large")]
     every = [*names(), *SCRIPTS, "default_run", *large]
     if args.only is None and not gpu():  # hours each on a CPU: only where asked for by name

@@ -1,9 +1,12 @@
 """Committed results stay true: the README's result tables equal what their result files generate,
 and one committed experiment, rerun at CI size, still gives its committed numbers."""
 
+import math
+import shutil
+
 import pytest
 
-from experiments import readme_results
+from experiments import readme_results, regenerate
 
 
 def test_readme_tables_are_generated_from_the_committed_result_files():
@@ -69,6 +72,50 @@ def test_the_verdicts_follow_the_intervals():
     assert v((1.0, 0.1, 3), (2.0, 0.1, 3), "a below b", higher_is_better=False) == "a below b: confirmed"
     assert "not resolved (same order" in v((1.3, 0.1, 3), (1.0, 0.1, 3), "a above b")
     assert "no standard error" in v((1.3, float("nan"), 1), (1.0, float("nan"), 1), "a above b")
+    # 0.7 apart, standard errors 0.1: two-se intervals (± 0.2) are apart, 3 seeds' 95 % ones (± 0.43) overlap
+    assert "not resolved" in v((1.7, 0.1, 3), (1.0, 0.1, 3), "a above b")
+    assert v((1.7, 0.1, 30), (1.0, 0.1, 30), "a above b") == "a above b: confirmed"
+
+
+def test_the_interval_widens_with_few_seeds_as_students_t_does():
+    """t quantiles (97.5 %) from the tables: a 95 % interval of a mean over 3 seeds is ± 4.30 standard
+    errors, not ± 2; one seed has none."""
+    from glass.report import beyond, t_critical
+
+    for n, t in [(2, 12.706), (3, 4.303), (8, 2.365), (16, 2.131), (24, 2.069), (1001, 1.962)]:
+        assert t_critical(n) == pytest.approx(t, abs=1e-3)
+    assert math.isnan(t_critical(1))
+    assert not beyond(1.0, 0.4, 3) and beyond(1.0, 0.4, 30) and beyond(-1.0, 0.4, 30)
+    assert not beyond(1.0, float("nan"), 1)
+    d = (1.0, 0.4, 3)  # 2.5 standard errors: resolved at 2, not at the 95 % interval of 3 seeds
+    assert "not resolved" in readme_results.paired_verdict(d, "a above b")
+    assert "confirmed" in readme_results.paired_verdict((1.0, 0.4, 30), "a above b")
+
+
+@pytest.mark.parametrize("directory,name,scale", [pytest.param(*c, id=f"{c[1]}-{c[2]}")
+                                                  for c in regenerate.committed_reports()])
+def test_a_committed_report_is_what_its_committed_summary_draws(directory, name, scale, tmp_path):
+    """Every committed NAME.md is what the report code draws from the committed summary.csv beside it
+    and the current definition (``python -m experiments.regenerate --reports`` redraws them), so a
+    change to the report's rules cannot leave stale verdicts in committed reports."""
+    from glass.report import report_from_summary
+
+    shutil.copy2(directory / "summary.csv", tmp_path / "summary.csv")
+    (md,) = report_from_summary(tmp_path, name, scale, draw=False)
+    committed = (directory / f"{name}.md").read_text()
+    stale = f"{directory}/{name}.md is stale: python -m experiments.regenerate --reports"
+    assert md.read_text() == committed, stale
+
+
+def test_a_report_from_a_summary_needs_the_summary(tmp_path):
+    from glass.config import UserError
+    from glass.report import report_from_summary
+
+    with pytest.raises(UserError, match="no summary.csv in"):
+        report_from_summary(tmp_path, "fig7-rho")
+    (tmp_path / "summary.csv").write_text("job,seed\n")
+    with pytest.raises(UserError, match="has no rows"):
+        report_from_summary(tmp_path, "fig7-rho")
 
 
 def test_paired_verdicts_take_the_difference_within_each_seed():
