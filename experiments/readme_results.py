@@ -19,14 +19,13 @@ The paper-vs-ours table takes the paper's numbers from each definition's ``paper
 (``experiments/reproduce/NAME.yaml``) and ours from the committed ``summary.csv`` of its small-scale run
 (and, for Tables 1, 4 and 5, of its ``--scale large`` run where one is committed, in a row of its own):
 mean ± standard error over seeds (over the outputs for a single seed), and for every ordering the paper
-states, a verdict from 95 % confidence intervals over seeds (Student's t, ``glass.report.t_critical``):
-*confirmed* (same order, intervals apart), *contradicted* (opposite order, intervals apart) or *not
-resolved* (the intervals overlap). Where every method of a seed starts from the same noise (Tables 1,
-4 and 5 and Fig. 7: the seed's per-sample noise streams; Fig. 2's value estimates: the same points and
-ground truth), the verdict is on the paired difference per seed instead (resolved when its 95 %
-interval excludes 0), which removes the seed-to-seed variation the methods share; for the tables the
-pairs are those the definition lists under ``report.paired``, so the README and the report compare the
-same methods.
+states a verdict on the difference between the two methods within each seed (every method of a seed
+starts from the same noise: Tables 1, 4 and 5 and Fig. 7 share the seed's per-sample noise streams,
+Fig. 2 the seed's noised images, points and ground truth), which removes the seed-to-seed variation
+the methods share: *confirmed* (same order, the 95 % confidence interval of the mean difference,
+Student's t with ``glass.report.t_critical``, excludes 0), *contradicted* (opposite order, excludes 0),
+*not resolved* (it contains 0) or *no standard error* (one seed). For the tables the pairs are those
+the definition lists under ``report.paired``, so the README and the report compare the same methods.
 """
 
 from __future__ import annotations
@@ -79,20 +78,6 @@ def pm(s: tuple[float, float, int], digits: int = 3) -> str:
     return fmt(mean, digits) + (f" ± {se:.2g}" if math.isfinite(se) else "")
 
 
-def verdict(a: tuple, b: tuple, claim: str, higher_is_better: bool = True) -> str:
-    """The paper's claim "a better than b" against ours: resolved when the 95 % t intervals of the two
-    means over seeds (mean ± ``t_critical(n)`` standard errors, each with its own n) do not overlap."""
-    from glass.report import t_critical
-
-    d = (a[0] - b[0]) * (1 if higher_is_better else -1)
-    order = "same order" if d > 0 else "opposite order"
-    if not (math.isfinite(a[1]) and math.isfinite(b[1]) and a[2] > 1 and b[2] > 1):
-        return f"{claim}: {order}, no standard error (one seed)"
-    if abs(a[0] - b[0]) <= t_critical(a[2]) * a[1] + t_critical(b[2]) * b[1]:
-        return f"{claim}: not resolved ({order}, 95 % intervals overlap)"
-    return f"{claim}: {'confirmed' if d > 0 else '**contradicted**'}"
-
-
 def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:
     """The paper's claim "a better than b" against the paired difference a − b over seeds: resolved
     when its 95 % t interval excludes 0."""
@@ -128,21 +113,26 @@ def paired_claims(name: str, rows: list[dict], higher_is_better: bool = True, la
 
 
 def fig2_posterior() -> str:
+    from glass.report import paired_difference
+
     rows, ms = summary("fig2-posterior"), (2, 4, 8, 16)
     t02 = {"task.t": 0.2}
     at = {s: [stat(rows, "fid", sampler=f"{s} M={m}", **t02) for m in ms] for s in ("sde", "glass")}
     agree = {s: stat(rows, "label_agreement", sampler=f"{s} M=2", **t02) for s in ("sde", "glass")}
-    other = []
-    for t in sorted({r["task.t"] for r in rows} - {0.2}):
-        fid = {(k, m): stat(rows, "fid", sampler=f"{k} M={m}", **{"task.t": t}) for k in ("sde", "glass")
-               for m in (2, 16)}  # fmt: skip
-        v = [verdict(fid["glass", m], fid["sde", m], f"M = {m}", False) for m in (2, 16)]
-        other.append(f"t = {t:g}: GLASS below SDE at {'; '.join(v)}")
+
+    def below(t: float, m: int) -> str:  # both samplers start from the seed's noised images: paired
+        same = [r for r in rows if r["task.t"] == t]
+        return paired_verdict(paired_difference(same, "fid", f"glass M={m}", f"sde M={m}", "sampler"),
+                              f"M = {m}", higher_is_better=False)  # fmt: skip
+
+    other = [f"t = {t:g}: GLASS below SDE at {below(t, 2)}; {below(t, 16)}"
+             for t in sorted({r["task.t"] for r in rows} - {0.2})]  # fmt: skip
+    seeds = int(at["sde"][0][2])
     return (f"posterior FID at t = 0.2, M = 2 / 4 / 8 / 16: SDE {' / '.join(fmt(s[0]) for s in at['sde'])}, "
-            f"GLASS {' / '.join(fmt(s[0]) for s in at['glass'])} (one seed, "
+            f"GLASS {' / '.join(fmt(s[0]) for s in at['glass'])} ({seeds} seeds × "
             f"{int(rows[0]['n_points'])} images); "
             f"label agreement at M = 2: SDE {agree['sde'][0]:.2f}, GLASS {agree['glass'][0]:.2f}. "
-            f"{verdict(at['glass'][0], at['sde'][0], 'GLASS below SDE at M = 2', False)}. "
+            f"GLASS below SDE at t = 0.2: {'; '.join(below(0.2, m) for m in ms)}. "
             + ". ".join(other))  # fmt: skip
 
 
