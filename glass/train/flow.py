@@ -36,6 +36,7 @@ from glass.train.common import (
 __all__ = ["FlowTrainer", "save_sample_grid", "make_prior"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # trainer.precision -> autocast dtype (None: off)
+LOSS_READ = 50  # steps between reads of the losses back from the device (a read waits for the GPU)
 
 
 def make_prior(spec: dict):
@@ -172,7 +173,15 @@ class FlowTrainer(Trainer):
             if "rng" in state:
                 torch.set_rng_state(state["rng"])
 
+        pending = []  # losses not read back yet (on the device): one transfer per LOSS_READ steps
+
+        def read_losses():
+            if pending:
+                losses.extend(torch.stack(pending).float().tolist())
+                pending.clear()
+
         def save():
+            read_losses()
             state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
             state |= {"gen": gen.get_state(), "rng": torch.get_rng_state(), "step": step, "losses": losses}
             state |= {"elapsed": elapsed, "prior_steps": prior_steps}
@@ -194,7 +203,9 @@ class FlowTrainer(Trainer):
                 loss = self.train_step(net, opt, x_t, t.to(device), target, step)
                 ema_update(ema, net, step, self.ema_decay)
                 step += 1
-                losses.append(loss.item())
+                pending.append(loss.detach())
+                if len(pending) >= LOSS_READ or step == 1:  # loss.item() each step would wait for the GPU
+                    read_losses()
                 elapsed = time.perf_counter() - start
                 advance(f"training flow  loss {sum(losses[-100:]) / len(losses[-100:]):.4f}")
                 if step % self.checkpoint_every == 0:
