@@ -6,8 +6,8 @@ says what to draw; any other sweep gets a generic report: its main metric agains
 steps M, one line per sampler, one panel per other swept parameter. Values are averaged over the
 jobs that differ only in what the plot does not show (e.g. seeds), with standard errors.
 
-``report_from_summary`` redraws a committed report from its ``summary.csv`` alone (no job directories),
-which is how ``make results`` keeps committed reports in step with this file's formatting.
+``report_from_summary`` redraws a committed report from its ``summary.csv`` alone (no job directories):
+``python -m experiments.regenerate --reports`` redraws every committed one after a change here.
 """
 
 from __future__ import annotations

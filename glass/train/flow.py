@@ -173,6 +173,10 @@ class FlowTrainer(Trainer):
             if "rng" in state:
                 torch.set_rng_state(state["rng"])
 
+        def move(x):  # batches are drawn on the CPU (one generator on every device); to a GPU without a
+            # wait: a copy from pageable memory would wait for the GPU's queue to drain at every step
+            return x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x
+
         pending = []  # losses not read back yet (on the device): one transfer per LOSS_READ steps
 
         def read_losses():
@@ -199,8 +203,8 @@ class FlowTrainer(Trainer):
                 eps = self._prior.pair(z, gen)  # x0: N(0, I), or coupled with z (low-frequency prior)
                 t = torch.rand(self.batch_size, generator=gen)
                 tb = t.view(-1, 1, 1, 1)
-                x_t, target = (tb * z + (1 - tb) * eps).to(device), (z - eps).to(device)
-                loss = self.train_step(net, opt, x_t, t.to(device), target, step)
+                x_t, target, t = (move(v) for v in (tb * z + (1 - tb) * eps, z - eps, t))
+                loss = self.train_step(net, opt, x_t, t, target, step)
                 ema_update(ema, net, step, self.ema_decay)
                 step += 1
                 pending.append(loss.detach())
