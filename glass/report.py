@@ -325,9 +325,12 @@ def report_from_summary(path: str | Path, name: str, scale: str = "small", draw:
     definition; ``draw=False`` writes the markdown only. Returns the files written."""
     import csv
 
-    from glass.definitions import load
+    from glass.definitions import load, scales_of
 
-    path = Path(path)
+    path, spec = Path(path), load(name)
+    if scale not in scales_of(spec):
+        allowed = ", ".join(scales_of(spec))
+        raise UserError(f"experiment {name} has no scale {scale!r}; choose from: {allowed}")
     if not (path / "summary.csv").is_file():
         raise UserError(f"no summary.csv in {str(path)!r}")
     with open(path / "summary.csv", newline="") as f:  # an empty cell is a value that row did not have
@@ -337,7 +340,7 @@ def report_from_summary(path: str | Path, name: str, scale: str = "small", draw:
         raise UserError(f"{path / 'summary.csv'} has no rows")
     jobs = [{"name": j} for j in dict.fromkeys(r["job"] for r in rows)]
     try:
-        return _render(path, rows, {"definition": {**load(name), "scale": scale}, "jobs": jobs}, draw)
+        return _render(path, rows, {"definition": {**spec, "scale": scale}, "jobs": jobs}, draw)
     except OSError as e:
         why = e.strerror or type(e).__name__
         raise RunFailed(f"cannot write the report into {str(path)!r}: {why}") from None

@@ -101,6 +101,8 @@ def test_a_report_from_a_summary_needs_the_summary(tmp_path):
 
     with pytest.raises(UserError, match="no summary.csv in"):
         report_from_summary(tmp_path, "fig7-rho")
+    with pytest.raises(UserError, match="fig7-rho has no scale 'small-1a2b'; choose from: small, paper"):
+        report_from_summary(tmp_path, "fig7-rho", "small-1a2b")  # a directory of extra overrides
     (tmp_path / "summary.csv").write_text("job,seed\n")
     with pytest.raises(UserError, match="has no rows"):
         report_from_summary(tmp_path, "fig7-rho")
