@@ -32,17 +32,19 @@ def test_every_experiment_definition_composes_at_every_scale(name, tmp_path):
 
 def test_reproduce_end_to_end_then_report_redraws_without_recomputing(tmp_path):
     tiny = ["model=gmm", "task.n=100", f"out_dir={tmp_path}"]
+    seeds = len(load("fig7-rho")["scales"]["small"]["sweep"]["seed"])
+    jobs = 10 * seeds  # 10 variants x the definition's seeds
     res = runner.invoke(app, ["reproduce", "fig7-rho", *tiny])
     assert res.exit_code == 0, res.output
     (base,) = (tmp_path / "reproduce" / "fig7-rho").iterdir()  # small-<hash>: the overrides change results
     assert base.name.startswith("small-")
     md = (base / "fig7-rho.md").read_text()
-    assert "30 of 30 jobs finished" in md and "| rho=0.4 |" in md and "| ddpm^0.5 |" in md
+    assert f"{jobs} of {jobs} jobs finished" in md and "| rho=0.4 |" in md and "| ddpm^0.5 |" in md
     assert (base / "fig7-rho.png").read_bytes()[:4] == b"\x89PNG"
     meta = json.loads((base / "sweep.json").read_text())
     assert meta["group"] == "fig7-rho-small" and meta["definition"]["scale"] == "small"
     stamps = {p: p.stat().st_mtime_ns for p in base.glob("*/metrics.json")}
-    assert len(stamps) == 30
+    assert len(stamps) == jobs
 
     (base / "fig7-rho.png").unlink()
     (base / "fig7-rho.md").unlink()
@@ -54,18 +56,18 @@ def test_reproduce_end_to_end_then_report_redraws_without_recomputing(tmp_path):
     # the table's numbers are the mean over the seeds' jobs
     rows = [json.loads(line) for line in (base / "summary.jsonl").read_text().splitlines()]
     energies = [r["energy"] for r in rows if r["variant"] == "rho=0.4"]
-    assert len(energies) == 3 and f"| rho=0.4 | {sum(energies) / 3:.4f} ±" in md
+    assert len(energies) == seeds and f"| rho=0.4 | {sum(energies) / seeds:.4f} ±" in md
     # and the paired table's are the mean and standard error of the per-seed differences
     sde = {r["seed"]: r["energy"] for r in rows if r["variant"] == "SDE"}
     d = [r["energy"] - sde[r["seed"]] for r in rows if r["variant"] == "rho=0.4"]
-    mean = sum(d) / 3
-    se = (sum((x - mean) ** 2 for x in d) / 2 / 3) ** 0.5
-    assert f"| rho=0.4 − SDE | {mean:.4f} ± {se:.4f} | 3 |" in md
+    mean = sum(d) / seeds
+    se = (sum((x - mean) ** 2 for x in d) / (seeds - 1) / seeds) ** 0.5
+    assert f"| rho=0.4 − SDE | {mean:.4f} ± {se:.4f} | {seeds} |" in md
 
     again = runner.invoke(app, ["reproduce", "fig7-rho", *tiny])
-    assert again.exit_code == 0 and "30 already finished" in again.stderr
-    other = runner.invoke(app, ["reproduce", "fig7-rho", *tiny, "task.n=101", "--fresh"])  # other overrides
-    assert other.exit_code == 0 and "running 30" in other.stderr
+    assert again.exit_code == 0 and f"{jobs} already finished" in again.stderr
+    other = runner.invoke(app, ["reproduce", "fig7-rho", *tiny, "task.n=101", "seed=0", "--fresh"])  # other
+    assert other.exit_code == 0 and "running 10" in other.stderr  # overrides: a directory of their own
     assert len(list((tmp_path / "reproduce" / "fig7-rho").iterdir())) == 2
 
 
@@ -100,7 +102,8 @@ def test_an_override_of_a_swept_key_says_what_it_replaces(tmp_path):
     args = ["reproduce", "fig7-rho", "model=gmm", "task.n=20", "seed=5", f"out_dir={tmp_path}"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "seed: your value replaces the definition's sweep over [0, 1, 2] (10 jobs)" in res.stderr
+    seeds = load("fig7-rho")["scales"]["small"]["sweep"]["seed"]
+    assert f"seed: your value replaces the definition's sweep over {seeds} (10 jobs)" in res.stderr
     assert "10 jobs, running 10" in res.stderr
 
 
