@@ -31,7 +31,6 @@ the definition lists under ``report.paired``, so the README and the report compa
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import re
 import sys
@@ -51,10 +50,9 @@ def summary_path(name: str, scale: str = "small") -> Path:
 def summary(name: str, scale: str = "small") -> list[dict]:
     """The committed summary rows of ``glass reproduce NAME`` (small scale unless ``scale``), as the
     report reads them: numbers as numbers, and ``kernel`` / ``steps`` parsed from the sampler label."""
-    from glass.report import with_kernel_columns
+    from glass.report import read_summary
 
-    with open(summary_path(name, scale)) as f:
-        return with_kernel_columns(list(csv.DictReader(f)))
+    return read_summary(summary_path(name, scale))
 
 
 def stat(rows: list[dict], value: str, **where) -> tuple[float, float, int]:
@@ -112,18 +110,25 @@ def paired_claims(name: str, rows: list[dict], higher_is_better: bool = True, la
             for p in load(name)["report"]["paired"] for a, b in p["pairs"]]  # fmt: skip
 
 
-def fig2_posterior() -> str:
+def glass_vs_sde(rows: list[dict], value: str, m: int, higher_is_better: bool, **where) -> str:
+    """The paper's "GLASS better than the SDE at M = m" on the per-seed difference of ``value`` between
+    the ``glass M=m`` and ``sde M=m`` rows matching ``where`` (a compare job runs both on the same
+    inputs and noise)."""
     from glass.report import paired_difference
 
+    same = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+    d = paired_difference(same, value, f"glass M={m}", f"sde M={m}", "sampler")
+    return paired_verdict(d, f"M = {m}", higher_is_better)
+
+
+def fig2_posterior() -> str:
     rows, ms = summary("fig2-posterior"), (2, 4, 8, 16)
     t02 = {"task.t": 0.2}
     at = {s: [stat(rows, "fid", sampler=f"{s} M={m}", **t02) for m in ms] for s in ("sde", "glass")}
     agree = {s: stat(rows, "label_agreement", sampler=f"{s} M=2", **t02) for s in ("sde", "glass")}
 
-    def below(t: float, m: int) -> str:  # both samplers start from the seed's noised images: paired
-        same = [r for r in rows if r["task.t"] == t]
-        return paired_verdict(paired_difference(same, "fid", f"glass M={m}", f"sde M={m}", "sampler"),
-                              f"M = {m}", higher_is_better=False)  # fmt: skip
+    def below(t: float, m: int) -> str:  # both samplers start from the seed's noised images
+        return glass_vs_sde(rows, "fid", m, False, **{"task.t": t})
 
     other = [f"t = {t:g}: GLASS below SDE at {below(t, 2)}; {below(t, 16)}"
              for t in sorted({r["task.t"] for r in rows} - {0.2})]  # fmt: skip
@@ -137,17 +142,13 @@ def fig2_posterior() -> str:
 
 
 def fig2_value() -> str:
-    from glass.report import paired_difference
-
     rows, ms = summary("fig2-value"), (2, 4, 8, 16)
     cells = []
     for truth in dict.fromkeys(r["variant"] for r in rows):
         r = {s: [stat(rows, "pearson", sampler=f"{s} M={m}", variant=truth) for m in ms]
              for s in ("sde", "glass")}  # fmt: skip
-        # SDE and GLASS estimate the same points against the same truth within a seed: paired
-        same = [x for x in rows if x["variant"] == truth]
-        claims = [paired_verdict(paired_difference(same, "pearson", f"glass M={m}", f"sde M={m}", "sampler"),
-                                 f"M = {m}") for m in ms]  # fmt: skip
+        # SDE and GLASS estimate the same points against the same truth within a seed
+        claims = [glass_vs_sde(rows, "pearson", m, True, variant=truth) for m in ms]
         sde, glass = (" / ".join(f"{v[0]:.2f}" for v in r[k]) for k in ("sde", "glass"))
         cells.append(f"{truth}: SDE {sde}, GLASS {glass}; GLASS above SDE at {'; '.join(claims)}")
     seeds = int(stat(rows, "pearson", sampler="glass M=2", variant=rows[0]["variant"])[2])
@@ -197,10 +198,10 @@ def fig7() -> str:
     best = min(glass, key=lambda k: glass[k][0])
     # fig7-rho's report.paired: every GLASS variant vs SDE (the paper's claim; rho=0.4 first), then
     # rho=0.4 vs ODE (a difference only: the paper's Fig. 7 has no ODE to claim about)
-    pairs = [(a, b) for p in load("fig7-rho")["report"]["paired"] for a, b in p["pairs"]]
-    sde = [paired_verdict(paired_difference(rows, "energy", a, "SDE", "variant"), a, higher_is_better=False)
-           for a, b in pairs if b == "SDE"]  # fmt: skip
-    confirmed = sum(": confirmed" in c for c in sde)
+    against = [a for p in load("fig7-rho")["report"]["paired"] for a, b in p["pairs"] if b == "SDE"]
+    d = {a: paired_difference(rows, "energy", a, "SDE", "variant") for a in against}
+    confirmed = sum(mean < 0 and beyond(mean, se, n) for mean, se, n in d.values())
+    sde = [paired_verdict(x, a, higher_is_better=False) for a, x in d.items()]
     ode, ode_se, n = paired_difference(rows, "energy", "rho=0.4", "ODE", "variant")
     if ode > 0 and beyond(ode, ode_se, n):
         ode_text = ("On the oracle at 5 × 2 Euler steps the discretisation error dominates, so the "

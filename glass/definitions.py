@@ -56,6 +56,13 @@ def scales_of(spec: dict) -> list[str]:
     return [*SCALES, *(s for s in OPTIONAL_SCALES if s in (spec.get("scales") or {}))]
 
 
+def check_scale(spec: dict, scale: str) -> None:
+    """Refuse a scale the definition does not have, naming those it has."""
+    if scale not in scales_of(spec):
+        raise UserError(f"experiment {spec.get('name', '(unnamed)')} has no scale {scale!r}; choose from: "
+                        f"{', '.join(scales_of(spec))}")
+
+
 def _check_definition(name: str, spec) -> None:
     """The shape ``glass reproduce`` and ``glass report`` rely on (see the module docstring)."""
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from glass.config import RunFailed, UserError
 from glass.files import write_text_atomic
 
-__all__ = ["report", "report_from_summary", "with_kernel_columns", "aggregate", "markdown_table",
-           "t_critical", "beyond"]
+__all__ = ["report", "report_from_summary", "read_summary", "with_kernel_columns", "aggregate",
+           "markdown_table", "t_critical", "beyond"]
 
 _LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
 _METRICS = ("fid", "fid_inception", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
@@ -87,7 +87,7 @@ def t_critical(n: int, level: float = 0.95) -> float:
 
 def beyond(mean: float, se: float, n: int, level: float = 0.95) -> bool:
     """Whether the ``level`` t interval of a mean over ``n`` values (``mean`` ± t · ``se``) excludes 0."""
-    return math.isfinite(se) and n > 1 and abs(mean) > t_critical(n, level) * se
+    return abs(mean) > t_critical(n, level) * se  # False with one value or no se: NaN compares False
 
 
 def paired_difference(rows: list[dict], value: str, a, b, key: str) -> tuple[float, float, int]:
@@ -319,23 +319,26 @@ def report(path: str | Path) -> list[Path]:
         ) from None
 
 
+def read_summary(path: str | Path) -> list[dict]:
+    """The rows of a sweep's ``summary.csv`` as the report reads them: numbers as numbers, ``kernel`` /
+    ``steps`` parsed from the sampler label, an empty cell a value that row does not have."""
+    import csv
+
+    with open(path, newline="") as f:
+        return with_kernel_columns([{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(f)])
+
+
 def report_from_summary(path: str | Path, name: str, scale: str = "small", draw: bool = True) -> list[Path]:
     """Redraw the report of reproduce definition ``name`` at ``scale`` from the ``summary.csv`` in
     ``path`` (a committed result directory: no job directories, no sweep.json), with the current
     definition; ``draw=False`` writes the markdown only. Returns the files written."""
-    import csv
-
-    from glass.definitions import load, scales_of
+    from glass.definitions import check_scale, load
 
     path, spec = Path(path), load(name)
-    if scale not in scales_of(spec):
-        allowed = ", ".join(scales_of(spec))
-        raise UserError(f"experiment {name} has no scale {scale!r}; choose from: {allowed}")
+    check_scale(spec, scale)
     if not (path / "summary.csv").is_file():
         raise UserError(f"no summary.csv in {str(path)!r}")
-    with open(path / "summary.csv", newline="") as f:  # an empty cell is a value that row did not have
-        rows = [{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
-    rows = with_kernel_columns(rows)
+    rows = read_summary(path / "summary.csv")
     if not rows:
         raise UserError(f"{path / 'summary.csv'} has no rows")
     jobs = [{"name": j} for j in dict.fromkeys(r["job"] for r in rows)]

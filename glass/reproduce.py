@@ -34,16 +34,13 @@ import hashlib
 import itertools
 from pathlib import Path
 
-from glass.config import UserError
-from glass.definitions import SCALES, load, names, scales_of
+from glass.definitions import SCALES, check_scale, load, names
 
 __all__ = ["SCALES", "names", "load", "job_overrides", "reproduce"]
 
 def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[str]], list[dict]]:
     """(override list per job, labels per job): variants x the cartesian product of the sweep."""
-    if scale not in scales_of(spec):
-        raise UserError(f"experiment {spec.get('name', '(unnamed)')} has no scale {scale!r}; choose from: "
-                        f"{', '.join(scales_of(spec))}")
+    check_scale(spec, scale)
     block = dict(spec["scales"][scale])
     given = {o.split("=", 1)[0].lstrip("+") for o in extra if "=" in o}
     if "task.prompts" in given and "prompt_set" in spec:  # the grid on a text-to-image model's prompts

@@ -181,7 +181,7 @@ class FlowTrainer(Trainer):
 
         def read_losses():
             if pending:
-                losses.extend(torch.stack(pending).float().tolist())
+                losses.extend(torch.stack(pending).tolist())
                 pending.clear()
 
         def save():
