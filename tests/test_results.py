@@ -209,6 +209,47 @@ def test_flow_quality_writes_each_feature_space_as_soon_as_it_is_scored(tmp_path
     row = result["fid"]["mnist"]
     assert row["n"] == 16 and row["samples"] > 0 and row["floor"] > 0
     md = (tmp_path / "q.md").read_text()
-    table = re.search(r"^\| mnist \| 16 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", md, re.M)
-    assert table and float(table[3]) == pytest.approx(row["samples"] / row["floor"], abs=0.006)
+    table = re.search(r"^\| mnist \| 16 \| ([\d.]+) \| ([\d.]+) ± ([\d.]+) \| 5 \| ([\d.]+) \|$", md, re.M)
+    assert table and float(table[4]) == pytest.approx(row["samples"] / row["floor"], abs=0.006)
     assert (tmp_path / "q.png").stat().st_size > 2_000
+
+
+def test_flow_quality_floor_is_random_training_subsets_and_floor_only_keeps_samples(tmp_path, monkeypatch):
+    """The floor is the mean of seeded random n-subsets of the training images (not the first n: the
+    file's order is not random), with their standard deviation; ``--floor-only`` recomputes it in an
+    existing result without sampling again and keeps the samples' FID."""
+    import json
+    import statistics
+
+    from experiments import flow_quality
+    from glass.data import load_mnist
+    from glass.metrics.fid import FID
+    from glass.models.mnist import to_data
+
+    def fid(features):
+        return FID(features="mnist", n_reference=300, cache_dir=str(tmp_path / "cache"))
+
+    train, _ = load_mnist("train")
+    f = fid("mnist")
+    got = flow_quality.floor(f, train, 64, 3)
+    assert len(got["floor_subsets"]) == 3 and len(set(got["floor_subsets"])) == 3
+    assert got["floor"] == pytest.approx(statistics.fmean(got["floor_subsets"]))
+    assert got["floor_sd"] == pytest.approx(statistics.stdev(got["floor_subsets"]))
+    assert f(to_data(train[:64]))["fid"] not in got["floor_subsets"]
+    assert flow_quality.floor(f, train, 64, 3) == got  # seeded
+    assert flow_quality.floor(f, train, 64, 1)["floor_sd"] is None
+
+    monkeypatch.setattr(flow_quality, "OUT", tmp_path)
+    monkeypatch.setattr(flow_quality, "FID", fid)
+    stale = {"checkpoint": "c", "n": 64, "nfe": 50, "total_steps": 1,
+             "fid": {"mnist": {"samples": 12.5, "floor": 99.0, "n": 64}}}  # fmt: skip
+    (tmp_path / "q.json").write_text(json.dumps(stale))
+    out = flow_quality.main(["--floor-only", "--name", "q", "--floor-subsets", "3"])
+    row = json.loads((tmp_path / "q.json").read_text())["fid"]["mnist"]
+    assert row == out["fid"]["mnist"] and row["samples"] == 12.5
+    assert row["floor"] == pytest.approx(got["floor"])
+    assert row["floor_subsets"] == pytest.approx(got["floor_subsets"])
+    line = f"| mnist | 64 | 12.50 | {got['floor']:.2f} ± {got['floor_sd']:.2f} | 3 |"
+    assert line in (tmp_path / "q.md").read_text()
+    with pytest.raises(SystemExit, match="does not exist"):
+        flow_quality.main(["--floor-only", "--name", "missing"])
