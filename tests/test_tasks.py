@@ -96,6 +96,22 @@ def test_correlation_metric_and_default_metric_resolution():
     assert isinstance(resolve_metric(DefaultMetric(), "generate", load_flow()), FID)
 
 
+def test_value_ground_truth_noise_is_independent_of_the_estimates(tmp_path):
+    """An estimate drawn with the truth's own kernel, steps and sample count is a fresh Monte-Carlo
+    estimate, not a copy of the truth: the truth draws its noise from streams of its own (sharing
+    them made a GLASS estimate of point 0 start from the truth's very draws)."""
+    from glass.models.mnist import load_flow
+
+    model = load_flow()
+    task = Value(t=0.2, points=4, n=3, truth_n=3, truth_steps=2, cache_dir=str(tmp_path))
+    res = task(model, glass.GLASS(2), Correlation(), torch.Generator().manual_seed(0),
+               reward=ClassifierLogProb(target=0))  # fmt: skip
+    estimate, truth = res.samples["glass M=2"], res.reference
+    assert estimate.shape == truth.shape == (4,)
+    assert (estimate - truth).abs().min() > 1e-6, (estimate, truth)
+    assert res.rows[0]["rmse"] > 1e-6
+
+
 def test_value_on_mnist_end_to_end_with_cached_truth(tmp_path):
     """Tiny MNIST value run: one row per kernel; the Monte-Carlo ground truth is computed once, then
     read from the cache (same numbers); a damaged cache file is recomputed, not trusted."""

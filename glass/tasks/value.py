@@ -6,8 +6,10 @@ ground truth with Pearson / Spearman correlation, RMSE and bias. ``nfe`` is per 
 steps); ``network_calls`` counts the batched calls (one per chunk and step):
 - oracle with the linear reward: the exact V_t (closed form, :meth:`GaussianMixture.value`);
 - otherwise a Monte-Carlo ground truth from ``truth_n`` posterior samples drawn with
-  ``truth_sampler`` at ``truth_steps`` steps (the paper: 200 samples, M = 200), cached on disk under
-  ``cache_dir`` keyed by the model's weights, the reward, t and the points themselves.
+  ``truth_sampler`` at ``truth_steps`` steps (the paper: 200 samples, M = 200) on noise streams of its
+  own (independent of the estimates' noise, so an estimate never shares draws with the truth it is
+  scored against), cached on disk under ``cache_dir`` keyed by the model's weights, the reward, t,
+  the points themselves and the truth's noise seed.
 """
 
 from __future__ import annotations
@@ -109,8 +111,8 @@ class Value(Task):
         seed = derive_seed(generator)  # per-sample streams: the same numbers for every task.chunk
         if oracle:  # the oracle's rewards (linear, measurement) have exact value functions
             truth, truth_info = reward.exact_value(model, x_t, self.t).cpu(), {"truth": "exact"}
-        else:
-            streams = Streams(seed, points * self.truth_n, model.device)
+        else:  # the Monte-Carlo truth on streams of its own: its noise is independent of the estimates'
+            streams = Streams(derive_seed(generator), points * self.truth_n, model.device)
             truth, truth_info = self._cached_truth(model, reward, x_t, streams, progress)
         return {"points": points, "x_t": x_t, "seed": seed, "truth": truth, "truth_info": truth_info,
                 "metric": metric, "reward": reward, "reference": truth,
@@ -128,7 +130,7 @@ class Value(Task):
         row = {**m, "nfe": calls // self.units(model, inputs), "network_calls": calls}
         return v, {**row, "n_samples": self.n, **inputs["truth_info"]}
 
-    def _cached_truth(self, model, reward, x_t, generator, progress) -> tuple[Tensor, dict]:
+    def _cached_truth(self, model, reward, x_t, streams, progress) -> tuple[Tensor, dict]:
         key = hashlib.sha256()
         parts = (
             _fingerprint(model),
@@ -137,6 +139,7 @@ class Value(Task):
             self.truth_n,
             self.truth_steps,
             self.truth_sampler,
+            streams.seed,  # the truth's noise
         )
         for part in parts:
             key.update(repr(part).encode())
@@ -152,7 +155,7 @@ class Value(Task):
         advance = progress("value ground truth", math.ceil(len(x_t) / per)) if progress else None
         model.reset_nfe()
         kernel = self.truth_kernel()
-        truth = mc_value(model, kernel, reward, x_t, self.t, self.truth_n, generator, self.chunk, advance)
+        truth = mc_value(model, kernel, reward, x_t, self.t, self.truth_n, streams, self.chunk, advance)
         info["truth_network_calls"] = model.reset_nfe()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
