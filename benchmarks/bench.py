@@ -291,7 +291,7 @@ def fk_sweep(quick: bool, device: str) -> list[dict]:
 
 
 def mnist_fid(quick: bool) -> dict:
-    """Posterior FID (t = 0.2, 256 test images, one posterior sample each) vs NFE on MNIST."""
+    """Posterior FID (t = 0.2, 256 validation images, one posterior sample each) vs NFE on MNIST."""
     from glass.experiment import run
 
     steps = [2, 4] if quick else [2, 4, 8, 16]
@@ -522,7 +522,7 @@ def markdown(results: dict) -> str:
     if "mnist" in results:
         rows = results["mnist"]["rows"]
         lines += [
-            "## MNIST posterior FID vs NFE (t = 0.2, 256 test images, 1 sample each)",
+            "## MNIST posterior FID vs NFE (t = 0.2, 256 validation images, 1 sample each)",
             "",
             "| kernel | NFE | FID |",
             "|---|---|---|",

@@ -86,7 +86,7 @@ def posterior(args) -> None:
     r0 = rows[0]
     md = (
         _table(rows, "fid", ".1f")
-        + f"\n\nFID of posterior samples (one per noised test image, {r0['fid_n_samples']} images) "
+        + f"\n\nFID of posterior samples (one per noised validation image, {r0['fid_n_samples']} images) "
         f"against the {r0['fid_n_reference']} MNIST test images, on the shipped classifier's features; "
         f"seed {args.seed}.\n\nLabel agreement (fraction of posterior samples the classifier puts in the "
         "original image's class):\n\n" + _table(rows, "label_agreement", ".3f")

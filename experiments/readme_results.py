@@ -3,8 +3,8 @@
 A generated block in README.md sits between two markers::
 
     <!-- results: experiments/results/NAME.md table=1 -->     the file's first markdown table
-    ...
-    <!-- /results -->
+    ...                                                       (``table=1 caption``: and the paragraph
+    <!-- /results -->                                         after it: sizes, seeds, floors)
 
     <!-- results: paper-vs-ours -->                           the reproduction table (below)
     ...
@@ -31,6 +31,7 @@ the definition lists under ``report.paired``, so the README and the report compa
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import re
 import sys
@@ -276,26 +277,39 @@ def paper_vs_ours() -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_of(path: str, k: int = 1) -> str:
-    """The k-th markdown table of a result file."""
-    tables, current = [], []
-    for line in (ROOT / path).read_text().splitlines() + [""]:
+def table_of(path: str, k: int = 1, caption: bool = False) -> str:
+    """The k-th markdown table of a result file (with ``caption``: and the paragraph that follows it,
+    the file's statement of sizes, seeds and floors, so the README never retypes it)."""
+    tables, current, after = [], [], {}
+    lines = (ROOT / path).read_text().splitlines() + [""]
+    for i, line in enumerate(lines):
         if line.startswith("|"):
             current.append(line)
         elif current:
             tables.append(current)
             current = []
+            rest = itertools.dropwhile(lambda x: not x.strip(), lines[i:])
+            after[len(tables)] = list(itertools.takewhile(str.strip, rest))
     if len(tables) < k:
         raise KeyError(f"{path} has {len(tables)} tables, not {k}")
-    return "\n".join(tables[k - 1]) + "\n"
+    body = "\n".join(tables[k - 1]) + "\n"
+    if caption:
+        if not after.get(k) or after[k][0].startswith("|"):
+            raise KeyError(f"{path}: no paragraph after table {k}")
+        body += "\n" + "\n".join(after[k]) + "\n"
+    return body
 
 
 def render(spec: str) -> str:
+    """One block: ``paper-vs-ours`` or ``PATH [table=K] [caption]``."""
     if spec == "paper-vs-ours":
         return paper_vs_ours()
-    path, _, rest = spec.partition(" ")
-    k = int(rest.split("=", 1)[1]) if rest.startswith("table=") else 1
-    return table_of(path, k)
+    path, *opts = spec.split()
+    k = next((int(o.split("=", 1)[1]) for o in opts if o.startswith("table=")), 1)
+    unknown = [o for o in opts if not o.startswith("table=") and o != "caption"]
+    if unknown:
+        raise KeyError(f"results block {spec!r}: unknown option {unknown[0]!r} (table=K, caption)")
+    return table_of(path, k, caption="caption" in opts)
 
 
 def update(text: str) -> tuple[str, list[str]]:

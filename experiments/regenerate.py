@@ -38,10 +38,12 @@ SCRIPTS = {
     "mnist_value": ["experiments/mnist_measure.py", "value"],
     "table1_mnist": ["experiments/table1_fks.py", "--model", "mnist"],
     "table1_gmm": ["experiments/table1_fks.py", "--model", "gmm", "--steps", "4", "--groups", "1000"],
+    "table1_gmm64": ["experiments/table1_fks.py", "--model", "gmm64", "--steps", "4", "--groups", "128"],
     "ot_assignment": ["experiments/ot_assignment.py"],
     "stochastic_sampling": ["experiments/stochastic_sampling.py"],
     "fk_bias": ["experiments/fk_bias.py"],
     "inverse_gallery": ["experiments/inverse_gallery.py"],
+    "sd_grid_error": ["experiments/sd_grid_error.py"],
     "flow_quality": ["experiments/flow_quality.py", "--n", "10000", "--features", "mnist"],  # ~30 min
     "flow_quality_2k": ["experiments/flow_quality.py", "--n", "2000", "--name", "mnist_flow_quality_2k"],
     # ~46 min: Inception features of 14,000 images on the CPU (samples, floor, 10,000 reference)
@@ -52,6 +54,24 @@ SCRIPTS = {
     "flow_quality_v4": ["experiments/flow_quality.py", "--checkpoint", V4, "--n", "10000",
                         "--name", "mnist_flow_v4_quality"],  # ~2.2 h: Inception of 30,000 images on the CPU
 }
+
+# what each script writes in experiments/results/ (file stems; a test checks that every committed file
+# there is one of these, so no committed result is left out of ``make results``)
+WRITES = {
+    "posterior_nfe": ["posterior_nfe_gmm64_t0.2"], "mnist_posterior": ["mnist_posterior_fid"],
+    "mnist_value": ["mnist_value_correlation"], "table1_mnist": ["table1_fks_mnist"],
+    "table1_gmm": ["table1_fks_gmm"], "table1_gmm64": ["table1_fks_gmm64"],
+    "ot_assignment": ["ot_assignment"], "stochastic_sampling": ["stochastic_sampling"],
+    "fk_bias": ["fk_bias"],
+    "inverse_gallery": ["inverse_mnist_samples"], "sd_grid_error": ["sd_grid_error"],
+    "flow_quality": ["mnist_flow_quality"], "flow_quality_2k": ["mnist_flow_quality_2k"],
+    "flow_quality_v1": ["mnist_flow_v1_quality"], "flow_quality_v3": ["mnist_flow_v3_quality"],
+    "flow_quality_v4": ["mnist_flow_v4_quality"], "default_run": ["default_run"],
+}  # fmt: skip
+# written by the training runs that made the shipped checkpoints (their loss curves and records; the
+# README's training commands rerun them, hours on a CPU): the checkpoint is the result, not rerun here
+TRAINING = ["mnist_flow_loss", "mnist_flow_v1_loss", "mnist_flow_v3_loss", "mnist_flow_v4_loss",
+            "mnist_flow_v4_training"]  # fmt: skip
 
 
 def commit() -> str:

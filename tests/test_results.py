@@ -19,6 +19,29 @@ def test_readme_tables_are_generated_from_the_committed_result_files():
     assert not stale, f"README.md disagrees with {stale} (python -m experiments.readme_results)"
 
 
+def test_every_committed_result_file_is_written_by_make_results():
+    """Each file in experiments/results/ is written by a ``make results`` script (or is a training
+    record): a committed file nothing regenerates would go stale silently."""
+    written = {stem for stems in regenerate.WRITES.values() for stem in stems}
+    assert set(regenerate.WRITES) <= {*regenerate.SCRIPTS, "default_run"}
+    orphans = [f.name for f in (regenerate.ROOT / "experiments" / "results").iterdir()
+               if f.is_file() and f.name.rsplit(".", 1)[0] not in written | set(regenerate.TRAINING)]
+    assert not orphans, f"committed results no make results script writes: {orphans}"
+    assert set(regenerate.SCRIPTS) <= set(regenerate.WRITES), "a script whose outputs are not declared"
+
+
+def test_a_results_block_with_caption_carries_the_paragraph_after_its_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(readme_results, "ROOT", tmp_path)
+    table, caption = "| a |\n|---|\n| 1 |\n", "seeds [0, 1]; floor 0.02.\nmore.\n"
+    (tmp_path / "r.md").write_text(f"{table}\n{caption}\nlater\n\n| b |\n")
+    assert readme_results.render("r.md table=1") == table
+    assert readme_results.render("r.md table=1 caption") == f"{table}\n{caption}"
+    with pytest.raises(KeyError, match="no paragraph after table 2"):
+        readme_results.render("r.md table=2 caption")
+    with pytest.raises(KeyError, match="unknown option 'captions'"):
+        readme_results.render("r.md captions")
+
+
 def test_a_committed_large_scale_run_gets_its_own_row(tmp_path, monkeypatch):
     """Where experiments/results/reproduce/NAME/large/summary.csv exists (a --scale large run), the
     reproduction table gains a row for it after the small-scale one, computed from that file alone:

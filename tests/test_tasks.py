@@ -70,6 +70,52 @@ def test_compare_runs_every_kernel_on_the_same_points_and_stream():
     ]
 
 
+def test_posterior_task_noise_is_the_per_sample_streams_of_its_seed():
+    """Posterior sample r of a run is the kernel's transition from x_t row r with stream r of
+    Streams(seed, points x n): a function of (seed, r) only, so the same on every device and
+    reproducible outside the task; and the task's own generator is not what the kernel draws from."""
+    from glass.noise import Streams
+    from glass.samplers.base import derive_seed
+
+    gmm = ring()
+    metric = OracleDistance(kind="energy", floor_repeats=2)
+    task = Posterior(t=0.3, points=3, n=40)
+    res = task(gmm, glass.GLASS(3), metric, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    z, _ = gmm.data_samples(3, g)
+    x_t = glass.paths.noise_to(gmm, z, 0.3, g)
+    seed = derive_seed(g)
+    x_rep = x_t.repeat_interleave(40, 0)
+    direct = glass.GLASS(3).transition(gmm, x_rep, 0.3, 1.0, generator=Streams(seed, 120))
+    assert torch.equal(res.samples["glass M=3"], direct)
+    # row r's noise is stream r whatever else is in the batch: the last point's samples alone
+    tail = glass.GLASS(3).transition(gmm, x_rep[80:], 0.3, 1.0, generator=Streams(seed, 120)[80:])
+    assert torch.allclose(tail, direct[80:], atol=1e-12)
+    other = glass.GLASS(3).transition(gmm, x_rep, 0.3, 1.0, generator=Streams(seed + 1, 120))
+    assert not torch.allclose(other, direct)
+
+
+def test_mnist_posterior_sources_are_held_out_from_the_fid_reference():
+    """On MNIST the noised images come from the validation split: not among the test images the
+    posterior FID scores against (a sample that copies its source would score against itself), and
+    not among the flow's training images."""
+    from glass.data import load_mnist
+    from glass.models.mnist import load_flow, to_data
+
+    model = load_flow()
+    task = Posterior(t=0.7, points=3, n=1)
+    res = task(model, glass.GLASS(1), lambda s: {}, torch.Generator().manual_seed(0))
+    z = res.reference.float().flatten(1)
+    assert res.rows[0]["label_agreement"] >= 0 and len(z) == 3
+
+    def found(split):
+        images = to_data(load_mnist(split)[0]).flatten(1)
+        return [bool((images == row).all(1).any()) for row in z]
+
+    assert found("valid") == [True] * 3
+    assert found("test") == [False] * 3 and found("train") == [False] * 3
+
+
 def test_rewards_contract():
     z = torch.randn(5, 1, 28, 28)
     logp = torch.stack([ClassifierLogProb(target=c)(z) for c in range(10)], 1)

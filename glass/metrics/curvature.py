@@ -60,7 +60,7 @@ class Curvature:
     def extractor(self):  # the FID feature extractor, for tasks that measure diversity
         return self.inner.extractor()
 
-    def measure(self, model, generator: torch.Generator) -> dict:
+    def measure(self, model, generator) -> dict:
         from glass.samplers.base import prior_sample
 
         x0 = prior_sample(model, self.n, generator)

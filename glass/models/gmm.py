@@ -133,8 +133,9 @@ class GaussianMixture(Model):
         eps = torch.randn(z.shape, generator=generator, dtype=F64)
         return bcast(self.schedule.alpha(t), z) * z + bcast(self.schedule.sigma(t), z) * eps
 
-    def data_samples(self, n: int, generator=None) -> tuple[Tensor, None]:
-        """n exact data samples (and no labels): the points tasks noise to time t."""
+    def data_samples(self, n: int, generator=None, split: str = "test") -> tuple[Tensor, None]:
+        """n exact data samples (and no labels): the points tasks noise to time t (an oracle's data
+        are exact draws: every ``split`` is the same distribution)."""
         return self.sample(n, generator), None
 
     def value(self, x: Tensor, t: float | Tensor, w: Tensor) -> Tensor:

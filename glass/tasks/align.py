@@ -27,7 +27,7 @@ from glass.alignment.guidance import Guided, check_guidance
 from glass.metrics.fid import extract_features
 from glass.metrics.rewards import mean_se
 from glass.models.base import capabilities_of
-from glass.noise import Streams
+from glass.noise import Streams, indexed_seed
 from glass.rewards.base import score
 from glass.samplers.base import derive_seed
 from glass.tasks.base import Task, check_gaussian_path, check_int, is_oracle
@@ -161,7 +161,8 @@ class FKSteering(_Align):
             x, r = res.best()
             kept = res.best_index()
         else:
-            kept = res.draw_index(torch.Generator().manual_seed(derive_seed(generator)))
+            # a seed of its own: Streams give one fixed derive_seed, which the resampling drew from
+            kept = res.draw_index(torch.Generator().manual_seed(indexed_seed(derive_seed(generator), 1)))
             x = res.x[torch.arange(groups), kept.to(res.x.device)]
             r = score(reward, model, x, **cond).cpu()
         flat = res.x.reshape(groups, self.particles, -1)

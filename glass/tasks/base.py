@@ -5,16 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
 from glass.checks import check_finite, check_int, check_time
 from glass.models.base import capabilities_of
 from glass.paths import noise_to
-from glass.samplers.base import derive_seed
 
 __all__ = [
-    "Task", "Result", "check_int", "check_time", "check_finite", "is_oracle", "identical_streams", "noise_to",
+    "Task", "Result", "check_int", "check_time", "check_finite", "is_oracle", "noise_to",
     "check_gaussian_path",
 ]  # fmt: skip
 
@@ -114,14 +112,6 @@ class Task:
 def is_oracle(model) -> bool:
     """Whether the model is an exact oracle (closed-form posterior samples)."""
     return capabilities_of(model).oracle
-
-
-def identical_streams(generator: torch.Generator, device):
-    """A seed drawn from ``generator``, returned as a factory of fresh generators on ``device``:
-    every kernel of a comparison gets an identical copy of the same stream, whatever device the
-    model runs on."""
-    seed = derive_seed(generator)
-    return lambda: torch.Generator(device=device).manual_seed(seed)
 
 
 MAX_CALLS = 1_000_000  # network calls per sample path: far beyond any sampler in use (the paper: <= 1,000)

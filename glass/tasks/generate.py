@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from glass.noise import Streams
+from glass.noise import Streams, indexed_seed
 from glass.samplers import generate
 from glass.samplers.base import derive_seed
-from glass.tasks.base import Task, check_int, identical_streams, is_oracle
+from glass.tasks.base import Task, check_int, is_oracle
 from glass.tasks.prompts import PromptOptions
 
 __all__ = ["Generate"]
@@ -58,7 +58,7 @@ class Generate(Task):
         seed = derive_seed(generator)  # per-sample streams: sample i is the same for every task.n
         path = {}
         if getattr(metric, "path_metric", False):
-            path = metric.measure(model, identical_streams(generator, model.device)())
+            path = metric.measure(model, Streams(indexed_seed(seed, 1), metric.n, model.device))
         return {"oracle": oracle, "n": n, "seed": seed, "path": path, "metric": metric}
 
     def units(self, model, inputs: dict) -> int:

@@ -2,13 +2,15 @@
 
 ``points`` data points are noised to time t and ``n`` posterior samples are drawn at each, all in
 one batch (so NFE is that of one transition). Every kernel of a comparison (``sampler=compare``)
-sees the same x_t and the same random stream.
+sees the same x_t and the same per-sample noise streams (``glass.noise.Streams``: posterior sample i
+draws the same noise on every device and in every batch).
 
 - Oracle (model=gmm, gmm64): the metric is *conditional*: at each x_t the samples are compared with
   exact posterior samples at that x_t, and the distances (and noise floors) are averaged over the
   points. A sampler that ignores x_t, or a deterministic one (the ODE returns one point per x_t),
   scores badly, as it should.
-- Images (model=mnist): ``points`` test images; FID of all posterior samples against the test set
+- Images (model=mnist): ``points`` validation images (held out from the flow's training and from the
+  FID reference); FID of all posterior samples against the test set
   (a marginal measure, as in the paper), and ``label_agreement``, the fraction of samples the
   shipped classifier puts in the class of the image they came from (a conditional measure: an
   x_t-blind sampler scores ~0.1; the exact posterior's agreement grows with t towards the
@@ -24,13 +26,14 @@ import torch
 from torch import Tensor
 
 from glass.models.base import capabilities_of
+from glass.noise import Streams
+from glass.samplers.base import derive_seed
 from glass.tasks.base import (
     Task,
     check_finite,
     check_gaussian_path,
     check_int,
     check_time,
-    identical_streams,
     is_oracle,
     noise_to,
 )
@@ -71,18 +74,21 @@ class Posterior(Task):
 
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         points, n = self.sizes(model)
-        z, labels = model.data_samples(points, generator)
+        # held out from the FID reference (the test set): a sample that copied its source image
+        # would otherwise be scored against itself
+        z, labels = model.data_samples(points, generator, split="valid")
         x_t = noise_to(model, z, self.t, generator)
-        stream = identical_streams(generator, model.device)
-        return {"points": points, "n": n, "z": z, "labels": labels, "x_t": x_t,
-                "x_rep": x_t.repeat_interleave(n, 0), "stream": stream, "metric": metric}  # fmt: skip
+        seed = derive_seed(generator)  # per-sample streams: the same noise on every device
+        return {"points": points, "n": n, "z": z, "labels": labels, "x_t": x_t, "seed": seed,
+                "x_rep": x_t.repeat_interleave(n, 0), "metric": metric}  # fmt: skip
 
     def describe(self, label: str, inputs: dict) -> str:
         return f"{label} (posterior samples at t = {self.t:g})"
 
     def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
         points, n, metric, t = inputs["points"], inputs["n"], inputs["metric"], self.t
-        s = kernel.transition(model, inputs["x_rep"], t, 1.0, generator=inputs["stream"]())
+        streams = Streams(inputs["seed"], points * n, model.device)  # every kernel: the same noise
+        s = kernel.transition(model, inputs["x_rep"], t, 1.0, generator=streams)
         nfe = model.reset_nfe()
         check_finite(s, self.describe(kernel.label, inputs))
         if is_oracle(model):
