@@ -1,4 +1,4 @@
-"""The inverse-problems figure (README): for a few MNIST test images and each problem (inpainting,
+"""The inverse-problems figure (README): for a few MNIST validation images and each problem (inpainting,
 4x super-resolution, heavy denoising), the original, the measurement y and posterior samples of each
 method at 40 NFE per sample (the ``inverse`` reproduce definition's settings). Writes
 experiments/results/inverse_mnist_samples.png; about 3 minutes on 2 CPU cores.

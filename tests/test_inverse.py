@@ -102,7 +102,7 @@ def test_exact_posterior_is_bayes_rule_for_any_operator(name):
 def test_measurement_reward_is_the_gaussian_log_likelihood_with_its_gradient():
     gmm = random_mixture(dim=6, n_components=3, seed=0)
     reward = resolve_reward(Measurement("downsample", noise=0.3, source="test:4", factor=2, seed=7), gmm)
-    x0, _ = gmm.test_point(4)
+    x0, _ = gmm.data_point(4)
     torch.testing.assert_close(reward.original, x0)
     A = reward.op.matrix()
     noise = reward.y - A @ x0[0]  # the drawn measurement noise: from reward.seed + the test index
@@ -141,6 +141,8 @@ def test_measurement_sources_and_errors(tmp_path):
         Measurement(noise=0)
     with pytest.raises(ValueError, match="reward.source must be test:INDEX"):
         Measurement(source="test:x")
+    with pytest.raises(ValueError, match="reward.source must be valid:INDEX"):
+        Measurement(source="valid:-3")
     with pytest.raises(ValueError, match="does not exist"):
         resolve_reward(Measurement(source=str(tmp_path / "missing.png")), ring())
     with pytest.raises(ValueError, match=r"has shape \(5,\); GaussianMixture.* makes data of shape \(2,\)"):
@@ -266,6 +268,33 @@ def test_inverse_task_on_mnist_end_to_end(tmp_path):
     assert bad.stderr.count("\n") == 1
 
 
+def test_inverse_task_observes_validation_images_unless_told_otherwise():
+    """The default reward.source=valid:0 observes MNIST validation images 0, 1, ... (held out from the
+    flow's training and disjoint from the test images FID is measured against); test:INDEX observes
+    test images, with the measurement noise of the same index either way. On the oracle both splits
+    name its one fixed set of exact draws."""
+    from glass.data import load_mnist
+    from glass.models.mnist import load_flow, to_data
+    from glass.tasks.inverse import Inverse
+
+    model, gen = load_flow(), torch.Generator().manual_seed(0)
+    assert Measurement().source == "valid:0"
+    for split, source in (("valid", Measurement("inpaint").source), ("test", "test:3")):
+        task = Inverse(images=2, samples=2)
+        inputs = task.inputs(model, None, gen, Measurement("inpaint", source=source), None)
+        images, labels = load_mnist(split)
+        first = int(source.partition(":")[2])
+        for i, r in enumerate(inputs["rewards"]):
+            torch.testing.assert_close(r.original, to_data(images[first + i : first + i + 1]).double())
+            assert r.label == int(labels[first + i])
+            alone = resolve_reward(Measurement("inpaint", source=f"{split}:{first + i}"), model)
+            torch.testing.assert_close(r.y, alone.y)  # the measurement SPLIT:i gives, its noise too
+    valid, test = (resolve_reward(Measurement("inpaint", source=f"{s}:0"), model) for s in ("valid", "test"))
+    assert not torch.equal(valid.original, test.original)
+    gmm = random_mixture(dim=3)
+    torch.testing.assert_close(gmm.data_point(5, "valid")[0], gmm.data_point(5, "test")[0])
+
+
 def test_exact_value_of_the_measurement_reward_matches_monte_carlo(tmp_path):
     """V_t(x) = log E[N(y; A z, s^2 I) | x_t = x] in closed form against exact posterior samples, and
     task=value uses it as the ground truth on the oracle."""
@@ -291,7 +320,7 @@ def test_image_metrics_of_the_inverse_task_on_known_answers():
     from glass.tasks.inverse import Inverse
 
     model = load_flow()
-    x0, label = model.test_point(0)
+    x0, label = model.data_point(0, "test")
     assert bool((x0[0, 0, :2, :2] == -1).all()) and bool((x0[0, 0, :2, -2:] == -1).all())  # black corners
     reward = Measurement("inpaint", noise=0.1).observe(x0, label)
     a, b = x0[0].clone(), x0[0].clone()

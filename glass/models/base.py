@@ -36,7 +36,7 @@ class Capabilities:
     """What a model is, declared once by its class: tasks, metrics, rewards and samplers read these
     flags (through :func:`capabilities_of`) instead of probing for attributes."""
 
-    data: bool = False  # a data set: data_samples(n, generator, split), test_point(i) (tasks, FID, rewards)
+    data: bool = False  # a data set: data_samples(n, generator, split), data_point(i, split) (tasks, FID)
     oracle: bool = False  # exact answers in closed form: sample_posterior, tilted, log_prob
     classifier: bool = False  # classify(z) -> labels (MNIST: label agreement, target accuracy)
     latent: bool = False  # decode(x) -> images in [0, 1] and encode(images) -> x

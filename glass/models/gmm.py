@@ -23,7 +23,7 @@ from glass.times import check_times
 __all__ = ["GaussianMixture", "ring", "random_mixture"]
 
 F64 = torch.float64
-TEST_SEED = 20_250_925  # the oracle's fixed test set (``test_point``)
+TEST_SEED = 20_250_925  # the oracle's fixed data points (``data_point``)
 
 
 class GaussianMixture(Model):
@@ -194,14 +194,15 @@ class GaussianMixture(Model):
         n = z.shape[0]
         return self._mixture_log_prob(z, logw.expand(n, -1), mu.expand(n, -1, -1), var.expand(n, -1))
 
-    def test_point(self, index: int) -> tuple[Tensor, None]:
-        """Point ``index`` of the oracle's fixed test set: one exact sample drawn from its own seed
+    def data_point(self, index: int, split: str = "test") -> tuple[Tensor, None]:
+        """Point ``index`` of the oracle's fixed data set: one exact sample drawn from its own seed
         (SplitMix64 of ``TEST_SEED`` and the index), shape (1, d), and no label: what
-        ``reward.source=test:INDEX`` observes."""
+        ``reward.source=SPLIT:INDEX`` observes (exact draws: every ``split`` is the same set, as in
+        :meth:`data_samples`)."""
         from glass.noise import indexed_seed
 
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise ValueError(f"test index must be an integer >= 0, got {index!r}")
+            raise ValueError(f"{split} index must be an integer >= 0, got {index!r}")
         return self.sample(1, torch.Generator().manual_seed(indexed_seed(TEST_SEED, index))), None
 
     def condition(self, A, y, noise: float):

@@ -189,14 +189,14 @@ class MnistFlow(CallableModel):
         idx = torch.randperm(len(images), generator=generator)[:n]
         return to_data(images[idx]).double().to(self.device), labels[idx]
 
-    def test_point(self, index: int) -> tuple[Tensor, int]:
-        """Test image ``index`` (data space, float64, (1, 1, 28, 28) on the CPU) and its label: what
-        ``reward.source=test:INDEX`` observes."""
+    def data_point(self, index: int, split: str = "test") -> tuple[Tensor, int]:
+        """Image ``index`` of ``split`` (data space, float64, (1, 1, 28, 28) on the CPU) and its label:
+        what ``reward.source=SPLIT:INDEX`` observes."""
         from glass.data import load_mnist
 
-        images, labels = load_mnist("test", self.data_root)
+        images, labels = load_mnist(split, self.data_root)
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(images):
-            raise ValueError(f"test index must be an integer in [0, {len(images) - 1}], got {index!r}")
+            raise ValueError(f"{split} index must be an integer in [0, {len(images) - 1}], got {index!r}")
         return to_data(images[index : index + 1]).double(), int(labels[index])
 
     def prepare(self) -> None:

@@ -2,10 +2,12 @@
 
 ``reward=measurement`` with ``reward.operator=inpaint|downsample|blur|identity``
 (:mod:`glass.rewards.operators`), noise level ``reward.noise`` and the clean point x_0 taken from
-``reward.source``: ``test:INDEX`` (the model's test set: MNIST test image INDEX, or the oracle's
-fixed test set) or a file (``.png`` / ``.jpg`` image, or a ``.pt`` / ``.npy`` tensor of one data
-point, in data space [-1, 1]). The measurement noise is drawn once, from ``reward.seed`` (plus INDEX
-for ``test:INDEX``, so ``task=inverse``'s measurement of test point i is the one ``test:i`` gives).
+``reward.source``: ``valid:INDEX`` or ``test:INDEX`` (image INDEX of MNIST's validation or test split;
+on the oracle both name its one fixed set of exact draws) or a file (``.png`` / ``.jpg`` image, or a
+``.pt`` / ``.npy`` tensor of one data point, in data space [-1, 1]). The default observes validation
+images: they are held out from the flow's training and are not the test images that FID is measured
+against. The measurement noise is drawn once, from ``reward.seed`` (plus INDEX for ``SPLIT:INDEX``, so
+``task=inverse``'s measurement of point i is the one ``SPLIT:i`` gives).
 
 The reward is differentiable (guidance: its gradient is A^T (y - A x) / noise^2) and costs one
 operator application (FK steering, best-of-N). With lam = 1, FK steering targets p(x) exp(r(x)),
@@ -29,7 +31,21 @@ from glass.models.base import capabilities_of
 from glass.models.mixture import gaussian_log_prob
 from glass.rewards.operators import OPERATORS, REGIONS, LinearOperator
 
-__all__ = ["Measurement", "load_source_file"]
+__all__ = ["Measurement", "load_source_file", "SPLITS"]
+
+#: the data splits ``reward.source=SPLIT:INDEX`` can observe
+SPLITS = ("valid", "test")
+
+
+def parse_point(source: str) -> tuple[str, int] | None:
+    """``(split, index)`` of ``reward.source=SPLIT:INDEX``; None for a file. Raises on a malformed
+    ``SPLIT:INDEX``."""
+    split, sep, index = source.partition(":")
+    if not sep or split not in SPLITS:
+        return None
+    if not index.isdigit():
+        raise ValueError(f"reward.source must be {split}:INDEX with an integer INDEX >= 0, got {source!r}")
+    return split, int(index)
 
 
 def load_source_file(path: str | Path, channels: int | None = None) -> Tensor:
@@ -37,7 +53,9 @@ def load_source_file(path: str | Path, channels: int | None = None) -> Tensor:
     1 reads grey, 3 RGB, None keeps the file's) as (C, H, W), or a ``.pt`` / ``.npy`` tensor."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ValueError(f"reward.source file {str(path)!r} does not exist")
+        raise ValueError(
+            f"reward.source file {str(path)!r} does not exist (data points: valid:INDEX or test:INDEX)"
+        )
     suffix = path.suffix.lower()
     if suffix in (".pt", ".npy"):
         try:
@@ -63,7 +81,8 @@ def load_source_file(path: str | Path, channels: int | None = None) -> Tensor:
         x = (a[None] if a.ndim == 2 else a.permute(2, 0, 1)) * 2 - 1
     else:
         raise ValueError(
-            f"reward.source {str(path)!r}: use test:INDEX, an image (.png, .jpg) or a .pt / .npy file"
+            f"reward.source {str(path)!r}: use valid:INDEX, test:INDEX, an image (.png, .jpg) "
+            "or a .pt / .npy file"
         )
     if not torch.is_tensor(x) or not x.is_floating_point() or not bool(torch.isfinite(x).all()):
         raise ValueError(f"reward.source {str(path)!r} must hold one finite floating-point data point")
@@ -80,7 +99,7 @@ class Measurement:
         self,
         operator: str = "inpaint",
         noise: float = 0.1,
-        source: str = "test:0",
+        source: str = "valid:0",
         region: str = "lower",
         factor: int = 4,
         width: float = 1.0,
@@ -93,13 +112,8 @@ class Measurement:
         check_positive("reward.width", width, " (pixels)")
         check_seed("reward.seed", seed)
         if not isinstance(source, str) or not source:
-            raise ValueError(f"reward.source must be test:INDEX or a file, got {source!r}")
-        if source.startswith("test:"):
-            index = source.removeprefix("test:")
-            if not index.isdigit():
-                raise ValueError(
-                    f"reward.source must be test:INDEX with an integer INDEX >= 0, got {source!r}"
-                )
+            raise ValueError(f"reward.source must be valid:INDEX, test:INDEX or a file, got {source!r}")
+        parse_point(source)  # a malformed SPLIT:INDEX fails here
         self.operator, self.noise, self.source = operator, float(noise), source
         self.region, self.factor, self.width, self.seed = region, factor, float(width), seed
         self.op: LinearOperator | None = None
@@ -110,8 +124,8 @@ class Measurement:
     # -- binding ------------------------------------------------------------------------------------
     def bind(self, model) -> Measurement:
         """A copy observing ``reward.source`` of ``model``'s data (``resolve_reward`` calls this)."""
-        if self.source.startswith("test:"):
-            return self.observe_test(model, self.test_index())
+        if (point := self.point()) is not None:
+            return self.observe_point(model, *point)
         shape = getattr(model, "shape", None)
         latent = capabilities_of(model).latent
         channels = 3 if latent else (shape[0] if shape is not None and len(shape) == 3 else None)
@@ -123,20 +137,20 @@ class Measurement:
             )
         return self.observe(x0)
 
-    def observe_test(self, model, index: int) -> Measurement:
-        """A copy observing the model's test point ``index``, its noise drawn from ``seed + index``
-        (so ``task=inverse``'s measurement of test point i is the one ``reward.source=test:i`` gives)."""
+    def observe_point(self, model, split: str, index: int) -> Measurement:
+        """A copy observing point ``index`` of the model's ``split``, its noise drawn from ``seed + index``
+        (so ``task=inverse``'s measurement of point i is the one ``reward.source=SPLIT:i`` gives)."""
         if not capabilities_of(model).data:
             raise ValueError(
-                f"reward.source=test:{index} observes the model's test set; {model!r} has none "
+                f"reward.source={split}:{index} observes the model's data set; {model!r} has none "
                 "(use model=mnist, gmm or gmm64, or give an image file)"
             )
-        x0, label = model.test_point(index)
+        x0, label = model.data_point(index, split)
         return self.observe(x0, label, noise_seed=self.seed + index)
 
-    def test_index(self) -> int:
-        """INDEX of ``reward.source=test:INDEX``."""
-        return int(self.source.removeprefix("test:"))
+    def point(self) -> tuple[str, int] | None:
+        """``(split, index)`` of ``reward.source=SPLIT:INDEX``; None when the source is a file."""
+        return parse_point(self.source)
 
     def observe(self, x0: Tensor, label: int | None = None, noise_seed: int | None = None) -> Measurement:
         """A copy observing the clean point ``x0`` (a batch of one, (1, *shape)): y = A x0 + noise n,

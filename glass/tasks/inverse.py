@@ -1,5 +1,5 @@
-"""Inverse problems (beyond the paper): sample p(x | y) for measurements y = A x_0 + noise of test
-points x_0, with reward=measurement (glass/rewards/measurement.py) and one alignment method:
+"""Inverse problems (beyond the paper): sample p(x | y) for measurements y = A x_0 + noise of held-out
+data points x_0, with reward=measurement (glass/rewards/measurement.py) and one alignment method:
 
 - ``method=fk_steering``: FK steering with lam = 1 (target p(x) exp(r(x)) = p(x | y)), outputs drawn by
   the final weights (posterior samples), optionally with guidance in the proposals;
@@ -8,10 +8,11 @@ points x_0, with reward=measurement (glass/rewards/measurement.py) and one align
 - ``method=guidance``: DPS-style guidance (Chung et al. 2023) with each kernel: the denoiser tilted by
   the likelihood's gradient (flow guidance with the ODE, SDE guidance, GLASS guidance, eq. 50).
 
-``images`` test points (from index ``first``, else from ``reward.source=test:INDEX``) are observed
-one at a time, each with its own measurement noise (``reward.seed`` + its index) and its own noise
-streams; ``samples`` outputs per measurement. Every kernel of a comparison sees the same measurements
-and streams. Metrics:
+``images`` points of the split ``reward.source=SPLIT:INDEX`` names (from index ``first``, else from
+INDEX; the default ``valid:0`` observes MNIST validation images, so the outputs' FID against the test
+set never meets the images they were measured from) are observed one at a time, each with its own
+measurement noise (``reward.seed`` + its index) and its own noise streams; ``samples`` outputs per
+measurement. Every kernel of a comparison sees the same measurements and streams. Metrics:
 - oracle: energy distance of each y's samples to exact posterior samples (the mixture of
   ``GaussianMixture.condition``: p(x | y) itself, whatever ``lam`` the method uses), with its noise
   floor, averaged over the points; posterior-mean error relative to the posterior's spread; the exact
@@ -19,7 +20,8 @@ and streams. Metrics:
 - MNIST: PSNR and SSIM to the original (torchmetrics, pixels in [0, 1]), measurement consistency
   ||A x - y|| / (noise sqrt(m)) (about 1 when x explains y to the noise level), label agreement with
   the original's class, diversity (mean pairwise RMS pixel distance of one y's samples), FID of all
-  outputs against the test set (with the count).
+  outputs against the test set (with the count; with ``reward.source=test:INDEX`` the observed images
+  are among its reference images).
 """
 
 from __future__ import annotations
@@ -86,24 +88,26 @@ class Inverse(Task):
         if not isinstance(reward, Measurement):
             raise ValueError(f"task=inverse needs reward=measurement, got {reward!r}")
         if not capabilities_of(model).data:
-            raise ValueError(f"task=inverse observes test points; {model!r} has none (use mnist, gmm, gmm64)")
-        if not reward.source.startswith("test:"):
+            raise ValueError(f"task=inverse observes data points; {model!r} has none (use mnist, gmm, gmm64)")
+        if reward.point() is None:
             raise ValueError(
-                f"task=inverse observes test points (reward.source=test:INDEX, task.images from there); "
-                f"for reward.source={reward.source} use task=fk_steering, best_of_n or guidance"
+                f"task=inverse observes data points (reward.source=valid:INDEX or test:INDEX, task.images "
+                f"from there); for reward.source={reward.source} use task=fk_steering, best_of_n or guidance"
             )
         self.inner.check(model, reward)
-        first = self.start(reward)
-        try:  # the last test point exists (MNIST: 10,000 test images)
-            model.test_point(first + self.images - 1)
+        split, first = self.start(reward)
+        try:  # the last point exists (MNIST: 10,000 validation and 10,000 test images)
+            model.data_point(first + self.images - 1, split)
         except ValueError as e:
             raise ValueError(
-                f"task.images={self.images} test points from index {first} run past the test set ({e})"
+                f"task.images={self.images} {split} points from index {first} run past the split ({e})"
             ) from None
 
-    def start(self, reward) -> int:
-        """The first test index: ``task.first``, else the index of ``reward.source=test:INDEX``."""
-        return self.first if self.first is not None else reward.test_index()
+    def start(self, reward) -> tuple[str, int]:
+        """The split and first index: ``reward.source=SPLIT:INDEX``'s split, from ``task.first``, else
+        from INDEX."""
+        split, index = reward.point()
+        return split, self.first if self.first is not None else index
 
     def sizes(self, model) -> tuple[int, int]:
         oracle = is_oracle(model)
@@ -124,9 +128,9 @@ class Inverse(Task):
     def inputs(self, model, metric, generator, reward, progress) -> dict:
         images, samples = self.sizes(model)
         seed = derive_seed(generator)
-        rewards, first = [], self.start(reward)
+        rewards, (split, first) = [], self.start(reward)
         for i in range(first, first + images):
-            rewards.append(reward.observe_test(model, i))  # the measurement reward.source=test:i gives
+            rewards.append(reward.observe_point(model, split, i))  # the measurement SPLIT:i gives
         exact = [r.exact_target(model, 1.0) for r in rewards] if is_oracle(model) else None
         return {"images": images, "samples": samples, "seed": seed, "rewards": rewards, "exact": exact,
                 "metric": metric, "first": first}  # fmt: skip
