@@ -407,18 +407,38 @@ def accuracy_plot(acc: dict, path: Path) -> None:
     plt.close(fig)
 
 
+#: when each section was measured, for results written before ``dates`` was recorded (from the
+#: git history of bench.json: the machine date of the commit that last changed the section)
+KNOWN_DATES = {"overhead": "2026-11-22T22:00:45", "fk": "2026-11-22T22:00:45",
+               "accuracy": "2026-12-02T11:03:54", "default": "2026-12-02T14:43:55",
+               "mnist": "2026-12-05T01:10:36"}  # fmt: skip
+
+
+def measured(results: dict, section: str) -> str:
+    """The "Measured DATE." line of ``section`` (``--only`` reruns some sections, so each has its own)."""
+    dates = results.get("dates", {})
+    own = {"loop": results.get("loop_date"), "train": results.get("train", {}).get("date")}
+    date = dates.get(section) or own.get(section)
+    if date is None and results.get("machine", {}).get("device", "cpu") == "cpu":
+        date = KNOWN_DATES.get(section)
+    return f"Measured {date}." if date else "Date not recorded."
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
         "# Benchmarks",
         "",
-        f"{m['date']}; {m['platform']}; {m['cpu_count']} CPU cores, torch {m['torch']} "
-        f"({m['torch_threads']} threads); device {m['device']}; GPU: {m['gpu'] or 'none'}.",
+        f"{m['platform']}; {m['cpu_count']} CPU cores, torch {m['torch']} "
+        f"({m['torch_threads']} threads); device {m['device']}; GPU: {m['gpu'] or 'none'}. Last written "
+        f"{m['date']}; `--only` reruns some sections, so each gives the date it was measured.",
         "",
     ]
     if "overhead" in results:
         lines += [
             "## Overhead: one transition of M = 8 steps vs 8 bare denoiser calls (t = 0.2 -> 0.6)",
+            "",
+            measured(results, "overhead"),
             "",
             "Ratio = median transition wall time / median wall time of the bare calls, repetitions",
             "interleaved; 1.00 means the sampler adds nothing measurable beyond the network.",
@@ -442,7 +462,7 @@ def markdown(results: dict) -> str:
             "",
             "## The sampler's own cost on a cheap network (2-D MLP, GLASS M = 8, rho = 0.4)",
             "",
-            f"Measured {results.get('loop_date', m['date'])}. Microseconds per inner step beyond the network",
+            f"{measured(results, 'loop')} Microseconds per inner step beyond the network",
             "= (transition - 8 bare network calls) / 8, medians of interleaved repetitions (negative:",
             "faster than the bare calls). Eager loops: folded, the denoiser folded into the update",
             "(`Model.affine`, the default for `from_prediction`); plain, `denoise` per step (the loop",
@@ -475,6 +495,7 @@ def markdown(results: dict) -> str:
             "",
             "## Accuracy per NFE on the 64-D oracle",
             "",
+            measured(results, "accuracy"),
             "Fréchet distance (mean and covariance) between n samples of x_{t'} | x_t and the exact",
             "conditional's closed-form moments, averaged over conditioning points, minus the same",
             "statistic for exact samples (its Monte-Carlo floor). Energy distance (sees the modes) in",
@@ -524,6 +545,8 @@ def markdown(results: dict) -> str:
         lines += [
             "## MNIST posterior FID vs NFE (t = 0.2, 256 validation images, 1 sample each)",
             "",
+            measured(results, "mnist"),
+            "",
             "| kernel | NFE | FID |",
             "|---|---|---|",
         ]
@@ -533,6 +556,8 @@ def markdown(results: dict) -> str:
     if "fk" in results:
         lines += [
             "## FK steering throughput and peak memory (K = 4 transitions x GLASS M = 2, one group)",
+            "",
+            measured(results, "fk"),
             "",
             "| model | particles | chunk | wall (s) | particle-steps / s | peak (MiB) | peak of |",
             "|---|---|---|---|---|---|---|",
@@ -556,7 +581,8 @@ def markdown(results: dict) -> str:
             "",
             "## Batch sizes on this CPU",
             "",
-            "Medians of interleaved repetitions; outputs at every size " + same + " bit for bit.",
+            measured(results, "default") + " Medians of interleaved repetitions; outputs at every size "
+            + same + " bit for bit.",
             "",
             "| MNIST UNet, 256 images | " + " | ".join(bt["unet_ms_per_image"]) + " |",
             "|---|" + "---|" * len(bt["unet_ms_per_image"]),
@@ -573,7 +599,7 @@ def markdown(results: dict) -> str:
             "",
             f"## Training step (`glass train flow`, batch {tr['batch']}, {tr['threads']} threads)",
             "",
-            f"Measured {tr.get('date', m['date'])}; medians of interleaved repetitions.",
+            f"{measured(results, 'train')} Medians of interleaved repetitions.",
             "",
             "| trainer.precision | s per step | images/s | vs fp32 |",
             "|---|---|---|---|",
@@ -626,6 +652,7 @@ def main() -> None:
         "--batches", default=None, help="MNIST overhead batch sizes, e.g. 1,64,256 (none: oracle rows only)"
     )
     ap.add_argument("--fk-point", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--render", action="store_true", help="measure nothing: rewrite bench.md from bench.json")
     args = ap.parse_args()
     if args.fk_point:
         name, p, c = args.fk_point.split(",")
@@ -641,9 +668,17 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     stem = "bench" if args.device == "cpu" else f"bench-{torch.device(args.device).type}"
     results: dict = {}
-    if set(only) != set(SECTIONS) and (out / f"{stem}.json").is_file():  # update those sections only
-        results = json.loads((out / f"{stem}.json").read_text())
+    saved = out / f"{stem}.json"
+    if (args.render or set(only) != set(SECTIONS)) and saved.is_file():  # update those sections only
+        results = json.loads(saved.read_text())
+    if args.render:  # no measurement: bench.md again from bench.json (after a change to the format)
+        if not results:
+            sys.exit(f"error: --render needs {saved}")
+        (out / f"{stem}.md").write_text(markdown(results))
+        print(f"wrote {out / f'{stem}.md'} from {saved}")
+        return
     results["machine"] = machine(args.device)
+    results.setdefault("dates", {}).update({s: results["machine"]["date"] for s in only})
     if "overhead" in only:
         keep_mnist = args.batches == "none"  # oracle rows only; the MNIST rows of the last run stay
         results["overhead"] = [

@@ -55,3 +55,19 @@ def test_inner_solver_exploration_at_toy_size(tmp_path, monkeypatch):
             gmm, x, 0.2, t_next, torch.Generator().manual_seed(1)
         )
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
+
+
+def test_committed_bench_report_is_its_json_with_a_date_per_section():
+    """bench.md is markdown(bench.json) (``python benchmarks/bench.py --render`` after a format change),
+    and every section says when it was measured: ``--only`` reruns some sections, so the file's
+    header date is not theirs."""
+    from benchmarks.bench import markdown
+
+    results_dir = ROOT / "benchmarks" / "results"
+    results = json.loads((results_dir / "bench.json").read_text())
+    text = (results_dir / "bench.md").read_text()
+    assert text == markdown(results), "bench.md is stale: run python benchmarks/bench.py --render"
+    sections = text.split("\n## ")[1:]
+    assert len(sections) >= 6
+    for sec in sections:
+        assert "Measured 20" in sec, sec.splitlines()[0]
