@@ -67,7 +67,7 @@ def main() -> Path:
     fig.suptitle(f"Inverse problems on MNIST: {k} posterior samples per measurement, 40 NFE each", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT, dpi=110)
+    fig.savefig(OUT, dpi=110, bbox_inches="tight")  # the long row labels are not clipped
     return OUT
 
 
