@@ -592,5 +592,6 @@ def test_measurement_rewards_on_a_latent_model_score_decoded_pixels(tmp_path):
     assert grad.shape == x.shape and float(grad.abs().sum()) > 0 and torch.isfinite(grad).all()
     y = glass.generate(guided, glass.GLASS(1), 2, 2, generator=g)
     assert torch.isfinite(y).all() and guided.grad_evals > 0
-    with pytest.raises(ValueError, match="observes the model's test set; .* has none"):
-        resolve_reward(Measurement("inpaint", source="test:0"), model)
+    for source in ("test:0", "valid:0"):
+        with pytest.raises(ValueError, match=f"reward.source={source} observes the model's data set; .* has none"):
+            resolve_reward(Measurement("inpaint", source=source), model)
