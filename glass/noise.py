@@ -49,7 +49,7 @@ def splitmix64(z: Tensor) -> Tensor:
 
 
 def indexed_seed(seed: int, index: int) -> int:
-    """The seed of item ``index`` (a prompt, a test image) in a run with seed ``seed``: SplitMix64
+    """The seed of item ``index`` (a prompt, an observed image) in a run with seed ``seed``: SplitMix64
     of both, 62 bits, so items of one run and runs of different seeds do not share streams."""
     z = splitmix64(splitmix64(torch.tensor(int(seed), dtype=torch.int64)) ^ int(index))
     return int(z & ((1 << 62) - 1))

@@ -199,7 +199,7 @@ def _posterior_panel(ax, model, s, point, x_t, reference, lim, title, shown, mar
 
 
 def _inverse_figure(plt, result, samples: dict, n_images: int = 4, per_image: int = 3):
-    """Inverse problems on images: per test image (columns grouped), the original, the measurement y
+    """Inverse problems on images: per observed image (columns grouped), the original, the measurement y
     as an image, then ``per_image`` posterior samples of each method (rows)."""
     from glass.models.mnist import to_pixels
 

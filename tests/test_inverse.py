@@ -102,7 +102,7 @@ def test_exact_posterior_is_bayes_rule_for_any_operator(name):
 def test_measurement_reward_is_the_gaussian_log_likelihood_with_its_gradient():
     gmm = random_mixture(dim=6, n_components=3, seed=0)
     reward = resolve_reward(Measurement("downsample", noise=0.3, source="test:4", factor=2, seed=7), gmm)
-    x0, _ = gmm.data_point(4)
+    x0, _ = gmm.data_point(4, "test")
     torch.testing.assert_close(reward.original, x0)
     A = reward.op.matrix()
     noise = reward.y - A @ x0[0]  # the drawn measurement noise: from reward.seed + the test index
@@ -334,3 +334,34 @@ def test_image_metrics_of_the_inverse_task_on_known_answers():
     noise = reward.y - reward.op(x0)[0]
     expected = float(noise.norm() / (0.1 * math.sqrt(len(noise))))
     assert float(reward.consistency(x0)[0]) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("valid:0", ("valid", 0)),
+        ("test:12", ("test", 12)),
+        ("photo.png", None),
+        ("C:3", None),  # a drive letter, not a data set
+        ("train:3", "data set 'train' is not one of valid:INDEX or test:INDEX"),
+        ("Valid:0", "data set 'Valid' is not one of"),
+        ("valid:\u0663", "reward.source must be valid:INDEX with an integer INDEX >= 0"),  # Arabic-Indic 3
+        ("test:-1", "reward.source must be test:INDEX with an integer INDEX >= 0"),
+    ],
+)
+def test_reward_source_names_a_data_point_a_file_or_fails_in_one_line(source, expected):
+    from glass.rewards.measurement import parse_point
+
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=expected):
+            parse_point(source)
+    else:
+        assert parse_point(source) == expected
+
+
+def test_an_existing_file_that_looks_like_a_data_point_is_read_as_a_file(tmp_path, monkeypatch):
+    from glass.rewards.measurement import parse_point
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train:3").write_bytes(b"")
+    assert parse_point("train:3") is None

@@ -593,5 +593,6 @@ def test_measurement_rewards_on_a_latent_model_score_decoded_pixels(tmp_path):
     y = glass.generate(guided, glass.GLASS(1), 2, 2, generator=g)
     assert torch.isfinite(y).all() and guided.grad_evals > 0
     for source in ("test:0", "valid:0"):
-        with pytest.raises(ValueError, match=f"reward.source={source} observes the model's data set; .* has none"):
+        match = f"reward.source={source} observes the model's data set; .* has none"
+        with pytest.raises(ValueError, match=match):
             resolve_reward(Measurement("inpaint", source=source), model)

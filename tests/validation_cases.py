@@ -145,6 +145,8 @@ _TABLE: dict[str, list[tuple]] = {
          "reward.noise must be a number > 0"),
         ("measurement source", "run model=gmm task=inverse reward=inpaint reward.source=test:-1",
          "reward.source must be test:INDEX with an integer INDEX >= 0"),
+        ("measurement data set", "run model=gmm task=inverse reward=inpaint reward.source=train:3",
+         "data set 'train' is not one of valid:INDEX or test:INDEX"),
         ("test image out of range", "run task=inverse reward=inpaint reward.source=test:10000",
          "test index must be an integer in [0, 9999]"),
         ("validation image out of range", "run task=inverse reward=inpaint reward.source=valid:10000",

@@ -194,7 +194,7 @@ class GaussianMixture(Model):
         n = z.shape[0]
         return self._mixture_log_prob(z, logw.expand(n, -1), mu.expand(n, -1, -1), var.expand(n, -1))
 
-    def data_point(self, index: int, split: str = "test") -> tuple[Tensor, None]:
+    def data_point(self, index: int, split: str = "valid") -> tuple[Tensor, None]:
         """Point ``index`` of the oracle's fixed data set: one exact sample drawn from its own seed
         (SplitMix64 of ``TEST_SEED`` and the index), shape (1, d), and no label: what
         ``reward.source=SPLIT:INDEX`` observes (exact draws: every ``split`` is the same set, as in

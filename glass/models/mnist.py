@@ -189,7 +189,7 @@ class MnistFlow(CallableModel):
         idx = torch.randperm(len(images), generator=generator)[:n]
         return to_data(images[idx]).double().to(self.device), labels[idx]
 
-    def data_point(self, index: int, split: str = "test") -> tuple[Tensor, int]:
+    def data_point(self, index: int, split: str = "valid") -> tuple[Tensor, int]:
         """Image ``index`` of ``split`` (data space, float64, (1, 1, 28, 28) on the CPU) and its label:
         what ``reward.source=SPLIT:INDEX`` observes."""
         from glass.data import load_mnist
@@ -245,7 +245,7 @@ def load_flow(
     chunk: int | str | None = "auto",
 ) -> MnistFlow:
     """Load the shipped (or given) MNIST flow checkpoint (``model=mnist``). ``data_root`` and
-    ``classifier`` are where the task's test images and the label classifier come from; ``compile``
+    ``classifier`` are where the task's data images and the label classifier come from; ``compile``
     wraps the UNet in ``torch.compile``; ``chunk`` calls the UNet on at most that many images at a
     time: ``"auto"`` is 64 on the CPU, where large batches cost more per image (their activations
     leave the caches; "Batch sizes" in benchmarks/results/bench.md), and the whole batch on a GPU;

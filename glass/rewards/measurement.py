@@ -41,9 +41,16 @@ def parse_point(source: str) -> tuple[str, int] | None:
     """``(split, index)`` of ``reward.source=SPLIT:INDEX``; None for a file. Raises on a malformed
     ``SPLIT:INDEX``."""
     split, sep, index = source.partition(":")
-    if not sep or split not in SPLITS:
+    if not sep:
         return None
-    if not index.isdigit():
+    if split not in SPLITS:
+        # "train:3" or "Valid:0" look like data points, not files: say so rather than "no such file"
+        # (a one-letter prefix is a drive letter, and an existing file is always read as a file).
+        if len(split) > 1 and index.isascii() and index.isdigit() and not Path(source).expanduser().exists():
+            splits = " or ".join(f"{s}:INDEX" for s in SPLITS)
+            raise ValueError(f"reward.source={source}: data set {split!r} is not one of {splits}")
+        return None
+    if not (index.isascii() and index.isdigit()):
         raise ValueError(f"reward.source must be {split}:INDEX with an integer INDEX >= 0, got {source!r}")
     return split, int(index)
 
