@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -407,21 +408,17 @@ def accuracy_plot(acc: dict, path: Path) -> None:
     plt.close(fig)
 
 
-#: when each section was measured, for results written before ``dates`` was recorded (from the
-#: git history of bench.json: the machine date of the commit that last changed the section)
-KNOWN_DATES = {"overhead": "2026-11-22T22:00:45", "fk": "2026-11-22T22:00:45",
-               "accuracy": "2026-12-02T11:03:54", "default": "2026-12-02T14:43:55",
-               "mnist": "2026-12-05T01:10:36"}  # fmt: skip
-
-
 def measured(results: dict, section: str) -> str:
-    """The "Measured DATE." line of ``section`` (``--only`` reruns some sections, so each has its own)."""
+    """The "Measured DATE." line of ``section`` (``--only`` reruns some sections, so each has its own;
+    ``dates[section]`` is written when the section finishes, so a failed run dates nothing it missed)."""
     dates = results.get("dates", {})
-    own = {"loop": results.get("loop_date"), "train": results.get("train", {}).get("date")}
-    date = dates.get(section) or own.get(section)
-    if date is None and results.get("machine", {}).get("device", "cpu") == "cpu":
-        date = KNOWN_DATES.get(section)
-    return f"Measured {date}." if date else "Date not recorded."
+    date = dates.get(section)
+    if not date:
+        return "Date not recorded."
+    mnist = dates.get("overhead_mnist")  # --batches none reruns the oracle rows only
+    if section == "overhead" and mnist and mnist != date:
+        return f"Measured {date} (the MNIST UNet rows {mnist})."
+    return f"Measured {date}."
 
 
 def markdown(results: dict) -> str:
@@ -496,6 +493,7 @@ def markdown(results: dict) -> str:
             "## Accuracy per NFE on the 64-D oracle",
             "",
             measured(results, "accuracy"),
+            "",
             "Fréchet distance (mean and covariance) between n samples of x_{t'} | x_t and the exact",
             "conditional's closed-form moments, averaged over conditioning points, minus the same",
             "statistic for exact samples (its Monte-Carlo floor). Energy distance (sees the modes) in",
@@ -581,8 +579,8 @@ def markdown(results: dict) -> str:
             "",
             "## Batch sizes on this CPU",
             "",
-            measured(results, "default") + " Medians of interleaved repetitions; outputs at every size "
-            + same + " bit for bit.",
+            f"{measured(results, 'default')} Medians of interleaved repetitions; outputs at every size "
+            f"{same} bit for bit.",
             "",
             "| MNIST UNet, 256 images | " + " | ".join(bt["unet_ms_per_image"]) + " |",
             "|---|" + "---|" * len(bt["unet_ms_per_image"]),
@@ -613,7 +611,7 @@ def markdown(results: dict) -> str:
             f"{results['default_run_s']:.1f} s"
             + (f" (`model.chunk=null`, the whole batch per UNet call: {whole:.1f} s)." if whole else "."),
         ]
-    return "\n".join(lines) + "\n"
+    return re.sub(r"\n+## ", "\n\n## ", "\n".join(lines)) + "\n"  # one blank line before every section
 
 
 TARGETS = (0.02, 0.005)
@@ -662,7 +660,6 @@ def main() -> None:
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         sys.exit(f"error: unknown section(s) {unknown}; choose from {SECTIONS}")
-    glass.models.mnist.check_device(args.device)
     reps = 3 if args.quick else 7
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -677,8 +674,15 @@ def main() -> None:
         (out / f"{stem}.md").write_text(markdown(results))
         print(f"wrote {out / f'{stem}.md'} from {saved}")
         return
+    glass.models.mnist.check_device(args.device)
     results["machine"] = machine(args.device)
-    results.setdefault("dates", {}).update({s: results["machine"]["date"] for s in only})
+    dates = results.setdefault("dates", {})
+
+    def done(section: str) -> None:  # the section ran to its end: date it, and save
+        dates[section] = results["machine"]["date"]
+        (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
+        (out / f"{stem}.md").write_text(markdown(results))
+
     if "overhead" in only:
         keep_mnist = args.batches == "none"  # oracle rows only; the MNIST rows of the last run stay
         results["overhead"] = [
@@ -714,31 +718,31 @@ def main() -> None:
         else:
             results["sync_check"] = sync_check(mnist_model(args.device, "float32", False), 64, args.device)
             print(results["sync_check"], flush=True)
+        if keep_mnist:  # the MNIST rows keep the date they were measured
+            dates.setdefault("overhead_mnist", dates.get("overhead"))
+        else:
+            dates.pop("overhead_mnist", None)
+        done("overhead")
 
     if "loop" in only:
-        results["loop"], results["loop_date"] = [], machine(args.device)["date"]
+        results["loop"] = []
         for batch in (1, 256, 4096):
             results["loop"].append(loop_overhead(batch, 3 if args.quick else 51, device=args.device))
             print(results["loop"][-1], flush=True)
-
-    def save() -> None:  # after every section, so a later failure loses nothing measured
-        (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
-        (out / f"{stem}.md").write_text(markdown(results))
-
-    save()
+        done("loop")
     if "fk" in only:
         results["fk"] = fk_sweep(args.quick, args.device)
-        save()
+        done("fk")
     if "default" in only and not args.quick:
         results["batching"] = batching(reps)
         print(results["batching"], flush=True)
         results["default_run_whole_batch_s"] = default_run("model.chunk=null")  # as before model.chunk
         results["default_run_s"] = default_run()
-        save()
+        done("default")
     if "train" in only:
         results["train"] = train_steps(5 if args.quick else 21, args.device)
         print(results["train"], flush=True)
-        save()
+        done("train")
     if "accuracy" in only:  # the untimed sections last, so other work may share the machine then
         n = 1024 if args.quick else 4096
         budgets = (1, 2, 4, 8) if args.quick else (1, 2, 4, 8, 16, 32, 64)
@@ -748,10 +752,10 @@ def main() -> None:
             results["accuracy"][name] = summarise_accuracy(r)
             print(name, json.dumps(r["nfe_to_target"]), flush=True)
         accuracy_plot(results["accuracy"], out / "accuracy.png")
-        save()
+        done("accuracy")
     if "mnist" in only:
         results["mnist"] = mnist_fid(args.quick)
-        save()
+        done("mnist")
     print(markdown(results))
 
 

@@ -64,10 +64,25 @@ def test_committed_bench_report_is_its_json_with_a_date_per_section():
     from benchmarks.bench import markdown
 
     results_dir = ROOT / "benchmarks" / "results"
-    results = json.loads((results_dir / "bench.json").read_text())
-    text = (results_dir / "bench.md").read_text()
-    assert text == markdown(results), "bench.md is stale: run python benchmarks/bench.py --render"
-    sections = text.split("\n## ")[1:]
-    assert len(sections) >= 6
-    for sec in sections:
-        assert "Measured 20" in sec, sec.splitlines()[0]
+    for stem, n_sections in (("bench", 6), ("bench-cuda", 2)):
+        results = json.loads((results_dir / f"{stem}.json").read_text())
+        text = (results_dir / f"{stem}.md").read_text()
+        device = "" if stem == "bench" else " --device cuda"
+        stale = f"{stem}.md is stale: run python benchmarks/bench.py --render{device}"
+        assert text == markdown(results), stale
+        sections = text.split("\n## ")[1:]
+        assert len(sections) >= n_sections
+        for sec in sections:
+            assert "Measured 20" in sec, sec.splitlines()[0]
+            assert not sec.endswith("\n\n\n"), sec.splitlines()[0]
+
+
+def test_a_section_without_a_recorded_date_says_so_and_kept_mnist_rows_keep_theirs():
+    from benchmarks.bench import measured
+
+    results = {"dates": {"overhead": "2026-12-05T10:00:00", "overhead_mnist": "2026-11-22T22:00:45"}}
+    expected = "Measured 2026-12-05T10:00:00 (the MNIST UNet rows 2026-11-22T22:00:45)."
+    assert measured(results, "overhead") == expected
+    assert measured(results, "fk") == "Date not recorded."
+    results["dates"]["overhead_mnist"] = results["dates"]["overhead"]
+    assert measured(results, "overhead") == "Measured 2026-12-05T10:00:00."
