@@ -1,7 +1,8 @@
 """Held-out rewards beside the steered one (``metric=rewards``), for text-to-image runs.
 
 Every output is scored by each reward of ``rewards`` (ImageReward, PickScore, HPSv2, CLIP score by
-default: the paper's Table 1 columns) against its own prompt; each is reported per method as the mean
+default: the paper's Table 1 columns; when the steered reward is one of them, as ImageReward is by
+default, that column is not held out) against its own prompt; each is reported per method as the mean
 with its standard error and sample count. ``diversity`` (a CLIP-family reward's image features) adds
 the mean pairwise distance of the unit-norm image features of one prompt's outputs, averaged over
 prompts. The reward models are built from their own configs (``conf/reward/<name>.yaml``, composed
