@@ -372,8 +372,7 @@ def train_steps(reps: int, device: str = "cpu", batch: int = 64) -> dict:
         return lambda: trainer.train_step(net, opt, x, t, v, 0).item()
 
     med = interleaved({p: step(p) for p in PRECISIONS}, reps, device)
-    date = machine(device)["date"]
-    return {"batch": batch, "threads": torch.get_num_threads(), "s_per_step": med, "date": date}
+    return {"batch": batch, "threads": torch.get_num_threads(), "s_per_step": med}  # dated by main
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -611,7 +610,8 @@ def markdown(results: dict) -> str:
             f"{results['default_run_s']:.1f} s"
             + (f" (`model.chunk=null`, the whole batch per UNet call: {whole:.1f} s)." if whole else "."),
         ]
-    return re.sub(r"\n+## ", "\n\n## ", "\n".join(lines)) + "\n"  # one blank line before every section
+    text = re.sub(r"\n+## ", "\n\n## ", "\n".join(lines))  # one blank line before every section
+    return text.rstrip("\n") + "\n"
 
 
 TARGETS = (0.02, 0.005)

@@ -74,7 +74,8 @@ def test_committed_bench_report_is_its_json_with_a_date_per_section():
         assert len(sections) >= n_sections
         for sec in sections:
             assert "Measured 20" in sec, sec.splitlines()[0]
-            assert not sec.endswith("\n\n\n"), sec.splitlines()[0]
+            # exactly one blank line before the next section (the split leaves the first newline)
+            assert sec.endswith("\n") and not sec.endswith("\n\n"), sec.splitlines()[0]
 
 
 def test_a_section_without_a_recorded_date_says_so_and_kept_mnist_rows_keep_theirs():
