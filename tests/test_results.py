@@ -274,3 +274,34 @@ def test_flow_quality_floor_is_random_training_subsets_and_floor_only_keeps_samp
     assert line in (tmp_path / "q.md").read_text()
     with pytest.raises(SystemExit, match="does not exist"):
         flow_quality.main(["--floor-only", "--name", "missing"])
+
+
+def test_flow_quality_heun_counts_its_nfe_and_says_so(tmp_path, monkeypatch):
+    """``--method heun`` samples with 5 x 5 Heun steps: the NFE recorded is the wrapper's count (49:
+    the last step, into t = 1, is Euler), the samples are generate()'s with that kernel (same FID),
+    and the table's heading names the solver; the Euler default still records 50."""
+    import json
+
+    import torch
+
+    from experiments import flow_quality
+    from glass.metrics.fid import FID
+    from glass.models.mnist import load_flow
+    from glass.samplers import ODE, generate
+
+    def fid(features):
+        return FID(features="mnist", n_reference=200, cache_dir=str(tmp_path / "cache"))
+
+    monkeypatch.setattr(flow_quality, "OUT", tmp_path)
+    monkeypatch.setattr(flow_quality, "FID", fid)
+    args = ["--n", "8", "--batch", "8", "--features", "mnist", "--floor-subsets", "1"]
+    heun = flow_quality.main([*args, "--method", "heun", "--name", "h"])
+    assert heun["nfe"] == 49 and heun["method"] == "heun"
+    assert json.loads((tmp_path / "h.json").read_text())["nfe"] == 49
+    assert (tmp_path / "h.md").read_text().startswith("# MNIST flow sample quality: ODE at 49 NFE (Heun) vs")
+    x = generate(load_flow(None), ODE(5, "heun"), 5, n=8, generator=torch.Generator().manual_seed(0))
+    assert fid("mnist")(x)["fid"] == pytest.approx(heun["fid"]["mnist"]["samples"], rel=1e-6)
+    euler = flow_quality.main([*args, "--name", "e"])
+    assert euler["nfe"] == 50 and euler["method"] == "euler"
+    assert (tmp_path / "e.md").read_text().startswith("# MNIST flow sample quality: ODE at 50 NFE vs")
+    assert euler["fid"]["mnist"]["samples"] != pytest.approx(heun["fid"]["mnist"]["samples"], rel=1e-3)
