@@ -13,7 +13,7 @@
    runs one on the CPU: hours);
 4. ``python -m experiments.readme_results`` (README tables from the files).
 
-``--only NAME,...`` runs some of them (definition names, ``NAME:large`` or script names). About 14
+``--only NAME,...`` runs some of them (definition names, ``NAME:large`` or script names). About 15
 hours on 2 CPU cores. ``--reports`` runs nothing: it redraws every committed ``NAME.md`` and
 ``NAME*.png`` from the committed ``summary.csv`` beside it (after a change to the report's formatting
 or to a definition's report block; a test fails when a committed report and its summary disagree),
@@ -53,6 +53,8 @@ SCRIPTS = {
                         "--features", "mnist", "--name", "mnist_flow_v3_quality"],  # ~31 min
     "flow_quality_v4": ["experiments/flow_quality.py", "--checkpoint", V4, "--n", "10000",
                         "--name", "mnist_flow_v4_quality"],  # ~2.2 h: Inception of 30,000 images on the CPU
+    "flow_quality_v4_heun": ["experiments/flow_quality.py", "--checkpoint", V4, "--n", "10000", "--features",
+                             "mnist", "--method", "heun", "--name", "mnist_flow_v4_heun_quality"],  # ~35 min
 }
 
 # what each script writes in experiments/results/ (file stems; a test checks that every committed file
@@ -66,7 +68,8 @@ WRITES = {
     "inverse_gallery": ["inverse_mnist_samples"], "sd_grid_error": ["sd_grid_error"],
     "flow_quality": ["mnist_flow_quality"], "flow_quality_2k": ["mnist_flow_quality_2k"],
     "flow_quality_v1": ["mnist_flow_v1_quality"], "flow_quality_v3": ["mnist_flow_v3_quality"],
-    "flow_quality_v4": ["mnist_flow_v4_quality"], "default_run": ["default_run"],
+    "flow_quality_v4": ["mnist_flow_v4_quality"], "flow_quality_v4_heun": ["mnist_flow_v4_heun_quality"],
+    "default_run": ["default_run"],
 }  # fmt: skip
 # written by the training runs that made the shipped checkpoints (their loss curves and records; the
 # README's training commands rerun them, hours on a CPU): the checkpoint is the result, not rerun here
