@@ -36,6 +36,7 @@ from glass.samplers import ODE, generate
 
 OUT = Path(__file__).resolve().parent / "results"
 FLOOR_SEED = 0
+STEPS = {"euler": 10, "heun": 5}  # ODE steps per transition (5 transitions): 50 and 49 NFE
 
 
 def floor(fid: FID, train: torch.Tensor, n: int, subsets: int, seed: int = FLOOR_SEED) -> dict:
@@ -62,7 +63,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--floor-subsets", type=int, default=5,
                     help="random training subsets averaged for the classifier-feature floor (default 5; "
                          "Inception's floor uses one: 0.2 s per image on 2 CPU cores)")  # fmt: skip
-    ap.add_argument("--method", default="euler", choices=["euler", "heun"],
+    ap.add_argument("--method", default="euler", choices=list(STEPS),
                     help="ODE solver: euler (5 x 10 steps, 50 NFE, the paper's budget; default) or heun "
                          "(5 x 5 steps, 49 NFE: the last step, into t = 1, is Euler)")  # fmt: skip
     ap.add_argument("--floor-only", action="store_true",
@@ -75,14 +76,14 @@ def main(argv=None) -> dict:
     if args.inception_n is not None and not 2000 <= args.inception_n <= args.n:
         ap.error(f"--inception-n must be between 2000 and --n ({args.n}), got {args.inception_n}")
     model = load_flow(args.checkpoint, device=args.device)
-    kernel = ODE(10) if args.method == "euler" else ODE(5, "heun")
+    kernel = ODE(STEPS[args.method], args.method)
     start = time.perf_counter()
     xs = []
     for i in range(0, args.n, args.batch):
         g = torch.Generator(device=args.device).manual_seed(i)
         model.reset_nfe()
         xs.append(generate(model, kernel, 5, n=min(args.batch, args.n - i), generator=g).float().cpu())
-        nfe = model.nfe  # network calls per sample (the wrapper counts calls, whatever the batch)
+        nfe = model.nfe  # per sample: the wrapper counts calls, whatever the batch (the same in every batch)
         print(f"{i + len(xs[-1])}/{args.n} samples", flush=True)
     x = torch.cat(xs)
     minutes = (time.perf_counter() - start) / 60
@@ -126,11 +127,12 @@ def floors_only(args) -> dict:
 def write(out: dict, x: torch.Tensor | None, name: str) -> None:
     """``<name>.json``, ``.md`` (the table) and ``.png`` (up to 100 samples, titled with the first FID)."""
     rows = out["fid"]
-    heun = " (Heun)" if out.get("method") == "heun" else ""  # files written before --method are Euler
+    method = out.get("method", "euler")  # files written before --method are Euler
+    solver = "" if method == "euler" else f" ({method.title()})"
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [
-        f"# MNIST flow sample quality: ODE at {out['nfe']} NFE{heun} vs the 10,000 test images",
+        f"# MNIST flow sample quality: ODE at {out['nfe']} NFE{solver} vs the 10,000 test images",
         "",
         f"Checkpoint `{out['checkpoint']}` ({out['total_steps']} training steps). Floor: as many training "
         "images as samples, drawn at random, against the same test images (what a perfect model would "
@@ -159,8 +161,8 @@ def write(out: dict, x: torch.Tensor | None, name: str) -> None:
     ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
     kind, first = next(iter(rows.items()))
     words = {"mnist": "classifier features", "inception": "Inception features"}[kind]
-    steps = "5 x 5 Heun steps" if heun else "5 x 10 Euler steps"
-    title = f"ODE, {steps} ({out['nfe']} NFE); FID {first['samples']:.1f} ({words}, {first['n']} samples)"
+    steps = f"5 x {STEPS[method]} {method.title()} steps ({out['nfe']} NFE)"
+    title = f"ODE, {steps}; FID {first['samples']:.1f} ({words}, {first['n']} samples)"
     ax.set(title=title, xticks=[], yticks=[])
     ax.title.set_fontsize(8)
     fig.tight_layout()
