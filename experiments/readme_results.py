@@ -24,7 +24,8 @@ starts from the same noise: Tables 1, 4 and 5 and Fig. 7 share the seed's per-sa
 Fig. 2 the seed's noised images, points and ground truth), which removes the seed-to-seed variation
 the methods share: *confirmed* (same order, the 95 % confidence interval of the mean difference,
 Student's t with ``glass.report.t_critical``, excludes 0), *contradicted* (opposite order, excludes 0),
-*not resolved* (it contains 0) or *no standard error* (one seed). For the tables the pairs are those
+*not resolved* (it contains 0; the interval is given, so the reader sees how large a gap either way
+the data still allows) or *no standard error* (one seed). For the tables the pairs are those
 the definition lists under ``report.paired``, so the README and the report compare the same methods.
 """
 
@@ -80,15 +81,16 @@ def pm(s: tuple[float, float, int], digits: int = 3) -> str:
 def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:
     """The paper's claim "a better than b" against the paired difference a − b over seeds: resolved
     when its 95 % t interval excludes 0."""
-    from glass.report import beyond
+    from glass.report import beyond, t_critical
 
     mean, se, n = d
     order = "same order" if (mean > 0) == higher_is_better else "opposite order"
     if not math.isfinite(se):
         return f"{claim}: {order}, no standard error (one seed)"
     what = f"paired difference {fmt(mean)} ± {se:.2g} over {n} seeds"
-    if not beyond(mean, se, n):
-        return f"{claim}: not resolved ({order}, {what})"
+    if not beyond(mean, se, n):  # the interval bounds the gap the data leaves possible either way
+        lo, hi = mean - t_critical(n) * se, mean + t_critical(n) * se
+        return f"{claim}: not resolved ({order}, {what}; 95 % interval {fmt(lo, 2)} to {fmt(hi, 2)})"
     return f"{claim}: {'confirmed' if order == 'same order' else '**contradicted**'} ({what})"
 
 

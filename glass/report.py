@@ -114,19 +114,23 @@ def paired_difference(rows: list[dict], value: str, a, b, key: str) -> tuple[flo
 
 def paired_table(rows: list[dict], value: str, key: str, pairs: list) -> str:
     """One line per pair (a, b) of ``key`` values: the per-seed difference a − b of ``value``, mean ±
-    standard error over the seeds, and whether its 95 % t interval (``t_critical``) excludes 0."""
-    lines = [f"| {key}: a − b | {value} difference | seeds | 95 % interval excludes 0 |", "|---|---|---|---|"]
+    standard error over the seeds, its 95 % t interval (``t_critical``: the largest gap either way the
+    data still allows) and whether that interval excludes 0."""
+    lines = [f"| {key}: a − b | {value} difference | seeds | 95 % interval | excludes 0 |", "|---" * 5 + "|"]
     for a, b in pairs:
         try:
             mean, se, n = paired_difference(rows, value, a, b, key)
         except KeyError as e:
-            lines.append(f"| {a} − {b} | — ({e.args[0]}) | 0 | — |")
+            lines.append(f"| {a} − {b} | — ({e.args[0]}) | 0 | — | — |")
             continue
         if not math.isfinite(se):
-            excluded = "—"
+            interval = excluded = "—"
         else:
+            half = t_critical(n) * se
+            lo, hi = _fmt(mean - half, math.nan), _fmt(mean + half, math.nan)
+            interval = f"{lo} to {hi}"
             excluded = f"yes: {a if mean > 0 else b} higher" if beyond(mean, se, n) else "no"
-        lines.append(f"| {a} − {b} | {_fmt(mean, se)} | {n} | {excluded} |")
+        lines.append(f"| {a} − {b} | {_fmt(mean, se)} | {n} | {interval} | {excluded} |")
     return "\n".join(lines) + "\n"
 
 

@@ -99,6 +99,7 @@ def test_the_interval_widens_with_few_seeds_as_students_t_does():
     assert not beyond(1.0, float("nan"), 1)
     d = (1.0, 0.4, 3)  # 2.5 standard errors: resolved at 2, not at the 95 % interval of 3 seeds
     assert "not resolved" in readme_results.paired_verdict(d, "a above b")
+    assert "95 % interval -0.72 to 2.7)" in readme_results.paired_verdict(d, "a above b")  # 1 ± 4.303 × 0.4
     assert "confirmed" in readme_results.paired_verdict((1.0, 0.4, 30), "a above b")
 
 
@@ -156,8 +157,13 @@ def test_paired_table_of_a_report_and_rows_it_cannot_pair():
     rows = [{"seed": s, "variant": k, "reward": 10.0 * s + (1.0 if k == "a" else 0.0) + 0.1 * (s % 2)}
             for s in range(4) for k in ("a", "b")]  # fmt: skip
     table = paired_table(rows, "reward", "variant", [["a", "b"], ["b", "c"]])
-    assert "| a − b | 1.0000 ± 0.0000 | 4 | yes: a higher |" in table
-    assert "| b − c | — (no seed with both 'b' and 'c') | 0 | — |" in table
+    assert "| a − b | 1.0000 ± 0.0000 | 4 | 1.0000 to 1.0000 | yes: a higher |" in table
+    assert "| b − c | — (no seed with both 'b' and 'c') | 0 | — | — |" in table
+    noisy = [{"seed": s, "variant": "a", "reward": float(s)} for s in (1, 2, 3)]
+    noisy += [{"seed": s, "variant": "b", "reward": 0.0} for s in (1, 2, 3)]  # a − b: 1, 2, 3
+    # mean 2, standard error 1/√3, 95 % interval 2 ± 4.3027/√3 = 2 ± 2.4841: contains 0
+    table = paired_table(noisy, "reward", "variant", [["a", "b"]])
+    assert "| a − b | 2.0000 ± 0.5774 | 3 | -0.4841 to 4.4841 | no |" in table
     extra = {"seed": 0, "variant": "a", "reward": 3.0}
     twice = paired_table([*rows, extra], "reward", "variant", [["a", "b"]])
     assert "seed 0 has several reward values for variant = a" in twice and "yes" not in twice
