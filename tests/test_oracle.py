@@ -79,3 +79,26 @@ def test_public_api():
     with pytest.raises(ValueError, match="stds must be finite numbers > 0"):
         glass.GaussianMixture([[0.0]], [0.0])
     assert math.isclose(float(gmm.weights.sum()), 1.0)
+
+
+def test_oracle_distance_reference_is_drawn_from_its_own_seed():
+    """metric.seed picks the exact reference set: the same seed scores the same samples identically
+    whatever the run's generator did, another seed draws another reference (a different distance and
+    floor), and a bad seed is refused naming the option."""
+    from glass.metrics import OracleDistance
+
+    gmm = ring()
+    samples, _ = gmm.data_samples(200, torch.Generator().manual_seed(0))
+
+    def exact(g):
+        return gmm.data_samples(200, g)[0]
+
+    a = OracleDistance(kind="energy", floor_repeats=2)(samples, exact)
+    assert OracleDistance(kind="energy", floor_repeats=2, seed=1234)(samples, exact) == a
+    b = OracleDistance(kind="energy", floor_repeats=2, seed=7)(samples, exact)
+    assert b["energy"] != a["energy"] and b["energy_floor"] != a["energy_floor"]
+    # exact samples against an exact reference: within a few floor deviations of the floor
+    assert abs(a["energy"] - a["energy_floor"]) < 5 * max(a["energy_floor_std"], a["energy_floor"])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="metric.seed must be an integer >= 0"):
+            OracleDistance(seed=bad)

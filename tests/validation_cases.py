@@ -129,6 +129,8 @@ _TABLE: dict[str, list[tuple]] = {
          "metric.kind must be one of"),
         ("noise-floor repeats < 2", "run model=gmm sampler=glass metric=oracle metric.floor_repeats=1",
          "metric.floor_repeats must be an integer >= 2"),
+        ("oracle reference seed < 0", "run model=gmm sampler=glass metric=oracle metric.seed=-1",
+         "metric.seed must be an integer >= 0"),
         ("curvature steps < 2", "run model=gmm sampler=glass metric=curvature metric.steps=1",
          "metric.steps must be an integer >= 2"),
         ("FID back-end", "run metric=fid metric.backend=foo", "metric.backend must be one of"),

@@ -77,6 +77,9 @@ class OracleDistance:
 
     Called as ``metric(samples, exact)``, where ``exact(generator)`` draws a fresh exact sample set
     of the same size. Returns a flat dict, e.g. ``energy``, ``energy_floor``, ``energy_floor_std``.
+    The exact reference set and the floor's draws come from ``seed``, the same in every run (not the
+    run's seed): samplers and seeds are scored against one reference, which paired differences cancel;
+    seed-to-seed standard errors leave out the reference's own sampling error (the floor shows its size).
     """
 
     text_to_image = False  # scores samples alone (metric=rewards gets the model and prompts)
@@ -94,6 +97,8 @@ class OracleDistance:
             raise ValueError(f"metric.floor_repeats must be an integer >= 2, got {floor_repeats!r}")
         if not isinstance(n_projections, int) or n_projections < 1:
             raise ValueError(f"metric.n_projections must be an integer >= 1, got {n_projections!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"metric.seed must be an integer >= 0, got {seed!r}")
         self.kind, self.n_projections, self.floor_repeats, self.seed = (
             kind,
             n_projections,
