@@ -22,7 +22,7 @@ from glass.config import RunFailed, UserError
 from glass.files import write_text_atomic
 
 __all__ = ["report", "report_from_summary", "read_summary", "with_kernel_columns", "aggregate",
-           "markdown_table", "t_critical", "beyond"]
+           "markdown_table", "t_critical", "beyond", "seeds_for_power"]
 
 _LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
 _METRICS = ("fid", "fid_inception", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
@@ -90,6 +90,29 @@ def beyond(mean: float, se: float, n: int, level: float = 0.95) -> bool:
     return abs(mean) > t_critical(n, level) * se  # False with one value or no se: NaN compares False
 
 
+def seeds_for_power(mean: float, se: float, n: int, power: float = 0.8, level: float = 0.95,
+                    cap: int = 100_000) -> int | None:
+    """A planning number, not a result: the fewest seeds at which the ``level`` t interval would
+    exclude 0 with probability ``power`` if the true mean difference were the measured ``mean`` and
+    the seed-to-seed spread the measured one (standard deviation ``se`` · √n; two-sided t test,
+    noncentral t). None without a spread to go on (one seed, zero difference) or beyond ``cap``."""
+    sd = se * math.sqrt(n)
+    if n < 2 or not math.isfinite(sd) or sd <= 0 or mean == 0:
+        return None
+    from scipy.stats import nct
+
+    effect = abs(mean) / sd
+    z = 1.959964 + 0.841621  # normal quantiles of 0.975 and 0.8: the large-sample answer, a lower bound
+    m = max(2, math.floor((z / effect) ** 2)) if effect > z / math.sqrt(cap) else cap + 1
+    while m <= cap:
+        t = t_critical(m, level)
+        nc = effect * math.sqrt(m)
+        if nct.sf(t, m - 1, nc) + nct.cdf(-t, m - 1, nc) >= power:
+            return m
+        m += 1
+    return None
+
+
 def paired_difference(rows: list[dict], value: str, a, b, key: str) -> tuple[float, float, int]:
     """(mean, standard error, count) over seeds of ``value`` at ``key == a`` minus at ``key == b``, the
     two taken from the same seed: methods that share a seed's noise streams vary together from seed to
@@ -115,22 +138,25 @@ def paired_difference(rows: list[dict], value: str, a, b, key: str) -> tuple[flo
 def paired_table(rows: list[dict], value: str, key: str, pairs: list) -> str:
     """One line per pair (a, b) of ``key`` values: the per-seed difference a − b of ``value``, mean ±
     standard error over the seeds, its 95 % t interval (``t_critical``: the largest gap either way the
-    data still allows) and whether that interval excludes 0."""
-    lines = [f"| {key}: a − b | {value} difference | seeds | 95 % interval | excludes 0 |", "|---" * 5 + "|"]
+    data still allows), whether that interval excludes 0, and where it does not, how many seeds would
+    decide it (:func:`seeds_for_power`, a planning number)."""
+    lines = [f"| {key}: a − b | {value} difference | seeds | 95 % interval | excludes 0 | "
+             "seeds to decide (80 % power) |", "|---" * 6 + "|"]  # fmt: skip
     for a, b in pairs:
         try:
             mean, se, n = paired_difference(rows, value, a, b, key)
         except KeyError as e:
-            lines.append(f"| {a} − {b} | — ({e.args[0]}) | 0 | — | — |")
+            lines.append(f"| {a} − {b} | — ({e.args[0]}) | 0 | — | — | — |")
             continue
-        if not math.isfinite(se):
-            interval = excluded = "—"
-        else:
+        interval = excluded = needed = "—"
+        if math.isfinite(se):
             half = t_critical(n) * se
-            lo, hi = _fmt(mean - half, math.nan), _fmt(mean + half, math.nan)
-            interval = f"{lo} to {hi}"
+            interval = f"{_fmt(mean - half, math.nan)} to {_fmt(mean + half, math.nan)}"
             excluded = f"yes: {a if mean > 0 else b} higher" if beyond(mean, se, n) else "no"
-        lines.append(f"| {a} − {b} | {_fmt(mean, se)} | {n} | {interval} | {excluded} |")
+            if excluded == "no":
+                m = seeds_for_power(mean, se, n)
+                needed = f"{m:,}" if m is not None else "—" if mean == 0 or se == 0 else "> 100,000"
+        lines.append(f"| {a} − {b} | {_fmt(mean, se)} | {n} | {interval} | {excluded} | {needed} |")
     return "\n".join(lines) + "\n"
 
 

@@ -98,8 +98,8 @@ def test_the_interval_widens_with_few_seeds_as_students_t_does():
     assert not beyond(1.0, 0.4, 3) and beyond(1.0, 0.4, 30) and beyond(-1.0, 0.4, 30)
     assert not beyond(1.0, float("nan"), 1)
     d = (1.0, 0.4, 3)  # 2.5 standard errors: resolved at 2, not at the 95 % interval of 3 seeds
-    assert "not resolved" in readme_results.paired_verdict(d, "a above b")
-    assert "95 % interval -0.72 to 2.7)" in readme_results.paired_verdict(d, "a above b")  # 1 ± 4.303 × 0.4
+    verdict = readme_results.paired_verdict(d, "a above b")  # interval 1 ± 4.303 × 0.4
+    assert "not resolved" in verdict and "95 % interval -0.72 to 2.7; 6 seeds for 80 % power" in verdict
     assert "confirmed" in readme_results.paired_verdict((1.0, 0.4, 30), "a above b")
 
 
@@ -131,6 +131,29 @@ def test_a_report_from_a_summary_needs_the_summary(tmp_path):
         report_from_summary(tmp_path, "fig7-rho")
 
 
+def test_seeds_for_power_is_the_paired_t_test_sample_size():
+    """The planning number of an unresolved verdict against the textbook sample sizes of a two-sided
+    paired t test at alpha 0.05 and 80 % power (Cohen's d_z 0.2 / 0.5 / 0.8 / 1.0 need 199 / 34 / 15 /
+    10 pairs, as G*Power gives), whatever seed count the spread was measured on; the count is the
+    first at which the power reaches 80 % (one fewer falls short)."""
+    from scipy.stats import nct
+
+    from glass.report import seeds_for_power, t_critical
+
+    for d, n in [(0.2, 199), (0.5, 34), (0.8, 15), (1.0, 10)]:
+        for seeds in (3, 24):  # standard deviation 1: standard error 1/√seeds
+            assert seeds_for_power(d, 1 / math.sqrt(seeds), seeds) == n
+            assert seeds_for_power(-d, 1 / math.sqrt(seeds), seeds) == n
+
+    def power(m, d):
+        t = t_critical(m)
+        return nct.sf(t, m - 1, d * math.sqrt(m)) + nct.cdf(-t, m - 1, d * math.sqrt(m))
+
+    assert power(34, 0.5) >= 0.8 > power(33, 0.5)
+    assert seeds_for_power(0.0, 0.1, 24) is None and seeds_for_power(1.0, float("nan"), 1) is None
+    assert seeds_for_power(1e-4, 1.0, 24) is None  # beyond the cap (100,000 seeds)
+
+
 def test_paired_verdicts_take_the_difference_within_each_seed():
     """Seed-to-seed variation shared by both samplers cancels: a is 1 below b in every seed, although
     the seeds differ by 10, so "a below b" is confirmed on the paired difference."""
@@ -157,13 +180,13 @@ def test_paired_table_of_a_report_and_rows_it_cannot_pair():
     rows = [{"seed": s, "variant": k, "reward": 10.0 * s + (1.0 if k == "a" else 0.0) + 0.1 * (s % 2)}
             for s in range(4) for k in ("a", "b")]  # fmt: skip
     table = paired_table(rows, "reward", "variant", [["a", "b"], ["b", "c"]])
-    assert "| a − b | 1.0000 ± 0.0000 | 4 | 1.0000 to 1.0000 | yes: a higher |" in table
-    assert "| b − c | — (no seed with both 'b' and 'c') | 0 | — | — |" in table
+    assert "| a − b | 1.0000 ± 0.0000 | 4 | 1.0000 to 1.0000 | yes: a higher | — |" in table
+    assert "| b − c | — (no seed with both 'b' and 'c') | 0 | — | — | — |" in table
     noisy = [{"seed": s, "variant": "a", "reward": float(s)} for s in (1, 2, 3)]
     noisy += [{"seed": s, "variant": "b", "reward": 0.0} for s in (1, 2, 3)]  # a − b: 1, 2, 3
     # mean 2, standard error 1/√3, 95 % interval 2 ± 4.3027/√3 = 2 ± 2.4841: contains 0
     table = paired_table(noisy, "reward", "variant", [["a", "b"]])
-    assert "| a − b | 2.0000 ± 0.5774 | 3 | -0.4841 to 4.4841 | no |" in table
+    assert "| a − b | 2.0000 ± 0.5774 | 3 | -0.4841 to 4.4841 | no | 5 |" in table  # d_z = 2: 5 seeds
     extra = {"seed": 0, "variant": "a", "reward": 3.0}
     twice = paired_table([*rows, extra], "reward", "variant", [["a", "b"]])
     assert "seed 0 has several reward values for variant = a" in twice and "yes" not in twice
