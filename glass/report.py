@@ -270,6 +270,55 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
     tmp.replace(path)
 
 
+def _intervals(rows: list[dict], p: dict) -> list[tuple[str, float, float, bool, int]]:
+    """(label "a − b", mean, 95 % half-width, excludes 0, seeds) of every pair of a ``report.paired``
+    block that has a standard error (two seeds or more)."""
+    out = []
+    for a, b in p["pairs"]:
+        try:
+            mean, se, n = paired_difference(rows, p["value"], a, b, p["key"])
+        except KeyError:
+            continue
+        if math.isfinite(se):
+            out.append((f"{a} − {b}", mean, t_critical(n) * se, beyond(mean, se, n), n))
+    return out
+
+
+def _paired_plot(rows: list[dict], paired: list[dict], path: Path, title: str) -> None:
+    """One panel per ``report.paired`` block: each pair's per-seed difference a − b with its 95 %
+    interval, a line at 0, resolved pairs (the interval excludes 0) in colour, the rest grey."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = [(p, _intervals(rows, p)) for p in paired]
+    blocks = [(p, got) for p, got in blocks if got]
+    height = max(2.4, 0.9 + 0.38 * max(len(got) for _, got in blocks))
+    fig, axes = plt.subplots(1, len(blocks), figsize=(6.4 * len(blocks), height), squeeze=False)
+    for ax, (p, got) in zip(axes[0], blocks):
+        for y, (_, mean, half, resolved, _) in enumerate(got):
+            colour = "C0" if resolved else "0.55"
+            ax.errorbar([mean], [y], xerr=[half], fmt="o", color=colour, capsize=3)
+        ax.axvline(0.0, color="k", lw=0.8)
+        ax.set_yticks(range(len(got)), [g[0] for g in got], fontsize=8)
+        ax.invert_yaxis()  # the definition's first pair on top, as in the table
+        seeds = {g[4] for g in got}
+        over = f"{min(seeds)}–{max(seeds)}" if len(seeds) > 1 else f"{next(iter(seeds))}"
+        ax.set_xlabel(f"{_words(p['value'])} difference a − b within a seed (95 % interval, {over} seeds)")
+        ax.set_title("blue: the interval excludes 0; grey: not resolved", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    full = f"{title}: paired differences"
+    fig.suptitle("\n".join(textwrap.wrap(full, width=int(fig.get_figwidth() * 12))), fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # its own name: copies of a sweep
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def _generic(rows: list[dict]) -> dict:
     metric = next((m for m in _METRICS if any(m in r for r in rows)), None)
     if metric is None:
@@ -428,7 +477,14 @@ def _render(path: Path, rows: list[dict], meta: dict, draw: bool = True) -> list
             "",
             markdown_table(rows, table["index"], table["value"], table.get("columns")),
         ]
-    for p in spec.get("report", {}).get("paired", []):
+    paired = spec.get("report", {}).get("paired", [])
+    if any(_intervals(rows, p) for p in paired):
+        png = path / f"{name}-paired.png"
+        if draw:
+            _paired_plot(rows, paired, png, title)
+            written.append(png)
+        md += [f"![paired differences]({png.name})", ""]
+    for p in paired:
         md += [
             f"**{p['value']}: paired differences within a seed** (a − b in each seed, mean ± standard error "
             "over the seeds)",

@@ -118,6 +118,33 @@ def test_a_committed_report_is_what_its_committed_summary_draws(directory, name,
     assert md.read_text() == committed, stale
 
 
+def test_a_report_draws_its_paired_differences_where_seeds_give_intervals(tmp_path):
+    """A definition with report.paired gets NAME-paired.png (each pair's 95 % interval) linked from its
+    markdown; a single seed has no intervals, so neither the figure nor the link."""
+    import csv
+
+    from glass.report import report_from_summary
+
+    src = readme_results.summary_path("table4-sampling")
+    many, one = tmp_path / "many", tmp_path / "one"
+    many.mkdir(), one.mkdir()
+    shutil.copy2(src, many / "summary.csv")
+    written = report_from_summary(many, "table4-sampling")
+    png = many / "table4-sampling-paired.png"
+    assert png in written and png.stat().st_size > 10_000
+    assert "![paired differences](table4-sampling-paired.png)" in (many / "table4-sampling.md").read_text()
+    with src.open() as f:
+        rows = list(csv.DictReader(f))
+    with (one / "summary.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r["seed"] == "0")
+    written = report_from_summary(one, "table4-sampling")
+    assert not (one / "table4-sampling-paired.png").exists()
+    assert "paired differences](" not in (one / "table4-sampling.md").read_text()
+    assert "| glass − sde |" in (one / "table4-sampling.md").read_text()  # the table, without intervals
+
+
 def test_a_report_from_a_summary_needs_the_summary(tmp_path):
     from glass.config import UserError
     from glass.report import report_from_summary
