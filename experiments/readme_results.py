@@ -26,8 +26,9 @@ the methods share: *confirmed* (same order, the 95 % confidence interval of the 
 Student's t with ``glass.report.t_critical``, excludes 0), *contradicted* (opposite order, excludes 0),
 *not resolved* (it contains 0; the interval is given, so the reader sees how large a gap either way
 the data still allows, and the seeds a paired t test would need for 80 % power if the true difference
-were the measured one, ``glass.report.seeds_for_power``: a planning number, not a result) or *no standard error* (one seed). For the tables the pairs are those
-the definition lists under ``report.paired``, so the README and the report compare the same methods.
+were the measured one, ``glass.report.seeds_for_power``: a planning number, not a result) or *no
+standard error* (one seed). For the tables the pairs are those the definition lists under
+``report.paired``, so the README and the report compare the same methods.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def pm(s: tuple[float, float, int], digits: int = 3) -> str:
 def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:
     """The paper's claim "a better than b" against the paired difference a − b over seeds: resolved
     when its 95 % t interval excludes 0."""
-    from glass.report import beyond, seeds_for_power, t_critical
+    from glass.report import POWER_CAP, beyond, interval_text, seeds_for_power, t_critical
 
     mean, se, n = d
     order = "same order" if (mean > 0) == higher_is_better else "opposite order"
@@ -92,9 +93,9 @@ def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:
     if not beyond(mean, se, n):  # the interval bounds the gap the data leaves possible either way
         lo, hi = mean - t_critical(n) * se, mean + t_critical(n) * se
         m = seeds_for_power(mean, se, n)
-        need = f"{m:,}" if m else "more than 100,000" if mean and se else ""
+        need = f"{m:,}" if m else f"more than {POWER_CAP:,}" if mean and se else ""
         need = f"; {need} seeds for 80 % power at this difference" if need else ""
-        return f"{claim}: not resolved ({order}, {what}; 95 % interval {fmt(lo, 2)} to {fmt(hi, 2)}{need})"
+        return f"{claim}: not resolved ({order}, {what}; 95 % interval {interval_text(lo, hi, se)}{need})"
     return f"{claim}: {'confirmed' if order == 'same order' else '**contradicted**'} ({what})"
 
 

@@ -22,7 +22,7 @@ from glass.config import RunFailed, UserError
 from glass.files import write_text_atomic
 
 __all__ = ["report", "report_from_summary", "read_summary", "with_kernel_columns", "aggregate",
-           "markdown_table", "t_critical", "beyond", "seeds_for_power"]
+           "markdown_table", "t_critical", "beyond", "seeds_for_power", "interval_text", "POWER_CAP"]
 
 _LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
 _METRICS = ("fid", "fid_inception", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
@@ -90,27 +90,39 @@ def beyond(mean: float, se: float, n: int, level: float = 0.95) -> bool:
     return abs(mean) > t_critical(n, level) * se  # False with one value or no se: NaN compares False
 
 
+POWER_CAP = 100_000  # seeds_for_power looks no further: a difference this small is level in practice
+
+
 def seeds_for_power(mean: float, se: float, n: int, power: float = 0.8, level: float = 0.95,
-                    cap: int = 100_000) -> int | None:
+                    cap: int = POWER_CAP) -> int | None:
     """A planning number, not a result: the fewest seeds at which the ``level`` t interval would
     exclude 0 with probability ``power`` if the true mean difference were the measured ``mean`` and
     the seed-to-seed spread the measured one (standard deviation ``se`` · √n; two-sided t test,
-    noncentral t). None without a spread to go on (one seed, zero difference) or beyond ``cap``."""
+    noncentral t). It is for a fresh run of that many seeds: adding seeds to a run and testing again
+    until it resolves would make "resolved" more likely than the level says. None without a spread
+    to go on (one seed, zero difference) or beyond ``cap``."""
     sd = se * math.sqrt(n)
     if n < 2 or not math.isfinite(sd) or sd <= 0 or mean == 0:
         return None
     from scipy.stats import nct
 
     effect = abs(mean) / sd
-    z = 1.959964 + 0.841621  # normal quantiles of 0.975 and 0.8: the large-sample answer, a lower bound
+    z = 1.959964 + 0.841621  # normal quantiles of 0.975 and 0.8: the known-spread answer, a lower bound
     m = max(2, math.floor((z / effect) ** 2)) if effect > z / math.sqrt(cap) else cap + 1
     while m <= cap:
-        t = t_critical(m, level)
-        nc = effect * math.sqrt(m)
-        if nct.sf(t, m - 1, nc) + nct.cdf(-t, m - 1, nc) >= power:
+        t, nc = t_critical(m, level), effect * math.sqrt(m)
+        # both tails as upper tails (T < -t is -T > t): scipy's nct.cdf turns NaN at large nc
+        if nct.sf(t, m - 1, nc) + nct.sf(t, m - 1, -nc) >= power:
             return m
         m += 1
     return None
+
+
+def interval_text(lo: float, hi: float, se: float) -> str:
+    """A 95 % interval "lo to hi" at the decimals of its standard error (two significant digits), the
+    same for both ends, without a negative zero."""
+    digits = max(0, 1 - math.floor(math.log10(se))) if se > 0 and math.isfinite(se) else 4
+    return " to ".join(f"{round(v, digits) + 0.0:.{digits}f}" for v in (lo, hi))
 
 
 def paired_difference(rows: list[dict], value: str, a, b, key: str) -> tuple[float, float, int]:
@@ -138,10 +150,10 @@ def paired_difference(rows: list[dict], value: str, a, b, key: str) -> tuple[flo
 def paired_table(rows: list[dict], value: str, key: str, pairs: list) -> str:
     """One line per pair (a, b) of ``key`` values: the per-seed difference a − b of ``value``, mean ±
     standard error over the seeds, its 95 % t interval (``t_critical``: the largest gap either way the
-    data still allows), whether that interval excludes 0, and where it does not, how many seeds would
-    decide it (:func:`seeds_for_power`, a planning number)."""
+    data still allows), whether that interval excludes 0, and where it does not, how many seeds a fresh
+    run would need to decide it (:func:`seeds_for_power`, a planning number)."""
     lines = [f"| {key}: a − b | {value} difference | seeds | 95 % interval | excludes 0 | "
-             "seeds to decide (80 % power) |", "|---" * 6 + "|"]  # fmt: skip
+             "seeds for 80 % power if the difference is as measured |", "|---" * 6 + "|"]  # fmt: skip
     for a, b in pairs:
         try:
             mean, se, n = paired_difference(rows, value, a, b, key)
@@ -151,11 +163,11 @@ def paired_table(rows: list[dict], value: str, key: str, pairs: list) -> str:
         interval = excluded = needed = "—"
         if math.isfinite(se):
             half = t_critical(n) * se
-            interval = f"{_fmt(mean - half, math.nan)} to {_fmt(mean + half, math.nan)}"
+            interval = interval_text(mean - half, mean + half, se)
             excluded = f"yes: {a if mean > 0 else b} higher" if beyond(mean, se, n) else "no"
             if excluded == "no":
                 m = seeds_for_power(mean, se, n)
-                needed = f"{m:,}" if m is not None else "—" if mean == 0 or se == 0 else "> 100,000"
+                needed = f"{m:,}" if m is not None else "—" if mean == 0 or se == 0 else f"> {POWER_CAP:,}"
         lines.append(f"| {a} − {b} | {_fmt(mean, se)} | {n} | {interval} | {excluded} | {needed} |")
     return "\n".join(lines) + "\n"
 
@@ -307,14 +319,14 @@ def _paired_plot(rows: list[dict], paired: list[dict], path: Path, title: str) -
         ax.invert_yaxis()  # the definition's first pair on top, as in the table
         seeds = {g[4] for g in got}
         over = f"{min(seeds)}–{max(seeds)}" if len(seeds) > 1 else f"{next(iter(seeds))}"
-        ax.set_xlabel(f"{_words(p['value'])} difference a − b within a seed (95 % interval, {over} seeds)")
-        ax.set_title("blue: the interval excludes 0; grey: not resolved", fontsize=9)
+        ax.set_xlabel(f"{_words(p['value'])}: a − b within a seed, mean over {over} seeds")
+        ax.set_title("95 % intervals; blue: excludes 0, grey: not resolved", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     full = f"{title}: paired differences"
     fig.suptitle("\n".join(textwrap.wrap(full, width=int(fig.get_figwidth() * 12))), fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # its own name: copies of a sweep
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
 

@@ -78,8 +78,9 @@ class OracleDistance:
     Called as ``metric(samples, exact)``, where ``exact(generator)`` draws a fresh exact sample set
     of the same size. Returns a flat dict, e.g. ``energy``, ``energy_floor``, ``energy_floor_std``.
     The exact reference set and the floor's draws come from ``seed``, the same in every run (not the
-    run's seed): samplers and seeds are scored against one reference, which paired differences cancel;
-    seed-to-seed standard errors leave out the reference's own sampling error (the floor shows its size).
+    run's seed): samplers and seeds are scored against one reference, which paired differences largely
+    cancel (the energy distance's reference self-term exactly); seed-to-seed standard errors leave out
+    the reference's own sampling error, a bias shared by every seed (the floor shows its size).
     """
 
     text_to_image = False  # scores samples alone (metric=rewards gets the model and prompts)
