@@ -26,6 +26,7 @@ __all__ = ["report", "report_from_summary", "read_summary", "with_kernel_columns
 
 _LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
 _METRICS = ("fid", "fid_inception", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
+_LOWER_IS_BETTER = {"fid", "fid_inception", "energy", "sliced_w2"}  # distances; the rest are scores
 
 
 def _number(v):
@@ -319,7 +320,8 @@ def _paired_plot(rows: list[dict], paired: list[dict], path: Path, title: str) -
         ax.invert_yaxis()  # the definition's first pair on top, as in the table
         seeds = {g[4] for g in got}
         over = f"{min(seeds)}–{max(seeds)}" if len(seeds) > 1 else f"{next(iter(seeds))}"
-        ax.set_xlabel(f"{_words(p['value'])}: a − b within a seed, mean over {over} seeds")
+        better = "< 0" if p["value"] in _LOWER_IS_BETTER else "> 0"
+        ax.set_xlabel(f"{_words(p['value'])}: a − b within a seed, {over} seeds ({better}: a better)")
         ax.set_title("95 % intervals; blue: excludes 0, grey: not resolved", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     full = f"{title}: paired differences"
