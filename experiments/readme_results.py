@@ -83,7 +83,7 @@ def pm(s: tuple[float, float, int], digits: int = 3) -> str:
 def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:
     """The paper's claim "a better than b" against the paired difference a − b over seeds: resolved
     when its 95 % t interval excludes 0."""
-    from glass.report import POWER_CAP, beyond, interval_text, seeds_for_power, t_critical
+    from glass.report import beyond, interval, interval_text, seeds_needed
 
     mean, se, n = d
     order = "same order" if (mean > 0) == higher_is_better else "opposite order"
@@ -91,11 +91,10 @@ def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:
         return f"{claim}: {order}, no standard error (one seed)"
     what = f"paired difference {fmt(mean)} ± {se:.2g} over {n} seeds"
     if not beyond(mean, se, n):  # the interval bounds the gap the data leaves possible either way
-        lo, hi = mean - t_critical(n) * se, mean + t_critical(n) * se
-        m = seeds_for_power(mean, se, n)
-        need = f"{m:,}" if m else f"more than {POWER_CAP:,}" if mean and se else ""
+        need = seeds_needed(mean, se, n)
         need = f"; {need} seeds for 80 % power at this difference" if need else ""
-        return f"{claim}: not resolved ({order}, {what}; 95 % interval {interval_text(lo, hi, se)}{need})"
+        ends = interval_text(*interval(mean, se, n), se)
+        return f"{claim}: not resolved ({order}, {what}; 95 % interval {ends}{need})"
     return f"{claim}: {'confirmed' if order == 'same order' else '**contradicted**'} ({what})"
 
 
@@ -105,28 +104,32 @@ def paper_text(name: str) -> str:
     return " ".join(load(name)["paper"].split())
 
 
-def paired_claims(name: str, rows: list[dict], higher_is_better: bool = True, label: dict | None = None):
+def paired_claims(name: str, rows: list[dict], label: dict | None = None):
     """A verdict for every pair the definition's ``report.paired`` lists, in its order: the paper's
     claim "a better than b" against the per-seed difference a − b (the same pairs as the report's
-    paired table); ``label`` renames methods for the README."""
+    paired table; better is lower for the distances of ``glass.report.LOWER_IS_BETTER``); ``label``
+    renames methods for the README."""
     from glass.definitions import load
-    from glass.report import paired_difference
+    from glass.report import LOWER_IS_BETTER, paired_difference
 
-    label, word = label or {}, "above" if higher_is_better else "below"
-    return [paired_verdict(paired_difference(rows, p["value"], a, b, p["key"]),
-                           f"{label.get(a, a)} {word} {label.get(b, b)}", higher_is_better)
-            for p in load(name)["report"]["paired"] for a, b in p["pairs"]]  # fmt: skip
+    label, out = label or {}, []
+    for p in load(name)["report"]["paired"]:
+        higher = p["value"] not in LOWER_IS_BETTER
+        for a, b in p["pairs"]:
+            claim = f"{label.get(a, a)} {'above' if higher else 'below'} {label.get(b, b)}"
+            out.append(paired_verdict(paired_difference(rows, p["value"], a, b, p["key"]), claim, higher))
+    return out
 
 
-def glass_vs_sde(rows: list[dict], value: str, m: int, higher_is_better: bool, **where) -> str:
+def glass_vs_sde(rows: list[dict], value: str, m: int, **where) -> str:
     """The paper's "GLASS better than the SDE at M = m" on the per-seed difference of ``value`` between
     the ``glass M=m`` and ``sde M=m`` rows matching ``where`` (a compare job runs both on the same
-    inputs and noise)."""
-    from glass.report import paired_difference
+    inputs and noise; better is lower for the distances of ``glass.report.LOWER_IS_BETTER``)."""
+    from glass.report import LOWER_IS_BETTER, paired_difference
 
     same = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
     d = paired_difference(same, value, f"glass M={m}", f"sde M={m}", "sampler")
-    return paired_verdict(d, f"M = {m}", higher_is_better)
+    return paired_verdict(d, f"M = {m}", value not in LOWER_IS_BETTER)
 
 
 def fig2_posterior() -> str:
@@ -136,7 +139,7 @@ def fig2_posterior() -> str:
     agree = {s: stat(rows, "label_agreement", sampler=f"{s} M=2", **t02) for s in ("sde", "glass")}
 
     def below(t: float, m: int) -> str:  # both samplers start from the seed's noised images
-        return glass_vs_sde(rows, "fid", m, False, **{"task.t": t})
+        return glass_vs_sde(rows, "fid", m, **{"task.t": t})
 
     other = [f"t = {t:g}: GLASS below SDE at {below(t, 2)}; {below(t, 16)}"
              for t in sorted({r["task.t"] for r in rows} - {0.2})]  # fmt: skip
@@ -156,7 +159,7 @@ def fig2_value() -> str:
         r = {s: [stat(rows, "pearson", sampler=f"{s} M={m}", variant=truth) for m in ms]
              for s in ("sde", "glass")}  # fmt: skip
         # SDE and GLASS estimate the same points against the same truth within a seed
-        claims = [glass_vs_sde(rows, "pearson", m, True, variant=truth) for m in ms]
+        claims = [glass_vs_sde(rows, "pearson", m, variant=truth) for m in ms]
         sde, glass = (" / ".join(f"{v[0]:.2f}" for v in r[k]) for k in ("sde", "glass"))
         cells.append(f"{truth}: SDE {sde}, GLASS {glass}; GLASS above SDE at {'; '.join(claims)}")
     seeds = int(stat(rows, "pearson", sampler="glass M=2", variant=rows[0]["variant"])[2])
@@ -169,7 +172,7 @@ def table4(scale: str = "small") -> str:
     names = {"ode": "ODE", "sde": "SDE", "glass": "GLASS(ρ_DDPM)", "glass(rho=0.4)": "GLASS(0.4)"}
     s = {k: stat(rows, "fid", sampler=f"{k} M=10") for k in names}
 
-    claims = paired_claims("table4-sampling", rows, higher_is_better=False, label=names)  # the paper's order
+    claims = paired_claims("table4-sampling", rows, label=names)  # the paper's order
     seeds = f"{int(s['ode'][2])} seeds × " if s["ode"][2] > 1 else ""
     return (f"FID ({seeds}{int(rows[0]['fid_n_samples'])} samples): "
             + ", ".join(f"{n} {pm(s[k])}" for k, n in names.items()) + ". " + "; ".join(claims))

@@ -22,11 +22,12 @@ from glass.config import RunFailed, UserError
 from glass.files import write_text_atomic
 
 __all__ = ["report", "report_from_summary", "read_summary", "with_kernel_columns", "aggregate",
-           "markdown_table", "t_critical", "beyond", "seeds_for_power", "interval_text", "POWER_CAP"]
+           "markdown_table", "t_critical", "beyond", "interval", "seeds_for_power", "seeds_needed",
+           "interval_text", "LOWER_IS_BETTER"]
 
 _LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
 _METRICS = ("fid", "fid_inception", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
-_LOWER_IS_BETTER = {"fid", "fid_inception", "energy", "sliced_w2"}  # distances; the rest are scores
+LOWER_IS_BETTER = frozenset({"fid", "fid_inception", "energy", "sliced_w2"})  # distances; the rest: scores
 
 
 def _number(v):
@@ -94,6 +95,13 @@ def beyond(mean: float, se: float, n: int, level: float = 0.95) -> bool:
 POWER_CAP = 100_000  # seeds_for_power looks no further: a difference this small is level in practice
 
 
+def interval(mean: float, se: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` t interval (``mean`` ± t · ``se``) of a mean over ``n`` values: what
+    :func:`beyond` tests, as its two ends."""
+    half = t_critical(n, level) * se
+    return mean - half, mean + half
+
+
 def seeds_for_power(mean: float, se: float, n: int, power: float = 0.8, level: float = 0.95,
                     cap: int = POWER_CAP) -> int | None:
     """A planning number, not a result: the fewest seeds at which the ``level`` t interval would
@@ -105,11 +113,11 @@ def seeds_for_power(mean: float, se: float, n: int, power: float = 0.8, level: f
     sd = se * math.sqrt(n)
     if n < 2 or not math.isfinite(sd) or sd <= 0 or mean == 0:
         return None
-    from scipy.stats import nct
+    from scipy.stats import nct, norm
 
     effect = abs(mean) / sd
-    z = 1.959964 + 0.841621  # normal quantiles of 0.975 and 0.8: the known-spread answer, a lower bound
-    m = max(2, math.floor((z / effect) ** 2)) if effect > z / math.sqrt(cap) else cap + 1
+    # the known-spread (normal) answer is a lower bound on the t test's: start the search there
+    m = max(2, math.floor(((norm.ppf(0.5 + level / 2) + norm.ppf(power)) / effect) ** 2))
     while m <= cap:
         t, nc = t_critical(m, level), effect * math.sqrt(m)
         # both tails as upper tails (T < -t is -T > t): scipy's nct.cdf turns NaN at large nc
@@ -117,6 +125,15 @@ def seeds_for_power(mean: float, se: float, n: int, power: float = 0.8, level: f
             return m
         m += 1
     return None
+
+
+def seeds_needed(mean: float, se: float, n: int) -> str | None:
+    """:func:`seeds_for_power` as the reports and the README print it ("68", "more than 100,000"), None
+    when there is nothing to plan for (one seed, or a zero difference)."""
+    m = seeds_for_power(mean, se, n)
+    if m is not None:
+        return f"{m:,}"
+    return f"more than {POWER_CAP:,}" if mean != 0 and n > 1 and se > 0 else None
 
 
 def interval_text(lo: float, hi: float, se: float) -> str:
@@ -161,15 +178,13 @@ def paired_table(rows: list[dict], value: str, key: str, pairs: list) -> str:
         except KeyError as e:
             lines.append(f"| {a} − {b} | — ({e.args[0]}) | 0 | — | — | — |")
             continue
-        interval = excluded = needed = "—"
+        ends = excluded = needed = "—"
         if math.isfinite(se):
-            half = t_critical(n) * se
-            interval = interval_text(mean - half, mean + half, se)
+            ends = interval_text(*interval(mean, se, n), se)
             excluded = f"yes: {a if mean > 0 else b} higher" if beyond(mean, se, n) else "no"
             if excluded == "no":
-                m = seeds_for_power(mean, se, n)
-                needed = f"{m:,}" if m is not None else "—" if mean == 0 or se == 0 else f"> {POWER_CAP:,}"
-        lines.append(f"| {a} − {b} | {_fmt(mean, se)} | {n} | {interval} | {excluded} | {needed} |")
+                needed = seeds_needed(mean, se, n) or "—"
+        lines.append(f"| {a} − {b} | {_fmt(mean, se)} | {n} | {ends} | {excluded} | {needed} |")
     return "\n".join(lines) + "\n"
 
 
@@ -283,8 +298,8 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
     tmp.replace(path)
 
 
-def _intervals(rows: list[dict], p: dict) -> list[tuple[str, float, float, bool, int]]:
-    """(label "a − b", mean, 95 % half-width, excludes 0, seeds) of every pair of a ``report.paired``
+def _intervals(rows: list[dict], p: dict) -> list[tuple[str, float, tuple[float, float], bool, int]]:
+    """(label "a − b", mean, 95 % interval, excludes 0, seeds) of every pair of a ``report.paired``
     block that has a standard error (two seeds or more)."""
     out = []
     for a, b in p["pairs"]:
@@ -293,13 +308,14 @@ def _intervals(rows: list[dict], p: dict) -> list[tuple[str, float, float, bool,
         except KeyError:
             continue
         if math.isfinite(se):
-            out.append((f"{a} − {b}", mean, t_critical(n) * se, beyond(mean, se, n), n))
+            out.append((f"{a} − {b}", mean, interval(mean, se, n), beyond(mean, se, n), n))
     return out
 
 
-def _paired_plot(rows: list[dict], paired: list[dict], path: Path, title: str) -> None:
-    """One panel per ``report.paired`` block: each pair's per-seed difference a − b with its 95 %
-    interval, a line at 0, resolved pairs (the interval excludes 0) in colour, the rest grey."""
+def _paired_plot(blocks: list[tuple[dict, list]], path: Path, title: str) -> None:
+    """One panel per ``report.paired`` block with intervals (:func:`_intervals`): each pair's per-seed
+    difference a − b with its 95 % interval, a line at 0, resolved pairs (the interval excludes 0) in
+    colour, the rest grey."""
     import textwrap
 
     import matplotlib
@@ -307,20 +323,18 @@ def _paired_plot(rows: list[dict], paired: list[dict], path: Path, title: str) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    blocks = [(p, _intervals(rows, p)) for p in paired]
-    blocks = [(p, got) for p, got in blocks if got]
     height = max(2.4, 0.9 + 0.38 * max(len(got) for _, got in blocks))
     fig, axes = plt.subplots(1, len(blocks), figsize=(6.4 * len(blocks), height), squeeze=False)
     for ax, (p, got) in zip(axes[0], blocks):
-        for y, (_, mean, half, resolved, _) in enumerate(got):
+        for y, (_, mean, (lo, hi), resolved, _) in enumerate(got):
             colour = "C0" if resolved else "0.55"
-            ax.errorbar([mean], [y], xerr=[half], fmt="o", color=colour, capsize=3)
+            ax.errorbar([mean], [y], xerr=[[mean - lo], [hi - mean]], fmt="o", color=colour, capsize=3)
         ax.axvline(0.0, color="k", lw=0.8)
         ax.set_yticks(range(len(got)), [g[0] for g in got], fontsize=8)
         ax.invert_yaxis()  # the definition's first pair on top, as in the table
         seeds = {g[4] for g in got}
         over = f"{min(seeds)}–{max(seeds)}" if len(seeds) > 1 else f"{next(iter(seeds))}"
-        better = "< 0" if p["value"] in _LOWER_IS_BETTER else "> 0"
+        better = "< 0" if p["value"] in LOWER_IS_BETTER else "> 0"
         ax.set_xlabel(f"{_words(p['value'])}: a − b within a seed, {over} seeds ({better}: a better)")
         ax.set_title("95 % intervals; blue: excludes 0, grey: not resolved", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
@@ -492,10 +506,11 @@ def _render(path: Path, rows: list[dict], meta: dict, draw: bool = True) -> list
             markdown_table(rows, table["index"], table["value"], table.get("columns")),
         ]
     paired = spec.get("report", {}).get("paired", [])
-    if any(_intervals(rows, p) for p in paired):
+    blocks = [(p, got) for p in paired if (got := _intervals(rows, p))]
+    if blocks:
         png = path / f"{name}-paired.png"
         if draw:
-            _paired_plot(rows, paired, png, title)
+            _paired_plot(blocks, png, title)
             written.append(png)
         md += [f"![paired differences]({png.name})", ""]
     for p in paired:

@@ -166,7 +166,7 @@ def test_seeds_for_power_is_the_paired_t_test_sample_size():
     first at which the power reaches 80 % (one fewer falls short)."""
     import numpy as np
 
-    from glass.report import seeds_for_power, t_critical
+    from glass.report import seeds_for_power, seeds_needed, t_critical
 
     for d, n in [(0.2, 199), (0.5, 34), (0.8, 15), (1.0, 10)]:
         for seeds in (3, 24):  # standard deviation 1: standard error 1/√seeds
@@ -187,6 +187,11 @@ def test_seeds_for_power_is_the_paired_t_test_sample_size():
     assert seeds_for_power(1e-4, 1.0, 24) is None  # beyond the cap (100,000 seeds)
     assert seeds_for_power(0.2, 1 / math.sqrt(24), 24, cap=199) == 199  # the cap itself is searched
     assert seeds_for_power(0.2, 1 / math.sqrt(24), 24, cap=198) is None
+    # other powers start their own search (d_z 0.5: 44 pairs at 90 %, 18 at 50 %, checked by Monte Carlo)
+    assert seeds_for_power(0.5, 0.2, 25, power=0.9) == 44
+    assert seeds_for_power(0.5, 0.2, 25, power=0.5) == 18 and power(18, 0.5) > 0.5 > power(17, 0.5)
+    assert seeds_needed(0.5, 0.2, 25) == "34" and seeds_needed(1e-4, 1.0, 24) == "more than 100,000"
+    assert seeds_needed(0.0, 0.2, 25) is None and seeds_needed(1.0, float("nan"), 1) is None
 
 
 def test_interval_text_uses_the_standard_errors_digits():
