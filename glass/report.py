@@ -22,8 +22,8 @@ from glass.config import RunFailed, UserError
 from glass.files import write_text_atomic
 
 __all__ = ["report", "report_from_summary", "read_summary", "with_kernel_columns", "aggregate",
-           "markdown_table", "t_critical", "beyond", "interval", "seeds_for_power", "seeds_needed",
-           "interval_text", "LOWER_IS_BETTER"]
+           "markdown_table", "t_critical", "beyond", "interval", "paired_stats", "seeds_for_power",
+           "seeds_needed", "interval_text", "LOWER_IS_BETTER"]
 
 _LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
 _METRICS = ("fid", "fid_inception", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
@@ -102,6 +102,12 @@ def interval(mean: float, se: float, n: int, level: float = 0.95) -> tuple[float
     return mean - half, mean + half
 
 
+def _plannable(mean: float, se: float, n: int) -> bool:
+    """A difference a seed count can be planned for: two seeds or more, a finite positive standard
+    error, a nonzero mean."""
+    return n > 1 and math.isfinite(se) and se > 0 and mean != 0
+
+
 def seeds_for_power(mean: float, se: float, n: int, power: float = 0.8, level: float = 0.95,
                     cap: int = POWER_CAP) -> int | None:
     """A planning number, not a result: the fewest seeds at which the ``level`` t interval would
@@ -110,9 +116,9 @@ def seeds_for_power(mean: float, se: float, n: int, power: float = 0.8, level: f
     noncentral t). It is for a fresh run of that many seeds: adding seeds to a run and testing again
     until it resolves would make "resolved" more likely than the level says. None without a spread
     to go on (one seed, zero difference) or beyond ``cap``."""
-    sd = se * math.sqrt(n)
-    if n < 2 or not math.isfinite(sd) or sd <= 0 or mean == 0:
+    if not _plannable(mean, se, n):
         return None
+    sd = se * math.sqrt(n)
     from scipy.stats import nct, norm
 
     effect = abs(mean) / sd
@@ -133,7 +139,7 @@ def seeds_needed(mean: float, se: float, n: int) -> str | None:
     m = seeds_for_power(mean, se, n)
     if m is not None:
         return f"{m:,}"
-    return f"more than {POWER_CAP:,}" if mean != 0 and n > 1 and se > 0 else None
+    return f"more than {POWER_CAP:,}" if _plannable(mean, se, n) else None
 
 
 def interval_text(lo: float, hi: float, se: float) -> str:
@@ -165,24 +171,47 @@ def paired_difference(rows: list[dict], value: str, a, b, key: str) -> tuple[flo
     return mean, se, len(d)
 
 
+def paired_stats(rows: list[dict], value: str, key: str, pairs: list) -> list[dict]:
+    """Per pair (a, b) of ``key`` values, the per-seed difference a − b of ``value``
+    (:func:`paired_difference`): ``a``, ``b`` and either ``why`` no seed pairs them, or ``mean``, ``se``,
+    ``n`` and, with two seeds or more, its 95 % t ``interval`` and whether it excludes 0 (``resolved``).
+    The report's paired table and paired plot both read these."""
+    out = []
+    for a, b in pairs:
+        try:
+            mean, se, n = paired_difference(rows, value, a, b, key)
+        except KeyError as e:
+            out.append({"a": a, "b": b, "why": e.args[0]})
+            continue
+        d = {"a": a, "b": b, "mean": mean, "se": se, "n": n}
+        if math.isfinite(se):
+            d.update(interval=interval(mean, se, n), resolved=beyond(mean, se, n))
+        out.append(d)
+    return out
+
+
 def paired_table(rows: list[dict], value: str, key: str, pairs: list) -> str:
     """One line per pair (a, b) of ``key`` values: the per-seed difference a − b of ``value``, mean ±
     standard error over the seeds, its 95 % t interval (``t_critical``: the largest gap either way the
     data still allows), whether that interval excludes 0, and where it does not, how many seeds a fresh
     run would need to decide it (:func:`seeds_for_power`, a planning number)."""
+    return _paired_markdown(paired_stats(rows, value, key, pairs), value, key)
+
+
+def _paired_markdown(stats: list[dict], value: str, key: str) -> str:
     lines = [f"| {key}: a − b | {value} difference | seeds | 95 % interval | excludes 0 | "
              "seeds for 80 % power if the difference is as measured |", "|---" * 6 + "|"]  # fmt: skip
-    for a, b in pairs:
-        try:
-            mean, se, n = paired_difference(rows, value, a, b, key)
-        except KeyError as e:
-            lines.append(f"| {a} − {b} | — ({e.args[0]}) | 0 | — | — | — |")
+    for d in stats:
+        a, b = d["a"], d["b"]
+        if "why" in d:
+            lines.append(f"| {a} − {b} | — ({d['why']}) | 0 | — | — | — |")
             continue
+        mean, se, n = d["mean"], d["se"], d["n"]
         ends = excluded = needed = "—"
-        if math.isfinite(se):
-            ends = interval_text(*interval(mean, se, n), se)
-            excluded = f"yes: {a if mean > 0 else b} higher" if beyond(mean, se, n) else "no"
-            if excluded == "no":
+        if "interval" in d:
+            ends = interval_text(*d["interval"], se)
+            excluded = f"yes: {a if mean > 0 else b} higher" if d["resolved"] else "no"
+            if not d["resolved"]:
                 needed = seeds_needed(mean, se, n) or "—"
         lines.append(f"| {a} − {b} | {_fmt(mean, se)} | {n} | {ends} | {excluded} | {needed} |")
     return "\n".join(lines) + "\n"
@@ -298,22 +327,8 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
     tmp.replace(path)
 
 
-def _intervals(rows: list[dict], p: dict) -> list[tuple[str, float, tuple[float, float], bool, int]]:
-    """(label "a − b", mean, 95 % interval, excludes 0, seeds) of every pair of a ``report.paired``
-    block that has a standard error (two seeds or more)."""
-    out = []
-    for a, b in p["pairs"]:
-        try:
-            mean, se, n = paired_difference(rows, p["value"], a, b, p["key"])
-        except KeyError:
-            continue
-        if math.isfinite(se):
-            out.append((f"{a} − {b}", mean, interval(mean, se, n), beyond(mean, se, n), n))
-    return out
-
-
 def _paired_plot(blocks: list[tuple[dict, list]], path: Path, title: str) -> None:
-    """One panel per ``report.paired`` block with intervals (:func:`_intervals`): each pair's per-seed
+    """One panel per ``report.paired`` block (its :func:`paired_stats` with an interval): each pair's per-seed
     difference a − b with its 95 % interval, a line at 0, resolved pairs (the interval excludes 0) in
     colour, the rest grey."""
     import textwrap
@@ -326,13 +341,14 @@ def _paired_plot(blocks: list[tuple[dict, list]], path: Path, title: str) -> Non
     height = max(2.4, 0.9 + 0.38 * max(len(got) for _, got in blocks))
     fig, axes = plt.subplots(1, len(blocks), figsize=(6.4 * len(blocks), height), squeeze=False)
     for ax, (p, got) in zip(axes[0], blocks):
-        for y, (_, mean, (lo, hi), resolved, _) in enumerate(got):
-            colour = "C0" if resolved else "0.55"
+        for y, d in enumerate(got):
+            (lo, hi), mean = d["interval"], d["mean"]
+            colour = "C0" if d["resolved"] else "0.55"
             ax.errorbar([mean], [y], xerr=[[mean - lo], [hi - mean]], fmt="o", color=colour, capsize=3)
         ax.axvline(0.0, color="k", lw=0.8)
-        ax.set_yticks(range(len(got)), [g[0] for g in got], fontsize=8)
+        ax.set_yticks(range(len(got)), [f"{d['a']} − {d['b']}" for d in got], fontsize=8)
         ax.invert_yaxis()  # the definition's first pair on top, as in the table
-        seeds = {g[4] for g in got}
+        seeds = {d["n"] for d in got}
         over = f"{min(seeds)}–{max(seeds)}" if len(seeds) > 1 else f"{next(iter(seeds))}"
         better = "< 0" if p["value"] in LOWER_IS_BETTER else "> 0"
         ax.set_xlabel(f"{_words(p['value'])}: a − b within a seed, {over} seeds ({better}: a better)")
@@ -506,19 +522,20 @@ def _render(path: Path, rows: list[dict], meta: dict, draw: bool = True) -> list
             markdown_table(rows, table["index"], table["value"], table.get("columns")),
         ]
     paired = spec.get("report", {}).get("paired", [])
-    blocks = [(p, got) for p in paired if (got := _intervals(rows, p))]
-    if blocks:
+    stats = [(p, paired_stats(rows, p["value"], p["key"], p["pairs"])) for p in paired]
+    plotted = [(p, got) for p, st in stats if (got := [d for d in st if "interval" in d])]
+    if plotted:
         png = path / f"{name}-paired.png"
         if draw:
-            _paired_plot(blocks, png, title)
+            _paired_plot(plotted, png, title)
             written.append(png)
         md += [f"![paired differences]({png.name})", ""]
-    for p in paired:
+    for p, st in stats:
         md += [
             f"**{p['value']}: paired differences within a seed** (a − b in each seed, mean ± standard error "
             "over the seeds)",
             "",
-            paired_table(rows, p["value"], p["key"], p["pairs"]),
+            _paired_markdown(st, p["value"], p["key"]),
         ]
     md += _prompt_sets(path, written)
     out = path / f"{name}.md"

@@ -192,6 +192,7 @@ def test_seeds_for_power_is_the_paired_t_test_sample_size():
     assert seeds_for_power(0.5, 0.2, 25, power=0.5) == 18 and power(18, 0.5) > 0.5 > power(17, 0.5)
     assert seeds_needed(0.5, 0.2, 25) == "34" and seeds_needed(1e-4, 1.0, 24) == "more than 100,000"
     assert seeds_needed(0.0, 0.2, 25) is None and seeds_needed(1.0, float("nan"), 1) is None
+    assert seeds_needed(1.0, float("inf"), 25) is None  # no finite spread: nothing to plan
 
 
 def test_interval_text_uses_the_standard_errors_digits():
@@ -218,6 +219,16 @@ def test_paired_verdicts_take_the_difference_within_each_seed():
                                {"seed": 9, "sampler": "b", "fid": 1.0}], "fid", "a", "b", "sampler")
     assert noisy[2] == 5 and "not resolved" in readme_results.paired_verdict(noisy, "a below b", False)
     assert "no standard error" in readme_results.paired_verdict((-1.0, float("nan"), 1), "a below b", False)
+
+
+def test_readme_verdicts_take_the_better_direction_from_the_value():
+    """FID is a distance (lower is better), Pearson a score: glass_vs_sde reads the direction from
+    glass.report.LOWER_IS_BETTER, so GLASS 1 lower in every seed confirms "below" for FID and
+    contradicts "above" for Pearson."""
+    rows = [{"seed": s, "sampler": f"{k} M=2", v: 10.0 * s + (0.0 if k == "glass" else 1.0) + 0.1 * (s % 2)}
+            for s in range(4) for k in ("glass", "sde") for v in ("fid", "pearson")]  # fmt: skip
+    assert readme_results.glass_vs_sde(rows, "fid", 2).startswith("M = 2: confirmed")
+    assert readme_results.glass_vs_sde(rows, "pearson", 2).startswith("M = 2: **contradicted**")
 
 
 def test_paired_table_of_a_report_and_rows_it_cannot_pair():
