@@ -92,8 +92,17 @@ def _check_definition(name: str, spec) -> None:
             value = (block.get(key) or spec.get(key)) if key == "variants" else block.get(key)
             if value is None:
                 continue
-            if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+            if not isinstance(value, dict) or not all(isinstance(v, (list, dict) if key == "variants" else list)
+                                                      for v in value.values()):  # fmt: skip
                 raise bad(f"scales.{scale}.{key} must be a mapping of lists ({key}: {{name: [...]}})")
+        for label, variant in (block.get("variants") or spec.get("variants") or {}).items():
+            if isinstance(variant, dict) and not (
+                set(variant) <= {"overrides", "sweep"} and isinstance(variant.get("overrides", []), list)
+                and isinstance(variant.get("sweep", {}), dict)
+                and all(isinstance(v, list) for v in variant.get("sweep", {}).values())
+            ):  # fmt: skip
+                raise bad(f"scales.{scale}.variants.{label} must be a list of overrides or a mapping "
+                          "{overrides: [...], sweep: {key: [...]}}")
     ps = spec.get("prompt_set", {})
     if not isinstance(ps, dict) or not all(isinstance(ps.get(k, []), list) for k in ("drop", "overrides")):
         raise bad("prompt_set must be a mapping with drop (keys) and overrides (key=value) lists")

@@ -9,7 +9,9 @@ Each experiment is one YAML file in ``experiments/reproduce/`` (installed wheels
     scales:
       small:              # 2 CPU cores, minutes
         overrides: [...]  # common to every job
-        variants: {label: [overrides]}   # optional: named methods, crossed with the sweep
+        variants: {label: [overrides]}   # optional: named methods, crossed with the sweep; a variant
+                          # may be {overrides: [...], sweep: {key: [values]}}: its sweep replaces
+                          # those keys of the scale's (more seeds for the methods a comparison needs)
         sweep: {key: [values]}           # cartesian product (Hydra's basic sweeper)
       large: {...}        # optional: the strongest checkpoint at sizes that decide the paper's
                           # rankings (minutes on one GPU, hours on 2 CPU cores); any scale may
@@ -49,10 +51,13 @@ def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[s
         block["overrides"] = [*keep, *ps.get("overrides", [])]
         block["sweep"] = ps.get("sweep", block.get("sweep"))
     variants = block.get("variants") or spec.get("variants") or {None: []}
-    sweep = {k: v for k, v in (block.get("sweep") or {}).items() if k not in given}  # the user's value wins
-    keys = list(sweep)
     jobs, labels = [], []
     for variant, vov in variants.items():
+        own = vov if isinstance(vov, dict) else {"overrides": vov}  # {overrides, sweep}: its own sweep
+        vov = own.get("overrides", [])
+        sweep = {**(block.get("sweep") or {}), **own.get("sweep", {})}
+        sweep = {k: v for k, v in sweep.items() if k not in given}  # the user's value wins
+        keys = list(sweep)
         for values in itertools.product(*(sweep[k] for k in keys)):
             ov = [*block["overrides"], *vov, *(f"{k}={_value(v)}" for k, v in zip(keys, values)), *extra]
             jobs.append(_dedupe(ov))

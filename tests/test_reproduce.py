@@ -30,6 +30,23 @@ def test_every_experiment_definition_composes_at_every_scale(name, tmp_path):
             assert table["value"]
 
 
+def test_a_variant_may_sweep_more_seeds_than_the_others():
+    """A variant given as {overrides, sweep} replaces those keys of its scale's sweep (more seeds for the
+    two methods a comparison needs) and keeps the others; a value on the command line still wins."""
+    spec = {"scales": {"small": {
+        "overrides": ["model=gmm"],
+        "sweep": {"seed": [0, 1], "sampler.steps": [2, 4]},
+        "variants": {"ode": ["sampler=ode"], "glass": {"overrides": ["sampler=glass"], "sweep": {"seed": [0, 1, 2]}}},
+    }}}  # fmt: skip
+    jobs, labels = job_overrides(spec, "small", [])
+    got = sorted((lab["variant"], ov[-2], ov[-1]) for ov, lab in zip(jobs, labels))
+    assert got == sorted([(v, f"seed={s}", f"sampler.steps={m}") for v, seeds in (("ode", 2), ("glass", 3))
+                          for s in range(seeds) for m in (2, 4)])  # fmt: skip
+    assert all(ov[:2] == ["model=gmm", f"sampler={lab['variant']}"] for ov, lab in zip(jobs, labels))
+    jobs, labels = job_overrides(spec, "small", ["seed=7"])
+    assert len(jobs) == 4 and all(ov[-1] == "seed=7" for ov in jobs)
+
+
 def test_reproduce_end_to_end_then_report_redraws_without_recomputing(tmp_path):
     tiny = ["model=gmm", "task.n=100", f"out_dir={tmp_path}"]
     seeds = len(load("fig7-rho")["scales"]["small"]["sweep"]["seed"])

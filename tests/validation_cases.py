@@ -387,6 +387,9 @@ _TABLE: dict[str, list[tuple]] = {
          "scales.small.sweep must be a mapping of lists", "definitions"),
         ("variants not a mapping", "reproduce variants-list",
          "scales.small.variants must be a mapping of lists", "definitions"),
+        ("a variant's own sweep not a mapping of lists", "reproduce variant-sweep",
+         "scales.small.variants.b must be a list of overrides or a mapping {overrides: [...], sweep: "
+         "{key: [...]}}", "definitions"),
         ("report not a mapping", "reproduce report-list",
          "report must be a mapping with plots and tables", "definitions"),
         ("a plot without y", "reproduce plot-no-y",
@@ -468,6 +471,8 @@ _DEFINITIONS = {
     "  paper: {overrides: []}\n",
     "variants-list": "title: x\nscales:\n  small: {overrides: [model=gmm], variants: [a, b]}\n"
     "  paper: {overrides: []}\n",
+    "variant-sweep": "title: x\nscales:\n  small: {overrides: [model=gmm], variants: {a: [], b: {sweep: "
+    "{seed: 3}}}}\n  paper: {overrides: []}\n",
     "report-list": "title: x\nscales:\n  small: {overrides: []}\n  paper: {overrides: []}\nreport: [1]\n",
     "plot-no-y": "title: x\nscales:\n  small: {overrides: []}\n  paper: {overrides: []}\n"
     "report: {plots: [{x: steps}]}\n",
