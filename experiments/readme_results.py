@@ -98,6 +98,22 @@ def paired_verdict(d: tuple, claim: str, higher_is_better: bool = True) -> str:
     return f"{claim}: {'confirmed' if order == 'same order' else '**contradicted**'} ({what})"
 
 
+def seeds_text(stats: dict, label: dict | None = None) -> str:
+    """``16 seeds``, or where methods ran different seed counts (a variant's own sweep: more seeds for
+    the pair a comparison needs) the most common count and the others by method: ``16 seeds (64 for
+    BoN-SDE, BoN-GLASS)``. ``stats`` maps a method to its (mean, se, seeds)."""
+    label = label or {}
+    counts = [int(x[2]) for x in stats.values()]
+    common = max(dict.fromkeys(counts), key=counts.count)  # the most common; the first on a tie
+    others: dict[int, list[str]] = {}
+    for k, x in stats.items():
+        if int(x[2]) != common:
+            others.setdefault(int(x[2]), []).append(label.get(k, k))
+    plural = "seed" if common == 1 else "seeds"
+    extra = "; ".join(f"{n} for {', '.join(ks)}" for n, ks in others.items())
+    return f"{common} {plural}" + (f" ({extra})" if extra else "")
+
+
 def paper_text(name: str) -> str:
     from glass.definitions import load
 
@@ -173,7 +189,7 @@ def table4(scale: str = "small") -> str:
     s = {k: stat(rows, "fid", sampler=f"{k} M=10") for k in names}
 
     claims = paired_claims("table4-sampling", rows, label=names)  # the paper's order
-    seeds = f"{int(s['ode'][2])} seeds × " if s["ode"][2] > 1 else ""
+    seeds = f"{seeds_text(s, names)} × " if max(x[2] for x in s.values()) > 1 else ""
     return (f"FID ({seeds}{int(rows[0]['fid_n_samples'])} samples): "
             + ", ".join(f"{n} {pm(s[k])}" for k, n in names.items()) + ". " + "; ".join(claims))
 
@@ -241,8 +257,7 @@ def table1(scale: str = "small") -> str:
              "FKS-GLASS (ddpm)": "FKS-GLASS(ρ_DDPM)", "FKS-GLASS (rho=0.4)": "FKS-GLASS(0.4)"}  # fmt: skip
 
     claims = paired_claims("table1-fks", rows, label=short)
-    seeds = int(v["BoN-ODE"][2])
-    return (f"log p(class 0) ({seeds} seeds × {int(rows[0]['groups'])} outputs): "
+    return (f"log p(class 0) ({seeds_text(v, short)} × {int(rows[0]['groups'])} outputs): "
             + ", ".join(f"{short.get(k, k)} {pm(x)}" for k, x in v.items()) + ". " + "; ".join(claims))
 
 
@@ -253,7 +268,7 @@ def table5(scale: str = "small") -> str:
     acc = {k: stat(rows, "target_accuracy", variant=k)[0] for k in names}
     guided = [k for k in names if "guidance" in k]
     claims = paired_claims("table5-guidance", rows)
-    return (f"log p(class 0) ({int(v[names[0]][2])} seeds × {int(rows[0]['groups'])} outputs): "
+    return (f"log p(class 0) ({seeds_text(v)} × {int(rows[0]['groups'])} outputs): "
             + ", ".join(f"{k} {pm(x)}" for k, x in v.items())
             + f" (target accuracy {' / '.join(f'{acc[k]:.2f}' for k in guided)} with guidance). "
             + "; ".join(claims))  # fmt: skip

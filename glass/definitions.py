@@ -92,8 +92,8 @@ def _check_definition(name: str, spec) -> None:
             value = (block.get(key) or spec.get(key)) if key == "variants" else block.get(key)
             if value is None:
                 continue
-            if not isinstance(value, dict) or not all(isinstance(v, (list, dict) if key == "variants" else list)
-                                                      for v in value.values()):  # fmt: skip
+            kinds = (list, dict) if key == "variants" else list  # a variant: overrides, or {overrides, sweep}
+            if not isinstance(value, dict) or not all(isinstance(v, kinds) for v in value.values()):
                 raise bad(f"scales.{scale}.{key} must be a mapping of lists ({key}: {{name: [...]}})")
         for label, variant in (block.get("variants") or spec.get("variants") or {}).items():
             if isinstance(variant, dict) and not (

@@ -36,7 +36,8 @@ def test_a_variant_may_sweep_more_seeds_than_the_others():
     spec = {"scales": {"small": {
         "overrides": ["model=gmm"],
         "sweep": {"seed": [0, 1], "sampler.steps": [2, 4]},
-        "variants": {"ode": ["sampler=ode"], "glass": {"overrides": ["sampler=glass"], "sweep": {"seed": [0, 1, 2]}}},
+        "variants": {"ode": ["sampler=ode"],
+                     "glass": {"overrides": ["sampler=glass"], "sweep": {"seed": [0, 1, 2]}}},
     }}}  # fmt: skip
     jobs, labels = job_overrides(spec, "small", [])
     got = sorted((lab["variant"], ov[-2], ov[-1]) for ov, lab in zip(jobs, labels))

@@ -64,6 +64,16 @@ def test_a_committed_large_scale_run_gets_its_own_row(tmp_path, monkeypatch):
     assert sum("--scale large" in t for t in titles) == 1  # no large run of the others committed here
 
 
+def test_a_caption_names_the_methods_that_ran_more_seeds():
+    """Where a variant's own sweep gave two methods more seeds, the README caption says so instead of
+    quoting one method's count for all."""
+    s = {"flow": (0, 1, 16), "BoN-SDE": (0, 1, 64), "BoN-GLASS (ddpm)": (0, 1, 64), "x": (0, 1, 16)}
+    text = readme_results.seeds_text(s, {"BoN-GLASS (ddpm)": "BoN-GLASS"})
+    assert text == "16 seeds (64 for BoN-SDE, BoN-GLASS)"
+    assert readme_results.seeds_text({"a": (0, 1, 24), "b": (0, 1, 24)}) == "24 seeds"
+    assert readme_results.seeds_text({"a": (0, 1, 1)}) == "1 seed"
+
+
 def test_readme_quotes_each_shipped_checkpoints_quality_file():
     """The README's bullet on each shipped MNIST flow checkpoint quotes its quality file's FID, floor and
     ratio in every feature space it measured (one decimal), so a regenerated file cannot leave the
