@@ -80,29 +80,7 @@ def _check_definition(name: str, spec) -> None:
         allowed = ", ".join(SCALES + OPTIONAL_SCALES)
         raise bad(f"unknown scale {unknown[0]!r} under scales; choose from: {allowed}")
     for scale in scales_of(spec):
-        block = spec["scales"].get(scale)
-        if not isinstance(block, dict) or not isinstance(block.get("overrides"), list):
-            raise bad(f"scales.{scale}.overrides must be a list")
-        if not all(isinstance(o, str) for o in block["overrides"]):
-            raise bad(f"scales.{scale}.overrides must be a list of key=value strings")
-        for key in ("note", "ours"):
-            if key in block and not isinstance(block[key], str):
-                raise bad(f"scales.{scale}.{key} must be text")
-        for key in ("variants", "sweep"):
-            value = (block.get(key) or spec.get(key)) if key == "variants" else block.get(key)
-            if value is None:
-                continue
-            kinds = (list, dict) if key == "variants" else list  # a variant: overrides, or {overrides, sweep}
-            if not isinstance(value, dict) or not all(isinstance(v, kinds) for v in value.values()):
-                raise bad(f"scales.{scale}.{key} must be a mapping of lists ({key}: {{name: [...]}})")
-        for label, variant in (block.get("variants") or spec.get("variants") or {}).items():
-            if isinstance(variant, dict) and not (
-                set(variant) <= {"overrides", "sweep"} and isinstance(variant.get("overrides", []), list)
-                and isinstance(variant.get("sweep", {}), dict)
-                and all(isinstance(v, list) for v in variant.get("sweep", {}).values())
-            ):  # fmt: skip
-                raise bad(f"scales.{scale}.variants.{label} must be a list of overrides or a mapping "
-                          "{overrides: [...], sweep: {key: [...]}}")
+        _check_scale(bad, scale, spec)
     ps = spec.get("prompt_set", {})
     if not isinstance(ps, dict) or not all(isinstance(ps.get(k, []), list) for k in ("drop", "overrides")):
         raise bad("prompt_set must be a mapping with drop (keys) and overrides (key=value) lists")
@@ -126,3 +104,30 @@ def _check_definition(name: str, spec) -> None:
         and all(isinstance(ab, list) and len(ab) == 2 for ab in p["pairs"]) for p in paired
     ):  # fmt: skip
         raise bad("report.paired must be a list of {value, key, pairs: [[a, b], ...]} mappings")
+
+
+def _check_scale(bad, scale: str, spec: dict) -> None:
+    """One scale block: overrides, note and ours, variants (overrides, or {overrides, sweep}), sweep."""
+    block = spec["scales"].get(scale)
+    if not isinstance(block, dict) or not isinstance(block.get("overrides"), list):
+        raise bad(f"scales.{scale}.overrides must be a list")
+    if not all(isinstance(o, str) for o in block["overrides"]):
+        raise bad(f"scales.{scale}.overrides must be a list of key=value strings")
+    for key in ("note", "ours"):
+        if key in block and not isinstance(block[key], str):
+            raise bad(f"scales.{scale}.{key} must be text")
+    for key in ("variants", "sweep"):
+        value = (block.get(key) or spec.get(key)) if key == "variants" else block.get(key)
+        if value is None:
+            continue
+        kinds = (list, dict) if key == "variants" else list  # a variant: overrides, or {overrides, sweep}
+        if not isinstance(value, dict) or not all(isinstance(v, kinds) for v in value.values()):
+            raise bad(f"scales.{scale}.{key} must be a mapping of lists ({key}: {{name: [...]}})")
+    for label, variant in (block.get("variants") or spec.get("variants") or {}).items():
+        if isinstance(variant, dict) and not (
+            set(variant) <= {"overrides", "sweep"} and isinstance(variant.get("overrides", []), list)
+            and isinstance(variant.get("sweep", {}), dict)
+            and all(isinstance(v, list) for v in variant.get("sweep", {}).values())
+        ):  # fmt: skip
+            raise bad(f"scales.{scale}.variants.{label} must be a list of overrides or a mapping "
+                      "{overrides: [...], sweep: {key: [...]}}")
