@@ -77,7 +77,9 @@ class Generate(Task):
             scores = metric(s, lambda g: model.sample(n, g)) if inputs["oracle"] else metric(s)
         # a generated prior's calls count in main-network units (Gaussian prior: nfe itself)
         cost = model.prior_cost()
-        return s, {**scores, **inputs["path"], "nfe": nfe, "nfe_effective": round(nfe + cost, 3)}
+        # six significant figures, not three decimals: a tiny generator's cost (a measured time ratio, ~1e-4
+        # of the main network) must not round away to "free"
+        return s, {**scores, **inputs["path"], "nfe": nfe, "nfe_effective": float(f"{nfe + cost:.6g}")}
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
         return (model.sample(inputs["n"], generator) if inputs["oracle"] else None), {}
