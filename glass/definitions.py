@@ -8,7 +8,8 @@ from pathlib import Path
 
 from glass.config import UserError
 
-__all__ = ["SCALES", "OPTIONAL_SCALES", "definitions_dir", "names", "load", "scales_of"]
+__all__ = ["SCALES", "OPTIONAL_SCALES", "definitions_dir", "names", "load", "scales_of",
+           "variant_parts"]
 
 SCALES = ("small", "paper")  # every definition has these
 OPTIONAL_SCALES = ("large",)  # some have these: large = the strongest checkpoint at deciding sizes (a GPU)
@@ -116,18 +117,26 @@ def _check_scale(bad, scale: str, spec: dict) -> None:
     for key in ("note", "ours"):
         if key in block and not isinstance(block[key], str):
             raise bad(f"scales.{scale}.{key} must be text")
-    for key in ("variants", "sweep"):
-        value = (block.get(key) or spec.get(key)) if key == "variants" else block.get(key)
-        if value is None:
-            continue
-        kinds = (list, dict) if key == "variants" else list  # a variant: overrides, or {overrides, sweep}
-        if not isinstance(value, dict) or not all(isinstance(v, kinds) for v in value.values()):
-            raise bad(f"scales.{scale}.{key} must be a mapping of lists ({key}: {{name: [...]}})")
-    for label, variant in (block.get("variants") or spec.get("variants") or {}).items():
-        if isinstance(variant, dict) and not (
-            set(variant) <= {"overrides", "sweep"} and isinstance(variant.get("overrides", []), list)
-            and isinstance(variant.get("sweep", {}), dict)
-            and all(isinstance(v, list) for v in variant.get("sweep", {}).values())
-        ):  # fmt: skip
+    if block.get("sweep") is not None and not _mapping_of_lists(block["sweep"]):
+        raise bad(f"scales.{scale}.sweep must be a mapping of lists (sweep: {{name: [...]}})")
+    variants = block.get("variants") or spec.get("variants")
+    if variants is not None and not isinstance(variants, dict):
+        raise bad(f"scales.{scale}.variants must be a mapping of lists (variants: {{name: [...]}})")
+    for label, variant in (variants or {}).items():
+        own = isinstance(variant, dict) and set(variant) <= {"overrides", "sweep"} and isinstance(
+            variant.get("overrides", []), list) and _mapping_of_lists(variant.get("sweep", {}))  # fmt: skip
+        if not (isinstance(variant, list) or own):
             raise bad(f"scales.{scale}.variants.{label} must be a list of overrides or a mapping "
                       "{overrides: [...], sweep: {key: [...]}}")
+
+
+def _mapping_of_lists(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, list) for v in value.values())
+
+
+def variant_parts(variant: list | dict) -> tuple[list, dict]:
+    """A checked variant's (overrides, own sweep): a list is overrides alone, a mapping
+    ``{overrides, sweep}`` may also replace keys of its scale's sweep."""
+    if isinstance(variant, dict):
+        return variant.get("overrides", []), variant.get("sweep", {})
+    return variant, {}

@@ -36,7 +36,7 @@ import hashlib
 import itertools
 from pathlib import Path
 
-from glass.definitions import SCALES, check_scale, load, names
+from glass.definitions import SCALES, check_scale, load, names, variant_parts
 
 __all__ = ["SCALES", "names", "load", "job_overrides", "reproduce"]
 
@@ -53,9 +53,8 @@ def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[s
     variants = block.get("variants") or spec.get("variants") or {None: []}
     jobs, labels = [], []
     for variant, vov in variants.items():
-        own = vov if isinstance(vov, dict) else {"overrides": vov}  # {overrides, sweep}: its own sweep
-        vov = own.get("overrides", [])
-        sweep = {**(block.get("sweep") or {}), **own.get("sweep", {})}
+        vov, own = variant_parts(vov)
+        sweep = {**(block.get("sweep") or {}), **own}  # a variant's own sweep replaces those keys
         sweep = {k: v for k, v in sweep.items() if k not in given}  # the user's value wins
         keys = list(sweep)
         for values in itertools.product(*(sweep[k] for k in keys)):
@@ -63,6 +62,16 @@ def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[s
             jobs.append(_dedupe(ov))
             labels.append({"variant": variant} if variant is not None else {})
     return jobs, labels
+
+
+def _swept(spec: dict, scale: str) -> dict:
+    """Every key the scale sweeps, with every value it takes in the scale's sweep or a variant's own."""
+    block = spec["scales"].get(scale) or {}
+    swept = dict(block.get("sweep") or {})
+    for variant in (block.get("variants") or spec.get("variants") or {}).values():
+        for key, values in variant_parts(variant)[1].items():
+            swept[key] = list(dict.fromkeys([*swept.get(key, []), *values]))
+    return swept
 
 
 def _value(v) -> str:
@@ -117,7 +126,7 @@ def reproduce(
         extra.append(f"out_dir={out_dir}")
     overrides, labels = job_overrides(spec, scale, extra)
     given = {o.split("=", 1)[0].lstrip("+") for o in extra if "=" in o}
-    swept = (spec["scales"].get(scale) or {}).get("sweep") or {}
+    swept = _swept(spec, scale)
     for key in sorted(k for k in swept if k in given):  # the user's value wins: say what it replaces
         if announce:
             announce(f"{key}: your value replaces the definition's sweep over {swept[key]} "
