@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def parse_range(text: str | None, n: int) -> range:
     if text is None:
         return range(n)
     parts = str(text).split(":")
-    if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() or not p.strip() for p in parts):
+    if len(parts) != 2 or not all(re.fullmatch(r"\s*(-?[0-9]+)?\s*", p) for p in parts):  # ASCII digits
         raise ValueError(f"prompt_range must look like a:b (e.g. 0:100, :50, 200:), got {text!r}")
     start, stop = (int(p) if p.strip() else None for p in parts)
     selected = range(n)[slice(start, stop)]

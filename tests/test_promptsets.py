@@ -47,6 +47,9 @@ def test_slices_keep_the_index_in_the_whole_set():
         ("hole.tsv", "prompt\tx\n\t1\n", None, "line 2 has an empty 'prompt'"),
         ("ok.txt", "a\nb\n", "5:9", "selects no prompt of the 2"),
         ("ok.txt", "a\nb\n", "1-2", "prompt_range must look like a:b"),
+        ("ok.txt", "a\nb\n", "--1:", "prompt_range must look like a:b"),
+        ("ok.txt", "a\nb\n", "0:\u00b2", "prompt_range must look like a:b"),
+        ("ok.txt", "a\nb\n", "0:\u0663", "prompt_range must look like a:b"),
     ],
 )  # fmt: skip
 def test_bad_prompt_files_get_one_clear_line(tmp_path, name, text, range_, match):
