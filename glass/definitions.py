@@ -4,6 +4,7 @@ as ``glass/experiments/reproduce``), loaded and checked for the keys ``glass rep
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from glass.config import UserError
@@ -85,8 +86,10 @@ def _check_definition(name: str, spec) -> None:
     ps = spec.get("prompt_set", {})
     if not isinstance(ps, dict) or not all(isinstance(ps.get(k, []), list) for k in ("drop", "overrides")):
         raise bad("prompt_set must be a mapping with drop (keys) and overrides (key=value) lists")
-    if not isinstance(ps.get("sweep", {}), dict):
-        raise bad("prompt_set.sweep must be a mapping of lists (sweep: {key: [...]})")
+    if "sweep" in ps:
+        ps["sweep"] = _ranges(bad, "prompt_set.sweep", ps["sweep"])
+    if not _mapping_of_lists(ps.get("sweep", {})):
+        raise bad("prompt_set.sweep must be a mapping of lists or range(start, stop) (sweep: {key: [...]})")
     report = spec.get("report", {})
     if not isinstance(report, dict):
         raise bad("report must be a mapping with plots and tables")
@@ -117,17 +120,43 @@ def _check_scale(bad, scale: str, spec: dict) -> None:
     for key in ("note", "ours"):
         if key in block and not isinstance(block[key], str):
             raise bad(f"scales.{scale}.{key} must be text")
+    if block.get("sweep") is not None:
+        block["sweep"] = _ranges(bad, f"scales.{scale}.sweep", block["sweep"])
     if block.get("sweep") is not None and not _mapping_of_lists(block["sweep"]):
-        raise bad(f"scales.{scale}.sweep must be a mapping of lists (sweep: {{name: [...]}})")
+        raise bad(f"scales.{scale}.sweep must be a mapping of lists or range(start, stop) "
+                  "(sweep: {name: [...]})")
     variants = block.get("variants") or spec.get("variants")
     if variants is not None and not isinstance(variants, dict):
         raise bad(f"scales.{scale}.variants must be a mapping of lists (variants: {{name: [...]}})")
     for label, variant in (variants or {}).items():
+        if isinstance(variant, dict) and "sweep" in variant:
+            variant["sweep"] = _ranges(bad, f"scales.{scale}.variants.{label}.sweep", variant["sweep"])
         own = isinstance(variant, dict) and set(variant) <= {"overrides", "sweep"} and isinstance(
             variant.get("overrides", []), list) and _mapping_of_lists(variant.get("sweep", {}))  # fmt: skip
         if not (isinstance(variant, list) or own):
             raise bad(f"scales.{scale}.variants.{label} must be a list of overrides or a mapping "
                       "{overrides: [...], sweep: {key: [...]}}")
+
+
+_RANGE = re.compile(r"range\(\s*(-?[0-9]+)\s*,\s*(-?[0-9]+)\s*(?:,\s*(-?[0-9]+)\s*)?\)")
+
+
+def _ranges(bad, where: str, sweep):
+    """A sweep with each ``range(start, stop[, step])`` (Hydra's sweep syntax; stop excluded, as in
+    Python) replaced by the list of integers it stands for: ``seed: range(0, 100)`` is seeds 0..99."""
+    if not isinstance(sweep, dict):
+        return sweep
+    out = {}
+    for key, value in sweep.items():
+        match = _RANGE.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            out[key] = value
+            continue
+        start, stop, step = (int(g) if g is not None else 1 for g in match.groups())
+        out[key] = list(range(start, stop, step)) if step else []
+        if not out[key]:
+            raise bad(f"{where}.{key}: {value.strip()} selects no value (as in Python, stop is excluded)")
+    return out
 
 
 def _mapping_of_lists(value) -> bool:

@@ -2,6 +2,7 @@
 and reports are redrawn from results without recomputing."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -49,6 +50,34 @@ def test_a_variant_may_sweep_more_seeds_than_the_others():
     assert _swept(spec, "small") == {"seed": [0, 1, 2], "sampler.steps": [2, 4]}  # what a user value replaces
     jobs, labels = job_overrides(spec, "small", ["seed=7"])
     assert len(jobs) == 4 and all(ov[-1] == "seed=7" for ov in jobs)
+
+
+def test_a_sweep_may_say_range_as_hydra_does():
+    """``range(start, stop[, step])`` in a scale's, a variant's or the prompt set's sweep is the list
+    Python's range gives (stop excluded), so job_overrides sees plain lists; an empty one is refused."""
+    from glass.definitions import _check_definition
+
+    spec = {"title": "x", "scales": {
+        "small": {"overrides": [], "sweep": {"seed": "range(0, 3)", "sampler.steps": [2]},
+                  "variants": {"a": [], "b": {"overrides": [], "sweep": {"seed": " range( 10 , 4 , -3 ) "}}}},
+        "paper": {"overrides": [], "sweep": {"seed": [0, 1]}}},
+        "prompt_set": {"sweep": {"seed": "range(2,4)"}}}  # fmt: skip
+    _check_definition("x", spec)
+    assert spec["scales"]["small"]["sweep"] == {"seed": [0, 1, 2], "sampler.steps": [2]}
+    assert spec["scales"]["small"]["variants"]["b"]["sweep"] == {"seed": [10, 7]}
+    assert spec["prompt_set"]["sweep"] == {"seed": [2, 3]}
+    assert spec["scales"]["paper"]["sweep"] == {"seed": [0, 1]}
+    jobs, _ = job_overrides(spec, "small", [])
+    assert sorted(ov[-2] for ov in jobs) == ["seed=0", "seed=1", "seed=10", "seed=2", "seed=7"]
+    for bad_range in ("range(5, 0)", "range(0, 5, 0)"):
+        spec["scales"]["small"]["sweep"] = {"seed": bad_range}
+        want = (f"experiment x: scales.small.sweep.seed: {bad_range} selects no value "
+                "(as in Python, stop is excluded)")
+        with pytest.raises(UserError, match=f"^{re.escape(want)}$"):
+            _check_definition("x", spec)
+    spec["scales"]["small"]["sweep"] = {"seed": "range(0 to 5)"}
+    with pytest.raises(UserError, match="scales.small.sweep must be a mapping of lists or range"):
+        _check_definition("x", spec)
 
 
 def test_reproduce_end_to_end_then_report_redraws_without_recomputing(tmp_path):

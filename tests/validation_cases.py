@@ -385,6 +385,9 @@ _TABLE: dict[str, list[tuple]] = {
          "scales.small.overrides must be a list of key=value strings", "definitions"),
         ("sweep values not a list", "reproduce sweep-value",
          "scales.small.sweep must be a mapping of lists", "definitions"),
+        ("a sweep range that selects nothing", "reproduce empty-range",
+         "scales.small.sweep.seed: range(5, 0) selects no value (as in Python, stop is excluded)",
+         "definitions"),
         ("variants not a mapping", "reproduce variants-list",
          "scales.small.variants must be a mapping of lists", "definitions"),
         ("a variant's own sweep not a mapping of lists", "reproduce variant-sweep",
@@ -468,6 +471,8 @@ _DEFINITIONS = {
                  "  large: {overrides: [], ours: [a]}\n",
     "number-override": "title: x\nscales:\n  small: {overrides: [model=gmm, 5]}\n  paper: {overrides: []}\n",
     "sweep-value": "title: x\nscales:\n  small: {overrides: [model=gmm], sweep: {seed: 3}}\n"
+    "  paper: {overrides: []}\n",
+    "empty-range": "title: x\nscales:\n  small: {overrides: [model=gmm], sweep: {seed: 'range(5, 0)'}}\n"
     "  paper: {overrides: []}\n",
     "variants-list": "title: x\nscales:\n  small: {overrides: [model=gmm], variants: [a, b]}\n"
     "  paper: {overrides: []}\n",
