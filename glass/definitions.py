@@ -89,7 +89,7 @@ def _check_definition(name: str, spec) -> None:
     if "sweep" in ps:
         ps["sweep"] = _ranges(bad, "prompt_set.sweep", ps["sweep"])
     if not _mapping_of_lists(ps.get("sweep", {})):
-        raise bad("prompt_set.sweep must be a mapping of lists or range(start, stop) (sweep: {key: [...]})")
+        raise bad(f"prompt_set.sweep must be a mapping of lists or {RANGE_FORM}")
     report = spec.get("report", {})
     if not isinstance(report, dict):
         raise bad("report must be a mapping with plots and tables")
@@ -123,8 +123,7 @@ def _check_scale(bad, scale: str, spec: dict) -> None:
     if block.get("sweep") is not None:
         block["sweep"] = _ranges(bad, f"scales.{scale}.sweep", block["sweep"])
     if block.get("sweep") is not None and not _mapping_of_lists(block["sweep"]):
-        raise bad(f"scales.{scale}.sweep must be a mapping of lists or range(start, stop) "
-                  "(sweep: {name: [...]})")
+        raise bad(f"scales.{scale}.sweep must be a mapping of lists or {RANGE_FORM}")
     variants = block.get("variants") or spec.get("variants")
     if variants is not None and not isinstance(variants, dict):
         raise bad(f"scales.{scale}.variants must be a mapping of lists (variants: {{name: [...]}})")
@@ -135,27 +134,35 @@ def _check_scale(bad, scale: str, spec: dict) -> None:
             variant.get("overrides", []), list) and _mapping_of_lists(variant.get("sweep", {}))  # fmt: skip
         if not (isinstance(variant, list) or own):
             raise bad(f"scales.{scale}.variants.{label} must be a list of overrides or a mapping "
-                      "{overrides: [...], sweep: {key: [...]}}")
+                      "{overrides: [...], sweep: {key: [...] or range(...)}}")
 
 
 _RANGE = re.compile(r"range\(\s*(-?[0-9]+)\s*,\s*(-?[0-9]+)\s*(?:,\s*(-?[0-9]+)\s*)?\)")
+MAX_RANGE = 100_000  # values one range may stand for (a typo must not build a huge list in load())
+RANGE_FORM = 'range(start, stop[, step]) with integers, in quotes (seed: "range(0, 100)")'
 
 
 def _ranges(bad, where: str, sweep):
-    """A sweep with each ``range(start, stop[, step])`` (Hydra's sweep syntax; stop excluded, as in
-    Python) replaced by the list of integers it stands for: ``seed: range(0, 100)`` is seeds 0..99."""
+    """A sweep with each ``range(start, stop[, step])`` (Hydra's integer range sweep; stop excluded, as
+    in Python) replaced by the list it stands for: ``seed: "range(0, 100)"`` is seeds 0..99."""
     if not isinstance(sweep, dict):
         return sweep
     out = {}
     for key, value in sweep.items():
-        match = _RANGE.fullmatch(value.strip()) if isinstance(value, str) else None
+        text = value.strip() if isinstance(value, str) else ""
+        match = _RANGE.fullmatch(text)
+        if match is None and text.startswith("range"):
+            raise bad(f"{where}.{key}: {value!r} is not {RANGE_FORM}")  # unquoted, it splits at ','
         if match is None:
             out[key] = value
             continue
         start, stop, step = (int(g) if g is not None else 1 for g in match.groups())
-        out[key] = list(range(start, stop, step)) if step else []
-        if not out[key]:
-            raise bad(f"{where}.{key}: {value.strip()} selects no value (as in Python, stop is excluded)")
+        if step == 0:
+            raise bad(f"{where}.{key}: {text} has step 0; the step must not be 0")
+        if not 0 < len(range(start, stop, step)) <= MAX_RANGE:
+            raise bad(f"{where}.{key}: {text} selects {len(range(start, stop, step)):,} values; "
+                      f"a range must select 1 to {MAX_RANGE:,} (as in Python, stop is excluded)")
+        out[key] = list(range(start, stop, step))
     return out
 
 
