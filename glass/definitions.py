@@ -159,8 +159,9 @@ def _ranges(bad, where: str, sweep):
         start, stop, step = (int(g) if g is not None else 1 for g in match.groups())
         if step == 0:
             raise bad(f"{where}.{key}: {text} has step 0; the step must not be 0")
-        if not 0 < len(range(start, stop, step)) <= MAX_RANGE:
-            raise bad(f"{where}.{key}: {text} selects {len(range(start, stop, step)):,} values; "
+        count = max(0, -((start - stop) // step))  # len(range(...)) without its C-size limit
+        if not 0 < count <= MAX_RANGE:
+            raise bad(f"{where}.{key}: {text} selects {count:,} values; "
                       f"a range must select 1 to {MAX_RANGE:,} (as in Python, stop is excluded)")
         out[key] = list(range(start, stop, step))
     return out

@@ -73,6 +73,8 @@ def test_a_sweep_may_say_range_as_hydra_does():
     for bad_range, why in (("range(5, 0)", "selects 0 values; a range must select 1 to 100,000"),
                            ("range(0, 10**9)", "is not range(start, stop[, step]) with integers"),
                            ("range(0, 1000000)", "selects 1,000,000 values"),
+                           (f"range(0, {10**30})", f"selects {10**30:,} values"),
+                           ("range(1, 9, -2)", "selects 0 values"),
                            ("range(0, 5, 0)", "has step 0; the step must not be 0"),
                            ("range(0.5, 3)", "is not range(start, stop[, step]) with integers")):
         spec["scales"]["small"]["sweep"] = {"seed": bad_range}
