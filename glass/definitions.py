@@ -4,7 +4,6 @@ as ``glass/experiments/reproduce``), loaded and checked for the keys ``glass rep
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from glass.config import UserError
@@ -87,9 +86,7 @@ def _check_definition(name: str, spec) -> None:
     if not isinstance(ps, dict) or not all(isinstance(ps.get(k, []), list) for k in ("drop", "overrides")):
         raise bad("prompt_set must be a mapping with drop (keys) and overrides (key=value) lists")
     if "sweep" in ps:
-        ps["sweep"] = _ranges(bad, "prompt_set.sweep", ps["sweep"])
-    if not _mapping_of_lists(ps.get("sweep", {})):
-        raise bad(f"prompt_set.sweep must be a mapping of lists or {RANGE_FORM}")
+        ps["sweep"] = _sweep(bad, "prompt_set.sweep", ps["sweep"])
     report = spec.get("report", {})
     if not isinstance(report, dict):
         raise bad("report must be a mapping with plots and tables")
@@ -121,54 +118,57 @@ def _check_scale(bad, scale: str, spec: dict) -> None:
         if key in block and not isinstance(block[key], str):
             raise bad(f"scales.{scale}.{key} must be text")
     if block.get("sweep") is not None:
-        block["sweep"] = _ranges(bad, f"scales.{scale}.sweep", block["sweep"])
-    if block.get("sweep") is not None and not _mapping_of_lists(block["sweep"]):
-        raise bad(f"scales.{scale}.sweep must be a mapping of lists or {RANGE_FORM}")
+        block["sweep"] = _sweep(bad, f"scales.{scale}.sweep", block["sweep"])
     variants = block.get("variants") or spec.get("variants")
     if variants is not None and not isinstance(variants, dict):
         raise bad(f"scales.{scale}.variants must be a mapping of lists (variants: {{name: [...]}})")
     for label, variant in (variants or {}).items():
-        if isinstance(variant, dict) and "sweep" in variant:
-            variant["sweep"] = _ranges(bad, f"scales.{scale}.variants.{label}.sweep", variant["sweep"])
         own = isinstance(variant, dict) and set(variant) <= {"overrides", "sweep"} and isinstance(
-            variant.get("overrides", []), list) and _mapping_of_lists(variant.get("sweep", {}))  # fmt: skip
+            variant.get("overrides", []), list)  # fmt: skip
         if not (isinstance(variant, list) or own):
             raise bad(f"scales.{scale}.variants.{label} must be a list of overrides or a mapping "
-                      "{overrides: [...], sweep: {key: [...] or range(...)}}")
+                      "{overrides: [...], sweep: {key: [...]}}")
+        if isinstance(variant, dict) and "sweep" in variant:
+            variant["sweep"] = _sweep(bad, f"scales.{scale}.variants.{label}.sweep", variant["sweep"])
 
 
-_RANGE = re.compile(r"range\(\s*(-?[0-9]+)\s*,\s*(-?[0-9]+)\s*(?:,\s*(-?[0-9]+)\s*)?\)")
 MAX_RANGE = 100_000  # values one range may stand for (a typo must not build a huge list in load())
-RANGE_FORM = 'range(start, stop[, step]) with integers, in quotes (seed: "range(0, 100)")'
+RANGE_FORM = 'Hydra\'s range(start, stop[, step]), in quotes (seed: "range(0, 100)")'
 
 
-def _ranges(bad, where: str, sweep):
-    """A sweep with each ``range(start, stop[, step])`` (Hydra's integer range sweep; stop excluded, as
-    in Python) replaced by the list it stands for: ``seed: "range(0, 100)"`` is seeds 0..99."""
+def _sweep(bad, where: str, sweep) -> dict:
+    """A checked sweep, ``{key: [values]}``, each value written ``range(start, stop[, step])`` replaced by
+    the list Hydra's override parser gives for it (stop excluded, as in Python): ``"range(0, 100)"`` is
+    0..99."""
     if not isinstance(sweep, dict):
-        return sweep
+        raise bad(f"{where} must be a mapping of lists or {RANGE_FORM}")
     out = {}
     for key, value in sweep.items():
-        text = value.strip() if isinstance(value, str) else ""
-        match = _RANGE.fullmatch(text)
-        if match is None and text.startswith("range"):
-            raise bad(f"{where}.{key}: {value!r} is not {RANGE_FORM}")  # unquoted, it splits at ','
-        if match is None:
-            out[key] = value
-            continue
-        start, stop, step = (int(g) if g is not None else 1 for g in match.groups())
-        if step == 0:
-            raise bad(f"{where}.{key}: {text} has step 0; the step must not be 0")
-        count = max(0, -((start - stop) // step))  # len(range(...)) without its C-size limit
-        if not 0 < count <= MAX_RANGE:
-            raise bad(f"{where}.{key}: {text} selects {count:,} values; "
-                      f"a range must select 1 to {MAX_RANGE:,} (as in Python, stop is excluded)")
-        out[key] = list(range(start, stop, step))
+        if isinstance(value, str) and value.strip().startswith("range"):
+            value = _range(bad, f"{where}.{key}", value.strip())
+        if not isinstance(value, list):
+            raise bad(f"{where} must be a mapping of lists or {RANGE_FORM}")
+        out[key] = value
     return out
 
 
-def _mapping_of_lists(value) -> bool:
-    return isinstance(value, dict) and all(isinstance(v, list) for v in value.values())
+def _range(bad, where: str, text: str) -> list:
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+
+    try:
+        parsed = OverridesParser.create().parse_override(f"key={text}")
+        if parsed.value_type != ValueType.RANGE_SWEEP:
+            raise ValueError("not a range")
+        values = list(itertools.islice(parsed.sweep_iterator(), MAX_RANGE + 1))
+    except Exception:  # Hydra's parse errors, or range()'s own (a zero step)
+        raise bad(f"{where}: {text!r} is not {RANGE_FORM}") from None  # unquoted, YAML splits it at ','
+    if not 0 < len(values) <= MAX_RANGE:
+        raise bad(f"{where}: {text} selects {'no' if not values else 'over 100,000'} values; a range must "
+                  f"select 1 to {MAX_RANGE:,} (as in Python, stop is excluded)")
+    return values
 
 
 def variant_parts(variant: list | dict) -> tuple[list, dict]:

@@ -13,7 +13,7 @@ Each experiment is one YAML file in ``experiments/reproduce/`` (installed wheels
                           # may be {overrides: [...], sweep: {key: [values]}}: its sweep replaces
                           # those keys of the scale's (more seeds for the methods a comparison needs)
         sweep: {key: [values]}           # cartesian product (Hydra's basic sweeper); a value
-                          # may be Hydra's integer range, quoted: seed: "range(0, 100)" is 0..99
+                          # may be Hydra's range, quoted: seed: "range(0, 100)" is 0..99
       large: {...}        # optional: the strongest checkpoint at sizes that decide the paper's
                           # rankings (minutes on one GPU, hours on 2 CPU cores); any scale may
                           # carry note (cost, shown in the report) and ours (replaces ours there)

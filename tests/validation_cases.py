@@ -386,16 +386,19 @@ _TABLE: dict[str, list[tuple]] = {
         ("sweep values not a list", "reproduce sweep-value",
          "scales.small.sweep must be a mapping of lists", "definitions"),
         ("a sweep range that selects nothing", "reproduce empty-range",
-         "scales.small.sweep.seed: range(5, 0) selects 0 values; a range must select 1 to 100,000 (as in "
+         "scales.small.sweep.seed: range(5, 0) selects no values; a range must select 1 to 100,000 (as in "
          "Python, stop is excluded)", "definitions"),
         ("a sweep range written without quotes in a flow mapping", "reproduce unquoted-range",
-         "scales.small.sweep.seed: 'range(0' is not range(start, stop[, step]) with integers, in quotes "
+         "scales.small.sweep.seed: 'range(0' is not Hydra's range(start, stop[, step]), in quotes "
          "(seed: \"range(0, 100)\")", "definitions"),
         ("variants not a mapping", "reproduce variants-list",
          "scales.small.variants must be a mapping of lists", "definitions"),
         ("a variant's own sweep not a mapping of lists", "reproduce variant-sweep",
+         "scales.small.variants.b.sweep must be a mapping of lists or Hydra's range(start, stop[, step])",
+         "definitions"),
+        ("a variant that is neither overrides nor {overrides, sweep}", "reproduce variant-keys",
          "scales.small.variants.b must be a list of overrides or a mapping {overrides: [...], sweep: "
-         "{key: [...] or range(...)}}", "definitions"),
+         "{key: [...]}}", "definitions"),
         ("report not a mapping", "reproduce report-list",
          "report must be a mapping with plots and tables", "definitions"),
         ("a plot without y", "reproduce plot-no-y",
@@ -478,6 +481,8 @@ _DEFINITIONS = {
     "empty-range": "title: x\nscales:\n  small: {overrides: [model=gmm], sweep: {seed: 'range(5, 0)'}}\n"
     "  paper: {overrides: []}\n",
     "unquoted-range": "title: x\nscales:\n  small: {overrides: [model=gmm], sweep: {seed: range(0, 5)}}\n"
+    "  paper: {overrides: []}\n",
+    "variant-keys": "title: x\nscales:\n  small: {overrides: [model=gmm], variants: {b: {seeds: [1]}}}\n"
     "  paper: {overrides: []}\n",
     "variants-list": "title: x\nscales:\n  small: {overrides: [model=gmm], variants: [a, b]}\n"
     "  paper: {overrides: []}\n",
