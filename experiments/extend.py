@@ -1,0 +1,151 @@
+"""More seeds for some methods of a committed reproduction, carried across sessions on main.
+
+A ranking that the committed seeds leave unresolved gets more seeds for the two methods it compares,
+with the count fixed (and written in ``experiments/pending/README.md``) before any new seed is run.
+The work machines keep only what is committed, and such a run outlasts a session on 2 CPU cores, so
+every finished job's summary row is saved to ``experiments/pending/NAME-SCALE.csv`` and committed;
+a later session skips the jobs whose rows are there. The rows are not read until every job is in.
+
+    python -m experiments.extend run table1-fks large 16 64 BoN-SDE "BoN-GLASS (ddpm)"
+    python -m experiments.extend save table1-fks large      # finished rows -> experiments/pending/
+    python -m experiments.extend merge table1-fks large 16 64 BoN-SDE "BoN-GLASS (ddpm)"
+
+``run`` also reruns seed 0 of each method (already committed): ``merge`` requires it to reproduce
+the committed row (the machine, the libraries and the code still give the same numbers), then adds
+the new rows to the committed ``summary.csv`` with the job names of the full sweep. Two copies of
+``run`` (OMP_NUM_THREADS=1 each) share the jobs through the sweep's claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+from glass.definitions import load
+from glass.reproduce import job_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+PENDING = ROOT / "experiments" / "pending"
+RESULTS = ROOT / "experiments" / "results" / "reproduce"
+OUT_DIR = ".dev/large_cpu"  # the committed large runs' out_dir (their rows' overrides say so)
+CHECK_SEED = 0
+
+
+def wanted(name: str, scale: str, first: int, stop: int, methods: list[str]) -> list[tuple[list[str], dict]]:
+    """(overrides, labels) of the new jobs: seeds first..stop-1 and CHECK_SEED of the methods."""
+    spec = load(name)
+    jobs, labels = job_overrides(spec, scale, [f"out_dir={OUT_DIR}"])
+    seeds = {CHECK_SEED, *range(first, stop)}
+    out = []
+    for method in methods:
+        base = [(ov, lab) for ov, lab in zip(jobs, labels) if lab.get("variant") == method]
+        if not base:
+            raise SystemExit(f"{name} --scale {scale} has no variant {method!r}")
+        ov, lab = base[0]
+        for seed in sorted(seeds):
+            out.append(([f"seed={seed}" if o.startswith("seed=") else o for o in ov], lab))
+    return out
+
+
+def sweep_dir(name: str, scale: str) -> Path:
+    return ROOT / "outputs" / "extend" / f"{name}-{scale}"
+
+
+def pending_file(name: str, scale: str) -> Path:
+    return PENDING / f"{name}-{scale}.csv"
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run(args) -> None:
+    from glass.experiment import prepare_jobs, release
+    from glass.sweep import sweep
+
+    saved = {r["overrides"] for r in read_rows(pending_file(args.name, args.scale))}
+    todo = [(ov, lab) for ov, lab in wanted(args.name, args.scale, args.first, args.stop, args.methods)
+            if " ".join(ov) not in saved]  # fmt: skip
+    print(f"{len(todo)} jobs to run ({len(saved)} saved rows skipped)", flush=True)
+    if not todo:
+        return
+    jobs = prepare_jobs([ov for ov, _ in todo])
+    try:
+        sweep(jobs, sweep_dir(args.name, args.scale), labels=[lab for _, lab in todo], announce=print)
+    finally:
+        release(jobs)
+
+
+def save(args) -> None:
+    """Rows of the finished jobs (saved before or in the sweep directory) -> the pending CSV."""
+    from glass.sweep import collect
+
+    path = pending_file(args.name, args.scale)
+    rows = {r["overrides"]: r for r in read_rows(path)}
+    for r in collect(sweep_dir(args.name, args.scale)) if sweep_dir(args.name, args.scale).is_dir() else []:
+        rows.setdefault(r["overrides"], {k: ("" if v is None else str(v)) for k, v in r.items()})
+    write_csv(path, list(rows.values()))
+    print(f"{path}: {len(rows)} rows")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def merge(args) -> None:
+    """Check the rerun seed against the committed rows, then add the new rows to summary.csv."""
+    new = {r["overrides"]: r for r in read_rows(pending_file(args.name, args.scale))}
+    want = wanted(args.name, args.scale, args.first, args.stop, args.methods)
+    missing = [" ".join(ov) for ov, _ in want if " ".join(ov) not in new]
+    if missing:
+        raise SystemExit(f"{len(missing)} of {len(want)} jobs have no saved row yet, e.g. {missing[0]}")
+    summary = RESULTS / args.name / args.scale / "summary.csv"
+    committed = read_rows(summary)
+    by_key = {(r["variant"], r["seed"]): r for r in committed}
+    for ov, lab in want:
+        row = new[" ".join(ov)]
+        key = (lab["variant"], row["seed"])
+        if int(row["seed"]) == CHECK_SEED:
+            old = by_key[key]
+            if row["job"].split("-", 1)[1] != old["job"].split("-", 1)[1]:
+                raise SystemExit(f"{key}: config hash differs from the committed job {old['job']}")
+            if not math.isclose(float(row["reward"]), float(old["reward"]), rel_tol=1e-6):
+                raise SystemExit(f"{key}: rerun reward {row['reward']} != committed {old['reward']}")
+            print(f"{key}: the rerun reproduces the committed reward {old['reward']}")
+        elif key in by_key:
+            raise SystemExit(f"{key} is committed already")
+    added = [new[" ".join(ov)] for ov, _ in want if int(new[" ".join(ov)]["seed"]) != CHECK_SEED]
+    order = list(load(args.name)["scales"][args.scale]["variants"])
+    rows = sorted(committed + added, key=lambda r: (order.index(r["variant"]), int(r["seed"])))
+    for i, r in enumerate(rows):  # the full sweep's job names: position, then the config hash
+        r["job"] = f"{i:03d}-{r['job'].split('-', 1)[1]}"
+    write_csv(summary, rows)
+    print(f"{summary}: {len(committed)} + {len(added)} rows")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["run", "save", "merge"])
+    ap.add_argument("name")
+    ap.add_argument("scale")
+    ap.add_argument("first", type=int, nargs="?", default=0)
+    ap.add_argument("stop", type=int, nargs="?", default=0)
+    ap.add_argument("methods", nargs="*")
+    args = ap.parse_args()
+    {"run": run, "save": save, "merge": merge}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
