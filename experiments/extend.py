@@ -9,6 +9,7 @@ a later session skips the jobs whose rows are there. The rows are not read until
     python -m experiments.extend run table1-fks large 16 64 BoN-SDE "BoN-GLASS (ddpm)"
     python -m experiments.extend save table1-fks large      # finished rows -> experiments/pending/
     python -m experiments.extend merge table1-fks large 16 64 BoN-SDE "BoN-GLASS (ddpm)"
+    python -m experiments.extend run table4-sampling large 32 84   # no variants: every job's sampler
 
 ``run`` also reruns seed 0 of each method (already committed): ``merge`` requires it to reproduce
 the committed row (the machine, the libraries and the code still give the same numbers), then adds
@@ -34,19 +35,26 @@ CHECK_SEED = 0
 
 
 def wanted(name: str, scale: str, first: int, stop: int, methods: list[str]) -> list[tuple[list[str], dict]]:
-    """(overrides, labels) of the new jobs: seeds first..stop-1 and CHECK_SEED of the methods."""
-    spec = load(name)
-    jobs, labels = job_overrides(spec, scale, [f"out_dir={OUT_DIR}"])
-    seeds = {CHECK_SEED, *range(first, stop)}
-    out = []
+    """(overrides, labels) of the new jobs: seeds first..stop-1 and CHECK_SEED of the methods (the
+    variants named, or every job of a definition without variants)."""
+    jobs, labels = job_overrides(load(name), scale, [f"out_dir={OUT_DIR}"])
+    first_job = {}  # variant -> its first job, whose seed is replaced
+    for ov, lab in zip(jobs, labels):
+        first_job.setdefault(lab.get("variant"), (ov, lab))
     for method in methods:
-        base = [(ov, lab) for ov, lab in zip(jobs, labels) if lab.get("variant") == method]
-        if not base:
+        if method not in first_job:
             raise SystemExit(f"{name} --scale {scale} has no variant {method!r}")
-        ov, lab = base[0]
-        for seed in sorted(seeds):
+    out = []
+    for method in methods or list(first_job):
+        ov, lab = first_job[method]
+        for seed in sorted({CHECK_SEED, *range(first, stop)}):
             out.append(([f"seed={seed}" if o.startswith("seed=") else o for o in ov], lab))
     return out
+
+
+def key(row: dict) -> tuple[str, str]:
+    """A summary row's identity: its job's overrides and its kernel (a job may compare several)."""
+    return row["overrides"], row.get("sampler", "")
 
 
 def sweep_dir(name: str, scale: str) -> Path:
@@ -85,12 +93,12 @@ def save(args) -> None:
     """Rows of the finished jobs (saved before or in the sweep directory) -> the pending CSV."""
     from glass.sweep import collect
 
-    path = pending_file(args.name, args.scale)
-    rows = {r["overrides"]: r for r in read_rows(path)}
-    for r in collect(sweep_dir(args.name, args.scale)) if sweep_dir(args.name, args.scale).is_dir() else []:
-        rows.setdefault(r["overrides"], {k: ("" if v is None else str(v)) for k, v in r.items()})
+    path, where = pending_file(args.name, args.scale), sweep_dir(args.name, args.scale)
+    rows = {key(r): r for r in read_rows(path)}
+    for r in collect(where) if where.is_dir() else []:
+        rows.setdefault(key(r), {k: ("" if v is None else str(v)) for k, v in r.items()})
     write_csv(path, list(rows.values()))
-    print(f"{path}: {len(rows)} rows")
+    print(f"{path}: {len(rows)} rows, {len({k[0] for k in rows})} jobs")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -106,31 +114,39 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def merge(args) -> None:
     """Check the rerun seed against the committed rows, then add the new rows to summary.csv."""
-    new = {r["overrides"]: r for r in read_rows(pending_file(args.name, args.scale))}
-    want = wanted(args.name, args.scale, args.first, args.stop, args.methods)
-    missing = [" ".join(ov) for ov, _ in want if " ".join(ov) not in new]
+    spec = load(args.name)
+    value = spec["report"]["paired"][0]["value"]  # the compared quantity (reward, FID, ...)
+    saved = read_rows(pending_file(args.name, args.scale))
+    want = {
+        " ".join(ov): lab for ov, lab in wanted(args.name, args.scale, args.first, args.stop, args.methods)
+    }
+    missing = [ov for ov in want if ov not in {r["overrides"] for r in saved}]
     if missing:
         raise SystemExit(f"{len(missing)} of {len(want)} jobs have no saved row yet, e.g. {missing[0]}")
     summary = RESULTS / args.name / args.scale / "summary.csv"
     committed = read_rows(summary)
-    by_key = {(r["variant"], r["seed"]): r for r in committed}
-    for ov, lab in want:
-        row = new[" ".join(ov)]
-        key = (lab["variant"], row["seed"])
-        if int(row["seed"]) == CHECK_SEED:
-            old = by_key[key]
-            if row["job"].split("-", 1)[1] != old["job"].split("-", 1)[1]:
-                raise SystemExit(f"{key}: config hash differs from the committed job {old['job']}")
-            if not math.isclose(float(row["reward"]), float(old["reward"]), rel_tol=1e-6):
-                raise SystemExit(f"{key}: rerun reward {row['reward']} != committed {old['reward']}")
-            print(f"{key}: the rerun reproduces the committed reward {old['reward']}")
-        elif key in by_key:
-            raise SystemExit(f"{key} is committed already")
-    added = [new[" ".join(ov)] for ov, _ in want if int(new[" ".join(ov)]["seed"]) != CHECK_SEED]
-    order = list(load(args.name)["scales"][args.scale]["variants"])
-    rows = sorted(committed + added, key=lambda r: (order.index(r["variant"]), int(r["seed"])))
-    for i, r in enumerate(rows):  # the full sweep's job names: position, then the config hash
-        r["job"] = f"{i:03d}-{r['job'].split('-', 1)[1]}"
+    identity = lambda r: (r.get("variant", ""), int(r["seed"]), r.get("sampler", ""))  # noqa: E731
+    by_id = {identity(r): r for r in committed}
+    added = []
+    for row in (r for r in saved if r["overrides"] in want):
+        old = by_id.get(identity(row))
+        if int(row["seed"]) != CHECK_SEED:
+            if old is not None:
+                raise SystemExit(f"{identity(row)} is committed already")
+            added.append(row)
+            continue
+        if old is None or row["job"].split("-", 1)[1] != old["job"].split("-", 1)[1]:
+            raise SystemExit(f"{identity(row)}: config hash differs from the committed job")
+        if not math.isclose(float(row[value]), float(old[value]), rel_tol=1e-6):
+            raise SystemExit(f"{identity(row)}: rerun {value} {row[value]} != committed {old[value]}")
+        print(f"{identity(row)}: the rerun reproduces the committed {value} {old[value]}")
+    order = list(spec["scales"][args.scale].get("variants") or [""])
+    rows = sorted(committed + added, key=lambda r: (order.index(r.get("variant", "")), int(r["seed"])))
+    index, last = -1, None
+    for r in rows:  # the full sweep's job names: its position, then the config hash
+        index += (r.get("variant", ""), r["seed"]) != last
+        last = (r.get("variant", ""), r["seed"])
+        r["job"] = f"{index:03d}-{r['job'].split('-', 1)[1]}"
     write_csv(summary, rows)
     print(f"{summary}: {len(committed)} + {len(added)} rows")
 

@@ -8,66 +8,79 @@ import pytest
 
 from experiments import extend
 
-METHODS = ["BoN-SDE", "BoN-GLASS (ddpm)"]
+T1 = ("table1-fks", ["BoN-SDE", "BoN-GLASS (ddpm)"])  # variants, one row per job
+T4 = ("table4-sampling", [])  # no variants, one row per kernel of a job
 
 
-def _committed(name="table1-fks", scale="large"):
-    return extend.read_rows(extend.RESULTS / name / scale / "summary.csv")
+def _committed(name):
+    return extend.read_rows(extend.RESULTS / name / "large" / "summary.csv")
 
 
-def test_the_rerun_seed_of_each_method_is_the_committed_job_exactly():
+def _seed(overrides):
+    return int(next(o for o in overrides if o.startswith("seed=")).split("=")[1])
+
+
+@pytest.mark.parametrize("name, methods", [T1, T4])
+def test_the_rerun_seed_is_the_committed_job_exactly(name, methods):
     """The new jobs are the committed jobs with another seed: the check seed's overrides are the
     committed row's, character for character, so its rerun tests the same configuration."""
-    wanted = extend.wanted("table1-fks", "large", 16, 64, METHODS)
-    assert len(wanted) == 2 * (48 + 1)
-    committed = {(r["variant"], int(r["seed"])): r["overrides"] for r in _committed()}
+    wanted = extend.wanted(name, "large", 100, 102, methods)
+    assert len(wanted) == max(len(methods), 1) * 3
+    committed = {(r.get("variant"), int(r["seed"])): r["overrides"] for r in _committed(name)}
     for ov, labels in wanted:
-        seed = int(next(o for o in ov if o.startswith("seed=")).split("=")[1])
-        assert seed == extend.CHECK_SEED or 16 <= seed < 64
-        if seed == extend.CHECK_SEED:
-            assert " ".join(ov) == committed[(labels["variant"], seed)]
-        else:
-            assert (labels["variant"], seed) not in committed
+        seed = _seed(ov)
+        assert seed in (extend.CHECK_SEED, 100, 101)
+        assert (" ".join(ov) == committed.get((labels.get("variant"), seed))) == (seed == extend.CHECK_SEED)
 
 
-def _pending(tmp_path, monkeypatch, change_check=None):
-    """The committed Table 1 large summary in tmp_path, and saved rows for seeds 16 and 17: the check
+def _pending(tmp_path, monkeypatch, name, methods, change_check=None):
+    """The committed large summary in tmp_path, and saved rows for seeds 100 and 101: the check
     seed's rows copied from the committed ones (``change_check`` edits them), new seeds from seed 1's."""
     results = tmp_path / "results"
-    shutil.copytree(extend.RESULTS / "table1-fks" / "large", results / "table1-fks" / "large")
+    shutil.copytree(extend.RESULTS / name / "large", results / name / "large")
     monkeypatch.setattr(extend, "RESULTS", results)
     monkeypatch.setattr(extend, "PENDING", tmp_path / "pending")
-    committed = {(r["variant"], int(r["seed"])): r for r in _committed()}
+    committed = {}
+    for r in _committed(name):
+        committed.setdefault((r.get("variant"), int(r["seed"])), []).append(r)
     rows = []
-    for ov, labels in extend.wanted("table1-fks", "large", 16, 18, METHODS):
-        seed = int(next(o for o in ov if o.startswith("seed=")).split("=")[1])
-        row = dict(committed[(labels["variant"], seed if seed == extend.CHECK_SEED else 1)])
-        if seed != extend.CHECK_SEED:
-            row.update(seed=str(seed), job=f"000-new{seed}{len(rows)}", overrides=" ".join(ov))
-        elif change_check:
-            change_check(row)
-        rows.append(row)
-    extend.write_csv(extend.pending_file("table1-fks", "large"), rows)
-    return results / "table1-fks" / "large" / "summary.csv"
+    for ov, labels in extend.wanted(name, "large", 100, 102, methods):
+        seed = _seed(ov)
+        for row in committed[(labels.get("variant"), seed if seed == extend.CHECK_SEED else 1)]:
+            row = dict(row)
+            if seed != extend.CHECK_SEED:
+                row.update(
+                    seed=str(seed), job=f"000-new{seed}{labels.get('variant')}", overrides=" ".join(ov)
+                )
+            elif change_check:
+                change_check(row)
+            rows.append(row)
+    extend.write_csv(extend.pending_file(name, "large"), rows)
+    return results / name / "large" / "summary.csv"
 
 
-def _merge(stop=18):
-    extend.merge(type("A", (), dict(name="table1-fks", scale="large", first=16, stop=stop, methods=METHODS)))
+def _merge(name, methods, stop=102):
+    extend.merge(type("A", (), dict(name=name, scale="large", first=100, stop=stop, methods=methods)))
 
 
-def test_merge_adds_the_new_rows_in_the_full_sweeps_order(tmp_path, monkeypatch, capsys):
-    summary = _pending(tmp_path, monkeypatch)
-    before = _committed()
-    _merge()
+@pytest.mark.parametrize("name, methods", [T1, T4])
+def test_merge_adds_the_new_rows_in_the_full_sweeps_order(tmp_path, monkeypatch, capsys, name, methods):
+    summary = _pending(tmp_path, monkeypatch, name, methods)
+    before = _committed(name)
+    _merge(name, methods)
     with summary.open(newline="") as f:
         after = list(csv.DictReader(f))
-    assert len(after) == len(before) + 4
-    order = list(extend.load("table1-fks")["scales"]["large"]["variants"])
-    keys = [(order.index(r["variant"]), int(r["seed"])) for r in after]
-    assert keys == sorted(keys) and len(set(keys)) == len(keys)
-    assert [r["job"].split("-")[0] for r in after] == [f"{i:03d}" for i in range(len(after))]
-    assert {r["job"].split("-", 1)[1] for r in before} < {r["job"].split("-", 1)[1] for r in after}
-    assert capsys.readouterr().out.count("the rerun reproduces the committed reward") == 2
+    per_job = len(before) // len({r["job"] for r in before})  # kernels per job
+    assert len(after) == len(before) + max(len(methods), 1) * 2 * per_job
+    order = list(extend.load(name)["scales"]["large"].get("variants") or [None])
+    keys = [(order.index(r.get("variant")), int(r["seed"])) for r in after]
+    assert keys == sorted(keys)
+    jobs = list(dict.fromkeys(r["job"] for r in after))
+    assert [j.split("-")[0] for j in jobs] == [f"{i:03d}" for i in range(len(jobs))]
+    assert len(jobs) == len(set(keys)) and all(keys.count(k) == per_job for k in keys)
+    assert {r["job"].split("-", 1)[1] for r in before} < {j.split("-", 1)[1] for j in jobs}
+    out = capsys.readouterr().out
+    assert out.count("the rerun reproduces the committed") == max(len(methods), 1) * per_job
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -75,16 +88,23 @@ def test_merge_adds_the_new_rows_in_the_full_sweeps_order(tmp_path, monkeypatch,
     (lambda r: r.update(job="032-000000000000"), "config hash differs"),
 ])  # fmt: skip
 def test_merge_refuses_a_rerun_unlike_the_committed_job(tmp_path, monkeypatch, edit, message):
-    summary = _pending(tmp_path, monkeypatch, change_check=edit)
+    summary = _pending(tmp_path, monkeypatch, *T1, change_check=edit)
     text = summary.read_text()
     with pytest.raises(SystemExit, match=message):
-        _merge()
+        _merge(*T1)
     assert summary.read_text() == text  # nothing written
 
 
+def test_merge_refuses_a_table4_rerun_with_another_fid(tmp_path, monkeypatch):
+    edit = lambda r: r.update(fid=str(float(r["fid"]) * 1.001)) if r["sampler"].startswith("sde") else None  # noqa: E731
+    _pending(tmp_path, monkeypatch, *T4, change_check=edit)
+    with pytest.raises(SystemExit, match=r"\('', 0, 'sde M=10'\): rerun fid"):
+        _merge(*T4)
+
+
 def test_merge_waits_for_every_planned_job(tmp_path, monkeypatch):
-    summary = _pending(tmp_path, monkeypatch)
+    summary = _pending(tmp_path, monkeypatch, *T1)
     text = summary.read_text()
     with pytest.raises(SystemExit, match="2 of 8 jobs have no saved row yet"):
-        _merge(stop=19)
+        _merge(*T1, stop=103)
     assert summary.read_text() == text
