@@ -10,6 +10,7 @@ from experiments import extend
 
 T1 = ("table1-fks", ["BoN-SDE", "BoN-GLASS (ddpm)"])  # variants, one row per job
 T4 = ("table4-sampling", [])  # no variants, one row per kernel of a job
+FIRST = {"table1-fks": 16, "table4-sampling": 32}  # the committed seeds: the new ones follow
 
 
 def _committed(name):
@@ -24,18 +25,21 @@ def _seed(overrides):
 def test_the_rerun_seed_is_the_committed_job_exactly(name, methods):
     """The new jobs are the committed jobs with another seed: the check seed's overrides are the
     committed row's, character for character, so its rerun tests the same configuration."""
-    wanted = extend.wanted(name, "large", 100, 102, methods)
+    first = FIRST[name]
+    wanted = extend.wanted(name, "large", first, first + 2, methods)
     assert len(wanted) == max(len(methods), 1) * 3
     committed = {(r.get("variant"), int(r["seed"])): r["overrides"] for r in _committed(name)}
     for ov, labels in wanted:
         seed = _seed(ov)
-        assert seed in (extend.CHECK_SEED, 100, 101)
+        assert seed in (extend.CHECK_SEED, first, first + 1)
         assert (" ".join(ov) == committed.get((labels.get("variant"), seed))) == (seed == extend.CHECK_SEED)
 
 
-def _pending(tmp_path, monkeypatch, name, methods, change_check=None):
-    """The committed large summary in tmp_path, and saved rows for seeds 100 and 101: the check
-    seed's rows copied from the committed ones (``change_check`` edits them), new seeds from seed 1's."""
+def _pending(tmp_path, monkeypatch, name, methods, change_check=None, first=None):
+    """The committed large summary in tmp_path, and saved rows for the next two seeds (or two from
+    ``first``): the check seed's rows copied from the committed ones (``change_check`` edits them), the
+    new seeds' from seed 1's."""
+    first = FIRST[name] if first is None else first
     results = tmp_path / "results"
     shutil.copytree(extend.RESULTS / name / "large", results / name / "large")
     monkeypatch.setattr(extend, "RESULTS", results)
@@ -44,11 +48,12 @@ def _pending(tmp_path, monkeypatch, name, methods, change_check=None):
     for r in _committed(name):
         committed.setdefault((r.get("variant"), int(r["seed"])), []).append(r)
     rows = []
-    for ov, labels in extend.wanted(name, "large", 100, 102, methods):
+    for ov, labels in extend.wanted(name, "large", first, first + 2, methods):
         seed = _seed(ov)
         for row in committed[(labels.get("variant"), seed if seed == extend.CHECK_SEED else 1)]:
             row = dict(row)
-            if seed != extend.CHECK_SEED:
+            if seed != extend.CHECK_SEED:  # a job's rows have its own columns only (collect's)
+                row = {k: v for k, v in row.items() if v != ""}
                 row.update(
                     seed=str(seed), job=f"000-new{seed}{labels.get('variant')}", overrides=" ".join(ov)
                 )
@@ -59,8 +64,10 @@ def _pending(tmp_path, monkeypatch, name, methods, change_check=None):
     return results / name / "large" / "summary.csv"
 
 
-def _merge(name, methods, stop=102):
-    extend.merge(type("A", (), dict(name=name, scale="large", first=100, stop=stop, methods=methods)))
+def _merge(name, methods, first=None, more=0):
+    first = FIRST[name] if first is None else first
+    args = dict(name=name, scale="large", first=first, stop=first + 2 + more, methods=methods)
+    extend.merge(type("A", (), args))
 
 
 @pytest.mark.parametrize("name, methods", [T1, T4])
@@ -79,8 +86,8 @@ def test_merge_adds_the_new_rows_in_the_full_sweeps_order(tmp_path, monkeypatch,
     assert [j.split("-")[0] for j in jobs] == [f"{i:03d}" for i in range(len(jobs))]
     assert len(jobs) == len(set(keys)) and all(keys.count(k) == per_job for k in keys)
     assert {r["job"].split("-", 1)[1] for r in before} < {j.split("-", 1)[1] for j in jobs}
-    out = capsys.readouterr().out
-    assert out.count("the rerun reproduces the committed") == max(len(methods), 1) * per_job
+    checked = max(len(methods), 1) * per_job
+    assert f"seed 0 rerun: {checked} rows reproduce the committed ones" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -93,6 +100,28 @@ def test_merge_refuses_a_rerun_unlike_the_committed_job(tmp_path, monkeypatch, e
     with pytest.raises(SystemExit, match=message):
         _merge(*T1)
     assert summary.read_text() == text  # nothing written
+    with pytest.raises(SystemExit, match=message):  # and save says so as soon as the rerun is in
+        extend.save(type("A", (), dict(name="table1-fks", scale="large")))
+    assert len(extend.read_rows(extend.pending_file("table1-fks", "large"))) == 2 * 3  # rows kept
+
+
+def test_merge_refuses_seeds_that_leave_a_gap(tmp_path, monkeypatch):
+    """Seeds 100 and 101 after the committed 0..15 would name the jobs unlike the full sweep's."""
+    summary = _pending(tmp_path, monkeypatch, *T1, first=100)
+    text = summary.read_text()
+    with pytest.raises(SystemExit, match=r"'BoN-SDE': seeds would be \[0, 1, .*, 15, 100, 101\], not 0..101"):
+        _merge(*T1, first=100)
+    assert summary.read_text() == text
+
+
+def test_merge_refuses_a_new_job_with_another_column_set(tmp_path, monkeypatch):
+    summary = _pending(tmp_path, monkeypatch, *T1)
+    rows = extend.read_rows(extend.pending_file("table1-fks", "large"))
+    rows[-1]["new_metric"] = "1.0"  # the code now writes a column the committed jobs lack
+    extend.write_csv(extend.pending_file("table1-fks", "large"), rows)
+    with pytest.raises(SystemExit, match="not a kernel or the columns of the committed 'BoN-GLASS"):
+        _merge(*T1)
+    assert "new_metric" not in summary.read_text()
 
 
 def test_merge_refuses_a_table4_rerun_with_another_fid(tmp_path, monkeypatch):
@@ -106,5 +135,5 @@ def test_merge_waits_for_every_planned_job(tmp_path, monkeypatch):
     summary = _pending(tmp_path, monkeypatch, *T1)
     text = summary.read_text()
     with pytest.raises(SystemExit, match="2 of 8 jobs have no saved row yet"):
-        _merge(*T1, stop=103)
+        _merge(*T1, more=1)
     assert summary.read_text() == text
