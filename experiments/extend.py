@@ -22,15 +22,16 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 from pathlib import Path
 
 from glass.definitions import load
+from glass.files import write_csv_atomic
 from glass.reproduce import job_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDING = ROOT / "experiments" / "pending"
 RESULTS = ROOT / "experiments" / "results" / "reproduce"
+RUNS = ROOT / "outputs" / "extend"  # the sweeps that run the new jobs (git-ignored)
 OUT_DIR = ".dev/large_cpu"  # the committed large runs' out_dir (their rows' overrides say so)
 CHECK_SEED = 0
 UNCHECKED = {"job", "wall_time_s", "kernel_time_s"}  # timings differ from run to run
@@ -55,13 +56,8 @@ def wanted(name: str, scale: str, first: int, stop: int, methods: list[str]) -> 
     return out
 
 
-def key(row: dict) -> tuple[str, str]:
-    """A summary row's identity: its job's overrides and its kernel (a job may compare several)."""
-    return row["overrides"], row.get("sampler", "")
-
-
 def sweep_dir(name: str, scale: str) -> Path:
-    return ROOT / "outputs" / "extend" / f"{name}-{scale}"
+    return RUNS / f"{name}-{scale}"
 
 
 def pending_file(name: str, scale: str) -> Path:
@@ -82,7 +78,7 @@ def run(args) -> None:
     saved = {r["overrides"] for r in read_rows(pending_file(args.name, args.scale))}
     todo = [(ov, lab) for ov, lab in wanted(args.name, args.scale, args.first, args.stop, args.methods)
             if " ".join(ov) not in saved]  # fmt: skip
-    print(f"{len(todo)} jobs to run ({len(saved)} saved rows skipped)", flush=True)
+    print(f"{len(todo)} jobs to run ({len(saved)} saved jobs skipped)", flush=True)
     if not todo:
         return
     jobs = prepare_jobs([ov for ov, _ in todo])
@@ -100,31 +96,22 @@ def save(args) -> None:
     path, where = pending_file(args.name, args.scale), sweep_dir(args.name, args.scale)
     if where.is_dir() and not (where / "sweep.json").is_file():
         raise SystemExit(f"{where} has no sweep.json: its rows would lose their method's name")
-    rows = {key(r): r for r in read_rows(path)}
+    rows = {identity(r): r for r in read_rows(path)}
     for r in collect(where) if where.is_dir() else []:
-        rows.setdefault(key(r), {k: ("" if v is None else str(v)) for k, v in r.items()})
+        rows.setdefault(identity(r), {k: ("" if v is None else str(v)) for k, v in r.items()})
     write_csv(path, list(rows.values()))
-    print(f"{path}: {len(rows)} rows, {len({k[0] for k in rows})} jobs")
+    print(f"{path}: {len(rows)} rows, {len({k[:2] for k in rows})} jobs")
     checked = check_rerun(args.name, args.scale, list(rows.values()))
     print(f"seed {CHECK_SEED} rerun: {checked} rows reproduce the committed ones")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    """Atomically (a temporary file of this process, then a rename): a crash leaves the old file."""
-    columns = list(dict.fromkeys(k for r in rows for k in r))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns)
-            w.writeheader()
-            w.writerows(rows)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_csv_atomic(path, rows)
 
 
 def identity(row: dict) -> tuple[str, int, str]:
+    """A summary row's identity: its method, seed and kernel (a job may compare several kernels)."""
     return row.get("variant", ""), int(row["seed"]), row.get("sampler", "")
 
 

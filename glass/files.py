@@ -4,11 +4,12 @@ the target, never a partial file, no temporary file left behind when the write f
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
 
-__all__ = ["write_text_atomic", "write_json_atomic", "write_rows", "probe_writable"]
+__all__ = ["write_text_atomic", "write_json_atomic", "write_csv_atomic", "write_rows", "probe_writable"]
 
 
 def probe_writable(directory: Path) -> None:
@@ -39,7 +40,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     temporary file left behind when the write fails, e.g. on a full disk)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as f:
+        with open(tmp, "w", newline="") as f:  # the text as given (CSV's line ends kept)
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -54,20 +55,16 @@ def write_json_atomic(path: Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False))
 
 
+def write_csv_atomic(path: Path, rows: list[dict]) -> None:
+    """:func:`write_text_atomic` of ``rows`` as CSV, the columns in the order they first appear."""
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(path, text.getvalue())
+
+
 def write_rows(directory: Path, rows: list[dict]) -> None:
     """summary.jsonl and summary.csv (one row per job and kernel), each written atomically."""
-    tmp = directory / f".summary.jsonl.{os.getpid()}.tmp"  # a process of its own: copies of a sweep
-    try:
-        with open(tmp, "w") as f:
-            f.write("".join(json.dumps(row) + "\n" for row in rows))
-        os.replace(tmp, directory / "summary.jsonl")
-        fields = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = directory / f".summary.csv.{os.getpid()}.tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, directory / "summary.csv")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(directory / "summary.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    write_csv_atomic(directory / "summary.csv", rows)

@@ -44,6 +44,7 @@ def _pending(tmp_path, monkeypatch, name, methods, change_check=None, first=None
     shutil.copytree(extend.RESULTS / name / "large", results / name / "large")
     monkeypatch.setattr(extend, "RESULTS", results)
     monkeypatch.setattr(extend, "PENDING", tmp_path / "pending")
+    monkeypatch.setattr(extend, "RUNS", tmp_path / "runs")  # none: only the rows saved here
     committed = {}
     for r in _committed(name):
         committed.setdefault((r.get("variant"), int(r["seed"])), []).append(r)
