@@ -5,7 +5,9 @@
   ``evaluation_metadata.jsonl`` (``{"tag": ..., "include": [...], "prompt": ...}``); every other field
   is carried through as the prompt's metadata;
 - ``.csv`` / ``.tsv``: a header with a prompt column (``prompt`` or ``prompts``, any case: PartiPrompts'
-  ``Prompt``, DrawBench's ``Prompts``); the other columns are metadata.
+  ``Prompt``, DrawBench's ``Prompts``); the other columns are metadata. CSV fields may be quoted
+  (a malformed quote is an error, not a merged prompt); TSV fields are taken as written, quotes
+  included (PartiPrompts' ``"G I G G L E" painted ...``).
 
 Each prompt keeps its index in the file, so a slice (``prompt_range="a:b"``) or a shard of a run
 names the same prompts as the whole set.
@@ -89,10 +91,23 @@ def _jsonl(path: Path) -> list[PromptRecord]:
 
 
 def _table(path: Path) -> list[PromptRecord]:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    # TSV has no quoting (PartiPrompts writes '"G I G G L E" painted ...' as is); CSV quotes strictly
+    tsv = path.suffix.lower() == ".tsv"
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if tsv else {"delimiter": ",", "strict": True}
+    rows = []
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        rows, header = list(reader), list(reader.fieldnames or [])
+        reader = csv.DictReader(f, **options)
+        try:
+            rows.extend(reader)
+        except csv.Error as e:  # lenient parsing would merge lines into one prompt or drop quotes
+            where = (
+                f"record {len(rows) + 1} (after line {reader.line_num})" if reader.fieldnames else "header"
+            )
+            hint = "" if tsv else ' (a field that starts with " must end with " and write inner quotes as "")'
+            raise ValueError(
+                f"prompts: {path.name} is not valid {'TSV' if tsv else 'CSV'} at {where}: {e}{hint}"
+            ) from None
+        header = list(reader.fieldnames or [])
     column = next((c for c in header if c and c.strip().lower() in ("prompt", "prompts")), None)
     if column is None:
         raise ValueError(f"prompts: {path.name} has no prompt column (a header named prompt or prompts), "

@@ -29,6 +29,21 @@ def test_text_csv_and_tsv(tmp_path):
     assert load_prompts(tmp_path / "draw.csv")[0].prompt == "a cat, sitting"
 
 
+def test_tsv_takes_quotes_as_written(tmp_path):
+    """PartiPrompts.tsv is unquoted: its line 1562 starts with a quoted word that is part of the prompt
+    (CSV quoting would drop the quotes, or merge lines where one is left open)."""
+    text = (
+        "Prompt\tCategory\n"
+        '"G I G G L E" painted on a wall\tIllustrations\n'
+        'a sign that says "OOPS\tIndoor\n'
+        "the sky\tScenes\n"
+    )
+    path = tmp_path / "parti.tsv"
+    path.write_text(text)
+    prompts = [r.prompt for r in load_prompts(path)]
+    assert prompts == ['"G I G G L E" painted on a wall', 'a sign that says "OOPS', "the sky"]
+
+
 def test_slices_keep_the_index_in_the_whole_set():
     assert [r.index for r in load_prompts(EXAMPLE, "2:4")] == [2, 3]
     assert [r.index for r in load_prompts(EXAMPLE, "4:")] == [4, 5]
@@ -45,6 +60,9 @@ def test_slices_keep_the_index_in_the_whole_set():
         ("noprompt.jsonl", '{"text": "a"}\n', None, 'line 1 has no "prompt" field'),
         ("nocol.csv", "text,category\na,b\n", None, "no prompt column"),
         ("hole.tsv", "prompt\tx\n\t1\n", None, "line 2 has an empty 'prompt'"),
+        ("open.csv", 'prompt,x\n"unterminated,1\n', None, "not valid CSV at record 1 .*unexpected end"),
+        ("stray.csv", 'prompt\n"a cat\n"a dog"\nthree\n', None, "not valid CSV at record 1 .*expected after"),
+        ("head.csv", '"prompt\n', None, "not valid CSV at header"),
         ("ok.txt", "a\nb\n", "5:9", "selects no prompt of the 2"),
         ("ok.txt", "a\nb\n", "1-2", "prompt_range must look like a:b"),
         ("ok.txt", "a\nb\n", "--1:", "prompt_range must look like a:b"),
