@@ -34,6 +34,9 @@ class NullLogger:
         """The run directory was renamed (``<dir>.partial`` -> ``<dir>``) after :meth:`finish`."""
 
 
+WANDB_MODES = ("offline", "online", "disabled", "dryrun", "run", "shared")  # wandb.Settings.mode (0.31)
+
+
 class WandbLogger(NullLogger):
     """Weights & Biases logger; ``WANDB_MODE`` in the environment overrides ``mode``, and W&B's files
     go to ``WANDB_DIR`` if it is set, else into the run directory. The API key is read by wandb from
@@ -51,6 +54,11 @@ class WandbLogger(NullLogger):
             raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
         self.project, self.entity, self.tags = project, entity, list(tags or [])
         self.mode = os.environ.get("WANDB_MODE", mode)
+        if self.mode not in WANDB_MODES:  # checked here, before any work: W&B would fail at start
+            raise ValueError(
+                f"WANDB_MODE={self.mode!r} in the environment (it overrides logger.mode) must be one of "
+                f"{', '.join(WANDB_MODES)}"
+            )
         self._run, self._failed = None, False
 
     def _guard(self, what: str, fn):

@@ -42,8 +42,8 @@ class Case:
 
 # One row per checked input: (what, command after `glass`, substring of the error[, options]).
 # Options: "definitions" (the broken experiment definitions of _DEFINITIONS replace the real ones),
-# "fake_key" (WANDB_API_KEY=FAKE_KEY), "no_out_dir" (no out_dir= appended: the command ends in an
-# option that would take it as its value).
+# "fake_key" (WANDB_API_KEY=FAKE_KEY), "bad_wandb_mode" (WANDB_MODE=bogus), "no_out_dir" (no out_dir=
+# appended: the command ends in an option that would take it as its value).
 # fmt: off
 _TABLE: dict[str, list[tuple]] = {
     "config value": [  # constructors and glass.checks; NaN and unresolvable interpolations in glass.config
@@ -166,6 +166,8 @@ _TABLE: dict[str, list[tuple]] = {
          "task.method must be one of fk_steering, best_of_n, guidance"),
         ("W&B mode", "run model=gmm sampler=glass logger=wandb logger.mode=foo",
          "logger.mode must be offline, online or disabled"),
+        ("W&B mode from the environment", "run model=gmm sampler=glass logger=wandb",
+         "WANDB_MODE='bogus' in the environment (it overrides logger.mode) must be one of", "bad_wandb_mode"),
         ("interpolation to a missing key", "run model=gmm sampler=glass 'task.t=${nope}'",
          "cannot resolve task.t: Interpolation key 'nope'"),
         ("unset environment variable",
@@ -575,6 +577,8 @@ def run_case(case: Case, tmp: Path) -> Outcome:
             mp.setattr(glass.definitions, "definitions_dir", lambda: tmp / "defs")
         if "fake_key" in case.setup:
             mp.setenv("WANDB_API_KEY", FAKE_KEY)
+        if "bad_wandb_mode" in case.setup:
+            mp.setenv("WANDB_MODE", "bogus")
         res = CliRunner().invoke(app, argv)
     outputs = ("runs", "multirun", "reproduce", "train")
     made = ["out (the default out_dir was created)"] if (tmp / "out").exists() else []
@@ -607,7 +611,9 @@ def problems(case: Case, out: Outcome) -> list[str]:
 
 def command_line(case: Case) -> str:
     """The case's command as a user types it, with $TMP for the scratch directory."""
-    return "glass " + shlex.join(a.replace("{tmp}", "TMPDIR") for a in case.argv).replace("TMPDIR", "$TMP")
+    env = "WANDB_MODE=bogus " if "bad_wandb_mode" in case.setup else ""
+    line = shlex.join(a.replace("{tmp}", "TMPDIR") for a in case.argv).replace("TMPDIR", "$TMP")
+    return f"{env}glass {line}"
 
 
 def _cell(text: str, code: bool = False) -> str:
