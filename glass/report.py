@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import textwrap
 from pathlib import Path
 
 from glass.config import RunFailed, UserError
@@ -274,7 +275,8 @@ def _style(ax, spec: dict, xs: list, numeric: bool, title: str) -> None:
         ax.set_yscale("log")
     ax.set_xlabel(_words(spec["x"]))
     ax.set_ylabel(_words(spec["y"]))
-    ax.set_title(title, fontsize=10)
+    width = ax.get_position().width * ax.figure.get_figwidth()  # inches: about 11 characters each
+    ax.set_title("\n".join(textwrap.wrap(title, width=max(20, int(width * 11)))), fontsize=10)
     ax.grid(alpha=0.3)
 
 
@@ -316,8 +318,7 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
         for ax in axes[0]:
             if level:
                 ax.axhline(sum(level) / len(level), color="gray", ls="--", lw=1, label="noise floor")
-    import textwrap
-
+                ax.legend(fontsize=8)  # with the series' labels, if any
     full = title + (f" — {spec['title']}" if facet and spec.get("title") else "")
     fig.suptitle("\n".join(textwrap.wrap(full, width=int(fig.get_figwidth() * 12))), fontsize=10)
     fig.tight_layout()
@@ -331,8 +332,6 @@ def _paired_plot(blocks: list[tuple[dict, list]], path: Path, title: str) -> Non
     """One panel per ``report.paired`` block (its :func:`paired_stats` with an interval): each pair's per-seed
     difference a − b with its 95 % interval, a line at 0, resolved pairs (the interval excludes 0) in
     colour, the rest grey."""
-    import textwrap
-
     import matplotlib
 
     matplotlib.use("Agg")
