@@ -18,6 +18,7 @@ import re
 __all__ = [
     "split_sweep", "make_launcher", "job_exception", "apply_value_overrides", "overridden_key",
     "unexpected_argument", "takes_no_arguments", "interpolation_reason", "literal", "launcher_problem",
+    "launcher_names",
 ]  # fmt: skip
 
 
@@ -43,6 +44,13 @@ def make_launcher(overrides: list[str], task_function):
     return Plugins.instance().instantiate_launcher(
         config=master, hydra_context=context, task_function=task_function
     )
+
+
+def launcher_names() -> list[str]:
+    """The ``hydra/launcher`` options installed (inside ``hydra.initialize_config_dir``)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    return sorted(GlobalHydra.instance().config_loader().get_group_options("hydra/launcher"))
 
 
 def job_exception(job_return) -> BaseException | None:

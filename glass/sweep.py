@@ -33,7 +33,7 @@ from pathlib import Path
 
 from glass.config import RunFailed, UserError, config_dir, config_hash
 from glass.files import write_json_atomic, write_rows
-from glass.hydra_api import job_exception, launcher_problem, literal, make_launcher
+from glass.hydra_api import job_exception, launcher_names, launcher_problem, literal, make_launcher
 
 __all__ = [
     "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "damaged_jobs",
@@ -189,7 +189,9 @@ def _launch_context(sweep_dir: Path, hydra_overrides: list[str], task_function):
             raise UserError(f"{key}={value!r} is not a value this launcher takes ({why})") from None
         hint = ""
         if isinstance(e, ImportError) or "Could not find 'hydra/launcher" in text:
-            hint = " (joblib and submitit launchers: pip install 'glass-flows[launchers]')"
+            names = launcher_names()
+            more = "" if "joblib" in names else "; joblib and submitit: pip install 'glass-flows[launchers]'"
+            hint = f" (installed: {', '.join(names)}{more})"
         raise UserError(f"cannot set up the launcher: {text}{hint}") from None
     problem = launcher_problem(launcher)
     if problem:

@@ -1,6 +1,8 @@
 """glass.hydra_api against the installed Hydra and OmegaConf: each private API and each message format
 glass reads is exercised for real here, so an upgrade that changes one fails this file, loudly."""
 
+import importlib.util
+
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -14,6 +16,19 @@ def test_split_sweep_is_the_cartesian_product():
     assert sorted(map(tuple, jobs)) == sorted(
         (f"a={a}", f"b={b}", "c=3") for a in (1, 2) for b in ("x", "y")
     )
+
+
+def test_launcher_names_are_the_installed_launcher_configs():
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="t"):
+        names = hydra_api.launcher_names()
+    assert names[0] == "basic" and names == sorted(names)
+    plugins = {"hydra_plugins.hydra_joblib_launcher": ["joblib"],
+               "hydra_plugins.hydra_submitit_launcher": ["submitit_local", "submitit_slurm"]}  # fmt: skip
+    for plugin, configs in plugins.items():
+        installed = importlib.util.find_spec(plugin) is not None
+        assert all((c in names) == installed for c in configs), (plugin, names)
 
 
 def test_the_launcher_runs_the_task_function_and_reports_a_failed_job(tmp_path):

@@ -319,7 +319,7 @@ _TABLE: dict[str, list[tuple]] = {
         ("--fresh without -m", "run model=gmm --fresh", "--fresh applies to sweeps only; add -m"),
         ("a launcher without -m", "run model=gmm hydra/launcher=joblib", "applies to sweeps only; add -m"),
         ("unknown launcher", "run -m model=gmm sampler=sde,glass hydra/launcher=nope",
-         "cannot set up the launcher"),
+         "Could not find 'hydra/launcher/nope' (installed: basic, "),
         ("joblib with no workers",
          "run -m model=gmm sampler=sde,glass hydra/launcher=joblib hydra.launcher.n_jobs=0",
          "hydra.launcher.n_jobs must be a non-zero integer"),
