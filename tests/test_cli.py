@@ -175,7 +175,8 @@ BAD = [
     (["metric=fid", "metric.features=inception", "metric.inception_path=/nonexistent.pt"], "does not exist"),
     (
         ["model.path=/nonexistent/flow.safetensors"],
-        "'/nonexistent/flow.safetensors' or its manifest is missing; retrain it with `glass train flow`",
+        "no checkpoint file '/nonexistent/flow.safetensors' (a .safetensors file with its .json manifest "
+        "beside it; `glass train flow` makes one)",
     ),
     (["foo=1"], "unknown key 'foo'"),
     (["task.t=[0.2"], "malformed override 'task.t=[0.2'"),

@@ -207,8 +207,11 @@ def test_corrupted_or_missing_checkpoint_says_how_to_retrain(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"is corrupted .*retrain it with `glass train flow`"):
         load_flow(path)
-    with pytest.raises(ValueError, match=r"is missing; retrain it with `glass train classifier`"):
+    with pytest.raises(ValueError, match=r"no checkpoint file .*`glass train classifier` makes one"):
         load_classifier(tmp_path / "absent.safetensors")
+    path.with_suffix(".json").unlink()
+    with pytest.raises(ValueError, match=r"has no manifest 'flow.json' beside it; retrain it with `glass"):
+        load_flow(path)
 
 
 def test_classifier_trainer_learns_quickly(tmp_path):

@@ -259,17 +259,19 @@ _TABLE: dict[str, list[tuple]] = {
     ],
     "checkpoint / data path": [  # checkpoints (sha256 manifests), data directories, local pipelines
         ("missing flow checkpoint", "run model.path=/nonexistent/flow.safetensors",
-         "checkpoint '/nonexistent/flow.safetensors' or its manifest is missing"),
+         "no checkpoint file '/nonexistent/flow.safetensors'"),
         ("corrupted checkpoint (sha256 differs from its manifest)",
          "run model.path={tmp}/ckpt/corrupt.safetensors",
          "is corrupted (sha256"),
         ("unreadable manifest", "run model.path={tmp}/ckpt/bad-manifest.safetensors",
          "is unreadable or incomplete"),
+        ("checkpoint without its manifest", "run model.path={tmp}/ckpt/no-manifest.safetensors",
+         "has no manifest 'no-manifest.json' beside it"),
         ("missing classifier checkpoint", "run model.classifier=/nonexistent/classifier.safetensors",
-         "checkpoint '/nonexistent/classifier.safetensors' or its manifest is missing"),
+         "no checkpoint file '/nonexistent/classifier.safetensors'"),
         ("missing reward checkpoint",
          "run task=best_of_n reward=classifier reward.path=/nonexistent/classifier.safetensors",
-         "checkpoint '/nonexistent/classifier.safetensors' or its manifest is missing"),
+         "no checkpoint file '/nonexistent/classifier.safetensors'"),
         ("missing MNIST directory", "run model.data_root={tmp}/no-mnist",
          "model.data_root: the data directory"),
         ("missing FID reference directory", "run metric=fid metric.data_root={tmp}/no-mnist",
@@ -533,6 +535,7 @@ def _fixtures(tmp: Path) -> None:
     (ckpt / "corrupt.json").write_text(json.dumps(manifest))
     (ckpt / "bad-manifest.safetensors").write_bytes(b"\0" * 64)
     (ckpt / "bad-manifest.json").write_text("{")
+    (ckpt / "no-manifest.safetensors").write_bytes(b"\0" * 64)
     defs = tmp / "defs"
     defs.mkdir()
     for name, text in _DEFINITIONS.items():

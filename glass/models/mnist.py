@@ -123,8 +123,11 @@ def load_checkpoint(path: str | Path, retrain: str) -> tuple[dict, dict]:
     path = Path(path)
     manifest_path = path.with_suffix(".json")
     hint = f"retrain it with `{retrain}`"
-    if not path.is_file() or not manifest_path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} or its manifest is missing; {hint}")
+    if not path.is_file():
+        raise ValueError(f"no checkpoint file {str(path)!r} (a .safetensors file with its .json manifest "
+                         f"beside it; `{retrain}` makes one)")  # fmt: skip
+    if not manifest_path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} has no manifest {manifest_path.name!r} beside it; {hint}")
     try:
         manifest = json.loads(manifest_path.read_text())
         if not isinstance(manifest["architecture"], dict):
