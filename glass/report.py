@@ -321,7 +321,8 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
                 width = 0.8 / len(names)
                 pos = [xs.index(v) + (i - (len(names) - 1) / 2) * width for v in px]
                 ax.bar(pos, mean, width=width, yerr=err, capsize=3, label=str(s) if series else None)
-        _style(ax, spec, xs, numeric, f"{_words(facet)} = {f}" if facet else spec.get("title", ""))
+        panel = str(f) if facet == "variant" else f"{_words(facet)} = {f}"  # a variant's label is in words
+        _style(ax, spec, xs, numeric, panel if facet else spec.get("title", ""))
         if series and len(names) > 1:
             ax.legend(fontsize=8)
     if spec.get("floor"):  # e.g. the metric's noise floor: a sampler cannot do better than this

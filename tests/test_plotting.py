@@ -79,3 +79,34 @@ def test_image_rows_places_each_image_in_its_cell_on_one_canvas():
     np.testing.assert_allclose(canvas[4, :, :], 1.0)  # the gap between rows
     assert [t.get_text() for t in ax.get_yticklabels()] == ["originals", "samples", "short"]
     plt.close(fig)
+
+
+def test_report_panels_are_titled_in_words_and_fit(tmp_path, monkeypatch):
+    """A reproduction plot: a facet by variant is titled by the variant's label alone, other facets
+    as "t = 0.05"; a long panel title wraps inside its panel; a log axis reads 60, not 6 x 10^1."""
+    import matplotlib.pyplot as plt
+
+    from glass.report import _plot
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    import itertools
+
+    grid = itertools.product(("truth: GLASS", "truth: SDE"), (0.05, 0.2), (2, 4), (0, 1))
+    rows = [{"variant": v, "task.t": t, "steps": m, "seed": s, "fid": 50 + m + s + t} for v, t, m, s in grid]
+    long = "energy distance to the exact target of every point (mean ± se over seeds)"
+    _plot(rows, {"x": "steps", "y": "fid", "facet": "variant", "logy": True}, tmp_path / "a.png", "T")
+    _plot(rows, {"x": "steps", "y": "fid", "facet": "task.t"}, tmp_path / "b.png", "T")
+    _plot(rows, {"x": "steps", "y": "fid", "title": long}, tmp_path / "c.png", "T")
+    by_variant, by_t, single = ([ax.get_title() for ax in fig.axes] for fig in figures)
+    assert by_variant == ["truth: GLASS", "truth: SDE"] and by_t == ["t = 0.05", "t = 0.2"]
+    assert single[0].replace("\n", " ") == long and "\n" in single[0]
+    figures[2].canvas.draw()
+    (ax,) = figures[2].axes
+    box, panel = ax.title.get_window_extent(), ax.get_window_extent()
+    assert panel.x0 - 20 <= box.x0 and box.x1 <= panel.x1 + 20  # within its panel (give or take a margin)
+    labels = [t.get_text() for t in figures[0].axes[0].yaxis.get_ticklabels(which="both") if t.get_text()]
+    assert labels and all("10^" not in s and "times" not in s for s in labels), labels
+    monkeypatch.undo()
+    for fig in figures:
+        plt.close(fig)
