@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from glass.experiment import run
+from glass.plotting import plain_log_ticks
 
 SAMPLERS = ["sde", "glass"]
 
@@ -51,6 +52,7 @@ def _plot(rows: list[dict], key: str, ylabel: str, path: Path, log: bool) -> Non
         ax.set(xscale="log", title=f"t = {t:g}", xlabel="steps M (= NFE)", ylabel=ylabel)
         if log:
             ax.set_yscale("log")
+            plain_log_ticks(ax)
         ticks = sorted({r["nfe"] for r in rows})
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(ticks, labels=[str(m) for m in ticks])

@@ -9,7 +9,18 @@ from torch import Tensor
 
 from glass.models.base import capabilities_of
 
-__all__ = ["plot_result", "image_rows"]
+__all__ = ["plot_result", "image_rows", "plain_log_ticks"]
+
+
+def plain_log_ticks(ax) -> None:
+    """A log y axis labelled in plain numbers (60, not 6 x 10^1); within one decade the minor ticks
+    are labelled too, else only the powers of ten. Call it once the axis limits are final."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    low, high = ax.get_ylim()
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain if 0 < low and high / low < 10 else NullFormatter())
 
 
 def _plt():

@@ -280,17 +280,6 @@ def _style(ax, spec: dict, xs: list, numeric: bool, title: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def _plain_log_ticks(ax) -> None:
-    """A log y axis labelled in plain numbers (60, not 6 x 10^1); within one decade the minor ticks
-    are labelled too, else only the powers of ten."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    low, high = ax.get_ylim()
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain if 0 < low and high / low < 10 else NullFormatter())
-
-
 def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
     import matplotlib
 
@@ -332,8 +321,10 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
                 ax.axhline(sum(level) / len(level), color="gray", ls="--", lw=1, label="noise floor")
                 ax.legend(fontsize=8)  # with the series' labels, if any
     if spec.get("logy"):
+        from glass.plotting import plain_log_ticks
+
         for ax in axes[0]:
-            _plain_log_ticks(ax)
+            plain_log_ticks(ax)
     full = title + (f" — {spec['title']}" if facet and spec.get("title") else "")
     fig.suptitle("\n".join(textwrap.wrap(full, width=int(fig.get_figwidth() * 12))), fontsize=10)
     fig.tight_layout()
