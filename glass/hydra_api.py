@@ -50,7 +50,8 @@ def launcher_names() -> list[str]:
     """The ``hydra/launcher`` options installed (inside ``hydra.initialize_config_dir``)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    return sorted(GlobalHydra.instance().config_loader().get_group_options("hydra/launcher"))
+    hydra = GlobalHydra.instance()
+    return sorted(hydra.config_loader().get_group_options("hydra/launcher")) if hydra.is_initialized() else []
 
 
 def job_exception(job_return) -> BaseException | None:

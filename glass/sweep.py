@@ -190,8 +190,10 @@ def _launch_context(sweep_dir: Path, hydra_overrides: list[str], task_function):
         hint = ""
         if isinstance(e, ImportError) or "Could not find 'hydra/launcher" in text:
             names = launcher_names()
-            more = "" if "joblib" in names else "; joblib and submitit: pip install 'glass-flows[launchers]'"
-            hint = f" (installed: {', '.join(names)}{more})"
+            parts = [f"installed: {', '.join(names)}"] if names else []
+            if "joblib" not in names:
+                parts.append("joblib and submitit: pip install 'glass-flows[launchers]'")
+            hint = f" ({'; '.join(parts)})"
         raise UserError(f"cannot set up the launcher: {text}{hint}") from None
     problem = launcher_problem(launcher)
     if problem:
