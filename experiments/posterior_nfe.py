@@ -18,6 +18,7 @@ from pathlib import Path
 from statistics import mean, stdev
 
 from glass.experiment import run
+from glass.plotting import plain_log_ticks
 
 SAMPLERS = {
     "GLASS (Euler)": ["sampler=glass", "sampler.solver=euler"],
@@ -99,6 +100,7 @@ def plot(results, path: Path, t: float) -> None:
         title=f"Posterior sampling on the 64-D oracle, t = {t}",
     )
     ax.set_xticks(NFE_BUDGETS, [str(b) for b in NFE_BUDGETS])
+    plain_log_ticks(ax)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -113,11 +115,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     ap.add_argument("--model", default="gmm64")
     ap.add_argument("--out", type=Path, default=Path("experiments/results"))
+    ap.add_argument("--replot", action="store_true", help="redraw the PNG from the committed JSON only")
     args = ap.parse_args()
+    stem = f"posterior_nfe_{args.model}_t{args.t:g}"
+    if args.replot:  # JSON keys are strings: the NFE budgets back to integers
+        raw = json.loads((args.out / f"{stem}.json").read_text())
+        results = {k: {int(b): rows for b, rows in v.items()} for k, v in raw.items()}
+        plot(results, args.out / f"{stem}.png", args.t)
+        print(f"redrew {args.out / stem}.png")
+        return
     results = measure(args.t, args.n, args.seeds, args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     md = table(results, args.t, args.n, args.seeds)
-    stem = f"posterior_nfe_{args.model}_t{args.t:g}"
     (args.out / f"{stem}.md").write_text(md + "\n")
     raw = {k: {b: rows for b, rows in v.items()} for k, v in results.items()}
     (args.out / f"{stem}.json").write_text(json.dumps(raw, indent=1))
