@@ -10,7 +10,7 @@ from experiments import extend
 
 T1 = ("table1-fks", ["BoN-SDE", "BoN-GLASS (ddpm)"])  # variants, one row per job
 T4 = ("table4-sampling", [])  # no variants, one row per kernel of a job
-FIRST = {"table1-fks": 16, "table4-sampling": 32}  # the committed seeds: the new ones follow
+FIRST = {"table1-fks": 64, "table4-sampling": 32}  # the committed seeds: the new ones follow
 
 
 def _committed(name):
@@ -107,10 +107,10 @@ def test_merge_refuses_a_rerun_unlike_the_committed_job(tmp_path, monkeypatch, e
 
 
 def test_merge_refuses_seeds_that_leave_a_gap(tmp_path, monkeypatch):
-    """Seeds 100 and 101 after the committed 0..15 would name the jobs unlike the full sweep's."""
+    """Seeds 100 and 101 after the committed 0..63 would name the jobs unlike the full sweep's."""
     summary = _pending(tmp_path, monkeypatch, *T1, first=100)
     text = summary.read_text()
-    with pytest.raises(SystemExit, match=r"'BoN-SDE': seeds would be \[0, 1, .*, 15, 100, 101\], not 0..101"):
+    with pytest.raises(SystemExit, match=r"'BoN-SDE': seeds would be \[0, 1, .*, 63, 100, 101\], not 0..101"):
         _merge(*T1, first=100)
     assert summary.read_text() == text
 
