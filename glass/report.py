@@ -280,6 +280,14 @@ def _style(ax, spec: dict, xs: list, numeric: bool, title: str) -> None:
     ax.grid(alpha=0.3)
 
 
+def _panel_title(spec: dict, facet: str | None, value) -> str:
+    """``t = 0.05`` for a facet's panel, the variant's own label (already in words) for a facet by
+    variant, the plot's title when there are no facets."""
+    if not facet:
+        return spec.get("title", "")
+    return str(value) if facet == "variant" else f"{_words(facet)} = {value}"
+
+
 def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
     import matplotlib
 
@@ -310,8 +318,7 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
                 width = 0.8 / len(names)
                 pos = [xs.index(v) + (i - (len(names) - 1) / 2) * width for v in px]
                 ax.bar(pos, mean, width=width, yerr=err, capsize=3, label=str(s) if series else None)
-        panel = str(f) if facet == "variant" else f"{_words(facet)} = {f}"  # a variant's label is in words
-        _style(ax, spec, xs, numeric, panel if facet else spec.get("title", ""))
+        _style(ax, spec, xs, numeric, _panel_title(spec, facet, f))
         if series and len(names) > 1:
             ax.legend(fontsize=8)
     if spec.get("floor"):  # e.g. the metric's noise floor: a sampler cannot do better than this

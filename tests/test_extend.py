@@ -10,11 +10,16 @@ from experiments import extend
 
 T1 = ("table1-fks", ["BoN-SDE", "BoN-GLASS (ddpm)"])  # variants, one row per job
 T4 = ("table4-sampling", [])  # no variants, one row per kernel of a job
-FIRST = {"table1-fks": 64, "table4-sampling": 32}  # the committed seeds: the new ones follow
 
 
 def _committed(name):
     return extend.read_rows(extend.RESULTS / name / "large" / "summary.csv")
+
+
+def _first(name, methods):
+    """The first seed not committed for ``methods`` (all rows without variants): the new ones follow."""
+    rows = [r for r in _committed(name) if not methods or r.get("variant") in methods]
+    return 1 + max(int(r["seed"]) for r in rows)
 
 
 def _seed(overrides):
@@ -25,7 +30,7 @@ def _seed(overrides):
 def test_the_rerun_seed_is_the_committed_job_exactly(name, methods):
     """The new jobs are the committed jobs with another seed: the check seed's overrides are the
     committed row's, character for character, so its rerun tests the same configuration."""
-    first = FIRST[name]
+    first = _first(name, methods)
     wanted = extend.wanted(name, "large", first, first + 2, methods)
     assert len(wanted) == max(len(methods), 1) * 3
     committed = {(r.get("variant"), int(r["seed"])): r["overrides"] for r in _committed(name)}
@@ -39,7 +44,7 @@ def _pending(tmp_path, monkeypatch, name, methods, change_check=None, first=None
     """The committed large summary in tmp_path, and saved rows for the next two seeds (or two from
     ``first``): the check seed's rows copied from the committed ones (``change_check`` edits them), the
     new seeds' from seed 1's."""
-    first = FIRST[name] if first is None else first
+    first = _first(name, methods) if first is None else first
     results = tmp_path / "results"
     shutil.copytree(extend.RESULTS / name / "large", results / name / "large")
     monkeypatch.setattr(extend, "RESULTS", results)
@@ -66,7 +71,7 @@ def _pending(tmp_path, monkeypatch, name, methods, change_check=None, first=None
 
 
 def _merge(name, methods, first=None, more=0):
-    first = FIRST[name] if first is None else first
+    first = _first(name, methods) if first is None else first
     args = dict(name=name, scale="large", first=first, stop=first + 2 + more, methods=methods)
     extend.merge(type("A", (), args))
 
@@ -107,10 +112,12 @@ def test_merge_refuses_a_rerun_unlike_the_committed_job(tmp_path, monkeypatch, e
 
 
 def test_merge_refuses_seeds_that_leave_a_gap(tmp_path, monkeypatch):
-    """Seeds 100 and 101 after the committed 0..63 would name the jobs unlike the full sweep's."""
+    """Seeds 100 and 101 after the committed ones would name the jobs unlike the full sweep's."""
+    last = _first(*T1) - 1
     summary = _pending(tmp_path, monkeypatch, *T1, first=100)
     text = summary.read_text()
-    with pytest.raises(SystemExit, match=r"'BoN-SDE': seeds would be \[0, 1, .*, 63, 100, 101\], not 0..101"):
+    seeds = rf"\[0, 1, .*, {last}, 100, 101\]"
+    with pytest.raises(SystemExit, match=rf"'BoN-SDE': seeds would be {seeds}, not 0..101"):
         _merge(*T1, first=100)
     assert summary.read_text() == text
 

@@ -1,5 +1,6 @@
 """Figures: the oracle posterior figure shows which samples belong to which x_t."""
 
+import itertools
 from types import SimpleNamespace
 
 import matplotlib
@@ -89,9 +90,7 @@ def test_report_panels_are_titled_in_words_and_fit(tmp_path, monkeypatch):
     from glass.report import _plot
 
     figures = []
-    monkeypatch.setattr(plt, "close", figures.append)
-    import itertools
-
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figures to look at
     grid = itertools.product(("truth: GLASS", "truth: SDE"), (0.05, 0.2), (2, 4), (0, 1))
     rows = [{"variant": v, "task.t": t, "steps": m, "seed": s, "fid": 50 + m + s + t} for v, t, m, s in grid]
     long = "energy distance to the exact target of every point (mean ± se over seeds)"

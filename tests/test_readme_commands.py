@@ -29,7 +29,7 @@ def readme_run_commands() -> list[str]:
 
 
 def overrides_of(command: str) -> tuple[list[str], bool]:
-    """(the overrides, whether it is a sweep) of one README line; placeholders fail the caller."""
+    """(the overrides, whether it is a sweep) of one README line, `glass run` and comments dropped."""
     words = shlex.split(command, comments=True)[2:]
     return [w for w in words if w not in FLAGS], any(w in FLAGS for w in words)
 

@@ -131,6 +131,18 @@ def wandb_env(tmp_path, monkeypatch):
 # -- W&B never stops a run
 
 
+def test_the_wandb_modes_glass_accepts_are_wandbs_own():
+    """WANDB_MODE is checked against a constant (no wandb import before a run starts); it must stay
+    the installed wandb's list, so an upgrade that changes it fails here."""
+    import typing
+
+    import wandb
+
+    from glass.loggers import WANDB_MODES
+
+    assert set(WANDB_MODES) == set(typing.get_args(wandb.Settings.model_fields["mode"].annotation))
+
+
 def test_wandb_online_with_a_bad_key_warns_once_and_the_run_finishes(tmp_path, wandb_env, monkeypatch):
     """The real wandb.init: online mode (WANDB_MODE unset), a malformed key, no server."""
     monkeypatch.setenv("WANDB_API_KEY", "not-a-real-key")

@@ -580,8 +580,8 @@ def run_case(case: Case, tmp: Path) -> Outcome:
             mp.setattr(glass.definitions, "definitions_dir", lambda: tmp / "defs")
         if "fake_key" in case.setup:
             mp.setenv("WANDB_API_KEY", FAKE_KEY)
-        if "bad_wandb_mode" in case.setup:
-            mp.setenv("WANDB_MODE", "bogus")
+        for key, value in _shown_env(case).items():
+            mp.setenv(key, value)
         res = CliRunner().invoke(app, argv)
     outputs = ("runs", "multirun", "reproduce", "train")
     made = ["out (the default out_dir was created)"] if (tmp / "out").exists() else []
@@ -614,9 +614,14 @@ def problems(case: Case, out: Outcome) -> list[str]:
 
 def command_line(case: Case) -> str:
     """The case's command as a user types it, with $TMP for the scratch directory."""
-    env = "WANDB_MODE=bogus " if "bad_wandb_mode" in case.setup else ""
+    env = "".join(f"{k}={v} " for k, v in _shown_env(case).items())
     line = shlex.join(a.replace("{tmp}", "TMPDIR") for a in case.argv).replace("TMPDIR", "$TMP")
     return f"{env}glass {line}"
+
+
+def _shown_env(case: Case) -> dict[str, str]:
+    """The environment a case sets that its command line shows (the fake API key is not shown)."""
+    return {"WANDB_MODE": "bogus"} if "bad_wandb_mode" in case.setup else {}
 
 
 def _cell(text: str, code: bool = False) -> str:
