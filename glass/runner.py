@@ -31,7 +31,7 @@ from glass.checks import check_seed
 from glass.config import UserError, instantiate
 from glass.files import probe_writable, write_json_atomic
 from glass.metrics.default import resolve_metric
-from glass.rewards.base import resolve_reward
+from glass.rewards.base import check_fits, resolve_reward
 
 __all__ = ["Job", "Shared", "build_job", "check_out_dir", "check_writable", "run_job", "run_single"]
 
@@ -116,10 +116,7 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
                 "metric=rewards for held-out rewards on every image"
             )
         task.sizes(model)  # sizes that depend on the model (e.g. task.n >= 2 on the oracle)
-        if hasattr(reward, "weights") and hasattr(model, "dim"):  # e.g. reward.direction's length
-            reward.weights(model.dim)
-        if getattr(reward, "path", None) and hasattr(reward, "net"):  # a checkpoint given by path
-            reward.net(getattr(model, "device", "cpu"))
+        check_fits(reward, model)  # e.g. reward.direction's length, a classifier checkpoint by path
         sampler = instantiate(cfg.sampler, "sampler")
         from glass.tasks.compare import kernels_of
 

@@ -253,3 +253,31 @@ def test_kernels_reuse_a_given_first_denoiser_call(kernel):
     reused = kernel.transition(gmm, x, 0.3, 0.7, generator=torch.Generator().manual_seed(1), denoised=d)
     assert gmm.reset_nfe() == calls - 1
     assert torch.equal(plain, reused)
+
+
+class _OwnReward:
+    """A user's reward whose attributes happen to share names with the shipped rewards' methods."""
+
+    differentiable = False
+
+    def __init__(self, target: int = 0):
+        self.path = "my_reward.pt"  # where the user's own weights came from: not ours to load
+        self.net = torch.nn.Identity()
+        self.weights = torch.ones(2)
+
+    def __call__(self, x1, **cond):
+        return x1.reshape(len(x1), -1).double().mean(1)
+
+
+@pytest.mark.parametrize("model", ["gmm", "mnist"])
+def test_a_users_own_reward_is_not_probed_for_the_shipped_rewards_hooks(model, tmp_path):
+    """Options checked before any work (the linear reward's direction, a classifier checkpoint by
+    path) are checked on the shipped rewards only: a reward of the user's own class with a ``net``
+    module, a ``path`` string and a ``weights`` tensor is left alone (these were once called)."""
+    from glass.config import compose
+    from glass.runner import build_job
+
+    ov = [f"model={model}", "task=generate", "reward._target_=tests.test_alignment._OwnReward",
+          f"out_dir={tmp_path}"]  # fmt: skip
+    job = build_job(ov, compose(ov))
+    assert isinstance(job.reward, _OwnReward) and torch.equal(job.reward.weights, torch.ones(2))

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from glass.models.base import capabilities_of
 
-__all__ = ["Reward", "DefaultReward", "resolve_reward", "score", "reward_input", "images_of"]
+__all__ = ["Reward", "DefaultReward", "check_fits", "resolve_reward", "score", "reward_input", "images_of"]
 
 
 class Reward(Protocol):
@@ -34,6 +34,20 @@ class DefaultReward:
 
     def __repr__(self) -> str:
         return f"DefaultReward(target={self.target})"
+
+
+def check_fits(reward, model) -> None:
+    """Options of the shipped rewards that depend on the model, checked before any work (also when
+    the task scores no reward): the linear reward's ``direction`` against the oracle's dimension, and
+    a classifier checkpoint given by ``path`` (loaded now, so a bad file fails before sampling). Other
+    rewards (a user's own class among them) are not looked into."""
+    from glass.rewards.classifier import ClassifierLogProb
+    from glass.rewards.linear import LinearReward
+
+    if isinstance(reward, LinearReward) and capabilities_of(model).oracle:
+        reward.weights(model.dim)
+    if isinstance(reward, ClassifierLogProb) and reward.path:
+        reward.net(model.device)
 
 
 def resolve_reward(reward, model):
