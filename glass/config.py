@@ -332,11 +332,16 @@ def instantiate(node, what: str):
     except InstantiationException as e:
         cause = e.__cause__ or e
         if isinstance(cause, (ValueError, TypeError)):
-            msg = _first_line(cause)
-            msg = unexpected_argument(msg) or msg
+            msg, extra = _first_line(cause), []
             if takes_no_arguments(msg):
                 extra = [str(k) for k in node if k != "_target_"]
                 msg = f"unexpected option{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
+            elif unexpected_argument(msg):
+                msg = unexpected_argument(msg)
+                extra = re.findall(r"'(\w+)'", msg)[:1]
+            if extra:  # e.g. a key of the group's default left over after reward._target_=my.Reward
+                removes = " ".join(f"~{what}.{k}" for k in extra)
+                msg += f" of {node.get('_target_')} (remove it with {removes})"
             raise UserError(config_message(what, node, msg)) from None
         raise UserError(f"{what}: {_first_line(e)}") from None
 
