@@ -281,3 +281,16 @@ def test_a_users_own_reward_is_not_probed_for_the_shipped_rewards_hooks(model, t
           f"out_dir={tmp_path}"]  # fmt: skip
     job = build_job(ov, compose(ov))
     assert isinstance(job.reward, _OwnReward) and torch.equal(job.reward.weights, torch.ones(2))
+
+
+def test_fk_steering_and_best_of_n_leave_the_callers_nfe_counter_running():
+    """They report their own network calls (per particle path) without zeroing ``model.nfe``, which
+    counts every call the user's model has made (README: "network calls so far")."""
+    gmm = ring()
+    glass.generate(gmm, glass.ODE(2), 3, n=10)
+    before = gmm.nfe
+    assert before > 0
+    res = fk_steering(gmm, glass.GLASS(2), LinearReward(), grid=3, particles=4, groups=5)
+    assert res.nfe > 0 and gmm.nfe == before + res.nfe
+    _, _, nfe = best_of_n(gmm, glass.GLASS(2), LinearReward(), 3, 4, 5)
+    assert nfe == res.nfe and gmm.nfe == before + 2 * res.nfe

@@ -154,7 +154,7 @@ def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resample
     cpu_gen = None if seed is None else torch.Generator().manual_seed(seed)
     hook = _Weighing(step, groups, particles, lam, potential, resampler, resample_every, ess_threshold,
                      len(times) - 2, cpu_gen, callback)  # fmt: skip
-    model.reset_nfe()
+    calls = model.nfe  # the caller's counter keeps running: this call's share is read as a difference
     generate(model, kernel, grid, x=x, generator=generator, progress=progress, callback=hook, chunk=chunk,
              **cond)  # fmt: skip
     p = hook.p
@@ -162,7 +162,7 @@ def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resample
         x=p.x.reshape(groups, particles, *p.x.shape[1:]),
         log_weights=p.log_w - torch.logsumexp(p.log_w, -1, keepdim=True),
         rewards=hook.r.reshape(groups, particles),
-        nfe=model.reset_nfe() // len(slices),
+        nfe=(model.nfe - calls) // len(slices),
         **hook.history,
     )
 
@@ -289,12 +289,12 @@ def best_of_n(
     total = groups * n
     slices = _chunks(total, chunk)
     cond = per_row(cond, groups, n, "groups")
-    model.reset_nfe()
+    calls = model.nfe  # the caller's counter keeps running: this call's share is read as a difference
     x = generate(model, kernel, grid, total, generator=generator, progress=progress, chunk=chunk, **cond)
     with torch.no_grad():
         r = score(reward, model, x, **cond).double().cpu().reshape(groups, n)
     idx = r.argmax(1)
     best = x.reshape(groups, n, *x.shape[1:])[torch.arange(groups), idx.to(x.device)]
     check_finite(x, repr(kernel))
-    out = (best, r[torch.arange(groups), idx], model.reset_nfe() // len(slices))
+    out = (best, r[torch.arange(groups), idx], (model.nfe - calls) // len(slices))
     return (*out, idx) if with_index else out
