@@ -152,31 +152,54 @@ class Generators:
 
 
 class Injected:
-    """Noise given in advance (k-diffusion's injectable noise): draw k returns ``draws[k]``, checked
-    for shape, so a kernel can be run on exactly the noise another sampler used. Indexing rows
-    (``rows_of``) gives a new source with those rows of every remaining draw."""
+    """Noise given in advance (k-diffusion's injectable noise): draw k of sample i is row i of
+    ``draws[k]``, checked for shape, so a kernel can be run on exactly the noise another sampler used.
+    ``injected[a:b]`` (or an index tensor) is a view on those samples that shares their draw counters,
+    as :class:`Streams`: a chunk of a batch (``chunk=``) draws the rows the whole batch would have
+    given it, and the caller's source advances."""
 
-    def __init__(self, *draws: Tensor):
+    def __init__(self, *draws: Tensor, _rows: Tensor | None = None, _counts: Tensor | None = None):
         self.draws = list(draws)
+        n = len(self.draws[0]) if self.draws else 0
+        if any(d.ndim == 0 or len(d) != n for d in self.draws):
+            sizes = [tuple(d.shape) for d in self.draws]
+            raise ValueError(f"injected draws must share their first (batch) size, got shapes {sizes}")
+        self._rows = torch.arange(n) if _rows is None else _rows
+        self._counts = torch.zeros(n, dtype=torch.int64) if _counts is None else _counts
 
     def __len__(self) -> int:
-        return len(self.draws[0]) if self.draws else 0
+        return len(self._rows)
 
     def __repr__(self) -> str:
         return f"Injected({len(self.draws)} draws)"
 
     def __getitem__(self, index) -> Injected:
-        return Injected(*[d[index] for d in self.draws])
+        rows = self._rows[index]
+        if rows.ndim != 1:
+            raise ValueError("index Injected with a slice or a 1-D index tensor")
+        return Injected(*self.draws, _rows=rows, _counts=self._counts)
+
+    @property
+    def remaining(self) -> int:
+        """Draws not yet made by every sample of this source."""
+        done = int(self._counts[self._rows].min()) if len(self) else 0
+        return len(self.draws) - done
 
     def randn(self, shape, dtype=torch.float64, device=None) -> Tensor:
-        if not self.draws:
+        shape = tuple(shape)
+        counts = self._counts[self._rows]
+        k = int(counts.max()) if len(counts) else 0
+        if len(counts) and int(counts.min()) != k:
+            raise ValueError("the injected noise's samples are at different draws (rows drawn apart)")
+        if k >= len(self.draws):
             raise ValueError("the injected noise is used up: give one tensor per draw the sampler makes")
-        draw = self.draws.pop(0)
-        if tuple(draw.shape) != tuple(shape):
+        draw = self.draws[k]
+        if (len(self), *draw.shape[1:]) != shape:
             raise ValueError(
-                f"injected noise of shape {tuple(draw.shape)} where the sampler draws {tuple(shape)}"
+                f"injected noise of shape {(len(self), *draw.shape[1:])} where the sampler draws {shape}"
             )
-        return draw.to(dtype=dtype, device=device or draw.device)
+        self._counts[self._rows] = counts + 1
+        return draw[self._rows.to(draw.device)].to(dtype=dtype, device=device or draw.device)
 
     def derive_seed(self) -> int:
         return 0

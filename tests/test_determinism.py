@@ -155,3 +155,25 @@ def test_generate_task_samples_do_not_depend_on_task_n(tmp_path):
         return res.samples["glass M=2"]
 
     assert torch.equal(samples(40)[:20], samples(20))
+
+
+def test_injected_noise_is_the_same_in_chunks_and_the_callers_source_advances():
+    """``generate(..., generator=Injected(...), chunk=...)``: each chunk takes its rows of the same draw
+    (as Streams), so the result is the unchunked one; the caller's source is used up, and too few draws
+    for the transitions is an error in chunks too (was: every transition reused draw 0, silently)."""
+    from glass.models.gmm import ring
+    from glass.noise import Injected
+
+    gmm = ring()
+    draws = [torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
+             for k in range(4)]  # fmt: skip
+    whole = glass.generate(gmm, glass.GLASS(2), 3, n=6, generator=Injected(*draws))
+    source = Injected(*draws)
+    chunked = glass.generate(gmm, glass.GLASS(2), 3, n=6, generator=source, chunk=4)
+    assert torch.equal(whole, chunked) and source.remaining == 0
+    other = glass.generate(gmm, glass.GLASS(2), 3, n=6, generator=Injected(draws[0], *draws[1:][::-1]))
+    assert not torch.allclose(whole, other)  # the draws are used, in order
+    with pytest.raises(ValueError, match="used up"):
+        glass.generate(gmm, glass.GLASS(2), 3, n=6, generator=Injected(*draws[:2]), chunk=4)
+    with pytest.raises(ValueError, match="share their first"):
+        Injected(torch.zeros(6, 2), torch.zeros(5, 2))
