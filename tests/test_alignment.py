@@ -294,3 +294,62 @@ def test_fk_steering_and_best_of_n_leave_the_callers_nfe_counter_running():
     assert res.nfe > 0 and gmm.nfe == before + res.nfe
     _, _, nfe = best_of_n(gmm, glass.GLASS(2), LinearReward(), 3, 4, 5)
     assert nfe == res.nfe and gmm.nfe == before + 2 * res.nfe
+
+
+class _SpyKernel:
+    """GLASS(2), recording |denoised - D_t(x)| for every denoiser output it is handed."""
+
+    def __init__(self, gmm):
+        self.kernel, self.gmm, self.gaps = glass.GLASS(2), gmm, []
+        self.steps, self.nfe, self.stochastic, self.label = 2, 2, True, "spy"
+
+    def transition(self, model, x, t, t_next, generator=None, denoised=None, **cond):
+        if denoised is not None:
+            exact = self.gmm._denoise(x.double(), torch.full((len(x),), float(t), dtype=torch.float64))
+            self.gaps.append(float((denoised - exact).abs().max()))
+        return self.kernel.transition(model, x, t, t_next, generator=generator, denoised=denoised, **cond)
+
+
+def test_fk_steering_callback_replacement_goes_on_with_its_own_denoiser_rewards_and_weights():
+    """A callback's replacement particles are what the next transition starts from, with their own
+    denoiser (never the replaced particles'), and at the last step the result's rewards are theirs."""
+    gmm = ring()
+    spy = _SpyKernel(gmm)
+    res = fk_steering(gmm, spy, LinearReward(), grid=4, particles=4, groups=2, lam=1.0,
+                      callback=lambda i, t, x, d, **state: x + 1.0,
+                      generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert len(spy.gaps) >= 1 and max(spy.gaps) < 1e-12
+    assert torch.allclose(res.rewards.reshape(-1), LinearReward()(res.x.reshape(-1, 2)))
+    assert torch.isfinite(res.log_weights).all() and len(res.ess) == 4  # one per transition
+    # a callback returning its input unchanged (as diffusers' callback_on_step_end returns its dict)
+    same = fk_steering(gmm, glass.GLASS(2), LinearReward(), grid=4, particles=4, groups=2, lam=1.0,
+                       callback=lambda i, t, x, d, **state: x, generator=torch.Generator().manual_seed(0))
+    plain = fk_steering(gmm, glass.GLASS(2), LinearReward(), grid=4, particles=4, groups=2, lam=1.0,
+                        generator=torch.Generator().manual_seed(0))
+    assert torch.equal(same.x, plain.x) and same.nfe == plain.nfe
+
+
+@pytest.mark.parametrize("bad", [3, (torch.zeros(2, 2), 1), torch.zeros(3, 2)])
+def test_a_callback_returning_something_else_is_one_clear_error(bad):
+    with pytest.raises(ValueError, match="callback must return None, a replacement x of shape"):
+        glass.generate(ring(), glass.GLASS(2), 3, n=4, callback=lambda i, t, x, d: bad)
+
+
+def test_rewards_get_the_prompt_but_not_the_negative_prompt():
+    """negative_prompt says how a sample was drawn, not what it should match: a reward written as the
+    README's ``reward(images, prompt=None)`` works with it given (best-of-N, FK steering, guidance)."""
+    from glass.alignment import Guided
+
+    seen = []
+
+    def reward(images, prompt=None):
+        seen.append(prompt)
+        return images.double().mean(dim=1)
+
+    reward.differentiable = True
+    model = glass.from_prediction(lambda x, t, **c: x, "x0", shape=(2,))
+    cond = {"prompt": ["a", "b"], "negative_prompt": "blurry"}
+    best_of_n(model, glass.GLASS(1), reward, 2, 3, 2, **cond)
+    fk_steering(model, glass.GLASS(1), reward, grid=2, particles=3, groups=2, **cond)
+    glass.generate(Guided(model, reward, lam=0.5), glass.GLASS(1), 2, n=2, **cond)
+    assert seen and all(p in (["a"] * 3 + ["b"] * 3, ["a", "b"]) for p in seen), seen

@@ -29,6 +29,7 @@ from glass.samplers.base import (
     derive_seed,
     generate,
     prior_sample,
+    replacement,
     time_grid,
     transition_rows,
 )  # fmt: skip
@@ -125,7 +126,9 @@ def fk_steering(
     is per group (``prompt=``: a string or one per group). ``generator``: a ``torch.Generator``, a
     list of them (one per particle) or :class:`glass.noise.Streams`. ``callback(i, t, x, denoised,
     log_weights=, ess=, ancestors=)`` runs after each transition's weighting and resampling and may
-    return replacement particles; ``progress=True`` shows a bar.
+    return replacement particles (or ``(x, d)`` with d = D_t(x)): they go on from there (their
+    denoiser is computed by the next transition, counted), and at the last transition the final
+    rewards and weights are those of the replacement. ``progress=True`` shows a bar.
 
     Resampling happens after transition k < K (not after the last) when ``(k + 1) % resample_every
     == 0`` and, if ``ess_threshold`` is set, only for groups whose ESS < ess_threshold * particles.
@@ -188,20 +191,16 @@ class _Weighing:
             log_w = torch.zeros(self.groups, self.particles, dtype=torch.float64)
             self.p = _Particles(x, None, lineage, RewardState.empty(lineage), log_w)
         p = self.p
-        p.x = x
         if k < self.k_last:
+            p.x = x
             p.d, self.r = self.step.intermediate(x, t)
             log_g = log_potential(self.potential, self.lam, self.r, p.state)
             p.state = p.state.update(self.r)
+            self._weigh(log_g)
         else:
-            self.r = self.step.rate(x)
-            # final correction: the product of the potentials is exp(lam r(x_1))
-            log_g = self.lam * self.r - p.lineage
-        p.lineage = p.lineage + log_g
-        p.log_w = p.log_w + log_g.reshape(self.groups, self.particles)
-        e = ess(p.log_w)
-        self.history["ess"].append(e)
-        self.history["log_weight_history"].append(p.log_w.clone())
+            before = (p.lineage, p.log_w)
+            self._final(x)
+        e = self.history["ess"][-1]
         do = torch.zeros(self.groups, dtype=torch.bool)
         if k < self.k_last and (k + 1) % self.every == 0:
             do = torch.ones_like(do) if self.threshold is None else e < self.threshold * self.particles
@@ -209,9 +208,29 @@ class _Weighing:
         self.history["resampled"].append(do)
         self.history["ancestors"].append(idx)
         if self.callback is not None:
-            replaced = self.callback(k, t, p.x, d_start, log_weights=p.log_w, ess=e, ancestors=idx)
-            p.x = p.x if replaced is None else replaced
+            out = self.callback(k, t, p.x, d_start, log_weights=p.log_w, ess=e, ancestors=idx)
+            out = replacement(out, p.x)
+            if out is not None and out[0] is not p.x:
+                p.x, p.d = out  # d None: the next transition computes D_t of the new particles (counted)
+                if k == self.k_last:  # the final rewards and weights are those of the returned particles
+                    p.lineage, p.log_w = before
+                    del self.history["ess"][-1], self.history["log_weight_history"][-1]
+                    self._final(p.x)
         return (p.x, p.d) if k < self.k_last else p.x
+
+    def _final(self, x: Tensor) -> None:
+        """The last transition's weighting: the final reward, and the correction that makes the product
+        of the potentials exp(lam r(x_1))."""
+        self.p.x = x
+        self.r = self.step.rate(x)
+        self._weigh(self.lam * self.r - self.p.lineage)
+
+    def _weigh(self, log_g: Tensor) -> None:
+        p = self.p
+        p.lineage = p.lineage + log_g
+        p.log_w = p.log_w + log_g.reshape(self.groups, self.particles)
+        self.history["ess"].append(ess(p.log_w))
+        self.history["log_weight_history"].append(p.log_w.clone())
 
 
 @dataclass

@@ -71,12 +71,17 @@ class Guided:
 
         return reward_input(self.reward, self._model, z)
 
+    def _reward(self, images: Tensor, cond: dict) -> Tensor:
+        from glass.rewards.base import reward_cond
+
+        return self.reward(images, **reward_cond(self._model, cond))
+
     def reward_grad(self, z: Tensor, **cond) -> Tensor:
         """grad_z r(images of z) at a detached z (one reward-gradient pass)."""
         with torch.inference_mode(False), torch.enable_grad():
             z = z.detach().clone().requires_grad_(True)
             x = self._images(z)
-            (g,) = torch.autograd.grad(self.reward(x, **cond).sum(), z)
+            (g,) = torch.autograd.grad(self._reward(x, cond).sum(), z)
         self.grad_evals += 1
         return g
 
@@ -86,7 +91,7 @@ class Guided:
             xx = x.detach().clone().requires_grad_(True)
             d = self._model.denoise(xx, t, **cond)
             z = self._images(d)
-            (g,) = torch.autograd.grad(self.reward(z, **cond).sum(), xx)
+            (g,) = torch.autograd.grad(self._reward(z, cond).sum(), xx)
         self.grad_evals += 1
         return d.detach(), g
 

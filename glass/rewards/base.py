@@ -15,7 +15,8 @@ from torch import Tensor
 
 from glass.models.base import capabilities_of
 
-__all__ = ["Reward", "DefaultReward", "check_fits", "resolve_reward", "score", "reward_input", "images_of"]
+__all__ = ["Reward", "DefaultReward", "check_fits", "resolve_reward", "score", "reward_cond", "reward_input",
+           "images_of"]
 
 
 class Reward(Protocol):
@@ -92,9 +93,19 @@ def reward_input(reward, model, x: Tensor) -> Tensor:
     return x if getattr(reward, "wants_latents", False) else images_of(model, x)
 
 
-def score(reward, model, x1: Tensor, **cond) -> Tensor:
-    """r(images of x_1) with the conditioning (text-to-image models: the prompt per sample, or the
-    model's default prompt when none is given)."""
+# Conditioning that says how a sample was drawn, not what it should match: not handed to rewards.
+SAMPLING_ONLY = ("negative_prompt",)
+
+
+def reward_cond(model, cond: dict) -> dict:
+    """The conditioning a reward gets: the sampler's, less :data:`SAMPLING_ONLY` keys, with the
+    model's default prompt when none is given (text-to-image models score against their prompt)."""
+    cond = {k: v for k, v in cond.items() if k not in SAMPLING_ONLY}
     if capabilities_of(model).prompts and model.prompt_text is not None and "prompt" not in cond:
-        cond = {**cond, "prompt": model.prompt_text}  # text-to-image models: score against their prompt
-    return reward(reward_input(reward, model, x1), **cond)
+        cond["prompt"] = model.prompt_text
+    return cond
+
+
+def score(reward, model, x1: Tensor, **cond) -> Tensor:
+    """r(images of x_1) with :func:`reward_cond`'s conditioning."""
+    return reward(reward_input(reward, model, x1), **reward_cond(model, cond))

@@ -28,7 +28,7 @@ from glass.noise import Generators, Injected, Streams, noise_source, randn, rows
 from glass.paths import noise_to
 
 __all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "progress_bar", "kernel_label",
-           "denoise_rows", "transition_rows"]
+           "denoise_rows", "transition_rows", "replacement"]
 
 
 class Transition(Protocol):
@@ -170,12 +170,28 @@ def _after_step(hooks, i: int, t: float, x: Tensor, d_start) -> tuple[Tensor, Te
     """Run the per-step hooks; returns the state and, when a hook handed it over, its denoiser."""
     d_next = None
     for hook in hooks:
-        out = hook(i, t, x, d_start)
-        if isinstance(out, tuple):
+        out = replacement(hook(i, t, x, d_start), x)
+        if out is not None:
             x, d_next = out
-        elif out is not None:
-            x, d_next = out, None
     return x, d_next
+
+
+def replacement(out, x: Tensor) -> tuple[Tensor, Tensor | None] | None:
+    """What a per-step callback returned, checked: None (nothing replaced), a replacement state of x's
+    shape, or ``(x, d)`` with its denoiser d = D_t(x) (None: the next transition computes it)."""
+    new, d = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
+    if out is None:
+        return None
+    for name, value in (("x", new), ("d", d)):
+        if name == "d" and value is None:
+            continue
+        if not isinstance(value, Tensor) or value.shape != x.shape:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"callback must return None, a replacement x of shape {tuple(x.shape)} or (x, d) with d = "
+                f"D_t(x) of that shape; got {name} = {got}"
+            )
+    return new, d
 
 
 def denoise_rows(model, x: Tensor, t: float, cond: dict, slices: list[slice]) -> Tensor:
