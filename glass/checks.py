@@ -81,6 +81,19 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
+def check_kernel(kernel) -> None:
+    """``kernel`` of the Python entry points: a transition kernel (anything with ``transition``)."""
+    if not callable(getattr(kernel, "transition", None)):
+        kernels = "glass.ODE, glass.SDE, glass.DDPM or glass.GLASS"
+        raise ValueError(f"kernel must be a transition kernel ({kernels}), got {kernel!r}")
+
+
+def check_reward(reward) -> None:
+    """``reward`` of the Python entry points: a callable ``reward(x1, **cond) -> (N,)``."""
+    if not callable(reward):
+        raise ValueError(f"reward must be a callable reward(x1, **cond) -> (N,) tensor, got {reward!r}")
+
+
 def check_finite(x: Tensor, what: str) -> Tensor:
     """Refuse NaN or Inf samples with a message naming who produced them (never a silent number)."""
     if not bool(torch.isfinite(x).all()):

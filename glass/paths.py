@@ -16,23 +16,28 @@ from torch import Tensor
 
 from glass.noise import randn
 from glass.schedules import Schedule, as_time, bcast
+from glass.schedules import get as get_schedule
 
 __all__ = ["rho_ddpm", "resolve_rho", "Coefficients", "transition_coefficients", "noise_to"]
 
 
 def noise_to(model, z: Tensor, t: float, generator=None) -> Tensor:
     """The Gaussian path, eq. 2: x_t = alpha_t z + sigma_t eps, with eps drawn on the CPU (so the same
-    seed gives the same x_t on every device) from any ``glass.noise`` source, then moved to z's device."""
+    seed gives the same x_t on every device) from any ``glass.noise`` source, then moved to z's device;
+    a ``torch.Generator`` draws on its own device (a CUDA generator cannot draw on the CPU)."""
     sch = model.schedule
-    eps = randn(z.shape, generator, dtype=torch.float64, device="cpu").to(z.device)
+    device = generator.device if isinstance(generator, torch.Generator) else "cpu"
+    eps = randn(z.shape, generator, dtype=torch.float64, device=device).to(z.device)
     return bcast(sch.alpha(t), z).to(z.device) * z + bcast(sch.sigma(t), z).to(z.device) * eps
 
 
 def rho_ddpm(schedule: Schedule, t: float | Tensor, t_next: float | Tensor) -> Tensor:
     """Proposition 1: rho_DDPM = alpha_t sigma_{t'} / (sigma_t alpha_{t'}).
 
-    With this correlation a GLASS transition samples the same kernel as DDPM sampling.
+    With this correlation a GLASS transition samples the same kernel as DDPM sampling. ``schedule``:
+    a :class:`Schedule` or its name (``"linear"``, ``"vp"``, ``"cosine"``).
     """
+    schedule = get_schedule(schedule)
     t, t_next = as_time(t), as_time(t_next)
     return schedule.alpha(t) * schedule.sigma(t_next) / (schedule.sigma(t) * schedule.alpha(t_next))
 

@@ -77,3 +77,31 @@ def test_numpy_scalars_are_numbers():
     assert SDE(np.int32(3)).steps == 3
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         GLASS(np.int64(0))
+
+
+def test_more_bad_inputs_of_the_python_entry_points_are_one_clear_error():
+    """Found by an audit of the public API: each was a raw IndexError / AttributeError / TypeError
+    from deep inside, or silently ignored."""
+    import glass
+    from glass.rewards import LinearReward
+
+    gmm = ring()
+    cases = [
+        (lambda: glass.time_grid([]), "a time grid must increase"),
+        (lambda: glass.time_grid(["a"]), "the time grid must be an int K >= 1 or a list of times"),
+        (lambda: glass.GaussianMixture([[1, 0], [-1, 0]], [0.2, 0.3, 0.4]), "stds must be one number or 2"),
+        (lambda: glass.generate(gmm, "glass", 3, n=2), "kernel must be a transition kernel"),
+        (lambda: glass.posterior(gmm, torch.zeros(2, 2), 0.5, None), "kernel must be a transition kernel"),
+        (lambda: glass.generate(gmm, GLASS(2), 3, n=3, x=torch.zeros(2, 2)), "n = 3 but the starting x"),
+        (lambda: glass.fk_steering(gmm, glass.GLASS(2), None, grid=2), "reward must be a callable"),
+        (lambda: glass.best_of_n(gmm, glass.GLASS(2), lambda x: x, 2, 2), r"returned shape \(2, 2\) for 2 samples"),
+        (lambda: glass.fk_steering(gmm, glass.GLASS(2), LinearReward(), grid=2, intermediate="posterior",
+                                   posterior_steps=0), "posterior_steps must be an integer >= 1"),
+    ]  # fmt: skip
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    # numpy scalars are numbers like any other
+    assert len(glass.time_grid(np.int64(4))) == 5
+    assert glass.GLASS(2, rho=np.float32(0.5)).rho == 0.5
+    assert float(glass.rho_ddpm("linear", 0.2, 0.5)) == float(glass.rho_ddpm(gmm.schedule, 0.2, 0.5))

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from glass.alignment.potentials import POTENTIALS, RewardState, log_potential
 from glass.alignment.resampling import RESAMPLERS, ess, resample
-from glass.checks import check_choice, check_finite, check_int, check_number
+from glass.checks import check_choice, check_finite, check_int, check_kernel, check_number, check_reward
 from glass.conditioning import per_row
 from glass.noise import noise_source
 from glass.rewards.base import score
@@ -138,6 +138,10 @@ def fk_steering(
     check_fk_options(
         particles, groups, lam, potential, resampler, resample_every, ess_threshold, intermediate
     )
+    check_kernel(kernel)
+    check_reward(reward)
+    if posterior_steps is not None:
+        check_int("posterior_steps", posterior_steps, 1)
     with torch.no_grad():
         return _fk(model, kernel, reward, grid, particles, groups, lam, potential, resampler, resample_every,
                    ess_threshold, intermediate, posterior_steps, chunk, noise_source(generator), progress,
@@ -305,6 +309,8 @@ def best_of_n(
     each group's kept sample among its N."""
     check_int("n", n, 1)
     check_int("groups", groups, 1)
+    check_kernel(kernel)
+    check_reward(reward)
     total = groups * n
     slices = _chunks(total, chunk)
     cond = per_row(cond, groups, n, "groups")

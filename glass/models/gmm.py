@@ -47,7 +47,10 @@ class GaussianMixture(Model):
         if not bool(torch.isfinite(means).all()):
             raise ValueError("means must be finite numbers (got NaN or Inf)")
         k, d = means.shape
-        stds = torch.as_tensor(stds, dtype=F64).expand(k).clone()
+        stds = torch.as_tensor(stds, dtype=F64)
+        if stds.shape not in ((), (1,), (k,)):
+            raise ValueError(f"stds must be one number or {k} (one per mean), got shape {tuple(stds.shape)}")
+        stds = stds.expand(k).clone()
         if not bool(torch.all(stds > 0)) or not bool(torch.isfinite(stds).all()):
             raise ValueError("stds must be finite numbers > 0")
         weights = (

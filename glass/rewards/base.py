@@ -107,5 +107,10 @@ def reward_cond(model, cond: dict) -> dict:
 
 
 def score(reward, model, x1: Tensor, **cond) -> Tensor:
-    """r(images of x_1) with :func:`reward_cond`'s conditioning."""
-    return reward(reward_input(reward, model, x1), **reward_cond(model, cond))
+    """r(images of x_1) with :func:`reward_cond`'s conditioning, checked to be one number per sample."""
+    r = reward(reward_input(reward, model, x1), **reward_cond(model, cond))
+    if not isinstance(r, Tensor) or r.shape != (len(x1),):
+        got = f"shape {tuple(r.shape)}" if isinstance(r, Tensor) else type(r).__name__
+        n = len(x1)
+        raise ValueError(f"{reward!r} returned {got} for {n} samples; a reward returns shape ({n},)")
+    return r

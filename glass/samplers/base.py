@@ -15,13 +15,14 @@ it costs K * M network calls, counted by the model wrapper.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from glass.checks import check_int, check_time
+from glass.checks import check_int, check_kernel, check_time
 from glass.conditioning import per_row, take
 from glass.models.base import capabilities_of
 from glass.noise import Generators, Injected, Streams, noise_source, randn, rows_of
@@ -62,18 +63,23 @@ def time_grid(grid: int | Sequence[float] | Tensor, model=None) -> Tensor:
     sampler does (DDIM with ``set_alpha_to_one=False`` stops at abar_0)."""
     if isinstance(grid, bool):
         raise ValueError(f"the time grid must be an int K >= 1 or a list of times, got {grid!r}")
-    if isinstance(grid, int):
+    if isinstance(grid, numbers.Integral):  # numpy integers too
+        grid = int(grid)
         if grid < 1:
             raise ValueError(f"the number of transitions K must be >= 1, got {grid}")
         if model is not None and capabilities_of(model).own_grid:
             return _checked(model.grid(grid), end_below_one=True)
         return torch.linspace(0, 1, grid + 1, dtype=torch.float64)
+    try:
+        grid = torch.as_tensor(grid, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):  # not numbers: torch's message would not name the grid
+        raise ValueError(f"the time grid must be an int K >= 1 or a list of times, got {grid!r}") from None
     return _checked(grid)
 
 
 def _checked(grid, end_below_one: bool = False) -> Tensor:
     g = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
-    end_ok = 0.0 < float(g[-1]) <= 1.0 if end_below_one else float(g[-1]) == 1.0
+    end_ok = g.numel() >= 2 and (0.0 < float(g[-1]) <= 1.0 if end_below_one else float(g[-1]) == 1.0)
     if g.numel() < 2 or not 0.0 <= float(g[0]) < 1.0 or not end_ok or bool(torch.any(g[1:] <= g[:-1])):
         raise ValueError(f"a time grid must increase strictly from t0 in [0, 1) to 1, got {g.tolist()}")
     return g
@@ -141,6 +147,7 @@ def generate(
     computed, which the next transition then reuses. The network runs without autograd (guidance takes
     its gradients itself); the output carries no graph.
     """
+    check_kernel(kernel)
     times = time_grid(grid, model)
     generator = noise_source(generator)
     if x is None:
@@ -148,6 +155,8 @@ def generate(
             raise ValueError("give n >= 1 samples or a starting x")
         check_int("n", n, 1)
         x = prior_sample(model, n, generator, float(times[0]))
+    elif n is not None and isinstance(x, Tensor) and check_int("n", n, 1) != len(x):
+        raise ValueError(f"n = {n} but the starting x has {len(x)} rows; give one of them (or both alike)")
     cond = per_row(cond, len(x))
     size = len(x) if chunk is None else check_int("chunk", chunk, 1)
     slices = [slice(i, min(i + size, len(x))) for i in range(0, len(x), size)]
@@ -220,6 +229,7 @@ def posterior(model, images, t: float, kernel: Transition, n: int = 1, *, genera
     otherwise. ``**cond`` is per image (``prompt=``: a string or one per image)."""
 
     check_int("n", n, 1)
+    check_kernel(kernel)
     t = check_time("t", t)
     latent = capabilities_of(model).latent
     z = model.encode(images) if latent else torch.as_tensor(images, dtype=torch.float64).to(model.device)

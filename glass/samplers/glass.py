@@ -20,6 +20,7 @@ All scalar algebra is float64; only the network input is cast to the model dtype
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -285,11 +286,14 @@ class GLASS:
         if isinstance(rho, str):
             if rho != "ddpm":
                 raise ValueError(f"rho must be 'ddpm' or a number in [-1, 1], got {rho!r}")
-        elif isinstance(rho, bool) or not isinstance(rho, (int, float)) or not -1 <= rho <= 1:
+        elif isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not -1 <= rho <= 1:
             raise ValueError(f"rho must be 'ddpm' or a number in [-1, 1], got {rho!r}")
+        else:
+            rho = rho if isinstance(rho, int) else float(rho)  # numpy scalars too
         if kappa is not None:
-            if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or kappa < 0:
+            if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real) or not kappa >= 0:
                 raise ValueError(f"kappa must be a number >= 0 or null, got {kappa!r}")
+            kappa = kappa if isinstance(kappa, int) else float(kappa)
             if rho != "ddpm":
                 raise ValueError("kappa (rho = rho_DDPM^kappa) needs rho='ddpm'")
         if solver not in get_args(InnerSolver):

@@ -59,7 +59,8 @@ class ODE:
 
     @property
     def nfe(self) -> int:
-        """Network calls per transition (Heun: 2 a step, except a step into t' = 1)."""
+        """Network calls per transition, at most (Heun: 2 a step; its step into t' = 1 makes one, so a
+        transition ending at 1 makes one fewer: the model wrapper counts what was made)."""
         return 2 * self.steps if self.method == "heun" else self.steps
 
     @property
