@@ -94,7 +94,7 @@ def test_more_bad_inputs_of_the_python_entry_points_are_one_clear_error():
         (lambda: glass.posterior(gmm, torch.zeros(2, 2), 0.5, None), "kernel must be a transition kernel"),
         (lambda: glass.generate(gmm, GLASS(2), 3, n=3, x=torch.zeros(2, 2)), "n = 3 but the starting x"),
         (lambda: glass.fk_steering(gmm, glass.GLASS(2), None, grid=2), "reward must be a callable"),
-        (lambda: glass.best_of_n(gmm, glass.GLASS(2), lambda x: x, 2, 2), r"returned shape \(2, 2\) for 2 samples"),
+        (lambda: glass.best_of_n(gmm, GLASS(2), lambda x: x, 2, 2), r"returned shape \(2, 2\) for 2 samples"),
         (lambda: glass.fk_steering(gmm, glass.GLASS(2), LinearReward(), grid=2, intermediate="posterior",
                                    posterior_steps=0), "posterior_steps must be an integer >= 1"),
     ]  # fmt: skip
@@ -105,3 +105,8 @@ def test_more_bad_inputs_of_the_python_entry_points_are_one_clear_error():
     assert len(glass.time_grid(np.int64(4))) == 5
     assert glass.GLASS(2, rho=np.float32(0.5)).rho == 0.5
     assert float(glass.rho_ddpm("linear", 0.2, 0.5)) == float(glass.rho_ddpm(gmm.schedule, 0.2, 0.5))
+    # a dtype by name, as from_pipe takes it
+    named = glass.from_prediction(lambda x, t, **c: x, "x0", shape=(2,), dtype="bfloat16")
+    assert named.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16, got 'int8'"):
+        glass.from_prediction(lambda x, t, **c: x, "x0", shape=(2,), dtype="int8")

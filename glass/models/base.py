@@ -15,6 +15,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from glass.checks import check_dtype
 from glass.conditioning import check_keys
 from glass.schedules import Schedule, as_time, get
 
@@ -106,7 +107,7 @@ class Model:
     ):
         self.schedule = get(schedule)
         self.shape = tuple(int(s) for s in shape)
-        self.dtype = dtype
+        self.dtype = dtype if isinstance(dtype, torch.dtype) else check_dtype("dtype", dtype)  # or its name
         self.device = torch.device(device)
         self.nfe = 0
 
