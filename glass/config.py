@@ -336,9 +336,8 @@ def instantiate(node, what: str):
             if takes_no_arguments(msg):
                 extra = [str(k) for k in node if k != "_target_"]
                 msg = f"unexpected option{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
-            elif unexpected_argument(msg):
-                msg = unexpected_argument(msg)
-                extra = re.findall(r"'(\w+)'", msg)[:1]
+            elif unexpected := unexpected_argument(msg):
+                msg, extra = unexpected, re.findall(r"'(\w+)'", unexpected)[:1]
             if extra:  # e.g. a key of the group's default left over after reward._target_=my.Reward
                 removes = " ".join(f"~{what}.{k}" for k in extra)
                 msg += f" of {node.get('_target_')} (remove it with {removes})"

@@ -228,8 +228,12 @@ def rows_of(generator, index):
 def randn(shape, generator=None, dtype=torch.float64, device=None) -> Tensor:
     """Standard normal noise from any :func:`noise_source` (a ``torch.Generator``, torch's global one
     when None, a list of generators, :class:`Streams`, :class:`Injected`); every kernel draws its noise
-    through here."""
+    through here. A ``torch.Generator`` draws on its own device, then the noise moves to ``device``
+    (as diffusers' ``randn_tensor``: a CPU generator serves a CUDA model, and the reverse)."""
     generator = noise_source(generator)
     if isinstance(generator, (Streams, Generators, Injected)):
         return generator.randn(shape, dtype=dtype, device=device)
-    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+    if generator is None:
+        return torch.randn(tuple(shape), dtype=dtype, device=device)
+    eps = torch.randn(tuple(shape), generator=generator, dtype=dtype, device=generator.device)
+    return eps if device is None else eps.to(device)

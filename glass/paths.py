@@ -23,11 +23,10 @@ __all__ = ["rho_ddpm", "resolve_rho", "Coefficients", "transition_coefficients",
 
 def noise_to(model, z: Tensor, t: float, generator=None) -> Tensor:
     """The Gaussian path, eq. 2: x_t = alpha_t z + sigma_t eps, with eps drawn on the CPU (so the same
-    seed gives the same x_t on every device) from any ``glass.noise`` source, then moved to z's device;
-    a ``torch.Generator`` draws on its own device (a CUDA generator cannot draw on the CPU)."""
+    seed gives the same x_t on every device; a ``torch.Generator`` draws on its own device) from any
+    ``glass.noise`` source, then moved to z's device."""
     sch = model.schedule
-    device = generator.device if isinstance(generator, torch.Generator) else "cpu"
-    eps = randn(z.shape, generator, dtype=torch.float64, device=device).to(z.device)
+    eps = randn(z.shape, generator, dtype=torch.float64, device="cpu").to(z.device)
     return bcast(sch.alpha(t), z).to(z.device) * z + bcast(sch.sigma(t), z).to(z.device) * eps
 
 

@@ -177,3 +177,20 @@ def test_injected_noise_is_the_same_in_chunks_and_the_callers_source_advances():
         glass.generate(gmm, glass.GLASS(2), 3, n=6, generator=Injected(*draws[:2]), chunk=4)
     with pytest.raises(ValueError, match="share their first"):
         Injected(torch.zeros(6, 2), torch.zeros(5, 2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_torch_generator_draws_on_its_own_device_for_a_model_on_another():
+    """As diffusers' randn_tensor: a CPU generator serves a CUDA model with the CPU's numbers, and a
+    CUDA generator works for glass.posterior, whose x_t noise is drawn on the CPU side."""
+    def shrink(x, t, **cond):  # an x0-predictor that runs on any device
+        return 0.5 * x
+
+    cpu = glass.from_prediction(shrink, "x0", shape=(2,))
+    gpu = glass.from_prediction(shrink, "x0", shape=(2,), device="cuda")
+    a = glass.generate(cpu, glass.GLASS(2), 3, n=8, generator=torch.Generator().manual_seed(0))
+    b = glass.generate(gpu, glass.GLASS(2), 3, n=8, generator=torch.Generator().manual_seed(0))
+    assert b.device.type == "cuda" and torch.allclose(a, b.cpu(), atol=1e-5)
+    post = glass.posterior(gpu, torch.zeros(2, 2), 0.5, glass.GLASS(2), n=3,
+                           generator=torch.Generator("cuda").manual_seed(0))  # fmt: skip
+    assert post.shape == (2, 3, 2) and post.device.type == "cuda"

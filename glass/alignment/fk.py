@@ -309,8 +309,7 @@ def best_of_n(
     each group's kept sample among its N."""
     check_int("n", n, 1)
     check_int("groups", groups, 1)
-    check_kernel(kernel)
-    check_reward(reward)
+    check_reward(reward)  # the kernel: generate checks it before any work
     total = groups * n
     slices = _chunks(total, chunk)
     cond = per_row(cond, groups, n, "groups")

@@ -135,7 +135,8 @@ def generate(
     that drops alpha_{t0} z), or at the given ``x``; apply one transition per interval of the outer
     grid; return the last state (x_1).
 
-    ``generator``: a ``torch.Generator``, a list of them (one per sample, as diffusers takes) or
+    ``generator``: a ``torch.Generator`` (it draws on its own device, then the noise moves to the
+    model's, as in diffusers), a list of them (one per sample, as diffusers takes) or
     :class:`glass.noise.Streams`. ``**cond``: the model's conditioning (``prompt=``: a string or one per
     sample). ``progress``: True for a bar, or a callable called after each transition. ``chunk``: rows
     per network batch (each chunk draws the noise its rows would get in one batch with ``Streams``).
@@ -188,12 +189,10 @@ def _after_step(hooks, i: int, t: float, x: Tensor, d_start) -> tuple[Tensor, Te
 def replacement(out, x: Tensor) -> tuple[Tensor, Tensor | None] | None:
     """What a per-step callback returned, checked: None (nothing replaced), a replacement state of x's
     shape, or ``(x, d)`` with its denoiser d = D_t(x) (None: the next transition computes it)."""
-    new, d = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
     if out is None:
         return None
-    for name, value in (("x", new), ("d", d)):
-        if name == "d" and value is None:
-            continue
+    new, d = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
+    for name, value in (("x", new), ("d", d)) if d is not None else (("x", new),):
         if not isinstance(value, Tensor) or value.shape != x.shape:
             got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(
