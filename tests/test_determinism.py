@@ -179,6 +179,24 @@ def test_injected_noise_is_the_same_in_chunks_and_the_callers_source_advances():
         Injected(torch.zeros(6, 2), torch.zeros(5, 2))
 
 
+def test_posterior_in_chunks_draws_what_one_batch_draws():
+    """``glass.posterior(..., chunk=k)`` with per-sample Streams: the chunks give the unchunked samples
+    (each row's x_t noise, then its transition noise, from its own stream); ``progress`` is called
+    once per chunk; a bad chunk is one clear error."""
+    from glass.models.gmm import ring
+
+    gmm, images = ring(), torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    whole = glass.posterior(gmm, images, 0.3, glass.GLASS(3), n=4, generator=Streams(7, 12))
+    calls = []
+    chunked = glass.posterior(gmm, images, 0.3, glass.GLASS(3), n=4, generator=Streams(7, 12), chunk=5,
+                              progress=lambda *a: calls.append(a))  # fmt: skip
+    assert whole.shape == (3, 4, 2) and torch.equal(whole, chunked) and len(calls) == 3
+    other = glass.posterior(gmm, images, 0.3, glass.GLASS(3), n=4, generator=Streams(8, 12), chunk=5)
+    assert not torch.allclose(whole, other)  # the streams are used
+    with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
+        glass.posterior(gmm, images, 0.3, glass.GLASS(3), chunk=0)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_torch_generator_draws_on_its_own_device_for_a_model_on_another():
     """As diffusers' randn_tensor: a CPU generator serves a CUDA model with the CPU's numbers, and a

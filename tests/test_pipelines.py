@@ -247,6 +247,12 @@ def test_glass_fk_best_of_n_guidance_and_posterior_end_to_end(family):
     assert images.shape == (3, 3, s, s) and 0 <= float(images.min()) <= float(images.max()) <= 1
     post = glass.posterior(model, images, 0.6, glass.GLASS(2), n=2, generator=g, prompt=["a", "b", "c"])
     assert post.shape == (3, 2, 3, s, s) and torch.isfinite(post).all()
+    # in chunks of rows (the prompts follow their images; per-sample streams draw the same noise)
+    kw = dict(n=2, prompt=["a", "b", "c"])
+    one = glass.posterior(model, images, 0.6, glass.GLASS(2), generator=glass.noise.Streams(3, 6), **kw)
+    chunked = glass.posterior(model, images, 0.6, glass.GLASS(2), generator=glass.noise.Streams(3, 6),
+                              chunk=4, **kw)  # fmt: skip
+    assert torch.allclose(one, chunked, atol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["flux", "flux2", "sd3", "sd"])

@@ -220,12 +220,27 @@ def transition_rows(model, kernel, x, t0, t1, generator, d, cond, slices) -> Ten
     ])  # fmt: skip
 
 
-def posterior(model, images, t: float, kernel: Transition, n: int = 1, *, generator=None, **cond) -> Tensor:
+def posterior(
+    model,
+    images,
+    t: float,
+    kernel: Transition,
+    n: int = 1,
+    *,
+    generator=None,
+    progress=None,
+    chunk: int | None = None,
+    **cond,
+) -> Tensor:
     """Posterior samples p_{1|t}(. | x_t) of the user's own images (paper §6.1): each image is
     encoded (latent models: ``model.encode``), noised to time t, x_t = alpha_t z + sigma_t eps (eq. 2), and
     ``n`` samples of p_{1|t} are drawn by one transition of ``kernel`` from t to 1 (GLASS: stochastic
     at ODE cost). Returns (B, n, ...) outputs: images in [0, 1] for latent models (decoded), data
-    otherwise. ``**cond`` is per image (``prompt=``: a string or one per image)."""
+    otherwise. ``**cond`` is per image (``prompt=``: a string or one per image).
+
+    ``chunk``: rows (of the B x n) per network batch, decoded chunk by chunk (each chunk draws the noise
+    its rows would get in one batch with ``Streams``); ``progress``: True for a bar over the chunks, or
+    a callable called after each chunk."""
 
     check_int("n", n, 1)
     check_kernel(kernel)
@@ -236,8 +251,21 @@ def posterior(model, images, t: float, kernel: Transition, n: int = 1, *, genera
     generator = noise_source(generator)
     x_t = noise_to(model, z.double().repeat_interleave(n, 0), t, generator)  # eq. 2
     cond = per_row(cond, b, repeat=n, what="images")
-    with torch.no_grad():
-        out = kernel.transition(model, x_t, t, 1.0, generator=generator, **cond)
-        if latent:
-            out = model.decode(out)
+    size = len(x_t) if chunk is None else check_int("chunk", chunk, 1)
+    slices = [slice(i, min(i + size, len(x_t))) for i in range(0, len(x_t), size)]
+    advance, close = progress_bar(progress, len(slices), f"{type(kernel).__name__} posterior")
+    whole = len(slices) == 1
+    parts = []
+    try:
+        with torch.no_grad():
+            for s in slices:
+                part = kernel.transition(model, x_t if whole else x_t[s], t, 1.0,
+                                         generator=generator if whole else rows_of(generator, s),
+                                         **(cond if whole else take(cond, s)))  # fmt: skip
+                parts.append(model.decode(part) if latent else part)
+                if advance is not None:
+                    advance()
+    finally:
+        close()
+    out = torch.cat(parts)
     return out.reshape(b, n, *out.shape[1:])
