@@ -253,16 +253,64 @@ def markdown_table(rows: list[dict], index: list[str], value: str, columns: str 
     return "\n".join(lines) + "\n"
 
 
+# figure text only (tables and summaries keep the names the configs use)
+_COLUMN_WORDS = {
+    "fid": "FID", "fid_inception": "Inception FID", "pearson": "Pearson r", "spearman": "Spearman ρ",
+    "psnr": "PSNR (dB)", "ssim": "SSIM", "nfe": "NFE", "nfe_effective": "effective NFE",
+    "energy": "energy distance", "consistency": "measurement consistency", "sliced_w2": "sliced W2",
+    "target_accuracy": "target accuracy", "variant": "method", "steps": "inner steps M",
+}  # fmt: skip
+_VALUE_WORDS = {"inpaint": "inpainting", "superres": "super-resolution", "denoise": "denoising",
+                "glass": r"GLASS ($\rho_\mathrm{DDPM}$)"}  # a bare "glass" kernel: the default rho=ddpm
+_TEXT = [  # (pattern, replacement) in order: rho / kappa as symbols, sampler names in capitals, x as ×
+    (re.compile(r"\(ddpm\)"), r"($\\rho_\\mathrm{DDPM}$)"),  # a method's "(ddpm)": rho = rho_DDPM
+    (re.compile(r"\b(?:rho_DDPM|ddpm)\^([\d.]+|kappa)"), r"$\\rho_\\mathrm{DDPM}^{\1}$"),
+    (re.compile(r"\{kappa\}"), r"{\\kappa}"),
+    (re.compile(r"\brho_DDPM\b"), r"$\\rho_\\mathrm{DDPM}$"),
+    (re.compile(r"\brho\s*=\s*"), "ρ = "),
+    (re.compile(r"\brho\b"), "ρ"),
+    (re.compile(r"\bM=(\d)"), r"M = \1"),
+    (re.compile(r"\b(ode|sde|glass|ddpm)\b"), lambda m: m.group(1).upper()),
+    (re.compile(r"\b([A-Z]+)\("), r"\1 ("),
+    (re.compile(r"\bgaussian\b"), "Gaussian"),
+    (re.compile(r"\bV_t\b"), r"$V_t$"),
+    (re.compile(r"(?<=\d)x\b|(?<= )x(?= \d)"), "×"),
+]
+
+
 def _words(key: str) -> str:
     """A config key or column as words on a figure: ``task.t`` -> ``t``, ``label_agreement`` ->
-    ``label agreement``, ``sampler.steps`` -> ``steps``."""
-    return str(key).rsplit(".", 1)[-1].replace("_", " ")
+    ``label agreement``, ``sampler.steps`` -> ``steps``, ``fid`` -> ``FID``."""
+    key = str(key)
+    return _COLUMN_WORDS.get(key) or key.rsplit(".", 1)[-1].replace("_", " ")
+
+
+def _label(value) -> str:
+    """A config value (a method, kernel or facet value) or a title as figure text: ``glass`` ->
+    GLASS (rho_DDPM), ``glass(rho=0.4)`` -> GLASS (rho = 0.4), ``ddpm^0.5`` -> rho_DDPM^0.5,
+    ``superres`` -> super-resolution (rho, kappa as symbols)."""
+    text = str(value)
+    if text in _VALUE_WORDS:
+        return _VALUE_WORDS[text]
+    for pattern, replacement in _TEXT:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+_KEEP = re.compile(r"\([^()]{1,32}\)|\b(?:Fig\.|Table|Pearson|model|scale) \S+|± \S+|\$[^$]*\$")
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` in lines of about ``width`` characters, never breaking inside a short parenthesis,
+    "Fig. 7", "± se" or a formula (nor at a hyphen: FKS-GLASS stays whole)."""
+    kept = _KEEP.sub(lambda m: m.group(0).replace(" ", "\u00a0"), text)
+    return "\n".join(textwrap.wrap(kept, width=width, break_on_hyphens=False)).replace("\u00a0", " ")
 
 
 def _style(ax, spec: dict, xs: list, numeric: bool, title: str) -> None:
     """Ticks, log axes, labels and grid of one panel."""
     if not numeric:
-        ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
+        ax.set_xticks(range(len(xs)), [_label(v) for v in xs], rotation=30, ha="right")
     if spec.get("logx") and numeric:
         ax.set_xscale("log", base=2)
         if all(float(v).is_integer() for v in xs):
@@ -276,16 +324,17 @@ def _style(ax, spec: dict, xs: list, numeric: bool, title: str) -> None:
     ax.set_xlabel(_words(spec["x"]))
     ax.set_ylabel(_words(spec["y"]))
     width = ax.get_position().width * ax.figure.get_figwidth()  # inches: about 11 characters each
-    ax.set_title("\n".join(textwrap.wrap(title, width=max(20, int(width * 11)))), fontsize=10)
+    ax.set_title(_wrap(title, max(20, int(width * 11))), fontsize=10)
     ax.grid(alpha=0.3)
 
 
 def _panel_title(spec: dict, facet: str | None, value) -> str:
-    """``t = 0.05`` for a facet's panel, the variant's own label (already in words) for a facet by
-    variant, the plot's title when there are no facets."""
+    """``t = 0.05`` for a facet's panel, the value alone where it is a name (a method's label, a
+    reward: "inpainting"), the plot's title when there are no facets."""
     if not facet:
-        return spec.get("title", "")
-    return str(value) if facet == "variant" else f"{_words(facet)} = {value}"
+        return _label(spec.get("title", ""))
+    named = facet in ("variant", "reward", "kernel") or str(value) in _VALUE_WORDS
+    return _label(value) if named else f"{_words(facet)} = {value}"
 
 
 def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
@@ -297,7 +346,8 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
     x, y, series, facet = spec["x"], spec["y"], spec.get("series"), spec.get("facet")
     rows = [r for r in rows if y in r]
     facets = _order(r.get(facet) for r in rows) if facet else [None]
-    fig, axes = plt.subplots(1, len(facets), figsize=(4.2 * len(facets) + 0.6, 3.6), squeeze=False)
+    width = max(6.4, 4.2 * len(facets) + 0.6)  # one panel: room for its title and the figure's
+    fig, axes = plt.subplots(1, len(facets), figsize=(width, 3.6 if len(facets) > 1 else 4.4), squeeze=False)
     xs = _order(r.get(x) for r in rows)
     numeric = all(isinstance(v, (int, float)) for v in xs)
     for ax, f in zip(axes[0], facets):
@@ -312,12 +362,16 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
                 continue
             px, mean, se = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
             err = [e if math.isfinite(e) else 0.0 for e in se]
+            label = _label(s) if series else None
             if numeric:
-                ax.errorbar(px, mean, yerr=err, marker="o", capsize=3, label=str(s) if series else None)
+                ax.errorbar(px, mean, yerr=err, marker="o", capsize=3, label=label)
+                continue
+            step = 0.8 / len(names)
+            pos = [xs.index(v) + (i - (len(names) - 1) / 2) * step for v in px]
+            if spec.get("logy"):  # a bar's length on a log axis depends on where the axis starts: points
+                ax.errorbar(pos, mean, yerr=err, fmt="o", capsize=3, label=label)
             else:
-                width = 0.8 / len(names)
-                pos = [xs.index(v) + (i - (len(names) - 1) / 2) * width for v in px]
-                ax.bar(pos, mean, width=width, yerr=err, capsize=3, label=str(s) if series else None)
+                ax.bar(pos, mean, width=step, yerr=err, capsize=3, label=label)
         _style(ax, spec, xs, numeric, _panel_title(spec, facet, f))
         if series and len(names) > 1:
             ax.legend(fontsize=8)
@@ -327,13 +381,18 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
             if level:
                 ax.axhline(sum(level) / len(level), color="gray", ls="--", lw=1, label="noise floor")
                 ax.legend(fontsize=8)  # with the series' labels, if any
+    if spec.get("ref") is not None:  # a level the metric is read against, e.g. consistency 1
+        for ax in axes[0]:
+            ax.axhline(float(spec["ref"]), color="k", ls=":", lw=1, label=spec.get("ref_label"))
+            if spec.get("ref_label"):
+                ax.legend(fontsize=8)
     if spec.get("logy"):
         from glass.plotting import plain_log_ticks
 
         for ax in axes[0]:
             plain_log_ticks(ax)
-    full = title + (f" — {spec['title']}" if facet and spec.get("title") else "")
-    fig.suptitle("\n".join(textwrap.wrap(full, width=int(fig.get_figwidth() * 12))), fontsize=10)
+    full = _label(title + (f" — {spec['title']}" if facet and spec.get("title") else ""))
+    fig.suptitle(_wrap(full, int(fig.get_figwidth() * 12)), fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # its own name: copies of a sweep
     fig.savefig(tmp, dpi=110)
@@ -358,7 +417,7 @@ def _paired_plot(blocks: list[tuple[dict, list]], path: Path, title: str) -> Non
             colour = "C0" if d["resolved"] else "0.55"
             ax.errorbar([mean], [y], xerr=[[mean - lo], [hi - mean]], fmt="o", color=colour, capsize=3)
         ax.axvline(0.0, color="k", lw=0.8)
-        ax.set_yticks(range(len(got)), [f"{d['a']} − {d['b']}" for d in got], fontsize=8)
+        ax.set_yticks(range(len(got)), [f"{_side(d['a'])} − {_side(d['b'])}" for d in got], fontsize=8)
         ax.invert_yaxis()  # the definition's first pair on top, as in the table
         seeds = {d["n"] for d in got}
         over = f"{min(seeds)}–{max(seeds)}" if len(seeds) > 1 else f"{next(iter(seeds))}"
@@ -366,13 +425,20 @@ def _paired_plot(blocks: list[tuple[dict, list]], path: Path, title: str) -> Non
         ax.set_xlabel(f"{_words(p['value'])}: a − b within a seed, {over} seeds ({better}: a better)")
         ax.set_title("95 % intervals; blue: excludes 0, grey: not resolved", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
-    full = f"{title}: paired differences"
-    fig.suptitle("\n".join(textwrap.wrap(full, width=int(fig.get_figwidth() * 12))), fontsize=10)
+    full = _label(f"{title}: paired differences")
+    fig.suptitle(_wrap(full, int(fig.get_figwidth() * 12)), fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # its own name: copies of a sweep
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
+
+
+def _side(value) -> str:
+    """One side of a paired difference as figure text, in parentheses where it is itself a sum
+    ("(flow + guidance) − SDE")."""
+    text = _label(value)
+    return f"({text})" if re.search(r"\s[+−-]\s", text) else text
 
 
 def _generic(rows: list[dict]) -> dict:
@@ -519,10 +585,13 @@ def _render(path: Path, rows: list[dict], meta: dict, draw: bool = True) -> list
     expected = len(meta.get("jobs", [])) or jobs
     over = "the images of the prompt set" if spec.get("prompts") else "repeated jobs (seeds)"
     md += [f"{jobs} of {expected} jobs finished; mean ± standard error over {over}.", ""]
+    models = _order(r["model"] for r in rows if r.get("model"))
+    about = ([f"model {models[0]}"] if len(models) == 1 else []) + ([f"scale {scale}"] if scale else [])
+    figure_title = f"{title} — {', '.join(about)}" if about else title  # small and large runs told apart
     for i, plot in enumerate(plots):
         png = path / (f"{name}.png" if len(plots) == 1 else f"{name}-{i + 1}.png")
         if draw:
-            _plot(rows, plot, png, title)
+            _plot(rows, plot, png, figure_title)
             written.append(png)
         md += [f"![{plot['y']}]({png.name})", ""]
     for table in spec.get("report", {}).get("tables", []):
@@ -539,7 +608,7 @@ def _render(path: Path, rows: list[dict], meta: dict, draw: bool = True) -> list
     if plotted:
         png = path / f"{name}-paired.png"
         if draw:
-            _paired_plot(plotted, png, title)
+            _paired_plot(plotted, png, figure_title)
             written.append(png)
         md += [f"![paired differences]({png.name})", ""]
     for p, st in stats:

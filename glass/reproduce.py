@@ -23,7 +23,7 @@ Each experiment is one YAML file in ``experiments/reproduce/`` (installed wheels
       overrides: [...]    # replaced: the grid runs on the prompt set
       sweep: {...}
     report:
-      plots:  [{x, y, series, facet, logx, logy, title}]
+      plots:  [{x, y, series, facet, logx, logy, floor, ref, ref_label, title}]
       tables: [{index: [...], columns, value}]
       paired: [{value, key, pairs: [[a, b], ...]}]   # per-seed differences a − b of two methods
 

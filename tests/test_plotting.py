@@ -109,3 +109,51 @@ def test_report_panels_are_titled_in_words_and_fit(tmp_path, monkeypatch):
     monkeypatch.undo()
     for fig in figures:
         plt.close(fig)
+
+
+def test_report_figures_say_methods_metrics_and_the_run_in_words(tmp_path, monkeypatch):
+    """Figure text, not config names: metrics (fid -> FID), kernels (glass -> GLASS (rho_DDPM), the
+    default), rewards (superres -> super-resolution); sums in parentheses on a paired plot; a log axis
+    of methods draws points (a bar's length there depends on where the axis starts), with the
+    reference level drawn; the suptitle names the model and scale (small and large runs differ);
+    titles never wrap inside a parenthesis."""
+    import shutil
+
+    import matplotlib.pyplot as plt
+
+    from glass.report import _label, _plot, _wrap, report_from_summary
+
+    names = ("glass", "glass(rho=0.4)", "sde", "superres", "ddpm^0.5", "rho_DDPM^kappa", "truth: GLASS")
+    assert [_label(v) for v in names] == [
+        r"GLASS ($\rho_\mathrm{DDPM}$)", "GLASS (ρ = 0.4)", "SDE", "super-resolution",
+        r"$\rho_\mathrm{DDPM}^{0.5}$", r"$\rho_\mathrm{DDPM}^{\kappa}$", "truth: GLASS"]  # fmt: skip
+    assert _label("5 transitions x 10 steps") == "5 transitions × 10 steps"
+    wrapped = _wrap("steered reward (MNIST: log p(class 0 | x)) at equal NFE (paper Fig. 7)", 24)
+    assert "(class 0 | x)" in wrapped and "Fig. 7" in wrapped and "\n" in wrapped
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figures to look at
+    grid = itertools.product(enumerate(("guidance, SDE", "FK, GLASS")), ("inpaint", "superres"), (0, 1))
+    rows = [{"variant": v, "reward": r, "seed": s, "consistency": 1.2 + k + 0.1 * s} for (k, v), r, s in grid]
+    spec = {"x": "variant", "y": "consistency", "facet": "reward", "logy": True, "ref": 1,
+            "ref_label": "1: ideal"}  # fmt: skip
+    _plot(rows, spec, tmp_path / "a.png", "T")
+    directory = tmp_path / "large"
+    directory.mkdir()
+    shutil.copy("experiments/results/reproduce/table4-sampling/large/summary.csv", directory)
+    report_from_summary(directory, "table4-sampling", "large")
+    monkeypatch.undo()
+    (consistency, paired) = figures
+    assert [ax.get_title() for ax in consistency.axes] == ["inpainting", "super-resolution"]
+    for ax in consistency.axes:
+        assert not ax.patches and ax.get_ylabel() == "measurement consistency"  # points, not bars
+        assert any(list(line.get_ydata()) == [1.0, 1.0] for line in ax.get_lines())  # the reference level
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["1: ideal"]
+    title = paired.get_suptitle().replace("\n", " ")
+    assert "model mnist_v4, scale large" in title and "5 transitions × 10 steps" in title
+    (ax,) = paired.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == r"GLASS ($\rho_\mathrm{DDPM}$) − SDE" and labels[1] == "GLASS (ρ = 0.4) − SDE"
+    assert ax.get_xlabel().startswith("FID: a − b")
+    for fig in figures:
+        plt.close(fig)
