@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from glass import figtext
 from glass.models.base import capabilities_of
 
 __all__ = ["plot_result", "image_rows", "plain_log_ticks"]
@@ -101,8 +102,8 @@ def _value_figure(plt, result):
         ax.scatter(truth, v.numpy(), s=8, alpha=0.7, linewidths=0)
         ax.plot([lo, hi], [lo, hi], c="0.5", lw=0.8, ls="--")
         ax.set(
-            title=f"{label}\npearson {row['pearson']:.3f}, spearman {row['spearman']:.3f}",
-            xlabel="ground-truth V_t",
+            title=f"{figtext.label(label)}\nPearson r {row['pearson']:.3f}, Spearman ρ {row['spearman']:.3f}",
+            xlabel="ground-truth $V_t$",
             ylabel="estimate",
         )
         ax.title.set_fontsize(9)
@@ -172,9 +173,9 @@ def _image_figure(plt, task, result, samples: dict, model=None, n_cols: int = 10
         n = len(next(iter(samples.values()))) // len(result.extra["z"])
         rows.append(("original", to_pixels(result.extra["z"][:n_cols].float())))
         rows.append((f"x_t, t = {task.t:g}", ((result.extra["x_t"][:n_cols].float() + 2) / 4).clamp(0, 1)))
-        rows += [(label, to_pixels_of(s[::n][:n_cols])) for label, s in samples.items()]
+        rows += [(figtext.label(label), to_pixels_of(s[::n][:n_cols])) for label, s in samples.items()]
     else:
-        rows += [(label, to_pixels_of(s[:n_cols])) for label, s in samples.items()]
+        rows += [(figtext.label(label), to_pixels_of(s[:n_cols])) for label, s in samples.items()]
     return image_rows(plt, rows, max(len(r[1]) for r in rows))
 
 
@@ -226,11 +227,11 @@ def _inverse_figure(plt, result, samples: dict, n_images: int = 4, per_image: in
     rows = [("original", [to_pixels(extra["originals"][i]) for i in range(n_img)]),
             ("y", [to_pixels(extra["observations"][i]) for i in range(n_img)])]  # fmt: skip
     for label, s in samples.items():
-        rows.append(
-            (label or "samples", [to_pixels(s[i * k + j].float()) for i in range(n_img) for j in range(per)])
-        )
+        pix = [to_pixels(s[i * k + j].float()) for i in range(n_img) for j in range(per)]
+        rows.append((figtext.label(label) if label else "samples", pix))
     fig = image_rows(plt, rows, n_img, per, size=(0.8, 0.85))
-    fig.text(0.5, 0.005, f"{extra['problem']}: {per} of {k} samples per measurement", ha="center", fontsize=8)
+    problem = figtext.label(extra["problem"])
+    fig.text(0.5, 0.005, f"{problem}: {per} of {k} samples per measurement", ha="center", fontsize=8)
     return fig
 
 
@@ -240,7 +241,7 @@ def _oracle_figure(plt, model, task, result, samples: dict):
     d = result.reference.shape[1]
     two_d = d == 2 and capabilities_of(model).oracle
     for ax, (label, s) in zip(axes[0], samples.items()):
-        name = f"{label}: " if label else ""
+        name = f"{figtext.label(label)}: " if label else ""
         if not posterior:
             if two_d:
                 lim = float(result.reference.abs().max()) * 1.15
@@ -253,7 +254,7 @@ def _oracle_figure(plt, model, task, result, samples: dict):
         lim = float(torch.cat([result.reference, x_t]).abs().max()) * 1.15
         where = "" if two_d else f", 2-D projection of d = {d}"
         if task.name == "inverse":
-            problem = result.extra["problem"]
+            problem = figtext.label(result.extra["problem"])
             title = f"{name}{problem}: posterior samples\nfor {shown} of {len(x_t)} measurements y{where}"
         else:
             title = f"{name}posterior samples\nat {shown} of {len(x_t)} points x_t (t = {task.t:g}){where}"

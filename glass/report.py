@@ -16,10 +16,13 @@ import json
 import math
 import os
 import re
-import textwrap
 from pathlib import Path
 
 from glass.config import RunFailed, UserError
+from glass.figtext import VALUE_WORDS as _VALUE_WORDS
+from glass.figtext import label as _label
+from glass.figtext import words as _words
+from glass.figtext import wrap as _wrap
 from glass.files import write_text_atomic
 
 __all__ = ["report", "report_from_summary", "read_summary", "with_kernel_columns", "aggregate",
@@ -253,60 +256,6 @@ def markdown_table(rows: list[dict], index: list[str], value: str, columns: str 
     return "\n".join(lines) + "\n"
 
 
-# figure text only (tables and summaries keep the names the configs use)
-_COLUMN_WORDS = {
-    "fid": "FID", "fid_inception": "Inception FID", "pearson": "Pearson r", "spearman": "Spearman ρ",
-    "psnr": "PSNR (dB)", "ssim": "SSIM", "nfe": "NFE", "nfe_effective": "effective NFE",
-    "energy": "energy distance", "consistency": "measurement consistency", "sliced_w2": "sliced W2",
-    "target_accuracy": "target accuracy", "variant": "method", "steps": "inner steps M",
-}  # fmt: skip
-_VALUE_WORDS = {"inpaint": "inpainting", "superres": "super-resolution", "denoise": "denoising",
-                "glass": r"GLASS ($\rho_\mathrm{DDPM}$)"}  # a bare "glass" kernel: the default rho=ddpm
-_TEXT = [  # (pattern, replacement) in order: rho / kappa as symbols, sampler names in capitals, x as ×
-    (re.compile(r"\(ddpm\)"), r"($\\rho_\\mathrm{DDPM}$)"),  # a method's "(ddpm)": rho = rho_DDPM
-    (re.compile(r"\b(?:rho_DDPM|ddpm)\^([\d.]+|kappa)"), r"$\\rho_\\mathrm{DDPM}^{\1}$"),
-    (re.compile(r"\{kappa\}"), r"{\\kappa}"),
-    (re.compile(r"\brho_DDPM\b"), r"$\\rho_\\mathrm{DDPM}$"),
-    (re.compile(r"\brho\s*=\s*"), "ρ = "),
-    (re.compile(r"\brho\b"), "ρ"),
-    (re.compile(r"\bM=(\d)"), r"M = \1"),
-    (re.compile(r"\b(ode|sde|glass|ddpm)\b"), lambda m: m.group(1).upper()),
-    (re.compile(r"\b([A-Z]+)\("), r"\1 ("),
-    (re.compile(r"\bgaussian\b"), "Gaussian"),
-    (re.compile(r"\bV_t\b"), r"$V_t$"),
-    (re.compile(r"(?<=\d)x\b|(?<= )x(?= \d)"), "×"),
-]
-
-
-def _words(key: str) -> str:
-    """A config key or column as words on a figure: ``task.t`` -> ``t``, ``label_agreement`` ->
-    ``label agreement``, ``sampler.steps`` -> ``steps``, ``fid`` -> ``FID``."""
-    key = str(key)
-    return _COLUMN_WORDS.get(key) or key.rsplit(".", 1)[-1].replace("_", " ")
-
-
-def _label(value) -> str:
-    """A config value (a method, kernel or facet value) or a title as figure text: ``glass`` ->
-    GLASS (rho_DDPM), ``glass(rho=0.4)`` -> GLASS (rho = 0.4), ``ddpm^0.5`` -> rho_DDPM^0.5,
-    ``superres`` -> super-resolution (rho, kappa as symbols)."""
-    text = str(value)
-    if text in _VALUE_WORDS:
-        return _VALUE_WORDS[text]
-    for pattern, replacement in _TEXT:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-_KEEP = re.compile(r"\([^()]{1,32}\)|\b(?:Fig\.|Table|Pearson|model|scale) \S+|± \S+|\$[^$]*\$")
-
-
-def _wrap(text: str, width: int) -> str:
-    """``text`` in lines of about ``width`` characters, never breaking inside a short parenthesis,
-    "Fig. 7", "± se" or a formula (nor at a hyphen: FKS-GLASS stays whole)."""
-    kept = _KEEP.sub(lambda m: m.group(0).replace(" ", "\u00a0"), text)
-    return "\n".join(textwrap.wrap(kept, width=width, break_on_hyphens=False)).replace("\u00a0", " ")
-
-
 def _style(ax, spec: dict, xs: list, numeric: bool, title: str) -> None:
     """Ticks, log axes, labels and grid of one panel."""
     if not numeric:
@@ -375,17 +324,7 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
         _style(ax, spec, xs, numeric, _panel_title(spec, facet, f))
         if series and len(names) > 1:
             ax.legend(fontsize=8)
-    if spec.get("floor"):  # e.g. the metric's noise floor: a sampler cannot do better than this
-        level = [float(r[spec["floor"]]) for r in rows if isinstance(r.get(spec["floor"]), (int, float))]
-        for ax in axes[0]:
-            if level:
-                ax.axhline(sum(level) / len(level), color="gray", ls="--", lw=1, label="noise floor")
-                ax.legend(fontsize=8)  # with the series' labels, if any
-    if spec.get("ref") is not None:  # a level the metric is read against, e.g. consistency 1
-        for ax in axes[0]:
-            ax.axhline(float(spec["ref"]), color="k", ls=":", lw=1, label=spec.get("ref_label"))
-            if spec.get("ref_label"):
-                ax.legend(fontsize=8)
+    _levels(axes[0], rows, spec)
     if spec.get("logy"):
         from glass.plotting import plain_log_ticks
 
@@ -398,6 +337,20 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _levels(axes, rows: list[dict], spec: dict) -> None:
+    """Horizontal lines: ``floor``, a column with the metric's noise floor (a sampler cannot do better),
+    and ``ref``, a level the metric is read against (e.g. consistency 1), labelled ``ref_label``."""
+    floor = spec.get("floor")
+    level = [float(r[floor]) for r in rows if floor and isinstance(r.get(floor), (int, float))]
+    for ax in axes:
+        if level:
+            ax.axhline(sum(level) / len(level), color="gray", ls="--", lw=1, label="noise floor")
+        if spec.get("ref") is not None:
+            ax.axhline(float(spec["ref"]), color="k", ls=":", lw=1, label=spec.get("ref_label"))
+        if level or spec.get("ref_label"):
+            ax.legend(fontsize=8)  # with the series' labels, if any
 
 
 def _paired_plot(blocks: list[tuple[dict, list]], path: Path, title: str) -> None:

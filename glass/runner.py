@@ -192,6 +192,7 @@ def _compute(job: Job, partial: Path, progress) -> list[dict]:
     """Run the task on the whole job at once; write the trace and the plot; rows per kernel."""
     import torch
 
+    from glass import figtext
     from glass.plotting import plot_result
 
     generator = torch.Generator().manual_seed(int(job.cfg.seed))
@@ -199,7 +200,7 @@ def _compute(job: Job, partial: Path, progress) -> list[dict]:
         result = job.task(job.model, job.sampler, job.metric, generator, progress, reward=job.reward)
     if any(result.extra.get("trace", {}).values()):  # kept particles; FK: ESS, resampling, ancestry
         write_json_atomic(partial / "trace.json", result.extra["trace"])
-    title = f"{job.task.name} | {job.sampler!r} | {job.model!r}"
+    title = f"{figtext.TASK_WORDS.get(job.task.name, job.task.name)}, seed {job.cfg.seed} — {job.model!r}"
     plot_result(job.model, job.task, result, title, partial / "samples.png")
     return result.rows
 

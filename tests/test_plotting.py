@@ -121,7 +121,9 @@ def test_report_figures_say_methods_metrics_and_the_run_in_words(tmp_path, monke
 
     import matplotlib.pyplot as plt
 
-    from glass.report import _label, _plot, _wrap, report_from_summary
+    from glass.figtext import label as _label
+    from glass.figtext import wrap as _wrap
+    from glass.report import _plot, report_from_summary
 
     names = ("glass", "glass(rho=0.4)", "sde", "superres", "ddpm^0.5", "rho_DDPM^kappa", "truth: GLASS")
     assert [_label(v) for v in names] == [
