@@ -14,17 +14,20 @@ __all__ = ["plot_result", "image_rows", "plain_log_ticks"]
 
 
 def plain_log_ticks(ax) -> None:
-    """A log y axis labelled in plain numbers (60, not 6 x 10^1): over more than a decade the powers
-    of ten; within one, a few round numbers (1.05, 1.1, ...; 2, 3 alone would leave most of a narrow
-    range unlabelled). Call it once the axis limits are final."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator
+    """A log y axis labelled in plain numbers (60, not 6 x 10^1): within one decade a few round
+    numbers (1.05, 1.1, ...: 2 and 3 alone would leave most of a narrow range unlabelled); up to three
+    decades the powers of ten and their 2 and 5 multiples; beyond, the powers of ten. Call it once the
+    axis limits are final."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")
     low, high = ax.get_ylim()
     if 0 < low and high / low < 10:
         ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
         ax.yaxis.set_minor_locator(NullLocator())
-        ax.set_ylim(low, high)  # the locator must not move the limits
+    elif 0 < low and high / low <= 1000:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.set_ylim(low, high)  # the locators must not move the limits
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(NullFormatter())
 
