@@ -36,6 +36,7 @@ from glass.samplers import ODE, generate
 
 OUT = Path(__file__).resolve().parent / "results"
 FLOOR_SEED = 0
+GRID = 100  # samples in the grid (10 x 10)
 STEPS = {"euler": 10, "heun": 5}  # ODE steps per transition (5 transitions): 50 and 49 NFE
 
 
@@ -68,7 +69,12 @@ def main(argv=None) -> dict:
                          "(5 x 5 steps, 49 NFE: the last step, into t = 1, is Euler)")  # fmt: skip
     ap.add_argument("--floor-only", action="store_true",
                     help="recompute the floors of an existing <name>.json (no sampling; FIDs kept)")
+    ap.add_argument("--grid-only", action="store_true",
+                    help="redraw <name>.png from an existing <name>.json: its first 100 samples again "
+                         "(the first batch's seed and prior draws; FIDs and floors kept)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.grid_only:
+        return grid_only(args.name, args.device, args.batch)
     if args.floor_subsets < 1:
         ap.error(f"--floor-subsets must be at least 1, got {args.floor_subsets}")
     if args.floor_only:
@@ -103,6 +109,20 @@ def main(argv=None) -> dict:
         rows[features] = {"samples": fid(x[:n])["fid"], "n": n, **floors}
         print(features, rows[features], flush=True)
         write(out, x, args.name)
+    return out
+
+
+def grid_only(name: str, device: str = "cpu", batch: int = 500) -> dict:
+    """The sample grid of a finished run again, from its JSON: the checkpoint and solver it names, the
+    first GRID samples of its first batch (``batch`` as the run's --batch; seed 0: the same prior
+    draws, and the ODE adds no noise)."""
+    out = json.loads((OUT / f"{name}.json").read_text())
+    root = OUT.parent.parent
+    model = load_flow(str(root / out["checkpoint"]), device=device)
+    method = out.get("method", "euler")
+    x = generate(model, ODE(STEPS[method], method), 5, n=min(GRID, out["n"], batch),
+                 generator=torch.Generator(device=device).manual_seed(0))  # fmt: skip
+    write(out, x.float().cpu(), name)
     return out
 
 
@@ -155,19 +175,27 @@ def write(out: dict, x: torch.Tensor | None, name: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    k = min(10, math.isqrt(len(x)))  # a k x k grid of the first samples (10 x 10 from 100 on)
+    k = min(math.isqrt(GRID), math.isqrt(len(x)))  # a k x k grid of the first samples (10 x 10 from 100 on)
     grid = to_pixels(x[: k * k]).reshape(k, k, 28, 28).permute(0, 2, 1, 3).reshape(28 * k, 28 * k)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(5, 5 + 0.15 * len(rows)))
     ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
-    kind, first = next(iter(rows.items()))
-    words = {"mnist": "classifier features", "inception": "Inception features"}[kind]
-    steps = f"5 x {STEPS[method]} {method.title()} steps ({out['nfe']} NFE)"
-    title = f"ODE, {steps}; FID {first['samples']:.1f} ({words}, {first['n']} samples)"
-    ax.set(title=title, xticks=[], yticks=[])
+    ax.set(title=grid_title(out), xticks=[], yticks=[])
     ax.title.set_fontsize(8)
     fig.tight_layout()
     fig.savefig(OUT / f"{name}.png", dpi=110)
     plt.close(fig)
+
+
+def grid_title(out: dict) -> str:
+    """The sample grid's title: the checkpoint and its training steps, the solver, each FID beside its
+    floor and sample count."""
+    method = out.get("method", "euler")
+    words = {"mnist": "classifier", "inception": "Inception"}
+    steps = f"5 × {STEPS[method]} {method.title()} steps ({out['nfe']} NFE)"
+    fids = "\n".join(f"{words[k]} FID {v['samples']:.1f} (train-vs-test floor {v['floor']:.1f}), "
+                      f"{v['n']:,} samples" for k, v in out["fid"].items())  # fmt: skip
+    trained = f", {out['total_steps']:,} training steps" if out.get("total_steps") else ""
+    return f"{Path(out['checkpoint']).stem}{trained}\nODE, {steps}\n{fids}"
 
 
 def floor_text(row: dict) -> str:

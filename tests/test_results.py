@@ -335,6 +335,32 @@ def test_flow_quality_writes_each_feature_space_as_soon_as_it_is_scored(tmp_path
     assert (tmp_path / "q.png").stat().st_size > 2_000
 
 
+def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeypatch):
+    """``--grid-only`` redraws a result's sample grid from its JSON (checkpoint, solver) without
+    sampling the whole run: the same first samples as the run drew, the json / md untouched, the title
+    naming the checkpoint and each FID beside its floor."""
+    from experiments import flow_quality
+    from glass.metrics.fid import FID
+
+    monkeypatch.setattr(flow_quality, "OUT", tmp_path)
+    monkeypatch.setattr(flow_quality, "FID", lambda features: FID(features="mnist", n_reference=200,
+                                                                  cache_dir=str(tmp_path / "cache")))
+    drawn = []
+    write = flow_quality.write
+    monkeypatch.setattr(flow_quality, "write", lambda out, x, name: (drawn.append(x), write(out, x, name)))
+    flow_quality.main(["--n", "12", "--batch", "8", "--features", "mnist", "--name", "q",
+                       "--floor-subsets", "1"])  # fmt: skip
+    files = {f: (tmp_path / f"q.{f}").read_bytes() for f in ("json", "md")}
+    out = flow_quality.main(["--grid-only", "--name", "q", "--batch", "8"])
+    assert drawn[1].shape == (8, 1, 28, 28) and drawn[1].equal(drawn[0][:8])
+    assert {f: (tmp_path / f"q.{f}").read_bytes() for f in ("json", "md")} == files
+    row = out["fid"]["mnist"]
+    assert flow_quality.grid_title(out) == (
+        "mnist_flow, 12,682 training steps\nODE, 5 × 10 Euler steps (50 NFE)\n"
+        f"classifier FID {row['samples']:.1f} (train-vs-test floor {row['floor']:.1f}), 12 samples"
+    )
+
+
 def test_flow_quality_floor_is_random_training_subsets_and_floor_only_keeps_samples(tmp_path, monkeypatch):
     """The floor is the mean of seeded random n-subsets of the training images (not the first n: the
     file's order is not random), with their standard deviation; ``--floor-only`` recomputes it in an
