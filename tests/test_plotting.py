@@ -159,3 +159,23 @@ def test_report_figures_say_methods_metrics_and_the_run_in_words(tmp_path, monke
     assert ax.get_xlabel().startswith("FID: a − b")
     for fig in figures:
         plt.close(fig)
+
+
+def test_loss_plot_of_a_continuation_counts_its_steps_from_the_checkpoint_it_continues(tmp_path, monkeypatch):
+    """A fine-tuning run's loss curve starts at the step after its init checkpoint's (a v4 curve
+    plotted from 0 read as a model trained 7,200 steps in all), in plain numbers."""
+    import matplotlib.pyplot as plt
+
+    from glass.train.common import plot_losses
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_losses([2.0 / (k + 1) for k in range(300)], tmp_path / "loss.png", "t", first_step=25_682)
+    monkeypatch.undo()
+    (fig,) = figures
+    (ax,) = fig.axes
+    per_step, mean = ax.get_lines()
+    assert per_step.get_xdata()[0] == 25_683 and per_step.get_xdata()[-1] == 25_982
+    assert mean.get_xdata()[0] == 25_683 + 2  # a running mean of 3 steps ends at its third step
+    assert (tmp_path / "loss.png").is_file()
+    plt.close(fig)

@@ -107,7 +107,9 @@ def check_resume_config(stored: dict | None, current: dict, keys: tuple[str, ...
             )
 
 
-def plot_losses(losses: list[float], path: Path, title: str) -> None:
+def plot_losses(losses: list[float], path: Path, title: str, first_step: int = 0) -> None:
+    """The loss per step (grey) and its running mean, on a log axis in plain numbers; a continuation
+    of an earlier checkpoint counts its steps from ``first_step`` (the steps it was trained before)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,14 +121,16 @@ def plot_losses(losses: list[float], path: Path, title: str) -> None:
     k = max(1, len(losses) // 100)
     smooth = torch.nn.functional.avg_pool1d(x[None, None], k, stride=1)[0, 0] if len(losses) > k else x
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(range(len(losses)), losses, color="0.8", lw=0.5, label="per step")
-    ax.plot(range(k - 1, k - 1 + len(smooth)), smooth.tolist(), color="tab:blue", label=f"mean of {k}")
-    ax.set(xlabel="step", ylabel="loss", title=title, yscale="log")
+    first = first_step + 1
+    ax.plot(range(first, first + len(losses)), losses, color="0.8", lw=0.5, label="per step")
+    ax.plot(range(first + k - 1, first + k - 1 + len(smooth)), smooth.tolist(), color="tab:blue",
+            label=f"mean of {k}")  # fmt: skip
+    ax.set(xlabel="training step", ylabel="loss", title=title, yscale="log")
     from matplotlib.ticker import FormatStrFormatter
 
     for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):  # 0.2, not 2 x 10^-1
         axis(FormatStrFormatter("%g"))
-    ax.legend()
+    ax.legend(loc="upper right")  # a falling loss leaves the upper right free
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)

@@ -190,7 +190,10 @@ class FlowTrainer(Trainer):
             state |= {"gen": gen.get_state(), "rng": torch.get_rng_state(), "step": step, "losses": losses}
             state |= {"elapsed": elapsed, "prior_steps": prior_steps}
             atomic_save({**state, "config": self.config()}, ckpt)
-            plot_losses(losses, run_dir / "loss.png", f"flow matching, {step} steps")
+            steps = f"steps {prior_steps + 1:,}–{prior_steps + step:,}" if prior_steps else f"{step:,} steps"
+            source = f" (continued from {Path(self.init).stem})" if self.init and prior_steps else ""
+            title = f"flow matching, {steps}{source}"
+            plot_losses(losses, run_dir / "loss.png", title, first_step=prior_steps)
 
         start = time.perf_counter() - elapsed
         budget = self.max_minutes * 60
