@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
                          "(the first batch's seed and prior draws; FIDs and floors kept)")  # fmt: skip
     args = ap.parse_args(argv)
     if args.grid_only:
-        return grid_only(args.name, args.device, args.batch)
+        return grid_only(args.name, args.device)
     if args.floor_subsets < 1:
         ap.error(f"--floor-subsets must be at least 1, got {args.floor_subsets}")
     if args.floor_only:
@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
     root = OUT.parent.parent  # the repository: its files are named relative to it
     shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint
     rows = {}
-    out = {"checkpoint": str(shown), "n": args.n, "nfe": nfe, "method": args.method,
+    out = {"checkpoint": str(shown), "n": args.n, "batch": args.batch, "nfe": nfe, "method": args.method,
            "sampling_minutes": round(minutes, 1), "device": args.device, "fid": rows,
            "total_steps": manifest.get("total_steps")}  # fmt: skip
     for features in args.features:  # the files are rewritten after each: a long Inception pass loses nothing
@@ -112,11 +112,19 @@ def main(argv=None) -> dict:
     return out
 
 
-def grid_only(name: str, device: str = "cpu", batch: int = 500) -> dict:
+def grid_only(name: str, device: str = "cpu") -> dict:
     """The sample grid of a finished run again, from its JSON: the checkpoint and solver it names, the
-    first GRID samples of its first batch (``batch`` as the run's --batch; seed 0: the same prior
-    draws, and the ODE adds no noise)."""
-    out = json.loads((OUT / f"{name}.json").read_text())
+    first GRID samples of its first batch (its seed 0 on the run's device: the same prior draws, and
+    the ODE adds no noise; runs before the batch was recorded used the default, 500)."""
+    path = OUT / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"--grid-only: {path} does not exist (run without --grid-only first)")
+    out = json.loads(path.read_text())
+    if torch.device(out["device"]).type != torch.device(device).type:
+        run = out["device"]
+        raise SystemExit(f"--grid-only: {name} sampled on {run}; redraw it with --device {run} (another "
+                         "device draws other prior noise)")  # fmt: skip
+    batch = out.get("batch", 500)
     root = OUT.parent.parent
     model = load_flow(str(root / out["checkpoint"]), device=device)
     method = out.get("method", "euler")

@@ -20,20 +20,31 @@ VALUE_WORDS = {"inpaint": "inpainting", "superres": "super-resolution", "denoise
 TASK_WORDS = {"posterior": "posterior sampling", "generate": "sampling", "value": "value estimation",
               "fk_steering": "Feynman-Kac steering", "best_of_n": "best-of-N", "guidance": "reward guidance",
               "align": "reward alignment", "inverse": "inverse problem"}  # fmt: skip
-_TEXT = [  # (pattern, replacement) in order: rho / kappa as symbols, sampler names in capitals, x as ×
-    (re.compile(r"\(ddpm\)"), r"($\\rho_\\mathrm{DDPM}$)"),  # a method's "(ddpm)": rho = rho_DDPM
-    (re.compile(r"\b(?:rho_DDPM|ddpm)\^([\d.]+|kappa)"), r"$\\rho_\\mathrm{DDPM}^{\1}$"),
-    (re.compile(r"\{kappa\}"), r"{\\kappa}"),
-    (re.compile(r"\brho_DDPM\b"), r"$\\rho_\\mathrm{DDPM}$"),
-    (re.compile(r"\brho\s*=\s*"), "ρ = "),
-    (re.compile(r"\brho\b"), "ρ"),
+_RHO_DDPM = r"\rho_\mathrm{DDPM}"
+
+
+def _power(m) -> str:
+    exponent = r"\kappa" if m.group(1) == "kappa" else m.group(1)
+    return f"${_RHO_DDPM}^{{{exponent}}}$"
+
+
+_TEXT = [  # (pattern, replacement) in order, applied outside formulas only: rho / kappa as symbols,
+    # sampler names in capitals, "x" as ×
+    (re.compile(r"\(ddpm\)"), lambda m: f"(${_RHO_DDPM}$)"),  # a method's "(ddpm)": rho = rho_DDPM
+    (re.compile(r"\brho\s*=\s*ddpm\b(?!\^)"), lambda m: f"${_RHO_DDPM}$"),
+    (re.compile(r"\b(?:rho_DDPM|ddpm)\^(\d+(?:\.\d+)?(?:e-?\d+)?|kappa)"), _power),
+    (re.compile(r"\brho_DDPM\b"), lambda m: f"${_RHO_DDPM}$"),
+    (re.compile(r"(?<!\\)\b(rho|kappa)\s*=\s*"), lambda m: {"rho": "ρ", "kappa": "κ"}[m.group(1)] + " = "),
+    (re.compile(r"(?<!\\)\brho\b"), "ρ"),
+    (re.compile(r"(?<!\\)\bkappa\b"), "κ"),
     (re.compile(r"\bM=(\d)"), r"M = \1"),
-    (re.compile(r"\b(ode|sde|glass|ddpm)\b"), lambda m: m.group(1).upper()),
-    (re.compile(r"\b([A-Z]+)\("), r"\1 ("),
+    (re.compile(r"(?<![\w/=.\\-])(ode|sde|glass|ddpm)(?![\w/=])"), lambda m: m.group(1).upper()),
+    (re.compile(r"\b(GLASS|SDE|ODE|DDPM)\("), r"\1 ("),
     (re.compile(r"\bgaussian\b"), "Gaussian"),
-    (re.compile(r"\bV_t\b"), r"$V_t$"),
+    (re.compile(r"\bV_t\b"), lambda m: "$V_t$"),
     (re.compile(r"(?<=\d)x\b|(?<= )x(?= \d)"), "×"),
 ]
+_MATH = re.compile(r"(\$[^$]*\$)")  # a formula: kept as written (split() puts them at odd indices)
 
 
 def words(key: str) -> str:
@@ -46,12 +57,14 @@ def words(key: str) -> str:
 def label(value) -> str:
     """A config value (a method, kernel or facet value) or a title as figure text: ``glass`` ->
     GLASS (rho_DDPM), ``glass(rho=0.4)`` -> GLASS (rho = 0.4), ``ddpm^0.5`` -> rho_DDPM^0.5,
-    ``superres`` -> super-resolution (rho, kappa as symbols)."""
+    ``superres`` -> super-resolution (rho, kappa as symbols). Formulas already written (``$...$``)
+    are kept as they are."""
     text = str(value)
     if text in VALUE_WORDS:
         return VALUE_WORDS[text]
     for pattern, replacement in _TEXT:
-        text = pattern.sub(replacement, text)
+        parts = _MATH.split(text)
+        text = "".join(part if i % 2 else pattern.sub(replacement, part) for i, part in enumerate(parts))
     return text
 
 
@@ -62,4 +75,5 @@ def wrap(text: str, width: int) -> str:
     """``text`` in lines of about ``width`` characters, never breaking inside a short parenthesis,
     "Fig. 7", "± se" or a formula (nor at a hyphen: FKS-GLASS stays whole)."""
     kept = _KEEP.sub(lambda m: m.group(0).replace(" ", "\u00a0"), text)
-    return "\n".join(textwrap.wrap(kept, width=width, break_on_hyphens=False)).replace("\u00a0", " ")
+    lines = textwrap.wrap(kept, width=width, break_on_hyphens=False, break_long_words=False)
+    return "\n".join(lines).replace("\u00a0", " ")

@@ -17,7 +17,7 @@ def plain_log_ticks(ax) -> None:
     """A log y axis labelled in plain numbers (60, not 6 x 10^1): within one decade a few round
     numbers (1.05, 1.1, ...: 2 and 3 alone would leave most of a narrow range unlabelled); up to three
     decades the powers of ten and their 2 and 5 multiples; beyond, the powers of ten. Call it once the
-    axis limits are final."""
+    axis limits are final: it fixes them (autoscale off)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")

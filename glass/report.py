@@ -349,7 +349,7 @@ def _levels(axes, rows: list[dict], spec: dict) -> None:
             ax.axhline(sum(level) / len(level), color="gray", ls="--", lw=1, label="noise floor")
         if spec.get("ref") is not None:
             ax.axhline(float(spec["ref"]), color="k", ls=":", lw=1, label=spec.get("ref_label"))
-        if level or spec.get("ref_label"):
+        if level or (spec.get("ref") is not None and spec.get("ref_label")):
             ax.legend(fontsize=8)  # with the series' labels, if any
 
 

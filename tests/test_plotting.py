@@ -1,6 +1,7 @@
 """Figures: the oracle posterior figure shows which samples belong to which x_t."""
 
 import itertools
+from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib
@@ -130,6 +131,11 @@ def test_report_figures_say_methods_metrics_and_the_run_in_words(tmp_path, monke
         r"GLASS ($\rho_\mathrm{DDPM}$)", "GLASS (ρ = 0.4)", "SDE", "super-resolution",
         r"$\rho_\mathrm{DDPM}^{0.5}$", r"$\rho_\mathrm{DDPM}^{\kappa}$", "truth: GLASS"]  # fmt: skip
     assert _label("5 transitions x 10 steps") == "5 transitions × 10 steps"
+    assert _label("glass(kappa=0.5) M=8") == "GLASS (κ = 0.5) M = 8"
+    for kept in (r"constant $\rho$ sweep", "$V_t$ estimates", "N(0, I)", "fks-glass", "x=ode", "mode 2x2"):
+        assert _label(kept) == kept  # formulas already written, and words that only contain a name
+    lines = _wrap(_label("FKS-GLASS (ddpm) vs a long tail"), 12).split("\n")
+    assert any(r"$\rho_\mathrm{DDPM}$" in line for line in lines)  # a formula stays whole
     wrapped = _wrap("steered reward (MNIST: log p(class 0 | x)) at equal NFE (paper Fig. 7)", 24)
     assert "(class 0 | x)" in wrapped and "Fig. 7" in wrapped and "\n" in wrapped
 
@@ -142,7 +148,8 @@ def test_report_figures_say_methods_metrics_and_the_run_in_words(tmp_path, monke
     _plot(rows, spec, tmp_path / "a.png", "T")
     directory = tmp_path / "large"
     directory.mkdir()
-    shutil.copy("experiments/results/reproduce/table4-sampling/large/summary.csv", directory)
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "experiments/results/reproduce/table4-sampling/large/summary.csv", directory)
     report_from_summary(directory, "table4-sampling", "large")
     monkeypatch.undo()
     (consistency, paired) = figures

@@ -351,7 +351,7 @@ def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeyp
     flow_quality.main(["--n", "12", "--batch", "8", "--features", "mnist", "--name", "q",
                        "--floor-subsets", "1"])  # fmt: skip
     files = {f: (tmp_path / f"q.{f}").read_bytes() for f in ("json", "md")}
-    out = flow_quality.main(["--grid-only", "--name", "q", "--batch", "8"])
+    out = flow_quality.main(["--grid-only", "--name", "q"])  # the batch of 8 from the JSON
     assert drawn[1].shape == (8, 1, 28, 28) and drawn[1].equal(drawn[0][:8])
     assert {f: (tmp_path / f"q.{f}").read_bytes() for f in ("json", "md")} == files
     row = out["fid"]["mnist"]
@@ -359,6 +359,10 @@ def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeyp
         "mnist_flow, 12,682 training steps\nODE, 5 × 10 Euler steps (50 NFE)\n"
         f"classifier FID {row['samples']:.1f} (train-vs-test floor {row['floor']:.1f}), 12 samples"
     )
+    with pytest.raises(SystemExit, match="sampled on cpu; redraw it with --device cpu"):
+        flow_quality.main(["--grid-only", "--name", "q", "--device", "cuda"])
+    with pytest.raises(SystemExit, match="does not exist"):
+        flow_quality.main(["--grid-only", "--name", "missing"])
 
 
 def test_flow_quality_floor_is_random_training_subsets_and_floor_only_keeps_samples(tmp_path, monkeypatch):
