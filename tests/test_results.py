@@ -343,6 +343,7 @@ def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeyp
     from glass.metrics.fid import FID
 
     monkeypatch.setattr(flow_quality, "OUT", tmp_path)
+    monkeypatch.setattr(flow_quality, "STEPS", {"euler": 1})  # 5 NFE a sample: a test, not a measurement
     monkeypatch.setattr(flow_quality, "FID", lambda features: FID(features="mnist", n_reference=200,
                                                                   cache_dir=str(tmp_path / "cache")))
     drawn = []
@@ -356,7 +357,7 @@ def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeyp
     assert {f: (tmp_path / f"q.{f}").read_bytes() for f in ("json", "md")} == files
     row = out["fid"]["mnist"]
     assert flow_quality.grid_title(out) == (
-        "mnist_flow, 12,682 training steps\nODE, 5 × 10 Euler steps (50 NFE)\n"
+        "mnist_flow, 12,682 training steps\nODE, 5 × 1 Euler steps (5 NFE)\n"
         f"classifier FID {row['samples']:.1f} (train-vs-test floor {row['floor']:.1f}), 12 samples"
     )
     with pytest.raises(SystemExit, match="sampled on cpu; redraw it with --device cpu"):
