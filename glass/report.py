@@ -282,7 +282,7 @@ def _panel_title(spec: dict, facet: str | None, value) -> str:
     reward: "inpainting"), the plot's title when there are no facets."""
     if not facet:
         return _label(spec.get("title", ""))
-    named = facet in ("variant", "reward", "kernel") or str(value) in _VALUE_WORDS
+    named = facet in ("variant", "reward", "kernel", "config") or str(value) in _VALUE_WORDS
     return _label(value) if named else f"{_words(facet)} = {value}"
 
 
@@ -410,13 +410,13 @@ def _generic(rows: list[dict]) -> dict:
     if swept:
         facet = "config"
         for r in rows:
-            r["config"] = " ".join(f"{k}={r.get(k, r.get(f'{k}_cfg'))}" for k in swept)
+            r["config"] = ", ".join(f"{_words(k)} = {r.get(k, r.get(f'{k}_cfg'))}" for k in swept)
     steps = len({r.get("steps") for r in rows}) > 1
     index = [k for k in (facet, "kernel" if steps else "sampler") if k]
     plots = [{"x": "steps", "y": metric, "series": "kernel", "facet": facet, "logx": True}] if steps else []
     return {
         "name": "summary",
-        "title": f"{metric} by sampler",
+        "title": f"{_words(metric)} by sampler",
         "report": {"plots": plots, "tables": [{"index": index, "columns": "steps" if steps else None,
                                                "value": metric}]},
     }  # fmt: skip

@@ -186,3 +186,17 @@ def test_loss_plot_of_a_continuation_counts_its_steps_from_the_checkpoint_it_con
     assert mean.get_xdata()[0] == 25_683 + 2  # a running mean of 3 steps ends at its third step
     assert (tmp_path / "loss.png").is_file()
     plt.close(fig)
+
+
+def test_generic_sweep_report_names_its_panels_in_words():
+    """``glass run -m`` over task.t: the summary's panels read "t = 0.2" (was "config = task.t=0.2"),
+    its title the metric in words."""
+    from glass.report import _generic, _panel_title
+
+    rows = [{"overrides": f"model=gmm task.t={t} sampler.steps={m} seed={s}", "task.t": t, "steps": m,
+             "seed": s, "energy": 0.1} for t in (0.2, 0.5) for m in (2, 4) for s in (0, 1)]  # fmt: skip
+    spec = _generic(rows)
+    (plot,) = spec["report"]["plots"]
+    assert spec["title"] == "energy distance by sampler" and plot["facet"] == "config"
+    assert [_panel_title(plot, "config", v) for v in dict.fromkeys(r["config"] for r in rows)] == [
+        "t = 0.2", "t = 0.5"]  # fmt: skip
