@@ -19,6 +19,30 @@ def test_readme_tables_are_generated_from_the_committed_result_files():
     assert not stale, f"README.md disagrees with {stale} (python -m experiments.readme_results)"
 
 
+def test_readme_tests_paragraph_quotes_the_committed_suite_measurement():
+    """The README's Tests paragraph (count, skips, minutes, date, memory) is the last ``make
+    bench-suite`` measurement (benchmarks/results/suite.json), not typed from memory."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    suite = json.loads((root / "benchmarks/results/suite.json").read_text())
+    passed, skipped = (int(re.search(rf"(\d+) {w}", suite["summary"])[1]) for w in ("passed", "skipped"))
+    text = " ".join((root / "README.md").read_text().split())
+    got = re.search(r"`make test` runs pytest \((\d+) tests, (\d+) skipped; ([\d.]+) minutes on 2 cores from "
+                    r"a clean clone, install included, ([\d.]+) of them in pytest; `make bench-suite`, "
+                    r"`benchmarks/results/suite.md`, (\S+ \d\d:\d\d)", text)  # fmt: skip
+    assert got, "the README's Tests paragraph lost its measured first sentence"
+    assert (int(got[1]), int(got[2])) == (passed, skipped)
+    assert float(got[3]) == round(suite["wall_s"] / 60, 1)
+    assert float(got[4]) == round(suite["pytest_s"] / 60, 1)
+    assert got[5] == suite["machine"]["date"][:16].replace("T", " ")
+    assert f"whose load was {suite['machine']['load_1min_before']:.1f} as it started" in text
+    assert f"{suite['max_rss_one_process_gb']:.2f} GB resident" in text
+    assert f"{suite['peak_tree_pss_gb']:.2f} GB (proportional" in text
+
+
 def test_every_committed_result_file_is_written_by_make_results():
     """Each file in experiments/results/ is written by a ``make results`` script (or is a training
     record): a committed file nothing regenerates would go stale silently."""
