@@ -175,7 +175,7 @@ def _image_figure(plt, task, result, samples: dict, model=None, n_cols: int = 10
     if task.name == "posterior":
         n = len(next(iter(samples.values()))) // len(result.extra["z"])
         rows.append(("original", to_pixels(result.extra["z"][:n_cols].float())))
-        rows.append((f"x_t, t = {task.t:g}", ((result.extra["x_t"][:n_cols].float() + 2) / 4).clamp(0, 1)))
+        rows.append((f"$x_t$, t = {task.t:g}", ((result.extra["x_t"][:n_cols].float() + 2) / 4).clamp(0, 1)))
         rows += [(figtext.label(label), to_pixels_of(s[::n][:n_cols])) for label, s in samples.items()]
     else:
         rows += [(figtext.label(label), to_pixels_of(s[:n_cols])) for label, s in samples.items()]
