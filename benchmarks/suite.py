@@ -96,6 +96,7 @@ def measure(clone: Path) -> dict:
         "peak_tree_pss_gb": round(peak["mb"] / 1024, 2),
         "processes_at_peak": peak["procs"],
         "slowest": slowest,  # pytest's --durations list (make test asks for the 15 slowest)
+        "failed": re.findall(r"^(?:FAILED|ERROR) (\S+)", text, re.M),  # pytest's short summary
     }
 
 
@@ -123,6 +124,11 @@ def main(argv=None) -> int:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         try:
             result = measure(clone)
+            if result["exit_code"]:  # the clone goes with the temporary directory: keep its log
+                kept = ROOT / "outputs" / "suite-failed.log"
+                kept.parent.mkdir(exist_ok=True)
+                kept.write_text((clone / "suite.log").read_text())
+                result["log"] = str(kept.relative_to(ROOT))
         finally:  # the clone's `make install` made it the editable install: point it back here
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(ROOT), "--no-deps"],
                            check=False, capture_output=True)  # fmt: skip
@@ -145,6 +151,9 @@ def main(argv=None) -> int:
         f"({result['processes_at_peak']} processes) |",
         "",
     ]
+    if result["failed"] or result["exit_code"]:
+        md += [f"**Failed** (exit code {result['exit_code']}; the log: `{result.get('log')}`):", ""]
+        md += [f"- `{name}`" for name in result["failed"]] + [""]
     if result["slowest"]:
         md += ["Slowest tests (pytest `--durations`):", "", "| seconds | phase | test |", "|---|---|---|"]
         md += [f"| {d['s']:.1f} | {d['phase']} | `{d['test']}` |" for d in result["slowest"]]
