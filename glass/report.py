@@ -282,7 +282,9 @@ def _panel_title(spec: dict, facet: str | None, value) -> str:
     reward: "inpainting"), the plot's title when there are no facets."""
     if not facet:
         return _label(spec.get("title", ""))
-    named = facet in ("variant", "reward", "kernel", "config") or str(value) in _VALUE_WORDS
+    if facet == "config":  # a generic sweep's "task.t=0.2 model=gmm": "t = 0.2, model = gmm"
+        return ", ".join(f"{_words(k)} = {v}" for k, _, v in (o.partition("=") for o in str(value).split()))
+    named = facet in ("variant", "reward", "kernel") or str(value) in _VALUE_WORDS
     return _label(value) if named else f"{_words(facet)} = {value}"
 
 
@@ -410,7 +412,7 @@ def _generic(rows: list[dict]) -> dict:
     if swept:
         facet = "config"
         for r in rows:
-            r["config"] = ", ".join(f"{_words(k)} = {r.get(k, r.get(f'{k}_cfg'))}" for k in swept)
+            r["config"] = " ".join(f"{k}={r.get(k, r.get(f'{k}_cfg'))}" for k in swept)  # tables: overrides
     steps = len({r.get("steps") for r in rows}) > 1
     index = [k for k in (facet, "kernel" if steps else "sampler") if k]
     plots = [{"x": "steps", "y": metric, "series": "kernel", "facet": facet, "logx": True}] if steps else []
