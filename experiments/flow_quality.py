@@ -34,7 +34,8 @@ from glass.metrics.fid import FID
 from glass.models.mnist import ASSETS, load_flow, to_data, to_pixels
 from glass.samplers import ODE, generate
 
-OUT = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]  # the repository: files are named relative to it
+OUT = ROOT / "experiments" / "results"
 FLOOR_SEED = 0
 GRID = 100  # samples in the grid (10 x 10)
 STEPS = {"euler": 10, "heun": 5}  # ODE steps per transition (5 transitions): 50 and 49 NFE
@@ -96,8 +97,7 @@ def main(argv=None) -> dict:
     train, _ = load_mnist("train")
     checkpoint = Path(args.checkpoint or ASSETS / "mnist_flow.safetensors").resolve()
     manifest = json.loads(checkpoint.with_suffix(".json").read_text())
-    root = OUT.parent.parent  # the repository: its files are named relative to it
-    shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint
+    shown = checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint
     rows = {}
     out = {"checkpoint": str(shown), "n": args.n, "batch": args.batch, "nfe": nfe, "method": args.method,
            "sampling_minutes": round(minutes, 1), "device": args.device, "fid": rows,
@@ -125,8 +125,7 @@ def grid_only(name: str, device: str = "cpu") -> dict:
         raise SystemExit(f"--grid-only: {name} sampled on {run}; redraw it with --device {run} (another "
                          "device draws other prior noise)")  # fmt: skip
     batch = out.get("batch", 500)
-    root = OUT.parent.parent
-    model = load_flow(str(root / out["checkpoint"]), device=device)
+    model = load_flow(str(ROOT / out["checkpoint"]), device=device)
     method = out.get("method", "euler")
     x = generate(model, ODE(STEPS[method], method), 5, n=min(GRID, out["n"], batch),
                  generator=torch.Generator(device=device).manual_seed(0))  # fmt: skip

@@ -22,11 +22,13 @@ __all__ = ["rho_ddpm", "resolve_rho", "Coefficients", "transition_coefficients",
 
 
 def noise_to(model, z: Tensor, t: float, generator=None) -> Tensor:
-    """The Gaussian path, eq. 2: x_t = alpha_t z + sigma_t eps, with eps drawn on the CPU (so the same
-    seed gives the same x_t on every device; a ``torch.Generator`` draws on its own device) from any
-    ``glass.noise`` source, then moved to z's device."""
+    """The Gaussian path, eq. 2: x_t = alpha_t z + sigma_t eps. eps comes from any ``glass.noise``
+    source where it draws (a ``torch.Generator`` on its own device, Streams on theirs, the CPU by
+    default; torch's global generator: the CPU one, so a seed gives the same x_t on every device),
+    then moves to z's device once."""
     sch = model.schedule
-    eps = randn(z.shape, generator, dtype=torch.float64, device="cpu").to(z.device)
+    where = "cpu" if generator is None else None  # None: the source's own device
+    eps = randn(z.shape, generator, dtype=torch.float64, device=where).to(z.device)
     return bcast(sch.alpha(t), z).to(z.device) * z + bcast(sch.sigma(t), z).to(z.device) * eps
 
 

@@ -200,7 +200,7 @@ def test_posterior_in_chunks_draws_what_one_batch_draws():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_torch_generator_draws_on_its_own_device_for_a_model_on_another():
     """As diffusers' randn_tensor: a CPU generator serves a CUDA model with the CPU's numbers, and a
-    CUDA generator works for glass.posterior, whose x_t noise is drawn on the CPU side."""
+    CUDA generator serves glass.posterior (its x_t noise drawn on the generator's device)."""
     def shrink(x, t, **cond):  # an x0-predictor that runs on any device
         return 0.5 * x
 

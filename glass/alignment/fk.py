@@ -30,6 +30,7 @@ from glass.samplers.base import (
     generate,
     prior_sample,
     replacement,
+    row_slices,
     time_grid,
     transition_rows,
 )  # fmt: skip
@@ -37,11 +38,6 @@ from glass.samplers.base import (
 __all__ = ["FKResult", "fk_steering", "best_of_n", "check_fk_options", "Intermediate"]
 
 Intermediate = Literal["denoiser", "posterior"]
-
-
-def _chunks(n: int, chunk: int | None) -> list[slice]:
-    size = n if not chunk else chunk
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 @dataclass
@@ -156,7 +152,7 @@ def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resample
     n_total = groups * particles
     seed = derive_seed(generator)  # resampling draws on the CPU, seeded from the caller's stream
     x = prior_sample(model, n_total, generator, float(times[0]))
-    slices = _chunks(n_total, chunk)
+    slices = row_slices(n_total, chunk)
     step = _Step(model, kernel, reward, cond, slices, generator, intermediate, posterior_steps)
     cpu_gen = None if seed is None else torch.Generator().manual_seed(seed)
     hook = _Weighing(step, groups, particles, lam, potential, resampler, resample_every, ess_threshold,
@@ -311,7 +307,7 @@ def best_of_n(
     check_int("groups", groups, 1)
     check_reward(reward)  # the kernel: generate checks it before any work
     total = groups * n
-    slices = _chunks(total, chunk)
+    slices = row_slices(total, chunk)
     cond = per_row(cond, groups, n, "groups")
     calls = model.nfe  # the caller's counter keeps running: this call's share is read as a difference
     x = generate(model, kernel, grid, total, generator=generator, progress=progress, chunk=chunk, **cond)

@@ -159,8 +159,7 @@ def generate(
     elif n is not None and isinstance(x, Tensor) and check_int("n", n, 1) != len(x):
         raise ValueError(f"n = {n} but the starting x has {len(x)} rows; give one of them (or both alike)")
     cond = per_row(cond, len(x))
-    size = len(x) if chunk is None else check_int("chunk", chunk, 1)
-    slices = [slice(i, min(i + size, len(x))) for i in range(0, len(x), size)]
+    slices = row_slices(len(x), chunk)
     advance, close = progress_bar(progress, len(times) - 1, f"{type(kernel).__name__} x {len(times) - 1}")
     hooks = [h for h in (callback, advance) if h is not None]
     d = None
@@ -200,6 +199,12 @@ def replacement(out, x: Tensor) -> tuple[Tensor, Tensor | None] | None:
                 f"D_t(x) of that shape; got {name} = {got}"
             )
     return new, d
+
+
+def row_slices(n: int, chunk: int | None) -> list[slice]:
+    """Rows 0..n-1 in network batches of ``chunk`` rows (None: one batch of all); ``chunk`` checked."""
+    size = n if chunk is None else check_int("chunk", chunk, 1)
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def denoise_rows(model, x: Tensor, t: float, cond: dict, slices: list[slice]) -> Tensor:
@@ -251,17 +256,14 @@ def posterior(
     generator = noise_source(generator)
     x_t = noise_to(model, z.double().repeat_interleave(n, 0), t, generator)  # eq. 2
     cond = per_row(cond, b, repeat=n, what="images")
-    size = len(x_t) if chunk is None else check_int("chunk", chunk, 1)
-    slices = [slice(i, min(i + size, len(x_t))) for i in range(0, len(x_t), size)]
+    slices = row_slices(len(x_t), chunk)
     advance, close = progress_bar(progress, len(slices), f"{type(kernel).__name__} posterior")
-    whole = len(slices) == 1
     parts = []
     try:
         with torch.no_grad():
-            for s in slices:
-                part = kernel.transition(model, x_t if whole else x_t[s], t, 1.0,
-                                         generator=generator if whole else rows_of(generator, s),
-                                         **(cond if whole else take(cond, s)))  # fmt: skip
+            for s in slices:  # each chunk's rows of the noise source: the draws of one whole batch
+                part = kernel.transition(model, x_t[s], t, 1.0, generator=rows_of(generator, s),
+                                         **take(cond, s))  # fmt: skip
                 parts.append(model.decode(part) if latent else part)
                 if advance is not None:
                     advance()
