@@ -82,6 +82,11 @@ def test_flow_trainer_exports_a_loadable_checkpoint(tmp_path):
     x = torch.randn(3, 1, 28, 28, dtype=torch.float64)
     assert model.denoise(x, 0.5).shape == x.shape and model.nfe == 1
     assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "samples.png").is_file()
+    from glass.train.common import read_losses
+
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    losses, first = read_losses(tmp_path / "run" / "losses.csv")
+    assert first == 0 and losses == pytest.approx(state["losses"], rel=1e-5) and len(losses) == 2
 
 
 def test_flow_resume_continues_exactly(tmp_path):

@@ -188,6 +188,34 @@ def test_loss_plot_of_a_continuation_counts_its_steps_from_the_checkpoint_it_con
     plt.close(fig)
 
 
+def test_training_losses_are_saved_as_numbers_that_redraw_the_curve(tmp_path, monkeypatch):
+    """``losses.csv`` holds every step's loss under its step number (a continuation's from its
+    checkpoint's next step); read back, it redraws the same curve; anything else is refused."""
+    import matplotlib.pyplot as plt
+
+    from glass.train.common import plot_losses, read_losses, save_losses
+
+    losses = [2.0 / (k + 1) for k in range(300)]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    save_losses(losses, tmp_path, "t", first_step=25_682)
+    lines = (tmp_path / "losses.csv").read_text().splitlines()
+    assert lines[0] == "step,loss" and lines[1] == "25683,2" and lines[-1].startswith("25982,0.006666")
+    back, first = read_losses(tmp_path / "losses.csv")
+    assert first == 25_682 and back == pytest.approx(losses, rel=1e-5)
+    plot_losses(back, tmp_path / "again.png", "t", first_step=first)
+    monkeypatch.undo()
+    saved, redrawn = figures
+    for a, b in zip(saved.axes[0].get_lines(), redrawn.axes[0].get_lines()):
+        assert list(a.get_xdata()) == list(b.get_xdata())
+        assert a.get_ydata() == pytest.approx(b.get_ydata(), rel=1e-5)
+    for fig in figures:
+        plt.close(fig)
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="other.csv is not a losses.csv"):
+        read_losses(tmp_path / "other.csv")
+
+
 def test_generic_sweep_report_names_its_panels_in_words():
     """``glass run -m`` over task.t: the summary's panels read "t = 0.2" (was "config = task.t=0.2"),
     its title the metric in words."""

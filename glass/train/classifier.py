@@ -24,7 +24,7 @@ from glass.train.common import (
     atomic_write_text,
     check_resume_config,
     export_weights,
-    plot_losses,
+    save_losses,
 )
 
 __all__ = ["ClassifierTrainer", "accuracy"]
@@ -130,7 +130,7 @@ class ClassifierTrainer(Trainer):
             state = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state()}
             state |= {"rng": torch.get_rng_state(), "step": step, "losses": losses, "history": history}
             atomic_save({**state, "elapsed": elapsed, "config": self.config()}, ckpt)
-            plot_losses(losses, run_dir / "loss.png", f"classifier, {step:,} steps")
+            save_losses(losses, run_dir, f"classifier, {step:,} steps")
 
         start = time.perf_counter() - elapsed
         net.train()

@@ -13,6 +13,8 @@ __all__ = [
     "export_weights",
     "check_resume_config",
     "plot_losses",
+    "save_losses",
+    "read_losses",
     "Progress",
 ]
 
@@ -105,6 +107,26 @@ def check_resume_config(stored: dict | None, current: dict, keys: tuple[str, ...
                 f"{ckpt} was trained with {k}={stored[k]!r}, not {current.get(k)!r}; "
                 "pass trainer.resume=false to start over, or keep the setting"
             )
+
+
+def save_losses(losses: list[float], run_dir: Path, title: str, first_step: int = 0) -> None:
+    """``losses.csv`` (``step,loss``, one row per step, steps counted from ``first_step + 1``) and
+    ``loss.png`` drawn from it: the curve can be redrawn, or drawn differently, from the numbers after
+    the run and its checkpoint are gone (``losses, first = read_losses(csv)``, then
+    ``plot_losses(losses, png, title, first_step=first)``)."""
+    rows = "".join(f"{first_step + 1 + k},{v:.6g}\n" for k, v in enumerate(losses))
+    atomic_write_text(run_dir / "losses.csv", "step,loss\n" + rows)
+    plot_losses(losses, run_dir / "loss.png", title, first_step=first_step)
+
+
+def read_losses(path: Path) -> tuple[list[float], int]:
+    """The losses a ``losses.csv`` holds and the step before its first (``first_step``), as
+    ``plot_losses`` takes them."""
+    lines = Path(path).read_text().split()
+    if not lines or lines[0] != "step,loss":
+        raise ValueError(f"{path} is not a losses.csv (its first line should be 'step,loss')")
+    rows = [line.split(",") for line in lines[1:]]
+    return [float(v) for _, v in rows], (int(rows[0][0]) - 1 if rows else 0)
 
 
 def plot_losses(losses: list[float], path: Path, title: str, first_step: int = 0) -> None:

@@ -30,7 +30,7 @@ from glass.train.common import (
     check_resume_config,
     ema_update,
     export_weights,
-    plot_losses,
+    save_losses,
 )
 
 __all__ = ["FlowTrainer", "save_sample_grid", "make_prior"]
@@ -193,7 +193,7 @@ class FlowTrainer(Trainer):
             steps = f"steps {prior_steps + 1:,}–{prior_steps + step:,}" if prior_steps else f"{step:,} steps"
             source = f" (continued from {Path(self.init).stem})" if self.init and prior_steps else ""
             title = f"flow matching, {steps}{source}"
-            plot_losses(losses, run_dir / "loss.png", title, first_step=prior_steps)
+            save_losses(losses, run_dir, title, first_step=prior_steps)
 
         start = time.perf_counter() - elapsed
         budget = self.max_minutes * 60

@@ -23,7 +23,7 @@ from glass.train.common import (
     check_resume_config,
     ema_update,
     export_weights,
-    plot_losses,
+    save_losses,
 )
 
 __all__ = ["LowResTrainer"]
@@ -95,7 +95,7 @@ class LowResTrainer(Trainer):
             state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                      "gen": gen.get_state(), "step": step, "losses": losses, "elapsed": elapsed}  # fmt: skip
             atomic_save({**state, "config": self.config()}, ckpt)
-            plot_losses(losses, run_dir / "loss.png", f"low-resolution generator, {step:,} steps")
+            save_losses(losses, run_dir, f"low-resolution generator, {step:,} steps")
 
         start = time.perf_counter() - elapsed
         net.train()
