@@ -15,7 +15,10 @@ for a quicker look, ``--inception-n 2000`` to score only the first 2,000 samples
 
     python experiments/flow_quality.py [--checkpoint glass/assets/mnist_flow.safetensors] [--n 10000]
                                        [--inception-n N] [--name mnist_flow_quality] [--floor-only]
-                                       [--method euler|heun]
+                                       [--method euler|heun] [--grid-only]
+
+``--grid-only`` redraws ``<name>.png`` from an existing ``<name>.json`` (its first 100 samples drawn
+again exactly as the run drew them; FIDs and floors kept).
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def main(argv=None) -> dict:
                     help="redraw <name>.png from an existing <name>.json: its first 100 samples again "
                          "(the first batch's seed and prior draws; FIDs and floors kept)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.grid_only and args.floor_only:
+        ap.error("--grid-only and --floor-only redraw different things; pass one of them")
     if args.grid_only:
         return grid_only(args.name, args.device)
     if args.floor_subsets < 1:
@@ -83,16 +88,8 @@ def main(argv=None) -> dict:
     if args.inception_n is not None and not 2000 <= args.inception_n <= args.n:
         ap.error(f"--inception-n must be between 2000 and --n ({args.n}), got {args.inception_n}")
     model = load_flow(args.checkpoint, device=args.device)
-    kernel = ODE(STEPS[args.method], args.method)
     start = time.perf_counter()
-    xs = []
-    for i in range(0, args.n, args.batch):
-        g = torch.Generator(device=args.device).manual_seed(i)
-        model.reset_nfe()
-        xs.append(generate(model, kernel, 5, n=min(args.batch, args.n - i), generator=g).float().cpu())
-        nfe = model.nfe  # per sample: the wrapper counts calls, whatever the batch (the same in every batch)
-        print(f"{i + len(xs[-1])}/{args.n} samples", flush=True)
-    x = torch.cat(xs)
+    x, nfe = sample(model, args.method, args.n, args.batch, args.device)
     minutes = (time.perf_counter() - start) / 60
     train, _ = load_mnist("train")
     checkpoint = Path(args.checkpoint or ASSETS / "mnist_flow.safetensors").resolve()
@@ -112,10 +109,26 @@ def main(argv=None) -> dict:
     return out
 
 
+def sample(model, method: str, n: int, batch: int, device: str, log: bool = True) -> tuple[torch.Tensor, int]:
+    """``n`` ODE samples (5 transitions of ``STEPS[method]`` steps) in batches of ``batch``, the batch
+    starting at row i seeded i (on ``device``), on the CPU as float32; and the NFE per sample."""
+    kernel = ODE(STEPS[method], method)
+    xs = []
+    for i in range(0, n, batch):
+        g = torch.Generator(device=device).manual_seed(i)
+        model.reset_nfe()
+        xs.append(generate(model, kernel, 5, n=min(batch, n - i), generator=g).float().cpu())
+        nfe = model.nfe  # per sample: the wrapper counts calls, whatever the batch (the same in every batch)
+        if log:
+            print(f"{i + len(xs[-1])}/{n} samples", flush=True)
+    return torch.cat(xs), nfe
+
+
 def grid_only(name: str, device: str = "cpu") -> dict:
-    """The sample grid of a finished run again, from its JSON: the checkpoint and solver it names, the
-    first GRID samples of its first batch (its seed 0 on the run's device: the same prior draws, and
-    the ODE adds no noise; runs before the batch was recorded used the default, 500)."""
+    """The sample grid of a finished run again, from its JSON: the checkpoint and solver it names, its
+    first GRID samples drawn as the run drew them (the batches that hold them, each of the run's size
+    and seed on the run's device: the same prior draws, and the ODE adds no noise; runs before the
+    batch was recorded used the default, 500)."""
     path = OUT / f"{name}.json"
     if not path.is_file():
         raise SystemExit(f"--grid-only: {path} does not exist (run without --grid-only first)")
@@ -127,9 +140,10 @@ def grid_only(name: str, device: str = "cpu") -> dict:
     batch = out.get("batch", 500)
     model = load_flow(str(ROOT / out["checkpoint"]), device=device)
     method = out.get("method", "euler")
-    x = generate(model, ODE(STEPS[method], method), 5, n=min(GRID, out["n"], batch),
-                 generator=torch.Generator(device=device).manual_seed(0))  # fmt: skip
-    write(out, x.float().cpu(), name)
+    shown = min(GRID, out["n"])
+    last = (shown - 1) // batch * batch  # the first row of the last batch that holds a shown sample
+    x, _ = sample(model, method, min(last + batch, out["n"]), batch, device, log=False)
+    write(out, x[:shown], name)
     return out
 
 
@@ -152,7 +166,7 @@ def floors_only(args) -> dict:
 
 
 def write(out: dict, x: torch.Tensor | None, name: str) -> None:
-    """``<name>.json``, ``.md`` (the table) and ``.png`` (up to 100 samples, titled with the first FID)."""
+    """``<name>.json``, ``.md`` (the table) and ``.png`` (up to 100 samples, titled by ``grid_title``)."""
     rows = out["fid"]
     method = out.get("method", "euler")  # files written before --method are Euler
     solver = "" if method == "euler" else f" ({method.title()})"

@@ -376,8 +376,11 @@ def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeyp
     flow_quality.main(["--n", "12", "--batch", "8", "--features", "mnist", "--name", "q",
                        "--floor-subsets", "1"])  # fmt: skip
     files = {f: (tmp_path / f"q.{f}").read_bytes() for f in ("json", "md")}
-    out = flow_quality.main(["--grid-only", "--name", "q"])  # the batch of 8 from the JSON
-    assert drawn[1].shape == (8, 1, 28, 28) and drawn[1].equal(drawn[0][:8])
+    out = flow_quality.main(["--grid-only", "--name", "q"])  # batches of 8 from the JSON: 8 + 4 rows
+    assert drawn[1].shape == (12, 1, 28, 28) and drawn[1].equal(drawn[0])
+    monkeypatch.setattr(flow_quality, "GRID", 9)  # a grid reaching into the second batch, not to its end
+    flow_quality.main(["--grid-only", "--name", "q"])
+    assert drawn[2].shape == (9, 1, 28, 28) and drawn[2].equal(drawn[0][:9])
     assert {f: (tmp_path / f"q.{f}").read_bytes() for f in ("json", "md")} == files
     row = out["fid"]["mnist"]
     assert flow_quality.grid_title(out) == (
@@ -388,6 +391,8 @@ def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeyp
         flow_quality.main(["--grid-only", "--name", "q", "--device", "cuda"])
     with pytest.raises(SystemExit, match="does not exist"):
         flow_quality.main(["--grid-only", "--name", "missing"])
+    with pytest.raises(SystemExit):  # argparse's error: one line naming both options
+        flow_quality.main(["--grid-only", "--floor-only", "--name", "q"])
 
 
 def test_flow_quality_floor_is_random_training_subsets_and_floor_only_keeps_samples(tmp_path, monkeypatch):

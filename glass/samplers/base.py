@@ -203,8 +203,8 @@ def replacement(out, x: Tensor) -> tuple[Tensor, Tensor | None] | None:
 
 def row_slices(n: int, chunk: int | None) -> list[slice]:
     """Rows 0..n-1 in network batches of ``chunk`` rows (None: one batch of all); ``chunk`` checked."""
-    size = n if chunk is None else check_int("chunk", chunk, 1)
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+    size = max(n, 1) if chunk is None else check_int("chunk", chunk, 1)
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)] or [slice(0, 0)]  # 0 rows: one empty
 
 
 def denoise_rows(model, x: Tensor, t: float, cond: dict, slices: list[slice]) -> Tensor:
