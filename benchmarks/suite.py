@@ -7,6 +7,8 @@ the test count, the largest resident set of any one process (``getrusage``'s chi
 time reports) and the peak of the whole process tree's proportional set size (``/proc/<pid>/smaps_rollup``
 summed over the tree every 0.3 s: children such as torchrun ranks and sweep workers included, shared
 pages counted once). The clone's editable install is pointed back at this checkout afterwards.
+A run with a failing test is not a measurement: it writes outputs/suite-failed.{json,md,log} and leaves
+the committed suite.{json,md} (which the README quotes) as they were.
 
     python benchmarks/suite.py [--out benchmarks/results]
 """
@@ -133,9 +135,10 @@ def main(argv=None) -> int:
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(ROOT), "--no-deps"],
                            check=False, capture_output=True)  # fmt: skip
     data = {"machine": info, **result}
-    out = Path(args.out)
+    # a failed run is not a measurement to quote: it goes to outputs/, the committed one stays
+    out, stem = (Path(args.out), "suite") if result["exit_code"] == 0 else (ROOT / "outputs", "suite-failed")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "suite.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     md = [
         "# Test suite: time and memory (`bash .ci/run` = `make test` on a clean clone)",
         "",
@@ -158,8 +161,10 @@ def main(argv=None) -> int:
         md += ["Slowest tests (pytest `--durations`):", "", "| seconds | phase | test |", "|---|---|---|"]
         md += [f"| {d['s']:.1f} | {d['phase']} | `{d['test']}` |" for d in result["slowest"]]
         md += [""]
-    (out / "suite.md").write_text("\n".join(md))
+    (out / f"{stem}.md").write_text("\n".join(md))
     print("\n".join(md))
+    if result["exit_code"]:
+        print(f"failed: written to {out / stem}.{{json,md}}; {args.out}/suite.{{json,md}} left as they were")
     return 0 if result["exit_code"] == 0 else 1
 
 

@@ -87,3 +87,46 @@ def test_a_section_without_a_recorded_date_says_so_and_kept_mnist_rows_keep_thei
     assert measured(results, "fk") == "Date not recorded."
     results["dates"]["overhead_mnist"] = results["dates"]["overhead"]
     assert measured(results, "overhead") == "Measured 2026-12-05T10:00:00."
+
+
+def test_bench_suite_keeps_the_committed_measurement_when_a_test_fails(tmp_path, monkeypatch):
+    """``make bench-suite`` with a failing test writes outputs/suite-failed.{json,md,log} and leaves
+    the committed suite.{json,md} (which the README quotes) as they were; a passing run replaces them.
+    The clone's ``.ci/run`` here prints a pytest summary instead of running the suite."""
+    import subprocess
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import suite
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rc = {"code": 1}
+
+    def fake_run(cmd, *args, **kwargs):  # git clone: a tree whose .ci/run fakes pytest; pip: nothing
+        if cmd[:2] == ["git", "clone"]:
+            ci = Path(cmd[-1]) / ".ci"
+            ci.mkdir(parents=True)
+            summary = "1 failed, 9 passed in 3.50s" if rc["code"] else "10 passed in 3.50s"
+            failed = "FAILED tests/test_x.py::test_y - assert 1 == 2\n" if rc["code"] else ""
+            (ci / "run").write_text(f"echo '1.20s call     tests/test_x.py::test_y'\nprintf '{failed}'\n"
+                                    f"echo '==== {summary} ===='\nexit {rc['code']}\n")  # fmt: skip
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(suite.subprocess, "run", fake_run)
+    monkeypatch.setattr(suite, "ROOT", tmp_path)
+    results = tmp_path / "results"
+    results.mkdir()
+    for f in ("suite.json", "suite.md"):
+        (results / f).write_text("committed")
+    assert suite.main(["--out", str(results)]) == 1
+    assert [(results / f).read_text() for f in ("suite.json", "suite.md")] == ["committed"] * 2
+    failed = json.loads((tmp_path / "outputs" / "suite-failed.json").read_text())
+    assert failed["exit_code"] == 1 and failed["failed"] == ["tests/test_x.py::test_y"]
+    assert failed["tests"] == {"failed": 1, "passed": 9} and failed["pytest_s"] == 3.5
+    assert "tests/test_x.py::test_y" in (tmp_path / "outputs" / "suite-failed.log").read_text()
+    assert "**Failed** (exit code 1" in (tmp_path / "outputs" / "suite-failed.md").read_text()
+    rc["code"] = 0
+    assert suite.main(["--out", str(results)]) == 0
+    passed = json.loads((results / "suite.json").read_text())
+    assert passed["summary"] == "10 passed in 3.50s"
+    assert passed["slowest"][0]["test"] == "tests/test_x.py::test_y"
