@@ -32,7 +32,7 @@ _TEXT = [  # (pattern, replacement) in order, applied outside formulas only: rho
     # sampler names in capitals, "x" as ×
     (re.compile(r"\(ddpm\)"), lambda m: f"(${_RHO_DDPM}$)"),  # a method's "(ddpm)": rho = rho_DDPM
     (re.compile(r"\brho\s*=\s*ddpm\b(?!\^)"), lambda m: f"${_RHO_DDPM}$"),
-    (re.compile(r"\b(?:rho_DDPM|ddpm)\^(\d+(?:\.\d+)?(?:e-?\d+)?|kappa)"), _power),
+    (re.compile(r"\b(?:rho_DDPM|ddpm)\^(-?\d+(?:\.\d+)?(?:e-?\d+)?|kappa)"), _power),
     (re.compile(r"\brho_DDPM\b"), lambda m: f"${_RHO_DDPM}$"),
     (re.compile(r"(?<!\\)\b(rho|kappa)\s*=\s*"), lambda m: {"rho": "ρ", "kappa": "κ"}[m.group(1)] + " = "),
     (re.compile(r"(?<!\\)\brho\b"), "ρ"),

@@ -283,8 +283,9 @@ def _panel_title(spec: dict, facet: str | None, value) -> str:
     if not facet:
         return _label(spec.get("title", ""))
     if facet == "config":  # a generic sweep's "task.t=0.2 model=gmm": "t = 0.2, model = gmm"
-        return ", ".join(f"{_words(k)} = {v}" for k, _, v in (o.partition("=") for o in str(value).split()))
-    named = facet in ("variant", "reward", "kernel") or str(value) in _VALUE_WORDS
+        overrides = re.split(r" (?=[\w.+~/@-]+=)", str(value))  # a value may hold spaces: "[0.1, 0.2]"
+        return ", ".join(f"{_words(k)} = {v}" for k, _, v in (o.partition("=") for o in overrides))
+    named = facet in ("variant", "reward", "kernel", "sampler") or str(value) in _VALUE_WORDS
     return _label(value) if named else f"{_words(facet)} = {value}"
 
 

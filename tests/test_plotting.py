@@ -132,6 +132,7 @@ def test_report_figures_say_methods_metrics_and_the_run_in_words(tmp_path, monke
         r"$\rho_\mathrm{DDPM}^{0.5}$", r"$\rho_\mathrm{DDPM}^{\kappa}$", "truth: GLASS"]  # fmt: skip
     assert _label("5 transitions x 10 steps") == "5 transitions × 10 steps"
     assert _label("glass(kappa=0.5) M=8") == "GLASS (κ = 0.5) M = 8"
+    assert _label("ddpm^-0.5") == r"$\rho_\mathrm{DDPM}^{-0.5}$"  # a negative power, no raw caret
     for kept in (r"constant $\rho$ sweep", "$V_t$ estimates", "N(0, I)", "fks-glass", "x=ode", "mode 2x2"):
         assert _label(kept) == kept  # formulas already written, and words that only contain a name
     lines = _wrap(_label("FKS-GLASS (ddpm) vs a long tail"), 12).split("\n")
@@ -228,3 +229,6 @@ def test_generic_sweep_report_names_its_panels_in_words():
     assert spec["title"] == "energy distance by sampler" and plot["facet"] == "config"
     assert [_panel_title(plot, "config", v) for v in dict.fromkeys(r["config"] for r in rows)] == [
         "t = 0.2", "t = 0.5"]  # fmt: skip
+    assert _panel_title(plot, "config", "task.ts=[0.1, 0.2] model=gmm") == "ts = [0.1, 0.2], model = gmm"
+    glass_ddpm = r"GLASS ($\rho_\mathrm{DDPM}$)"
+    assert [_panel_title(plot, "sampler", v) for v in ("sde", "glass")] == ["SDE", glass_ddpm]
