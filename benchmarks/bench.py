@@ -379,6 +379,11 @@ def train_steps(reps: int, device: str = "cpu", batch: int = 64) -> dict:
 FLOORED = 1e-4  # an excess at or below this (negative too: under the floor) is drawn here, hollow
 
 
+def accuracy_png(stem: str) -> str:
+    """The accuracy figure's name beside ``<stem>.md``: a GPU run's does not overwrite the CPU's."""
+    return "accuracy.png" if stem == "bench" else f"{stem}-accuracy.png"
+
+
 def accuracy_plot(acc: dict, path: Path) -> None:
     """Fréchet error above the Monte-Carlo floor per NFE, one panel per case, with the README table's
     targets (2 % and 0.5 % of tr Cov) as lines; an excess at or below FLOORED is drawn at FLOORED
@@ -426,7 +431,8 @@ def measured(results: dict, section: str) -> str:
     return f"Measured {date}."
 
 
-def markdown(results: dict) -> str:
+def markdown(results: dict, plot: str = "accuracy.png") -> str:
+    """bench.md from bench.json; ``plot``: the accuracy figure beside it (``accuracy_png(stem)``)."""
     m = results["machine"]
     lines = [
         "# Benchmarks",
@@ -502,7 +508,7 @@ def markdown(results: dict) -> str:
             "Fréchet distance (mean and covariance) between n samples of x_{t'} | x_t and the exact",
             "conditional's closed-form moments, averaged over conditioning points, minus the same",
             "statistic for exact samples (its Monte-Carlo floor). Energy distance (sees the modes) in",
-            "brackets, floor noted. ![accuracy](accuracy.png)",
+            f"brackets, floor noted. ![accuracy]({plot})",
             "",
         ]
         for name, r in results["accuracy"].items():
@@ -671,6 +677,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "bench" if args.device == "cpu" else f"bench-{torch.device(args.device).type}"
+    plot = accuracy_png(stem)
     results: dict = {}
     saved = out / f"{stem}.json"
     if (args.render or set(only) != set(SECTIONS)) and saved.is_file():  # update those sections only
@@ -678,10 +685,11 @@ def main() -> None:
     if args.render:  # no measurement: bench.md again from bench.json (after a change to the format)
         if not results:
             sys.exit(f"error: --render needs {saved}")
-        (out / f"{stem}.md").write_text(markdown(results))
+        (out / f"{stem}.md").write_text(markdown(results, plot))
         if results.get("accuracy"):
-            accuracy_plot(results["accuracy"], out / "accuracy.png")
-        print(f"wrote {out / f'{stem}.md'} (and its accuracy.png) from {saved}")
+            accuracy_plot(results["accuracy"], out / plot)
+        drew = f" and {out / plot}" if results.get("accuracy") else ""
+        print(f"wrote {out / f'{stem}.md'}{drew} from {saved}")
         return
     glass.models.mnist.check_device(args.device)
     results["machine"] = machine(args.device)
@@ -690,7 +698,7 @@ def main() -> None:
     def done(section: str) -> None:  # the section ran to its end: date it, and save
         dates[section] = results["machine"]["date"]
         (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
-        (out / f"{stem}.md").write_text(markdown(results))
+        (out / f"{stem}.md").write_text(markdown(results, plot))
 
     if "overhead" in only:
         keep_mnist = args.batches == "none"  # oracle rows only; the MNIST rows of the last run stay
@@ -760,12 +768,12 @@ def main() -> None:
             r = accuracy.measure(t, tn, budgets=budgets, n=n, n_energy=min(n, 1000))
             results["accuracy"][name] = summarise_accuracy(r)
             print(name, json.dumps(r["nfe_to_target"]), flush=True)
-        accuracy_plot(results["accuracy"], out / "accuracy.png")
+        accuracy_plot(results["accuracy"], out / plot)
         done("accuracy")
     if "mnist" in only:
         results["mnist"] = mnist_fid(args.quick)
         done("mnist")
-    print(markdown(results))
+    print(markdown(results, plot))
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def test_committed_bench_report_is_its_json_with_a_date_per_section():
     """bench.md is markdown(bench.json) (``python benchmarks/bench.py --render`` after a format change),
     and every section says when it was measured: ``--only`` reruns some sections, so the file's
     header date is not theirs."""
-    from benchmarks.bench import markdown
+    from benchmarks.bench import accuracy_png, markdown
 
     results_dir = ROOT / "benchmarks" / "results"
     for stem, n_sections in (("bench", 6), ("bench-cuda", 2)):
@@ -69,7 +69,7 @@ def test_committed_bench_report_is_its_json_with_a_date_per_section():
         text = (results_dir / f"{stem}.md").read_text()
         device = "" if stem == "bench" else " --device cuda"
         stale = f"{stem}.md is stale: run python benchmarks/bench.py --render{device}"
-        assert text == markdown(results), stale
+        assert text == markdown(results, accuracy_png(stem)), stale
         sections = text.split("\n## ")[1:]
         assert len(sections) >= n_sections
         for sec in sections:

@@ -95,7 +95,7 @@ def prior_sample(model, n: int, generator: torch.Generator | None = None, t0: fl
     return x * model.schedule.sigma(t0).item()
 
 
-def progress_bar(progress, total: int, description: str = "transitions"):
+def progress_bar(progress, total: int, description: str = "transitions", unit: str = "step"):
     """``progress=`` of the Python entry points -> (advance, close): None or False (nothing), True (a
     tqdm bar with an ETA), or a callable called once per transition. ``advance`` returns None,
     whatever the callable returns (tqdm's update returns True on a refresh)."""
@@ -104,7 +104,7 @@ def progress_bar(progress, total: int, description: str = "transitions"):
     if progress is True:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc=description, unit="step")
+        bar = tqdm(total=total, desc=description, unit=unit)
         tick, close = (lambda: bar.update(1)), bar.close
     elif callable(progress):
         tick, close = progress, (lambda: None)
@@ -257,7 +257,7 @@ def posterior(
     x_t = noise_to(model, z.double().repeat_interleave(n, 0), t, generator)  # eq. 2
     cond = per_row(cond, b, repeat=n, what="images")
     slices = row_slices(len(x_t), chunk)
-    advance, close = progress_bar(progress, len(slices), f"{type(kernel).__name__} posterior")
+    advance, close = progress_bar(progress, len(slices), f"{type(kernel).__name__} posterior", unit="chunk")
     parts = []
     try:
         with torch.no_grad():

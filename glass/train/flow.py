@@ -179,13 +179,13 @@ class FlowTrainer(Trainer):
 
         pending = []  # losses not read back yet (on the device): one transfer per LOSS_READ steps
 
-        def read_losses():
+        def drain_losses():
             if pending:
                 losses.extend(torch.stack(pending).tolist())
                 pending.clear()
 
         def save():
-            read_losses()
+            drain_losses()
             state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
             state |= {"gen": gen.get_state(), "rng": torch.get_rng_state(), "step": step, "losses": losses}
             state |= {"elapsed": elapsed, "prior_steps": prior_steps}
@@ -212,7 +212,7 @@ class FlowTrainer(Trainer):
                 step += 1
                 pending.append(loss.detach())
                 if len(pending) >= LOSS_READ or step == 1:  # loss.item() each step would wait for the GPU
-                    read_losses()
+                    drain_losses()
                 elapsed = time.perf_counter() - start
                 advance(f"training flow  loss {sum(losses[-100:]) / len(losses[-100:]):.4f}")
                 if step % self.checkpoint_every == 0:
