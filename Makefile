@@ -12,7 +12,7 @@ help:
 	@echo "make measure  posterior error vs NFE on the 64-D oracle (README table)"
 	@echo "make measure-mnist  posterior FID and value correlation vs M on MNIST (README, ~1 h on 2 cores)"
 	@echo "make table1   paper Table 1 analog: best-of-N / FK steering at equal NFE on MNIST and the oracle"
-	@echo "make results  regenerate every committed result file and the README's tables (~14 h on 2 cores;"
+	@echo "make results  regenerate every committed result file and the README's tables (~15 h on 2 cores;"
 	@echo "              with a GPU it adds the --scale large runs, minutes on an H200: estimated)"
 	@echo "make bench    speed benchmarks -> benchmarks/results/ (bench.json, bench.md with machine info)"
 	@echo "make bench-suite  the test suite's time and memory on a clean clone -> benchmarks/results/suite.md"
