@@ -196,12 +196,24 @@ def test_chunked_unet_calls_give_the_whole_batch_numbers():
 
 
 def test_flow_warm_start_from_exported_weights(tmp_path):
-    FlowTrainer(batch_size=4, max_steps=2, export=str(tmp_path / "a"), samples=0)(tmp_path / "run_a")
+    """``trainer.init``: training continues from the exported weights (one step from them, not from a
+    fresh initialisation: a differently seeded run a, continued as b, stays next to a, while a fresh
+    run c of b's seed lands far away), and counts its steps after theirs."""
+    from safetensors.torch import load_file
+
+    FlowTrainer(batch_size=4, max_steps=2, export=str(tmp_path / "a"), samples=0)(tmp_path / "run_a", seed=1)
     result = FlowTrainer(
         batch_size=4, max_steps=1, export=str(tmp_path / "b"), samples=0, init=str(tmp_path / "a.safetensors")
     )(tmp_path / "run_b")
+    FlowTrainer(batch_size=4, max_steps=1, export=str(tmp_path / "c"), samples=0)(tmp_path / "run_c")
     assert result["steps"] == 1 and result["total_steps"] == 3
     assert json.loads((tmp_path / "b.json").read_text())["total_steps"] == 3
+    a, b, c = (load_file(tmp_path / f"{k}.safetensors") for k in "abc")
+
+    def dist(u, v):
+        return sum(float((u[k].double() - v[k].double()).pow(2).sum()) for k in u) ** 0.5
+
+    assert dist(b, a) < 0.1 * dist(c, a), (dist(b, a), dist(c, a))
 
 
 def test_corrupted_or_missing_checkpoint_says_how_to_retrain(tmp_path):
