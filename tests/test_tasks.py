@@ -187,6 +187,9 @@ def test_value_on_mnist_end_to_end_with_cached_truth(tmp_path):
     third = runner.invoke(app, args)
     assert third.exit_code == 0, third.output
     assert torch.load(cache, weights_only=True).shape == (4,)
+    (c,) = (json.loads((r / "metrics.json").read_text())["rows"] for r in
+            sorted(p for p in tmp_path.glob("runs/*/*") if p.is_dir()) if r not in runs)  # fmt: skip
+    assert not c[0]["truth_cached"] and [r["pearson"] for r in c] == [r["pearson"] for r in a]
 
 
 def test_generate_on_mnist_end_to_end(tmp_path):
