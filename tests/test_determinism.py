@@ -43,6 +43,17 @@ def test_streams_are_standard_normal_and_independent():
     assert not torch.equal(a, b)
     s = Streams(0, 5)
     assert not torch.equal(s.randn((5, 3)), s.randn((5, 3)))  # the second draw is a new one
+    # no stream is a (shifted) copy of another: neighbouring samples, seeds or draws are uncorrelated,
+    # also one element apart, and share no value
+    s = Streams(0, 2000)
+    pairs = {"sample 2i, 2i + 1": (z[0::2], z[1::2]),
+             "seed 0, 1": (z[:2000], Streams(1, 2000).randn((2000, 16))),
+             "draw 0, 1": (s.randn((2000, 16)), s.randn((2000, 16)))}  # fmt: skip
+    for name, (u, v) in pairs.items():
+        for shift in (0, 1):
+            pair = torch.stack([u[:, shift:].flatten(), v[:, : v.shape[1] - shift].flatten()])
+            assert abs(float(torch.corrcoef(pair)[0, 1])) < 0.02, (name, shift)
+        assert not set(u.flatten().tolist()) & set(v.flatten().tolist()), name
 
 
 def test_a_chunk_draws_what_the_batch_would_have_given_it():
