@@ -128,22 +128,19 @@ def test_run_directories_are_unique_within_one_second(tmp_path):
 
 
 def test_generate_task_on_the_64d_oracle(tmp_path):
+    """Generation on the 64-D oracle scores its samples against exact ones: coarse (2 x 3 steps) far
+    above the Monte-Carlo floor, 2 x 24 steps within 2 floor standard deviations of it."""
     res = runner.invoke(
         app,
-        [
-            "run",
-            "model=gmm64",
-            "sampler=glass",
-            "task=generate",
-            "task.transitions=2",
-            "sampler.steps=3",
-            "task.n=300",
-            f"out_dir={tmp_path}",
-        ],
-    )
+        ["run", "model=gmm64", "sampler=compare", "sampler.samplers=[glass]", "sampler.steps=[3,24]",
+         "task=generate", "task.transitions=2", "task.n=300", f"out_dir={tmp_path}"],
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
     (run,) = run_dirs(tmp_path)
-    assert rows_of(run)[0]["nfe"] == 6
+    coarse, fine = rows_of(run)
+    assert (coarse["nfe"], fine["nfe"]) == (6, 48)
+    assert coarse["energy"] > coarse["energy_floor"] + 5 * coarse["energy_floor_std"]
+    assert fine["energy"] < fine["energy_floor"] + 2 * fine["energy_floor_std"]
     assert (run / "samples.png").stat().st_size > 1000
 
 

@@ -360,7 +360,7 @@ def test_flow_quality_writes_each_feature_space_as_soon_as_it_is_scored(tmp_path
     assert (tmp_path / "q.png").stat().st_size > 2_000
 
 
-def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeypatch):
+def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeypatch, capsys):
     """``--grid-only`` redraws a result's sample grid from its JSON (checkpoint, solver) without
     sampling the whole run: the same first samples as the run drew, the json / md untouched, the title
     naming the checkpoint and each FID beside its floor."""
@@ -392,8 +392,10 @@ def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeyp
         flow_quality.main(["--grid-only", "--name", "q", "--device", "cuda"])
     with pytest.raises(SystemExit, match="does not exist"):
         flow_quality.main(["--grid-only", "--name", "missing"])
-    with pytest.raises(SystemExit):  # argparse's error: one line naming both options
+    with pytest.raises(SystemExit) as stop:  # argparse's error: exit 2, one line naming both options
         flow_quality.main(["--grid-only", "--floor-only", "--name", "q"])
+    assert stop.value.code == 2
+    assert "--grid-only and --floor-only redraw different things" in capsys.readouterr().err
 
 
 def test_flow_quality_floor_is_random_training_subsets_and_floor_only_keeps_samples(tmp_path, monkeypatch):
