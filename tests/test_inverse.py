@@ -131,7 +131,11 @@ def test_measurement_sources_and_errors(tmp_path):
     img[5:20, 10:14] = 255
     Image.fromarray(img).save(tmp_path / "digit.png")
     x = load_source_file(tmp_path / "digit.png", channels=1)
-    assert x.shape == (1, 28, 28) and float(x.max()) == 1.0 and float(x.min()) == -1.0
+    assert torch.equal(x, torch.from_numpy(img).double()[None] / 255 * 2 - 1)  # (1, H, W), not transposed
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 14  # H 2, W 3, 3 channels: all distinct
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    x = load_source_file(tmp_path / "rgb.png")  # the file's own channels
+    assert torch.equal(x, torch.from_numpy(rgb).double().permute(2, 0, 1) / 255 * 2 - 1)  # (C, H, W)
     torch.save(torch.zeros(5, dtype=F64), tmp_path / "point.pt")
     reward = resolve_reward(
         Measurement("identity", noise=0.1, source=str(tmp_path / "point.pt")), random_mixture(dim=5)

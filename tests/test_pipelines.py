@@ -589,9 +589,14 @@ def test_measurement_rewards_on_a_latent_model_score_decoded_pixels(tmp_path):
     Image.fromarray(img).save(tmp_path / "photo.png")
     reward = resolve_reward(Measurement("inpaint", noise=0.2, source=str(tmp_path / "photo.png")), model)
     assert reward.op.shape == (3, s, s) and reward.y.shape == (3 * (s - s // 2) * s,)
+    photo = torch.from_numpy(img).double().permute(2, 0, 1) / 255 * 2 - 1  # the file as (C, H, W)
+    assert torch.equal(reward.original[0].double(), photo)
     g = torch.Generator().manual_seed(0)
     res = fk_steering(model, glass.GLASS(1), reward, grid=2, particles=2, groups=2, generator=g)
     assert torch.isfinite(res.rewards).all() and res.x.shape == (2, 2, *model.shape)
+    with torch.no_grad():  # the rewards are the likelihood of the decoded pixels, not of the latents
+        pixels = model.decode(res.x.flatten(0, 1)) * 2 - 1
+        torch.testing.assert_close(res.rewards, reward(pixels).view(2, 2).to(res.rewards.dtype))
     x = torch.randn(2, *model.shape, dtype=torch.float64, generator=g)
     guided = Guided(model, reward, lam=0.1, t_lo=0.2, t_hi=0.9)
     grad = guided.reward_grad(x)
