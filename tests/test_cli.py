@@ -249,5 +249,17 @@ def test_every_config_composes_and_instantiates(group, option):
     if group == "model" and option in PRETRAINED:  # hub weights: loading is tested offline elsewhere
         assert cfg.model._target_.startswith(("glass.models.", "glass.pipelines."))
         return
+    from hydra._internal.utils import _locate
+
+    from glass.models.base import Model
+
     for node in ("sampler", "task", "metric", "reward", "logger", "model"):
-        assert instantiate(cfg[node], node) is not None
+        obj, target = instantiate(cfg[node], node), _locate(cfg[node]._target_)
+        assert isinstance(obj, target if isinstance(target, type) else Model), (node, obj)  # loaders: a Model
+        if isinstance(target, type):  # the config's values reach the object (those it keeps by name;
+            # WANDB_MODE, set to disabled for the tests, wins over logger.mode as for users)
+            scalars = {k: v for k, v in cfg[node].items() if isinstance(v, (bool, int, float, str))}
+            kept = {k: v for k, v in scalars.items() if hasattr(obj, k) and (node, k) != ("logger", "mode")}
+            for key, value in kept.items():
+                got = getattr(obj, key)
+                assert (str(got) if isinstance(got, Path) else got) == value, (node, key, got, value)

@@ -241,8 +241,16 @@ def test_classifier_trainer_learns_quickly(tmp_path):
 
 @pytest.mark.parametrize("option", groups("train")["trainer"])
 def test_every_trainer_config_composes(option):
+    """Each trainer config builds its trainer, every setting reaching it (its config() is the yaml's)."""
+    from hydra._internal.utils import _locate
+
     cfg = compose([f"trainer={option}"], config_name="train")
-    assert instantiate(cfg.trainer, "trainer") is not None
+    trainer = instantiate(cfg.trainer, "trainer")
+    assert isinstance(trainer, _locate(cfg.trainer._target_))
+    stored = trainer.config()
+    for key, value in cfg.trainer.items():
+        if key != "_target_" and isinstance(value, (bool, int, float, str)) and key in stored:
+            assert stored[key] == value, (key, stored[key], value)
 
 
 def test_bad_training_input():

@@ -8,6 +8,7 @@ from glass.models.base import from_prediction
 from glass.models.gmm import ring
 from glass.priors import Gaussian, LowFrequency, low_pass
 from glass.priors.assignment import kept_fraction
+from glass.priors.lowfreq import upsample
 
 
 def test_low_pass_is_shape_preserving_and_removes_high_frequencies():
@@ -25,16 +26,21 @@ def test_low_pass_is_shape_preserving_and_removes_high_frequencies():
 
 
 def test_low_frequency_pairs_and_options():
-    prior = LowFrequency(factor=4, a=0.5)
+    prior = LowFrequency(factor=4, a=0.3)  # a != 1 - a: swapped weights would show
     x1 = torch.randn(8, 1, 28, 28)
     g = torch.Generator().manual_seed(1)
     x0 = prior.pair(x1, g)
     eps = torch.randn(x1.shape, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(x0, 0.5 * low_pass(x1, 4) + 0.5 * eps, atol=1e-6)
-    assert prior.from_low(torch.zeros(2, 1, 7, 7), (28, 28), g).shape == (2, 1, 28, 28)
+    assert torch.allclose(x0, 0.7 * low_pass(x1, 4) + 0.3 * eps, atol=1e-6)
+    low = torch.randn(2, 1, 7, 7)
+    x0 = prior.from_low(low, (28, 28), torch.Generator().manual_seed(2))
+    eps = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    assert x0.shape == (2, 1, 28, 28) and torch.allclose(x0 - 0.3 * eps, 0.7 * upsample(low, (28, 28)))
     assert Gaussian().pair(x1, g).shape == x1.shape
-    for bad in ({"factor": 1}, {"a": 0.0}, {"a": 1.5}):
-        with pytest.raises(ValueError):
+    for bad, message in (({"factor": 1}, "prior.factor must be an integer >= 2, got 1"),
+                         ({"a": 0.0}, r"prior.a must be in \(0, 1\], got 0.0"),
+                         ({"a": 1.5}, r"prior.a must be in \(0, 1\], got 1.5")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
             LowFrequency(**bad)
 
 

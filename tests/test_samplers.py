@@ -98,8 +98,10 @@ def test_time_grid_validation():
     assert glass.time_grid(4).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert glass.time_grid([0, 0.2, 1]).tolist() == [0.0, 0.2, 1.0]
     assert glass.time_grid([0.1, 1.0]).tolist() == [0.1, 1.0]  # t0 > 0: DDPM-grid / epsilon models
-    for bad in (0, [-0.1, 1.0], [1.0, 1.0], [0.0, 0.5, 0.4, 1.0], [0.0, 0.9]):
-        with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the number of transitions K must be >= 1, got 0"):
+        glass.time_grid(0)
+    for bad in ([-0.1, 1.0], [1.0, 1.0], [0.0, 0.5, 0.4, 1.0], [0.0, 0.9]):
+        with pytest.raises(ValueError, match=r"must increase strictly from t0 in \[0, 1\) to 1, got \["):
             glass.time_grid(bad)
 
 
