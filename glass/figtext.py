@@ -1,6 +1,6 @@
 """Figure text: config names and labels in words (``fid`` -> FID, ``glass(rho=0.4)`` -> GLASS (rho = 0.4),
-``superres`` -> super-resolution) and titles wrapped where a reader would break them. Figures only:
-tables and summaries keep the names the configs use."""
+``superres`` -> super-resolution) and titles wrapped where a reader would break them. For figures and
+headings: table cells and columns keep the names the configs use (copyable overrides)."""
 
 from __future__ import annotations
 
