@@ -74,8 +74,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--floor-only", action="store_true",
                     help="recompute the floors of an existing <name>.json (no sampling; FIDs kept)")
     ap.add_argument("--grid-only", action="store_true",
-                    help="redraw <name>.png from an existing <name>.json: its first 100 samples again "
-                         "(the first batch's seed and prior draws; FIDs and floors kept)")  # fmt: skip
+                    help="redraw <name>.png from an existing <name>.json: its first 100 samples drawn "
+                         "again exactly as the run drew them (FIDs and floors kept)")  # fmt: skip
     args = ap.parse_args(argv)
     if args.grid_only and args.floor_only:
         ap.error("--grid-only and --floor-only redraw different things; pass one of them")

@@ -249,12 +249,12 @@ def test_every_config_composes_and_instantiates(group, option):
     if group == "model" and option in PRETRAINED:  # hub weights: loading is tested offline elsewhere
         assert cfg.model._target_.startswith(("glass.models.", "glass.pipelines."))
         return
-    from hydra._internal.utils import _locate
+    from hydra.utils import get_object
 
     from glass.models.base import Model
 
     for node in ("sampler", "task", "metric", "reward", "logger", "model"):
-        obj, target = instantiate(cfg[node], node), _locate(cfg[node]._target_)
+        obj, target = instantiate(cfg[node], node), get_object(cfg[node]._target_)
         assert isinstance(obj, target if isinstance(target, type) else Model), (node, obj)  # loaders: a Model
         if isinstance(target, type):  # the config's values reach the object (those it keeps by name;
             # WANDB_MODE, set to disabled for the tests, wins over logger.mode as for users)

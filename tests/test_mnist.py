@@ -242,11 +242,11 @@ def test_classifier_trainer_learns_quickly(tmp_path):
 @pytest.mark.parametrize("option", groups("train")["trainer"])
 def test_every_trainer_config_composes(option):
     """Each trainer config builds its trainer, every setting reaching it (its config() is the yaml's)."""
-    from hydra._internal.utils import _locate
+    from hydra.utils import get_object
 
     cfg = compose([f"trainer={option}"], config_name="train")
     trainer = instantiate(cfg.trainer, "trainer")
-    assert isinstance(trainer, _locate(cfg.trainer._target_))
+    assert isinstance(trainer, get_object(cfg.trainer._target_))
     stored = trainer.config()
     for key, value in cfg.trainer.items():
         if key != "_target_" and isinstance(value, (bool, int, float, str)) and key in stored:

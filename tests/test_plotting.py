@@ -207,6 +207,7 @@ def test_training_losses_are_saved_as_numbers_that_redraw_the_curve(tmp_path, mo
     plot_losses(back, tmp_path / "again.png", "t", first_step=first)
     monkeypatch.undo()
     saved, redrawn = figures
+    assert len(saved.axes[0].get_lines()) == len(redrawn.axes[0].get_lines()) == 2
     for a, b in zip(saved.axes[0].get_lines(), redrawn.axes[0].get_lines()):
         assert list(a.get_xdata()) == list(b.get_xdata())
         assert a.get_ydata() == pytest.approx(b.get_ydata(), rel=1e-5)

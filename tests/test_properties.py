@@ -190,7 +190,7 @@ def test_the_papers_uniform_inner_grid_keeps_the_mean_but_loses_a_spread_far_bel
     """Where the transition's own spread (about 1e-3 here: x_1 | x_0.999, or rho = 1 over 1e-3) is
     far below the inner step 1/M, the paper's uniform inner grid contracts onto the exact mean in its
     last step: the mean is exact (within 4 standard errors), the spread about 5 % of the exact one
-    at M = 16 and recovering with M (more than half at M = 256), an absolute error under 2e-3. The
+    at M = 16 and recovering with M (0.55-0.8 of it at M = 256), an absolute error under 2e-3. The
     grid uniform in t* (above) resolves it at M = 16. What the README says of the two grids."""
     gmm = ORACLES[schedule]
     g = torch.Generator().manual_seed(0)
@@ -204,4 +204,4 @@ def test_the_papers_uniform_inner_grid_keeps_the_mean_but_loses_a_spread_far_bel
         assert ((y.mean(0) - mean[0]).abs() < 4 * spread / len(y) ** 0.5 + 1e-12).all()
         return float((y.std(0) / spread).mean())
 
-    assert std_ratio(16) < 0.1 and std_ratio(256) > 0.5 and 0.85 < std_ratio(16, "time") < 1.15
+    assert std_ratio(16) < 0.1 and std_ratio(256) > 0.4 and 0.85 < std_ratio(16, "time") < 1.15

@@ -44,11 +44,16 @@ def test_the_readme_shows_run_commands():
 
 
 HUB = ("glass.pipelines.load.load_pipeline", "glass.models.sit.load_sit")  # weights from a hub: not here
-SHARED = Shared()  # models and metrics loaded once for every command
+
+
+@pytest.fixture(scope="module")
+def shared():
+    """Models and metrics loaded once for every command of this module (and released after it)."""
+    return Shared()
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readme_run_command_composes(command, tmp_path):
+def test_readme_run_command_composes(command, tmp_path, shared):
     words, sweep = overrides_of(command)
     if any("<" in w or "$" in w for w in words):
         pytest.skip("has a placeholder the user fills in")
@@ -59,4 +64,4 @@ def test_readme_run_command_composes(command, tmp_path):
         job = [*job, f"out_dir={tmp_path}"]
         cfg = compose(job)
         if cfg.model._target_ not in HUB:
-            build_job(job, cfg, SHARED)  # raises what the command would print
+            build_job(job, cfg, shared)  # raises what the command would print
