@@ -250,6 +250,8 @@ def posterior(
     check_int("n", n, 1)
     check_kernel(kernel)
     t = check_time("t", t)
+    if isinstance(images, (list, tuple, Tensor)) and len(images) == 0:  # before an encoder sees it
+        raise ValueError("images holds no image; posterior needs at least one")
     latent = capabilities_of(model).latent
     z = model.encode(images) if latent else torch.as_tensor(images, dtype=torch.float64).to(model.device)
     b = len(z)
