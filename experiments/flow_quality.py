@@ -141,8 +141,8 @@ def grid_only(name: str, device: str = "cpu") -> dict:
     model = load_flow(str(ROOT / out["checkpoint"]), device=device)
     method = out.get("method", "euler")
     shown = min(GRID, out["n"])
-    last = (shown - 1) // batch * batch  # the first row of the last batch that holds a shown sample
-    x, _ = sample(model, method, min(last + batch, out["n"]), batch, device, log=False)
+    rows = min(out["n"], -(-shown // batch) * batch)  # the whole batches that hold the shown samples
+    x, _ = sample(model, method, rows, batch, device, log=False)
     write(out, x[:shown], name)
     return out
 

@@ -208,6 +208,8 @@ def test_posterior_in_chunks_draws_what_one_batch_draws():
         glass.posterior(gmm, images, 0.3, glass.GLASS(3), chunk=0)
     with pytest.raises(ValueError, match="images holds no image; posterior needs at least one"):
         glass.posterior(gmm, images[:0], 0.3, glass.GLASS(3), n=2, chunk=2)  # not a range() error
+    with pytest.raises(ValueError, match="images holds no image"):
+        glass.posterior(gmm, [], 0.3, glass.GLASS(3))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -58,6 +58,7 @@ def test_validation_doc_is_generated_from_the_cases(scratch):
     text = render([(case, outcome(i, scratch)) for i, case in enumerate(CASES)])
     assert DOC.read_text() == text, "docs/validation.md is out of date: run python -m tests.validation_cases"
 
+
 def test_readme_counts_the_validation_cases():
     """The README's "the N validation cases" is the count in tests/validation_cases.py (it said 185
     when there were 205)."""

@@ -203,8 +203,8 @@ def replacement(out, x: Tensor) -> tuple[Tensor, Tensor | None] | None:
 
 def row_slices(n: int, chunk: int | None) -> list[slice]:
     """Rows 0..n-1 in network batches of ``chunk`` rows (None: one batch of all); ``chunk`` checked."""
-    size = max(n, 1) if chunk is None else check_int("chunk", chunk, 1)
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)] or [slice(0, 0)]  # 0 rows: one empty
+    size = max(n, 1) if chunk is None else check_int("chunk", chunk, 1)  # n = 0: no batch
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def denoise_rows(model, x: Tensor, t: float, cond: dict, slices: list[slice]) -> Tensor:
@@ -250,7 +250,7 @@ def posterior(
     check_int("n", n, 1)
     check_kernel(kernel)
     t = check_time("t", t)
-    if isinstance(images, (list, tuple, Tensor)) and len(images) == 0:  # before an encoder sees it
+    if hasattr(images, "__len__") and len(images) == 0:  # a batch of none (a PIL image has no len)
         raise ValueError("images holds no image; posterior needs at least one")
     latent = capabilities_of(model).latent
     z = model.encode(images) if latent else torch.as_tensor(images, dtype=torch.float64).to(model.device)
