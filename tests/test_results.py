@@ -398,6 +398,26 @@ def test_flow_quality_grid_only_redraws_the_runs_first_samples(tmp_path, monkeyp
     assert "--grid-only and --floor-only redraw different things" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("argv", "line"), [
+    (["--n", "0"], "--n must be at least 2, got 0"),
+    (["--n", "1"], "--n must be at least 2, got 1"),
+    (["--batch", "0"], "--batch must be at least 1, got 0"),
+    (["--floor-subsets", "0"], "--floor-subsets must be at least 1, got 0"),
+    (["--n", "3000", "--inception-n", "1999"], "--inception-n must be between 2000 and --n (3000), got 1999"),
+])  # fmt: skip
+def test_flow_quality_refuses_bad_sizes_before_loading_anything(argv, line, monkeypatch, capsys):
+    """Sizes are checked before the model is loaded or a sample drawn: exit 2, one line naming the
+    option, the value and what is allowed (``--n 0`` used to fail deep inside the FID)."""
+    from experiments import flow_quality
+
+    monkeypatch.setattr(flow_quality, "load_flow", lambda *a, **k: pytest.fail("loaded a model"))
+    with pytest.raises(SystemExit) as stop:
+        flow_quality.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(line) and "Traceback" not in "\n".join(err)
+
+
 def test_flow_quality_floor_is_random_training_subsets_and_floor_only_keeps_samples(tmp_path, monkeypatch):
     """The floor is the mean of seeded random n-subsets of the training images (not the first n: the
     file's order is not random), with their standard deviation; ``--floor-only`` recomputes it in an
