@@ -138,11 +138,17 @@ def _run(tmp_path, name, *args):
             ("task.chunk=2048", "task.chunk=16"),
         ),
         (
-            ["model=gmm", "task=posterior", "sampler=glass", "sampler.steps=3", "task.points=3", "task.n=50"],
-            ("seed=3", "seed=3"),
+            ["model=gmm", "task=posterior", "sampler=compare", "sampler.steps=3", "task.points=3",
+             "task.n=50"],
+            ("task.chunk=null", "task.chunk=7"),  # 150 rows: 22 network batches, the last of 3 rows
+        ),
+        (
+            ["model=gmm", "task=generate", "sampler=compare", "sampler.steps=2", "task.transitions=3",
+             "task.n=40"],
+            ("task.chunk=null", "task.chunk=16"),
         ),
     ],  # fmt: skip
-    ids=["fk-chunk", "value-chunk", "posterior-rerun"],
+    ids=["fk-chunk", "value-chunk", "posterior-chunk", "generate-chunk"],
 )
 def test_cli_runs_are_identical_across_reruns_and_chunk_sizes(tmp_path, args, vary):
     a = _run(tmp_path, "a", *args, vary[0])

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from glass.noise import Streams, indexed_seed
 from glass.samplers import generate
-from glass.samplers.base import derive_seed
+from glass.samplers.base import derive_seed, row_slices
 from glass.tasks.base import Task, check_int, is_oracle
 from glass.tasks.prompts import PromptOptions
 
@@ -18,7 +18,8 @@ __all__ = ["Generate"]
 
 
 class Generate(Task):
-    """``n`` defaults to 2000 on the oracle and 1000 on images (null)."""
+    """``n`` defaults to 2000 on the oracle and 1000 on images (null). ``chunk``: samples per network
+    batch (null: all at once); each chunk draws the noise its samples get in one batch."""
 
     name = "generate"
     needs_reward = False
@@ -31,9 +32,11 @@ class Generate(Task):
         per_prompt: int = 1,
         prompt_range: str | None = None,
         save_latents: bool = False,
+        chunk: int | None = None,
     ):
         self.transitions = check_int("transitions", transitions, 1)
         self.n = None if n is None else check_int("n", n, 2)
+        self.chunk = None if chunk is None else check_int("chunk", chunk, 1)
         self.prompts = PromptOptions(prompts, per_prompt, prompt_range, save_latents)
         if self.prompts and n is not None:
             raise ValueError(
@@ -68,9 +71,11 @@ class Generate(Task):
         n, metric = inputs["n"], inputs["metric"]
         streams = Streams(inputs["seed"], n, model.device)
         s = generate(
-            model, kernel, self.transitions, n, generator=streams, progress=advance, **self.prompts.cond()
+            model, kernel, self.transitions, n, generator=streams, progress=advance, chunk=self.chunk,
+            **self.prompts.cond(),
         )
-        nfe = model.reset_nfe()
+        calls = model.reset_nfe()  # one count per network batch: per sample path, a chunked run's share
+        nfe = calls // len(row_slices(n, self.chunk))
         if getattr(metric, "text_to_image", False):  # a plain callable scores samples alone
             scores = metric(model, s, *self.prompts.per_output(model, n))
         else:
@@ -79,7 +84,8 @@ class Generate(Task):
         cost = model.prior_cost()
         # six significant figures, not three decimals: a tiny generator's cost (a measured time ratio, ~1e-4
         # of the main network) must not round away to "free"
-        return s, {**scores, **inputs["path"], "nfe": nfe, "nfe_effective": float(f"{nfe + cost:.6g}")}
+        row = {**scores, **inputs["path"], "nfe": nfe, "nfe_effective": float(f"{nfe + cost:.6g}")}
+        return s, {**row, "network_calls": calls} if calls != nfe else row
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
         return (model.sample(inputs["n"], generator) if inputs["oracle"] else None), {}

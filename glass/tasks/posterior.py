@@ -1,7 +1,8 @@
 """Posterior sampling (paper §6.1): noise data to time t, then sample p_{1|t}(z | x_t).
 
 ``points`` data points are noised to time t and ``n`` posterior samples are drawn at each, all in
-one batch (so NFE is that of one transition). Every kernel of a comparison (``sampler=compare``)
+one batch (so NFE is that of one transition; ``chunk`` splits the points x n rows into network
+batches, each drawing the noise its rows get in one batch). Every kernel of a comparison (``sampler=compare``)
 sees the same x_t and the same per-sample noise streams (``glass.noise.Streams``: posterior sample i
 draws the same noise on every device and in every batch).
 
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from glass.models.base import capabilities_of
 from glass.noise import Streams
-from glass.samplers.base import derive_seed
+from glass.samplers.base import derive_seed, row_slices, transition_rows
 from glass.tasks.base import (
     Task,
     check_finite,
@@ -55,10 +56,13 @@ class Posterior(Task):
                 "(use model=mnist, gmm or gmm64)"
             )
 
-    def __init__(self, t: float = 0.2, points: int | None = None, n: int | None = None):
+    def __init__(
+        self, t: float = 0.2, points: int | None = None, n: int | None = None, chunk: int | None = None
+    ):
         self.t = check_time("t", t)
         self.points = None if points is None else check_int("points", points, 1)
         self.n = None if n is None else check_int("n", n, 1)
+        self.chunk = None if chunk is None else check_int("chunk", chunk, 1)
 
     def sizes(self, model) -> tuple[int, int]:
         oracle = is_oracle(model)
@@ -88,8 +92,11 @@ class Posterior(Task):
     def run_kernel(self, model, kernel, inputs: dict, advance) -> tuple[Tensor, dict]:
         points, n, metric, t = inputs["points"], inputs["n"], inputs["metric"], self.t
         streams = Streams(inputs["seed"], points * n, model.device)  # every kernel: the same noise
-        s = kernel.transition(model, inputs["x_rep"], t, 1.0, generator=streams)
-        nfe = model.reset_nfe()
+        x_rep = inputs["x_rep"]
+        slices = row_slices(len(x_rep), self.chunk)
+        s = transition_rows(model, kernel, x_rep, t, 1.0, streams, None, {}, slices)
+        calls = model.reset_nfe()  # one count per network batch: per sample, a chunked run's share
+        nfe = calls // len(slices)
         check_finite(s, self.describe(kernel.label, inputs))
         if is_oracle(model):
             m = self._conditional(model, metric, s, inputs["x_rep"], t, points, n)
@@ -97,7 +104,8 @@ class Posterior(Task):
             m = metric(s)
             same = model.classify(s) == inputs["labels"].repeat_interleave(n)
             m["label_agreement"] = float(same.float().mean())
-        return s, {**m, "nfe": nfe, "n_points": points, "n_per_point": n}
+        row = {**m, "nfe": nfe, "n_points": points, "n_per_point": n}
+        return s, {**row, "network_calls": calls} if calls != nfe else row
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
         points, n, x_t, z = inputs["points"], inputs["n"], inputs["x_t"], inputs["z"]
