@@ -282,9 +282,8 @@ def _panel_title(spec: dict, facet: str | None, value) -> str:
     reward: "inpainting"), the plot's title when there are no facets."""
     if not facet:
         return _label(spec.get("title", ""))
-    if facet == "config":  # a generic sweep's "task.t=0.2 model=gmm": "t = 0.2, model = gmm"
-        overrides = re.split(r" (?=[\w.+~/@-]+=)", str(value))  # a value may hold spaces: "[0.1, 0.2]"
-        return ", ".join(f"{_words(k)} = {v}" for k, _, v in (o.partition("=") for o in overrides))
+    if facet in spec.get("facet_titles", {}):  # a generic sweep's configurations: "t = 0.2, model = gmm"
+        return spec["facet_titles"][facet][value]
     named = facet in ("variant", "reward", "kernel", "sampler") or str(value) in _VALUE_WORDS
     return _label(value) if named else f"{_words(facet)} = {value}"
 
@@ -409,14 +408,17 @@ def _generic(rows: list[dict]) -> dict:
         if k not in ("seed", "out_dir", "sampler") and not k.startswith("sampler.")
         and len({str(r.get(k, r.get(f"{k}_cfg"))) for r in rows}) > 1
     ]  # fmt: skip
-    facet = None
+    facet, titles = None, {}
     if swept:
         facet = "config"
         for r in rows:
-            r["config"] = " ".join(f"{k}={r.get(k, r.get(f'{k}_cfg'))}" for k in swept)  # tables: overrides
+            pairs = [(k, r.get(k, r.get(f"{k}_cfg"))) for k in swept]
+            r["config"] = " ".join(f"{k}={v}" for k, v in pairs)  # tables: the overrides
+            titles[r["config"]] = ", ".join(f"{_words(k)} = {v}" for k, v in pairs)  # plots: in words
     steps = len({r.get("steps") for r in rows}) > 1
     index = [k for k in (facet, "kernel" if steps else "sampler") if k]
-    plots = [{"x": "steps", "y": metric, "series": "kernel", "facet": facet, "logx": True}] if steps else []
+    plots = [{"x": "steps", "y": metric, "series": "kernel", "facet": facet, "logx": True,
+              "facet_titles": {facet: titles}}] if steps else []  # fmt: skip
     return {
         "name": "summary",
         "title": f"{_words(metric)} by sampler",
