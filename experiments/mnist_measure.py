@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from glass.experiment import run
+from glass.figtext import label as figure_label
 from glass.plotting import plain_log_ticks
 
 SAMPLERS = ["sde", "glass"]
@@ -48,7 +49,7 @@ def _plot(rows: list[dict], key: str, ylabel: str, path: Path, log: bool) -> Non
     for ax, t in zip(axes[0], ts):
         for kernel, style in (("sde", "o--"), ("glass", "s-")):
             pts = sorted((r["nfe"], r[key]) for r in rows if r["t"] == t and r["kernel"] == kernel)
-            ax.plot(*zip(*pts), style, label=kernel.upper() if kernel == "sde" else "GLASS")
+            ax.plot(*zip(*pts), style, label=figure_label(kernel))  # "SDE", "GLASS (rho_DDPM)"
         ax.set(xscale="log", title=f"t = {t:g}", xlabel="steps M (= NFE)", ylabel=ylabel)
         if log:
             ax.set_yscale("log")
