@@ -81,14 +81,14 @@ def main(argv=None) -> dict:
         ap.error("--grid-only and --floor-only redraw different things; pass one of them")
     if args.grid_only:
         return grid_only(args.name, args.device)
+    if args.floor_subsets < 1:
+        ap.error(f"--floor-subsets must be at least 1, got {args.floor_subsets}")
+    if args.floor_only:  # the stored run's sizes
+        return floors_only(args)
     if args.n < 2:  # a Fréchet distance needs a covariance: two samples at least
         ap.error(f"--n must be at least 2, got {args.n}")
     if args.batch < 1:
         ap.error(f"--batch must be at least 1, got {args.batch}")
-    if args.floor_subsets < 1:
-        ap.error(f"--floor-subsets must be at least 1, got {args.floor_subsets}")
-    if args.floor_only:
-        return floors_only(args)
     if args.inception_n is not None and not 2000 <= args.inception_n <= args.n:
         ap.error(f"--inception-n must be between 2000 and --n ({args.n}), got {args.inception_n}")
     model = load_flow(args.checkpoint, device=args.device)

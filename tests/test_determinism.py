@@ -119,7 +119,7 @@ def _run(tmp_path, name, *args):
 
 
 @pytest.mark.parametrize(
-    "args,vary",
+    "args,vary,batches",
     [
         (
             [
@@ -131,29 +131,34 @@ def _run(tmp_path, name, *args):
                 "task.particles=6",
                 "task.transitions=3",
             ],
-            ("task.chunk=null", "task.chunk=5"),
+            ("task.chunk=null", "task.chunk=5"), None,
         ),
         (
             ["model=gmm", "task=value", "sampler=sde", "sampler.steps=3", "task.points=6", "task.n=16"],
-            ("task.chunk=2048", "task.chunk=16"),
+            ("task.chunk=2048", "task.chunk=16"), (1, 6),  # 16 samples a point: a point per batch
         ),
         (
             ["model=gmm", "task=posterior", "sampler=compare", "sampler.steps=3", "task.points=3",
              "task.n=50"],
-            ("task.chunk=null", "task.chunk=7"),  # 150 rows: 22 network batches, the last of 3 rows
+            ("task.chunk=null", "task.chunk=7"), (1, 22),  # 150 rows: the last batch of 3
         ),
         (
             ["model=gmm", "task=generate", "sampler=compare", "sampler.steps=2", "task.transitions=3",
              "task.n=40"],
-            ("task.chunk=null", "task.chunk=16"),
+            ("task.chunk=null", "task.chunk=16"), (1, 3),
         ),
     ],  # fmt: skip
     ids=["fk-chunk", "value-chunk", "posterior-chunk", "generate-chunk"],
 )
-def test_cli_runs_are_identical_across_reruns_and_chunk_sizes(tmp_path, args, vary):
+def test_cli_runs_are_identical_across_reruns_and_chunk_sizes(tmp_path, args, vary, batches):
+    """The same numbers for any chunk size, with nfe per sample path; ``network_calls`` (where the
+    task reports it) is nfe times the network batches the chunk size made, so the chunks did run."""
     a = _run(tmp_path, "a", *args, vary[0])
     b = _run(tmp_path, "b", *args, vary[1])
     assert _metrics(a) == _metrics(b)
+    for run_dir, k in zip((a, b), batches or ()):
+        rows = json.loads((run_dir / "metrics.json").read_text())["rows"]
+        assert [r.get("network_calls", r["nfe"]) for r in rows] == [r["nfe"] * k for r in rows]
     pa, pb = sorted(p.name for p in a.glob("*.png")), sorted(p.name for p in b.glob("*.png"))
     assert pa == pb and pa  # the sample plots, pixel for pixel
     assert all((a / n).read_bytes() == (b / n).read_bytes() for n in pa)

@@ -230,12 +230,12 @@ def test_generic_sweep_report_names_its_panels_in_words():
     assert spec["title"] == "energy distance by sampler" and plot["facet"] == "config"
     assert [_panel_title(plot, "config", v) for v in dict.fromkeys(r["config"] for r in rows)] == [
         "t = 0.2", "t = 0.5"]  # fmt: skip
-    rows = [{"overrides": f"model={m} task.ts={ts} sampler.steps={k}", "model_cfg": m, "task.ts": ts,
+    rows = [{"overrides": f"model={m} +task.p={p} sampler.steps={k}", "model_cfg": m, "task.p": p,
              "steps": k, "energy": 0.1}
-            for m in ("gmm", "gmm64") for ts in ([0.1, 0.2], [0.3]) for k in (2, 4)]  # fmt: skip
-    (plot,) = _generic(rows)["report"]["plots"]  # a value holding spaces and "=" parsed from nothing
+            for m in ("gmm", "gmm64") for p in ("a cat", "x y=z") for k in (2, 4)]  # fmt: skip
+    (plot,) = _generic(rows)["report"]["plots"]  # values holding spaces and "=": nothing parsed back
     assert [_panel_title(plot, "config", v) for v in dict.fromkeys(r["config"] for r in rows)] == [
-        "model = gmm, ts = [0.1, 0.2]", "model = gmm, ts = [0.3]", "model = gmm64, ts = [0.1, 0.2]",
-        "model = gmm64, ts = [0.3]"]  # fmt: skip
+        "model = gmm, p = a cat", "model = gmm, p = x y=z", "model = gmm64, p = a cat",
+        "model = gmm64, p = x y=z"]  # fmt: skip
     glass_ddpm = r"GLASS ($\rho_\mathrm{DDPM}$)"
     assert [_panel_title(plot, "sampler", v) for v in ("sde", "glass")] == ["SDE", glass_ddpm]

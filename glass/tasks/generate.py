@@ -19,7 +19,8 @@ __all__ = ["Generate"]
 
 class Generate(Task):
     """``n`` defaults to 2000 on the oracle and 1000 on images (null). ``chunk``: samples per network
-    batch (null: all at once); each chunk draws the noise its samples get in one batch."""
+    batch of the transitions (null: all at once); each chunk draws the noise its samples get in one
+    batch. A generated prior (``model=mnist_lowfreq``) draws all n starting points at once."""
 
     name = "generate"
     needs_reward = False
@@ -73,7 +74,7 @@ class Generate(Task):
         s = generate(
             model, kernel, self.transitions, n, generator=streams, progress=advance, chunk=self.chunk,
             **self.prompts.cond(),
-        )
+        )  # fmt: skip
         calls = model.reset_nfe()  # one count per network batch: per sample path, a chunked run's share
         nfe = calls // len(row_slices(n, self.chunk))
         if getattr(metric, "text_to_image", False):  # a plain callable scores samples alone

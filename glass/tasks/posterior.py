@@ -1,8 +1,8 @@
 """Posterior sampling (paper §6.1): noise data to time t, then sample p_{1|t}(z | x_t).
 
-``points`` data points are noised to time t and ``n`` posterior samples are drawn at each, all in
-one batch (so NFE is that of one transition; ``chunk`` splits the points x n rows into network
-batches, each drawing the noise its rows get in one batch). Every kernel of a comparison (``sampler=compare``)
+``points`` data points are noised to time t and ``n`` posterior samples are drawn at each by one
+transition (NFE per sample: one transition's); ``chunk`` splits the points x n rows into network
+batches, each drawing the noise its rows would get in one batch. Every kernel of a comparison (``sampler=compare``)
 sees the same x_t and the same per-sample noise streams (``glass.noise.Streams``: posterior sample i
 draws the same noise on every device and in every batch).
 
