@@ -2,9 +2,9 @@
 
 ``points`` data points are noised to time t and ``n`` posterior samples are drawn at each by one
 transition (NFE per sample: one transition's); ``chunk`` splits the points x n rows into network
-batches, each drawing the noise its rows would get in one batch. Every kernel of a comparison (``sampler=compare``)
-sees the same x_t and the same per-sample noise streams (``glass.noise.Streams``: posterior sample i
-draws the same noise on every device and in every batch).
+batches, each drawing the noise its rows would get in one batch. Every kernel of a comparison
+(``sampler=compare``) sees the same x_t and the same per-sample noise streams
+(``glass.noise.Streams``: posterior sample i draws the same noise on every device and in every batch).
 
 - Oracle (model=gmm, gmm64): the metric is *conditional*: at each x_t the samples are compared with
   exact posterior samples at that x_t, and the distances (and noise floors) are averaged over the
