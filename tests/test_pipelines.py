@@ -4,6 +4,7 @@ the pipeline's own sampler, the pipe is bit-for-bit unchanged after every entry 
 per sample, rewards see images, outputs carry no graph, and GLASS / FK steering / best-of-N /
 guidance / posterior sampling run end to end on each family. SiT (our own implementation) too."""
 
+import copy
 import hashlib
 import json
 
@@ -607,3 +608,105 @@ def test_measurement_rewards_on_a_latent_model_score_decoded_pixels(tmp_path):
         match = f"reward.source={source} observes the model's data set; .* has none"
         with pytest.raises(ValueError, match=match):
             resolve_reward(Measurement("inpaint", source=source), model)
+
+
+def _with(pipe, **parts):
+    """The same components with some replaced (a new pipeline object; ``pipe`` is not touched)."""
+    return type(pipe)(**{**pipe.components, **parts})
+
+
+def test_sd_schedulers_users_ship_pndm_zero_snr_and_distilled_unets():
+    """SD 1.5's own scheduler (PNDM, skip_prk_steps) repeats a timestep for its warm-up: the outer grid
+    takes the distinct steps (it raised: a grid must increase). A zero-terminal-SNR DDIM (abar = 0 at
+    the last step, log abar = -inf) runs, and our DDIM ODE reproduces its pipeline (it gave NaN). A
+    guidance-distilled UNet (time_cond_proj_dim, LCM) is refused with one line."""
+    from diffusers import DDIMScheduler, PNDMScheduler
+
+    from tests.tiny_pipes import tiny_sd_pipe
+
+    sd15 = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    pndm = PNDMScheduler(**sd15, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+    model = glass.from_pipe(_with(pipe_of("sd"), scheduler=pndm), height=32, width=32)
+    own = copy.deepcopy(pndm)
+    own.set_timesteps(4)
+    assert own.timesteps.tolist() == [751, 501, 501, 251, 1]  # the pipeline's: one repeated
+    g = glass.samplers.base.time_grid(4, model)
+    abar = model.alphas_cumprod
+    end = torch.tensor([float(own.final_alpha_cumprod)], dtype=torch.float64)  # abar_0: no set_alpha_to_one
+    assert torch.allclose(g, torch.cat([abar[[751, 501, 251, 1]], end]))
+    assert bool(torch.isfinite(glass.generate(model, glass.ODE(1), 4, 1, prompt="a cat")).all())
+
+    zsnr = DDIMScheduler(**sd15, rescale_betas_zero_snr=True, timestep_spacing="trailing", steps_offset=1,
+                         clip_sample=False, set_alpha_to_one=False,
+                         prediction_type="v_prediction")  # fmt: skip
+    pipe = _with(tiny_sd_pipe("v_prediction"), scheduler=zsnr)
+    model = glass.from_pipe(pipe, height=32, width=32)
+    x = torch.randn(1, *model.shape, generator=torch.Generator().manual_seed(0))
+    # 4 steps: 999, 749, 499, 249 (with trailing spacing and 3 steps, DDIM itself steps 666 -> 333 and
+    # then evaluates the network at 332: a 1e-3 mismatch of the pipeline's own, not of the schedule)
+    ref = pipe(prompt="a cat", num_inference_steps=4, height=32, width=32, latents=x,
+               output_type="latent").images  # fmt: skip
+    ours = glass.generate(model, glass.ODE(1, method="ddim"), 4, x=x.double(), prompt="a cat")
+    assert float(model.alphas_cumprod[-1]) == 2.0**-24 and float(zsnr.alphas_cumprod[-1]) == 0.0
+    assert float(glass.samplers.base.time_grid(4, model)[0]) == pytest.approx(2.0**-24, rel=1e-12)
+    assert bool(torch.isfinite(ours).all())
+    # 1e-4 relative: the first step starts at abar = 2^-24 (alpha 2.4e-4) where the pipeline's is 0
+    assert float((ours - ref.double()).abs().max() / ref.abs().max()) < 1e-3
+
+    lcm = tiny_sd_pipe()
+    lcm.unet.register_to_config(time_cond_proj_dim=16)
+    with pytest.raises(ValueError, match="^the unet has time_cond_proj_dim=16 .*not supported"):
+        glass.from_pipe(lcm, height=32, width=32)
+
+
+def test_sdxl_decodes_as_its_pipeline_fp16_vae_upcast_and_latent_statistics():
+    """SDXL's VAE: a float16 VAE with force_upcast (the stock one overflows in float16) decodes with a
+    float32 copy, as the pipeline upcasts it, and the pipe's VAE stays float16; a VAE with
+    latents_mean / latents_std (Playground v2.5) decodes the pipeline's latents to the pipeline's own
+    images (was: scaling_factor alone), and encode inverts its scaling."""
+    from tests.tiny_pipes import _vae, tiny_sdxl_pipe
+
+    torch.manual_seed(1)
+    vae = _vae(4, scaling_factor=0.5, latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[2.0, 0.5, 1.0, 3.0])
+    pipe = _with(tiny_sdxl_pipe(), vae=vae)
+    model = glass.from_pipe(pipe, height=32, width=32)
+    x = torch.randn(1, *model.shape, generator=torch.Generator().manual_seed(0))
+    kw = dict(prompt="a cat", num_inference_steps=2, height=32, width=32, latents=x)
+    latents = pipe(**kw, output_type="latent").images
+    images = pipe(**kw, output_type="pt").images
+    assert torch.allclose(model.decode(model.from_pipeline_output(latents)), images.double(), atol=1e-5)
+    assert torch.allclose(model._from_vae(model._to_vae(x.double())), x.double(), atol=1e-12)
+    assert not torch.allclose(model._to_vae(x.double()), x.double() / 0.5)  # the statistics are used
+
+    half = tiny_sdxl_pipe()
+    half.vae.to(torch.float16)
+    before = _snapshot(half)
+    model = glass.from_pipe(half, height=32, width=32)
+    vae = model.image_vae()
+    assert vae.dtype == torch.float32 and vae is not half.vae and model.image_vae() is vae  # made once
+    x = torch.randn(2, *model.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ref = (copy.deepcopy(half.vae).float().decode(x.float() / 0.13025).sample.double() / 2 + 0.5).clamp(0, 1)
+    assert torch.allclose(model.decode(x), ref, atol=1e-6)
+    assert model.encode(model.decode(x)).dtype == torch.float64
+    assert _snapshot(half) == before and half.vae.dtype == torch.float16
+    half.vae.register_to_config(force_upcast=False)
+    assert glass.from_pipe(half, height=32, width=32).image_vae() is half.vae  # the pipeline's own, float16
+
+
+def test_a_damaged_prompt_cache_file_is_encoded_again_and_dtypes_have_their_own_files(tmp_path):
+    """A cache file that cannot be read is encoded again and rewritten (it raised AttributeError); the
+    cache is keyed by the network's dtype, so embeddings saved by a float32 run are not read by a
+    bfloat16 one."""
+    from glass.models.prompts import PromptCache
+
+    model = model_of("sd", prompt="a cat", cache_dir=str(tmp_path))
+    x = torch.randn(1, *model.shape, dtype=torch.float64)
+    want = model.denoise(x, 0.5)
+    files = sorted((tmp_path / "prompts").glob("*.safetensors"))
+    for f in files:
+        f.write_bytes(b"not a safetensors file")
+    again = model_of("sd", prompt="a cat", cache_dir=str(tmp_path))
+    assert torch.equal(again.denoise(x, 0.5), want)
+    assert all(f.read_bytes() != b"not a safetensors file" for f in files)  # rewritten
+    key = PromptCache(str(tmp_path), "m", "sd", 77, torch.float32).path("a cat")
+    assert key != PromptCache(str(tmp_path), "m", "sd", 77, torch.bfloat16).path("a cat")

@@ -17,9 +17,9 @@ __all__ = ["PromptCache"]
 
 
 class PromptCache:
-    def __init__(self, cache_dir: str, model_id: str, kind: str, max_length: int | None = None):
+    def __init__(self, cache_dir: str, model_id: str, kind: str, max_length: int | None = None, dtype=None):
         self.dir = Path(cache_dir) / "prompts"
-        self.key = f"{kind}|{model_id}|{max_length}"
+        self.key = f"{kind}|{model_id}|{max_length}" + ("" if dtype is None else f"|{dtype}")
 
     def path(self, prompt: str) -> Path:
         digest = hashlib.sha256(f"{self.key}|{prompt}".encode()).hexdigest()[:20]

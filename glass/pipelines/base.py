@@ -143,7 +143,8 @@ class PipelineModel(Model):
         if cache_dir is not None:
             from glass.models.prompts import PromptCache
 
-            self._disk = PromptCache(cache_dir, self.name, self.family, self.max_sequence_length)
+            # keyed by the network's dtype too: a float16 run's embeddings never reach a bfloat16 network
+            self._disk = PromptCache(cache_dir, self.name, self.family, self.max_sequence_length, self.dtype)
 
     def default_texts(self) -> list[str | None]:
         """The texts the defaults need: the prompt, and the negative (None: the pipeline's own) when
@@ -213,8 +214,10 @@ class PipelineModel(Model):
         missing = [p for p in dict.fromkeys(texts) if p not in self._embeddings]
         if self._disk is not None:
             for p in [p for p in missing if self._disk.has(disk_key(p))]:
-                self._embeddings[p] = self._to_device(self._disk.load(disk_key(p)))
-                missing.remove(p)
+                cached = self._disk.load(disk_key(p))  # None: a damaged file, encoded again below
+                if cached is not None:
+                    self._embeddings[p] = self._to_device(cached)
+                    missing.remove(p)
         if not missing:
             return
         if self._text is None and self.text_loader is not None:  # the CLI's: encoders loaded on demand
@@ -315,12 +318,18 @@ class PipelineModel(Model):
         c = self.vae.config
         return (z - (getattr(c, "shift_factor", None) or 0.0)) * c.scaling_factor
 
+    def image_vae(self):
+        """The VAE that decodes and encodes: the pipeline's own (SDXL: a float32 copy where the pipeline
+        would upcast it)."""
+        return self.vae
+
     def decode(self, x: Tensor) -> Tensor:
         """Latents (B, C, h, w) -> images (B, 3, H, W) in [0, 1] (float64) with the pipeline's VAE.
         Differentiable when ``x`` requires grad (guidance); without autograd otherwise."""
+        vae = self.image_vae()
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
-            z = self._to_vae(x.to(self.device, torch.float64)).to(self.vae.dtype)
-            images = self.vae.decode(z, return_dict=False)[0]
+            z = self._to_vae(x.to(self.device, torch.float64)).to(vae.dtype)
+            images = vae.decode(z, return_dict=False)[0]
         return (images.double() / 2 + 0.5).clamp(0, 1)
 
     def encode(self, images) -> Tensor:
@@ -338,12 +347,12 @@ class PipelineModel(Model):
             lo, hi = float(images.min()), float(images.max())
             if lo < 0 or hi > 1:
                 raise ValueError(f"images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
-            pixels = images.to(self.device, self.vae.dtype) * 2 - 1
+            pixels = images.to(self.device) * 2 - 1
         else:
             pixels = self.image_processor.preprocess(images, height=self.height, width=self.width)
-            pixels = pixels.to(self.device, self.vae.dtype)
+        vae = self.image_vae()
         with torch.no_grad():
-            z = self.vae.encode(pixels).latent_dist.mode()
+            z = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist.mode()
         return self._from_vae(z.double())
 
     # -- the pipeline's own layout (to compare with, or hand over to, ``pipe(latents=...)``) ----------

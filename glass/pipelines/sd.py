@@ -67,7 +67,15 @@ class _UNetModel(PipelineModel):
                 f"the scheduler's prediction_type must be one of {', '.join(PREDICTIONS)}, got {prediction!r}"
             )
         self.prediction = PREDICTIONS[prediction]
-        self.alphas_cumprod = self.scheduler.alphas_cumprod.double().cpu()
+        if getattr(self.net.config, "time_cond_proj_dim", None) is not None:
+            raise ValueError(
+                f"the {self.network} has time_cond_proj_dim={self.net.config.time_cond_proj_dim} (a guidance-"
+                "distilled UNet, e.g. LCM, conditioned on the guidance scale instead of classifier-free "
+                "guidance): not supported; use its base model"
+            )
+        # a zero-terminal-SNR schedule (rescale_betas_zero_snr) ends at abar = 0 exactly, log abar = -inf:
+        # 2^-24 there, as diffusers' EulerDiscreteScheduler does ("close to 0 without being 0")
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.double().cpu().clamp(min=2.0**-24)
         self.guidance_rescale = check_number(
             "guidance_rescale", self.option.get("guidance_rescale", 0.0), minimum=0
         )
@@ -85,7 +93,9 @@ class _UNetModel(PipelineModel):
     def grid(self, k: int) -> Tensor:
         sched = copy.deepcopy(self.scheduler)
         sched.set_timesteps(k, device="cpu")
-        times = abar_at(sched.timesteps.double().cpu(), self.alphas_cumprod)
+        # distinct steps: PNDM (SD 1.5's scheduler, skip_prk_steps) repeats one for its multistep warm-up
+        steps = sched.timesteps.double().cpu().unique_consecutive()
+        times = abar_at(steps, self.alphas_cumprod)
         final = float(getattr(sched, "final_alpha_cumprod", 1.0))
         return torch.cat([times, torch.tensor([final], dtype=torch.float64)])
 
@@ -137,6 +147,38 @@ class SDXLModel(_UNetModel):
             embeds = torch.where(none[:, None, None], torch.zeros_like(embeds), embeds)
             pooled = torch.where(none[:, None], torch.zeros_like(pooled), pooled)
         return {"embeds": embeds, "pooled": pooled}
+
+    def image_vae(self):
+        """The stock SDXL VAE overflows in float16: where the pipeline upcasts it (a float16 VAE with
+        ``force_upcast``), decode and encode with a float32 copy, made once; the pipe's VAE is left as
+        it is (the pipeline casts its own to float32 and back)."""
+        if self.vae.dtype != torch.float16 or not getattr(self.vae.config, "force_upcast", False):
+            return self.vae
+        if self.__dict__.get("_vae32_of") is not self.vae:
+            self._vae32, self._vae32_of = copy.deepcopy(self.vae).to(torch.float32), self.vae
+        return self._vae32
+
+    def _latent_stats(self, like: Tensor) -> tuple[Tensor, Tensor] | None:
+        c = self.vae.config
+        mean, std = getattr(c, "latents_mean", None), getattr(c, "latents_std", None)
+        if mean is None or std is None:
+            return None
+        return tuple(torch.tensor(v, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+                     for v in (mean, std))  # fmt: skip
+
+    def _to_vae(self, x: Tensor) -> Tensor:
+        """As the SDXL pipelines: x std / scaling_factor + mean for a VAE with latents_mean / latents_std
+        (e.g. Playground v2.5), x / scaling_factor otherwise."""
+        stats = self._latent_stats(x)
+        if stats is None:
+            return super()._to_vae(x)
+        return x * stats[1] / self.vae.config.scaling_factor + stats[0]
+
+    def _from_vae(self, z: Tensor) -> Tensor:
+        stats = self._latent_stats(z)
+        if stats is None:
+            return super()._from_vae(z)
+        return (z - stats[0]) * self.vae.config.scaling_factor / stats[1]
 
     def added(self, texts: list[dict], b: int) -> dict:
         """SDXL's micro-conditioning: pooled text embeddings and (original size, crop, target size)."""
