@@ -7,7 +7,10 @@
 - ``.csv`` / ``.tsv``: a header with a prompt column (``prompt`` or ``prompts``, any case: PartiPrompts'
   ``Prompt``, DrawBench's ``Prompts``); the other columns are metadata. CSV fields may be quoted
   (a malformed quote is an error, not a merged prompt); TSV fields are taken as written, quotes
-  included (PartiPrompts' ``"G I G G L E" painted ...``).
+  included (PartiPrompts' ``"G I G G L E" painted ...``). A row with more or fewer fields than the
+  header (an unquoted comma in a prompt) is an error, not a prompt cut short.
+
+Files are UTF-8 (a byte-order mark is dropped); lines end at newlines only.
 
 Each prompt keeps its index in the file, so a slice (``prompt_range="a:b"``) or a shard of a run
 names the same prompts as the whole set.
@@ -69,14 +72,21 @@ def load_prompts(path: str | Path, prompt_range: str | None = None) -> list[Prom
     return [records[i] for i in parse_range(prompt_range, len(records))]
 
 
+def _lines(path: Path) -> list[str]:
+    """The file's lines: universal newlines only (``str.splitlines`` would also split at U+2028, \\x85
+    and the like, which a prompt or a JSON string may hold), a UTF-8 byte-order mark dropped (Excel
+    writes one)."""
+    return path.read_text(encoding="utf-8-sig").split("\n")
+
+
 def _text(path: Path) -> list[PromptRecord]:
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line.strip() for line in _lines(path)]
     return [PromptRecord(i, p) for i, p in enumerate(p for p in lines if p)]
 
 
 def _jsonl(path: Path) -> list[PromptRecord]:
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
         try:
@@ -94,11 +104,11 @@ def _table(path: Path) -> list[PromptRecord]:
     # TSV has no quoting (PartiPrompts writes '"G I G G L E" painted ...' as is); CSV quotes strictly
     tsv = path.suffix.lower() == ".tsv"
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if tsv else {"delimiter": ",", "strict": True}
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
+    rows = []  # (the line the record ends on, its fields)
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f, **options)
         try:
-            rows.extend(reader)
+            rows.extend((reader.line_num, row) for row in reader)
         except csv.Error as e:  # lenient parsing would merge lines into one prompt or drop quotes
             where = (
                 f"record {len(rows) + 1} (after line {reader.line_num})" if reader.fieldnames else "header"
@@ -113,7 +123,13 @@ def _table(path: Path) -> list[PromptRecord]:
         raise ValueError(f"prompts: {path.name} has no prompt column (a header named prompt or prompts), "
                          f"got {header}")  # fmt: skip
     records = []
-    for number, row in enumerate(rows, start=2):
+    for number, row in rows:
+        if None in row or None in row.values():  # extra fields (an unquoted comma) or missing ones
+            got = len(header) + len(row.get(None, [])) - sum(v is None for v in row.values())
+            hint = "a prompt holding a tab?" if tsv else 'quote a prompt that holds a comma: "a cat, sitting"'
+            raise ValueError(
+                f"prompts: {path.name} line {number} has {got} fields, the header has {len(header)} ({hint})"
+            )
         text = (row.get(column) or "").strip()
         if not text:
             raise ValueError(f"prompts: {path.name} line {number} has an empty {column!r}")

@@ -29,6 +29,21 @@ def test_text_csv_and_tsv(tmp_path):
     assert load_prompts(tmp_path / "draw.csv")[0].prompt == "a cat, sitting"
 
 
+def test_byte_order_marks_and_unicode_line_separators(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: not part of the first prompt or header (the
+    .txt prompt carried it, the CSV's prompt column was not found); a prompt or JSON string holding
+    U+2028 or \\x85 is one prompt (str.splitlines split it, shifting every later index)."""
+    bom = "\ufeff"
+    (tmp_path / "p.txt").write_text(f"{bom}a cat\na dog\x85on a mat\nthe sky\n")
+    assert [r.prompt for r in load_prompts(tmp_path / "p.txt")] == ["a cat", "a dog\x85on a mat", "the sky"]
+    (tmp_path / "p.csv").write_text(f"{bom}prompt,category\na cat,animals\n")
+    got = [(r.prompt, r.meta) for r in load_prompts(tmp_path / "p.csv")]
+    assert got == [("a cat", {"category": "animals"})]
+    (tmp_path / "p.jsonl").write_text(f'{bom}{{"prompt": "a cat\u2028on a mat"}}\n{{"prompt": "a dog"}}\n')
+    assert [(r.index, r.prompt) for r in load_prompts(tmp_path / "p.jsonl")] == [
+        (0, "a cat\u2028on a mat"), (1, "a dog")]  # fmt: skip
+
+
 def test_tsv_takes_quotes_as_written(tmp_path):
     """PartiPrompts.tsv is unquoted: its line 1562 starts with a quoted word that is part of the prompt
     (CSV quoting would drop the quotes, or merge lines where one is left open)."""
@@ -63,6 +78,13 @@ def test_slices_keep_the_index_in_the_whole_set():
         ("open.csv", 'prompt,x\n"unterminated,1\n', None, "not valid CSV at record 1 .*unexpected end"),
         ("stray.csv", 'prompt\n"a cat\n"a dog"\nthree\n', None, "not valid CSV at record 1 .*expected after"),
         ("head.csv", '"prompt\n', None, "not valid CSV at header"),
+        ("comma.csv", "prompt\na cat, sitting on a mat\n", None,
+         'line 2 has 2 fields, the header has 1 .quote a prompt that holds a comma'),
+        ("short.csv", "prompt,category,tag\na cat,animals\n", None, "line 2 has 2 fields, the header has 3"),
+        ("tab.tsv", "prompt\tcategory\na\tcat\tanimals\n", None,
+         "line 2 has 3 fields.*a prompt holding a tab"),
+        ("later.csv", "prompt,x\na,1\n\n,2\n", None, "line 4 has an empty 'prompt'"),  # after a blank line
+        ("multi.csv", 'prompt,x\n"a\nb",1\n,2\n', None, "line 4 has an empty 'prompt'"),  # a 2-line field
         ("ok.txt", "a\nb\n", "5:9", "selects no prompt of the 2"),
         ("ok.txt", "a\nb\n", "1-2", "prompt_range must look like a:b"),
         ("ok.txt", "a\nb\n", "--1:", "prompt_range must look like a:b"),
