@@ -182,6 +182,7 @@ def _start(job: Job, partial: Path, failed: Path, meta: dict | None) -> None:
         failed.rename(partial)
         (partial / "error.txt").unlink(missing_ok=True)
     partial.mkdir(parents=True, exist_ok=True)  # a sweep's launcher may have created it
+    (partial / "error.txt").unlink(missing_ok=True)  # a resumed attempt's (torchrun leaves it in .partial)
     (partial / "metrics.json").unlink(missing_ok=True)  # left by an attempt killed before the rename
     OmegaConf.save(job.cfg, partial / "config.yaml", resolve=True)
     OmegaConf.save(OmegaConf.create(job.overrides), partial / "overrides.yaml")
@@ -289,12 +290,33 @@ def run_single(job: Job, progress=None, announce=None) -> tuple[Path, list[dict]
             announce(f"{base} is finished (delete it to compute it again)" if rows is not None
                      else f"resuming {base}: prompts with a complete record are skipped")  # fmt: skip
         if rows is None:
-            rows = run_job(job, base, progress)
+            rows = _claimed(job, base, progress)
     else:
         date, clock = _stamp()
         base = Path(job.cfg.out_dir) / "runs" / date / f"{clock}-{_slug(job)}-{uuid.uuid4().hex[:6]}"
         rows = run_job(job, base, progress)
     return base, [{"job": base.name, "overrides": " ".join(job.overrides), **m} for m in rows]
+
+
+def _claimed(job: Job, base: Path, progress) -> list[dict]:
+    """A prompt set's run while this process holds its claim (``glass.claims``): two copies of one
+    command (two terminals, a requeued job whose first copy still runs) would compute the same prompts
+    into one directory and the second one's failure would replace the first one's records. Under
+    torchrun the ranks share the run by design; its launcher starts them once."""
+    from glass import distributed
+    from glass.claims import claim
+
+    if distributed.world() > 1:
+        return run_job(job, base, progress)
+    lock = base.parent / ".claims" / f"{base.name}.lock"
+    with claim(lock) as mine:
+        if not mine:
+            raise UserError(
+                f"{base} is being computed by another process (it holds {lock}); wait for it, or stop it "
+                "and run the same command again to resume"
+            )
+        rows = _finished_rows(base)  # finished by the holder we may have followed
+        return rows if rows is not None else run_job(job, base, progress)
 
 
 def _finished_rows(run_dir: Path) -> list[dict] | None:

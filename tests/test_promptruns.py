@@ -309,3 +309,43 @@ def test_guidance_and_metric_checks_on_a_prompt_set(tiny_sd, tmp_path):
     bad = runner.invoke(app, ["run", *base, "task=generate", "metric=curvature"])
     assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
     assert "not computed on a prompt set" in bad.stderr
+
+
+def test_a_second_copy_of_a_running_prompt_set_is_refused_and_nothing_is_touched(tiny_sd, tmp_path,
+                                                                                  monkeypatch):
+    """While one process holds a prompt set's claim, the same command in another process exits 2 with
+    one line naming the run and writes nothing (two copies computed into one .partial, and the
+    second's failure replaced the first's records); once free, the run resumes from a .partial left
+    by torchrun with its error.txt, which the finished run no longer carries."""
+    import contextlib
+
+    import glass.runner
+    from glass.claims import claim
+
+    args = [*fk_args(tiny_sd, tmp_path), "task.prompt_range=0:1"]
+    held = []
+
+    @contextlib.contextmanager
+    def another_process_holds_it(path):
+        with claim(path) as first, claim(path) as second:  # two open files: flock sees two holders
+            held.append((first, second, path))
+            yield second
+
+    monkeypatch.setattr(glass.claims, "claim", another_process_holds_it)
+    res = runner.invoke(app, ["run", *args])
+    assert res.exit_code == 2 and held and held[0][:2] == (True, False)
+    lines = res.stderr.strip().splitlines()  # the pipeline's loading bars, then one line
+    assert [x for x in lines if x.startswith("error: ")] == lines[-1:] and "Traceback" not in res.stderr
+    assert "example-fk_steering-" in lines[-1] and "is being computed by another process" in lines[-1]
+    assert list((tmp_path / "promptsets").iterdir()) == []  # no run directory; the lock gone with its folder
+    monkeypatch.undo()
+
+    name = held[0][2].stem
+    partial = tmp_path / "promptsets" / f"{name}.partial"
+    partial.mkdir(parents=True)
+    (partial / "error.txt").write_text("a rank failed\n")
+    res = runner.invoke(app, ["run", *args])
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "promptsets" / name
+    assert (run / "images.jsonl").is_file() and not (run / "error.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "promptsets").iterdir()) == [name]  # no .claims left
