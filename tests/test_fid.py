@@ -159,3 +159,47 @@ def test_inception_features_run_where_their_network_is():
     features.layers = nn.Conv2d(3, 4, 299).to("meta")
     out = features(torch.zeros(2, 1, 28, 28))
     assert out.device.type == "meta" and out.shape == (2, 4)
+
+
+def test_torchmetrics_back_end_with_inception_runs_on_a_copy(tmp_path):
+    """backend=both with Inception features: torchmetrics converts its feature network to float64, which
+    crashed (float32 input into float64 convolutions and batch norms) and switched the network the
+    clean-fid path shares; now it runs a float64 copy, agrees with clean-fid's number, and the shared
+    network stays float32. A TorchScript stand-in with Inception's file layout (``layers``, batch norms,
+    520 features): the real network in float64, and torchmetrics' 2048 x 2048 eigvals, take minutes."""
+    from torch import nn
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.Sequential(
+                nn.Conv2d(3, 4, 3, stride=8), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                nn.Flatten(), nn.Linear(64, 520),  # above 512: the eigh route, as 2048
+            )  # fmt: skip
+
+        def forward(self, x):
+            return self.layers(x)
+
+    path = tmp_path / "inception.pt"
+    torch.manual_seed(0)
+    torch.jit.script(Tiny().eval()).save(str(path))
+    fid = FID(features="inception", backend="both", inception_path=str(path), n_reference=64,
+              cache_dir=str(tmp_path))  # fmt: skip
+    fid.extractor().num_features = 520  # the size torchmetrics gives its statistics
+    images = fid.reference_images()
+    r = fid(images[32:], images[:32])
+    assert r["fid_torchmetrics"] == pytest.approx(r["fid"], rel=1e-3) and r["fid"] > 0
+    assert {p.dtype for p in fid.extractor().layers.parameters()} == {torch.float32}
+    assert fid(images[32:], images[:32])["fid"] == r["fid"]  # the shared network unchanged
+
+
+def test_sample_and_reference_counts_are_checked(tmp_path):
+    """One sample has no covariance (scipy raised from inside sqrtm, Inception's FID was NaN): one clear
+    error. n_reference beyond the split was cut to the split while the result reported the number
+    asked for: refused before sampling (``check_reference``, which resolve_metric calls)."""
+    fid = FID(n_reference=100, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="^FID needs at least 2 samples .a covariance., got 1$"):
+        fid(fid.reference_images()[:1])
+    fid.check_reference()  # 100 of 10,000: fine
+    with pytest.raises(ValueError, match="^metric.n_reference must be at most the 10000 images of the 'test"):
+        FID(n_reference=20000, cache_dir=str(tmp_path)).check_reference()

@@ -138,6 +138,8 @@ _TABLE: dict[str, list[tuple]] = {
         ("curvature steps < 2", "run model=gmm sampler=glass metric=curvature metric.steps=1",
          "metric.steps must be an integer >= 2"),
         ("FID back-end", "run metric=fid metric.backend=foo", "metric.backend must be one of"),
+        ("FID reference beyond its split", "run metric=fid metric.n_reference=20000",
+         "metric.n_reference must be at most the 10000 images of the 'test' split, got 20000"),
         ("zero reward direction", "run model=gmm task=value reward=linear reward.direction=[0,0]",
          "reward.direction must be a non-zero list of numbers"),
         ("reward direction of the wrong length",

@@ -42,6 +42,7 @@ def resolve_metric(metric, task_name: str, model):
             return OracleDistance()
         metric = FID(cache_dir=metric.cache_dir)
         metric.check_cache()
+        metric.check_reference()
         return metric
     if isinstance(metric, NoMetric):
         return metric
@@ -78,6 +79,7 @@ def resolve_metric(metric, task_name: str, model):
         raise ValueError("metric=fid scores images (model=mnist); use metric=oracle on the oracle")
     if isinstance(metric, FID):
         metric.check_cache()  # an unwritable cache fails here, not after sampling
+        metric.check_reference()
     if isinstance(metric, FID) and metric.features != "mnist":
         metric.extractor("inception")  # missing Inception weights fail here, before anything runs
     return metric

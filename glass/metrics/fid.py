@@ -21,6 +21,7 @@ in the features.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -188,6 +189,18 @@ class FID:
                 "its reference statistics there"
             ) from None
 
+    def check_reference(self) -> None:
+        """``n_reference`` within the reference split (one ValueError before any sampling: a larger one
+        was cut to the split while the results reported the number asked for)."""
+        from glass.data import load_mnist
+
+        images, _ = load_mnist(self.reference, self.data_root)
+        if self.n_reference > len(images):
+            raise ValueError(
+                f"metric.n_reference must be at most the {len(images)} images of the {self.reference!r} "
+                f"split, got {self.n_reference}"
+            )
+
     def _extractor_digest(self, kind: str) -> str:
         if kind != "mnist":
             return self.extractor(kind).digest
@@ -198,6 +211,8 @@ class FID:
 
     def __call__(self, samples: Tensor, reference: Tensor | None = None) -> dict[str, float]:
         """FID of ``samples`` against ``reference`` images (or the cached reference split)."""
+        if len(samples) < 2:  # one sample has no covariance (scipy failed, Inception's was NaN)
+            raise ValueError(f"FID needs at least 2 samples (a covariance), got {len(samples)}")
         if not torch.isfinite(samples).all():
             raise ValueError("FID: the samples contain NaN or Inf")
         if self.clamp:
@@ -258,7 +273,8 @@ def torchmetrics_fid(extractor: nn.Module, samples: Tensor, reference: Tensor, b
     buffer near 0.14 GB for the MNIST classifier (500 took 0.7 GB)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    metric = FrechetInceptionDistance(feature=extractor, reset_real_features=True)
+    # a copy: set_dtype converts the extractor's parameters, and the clean-fid path shares this one
+    metric = FrechetInceptionDistance(feature=copy.deepcopy(extractor), reset_real_features=True)
     metric.set_dtype(torch.float64)
     for i in range(0, len(reference), batch):
         metric.update(reference[i : i + batch].float(), real=True)
@@ -315,8 +331,9 @@ class _InceptionFeatures(nn.Module):
         import torch.nn.functional as F
 
         weight = next(self.layers.parameters(), None)  # samples from a GPU model: to the network's device
-        z = z if weight is None else z.to(weight.device)
-        x = ((z.float().clamp(-1, 1) + 1) * 127.5).expand(-1, 3, -1, -1)
+        # and dtype (torchmetrics runs a float64 copy: its batch norms would not take float32 input)
+        z = z.float() if weight is None else z.to(weight.device, weight.dtype)
+        x = ((z.clamp(-1, 1) + 1) * 127.5).expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(299, 299), mode="bicubic", align_corners=False, antialias=True).clamp(
             0, 255
         )
