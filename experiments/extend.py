@@ -83,9 +83,14 @@ def run(args) -> None:
         return
     jobs = prepare_jobs([ov for ov, _ in todo])
     try:
-        sweep(jobs, sweep_dir(args.name, args.scale), labels=[lab for _, lab in todo], announce=print)
+        _, _, failures = sweep(jobs, sweep_dir(args.name, args.scale), labels=[lab for _, lab in todo],
+                               announce=print)  # fmt: skip
     finally:
         release(jobs)
+    for name, error in failures:  # the sweep goes on past a failed job: say which, and why
+        print(f"{name} failed: {error}", flush=True)
+    if failures:
+        raise SystemExit(1)
 
 
 def save(args) -> None:

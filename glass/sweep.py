@@ -379,6 +379,11 @@ class RunJob:
         hc = HydraConfig.get()
         OmegaConf.set_readonly(cfg, True)
         key = config_hash(cfg)
+        if key not in self.names:  # the launcher composed it from the files as they are now
+            raise RunFailed(
+                f"the job's config changed since the sweep was planned (hash {key}; a file under conf/ "
+                "edited while it ran?): run the same command again to plan with the files as they are"
+            )
         sweep_dir = Path(self.sweep_dir)
         run_dir = sweep_dir / self.names[key]
         partial = run_dir.with_name(run_dir.name + ".partial")

@@ -145,3 +145,26 @@ def test_merge_waits_for_every_planned_job(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="2 of 8 jobs have no saved row yet"):
         _merge(*T1, more=1)
     assert summary.read_text() == text
+
+
+def test_run_reports_the_jobs_that_failed(tmp_path, monkeypatch, capsys):
+    """A sweep goes on past a failed job; ``run`` says which failed and why, and exits 1 (it printed
+    nothing: a session once lost 31 jobs to a config edited under the sweep without a word)."""
+    import argparse
+
+    import glass.experiment
+    import glass.sweep
+
+    monkeypatch.setattr(extend, "PENDING", tmp_path / "pending")
+    monkeypatch.setattr(extend, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(glass.experiment, "prepare_jobs", lambda overrides: overrides)
+    monkeypatch.setattr(glass.experiment, "release", lambda jobs: None)
+    failures = [("003-abc", "RunFailed: the job's config changed since the sweep was planned")]
+    monkeypatch.setattr(glass.sweep, "sweep", lambda jobs, where, **kw: (where, [], failures))
+    args = argparse.Namespace(name="table4-sampling", scale="large", first=32, stop=34, methods=[])
+    with pytest.raises(SystemExit) as stop:
+        extend.run(args)
+    assert stop.value.code == 1
+    assert "003-abc failed: RunFailed: the job's config changed" in capsys.readouterr().out
+    monkeypatch.setattr(glass.sweep, "sweep", lambda jobs, where, **kw: (where, [], []))
+    extend.run(args)  # no failure: returns

@@ -198,3 +198,36 @@ def test_sweep_jobs_sharing_a_model_can_switch_from_inference_to_gradients(tmp_p
     (sweep,) = tmp_path.glob("multirun/*")
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert [int(r["grad_evals"]) > 0 for r in rows] == [False, True]
+
+
+def test_a_config_edited_under_a_running_sweep_fails_its_jobs_with_one_line(tmp_path, monkeypatch):
+    """The launcher composes each job from the files under conf/ as they are when it starts; a file
+    edited while the sweep runs gives another config hash than the one planned. Each such job fails
+    with one line saying so (was: KeyError on the hash, reported by nothing that ran the sweep
+    through experiments.extend), nothing finished is touched, and the same command reruns them."""
+    import glass.sweep
+
+    real, run = glass.sweep.config_hash, glass.sweep.RunJob.__call__
+    edited = []
+
+    def composed_after_an_edit(self, cfg):
+        if not edited:  # the first job runs as planned; then a file changes
+            edited.append(True)
+            return run(self, cfg)
+        monkeypatch.setattr(glass.sweep, "config_hash", lambda c: "0123456789ab")
+        try:
+            return run(self, cfg)
+        finally:
+            monkeypatch.setattr(glass.sweep, "config_hash", real)
+
+    monkeypatch.setattr(glass.sweep.RunJob, "__call__", composed_after_an_edit)
+    res = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}"])
+    assert res.exit_code == 1
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    assert len(finished(sweep)) == 1
+    assert "error: 3 of 4 jobs failed" in res.stderr and res.stderr.count("error:") == 1
+    assert "RunFailed: the job's config changed since the sweep was planned (hash 0123456789ab" in res.stderr
+    assert "KeyError" not in res.stderr and "Traceback" not in res.stderr
+    monkeypatch.undo()
+    again = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}"])
+    assert again.exit_code == 0 and len(finished(sweep)) == 4 and "1 already finished" in again.stderr
