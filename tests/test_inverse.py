@@ -369,3 +369,26 @@ def test_an_existing_file_that_looks_like_a_data_point_is_read_as_a_file(tmp_pat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "train:3").write_bytes(b"")
     assert parse_point("train:3") is None
+
+
+def test_the_value_truth_cache_tells_measurements_apart(tmp_path, monkeypatch):
+    """task=value's cached Monte-Carlo truth is keyed by the bound reward's state: two measurements
+    that differ only in their noise seed (the same repr) were given one cached truth; the same
+    measurement again is read from the cache."""
+    from glass.noise import Streams
+    from glass.tasks import value
+
+    gmm = random_mixture(dim=8, seed=0)
+    computed = []
+    monkeypatch.setattr(value, "mc_value", lambda *a, **k: (computed.append(a[2]), torch.zeros(3))[1])
+    task = value.Value(t=0.3, points=3, n=2, truth_n=2, cache_dir=str(tmp_path))
+    x_t = torch.randn(3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def truth(seed):
+        measurement = Measurement("downsample", noise=0.3, source="test:4", factor=2, seed=seed)
+        reward = resolve_reward(measurement, gmm)
+        return reward, task._cached_truth(gmm, reward, x_t, Streams(5, 6), None)[1]["truth_cached"]
+
+    (a, cached_a), (b, cached_b), (_, again) = truth(0), truth(7), truth(0)
+    assert repr(a) == repr(b) and not torch.equal(a.y, b.y)
+    assert (cached_a, cached_b, again) == (False, False, True) and len(computed) == 2

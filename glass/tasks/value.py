@@ -134,7 +134,7 @@ class Value(Task):
         key = hashlib.sha256()
         parts = (
             _fingerprint(model),
-            repr(reward),
+            _reward_state(reward),
             self.t,
             self.truth_n,
             self.truth_steps,
@@ -162,6 +162,18 @@ class Value(Task):
         torch.save(truth, tmp)
         tmp.replace(path)
         return truth, {**info, "truth_cached": False}
+
+
+def _reward_state(reward) -> str:
+    """Hash of the reward's identity: its repr, its plain settings and every tensor it holds (a bound
+    measurement's y and image: two seeds of one measurement share a repr)."""
+    h = hashlib.sha256(repr(reward).encode())
+    for name, v in sorted(vars(reward).items()):
+        if isinstance(v, Tensor):
+            h.update(name.encode() + v.detach().cpu().contiguous().numpy().tobytes())
+        elif isinstance(v, (bool, int, float, str, type(None))):
+            h.update(f"{name}={v!r}".encode())
+    return h.hexdigest()
 
 
 def _fingerprint(model) -> str:
