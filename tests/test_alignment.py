@@ -96,6 +96,30 @@ def test_best_of_n_picks_the_max_and_improves_reward():
     assert torch.allclose(reward(best), r) and float(r.mean()) > float(r1.mean()) + 0.5
 
 
+
+def test_best_of_n_refuses_a_nan_reward():
+    """A NaN reward is not ranked (argmax kept it as a group's best, and the mean reward became NaN
+    without a word); -inf is a legitimate worst reward and is ranked."""
+    gmm = ring()
+
+    class Holes(LinearReward):
+        def __call__(self, x, **cond):
+            r = super().__call__(x, **cond).clone()
+            r[::3] = self.hole
+            return r
+
+    reward = Holes(scale=1.0)
+    def run():
+        return best_of_n(gmm, glass.ODE(2), reward, grid=2, n=4, groups=2,
+                         generator=torch.Generator().manual_seed(0))  # fmt: skip
+
+    reward.hole = float("nan")
+    with pytest.raises(FloatingPointError, match="returned NaN for 3 of 8 samples; best-of-N cannot rank"):
+        run()
+    reward.hole = float("-inf")
+    assert bool(torch.isfinite(run()[1]).all())
+
+
 @pytest.mark.parametrize("kernel", [glass.ODE(3), glass.SDE(3), glass.GLASS(3)], ids=repr)
 def test_best_of_n_and_fk_steering_of_one_seed_draw_the_same_noise(kernel):
     """The premise of the paired (per-seed) verdicts in the README's Tables 1 and 5: with one seed's

@@ -313,6 +313,11 @@ def best_of_n(
     x = generate(model, kernel, grid, total, generator=generator, progress=progress, chunk=chunk, **cond)
     with torch.no_grad():
         r = score(reward, model, x, **cond).double().cpu().reshape(groups, n)
+    if bool(r.isnan().any()):  # argmax would keep a NaN as the best (FK steering fails on it too)
+        raise FloatingPointError(
+            f"the reward {reward!r} returned NaN for {int(r.isnan().sum())} of {total} samples; "
+            "best-of-N cannot rank them"
+        )
     idx = r.argmax(1)
     best = x.reshape(groups, n, *x.shape[1:])[torch.arange(groups), idx.to(x.device)]
     check_finite(x, repr(kernel))
