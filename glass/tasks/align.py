@@ -130,7 +130,9 @@ class FKSteering(_Align):
     """Feynman-Kac steering (``glass.alignment.fk_steering``). The output of each group is the
     highest-reward final particle (``output=best``, the images' default, as best-of-N) or one particle
     drawn by the final weights (``draw``, the oracle's default: a sample of the tilted target);
-    ``reward_weighted`` is the self-normalized estimate of E_{p^r}[r]."""
+    ``reward_weighted`` is the self-normalized estimate of E_{p^r}[r]. With ``guidance.lam`` the proposals
+    are guided but the weights carry no proposal ratio (none in closed form for GLASS), so the particles
+    tend to p exp((lam + guidance.lam) r); the oracle still scores them against FK's p exp(lam r)."""
 
     name = "fk_steering"
 

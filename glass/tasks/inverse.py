@@ -2,7 +2,8 @@
 data points x_0, with reward=measurement (glass/rewards/measurement.py) and one alignment method:
 
 - ``method=fk_steering``: FK steering with lam = 1 (target p(x) exp(r(x)) = p(x | y)), outputs drawn by
-  the final weights (posterior samples), optionally with guidance in the proposals;
+  the final weights (posterior samples), optionally with guidance in the proposals (a heuristic: the
+  weights carry no proposal ratio for guided transitions, so it tends to p(x) exp((1 + lam_g) r(x)));
 - ``method=best_of_n``: the most likely of ``particles`` samples (a maximum-likelihood pick, not a
   posterior sample);
 - ``method=guidance``: DPS-style guidance (Chung et al. 2023) with each kernel: the denoiser tilted by
