@@ -231,6 +231,23 @@ def test_alignment_tasks_on_mnist_end_to_end(tmp_path):
     assert "transformers" in hub.stderr or "not available" in hub.stderr
 
 
+@pytest.mark.parametrize("potential", ["difference", "max", "sum", "current"])
+def test_fk_with_lam_zero_takes_minus_inf_rewards(potential):
+    """lam = 0 weighs nothing, also where a reward is -inf (0 * -inf was NaN and the run stopped with
+    "every log-weight -inf or NaN"): every particle ends with the same weight."""
+    gmm = ring()
+
+    class Holes(LinearReward):
+        def __call__(self, x, **cond):
+            r = super().__call__(x, **cond).clone()
+            r[::3] = -torch.inf
+            return r
+
+    res = fk_steering(gmm, glass.GLASS(2), Holes(scale=1.0), grid=3, particles=4, groups=3, lam=0.0,
+                      potential=potential, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert torch.allclose(res.log_weights, torch.full((3, 4), -math.log(4), dtype=torch.float64))
+
+
 def test_fk_resampling_schedule_chunks_and_posterior_intermediate():
     """ESS-triggered resampling fires only when the weights degenerate; chunking changes batches, not
     NFE per particle; the posterior intermediate reward costs its extra steps (less the first, which

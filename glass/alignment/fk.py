@@ -223,7 +223,8 @@ class _Weighing:
         of the potentials exp(lam r(x_1))."""
         self.p.x = x
         self.r = self.step.rate(x)
-        self._weigh(self.lam * self.r - self.p.lineage)
+        tilt = self.lam * self.r if self.lam else torch.zeros_like(self.r, dtype=torch.float64)  # 0 * -inf
+        self._weigh(tilt - self.p.lineage)
 
     def _weigh(self, log_g: Tensor) -> None:
         p = self.p

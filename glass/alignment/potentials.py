@@ -45,7 +45,12 @@ class RewardState:
 
 
 def log_potential(kind: Potential, lam: float, r: Tensor, state: RewardState) -> Tensor:
-    """log G_k for intermediate rewards ``r`` given the state *before* this step."""
+    """log G_k for intermediate rewards ``r`` given the state *before* this step (lam = 0: none, also
+    where a reward is -inf: 0 * -inf would be NaN)."""
+    if kind not in POTENTIALS:
+        raise ValueError(f"potential must be one of {', '.join(POTENTIALS)}, got {kind!r}")
+    if lam == 0:
+        return torch.zeros_like(r, dtype=torch.float64)
     if kind == "difference":
         return lam * (r - state.last)
     if kind == "max":
