@@ -113,6 +113,24 @@ def test_flow_resume_continues_exactly(tmp_path):
         FlowTrainer(max_steps=4, batch_size=5, checkpoint_every=1, export=None, samples=0)(
             tmp_path / "resumed"
         )
+    # settings that were mixed silently: another seed (the manifest named it, the batches did not
+    # follow), another warm start (a later run continued the last one), another decay schedule
+    with pytest.raises(ValueError, match="was trained with seed=0, not 1"):
+        FlowTrainer(max_steps=4, **kw)(tmp_path / "resumed", seed=1)
+    with pytest.raises(ValueError, match="was trained with init=None, not 'glass/assets/mnist_flow"):
+        FlowTrainer(max_steps=4, init="glass/assets/mnist_flow.safetensors", **kw)(tmp_path / "resumed")
+    with pytest.raises(ValueError, match="was trained with decay_steps=0, not 2"):
+        FlowTrainer(max_steps=4, decay_steps=2, **kw)(tmp_path / "resumed")
+
+
+def test_a_decaying_flow_run_is_not_resumed_with_another_max_steps(tmp_path):
+    """The decay is placed by max_steps: resuming with another max_steps made the learning rate jump
+    (a finished decay back to the full rate); the same max_steps resumes."""
+    kw = {"batch_size": 4, "checkpoint_every": 1, "export": None, "samples": 0, "decay_steps": 2}
+    FlowTrainer(max_steps=2, max_minutes=1e-6, **kw)(tmp_path / "run")  # stops after its first step
+    with pytest.raises(ValueError, match="decays its learning rate over the last 2 of max_steps=2; resumed"):
+        FlowTrainer(max_steps=5, **kw)(tmp_path / "run")
+    assert FlowTrainer(max_steps=2, **kw)(tmp_path / "run")["steps"] == 2
 
 
 def test_flow_learning_rate_warms_up_holds_and_decays(tmp_path):

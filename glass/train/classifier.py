@@ -118,7 +118,9 @@ class ClassifierTrainer(Trainer):
         step, losses, history, elapsed = 0, [], [], 0.0
         if self.resume and ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            check_resume_config(state.get("config"), self.config(), self.RESUME_KEYS, ckpt)
+            check_resume_config(
+                state.get("config"), {**self.config(), "seed": seed}, (*self.RESUME_KEYS, "seed"), ckpt
+            )
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["opt"])
             gen.set_state(state["gen"])
@@ -129,7 +131,7 @@ class ClassifierTrainer(Trainer):
         def save():
             state = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state()}
             state |= {"rng": torch.get_rng_state(), "step": step, "losses": losses, "history": history}
-            atomic_save({**state, "elapsed": elapsed, "config": self.config()}, ckpt)
+            atomic_save({**state, "elapsed": elapsed, "config": {**self.config(), "seed": seed}}, ckpt)
             save_losses(losses, run_dir, f"classifier, {step:,} steps")
 
         start = time.perf_counter() - elapsed

@@ -131,7 +131,7 @@ class FlowTrainer(Trainer):
             threads,
         )
 
-    RESUME_KEYS = ("unet", "batch_size", "lr", "warmup_steps", "ema_decay", "prior")
+    RESUME_KEYS = ("unet", "batch_size", "lr", "warmup_steps", "decay_steps", "ema_decay", "prior", "init")
 
     def config(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -163,7 +163,16 @@ class FlowTrainer(Trainer):
             prior_steps = int(manifest.get("total_steps", manifest.get("steps", 0)))
         if self.resume and ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            check_resume_config(state.get("config"), self.config(), self.RESUME_KEYS, ckpt)
+            check_resume_config(
+                state.get("config"), {**self.config(), "seed": seed}, (*self.RESUME_KEYS, "seed"), ckpt
+            )
+            stored_max = (state.get("config") or {}).get("max_steps", self.max_steps)
+            if self.decay_steps and stored_max != self.max_steps:  # the decay is placed by max_steps
+                raise ValueError(
+                    f"{ckpt} decays its learning rate over the last {self.decay_steps} of "
+                    f"max_steps={stored_max}; resumed with max_steps={self.max_steps} the schedule would "
+                    "jump: pass trainer.resume=false to start over, or keep max_steps"
+                )
             net.load_state_dict(state["net"])
             ema.load_state_dict(state["ema"])
             opt.load_state_dict(state["opt"])
@@ -189,7 +198,7 @@ class FlowTrainer(Trainer):
             state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
             state |= {"gen": gen.get_state(), "rng": torch.get_rng_state(), "step": step, "losses": losses}
             state |= {"elapsed": elapsed, "prior_steps": prior_steps}
-            atomic_save({**state, "config": self.config()}, ckpt)
+            atomic_save({**state, "config": {**self.config(), "seed": seed}}, ckpt)
             steps = f"steps {prior_steps + 1:,}–{prior_steps + step:,}" if prior_steps else f"{step:,} steps"
             source = f" (continued from {Path(self.init).stem})" if self.init and prior_steps else ""
             title = f"flow matching, {steps}{source}"

@@ -31,7 +31,7 @@ __all__ = ["LowResTrainer"]
 
 class LowResTrainer(Trainer):
     name = "lowres"
-    RESUME_KEYS = ("factor", "hidden", "depth", "batch_size", "lr")
+    RESUME_KEYS = ("factor", "hidden", "depth", "batch_size", "lr", "ema_decay")
 
     def __init__(
         self,
@@ -84,7 +84,9 @@ class LowResTrainer(Trainer):
         step, losses, elapsed = 0, [], 0.0
         if self.resume and ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            check_resume_config(state.get("config"), self.config(), self.RESUME_KEYS, ckpt)
+            check_resume_config(
+                state.get("config"), {**self.config(), "seed": seed}, (*self.RESUME_KEYS, "seed"), ckpt
+            )
             net.load_state_dict(state["net"])
             ema.load_state_dict(state["ema"])
             opt.load_state_dict(state["opt"])
@@ -94,7 +96,7 @@ class LowResTrainer(Trainer):
         def save():
             state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                      "gen": gen.get_state(), "step": step, "losses": losses, "elapsed": elapsed}  # fmt: skip
-            atomic_save({**state, "config": self.config()}, ckpt)
+            atomic_save({**state, "config": {**self.config(), "seed": seed}}, ckpt)
             save_losses(losses, run_dir, f"low-resolution generator, {step:,} steps")
 
         start = time.perf_counter() - elapsed
