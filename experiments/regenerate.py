@@ -3,7 +3,7 @@
 1. ``glass reproduce NAME --scale small`` for every definition, into ``outputs/results/<commit>/`` (a
    directory per commit: resumable within a commit, never mixing results of two code versions), and
    its ``NAME.md``, ``NAME*.png`` and ``summary.csv`` copied to ``experiments/results/reproduce/NAME/``;
-2. the measurement scripts (``posterior_nfe.py``, ``mnist_measure.py``, ``table1_fks.py``,
+2. the measurement scripts (``posterior_nfe.py``, ``mnist_measure.py``, ``table1_fks.py``, ``fid_sanity.py``,
    ``ot_assignment.py``, ``stochastic_sampling.py``, ``fk_bias.py``, ``inverse_gallery.py``,
    ``flow_quality.py``), which write ``experiments/results/`` themselves, and ``default_run``
    (``glass run``'s ``samples.png``, the README's first figure);
@@ -40,6 +40,7 @@ SCRIPTS = {
     "table1_gmm": ["experiments/table1_fks.py", "--model", "gmm", "--steps", "4", "--groups", "1000"],
     "table1_gmm64": ["experiments/table1_fks.py", "--model", "gmm64", "--steps", "4", "--groups", "128"],
     "ot_assignment": ["experiments/ot_assignment.py"],
+    "fid_sanity": ["experiments/fid_sanity.py"],
     "stochastic_sampling": ["experiments/stochastic_sampling.py"],
     "fk_bias": ["experiments/fk_bias.py"],
     "inverse_gallery": ["experiments/inverse_gallery.py"],
@@ -64,7 +65,7 @@ WRITES = {
     "mnist_value": ["mnist_value_correlation"], "table1_mnist": ["table1_fks_mnist"],
     "table1_gmm": ["table1_fks_gmm"], "table1_gmm64": ["table1_fks_gmm64"],
     "ot_assignment": ["ot_assignment"], "stochastic_sampling": ["stochastic_sampling"],
-    "fk_bias": ["fk_bias"],
+    "fk_bias": ["fk_bias"], "fid_sanity": ["fid_sanity"],
     "inverse_gallery": ["inverse_mnist_samples"], "sd_grid_error": ["sd_grid_error"],
     "flow_quality": ["mnist_flow_quality"], "flow_quality_2k": ["mnist_flow_quality_2k"],
     "flow_quality_v1": ["mnist_flow_v1_quality"], "flow_quality_v3": ["mnist_flow_v3_quality"],
