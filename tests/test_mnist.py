@@ -300,3 +300,24 @@ def test_shipped_flow_checkpoints_load_from_any_directory_and_continue_each_othe
     steps = [m["total_steps"] for m in manifests]
     assert steps[0] == manifests[0]["steps"] > 0
     assert all(a + m["steps"] == b for a, b, m in zip(steps, steps[1:], manifests[1:])), steps
+
+
+def test_flow_training_cleans_dead_writes_and_finds_init_from_anywhere(tmp_path, monkeypatch):
+    """A checkpoint write killed before its rename leaves .last.pt.<pid>.tmp (17 MB each, never
+    removed): the next run removes those of dead processes (a live writer's stays). trainer.init's
+    repository path works from any working directory, as export and model paths do (it failed with
+    "no checkpoint file" outside the repository)."""
+    import os
+    import subprocess
+
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, live = run / f".last.pt.{dead.pid}.tmp", run / f".last.pt.{os.getppid()}.tmp"  # a live writer
+    stale.write_bytes(b"x")
+    live.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    kw = {"batch_size": 4, "max_steps": 1, "export": None, "samples": 0}
+    FlowTrainer(init="glass/assets/mnist_flow.safetensors", **kw)(run)
+    assert not stale.exists() and live.exists()

@@ -33,7 +33,21 @@ class Trainer:
         if self.threads:
             torch.set_num_threads(self.threads)
         run_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in run_dir.glob(".*.*.tmp"):  # a checkpoint write killed before its rename (~17 MB each)
+            pid = tmp.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not _alive(int(pid)):
+                tmp.unlink(missing_ok=True)
         return run_dir / "last.pt"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _replace_synced(tmp: Path, path: Path) -> None:

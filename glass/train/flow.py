@@ -153,9 +153,9 @@ class FlowTrainer(Trainer):
         gen = torch.Generator().manual_seed(seed)
         step, losses, elapsed, prior_steps = 0, [], 0.0, 0
         if self.init and not (self.resume and ckpt.is_file()):  # warm start from exported weights
-            from glass.models.mnist import load_checkpoint
+            from glass.models.mnist import load_checkpoint, repo_path
 
-            weights, manifest = load_checkpoint(self.init, "glass train flow")
+            weights, manifest = load_checkpoint(repo_path(self.init), "glass train flow")  # as export
             if manifest["architecture"] != self.unet:
                 raise ValueError(f"trainer.init {self.init!r} has another architecture than trainer.unet")
             net.load_state_dict(weights)
