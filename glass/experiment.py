@@ -81,9 +81,11 @@ def run(
         release(jobs)
     if failures:
         name, message = failures[0]
+        trace = base / f"{name}.failed" / "error.txt"  # none for a job that failed before it ran
+        see = f"see {base}/<job>.failed/error.txt; " if trace.is_file() else ""
         raise RunFailed(
             f"{len(failures)} of {len(jobs)} jobs failed, e.g. {name}: {message} "
-            f"(see {base}/<job>.failed/error.txt; run the same sweep again to retry them)"
+            f"({see}run the same sweep again to retry them)"
         )
     return base, rows
 

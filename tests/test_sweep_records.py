@@ -255,7 +255,7 @@ def test_run_time_failures_exit_1_and_interrupts_say_what_is_kept(tmp_path, monk
     monkeypatch.setattr(glass.runner, "_compute", failing)
     res = run("run", "-m", *TINY, "seed=0,1", f"out_dir={tmp_path}")
     assert res.exit_code == 1 and res.stderr.splitlines()[-1].startswith("error: 1 of 2 jobs failed")
-    assert "RuntimeError: boom" in res.stderr
+    assert "RuntimeError: boom" in res.stderr and ".failed/error.txt; run the same sweep again" in res.stderr
     (sweep,) = tmp_path.glob("multirun/*")
     assert len(jobs_in(sweep)) == 1 and len(list(sweep.glob("*.failed"))) == 1
 
