@@ -81,8 +81,8 @@ def run(
         release(jobs)
     if failures:
         name, message = failures[0]
-        trace = base / f"{name}.failed" / "error.txt"  # none for a job that failed before it ran
-        see = f"see {base}/<job>.failed/error.txt; " if trace.is_file() else ""
+        wrote = any((base / f"{n}.failed" / "error.txt").is_file() for n, _ in failures)  # none: refused
+        see = f"see {base}/<job>.failed/error.txt; " if wrote else ""  # before they ran
         raise RunFailed(
             f"{len(failures)} of {len(jobs)} jobs failed, e.g. {name}: {message} "
             f"({see}run the same sweep again to retry them)"

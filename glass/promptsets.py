@@ -126,10 +126,15 @@ def _table(path: Path) -> list[PromptRecord]:
     for number, row in rows:
         if None in row or None in row.values():  # extra fields (an unquoted comma) or missing ones
             got = len(header) + len(row.get(None, [])) - sum(v is None for v in row.values())
-            hint = "a prompt holding a tab?" if tsv else 'quote a prompt that holds a comma: "a cat, sitting"'
-            raise ValueError(
-                f"prompts: {path.name} line {number} has {got} fields, the header has {len(header)} ({hint})"
-            )
+            if None not in row:
+                hint = "every row needs the header's fields"
+            elif tsv:
+                hint = "a prompt holding a tab?"
+            else:
+                hint = 'quote a prompt that holds a comma: "a cat, sitting"'
+            fields = "field" if got == 1 else "fields"
+            raise ValueError(f"prompts: {path.name} line {number} has {got} {fields}, the header has "
+                             f"{len(header)} ({hint})")  # fmt: skip
         text = (row.get(column) or "").strip()
         if not text:
             raise ValueError(f"prompts: {path.name} line {number} has an empty {column!r}")

@@ -180,7 +180,6 @@ def _start(job: Job, partial: Path, failed: Path, meta: dict | None) -> None:
         if partial.is_dir():  # e.g. made empty by a sweep's launcher before this job started
             shutil.rmtree(partial)
         failed.rename(partial)
-        (partial / "error.txt").unlink(missing_ok=True)
     partial.mkdir(parents=True, exist_ok=True)  # a sweep's launcher may have created it
     (partial / "error.txt").unlink(missing_ok=True)  # a resumed attempt's (torchrun leaves it in .partial)
     (partial / "metrics.json").unlink(missing_ok=True)  # left by an attempt killed before the rename

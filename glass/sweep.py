@@ -380,6 +380,7 @@ class RunJob:
         OmegaConf.set_readonly(cfg, True)
         key = config_hash(cfg)
         if key not in self.names:  # the launcher composed it from the files as they are now
+            _remove_if_empty(Path(hc.runtime.output_dir))  # the launcher's <name>.partial: nothing ran
             raise RunFailed(
                 f"the job's config changed since the sweep was planned (hash {key}; a file under conf/ "
                 "edited while it ran?): run the same command again to plan with the files as they are"

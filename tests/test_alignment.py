@@ -96,7 +96,6 @@ def test_best_of_n_picks_the_max_and_improves_reward():
     assert torch.allclose(reward(best), r) and float(r.mean()) > float(r1.mean()) + 0.5
 
 
-
 def test_best_of_n_refuses_a_nan_reward():
     """A NaN reward is not ranked (argmax kept it as a group's best, and the mean reward became NaN
     without a word); -inf is a legitimate worst reward and is ranked."""
@@ -109,6 +108,7 @@ def test_best_of_n_refuses_a_nan_reward():
             return r
 
     reward = Holes(scale=1.0)
+
     def run():
         return best_of_n(gmm, glass.ODE(2), reward, grid=2, n=4, groups=2,
                          generator=torch.Generator().manual_seed(0))  # fmt: skip

@@ -311,8 +311,9 @@ def test_guidance_and_metric_checks_on_a_prompt_set(tiny_sd, tmp_path):
     assert "not computed on a prompt set" in bad.stderr
 
 
-def test_a_second_copy_of_a_running_prompt_set_is_refused_and_nothing_is_touched(tiny_sd, tmp_path,
-                                                                                  monkeypatch):
+def test_a_second_copy_of_a_running_prompt_set_is_refused_and_nothing_is_touched(
+    tiny_sd, tmp_path, monkeypatch
+):
     """While one process holds a prompt set's claim, the same command in another process exits 2 with
     one line naming the run and writes nothing (two copies computed into one .partial, and the
     second's failure replaced the first's records); once free, the run resumes from a .partial left

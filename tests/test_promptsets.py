@@ -80,7 +80,9 @@ def test_slices_keep_the_index_in_the_whole_set():
         ("head.csv", '"prompt\n', None, "not valid CSV at header"),
         ("comma.csv", "prompt\na cat, sitting on a mat\n", None,
          'line 2 has 2 fields, the header has 1 .quote a prompt that holds a comma'),
-        ("short.csv", "prompt,category,tag\na cat,animals\n", None, "line 2 has 2 fields, the header has 3"),
+        ("short.csv", "prompt,category,tag\na cat,animals\n", None,
+         "line 2 has 2 fields, the header has 3 .every row needs the header's fields"),
+        ("short.tsv", "prompt\tcategory\na cat\n", None, "line 2 has 1 field, the header has 2 .every row"),
         ("tab.tsv", "prompt\tcategory\na\tcat\tanimals\n", None,
          "line 2 has 3 fields.*a prompt holding a tab"),
         ("later.csv", "prompt,x\na,1\n\n,2\n", None, "line 4 has an empty 'prompt'"),  # after a blank line

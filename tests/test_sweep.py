@@ -227,6 +227,7 @@ def test_a_config_edited_under_a_running_sweep_fails_its_jobs_with_one_line(tmp_
     assert len(finished(sweep)) == 1
     assert "error: 3 of 4 jobs failed" in res.stderr and res.stderr.count("error:") == 1
     assert "failed/error.txt" not in res.stderr  # these jobs never ran: no error.txt to point at
+    assert not list(sweep.glob("*.partial"))  # nor a launcher's empty directory that looks killed
     assert "RunFailed: the job's config changed since the sweep was planned (hash 0123456789ab" in res.stderr
     assert "KeyError" not in res.stderr and "Traceback" not in res.stderr
     monkeypatch.undo()

@@ -324,7 +324,8 @@ class PipelineModel(Model):
         return self.vae
 
     def decode(self, x: Tensor) -> Tensor:
-        """Latents (B, C, h, w) -> images (B, 3, H, W) in [0, 1] (float64) with the pipeline's VAE.
+        """Latents (B, C, h, w) -> images (B, 3, H, W) in [0, 1] (float64) with the pipeline's VAE
+        (:meth:`image_vae`: SDXL's float16 VAE through a float32 copy).
         Differentiable when ``x`` requires grad (guidance); without autograd otherwise."""
         vae = self.image_vae()
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):

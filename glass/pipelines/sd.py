@@ -10,9 +10,10 @@ converted to the denoiser in float64 (eqs. 26-27); classifier-free guidance (and
 ``guidance_rescale``) is applied to the prediction, as the pipelines do.
 
 The outer grid of K steps is the scheduler's: t_k = abar at its ``timesteps`` (fractional ones
-interpolated), ending at DDIM's ``final_alpha_cumprod`` (abar_0 < 1 unless ``set_alpha_to_one``),
-or 1 for other schedulers. With a ``DDIMScheduler`` one ODE(method="ddim") step per interval is the
-pipeline's own sampler at eta = 0.
+interpolated; distinct steps: PNDM repeats its warm-up step), ending at the scheduler's
+``final_alpha_cumprod`` where it has one (DDIM, PNDM: abar_0 < 1 unless ``set_alpha_to_one``), or 1.
+With a ``DDIMScheduler`` one ODE(method="ddim") step per interval is the pipeline's own sampler at
+eta = 0.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class _UNetModel(PipelineModel):
             )
         # a zero-terminal-SNR schedule (rescale_betas_zero_snr) ends at abar = 0 exactly, log abar = -inf:
         # 2^-24 there, as diffusers' EulerDiscreteScheduler does ("close to 0 without being 0")
-        self.alphas_cumprod = self.scheduler.alphas_cumprod.double().cpu().clamp(min=2.0**-24)
+        abar = self.scheduler.alphas_cumprod.double().cpu()
+        self.alphas_cumprod = abar.masked_fill(abar == 0, 2.0**-24)
         self.guidance_rescale = check_number(
             "guidance_rescale", self.option.get("guidance_rescale", 0.0), minimum=0
         )
@@ -95,6 +97,12 @@ class _UNetModel(PipelineModel):
         sched.set_timesteps(k, device="cpu")
         # distinct steps: PNDM (SD 1.5's scheduler, skip_prk_steps) repeats one for its multistep warm-up
         steps = sched.timesteps.double().cpu().unique_consecutive()
+        if len(steps) != k:  # PNDM without skip_prk_steps adds Runge-Kutta half steps: K would not hold
+            raise ValueError(
+                f"the scheduler {type(sched).__name__} gives {len(steps)} distinct timesteps for {k} steps "
+                "(PNDM with skip_prk_steps=False takes Runge-Kutta half steps); set skip_prk_steps=True "
+                "or use a DDIMScheduler"
+            )
         times = abar_at(steps, self.alphas_cumprod)
         final = float(getattr(sched, "final_alpha_cumprod", 1.0))
         return torch.cat([times, torch.tensor([final], dtype=torch.float64)])

@@ -165,10 +165,10 @@ class Value(Task):
 
 
 def _reward_state(reward) -> str:
-    """Hash of the reward's identity: its repr, its plain settings and every tensor it holds (a bound
+    """Hash of the reward's identity: its repr, and its attributes' plain settings and tensors (a bound
     measurement's y and image: two seeds of one measurement share a repr)."""
     h = hashlib.sha256(repr(reward).encode())
-    for name, v in sorted(vars(reward).items()):
+    for name, v in sorted(getattr(reward, "__dict__", {}).items()):
         if isinstance(v, Tensor):
             h.update(name.encode() + v.detach().cpu().contiguous().numpy().tobytes())
         elif isinstance(v, (bool, int, float, str, type(None))):
