@@ -18,7 +18,12 @@ import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["claim"]
+__all__ = ["claim", "claim_path"]
+
+
+def claim_path(directory: Path, name: str) -> Path:
+    """The lock file of ``name`` (a job's config hash, a prompt-set run) under ``directory``."""
+    return Path(directory) / ".claims" / f"{name}.lock"
 
 
 @contextlib.contextmanager

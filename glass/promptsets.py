@@ -124,9 +124,10 @@ def _table(path: Path) -> list[PromptRecord]:
                          f"got {header}")  # fmt: skip
     records = []
     for number, row in rows:
-        if None in row or None in row.values():  # extra fields (an unquoted comma) or missing ones
-            got = len(header) + len(row.get(None, [])) - sum(v is None for v in row.values())
-            if None not in row:
+        extra, missing = row.get(None, []), sum(v is None for v in row.values())  # DictReader's rest
+        if extra or missing:  # an unquoted comma (or tab) in a prompt, or a short row
+            got = len(header) + len(extra) - missing
+            if not extra:
                 hint = "every row needs the header's fields"
             elif tsv:
                 hint = "a prompt holding a tab?"

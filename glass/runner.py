@@ -303,11 +303,11 @@ def _claimed(job: Job, base: Path, progress) -> list[dict]:
     into one directory and the second one's failure would replace the first one's records. Under
     torchrun the ranks share the run by design; its launcher starts them once."""
     from glass import distributed
-    from glass.claims import claim
+    from glass.claims import claim, claim_path
 
     if distributed.world() > 1:
         return run_job(job, base, progress)
-    lock = base.parent / ".claims" / f"{base.name}.lock"
+    lock = claim_path(base.parent, base.name)
     with claim(lock) as mine:
         if not mine:
             raise UserError(

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from glass.claims import claim_path
 from glass.config import RunFailed, UserError, config_dir, config_hash
 from glass.files import write_json_atomic, write_rows
 from glass.hydra_api import job_exception, launcher_names, launcher_problem, literal, make_launcher
@@ -154,10 +155,6 @@ def plan(jobs: list, sweep_dir: Path, labels: list[dict] | None = None) -> list[
 
 
 CLAIMED = "claimed by another process"  # what RunJob returns for a job another copy of the sweep runs
-
-
-def claim_path(sweep_dir: Path, config_hash: str) -> Path:
-    return Path(sweep_dir) / ".claims" / f"{config_hash}.lock"
 
 
 def _launch_context(sweep_dir: Path, hydra_overrides: list[str], task_function):

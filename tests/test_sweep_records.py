@@ -17,9 +17,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from glass.claims import claim
+from glass.claims import claim, claim_path
 from glass.cli import app
-from glass.sweep import check_record, claim_path
+from glass.sweep import check_record
 
 runner = CliRunner()
 TINY = ["model=gmm", "sampler=glass", "sampler.steps=2", "task.n=20", "task.points=2", "metric=oracle",

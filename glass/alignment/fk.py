@@ -223,7 +223,7 @@ class _Weighing:
         of the potentials exp(lam r(x_1))."""
         self.p.x = x
         self.r = self.step.rate(x)
-        tilt = self.lam * self.r if self.lam else torch.zeros_like(self.r, dtype=torch.float64)  # 0 * -inf
+        tilt = log_potential("current", self.lam, self.r, self.p.state)  # lam r(x_1) (0 at lam = 0)
         self._weigh(tilt - self.p.lineage)
 
     def _weigh(self, log_g: Tensor) -> None:

@@ -162,8 +162,8 @@ class SDXLModel(_UNetModel):
         it is (the pipeline casts its own to float32 and back)."""
         if self.vae.dtype != torch.float16 or not getattr(self.vae.config, "force_upcast", False):
             return self.vae
-        if self.__dict__.get("_vae32_of") is not self.vae:
-            self._vae32, self._vae32_of = copy.deepcopy(self.vae).to(torch.float32), self.vae
+        if "_vae32" not in self.__dict__:
+            self._vae32 = copy.deepcopy(self.vae).to(torch.float32)
         return self._vae32
 
     def _latent_stats(self, like: Tensor) -> tuple[Tensor, Tensor] | None:

@@ -166,7 +166,8 @@ class Value(Task):
 
 def _reward_state(reward) -> str:
     """Hash of the reward's identity: its repr, and its attributes' plain settings and tensors (a bound
-    measurement's y and image: two seeds of one measurement share a repr)."""
+    measurement's y and image: two seeds of one measurement share a repr). Not :func:`_fingerprint`'s
+    rule: a model's plain attributes include counters (nfe) that change from call to call."""
     h = hashlib.sha256(repr(reward).encode())
     for name, v in sorted(getattr(reward, "__dict__", {}).items()):
         if isinstance(v, Tensor):

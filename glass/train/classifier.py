@@ -118,9 +118,7 @@ class ClassifierTrainer(Trainer):
         step, losses, history, elapsed = 0, [], [], 0.0
         if self.resume and ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            check_resume_config(
-                state.get("config"), {**self.config(), "seed": seed}, (*self.RESUME_KEYS, "seed"), ckpt
-            )
+            check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["opt"])
             gen.set_state(state["gen"])
@@ -131,7 +129,7 @@ class ClassifierTrainer(Trainer):
         def save():
             state = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state()}
             state |= {"rng": torch.get_rng_state(), "step": step, "losses": losses, "history": history}
-            atomic_save({**state, "elapsed": elapsed, "config": {**self.config(), "seed": seed}}, ckpt)
+            atomic_save({**state, "elapsed": elapsed, "config": self.run_config(seed)}, ckpt)
             save_losses(losses, run_dir, f"classifier, {step:,} steps")
 
         start = time.perf_counter() - elapsed
@@ -183,7 +181,7 @@ class ClassifierTrainer(Trainer):
         manifest = {
             "model": "mnist CNN classifier on data-space inputs z in [-1, 1]",
             "architecture": net.config,
-            "training": {**self.config(), "seed": seed},
+            "training": self.run_config(seed),
             **{k: v for k, v in result.items() if k != "export"},
             "command": "glass train classifier",
         }

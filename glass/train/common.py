@@ -29,6 +29,10 @@ class Trainer:
     def config(self) -> dict:
         return dict(vars(self))
 
+    def run_config(self, seed: int) -> dict:
+        """The settings of a run: the trainer's and its seed (checkpoints and manifests keep these)."""
+        return {**self.config(), "seed": seed}
+
     def _start(self, run_dir: Path) -> Path:
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -115,7 +119,7 @@ def check_resume_config(stored: dict | None, current: dict, keys: tuple[str, ...
     """Refuse to resume a checkpoint trained with different settings (one-line ValueError)."""
     if not stored:
         return
-    for k in keys:
+    for k in (*keys, "seed"):  # a resumed run draws the stored generator's batches: the seed is the run's
         if k in stored and stored[k] != current.get(k):
             raise ValueError(
                 f"{ckpt} was trained with {k}={stored[k]!r}, not {current.get(k)!r}; "

@@ -163,9 +163,7 @@ class FlowTrainer(Trainer):
             prior_steps = int(manifest.get("total_steps", manifest.get("steps", 0)))
         if self.resume and ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            check_resume_config(
-                state.get("config"), {**self.config(), "seed": seed}, (*self.RESUME_KEYS, "seed"), ckpt
-            )
+            check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
             stored_max = (state.get("config") or {}).get("max_steps", self.max_steps)
             if self.decay_steps and stored_max != self.max_steps:  # the decay is placed by max_steps
                 raise ValueError(
@@ -198,7 +196,7 @@ class FlowTrainer(Trainer):
             state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
             state |= {"gen": gen.get_state(), "rng": torch.get_rng_state(), "step": step, "losses": losses}
             state |= {"elapsed": elapsed, "prior_steps": prior_steps}
-            atomic_save({**state, "config": {**self.config(), "seed": seed}}, ckpt)
+            atomic_save({**state, "config": self.run_config(seed)}, ckpt)
             steps = f"steps {prior_steps + 1:,}–{prior_steps + step:,}" if prior_steps else f"{step:,} steps"
             source = f" (continued from {Path(self.init).stem})" if self.init and prior_steps else ""
             title = f"flow matching, {steps}{source}"
@@ -265,7 +263,7 @@ class FlowTrainer(Trainer):
             "model": "mnist flow-matching UNet (velocity, linear schedule), EMA weights",
             "architecture": self.unet,
             "time_scale": TIME_SCALE,
-            "training": {**self.config(), "seed": seed},
+            "training": self.run_config(seed),
             "steps": result["steps"],
             "total_steps": result["total_steps"],
             "final_loss": result["final_loss"],

@@ -84,9 +84,7 @@ class LowResTrainer(Trainer):
         step, losses, elapsed = 0, [], 0.0
         if self.resume and ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            check_resume_config(
-                state.get("config"), {**self.config(), "seed": seed}, (*self.RESUME_KEYS, "seed"), ckpt
-            )
+            check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
             net.load_state_dict(state["net"])
             ema.load_state_dict(state["ema"])
             opt.load_state_dict(state["opt"])
@@ -96,7 +94,7 @@ class LowResTrainer(Trainer):
         def save():
             state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                      "gen": gen.get_state(), "step": step, "losses": losses, "elapsed": elapsed}  # fmt: skip
-            atomic_save({**state, "config": {**self.config(), "seed": seed}}, ckpt)
+            atomic_save({**state, "config": self.run_config(seed)}, ckpt)
             save_losses(losses, run_dir, f"low-resolution generator, {step:,} steps")
 
         start = time.perf_counter() - elapsed
@@ -126,7 +124,7 @@ class LowResTrainer(Trainer):
         if self.export:
             manifest = {"model": "low-resolution MNIST flow (MLP, velocity, linear schedule), EMA weights",
                         "architecture": {"side": side, "hidden": self.hidden, "depth": self.depth},
-                        "factor": self.factor, "training": {**self.config(), "seed": seed}, **result,
+                        "factor": self.factor, "training": self.run_config(seed), **result,
                         "command": "glass train lowres"}  # fmt: skip
             result["export"] = str(export_weights(ema.state_dict(), self.export, manifest))
         atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2))
