@@ -248,6 +248,38 @@ def test_fk_with_lam_zero_takes_minus_inf_rewards(potential):
     assert torch.allclose(res.log_weights, torch.full((3, 4), -math.log(4), dtype=torch.float64))
 
 
+@pytest.mark.parametrize("potential", ["difference", "max", "sum", "current"])
+def test_fk_particle_killed_by_a_minus_inf_intermediate_reward_stays_dead(potential):
+    """An intermediate reward of -inf gives the particle weight 0 (killed, as in any SMC); without a
+    resampling after it, its weight stays 0 through the final correction (lam r(x_1) - lineage was
+    +inf - inf = NaN, and the difference potential's next step too). The survivors' final weights
+    are exp(lam r(x_1)) exactly: the potentials telescope when nothing is resampled."""
+    gmm = ring()
+
+    class FirstCallHoles(LinearReward):
+        calls = 0
+
+        def __call__(self, x, **cond):
+            r = super().__call__(x, **cond).clone()
+            self.calls += 1
+            if self.calls == 1:
+                r[::3] = -torch.inf
+            return r
+
+    kw = dict(grid=3, particles=6, groups=2, lam=1.5, potential=potential)
+    res = fk_steering(gmm, glass.GLASS(2), FirstCallHoles(scale=1.0), resample_every=5,
+                      generator=torch.Generator().manual_seed(0), **kw)  # fmt: skip
+    dead = torch.zeros(12, dtype=torch.bool)
+    dead[::3] = True
+    dead = dead.reshape(2, 6)
+    assert not res.log_weights.isnan().any() and bool(res.log_weights[dead].isneginf().all())
+    expect = torch.log_softmax((1.5 * res.rewards).masked_fill(dead, -torch.inf), -1)
+    assert torch.allclose(res.log_weights[~dead], expect[~dead])
+    resampled = fk_steering(gmm, glass.GLASS(2), FirstCallHoles(scale=1.0),
+                            generator=torch.Generator().manual_seed(0), **kw)  # fmt: skip
+    assert bool(resampled.log_weights.isfinite().all())  # the dead were replaced at the first resampling
+
+
 def test_fk_resampling_schedule_chunks_and_posterior_intermediate():
     """ESS-triggered resampling fires only when the weights degenerate; chunking changes batches, not
     NFE per particle; the posterior intermediate reward costs its extra steps (less the first, which

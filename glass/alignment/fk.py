@@ -227,9 +227,13 @@ class _Weighing:
         self._weigh(tilt - self.p.lineage)
 
     def _weigh(self, log_g: Tensor) -> None:
+        """Multiply the weights by the potentials. A particle at weight 0 (log -inf: an intermediate
+        reward of -inf killed it) stays at 0 until resampling replaces it: a later +inf (the difference
+        potential after r = -inf, or the final correction lam r(x_1) - lineage) would make it NaN."""
         p = self.p
         p.lineage = p.lineage + log_g
-        p.log_w = p.log_w + log_g.reshape(self.groups, self.particles)
+        log_w = p.log_w + log_g.reshape(self.groups, self.particles)
+        p.log_w = torch.where(p.log_w.isneginf(), p.log_w, log_w)
         self.history["ess"].append(ess(p.log_w))
         self.history["log_weight_history"].append(p.log_w.clone())
 
