@@ -98,7 +98,7 @@ def test_merge_adds_the_new_rows_in_the_full_sweeps_order(tmp_path, monkeypatch,
 
 @pytest.mark.parametrize("edit, message", [
     (lambda r: r.update(reward=str(float(r["reward"]) + 1e-3)), "rerun reward"),
-    (lambda r: r.update(job="032-000000000000"), "config hash differs"),
+    (lambda r: r.update(sampler="ode M=3"), r"no committed row of this method, seed and kernel"),
 ])  # fmt: skip
 def test_merge_refuses_a_rerun_unlike_the_committed_job(tmp_path, monkeypatch, edit, message):
     summary = _pending(tmp_path, monkeypatch, *T1, change_check=edit)
@@ -109,6 +109,14 @@ def test_merge_refuses_a_rerun_unlike_the_committed_job(tmp_path, monkeypatch, e
     with pytest.raises(SystemExit, match=message):  # and save says so as soon as the rerun is in
         extend.save(type("A", (), dict(name="table1-fks", scale="large")))
     assert len(extend.read_rows(extend.pending_file("table1-fks", "large"))) == 2 * 3  # rows kept
+
+
+def test_a_rerun_under_another_config_hash_with_the_same_overrides_and_numbers_merges(tmp_path, monkeypatch):
+    """A default added to conf/ since the committed run (keeping the old behaviour) changes every job's
+    config hash: the rerun still checks by its overrides and numbers, and the new rows keep their own."""
+    summary = _pending(tmp_path, monkeypatch, *T1, change_check=lambda r: r.update(job="000-0123456789ab"))
+    _merge(*T1)
+    assert "0123456789ab" not in summary.read_text()  # the rerun is a check: its row is not merged
 
 
 def test_merge_refuses_seeds_that_leave_a_gap(tmp_path, monkeypatch):
