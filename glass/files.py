@@ -9,7 +9,10 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["write_text_atomic", "write_json_atomic", "write_csv_atomic", "write_rows", "probe_writable"]
+__all__ = [
+    "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_csv_atomic", "write_rows",
+    "probe_writable",
+]  # fmt: skip
 
 
 def probe_writable(directory: Path) -> None:
@@ -38,10 +41,16 @@ def probe_writable(directory: Path) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file and rename it over ``path`` (never a partial file, and no
     temporary file left behind when the write fails, e.g. on a full disk)."""
+    write_bytes_atomic(path, text.encode())  # the text as given (CSV's line ends kept)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """:func:`write_text_atomic` for bytes (an image, a tensor file): synced before the rename, so a
+    record written after it never points at a file a crash left empty."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", newline="") as f:  # the text as given (CSV's line ends kept)
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -24,6 +24,7 @@ directory, or of the shards of a run computed in several processes or array jobs
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from glass.files import write_json_atomic, write_text_atomic
+from glass.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 __all__ = ["write_prompt", "read_records", "merge", "gallery", "method_dir"]
 
@@ -106,10 +107,13 @@ def write_prompt(run_dir: Path, model, record, result, *, info: dict, held_out=N
 
 
 def _save_pngs(images, folder: Path, start: int) -> None:
+    """Each image as a PNG, written whole and synced before the prompt's record names it."""
     from torchvision.utils import save_image
 
     for k, image in enumerate(images):
-        save_image(((image.float() + 1) / 2).clamp(0, 1).cpu(), folder / f"{start + k:05d}.png")
+        png = io.BytesIO()
+        save_image(((image.float() + 1) / 2).clamp(0, 1).cpu(), png, format="png")
+        write_bytes_atomic(folder / f"{start + k:05d}.png", png.getvalue())
 
 
 def _diversity(features: list) -> float | None:
@@ -122,10 +126,10 @@ def _diversity(features: list) -> float | None:
 
 
 def _save_latents(path: Path, x) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"latents": x.detach().cpu().contiguous()}, str(path))
+    write_bytes_atomic(path, save({"latents": x.detach().cpu().contiguous()}))
 
 
 def _ess_at_resampling(trace: dict, n: int) -> list[list[float]] | None:

@@ -332,6 +332,25 @@ def test_full_disk_while_writing_results_leaves_no_half_written_record(tmp_path,
     assert finished_runs(out) == [earlier] and snapshot(earlier) == before and no_temporary_files(out)
 
 
+def test_full_disk_while_writing_a_prompts_images_leaves_no_partial_png(tmp_path, monkeypatch):
+    """A prompt's images are written whole or not at all (its record, written after them, is what
+    marks the prompt done): the disk fills at the second image."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from glass.outputs import _save_pngs
+
+    fill_disk(monkeypatch, "00001.png")
+    images = torch.linspace(-1, 1, 3 * 3 * 8 * 8).reshape(3, 3, 8, 8)
+    with pytest.raises(OSError, match="No space left"):
+        _save_pngs(images, tmp_path, 0)
+    assert [p.name for p in tmp_path.iterdir()] == ["00000.png"] and no_temporary_files(tmp_path)
+    with Image.open(tmp_path / "00000.png") as im:
+        pixels = torch.tensor(np.asarray(im.convert("RGB"))).permute(2, 0, 1).long()
+    assert torch.equal(pixels, ((images[0] + 1) / 2 * 255 + 0.5).clamp(0, 255).long())
+
+
 def test_full_disk_during_a_sweep_keeps_finished_jobs_and_summaries(tmp_path, monkeypatch):
     out = tmp_path / "out"
     first = run("run", "-m", *TINY, "seed=0,1", f"out_dir={out}")
