@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from glass.files import write_text_atomic
+
 __all__ = [
     "atomic_save",
     "atomic_write_text",
@@ -79,9 +81,8 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    _replace_synced(tmp, path)
+    """:func:`glass.files.write_text_atomic` (a killed run never leaves a partial file)."""
+    write_text_atomic(path, text)
 
 
 def export_weights(state: dict, export: str, manifest: dict) -> Path:
