@@ -138,6 +138,34 @@ def test_best_of_n_and_fk_steering_of_one_seed_draw_the_same_noise(kernel):
     assert not any(bool(r.any()) for r in fk.resampled) and torch.equal(fk.x, every)
 
 
+@pytest.mark.parametrize("source", ["generator", "generator list"])
+def test_fk_steering_draws_generates_noise_from_a_users_generator_too(source):
+    """A user's own ``torch.Generator`` (or a diffusers-style list of them): FK steering that never
+    resamples moves exactly the particles ``generate`` draws from the same seed (its resampling seed
+    was a draw taken from the caller's generator first, shifting all of its noise), and the generator
+    is left where ``generate`` leaves it."""
+    gmm, reward, groups, n = ring(), LinearReward(scale=1.0), 3, 4
+
+    def seed():
+        if source == "generator":
+            return torch.Generator().manual_seed(7)
+        return [torch.Generator().manual_seed(7 + i) for i in range(groups * n)]
+
+    g_every, g_fk = seed(), seed()
+    every = glass.generate(gmm, glass.SDE(3), 2, groups * n, generator=g_every).reshape(groups, n, -1)
+    fk = fk_steering(gmm, glass.SDE(3), reward, grid=2, particles=n, groups=groups, ess_threshold=1e-9,
+                     generator=g_fk)  # fmt: skip
+    assert not any(bool(r.any()) for r in fk.resampled) and torch.equal(fk.x, every)
+    g_every, g_fk = (g if isinstance(g, list) else [g] for g in (g_every, g_fk))
+    assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(g_every, g_fk))
+    again = fk_steering(gmm, glass.SDE(3), reward, grid=2, particles=n, groups=groups, lam=20.0,
+                        generator=seed())  # fmt: skip
+    repeat = fk_steering(gmm, glass.SDE(3), reward, grid=2, particles=n, groups=groups, lam=20.0,
+                         generator=seed())  # fmt: skip
+    assert torch.equal(again.x, repeat.x)  # the resampling seed is fixed by the generator's state
+    assert any(bool(r.any()) for r in again.resampled)
+
+
 def test_guidance_through_the_network_is_exact_for_gaussian_data():
     """Gaussian data N(m, s^2 I) and r = w.z: the tilted target is N(m + lam s^2 w, s^2 I). Guidance
     with the gradient through the denoiser reaches it with the ODE (flow guidance), the SDE and GLASS

@@ -26,8 +26,8 @@ from glass.noise import noise_source
 from glass.rewards.base import score
 from glass.samplers.base import (
     denoise_rows,
-    derive_seed,
     generate,
+    peek_seed,
     prior_sample,
     replacement,
     row_slices,
@@ -150,7 +150,7 @@ def _fk(model, kernel, reward, grid, particles, groups, lam, potential, resample
     times = time_grid(grid, model)
     cond = per_row(cond, groups, particles, "groups")
     n_total = groups * particles
-    seed = derive_seed(generator)  # resampling draws on the CPU, seeded from the caller's stream
+    seed = peek_seed(generator)  # resampling draws on the CPU; the caller's noise is generate()'s
     x = prior_sample(model, n_total, generator, float(times[0]))
     slices = row_slices(n_total, chunk)
     step = _Step(model, kernel, reward, cond, slices, generator, intermediate, posterior_steps)

@@ -28,8 +28,8 @@ from glass.models.base import capabilities_of
 from glass.noise import Generators, Injected, Streams, noise_source, randn, rows_of
 from glass.paths import noise_to
 
-__all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "progress_bar", "kernel_label",
-           "denoise_rows", "transition_rows", "replacement"]
+__all__ = ["Transition", "time_grid", "generate", "posterior", "derive_seed", "peek_seed", "progress_bar",
+           "kernel_label", "denoise_rows", "transition_rows", "replacement"]
 
 
 class Transition(Protocol):
@@ -54,6 +54,21 @@ def derive_seed(generator: torch.Generator | None) -> int | None:
     if isinstance(generator, (Streams, Generators, Injected)):
         return generator.derive_seed()
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+
+
+def peek_seed(generator) -> int | None:
+    """A seed fixed by ``generator``'s current state *without drawing from it*: the caller's noise goes
+    on exactly as it would have without this call (FK steering's resampling seed, so its particles
+    start from, and move with, the noise ``generate`` draws from the same generator). Streams and
+    injected noise: their own :func:`derive_seed` (it draws nothing); a ``torch.Generator`` (or the
+    first of a list): a hash of its state."""
+    if generator is None or isinstance(generator, (Streams, Injected)):
+        return derive_seed(generator)
+    import hashlib
+
+    g = generator.generators[0] if isinstance(generator, Generators) else generator
+    digest = hashlib.blake2b(g.get_state().numpy().tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 62) - 1)
 
 
 def time_grid(grid: int | Sequence[float] | Tensor, model=None) -> Tensor:
