@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from glass.config import RunFailed, UserError, compose, expand_sweep
-from glass.runner import Job, Shared, build_job, check_out_dir, run_single
+from glass.runner import Job, Shared, build_job, check_not_running, check_out_dir, run_single
 
 __all__ = ["prepare", "prepare_jobs", "run", "release", "train"]
 
@@ -43,6 +43,10 @@ def prepare_jobs(batches: list[list[str]]) -> list[Job]:
 
 def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
     """The jobs of ``glass run [-m] overrides``: a multirun expands the sweep overrides first."""
+    if not multirun:  # as prepare_jobs checks, in its order
+        cfg = compose(list(overrides))
+        check_out_dir(cfg.out_dir)
+        check_not_running(cfg)  # before the model loads
     return prepare_jobs(expand_sweep(overrides) if multirun else [list(overrides)])
 
 

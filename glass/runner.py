@@ -279,10 +279,7 @@ def run_single(job: Job, progress=None, announce=None) -> tuple[Path, list[dict]
     ``<out_dir>/promptsets/<file>-<task>-<config hash>/`` instead, so the same command resumes it (a
     finished one is not computed again) and a changed config starts a new directory."""
     if job.task.prompts:
-        from glass.config import config_hash
-
-        name = f"{Path(str(job.task.prompts.path)).stem}-{job.task.name}-{config_hash(job.cfg)}"
-        base = Path(job.cfg.out_dir) / "promptsets" / name
+        base = promptset_dir(job.cfg, job.task)
         rows = _finished_rows(base)
         earlier = any(base.with_name(base.name + end).is_dir() for end in (".partial", ".failed"))
         if announce and (rows is not None or earlier):
@@ -295,6 +292,40 @@ def run_single(job: Job, progress=None, announce=None) -> tuple[Path, list[dict]
         base = Path(job.cfg.out_dir) / "runs" / date / f"{clock}-{_slug(job)}-{uuid.uuid4().hex[:6]}"
         rows = run_job(job, base, progress)
     return base, [{"job": base.name, "overrides": " ".join(job.overrides), **m} for m in rows]
+
+
+def promptset_dir(cfg, task) -> Path:
+    """A prompt set's run directory, named by its file, task and config hash (the same command resumes
+    it)."""
+    from glass.config import config_hash
+
+    name = f"{Path(str(task.prompts.path)).stem}-{task.name}-{config_hash(cfg)}"
+    return Path(cfg.out_dir) / "promptsets" / name
+
+
+def check_not_running(cfg) -> None:
+    """Before a single run loads its model: a prompt set another process is computing (it holds the
+    run's claim, see :func:`_claimed`) is refused now, not after minutes of loading weights."""
+    from glass import distributed
+    from glass.claims import claim, claim_path
+
+    try:
+        task = instantiate(cfg.task, "task")
+    except UserError:  # said in the order of every other check, when the job is built
+        return
+    if not task.prompts or distributed.world() > 1:
+        return
+    base = promptset_dir(cfg, task)
+    lock = claim_path(base.parent, base.name)
+    if lock.exists() and _finished_rows(base) is None:  # a finished run is read, not claimed
+        with claim(lock) as mine:
+            if not mine:
+                raise UserError(_running(base, lock))
+
+
+def _running(base: Path, lock: Path) -> str:
+    return (f"{base} is being computed by another process (it holds {lock}); wait for it, or stop it "
+            "and run the same command again to resume")  # fmt: skip
 
 
 def _claimed(job: Job, base: Path, progress) -> list[dict]:
@@ -310,10 +341,7 @@ def _claimed(job: Job, base: Path, progress) -> list[dict]:
     lock = claim_path(base.parent, base.name)
     with claim(lock) as mine:
         if not mine:
-            raise UserError(
-                f"{base} is being computed by another process (it holds {lock}); wait for it, or stop it "
-                "and run the same command again to resume"
-            )
+            raise UserError(_running(base, lock))
         rows = _finished_rows(base)  # finished by the holder we may have followed
         return rows if rows is not None else run_job(job, base, progress)
 

@@ -350,3 +350,24 @@ def test_a_second_copy_of_a_running_prompt_set_is_refused_and_nothing_is_touched
     run = tmp_path / "promptsets" / name
     assert (run / "images.jsonl").is_file() and not (run / "error.txt").exists()
     assert sorted(p.name for p in (tmp_path / "promptsets").iterdir()) == [name]  # no .claims left
+
+
+def test_a_running_prompt_set_is_refused_before_its_model_loads(tiny_sd, tmp_path, monkeypatch):
+    """The second copy's refusal comes before the weights load (minutes for a real pipeline): the
+    claim is looked at as soon as the config is composed."""
+    import glass.runner
+    from glass.claims import claim, claim_path
+    from glass.config import compose, instantiate
+
+    args = [*fk_args(tiny_sd, tmp_path), "task.prompt_range=0:1"]
+    cfg = compose(args)
+    base = glass.runner.promptset_dir(cfg, instantiate(cfg.task, "task"))
+    loads, real = [], glass.runner._model
+    monkeypatch.setattr(glass.runner, "_model", lambda *a: loads.append(a) or real(*a))
+    with claim(claim_path(base.parent, base.name)) as mine:  # another open file: flock sees 2 holders
+        assert mine
+        res = runner.invoke(app, ["run", *args])
+    assert res.exit_code == 2 and loads == [] and res.stderr.count("\n") == 1
+    assert res.stderr.startswith(f"error: {base} is being computed by another process")
+    res = runner.invoke(app, ["run", *args])  # released: it runs
+    assert res.exit_code == 0 and len(loads) == 1, res.output
