@@ -136,6 +136,11 @@ def test_measurement_sources_and_errors(tmp_path):
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     x = load_source_file(tmp_path / "rgb.png")  # the file's own channels
     assert torch.equal(x, torch.from_numpy(rgb).double().permute(2, 0, 1) / 255 * 2 - 1)  # (C, H, W)
+    deep = (np.arange(28 * 28, dtype=np.uint16).reshape(28, 28) * 83).astype(np.uint16)  # 0..65,000
+    Image.fromarray(deep).save(tmp_path / "deep.png")  # a 16-bit grey PNG: "L" clipped it at 255
+    expect = torch.from_numpy(deep.astype(np.float64))[None] / 65535 * 2 - 1
+    assert torch.allclose(load_source_file(tmp_path / "deep.png"), expect)
+    assert torch.allclose(load_source_file(tmp_path / "deep.png", channels=3), expect.expand(3, -1, -1))
     torch.save(torch.zeros(5, dtype=F64), tmp_path / "point.pt")
     reward = resolve_reward(
         Measurement("identity", noise=0.1, source=str(tmp_path / "point.pt")), random_mixture(dim=5)

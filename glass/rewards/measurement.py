@@ -81,10 +81,17 @@ def load_source_file(path: str | Path, channels: int | None = None) -> Tensor:
 
         try:
             img = Image.open(path)
-            img = img.convert({1: "L", 3: "RGB"}.get(channels, "L" if img.mode in ("L", "1", "I") else "RGB"))
+            if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grey: "L" would clip at 255
+                a = np.asarray(img, dtype=np.float64) / 65535.0
+                if a.max(initial=0) > 1 or a.min(initial=0) < 0:
+                    raise ValueError(f"reward.source {str(path)!r}: {img.mode} pixels beyond 16 bits")
+                a = np.repeat(a[..., None], 3, -1) if channels == 3 else a
+            else:
+                img = img.convert({1: "L", 3: "RGB"}.get(channels, "L" if img.mode in ("L", "1") else "RGB"))
+                a = np.asarray(img, dtype=np.float64) / 255.0
         except (OSError, UnidentifiedImageError) as e:
             raise ValueError(f"reward.source {str(path)!r} is not a readable image ({e})") from None
-        a = torch.from_numpy(np.asarray(img, dtype=np.float64) / 255.0)
+        a = torch.from_numpy(a)
         x = (a[None] if a.ndim == 2 else a.permute(2, 0, 1)) * 2 - 1
     else:
         raise ValueError(
