@@ -267,6 +267,31 @@ def test_encode_inverts_decode_through_the_vae_scaling(family):
     assert z.shape == x.shape and z.dtype == torch.float64
 
 
+@pytest.mark.parametrize("family", ["flux", "sd"])
+def test_guidance_gradient_passes_the_decoders_clamp(family, monkeypatch):
+    """Images are clamped to [0, 1], but a reward's gradient reaches a pixel that decodes beyond the
+    range (straight-through): with the clamp's own gradient (0 there) guidance on a decoded image
+    never pulled a saturated pixel back. The VAE's output is scaled x20 so that most pixels saturate."""
+    model = model_of(family)
+    vae = model.image_vae()
+    real = vae.decode
+    monkeypatch.setattr(vae, "decode", lambda z, return_dict=False: (real(z, return_dict=False)[0] * 20,))
+    x = torch.randn(1, *model.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    w = torch.randn(1, 3, SIZE[family], SIZE[family], dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(1))  # fmt: skip
+    x.requires_grad_(True)
+    images = model.decode(x)
+    (grad,) = torch.autograd.grad((images * w).sum(), x)
+    x2 = x.detach().clone().requires_grad_(True)
+    raw = vae.decode(model._to_vae(x2).to(vae.dtype), return_dict=False)[0].double()
+    (ref,) = torch.autograd.grad((raw / 2 * w).sum(), x2)  # the unclamped map's gradient
+    saturated = (images.detach() == 0) | (images.detach() == 1)
+    assert saturated.float().mean() > 0.5 and images.min() >= 0 and images.max() <= 1
+    assert torch.allclose(grad, ref, atol=1e-8 * float(ref.abs().max()))
+    with torch.no_grad():
+        assert torch.equal(model.decode(x), images.detach())  # without autograd: the same images
+
+
 def test_generator_lists_callbacks_and_progress():
     model = model_of("sd3", prompt="a cat")
     gens = [torch.Generator().manual_seed(i) for i in (7, 8)]

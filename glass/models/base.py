@@ -67,6 +67,15 @@ def _at_zero(schedule: Schedule, t) -> bool:
     return bool(torch.any(schedule.alpha(t) == 0))
 
 
+def unit_images(images: Tensor) -> Tensor:
+    """Images in [-1, 1] (a VAE's decoding, a pixel model's sample) -> [0, 1] in float64, clamped. Under
+    autograd the gradient passes the clamp unchanged (straight-through): guidance on a decoded image
+    still pulls a pixel that decodes beyond the range towards its target, where a clamp's gradient is 0
+    however far the pixel is from it."""
+    u = images.double() / 2 + 0.5
+    return u + (u.clamp(0, 1) - u).detach() if u.requires_grad else u.clamp(0, 1)
+
+
 def to_denoiser(schedule: Schedule, prediction: Prediction, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
     """A network's prediction -> the denoiser D_t(x) in float64 (eqs. 14, 26, 27). An epsilon model
     has no D where alpha_t = 0 (t = 0): the conversion is Inf there, and the callers say so —

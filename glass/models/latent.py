@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_dtype
-from glass.models.base import Capabilities, Model
+from glass.models.base import Capabilities, Model, unit_images
 
 __all__ = ["LatentModel", "load_vae", "require"]
 
@@ -155,7 +155,7 @@ class LatentModel(Model):
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
             latents = x.to(self.vae.dtype) / self.scaling_factor + self.shift_factor
             images = self.vae.decode(latents).sample.double()
-        return (images / 2 + 0.5).clamp(0, 1)
+        return unit_images(images)
 
     def encode(self, images: Tensor) -> Tensor:
         """Images (B, 3, H, W) in [0, 1] -> latents (the VAE's mean), float64."""

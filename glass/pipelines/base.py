@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_dtype, check_int, check_number
-from glass.models.base import Capabilities, Model
+from glass.models.base import Capabilities, Model, unit_images
 
 __all__ = ["PipelineModel", "disk_key"]
 
@@ -331,7 +331,7 @@ class PipelineModel(Model):
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
             z = self._to_vae(x.to(self.device, torch.float64)).to(vae.dtype)
             images = vae.decode(z, return_dict=False)[0]
-        return (images.double() / 2 + 0.5).clamp(0, 1)
+        return unit_images(images)
 
     def encode(self, images) -> Tensor:
         """Images -> latents x (B, C, h, w), float64: a float tensor (B, 3, H, W) in [0, 1] at the

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from glass.checks import check_number
-from glass.models.base import Capabilities, to_denoiser
+from glass.models.base import Capabilities, to_denoiser, unit_images
 from glass.pipelines.base import PipelineModel
 
 __all__ = ["StableDiffusionModel", "SDXLModel", "DDPMModel", "fractional_step", "abar_at"]
@@ -219,7 +219,7 @@ class DDPMModel(_UNetModel):
         return to_denoiser(self.schedule, self.prediction, out, x, t)
 
     def decode(self, x: Tensor) -> Tensor:
-        return (x.double() / 2 + 0.5).clamp(0, 1)
+        return unit_images(x)
 
     def encode(self, images) -> Tensor:
         return images.double().to(self.device) * 2 - 1
