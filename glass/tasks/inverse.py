@@ -3,11 +3,13 @@ data points x_0, with reward=measurement (glass/rewards/measurement.py) and one 
 
 - ``method=fk_steering``: FK steering with lam = 1 (target p(x) exp(r(x)) = p(x | y)), outputs drawn by
   the final weights (posterior samples), optionally with guidance in the proposals (a heuristic: the
-  weights carry no proposal ratio for guided transitions, so it tends to p(x) exp((1 + lam_g) r(x)));
+  weights carry no proposal ratio for guided transitions, so it tends to q(x) exp(r(x)) with q the
+  guided sampler's law, roughly p(x) exp((1 + lam_g) r(x)));
 - ``method=best_of_n``: the most likely of ``particles`` samples (a maximum-likelihood pick, not a
   posterior sample);
-- ``method=guidance``: DPS-style guidance (Chung et al. 2023) with each kernel: the denoiser tilted by
-  the likelihood's gradient (flow guidance with the ODE, SDE guidance, GLASS guidance, eq. 50).
+- ``method=guidance``: likelihood guidance with each kernel: the denoiser tilted by the likelihood's
+  gradient with the fixed step lam sigma_t^2 / alpha_t (flow guidance with the ODE, SDE guidance, GLASS
+  guidance, eq. 50); unlike DPS (Chung et al. 2023) the step is not normalised by ||y - A D||.
 
 ``images`` points of the split ``reward.source=SPLIT:INDEX`` names (from index ``first``, else from
 INDEX; the default ``valid:0`` observes MNIST validation images, so the outputs' FID against the test
