@@ -397,3 +397,8 @@ def test_the_value_truth_cache_tells_measurements_apart(tmp_path, monkeypatch):
     (a, cached_a), (b, cached_b), (_, again) = truth(0), truth(7), truth(0)
     assert repr(a) == repr(b) and not torch.equal(a.y, b.y)
     assert (cached_a, cached_b, again) == (False, False, True) and len(computed) == 2
+    import glass
+
+    default = task.truth_kernel()  # a truth kernel whose settings changed (a new default rho) is no hit
+    monkeypatch.setattr(value.Value, "truth_kernel", lambda self: glass.GLASS(default.steps, rho=0.4))
+    assert truth(0)[1] is False and len(computed) == 3

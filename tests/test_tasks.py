@@ -132,6 +132,11 @@ def test_correlation_metric_and_default_metric_resolution():
     m = Correlation()(2 * t + 1, t)
     assert m["pearson"] == pytest.approx(1) and m["spearman"] == pytest.approx(1) and m["bias"] > 0
     assert Correlation()(-t, t)["spearman"] == pytest.approx(-1)
+    flat = Correlation()(torch.full_like(t, 3.0), t)  # constant estimates: no correlation is defined
+    assert math.isnan(flat["pearson"]) and math.isnan(flat["spearman"]) and flat["bias"] == pytest.approx(2.5)
+    stats = pytest.importorskip("scipy.stats")
+    ranked = Correlation()(t.round(decimals=1), t)  # ties: average ranks, as scipy
+    assert ranked["spearman"] == pytest.approx(stats.spearmanr(t.round(decimals=1), t).statistic, abs=1e-5)
     with pytest.raises(ValueError, match="same length"):
         Correlation()(t, t[:5])
     gmm = ring()

@@ -25,9 +25,13 @@ class Correlation:
         e, t = estimate.double().cpu(), truth.double().cpu()
         if not (torch.isfinite(e).all() and torch.isfinite(t).all()):
             raise ValueError("value estimates or ground truth contain NaN or Inf")
+        if bool((e == e[0]).all() | (t == t[0]).all()):  # a constant vector correlates with nothing:
+            pearson = spearman = float("nan")  # undefined for both (torchmetrics' Spearman said 0)
+        else:
+            pearson, spearman = float(pearson_corrcoef(e, t)), float(spearman_corrcoef(e, t))
         return {
-            "pearson": float(pearson_corrcoef(e, t)),
-            "spearman": float(spearman_corrcoef(e, t)),
+            "pearson": pearson,
+            "spearman": spearman,
             "rmse": float((e - t).pow(2).mean().sqrt()),
             "bias": float((e - t).mean()),
             "n_points": len(e),

@@ -139,6 +139,7 @@ class Value(Task):
             self.truth_n,
             self.truth_steps,
             self.truth_sampler,
+            repr(self.truth_kernel()),  # its settings too (a default rho or solver that changed)
             streams.seed,  # the truth's noise
         )
         for part in parts:
