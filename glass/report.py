@@ -238,20 +238,22 @@ def _fmt(mean: float, se: float) -> str:
 
 def markdown_table(rows: list[dict], index: list[str], value: str, columns: str | None = None) -> str:
     """Rows = distinct ``index`` combinations, columns = distinct values of ``columns`` (or one
-    column), cells = mean ± standard error of ``value``."""
+    column), cells = mean ± standard error of ``value``; a cell over fewer jobs than the table's fullest
+    (a value NaN or missing in some seeds: they are left out of its mean) says its count, ``(n=3)``."""
     cols = _order(r.get(columns) for r in rows if value in r) if columns else [None]
     keys = [*index, columns] if columns else list(index)
     agg = aggregate(rows, keys, value)
     if not agg:
         return f"_(no values of {value})_\n"
     idx = list(dict.fromkeys(k[: len(index)] for k in agg))
+    full = max(n for _, _, n in agg.values())
     head = [*index, *(f"{columns}={c}" if columns else value for c in cols)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in idx:
         cells = []
         for c in cols:
             got = agg.get((*key, c) if columns else key)
-            cells.append(_fmt(got[0], got[1]) if got else "—")
+            cells.append(_fmt(got[0], got[1]) + (f" (n={got[2]})" if got[2] < full else "") if got else "—")
         lines.append("| " + " | ".join(map(str, key)) + " | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

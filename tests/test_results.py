@@ -256,6 +256,19 @@ def test_paired_verdicts_take_the_difference_within_each_seed():
     assert "no standard error" in readme_results.paired_verdict((-1.0, float("nan"), 1), "a below b", False)
 
 
+def test_a_table_cell_over_fewer_seeds_says_its_count():
+    """A value NaN in some seeds is left out of its cell's mean: the cell says over how many jobs it
+    is taken (``(n=2)``), where the others need no count; a missing cell is a dash."""
+    from glass.report import markdown_table
+
+    rows = [{"job": f"{s}-{k}", "seed": s, "sampler": k, "pearson": math.nan if (k, s) == ("b", 0) else s}
+            for s in range(3) for k in ("a", "b")]  # fmt: skip
+    rows.append({"job": "3-c", "seed": 3, "sampler": "c", "rmse": 1.0})
+    table = markdown_table(rows, ["sampler"], "pearson")
+    assert "| a | 1.0000 ± 0.5774 |" in table and "| b | 1.5000 ± 0.5000 (n=2) |" in table
+    assert "| c |" not in table
+
+
 def test_readme_verdicts_take_the_better_direction_from_the_value():
     """FID is a distance (lower is better), Pearson a score: glass_vs_sde reads the direction from
     glass.report.LOWER_IS_BETTER, so GLASS 1 lower in every seed confirms "below" for FID and
