@@ -249,6 +249,19 @@ def test_corrupted_or_missing_checkpoint_says_how_to_retrain(tmp_path):
         load_flow(path)
 
 
+def test_shipped_checkpoints_load_by_their_config_paths_from_anywhere_and_priors_are_kept_apart(
+    tmp_path, monkeypatch
+):
+    """The configs' relative ``glass/assets/...`` paths load from any working directory (the classifier's
+    did not); a flow trained on the low-frequency prior is refused by model=mnist, whose samples start
+    from Gaussian noise the network never saw (it loaded and sampled garbage without a word)."""
+    monkeypatch.chdir(tmp_path)
+    assert load_classifier("glass/assets/mnist_classifier.safetensors") is not None
+    assert load_flow("glass/assets/mnist_flow_v1.safetensors") is not None  # no "prior" key: Gaussian
+    with pytest.raises(ValueError, match=r"trained with another prior .*'lowfreq'.*use model=mnist_lowfreq$"):
+        load_flow("glass/assets/mnist_flow_lowfreq.safetensors")
+
+
 def test_classifier_trainer_learns_quickly(tmp_path):
     result = ClassifierTrainer(max_steps=80, export=str(tmp_path / "clf"), eval_images=2000)(tmp_path / "run")
     assert result["steps"] == 80 and result["eval_images"] == 2000

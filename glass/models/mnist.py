@@ -263,6 +263,12 @@ def load_flow(
         raise ValueError(f"model.chunk must be auto, null or an integer >= 1, got {chunk!r}")
     path = repo_path(path) if path else ASSETS / "mnist_flow.safetensors"
     state, manifest = load_checkpoint(path, "glass train flow")
+    prior = manifest.get("prior", {"name": "gaussian"})  # the first exports predate the key: Gaussian
+    if not isinstance(prior, dict) or prior.get("name") != "gaussian":
+        raise ValueError(  # its samples would start from noise the network never saw
+            f"{str(path)!r} was trained with another prior ({prior!r}), not the Gaussian one "
+            "model=mnist samples from; use model=mnist_lowfreq"
+        )
     with torch.inference_mode(False):  # normal tensors even when loaded inside an inference-mode run
         net = build_from_manifest(flow_unet, manifest, state, path, "glass train flow")
     time_scale = manifest.get("time_scale", TIME_SCALE)
@@ -287,7 +293,7 @@ def check_device(device: str, key: str = "model.device") -> None:
 
 def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:
     """Load the shipped (or given) MNIST classifier checkpoint (eval mode)."""
-    path = path or ASSETS / "mnist_classifier.safetensors"
+    path = repo_path(path) if path else ASSETS / "mnist_classifier.safetensors"
     state, manifest = load_checkpoint(path, "glass train classifier")
     # weights are built outside inference mode whatever the caller's mode, so a classifier first
     # loaded inside a no-gradient run still works in a later reward-gradient (guidance) run
