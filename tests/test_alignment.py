@@ -250,6 +250,14 @@ def test_alignment_tasks_on_mnist_end_to_end(tmp_path):
     assert rows[2]["grad_evals"] > 0 and rows[0]["grad_evals"] == 0
     bad = CliRunner().invoke(app, ["run", "task=guidance", "reward=jpeg", *common])
     assert bad.exit_code == 2 and "guidance needs a differentiable reward" in bad.stderr
+    # metric=none: no FID nor its features (the run failed after sampling: NoMetric has no extractor)
+    args = ["run", "task=best_of_n", "task.particles=2", "reward.target=3", "metric=none", *common[:-1]]
+    none = CliRunner().invoke(app, [*args, f"out_dir={tmp_path / 'none'}"])
+    assert none.exit_code == 0, none.output
+    (run,) = (tmp_path / "none").glob("runs/*/*")
+    (row,) = json.loads((run / "metrics.json").read_text())["rows"]
+    assert "fid" not in row and "diversity" not in row and "reward" in row
+    assert 0 <= row["target_accuracy"] <= 1
     import huggingface_hub
 
     with pytest.MonkeyPatch.context() as mp:  # no network here: fail fast instead of retrying

@@ -25,6 +25,7 @@ from glass.alignment import best_of_n, fk_steering
 from glass.alignment.fk import check_fk_options
 from glass.alignment.guidance import Guided, check_guidance
 from glass.metrics.fid import extract_features
+from glass.metrics.none import NoMetric
 from glass.metrics.rewards import mean_se
 from glass.models.base import capabilities_of
 from glass.noise import Streams, indexed_seed
@@ -253,8 +254,9 @@ class AlignedQuality:
         if not self.images:  # pretrained models: the reward is the measurement
             return {}
         out = self.metric(x.float(), self.reference.float())
-        feats = extract_features(self.metric.extractor(), x.float()).double()  # FID's feature space
-        out["diversity"] = float(torch.pdist(feats).mean()) if len(feats) > 1 else 0.0
+        if not isinstance(self.metric, NoMetric):  # metric=none: no FID, nor its feature space
+            feats = extract_features(self.metric.extractor(), x.float()).double()  # FID's feature space
+            out["diversity"] = float(torch.pdist(feats).mean()) if len(feats) > 1 else 0.0
         if self.target is not None:
             out["target_accuracy"] = float((self.model.classify(x) == self.target).double().mean())
         return out
