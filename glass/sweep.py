@@ -365,6 +365,14 @@ class RunJob:
         self.sweep_dir, self.names, self.origin = state["sweep_dir"], state["names"], state["origin"]
         self.prepared, self.progress = {}, None
 
+    def _progress_of(self, key: str):
+        """The progress callback with the job's place in the sweep before each description: ``[12/80]
+        generate: 5/5`` (an hour-long sweep says how far it is)."""
+        if self.progress is None:
+            return None
+        place = f"[{list(self.names).index(key) + 1}/{len(self.names)}]"
+        return lambda description, total: self.progress(f"{place} {description}", total)
+
     def __call__(self, cfg) -> list[dict] | str:
         from hydra.core.hydra_config import HydraConfig
         from omegaconf import OmegaConf
@@ -402,7 +410,7 @@ class RunJob:
             if job is None:  # launched in another process: build (and validate) the job here
                 job = build_job(list(hc.overrides.task), cfg)
             failed = run_dir.with_name(run_dir.name + ".failed")
-            rows = run_job(job, run_dir, self.progress, group=group, meta={"config_hash": key})
+            rows = run_job(job, run_dir, self._progress_of(key), group=group, meta={"config_hash": key})
             if failed.is_dir():  # an earlier attempt failed; this one succeeded
                 shutil.rmtree(failed, ignore_errors=True)
             return rows

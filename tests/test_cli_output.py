@@ -29,6 +29,20 @@ def test_text_progress_prints_elapsed_and_eta_now_and_then():
     ]
 
 
+def test_a_sweeps_progress_says_which_job_of_how_many(tmp_path):
+    """Each job's progress lines carry its place in the sweep (an hour-long `glass reproduce` printed
+    80 identical `generate: 5/5` pairs); a resumed sweep counts the jobs it runs."""
+    args = ["run", "-m", *TINY[:3], "sampler.steps=[1],[2],[3]", *TINY[4:], f"out_dir={tmp_path}",
+            "--sweep-dir", str(tmp_path / "sweep")]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    places = re.findall(r"^\[(\d)/(\d)\] posterior: \d/\d, elapsed", res.stderr, re.M)
+    assert sorted(set(places)) == [("1", "3"), ("2", "3"), ("3", "3")], res.stderr
+    args[args.index("sampler.steps=[1],[2],[3]")] = "sampler.steps=[1],[2],[3],[4]"
+    more = runner.invoke(app, args)
+    assert more.exit_code == 0 and set(re.findall(r"^\[(\d/\d)\] posterior", more.stderr, re.M)) == {"1/1"}
+
+
 def test_a_run_in_a_log_shows_progress_and_per_kernel_time(tmp_path):
     res = runner.invoke(app, ["run", *TINY, f"out_dir={tmp_path}"])  # CliRunner: not a terminal
     assert res.exit_code == 0, res.output

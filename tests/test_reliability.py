@@ -279,7 +279,7 @@ class _FullDisk:
 
 def errors_after_progress(stderr: str) -> str:
     """stderr without the progress lines a run prints when stderr is not a terminal."""
-    progress = re.compile(r"^\S+: \d+/\d+, elapsed")
+    progress = re.compile(r"^(\[\d+/\d+\] )?\S+: \d+/\d+, elapsed")
     return "".join(line for line in stderr.splitlines(keepends=True) if not progress.match(line))
 
 

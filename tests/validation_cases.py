@@ -652,7 +652,8 @@ line, that there is no traceback and that nothing was written; it also checks th
 Failures that are not bad input: an error while a run is underway (a bug, a full disk, a job of a
 sweep that raised, a launcher that fails) is one line with exit code 1; the run's directory stays
 `<dir>.partial` or becomes `<dir>.failed` with `error.txt`, and finished runs are never touched.
-Ctrl-C exits with 130 and says what is kept. Progress lines (`task: k/total, elapsed ..., ETA ...`)
+Ctrl-C exits with 130 and says what is kept. Progress lines (`task: k/total, elapsed ..., ETA ...`, in a sweep
+`[job/jobs] task: ...`)
 may precede a run-time error on stderr; bad input is refused before any of them. A W&B failure (no
 network, a bad key, an unwritable W&B directory) never stops a run: one `warning:` line, local
 outputs as usual. API keys never go into the config (it is saved with every run): W&B reads
