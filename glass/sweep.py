@@ -233,6 +233,10 @@ def sweep(
             for name, why in damaged_jobs(sweep_dir).items():
                 if name in names:
                     announce(f"{name}: damaged record ({why}), run again")
+            others = len(set(finished_jobs(sweep_dir)) - {p.hash for p in planned})
+            if others:  # a narrower sweep into a directory that holds more: nothing is lost, but say so
+                announce(f"{others} finished jobs in {sweep_dir} are not in this sweep: kept on disk, left "
+                         "out of its summary (give their values again to include them)")  # fmt: skip
             skipped = len(planned) - len(todo)
             announce(
                 f"sweep {sweep_dir}: {len(planned)} jobs"

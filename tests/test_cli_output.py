@@ -41,6 +41,11 @@ def test_a_sweeps_progress_says_which_job_of_how_many(tmp_path):
     args[args.index("sampler.steps=[1],[2],[3]")] = "sampler.steps=[1],[2],[3],[4]"
     more = runner.invoke(app, args)
     assert more.exit_code == 0 and set(re.findall(r"^\[(\d/\d)\] posterior", more.stderr, re.M)) == {"1/1"}
+    args[args.index("sampler.steps=[1],[2],[3],[4]")] = "sampler.steps=[1],[4]"  # narrower: said, not lost
+    fewer = runner.invoke(app, args)
+    assert fewer.exit_code == 0 and "2 finished jobs in" in fewer.stderr
+    assert "left out of its summary" in fewer.stderr
+    assert len([d for d in (tmp_path / "sweep").iterdir() if d.is_dir() and d.name[0].isdigit()]) == 4
 
 
 def test_a_run_in_a_log_shows_progress_and_per_kernel_time(tmp_path):
