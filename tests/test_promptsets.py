@@ -163,7 +163,7 @@ def test_prompt_set_errors_through_the_cli(tmp_path):
     for args, message in [
         (["task=generate", f"task.prompts={tmp_path / 'none.txt'}"], "task.prompts: no such file"),
         (["task=generate", f"task.prompts={EXAMPLE}"], "needs a text-conditioned model"),
-        (["task=generate", "task.prompt_range=0:2"], "set prompts=FILE too"),
+        (["task=generate", "task.prompt_range=0:2"], "set task.prompts=FILE too"),
         (
             ["task=best_of_n", f"task.prompts={EXAMPLE}", "task.groups=4"],
             "give one (per_prompt with prompts)",

@@ -65,7 +65,12 @@ def resolve_reward(reward, model):
 
             reward = ImageReward()
         else:
-            return LinearReward() if oracle else ClassifierLogProb(target=reward.target)
+            if oracle:
+                return LinearReward()
+            try:
+                return ClassifierLogProb(target=reward.target)
+            except ValueError as e:  # the config key that set it
+                raise ValueError(f"reward.{e}") from None
     if isinstance(reward, ClassifierLogProb) and not (oracle or mnist):
         raise ValueError("reward=classifier scores MNIST digits (model=mnist); use e.g. reward=imagereward")
     if isinstance(reward, ClassifierLogProb) and oracle:

@@ -159,7 +159,10 @@ class Measurement:
                 f"reward.source={split}:{index} observes the model's data set; {model!r} has none "
                 "(use model=mnist, gmm or gmm64, or give an image file)"
             )
-        x0, label = model.data_point(index, split)
+        try:
+            x0, label = model.data_point(index, split)
+        except ValueError as e:  # the model's own words, with the option that asked
+            raise ValueError(f"reward.source={split}:{index}: {e}") from None
         return self.observe(x0, label, noise_seed=self.seed + index)
 
     def point(self) -> tuple[str, int] | None:

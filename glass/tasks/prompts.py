@@ -28,10 +28,12 @@ class PromptOptions:
             raise ValueError(f"save_latents must be true or false, got {save_latents!r}")
         self.save_latents = save_latents
         if prompts is None and prompt_range is not None:
-            raise ValueError("prompt_range selects prompts of a prompt file: set prompts=FILE too")
+            raise ValueError("prompt_range selects prompts of a prompt file: set task.prompts=FILE too")
         if prompts is None and (self.per_prompt != 1 or save_latents):
             what = "per_prompt" if self.per_prompt != 1 else "save_latents"
-            raise ValueError(f"{what} applies to a prompt set: set prompts=FILE too (alone it does nothing)")
+            raise ValueError(
+                f"{what} applies to a prompt set: set task.prompts=FILE too (alone it does nothing)"
+            )
         self.path = prompts
         self.records: list[PromptRecord] | None = None
         self.file_prompts = 0  # prompts in the whole file (a range selects some of them)
@@ -46,7 +48,8 @@ class PromptOptions:
     def check(self, model) -> None:
         if self and not capabilities_of(model).prompts:
             raise ValueError(
-                f"prompts={self.path} needs a text-conditioned model (model=flux, flux2, sd3, sd or sdxl), "
+                f"task.prompts={self.path} needs a text-conditioned model (model=flux, flux2, sd3, sd or "
+                "sdxl), "
                 f"got {type(model).__name__}"
             )
 
