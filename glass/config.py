@@ -304,7 +304,10 @@ def _composition_message(e: BaseException, overrides: list[str], config_name: st
         )
         node = OmegaConf.select(base, parent) if parent else base
         if isinstance(node, DictConfig):
-            allowed = "; allowed keys: " + ", ".join(k for k in node.keys() if not str(k).startswith("_"))
+            keys = [str(k) for k in node.keys() if not str(k).startswith("_")]
+            if not keys:  # e.g. metric=correlation: a + would only be refused by its constructor
+                return f"unknown key {key!r}: this {parent} takes no options"
+            allowed = f"; allowed keys: {', '.join(keys)}"
     except UserError:
         pass
     hint = " (prefix with + to add a new key)" if parent else ""  # nothing reads a new top-level key

@@ -145,6 +145,8 @@ _TABLE: dict[str, list[tuple]] = {
         ("reward direction of the wrong length",
          "run model=gmm task=value reward=linear reward.direction=[1,2,3]",
          "reward.direction has 3 entries, the model has dimension 2"),
+        ("an option of a metric that takes none", "run model=gmm task=value metric=correlation metric.n=4",
+         "unknown key 'metric.n': this metric takes no options"),
         ("digit class outside 0..9", "run task=best_of_n reward=classifier reward.target=10",
          "reward.target must be an integer in [0, 9]"),
         ("default reward's digit class outside 0..9", "run task=best_of_n reward.target=12",
