@@ -345,6 +345,11 @@ def instantiate(node, what: str):
                 removes = " ".join(f"~{what}.{k}" for k in extra)
                 msg += f" of {node.get('_target_')} (remove it with {removes})"
             raise UserError(config_message(what, node, msg)) from None
+        if str(e).startswith("Error locating target"):  # Hydra's advice (HYDRA_FULL_ERROR) helps nobody here
+            raise UserError(
+                f"{what}._target_={node.get('_target_')} cannot be imported: check the name, and that its "
+                "module is installed or its directory on PYTHONPATH"
+            ) from None
         raise UserError(f"{what}: {_first_line(e)}") from None
 
 
