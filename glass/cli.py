@@ -114,7 +114,10 @@ def _run_help() -> str:
 def _fail(message: str, code: int = 2) -> None:
     from glass.config import shorten
 
-    text = re.sub(r"\S{120,}", lambda m: shorten(m.group(0)), str(message).strip())  # no 100 kB echo
+    def short(m) -> str:  # no 100 kB echo of a value; a file the line points at is kept whole
+        return m.group(0) if os.path.exists(m.group(0)) else shorten(m.group(0))
+
+    text = re.sub(r"\S{120,}", short, str(message).strip())
     typer.echo(f"error: {text.splitlines()[0] if text else 'failed'}", err=True)  # always one line
     raise typer.Exit(code)
 
@@ -428,7 +431,9 @@ def _guarded(fn, interrupted: str = SWEEP_INTERRUPTED):
             )
         text = str(e).strip()
         first = text.splitlines()[0] if text else ""
-        _fail(f"{type(e).__name__}: {first} (set GLASS_DEBUG=1 for the traceback)", 1)
+        where = getattr(e, "error_file", None)  # set by the runner when the run's error.txt holds it
+        hint = f"; the traceback is in {where}" if where else " (set GLASS_DEBUG=1 for the traceback)"
+        _fail(f"{type(e).__name__}: {first}{hint}", 1)
 
 
 def _reproduce_help() -> str:

@@ -266,11 +266,16 @@ def run_job(job: Job, run_dir: Path, progress=None, group: str | None = None, me
 
 
 def _fail(partial: Path, failed: Path, error: BaseException) -> None:
+    wrote = False
     with contextlib.suppress(OSError):  # e.g. a full disk: the directory is still marked failed
         (partial / "error.txt").write_text("".join(traceback.format_exception(error)))
+        wrote = True
     if failed.exists():  # keep only the latest failure of this job
         shutil.rmtree(failed)
     partial.rename(failed)
+    if wrote:  # the CLI's one line points at it
+        with contextlib.suppress(AttributeError):  # an exception type without attributes of its own
+            error.error_file = failed / "error.txt"
 
 
 def run_single(job: Job, progress=None, announce=None) -> tuple[Path, list[dict]]:

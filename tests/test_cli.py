@@ -217,6 +217,7 @@ def test_failed_run_is_marked_not_finished(tmp_path, monkeypatch):
     assert run_dirs(tmp_path) == []
     (failed,) = tmp_path.glob("runs/*/*.failed")
     assert "simulated failure" in (failed / "error.txt").read_text()
+    assert res.stderr.endswith(f"; the traceback is in {failed / 'error.txt'}\n")  # not only GLASS_DEBUG
 
 
 def test_help_explains_groups_and_overrides():
