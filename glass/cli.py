@@ -115,7 +115,7 @@ def _fail(message: str, code: int = 2) -> None:
     from glass.config import shorten
 
     def short(m) -> str:  # no 100 kB echo of a value; a file the line points at is kept whole
-        return m.group(0) if os.path.exists(m.group(0)) else shorten(m.group(0))
+        return m.group(0) if os.path.exists(m.group(0).strip("'\"(),;:")) else shorten(m.group(0))
 
     text = re.sub(r"\S{120,}", short, str(message).strip())
     typer.echo(f"error: {text.splitlines()[0] if text else 'failed'}", err=True)  # always one line

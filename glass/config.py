@@ -305,9 +305,10 @@ def _composition_message(e: BaseException, overrides: list[str], config_name: st
         node = OmegaConf.select(base, parent) if parent else base
         if isinstance(node, DictConfig):
             keys = [str(k) for k in node.keys() if not str(k).startswith("_")]
-            if not keys:  # e.g. metric=correlation: a + would only be refused by its constructor
+            own = any(o.split("=")[0].lstrip("+~") == f"{parent}._target_" for o in overrides)
+            if not keys and not own:  # e.g. metric=correlation: a + would only be refused by its constructor
                 return f"unknown key {key!r}: this {parent} takes no options"
-            allowed = f"; allowed keys: {', '.join(keys)}"
+            allowed = f"; allowed keys: {', '.join(keys)}" if keys else ""
     except UserError:
         pass
     hint = " (prefix with + to add a new key)" if parent else ""  # nothing reads a new top-level key
@@ -346,9 +347,13 @@ def instantiate(node, what: str):
                 msg += f" of {node.get('_target_')} (remove it with {removes})"
             raise UserError(config_message(what, node, msg)) from None
         if str(e).startswith("Error locating target"):  # Hydra's advice (HYDRA_FULL_ERROR) helps nobody here
+            inner = e
+            while inner.__cause__ is not None:  # the import's own error (a module that exists may fail)
+                inner = inner.__cause__
+            why = f" ({type(inner).__name__}: {_first_line(inner)})" if inner is not e else ""
             raise UserError(
-                f"{what}._target_={node.get('_target_')} cannot be imported: check the name, and that its "
-                "module is installed or its directory on PYTHONPATH"
+                f"{what}._target_={node.get('_target_')} cannot be imported{why}: check the name, and that "
+                "its module is installed or its directory on PYTHONPATH"
             ) from None
         raise UserError(f"{what}: {_first_line(e)}") from None
 

@@ -236,7 +236,7 @@ def sweep(
             others = len(set(finished_jobs(sweep_dir)) - {p.hash for p in planned})
             if others:  # a narrower sweep into a directory that holds more: nothing is lost, but say so
                 announce(f"{others} finished jobs in {sweep_dir} are not in this sweep: kept on disk, left "
-                         "out of its summary (give their values again to include them)")  # fmt: skip
+                         "out of its summary and report")  # fmt: skip
             skipped = len(planned) - len(todo)
             announce(
                 f"sweep {sweep_dir}: {len(planned)} jobs"
@@ -370,8 +370,9 @@ class RunJob:
         self.prepared, self.progress = {}, None
 
     def _progress_of(self, key: str):
-        """The progress callback with the job's place in the sweep before each description: ``[12/80]
-        generate: 5/5`` (an hour-long sweep says how far it is)."""
+        """The progress callback with the job's place among the jobs this call runs before each
+        description: ``[12/80] generate: 5/5`` (an hour-long sweep says how far it is; a resumed one
+        counts the jobs left)."""
         if self.progress is None:
             return None
         place = f"[{list(self.names).index(key) + 1}/{len(self.names)}]"

@@ -205,6 +205,22 @@ def test_unwritable_output_directory(tmp_path):
     assert res.exit_code == 2 and res.stderr.startswith("error: cannot write to the output directory")
 
 
+def test_an_error_line_keeps_the_files_it_points_at_whole(tmp_path, capsys):
+    """Long values are shortened in an error line (no 100 kB echo), but not a path that exists, also
+    inside punctuation: "(it holds PATH);"."""
+    import typer
+
+    from glass.cli import _fail
+
+    deep = tmp_path / ("d" * 150) / "lock"
+    deep.parent.mkdir()
+    deep.write_text("")
+    with pytest.raises(typer.Exit):
+        _fail(f"busy (it holds {deep}); and {'x' * 300}")
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: busy (it holds {deep}); and xxx") and "x" * 300 not in err
+
+
 def test_failed_run_is_marked_not_finished(tmp_path, monkeypatch):
     from glass.tasks import Posterior
 

@@ -7,6 +7,7 @@ guidance / posterior sampling run end to end on each family. SiT (our own implem
 import copy
 import hashlib
 import json
+import math
 
 import pytest
 import torch
@@ -265,6 +266,18 @@ def test_encode_inverts_decode_through_the_vae_scaling(family):
     assert torch.allclose(model._from_vae(model._to_vae(x)), x, atol=1e-10)
     z = model.encode(model.decode(x))
     assert z.shape == x.shape and z.dtype == torch.float64
+
+
+def test_the_straight_through_clamp_takes_overflowing_pixels():
+    """An overflowing float16 VAE decodes inf: clamped to 0 / 1 with or without autograd, gradient 1
+    (u + (clamp(u) - u).detach() gave NaN there)."""
+    from glass.models.base import unit_images
+
+    u = torch.tensor([-3.0, 0.5, 1.0, math.inf, -math.inf], dtype=torch.float64, requires_grad=True)
+    out = unit_images(u)
+    (grad,) = torch.autograd.grad(out.sum(), u)
+    assert torch.equal(out.detach(), unit_images(u.detach())) and torch.equal(grad, torch.full_like(u, 0.5))
+    assert torch.equal(out.detach(), torch.tensor([0.0, 0.75, 1.0, 1.0, 0.0], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("family", ["flux", "sd"])

@@ -146,7 +146,7 @@ _TABLE: dict[str, list[tuple]] = {
          "run model=gmm task=value reward=linear reward.direction=[1,2,3]",
          "reward.direction has 3 entries, the model has dimension 2"),
         ("a reward class that cannot be imported", "run task=best_of_n reward._target_=mypkg.Sharpness",
-         "reward._target_=mypkg.Sharpness cannot be imported: check the name"),
+         "reward._target_=mypkg.Sharpness cannot be imported (ModuleNotFoundError: No module named 'mypkg')"),
         ("an option of a metric that takes none", "run model=gmm task=value metric=correlation metric.n=4",
          "unknown key 'metric.n': this metric takes no options"),
         ("digit class outside 0..9", "run task=best_of_n reward=classifier reward.target=10",

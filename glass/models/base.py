@@ -70,10 +70,23 @@ def _at_zero(schedule: Schedule, t) -> bool:
 def unit_images(images: Tensor) -> Tensor:
     """Images in [-1, 1] (a VAE's decoding, a pixel model's sample) -> [0, 1] in float64, clamped. Under
     autograd the gradient passes the clamp unchanged (straight-through): guidance on a decoded image
-    still pulls a pixel that decodes beyond the range towards its target, where a clamp's gradient is 0
-    however far the pixel is from it."""
+    still moves a pixel that decodes beyond the range (towards a target inside [0, 1]; a reward that
+    always wants brighter pixels pushes it further out), where a clamp's gradient is 0."""
     u = images.double() / 2 + 0.5
-    return u + (u.clamp(0, 1) - u).detach() if u.requires_grad else u.clamp(0, 1)
+    return _StraightThroughClamp.apply(u) if u.requires_grad else u.clamp(0, 1)
+
+
+class _StraightThroughClamp(torch.autograd.Function):
+    """clamp(0, 1) forward, identity backward (u + (clamp(u) - u).detach() is NaN where u is inf: an
+    overflowing float16 VAE)."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor) -> Tensor:
+        return u.clamp(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad
 
 
 def to_denoiser(schedule: Schedule, prediction: Prediction, out: Tensor, x: Tensor, t: Tensor) -> Tensor:

@@ -1,12 +1,13 @@
 """Flow-matching training of the MNIST velocity model (linear / CondOT path, eq. 2).
 
 Loss: E_{t ~ U(0,1), z, eps} || u_theta(t z + (1 - t) eps, t) - (z - eps) ||^2. EMA of the weights,
-AdamW with linear warm-up and, with ``decay_steps``, a linear decay to zero over the last
-``decay_steps`` of ``max_steps`` (warm-up, constant, decay), gradient clipping. Training stops at
-``max_steps`` or after ``max_minutes`` of wall time, whichever comes first, and always resumes from
-``<run_dir>/last.pt`` when ``resume`` is true. ``export`` writes the EMA weights (safetensors) and a
-manifest. ``device`` (``auto``: a CUDA GPU when there is one) changes only speed and float rounding:
-batches and noise are drawn on the CPU from one generator, so a run resumes on another device.
+AdamW with linear warm-up and, with ``decay_steps``, a linear decay over the last ``decay_steps`` of
+``max_steps`` to lr / decay_steps at the last step (warm-up, constant, decay), gradient clipping.
+Training stops at ``max_steps`` or after ``max_minutes`` of wall time, whichever comes first, and always
+resumes from ``<run_dir>/last.pt`` when ``resume`` is true. ``export`` writes the EMA weights
+(safetensors) and a manifest. ``device`` (``auto``: a CUDA GPU when there is one) changes only speed and
+float rounding: batches and noise are drawn on the CPU from one generator, so a run resumes on another
+device.
 ``precision=bf16`` runs the network under bfloat16 autocast (faster; its outputs are rounded to
 bfloat16), while weights, optimiser and EMA stay float32.
 """
