@@ -17,7 +17,7 @@ from glass.runner import Job, Shared, build_job, check_not_running, check_out_di
 __all__ = ["prepare", "prepare_jobs", "run", "release", "train"]
 
 
-def prepare_jobs(batches: list[list[str]]) -> list[Job]:
+def prepare_jobs(batches: list[list[str]], single: bool = False) -> list[Job]:
     """Compose and validate one job per override list (components shared between the jobs), and check
     the output directory first (it is made, empty, if need be; nothing else is created)."""
     from glass import distributed
@@ -27,6 +27,8 @@ def prepare_jobs(batches: list[list[str]]) -> list[Job]:
     configs = [compose(ov) for ov in batches]
     for out_dir in dict.fromkeys(cfg.out_dir for cfg in configs):  # before anything uses it (caches)
         check_out_dir(out_dir)
+    if single:  # one run, not a sweep: a prompt set another process computes is refused before loading
+        check_not_running(configs[0])
     jobs = [build_job(ov, cfg, shared) for ov, cfg in zip(batches, configs)]
     if distributed.world() > 1 and (len(jobs) > 1 or not jobs[0].task.prompts):
         raise UserError(
@@ -43,11 +45,7 @@ def prepare_jobs(batches: list[list[str]]) -> list[Job]:
 
 def prepare(overrides: list[str], multirun: bool = False) -> list[Job]:
     """The jobs of ``glass run [-m] overrides``: a multirun expands the sweep overrides first."""
-    if not multirun:  # as prepare_jobs checks, in its order
-        cfg = compose(list(overrides))
-        check_out_dir(cfg.out_dir)
-        check_not_running(cfg)  # before the model loads
-    return prepare_jobs(expand_sweep(overrides) if multirun else [list(overrides)])
+    return prepare_jobs(expand_sweep(overrides) if multirun else [list(overrides)], single=not multirun)
 
 
 def run(

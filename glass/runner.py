@@ -284,7 +284,7 @@ def run_single(job: Job, progress=None, announce=None) -> tuple[Path, list[dict]
     ``<out_dir>/promptsets/<file>-<task>-<config hash>/`` instead, so the same command resumes it (a
     finished one is not computed again) and a changed config starts a new directory."""
     if job.task.prompts:
-        base = promptset_dir(job.cfg, job.task)
+        base = promptset_dir(job.cfg)
         rows = _finished_rows(base)
         earlier = any(base.with_name(base.name + end).is_dir() for end in (".partial", ".failed"))
         if announce and (rows is not None or earlier):
@@ -299,12 +299,14 @@ def run_single(job: Job, progress=None, announce=None) -> tuple[Path, list[dict]
     return base, [{"job": base.name, "overrides": " ".join(job.overrides), **m} for m in rows]
 
 
-def promptset_dir(cfg, task) -> Path:
+def promptset_dir(cfg) -> Path:
     """A prompt set's run directory, named by its file, task and config hash (the same command resumes
-    it)."""
+    it); read from the config alone, so it is known before the job is built."""
+    from hydra.utils import get_class
+
     from glass.config import config_hash
 
-    name = f"{Path(str(task.prompts.path)).stem}-{task.name}-{config_hash(cfg)}"
+    name = f"{Path(str(cfg.task.prompts)).stem}-{get_class(cfg.task._target_).name}-{config_hash(cfg)}"
     return Path(cfg.out_dir) / "promptsets" / name
 
 
@@ -314,13 +316,12 @@ def check_not_running(cfg) -> None:
     from glass import distributed
     from glass.claims import claim, claim_path
 
+    if not cfg.task.get("prompts") or distributed.world() > 1:
+        return
     try:
-        task = instantiate(cfg.task, "task")
-    except UserError:  # said in the order of every other check, when the job is built
+        base = promptset_dir(cfg)
+    except Exception:  # noqa: BLE001 - a task that does not import: said when the job is built
         return
-    if not task.prompts or distributed.world() > 1:
-        return
-    base = promptset_dir(cfg, task)
     lock = claim_path(base.parent, base.name)
     if lock.exists() and _finished_rows(base) is None:  # a finished run is read, not claimed
         with claim(lock) as mine:

@@ -141,8 +141,9 @@ def default_sweep_dir(jobs: list) -> Path:
     return Path(jobs[0].cfg.out_dir) / "multirun" / f"{'-'.join(tasks)}-{key}"
 
 
-def plan(jobs: list, sweep_dir: Path, labels: list[dict] | None = None) -> list[Planned]:
-    done = finished_jobs(sweep_dir)
+def plan(jobs: list, done: dict[str, Path], labels: list[dict] | None = None) -> list[Planned]:
+    """The sweep's jobs with their names (a finished job keeps its directory's) and, from ``done``
+    (:func:`finished_jobs`), the finished ones."""
     planned, seen = [], set()
     for i, job in enumerate(jobs):
         h = config_hash(job.cfg)
@@ -214,7 +215,8 @@ def sweep(
     from hydra import initialize_config_dir
 
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(jobs)
-    planned = plan(jobs, sweep_dir, labels)
+    done = finished_jobs(sweep_dir)
+    planned = plan(jobs, done, labels)
     todo = [p for p in planned if p.done is None]
     failures = []
     task = RunJob(sweep_dir, {p.hash: p.name for p in todo}, {p.hash: p.job for p in todo}, progress)
@@ -233,7 +235,7 @@ def sweep(
             for name, why in damaged_jobs(sweep_dir).items():
                 if name in names:
                     announce(f"{name}: damaged record ({why}), run again")
-            others = len(set(finished_jobs(sweep_dir)) - {p.hash for p in planned})
+            others = len(set(done) - {p.hash for p in planned})
             if others:  # a narrower sweep into a directory that holds more: nothing is lost, but say so
                 announce(f"{others} finished jobs in {sweep_dir} are not in this sweep: kept on disk, left "
                          "out of its summary and report")  # fmt: skip

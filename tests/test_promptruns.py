@@ -357,11 +357,10 @@ def test_a_running_prompt_set_is_refused_before_its_model_loads(tiny_sd, tmp_pat
     claim is looked at as soon as the config is composed."""
     import glass.runner
     from glass.claims import claim, claim_path
-    from glass.config import compose, instantiate
+    from glass.config import compose
 
     args = [*fk_args(tiny_sd, tmp_path), "task.prompt_range=0:1"]
-    cfg = compose(args)
-    base = glass.runner.promptset_dir(cfg, instantiate(cfg.task, "task"))
+    base = glass.runner.promptset_dir(compose(args))
     loads, real = [], glass.runner._model
     monkeypatch.setattr(glass.runner, "_model", lambda *a: loads.append(a) or real(*a))
     with claim(claim_path(base.parent, base.name)) as mine:  # another open file: flock sees 2 holders

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from glass.data import load_mnist
+from glass.files import write_text_atomic
 from glass.models.mnist import Classifier, to_data
 from glass.train.common import (
     Progress,
     Trainer,
     atomic_save,
-    atomic_write_text,
     check_resume_config,
     export_weights,
     save_losses,
@@ -174,7 +174,7 @@ class ClassifierTrainer(Trainer):
         }
         if self.export:
             result["export"] = str(self._export(net, result, seed))
-        atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2))
+        write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2))
         return result
 
     def _export(self, net: Classifier, result: dict, seed: int) -> Path:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import torch
 
-from glass.files import write_text_atomic
+from glass.files import write_bytes_atomic, write_text_atomic
 
 __all__ = [
     "atomic_save",
-    "atomic_write_text",
     "export_weights",
     "check_resume_config",
     "plot_losses",
@@ -56,15 +56,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _replace_synced(tmp: Path, path: Path) -> None:
-    try:
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, net: torch.nn.Module, step: int, decay: float) -> None:
     """EMA of the weights with the usual warm-up: decay min(decay, (1 + step) / (10 + step))."""
@@ -74,15 +65,11 @@ def ema_update(ema: torch.nn.Module, net: torch.nn.Module, step: int, decay: flo
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file, fsync, rename: a killed run never leaves a partial checkpoint."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    _replace_synced(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """:func:`glass.files.write_text_atomic` (a killed run never leaves a partial file)."""
-    write_text_atomic(path, text)
+    """torch.save through :func:`glass.files.write_bytes_atomic`: a killed run never leaves a partial
+    checkpoint."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def export_weights(state: dict, export: str, manifest: dict) -> Path:
@@ -90,29 +77,26 @@ def export_weights(state: dict, export: str, manifest: dict) -> Path:
     manifest's own manifest_sha256 added).
 
     A relative ``export`` is resolved against the repository root (the parent of ``glass/``), so
-    ``glass/assets/mnist_flow`` lands where the loaders look whatever the working directory. Both
-    files are written to temporary names first; the weights are renamed, then the manifest.
+    ``glass/assets/mnist_flow`` lands where the loaders look whatever the working directory. Each
+    file is written atomically (:mod:`glass.files`), the weights first, then the manifest: a run killed
+    between the two leaves new weights beside the old manifest, which the loader refuses (sha256).
     """
+    import hashlib
     import json
 
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from glass.models.mnist import seal_manifest, sha256
+    from glass.models.mnist import seal_manifest
 
     base = Path(export)
     if not base.is_absolute():
         base = Path(__file__).resolve().parents[2] / base
     path, man = Path(f"{base}.safetensors"), Path(f"{base}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_w, tmp_m = path.with_name(f".{path.name}.tmp"), man.with_name(f".{man.name}.tmp")
-    try:
-        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp_w))
-        tmp_m.write_text(json.dumps(seal_manifest({**manifest, "sha256": sha256(tmp_w)}), indent=2) + "\n")
-        _replace_synced(tmp_w, path)
-        _replace_synced(tmp_m, man)
-    finally:
-        tmp_w.unlink(missing_ok=True)
-        tmp_m.unlink(missing_ok=True)
+    data = save({k: v.detach().contiguous() for k, v in state.items()})
+    write_bytes_atomic(path, data)
+    sealed = seal_manifest({**manifest, "sha256": hashlib.sha256(data).hexdigest()})
+    write_text_atomic(man, json.dumps(sealed, indent=2) + "\n")
     return path
 
 
@@ -134,7 +118,7 @@ def save_losses(losses: list[float], run_dir: Path, title: str, first_step: int 
     the run and its checkpoint are gone (``losses, first = read_losses(csv)``, then
     ``plot_losses(losses, png, title, first_step=first)``)."""
     rows = "".join(f"{first_step + 1 + k},{v:.6g}\n" for k, v in enumerate(losses))
-    atomic_write_text(run_dir / "losses.csv", "step,loss\n" + rows)
+    write_text_atomic(run_dir / "losses.csv", "step,loss\n" + rows)
     plot_losses(losses, run_dir / "loss.png", title, first_step=first_step)
 
 
@@ -173,10 +157,10 @@ def plot_losses(losses: list[float], path: Path, title: str, first_step: int = 0
         axis(FormatStrFormatter("%g"))
     ax.legend(loc="upper right")  # a falling loss leaves the upper right free
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, png.getvalue())
 
 
 class Progress:

@@ -22,12 +22,12 @@ import torch
 
 from glass.checks import check_int
 from glass.data import load_mnist
+from glass.files import write_text_atomic
 from glass.models.mnist import DEFAULT_UNET, TIME_SCALE, check_device, flow_unet, to_data
 from glass.train.common import (
     Progress,
     Trainer,
     atomic_save,
-    atomic_write_text,
     check_resume_config,
     ema_update,
     export_weights,
@@ -234,7 +234,7 @@ class FlowTrainer(Trainer):
             save_sample_grid(ema, run_dir / "samples.png", title, n=self.samples)
         if self.export:
             result["export"] = str(self._export(ema, result, seed))
-        atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2))
+        write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2))
         return result
 
     def train_step(self, net, opt, x_t, t, target, step: int) -> torch.Tensor:

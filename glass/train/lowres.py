@@ -12,6 +12,7 @@ import torch
 
 from glass.checks import check_int, check_number
 from glass.data import load_mnist
+from glass.files import write_text_atomic
 from glass.models.mnist import to_data
 from glass.priors.generator import LowResNet
 from glass.priors.lowfreq import downsample
@@ -19,7 +20,6 @@ from glass.train.common import (
     Progress,
     Trainer,
     atomic_save,
-    atomic_write_text,
     check_resume_config,
     ema_update,
     export_weights,
@@ -127,5 +127,5 @@ class LowResTrainer(Trainer):
                         "factor": self.factor, "training": self.run_config(seed), **result,
                         "command": "glass train lowres"}  # fmt: skip
             result["export"] = str(export_weights(ema.state_dict(), self.export, manifest))
-        atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2))
+        write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2))
         return result
