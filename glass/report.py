@@ -31,6 +31,7 @@ __all__ = ["report", "report_from_summary", "read_summary", "with_kernel_columns
 
 _LABEL = re.compile(r"^(?P<kernel>.*) M=(?P<steps>\d+)$")
 _METRICS = ("fid", "fid_inception", "energy", "pearson", "reward", "sliced_w2", "spearman", "target_accuracy")
+_SCORES = ("consistency", "label_agreement")  # a generic report's last resort (no standard error)
 LOWER_IS_BETTER = frozenset({"fid", "fid_inception", "energy", "sliced_w2"})  # distances; the rest: scores
 
 
@@ -398,29 +399,49 @@ def _side(value) -> str:
     return f"({text})" if re.search(r"\s[+−-]\s", text) else text
 
 
+def _metric(rows: list[dict]) -> str | None:
+    """The column a generic report shows: the first known metric, else the first value that comes
+    with a standard error (a held-out reward, ``curvature``), else a posterior or inverse task's
+    score; None (e.g. ``metric=none``) when the rows hold none of them."""
+    known = next((m for m in _METRICS if any(m in r for r in rows)), None)
+    if known is not None:
+        return known
+    with_se = (k for r in rows for k, v in r.items() if f"{k}_se" in r and isinstance(v, (int, float)))
+    return next(with_se, next((m for m in _SCORES if any(m in r for r in rows)), None))
+
+
 def _generic(rows: list[dict]) -> dict:
-    metric = next((m for m in _METRICS if any(m in r for r in rows)), None)
-    if metric is None:
-        raise UserError("no known metric in the sweep's results to report")
+    metric = _metric(rows)
+    if metric is None:  # nothing to tabulate: the report says how many jobs finished (and merges shards)
+        return {"name": "summary", "title": "sweep summary (no metric in the results)", "report": {}}
     # every swept override (group choices too) distinguishes configurations, except seeds (averaged)
     # and the sampler's own keys (the kernel label carries them)
     keys = [o.split("=", 1)[0].lstrip("+") for r in rows for o in (r.get("overrides") or "").split()]
     swept = [
         k for k in dict.fromkeys(keys)
         if k not in ("seed", "out_dir", "sampler") and not k.startswith("sampler.")
-        and len({str(r.get(k, r.get(f"{k}_cfg"))) for r in rows}) > 1
+        and len({str(r.get(f"{k}_cfg", r.get(k))) for r in rows}) > 1
     ]  # fmt: skip
     facet, titles = None, {}
     if swept:
         facet = "config"
         for r in rows:
-            pairs = [(k, r.get(k, r.get(f"{k}_cfg"))) for k in swept]
+            pairs = [(k, r.get(f"{k}_cfg", r.get(k))) for k in swept]
             r["config"] = " ".join(f"{k}={v}" for k, v in pairs)  # tables: the overrides
             titles[r["config"]] = ", ".join(f"{_words(k)} = {v}" for k, v in pairs)  # plots: in words
     steps = len({r.get("steps") for r in rows}) > 1
     index = [k for k in (facet, "kernel" if steps else "sampler") if k]
-    plots = [{"x": "steps", "y": metric, "series": "kernel", "facet": facet, "logx": True,
-              "facet_titles": {facet: titles}}] if steps else []  # fmt: skip
+    if steps:  # the metric against M, a line per kernel, a panel per configuration
+        plots = [{"x": "steps", "y": metric, "series": "kernel", "facet": facet, "logx": True,
+                  "facet_titles": {facet: titles}}]  # fmt: skip
+    elif len(swept) == 1:  # one setting at one M: the metric against it (a line where it is a number)
+        k = swept[0]
+        column = f"{k}_cfg" if any(f"{k}_cfg" in r for r in rows) else k
+        plots = [{"x": column, "y": metric, "series": "sampler"}]
+    elif swept:  # several settings: bars per configuration
+        plots = [{"x": "config", "y": metric, "series": "sampler"}]
+    else:  # the samplers alone
+        plots = [{"x": "sampler", "y": metric}]
     return {
         "name": "summary",
         "title": f"{_words(metric)} by sampler",

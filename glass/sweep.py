@@ -15,8 +15,9 @@ the ``launchers`` extra: ``pip install glass-flows[launchers]``). Layout::
 
 Re-running the same sweep finds the same directory and skips every job whose directory is finished
 (matched by the hash of its resolved config, not by its position), and re-runs failed and
-unfinished ones. ``metrics.json`` is written atomically and a job's directory is renamed from
-``.partial`` only after everything in it is written, so a killed job never looks finished.
+unfinished ones under the names they had (a killed prompt-set job resumes its records).
+``metrics.json`` is written atomically and a job's directory is renamed from ``.partial`` only after
+everything in it is written, so a killed job never looks finished.
 """
 
 from __future__ import annotations
@@ -112,12 +113,31 @@ def check_record(d: Path) -> str | None:
     return None
 
 
+# a job's directory: NNN-<config hash>, while it runs .partial, after a failure .failed
+JOB_NAME = re.compile(r"^(?P<name>\d{3,}-(?P<hash>[0-9a-f]{12}))(?P<state>\.partial|\.failed)?$")
+
+
 def _job_dirs(sweep_dir: Path) -> list[Path]:
-    """Directories that are (or were meant to be) finished jobs: not .partial / .failed / hidden."""
+    """Directories that are (or were meant to be) finished jobs, by their name: not .partial / .failed,
+    nor anything else a sweep directory holds (``merged/`` prompt-set shards)."""
     if not sweep_dir.is_dir():
         return []
-    return [d for d in sorted(sweep_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")
-            and d.suffix not in (".partial", ".failed")]  # fmt: skip
+    return [d for d in sorted(sweep_dir.iterdir()) if d.is_dir() and (m := JOB_NAME.match(d.name))
+            and not m["state"]]  # fmt: skip
+
+
+def _earlier_names(sweep_dir: Path) -> dict[str, str]:
+    """Config hash -> job name of every job directory in ``sweep_dir`` (finished, damaged, killed or
+    failed), so that a job planned at another position (values reordered, a sweep extended with
+    --sweep-dir) goes on under its earlier name: its damaged record is reported and run again, and a
+    prompt-set job resumes its records."""
+    if not sweep_dir.is_dir():
+        return {}
+    found = {}
+    for d in sorted(sweep_dir.iterdir()):
+        if d.is_dir() and (m := JOB_NAME.match(d.name)):
+            found.setdefault(m["hash"], m["name"])
+    return found
 
 
 def finished_jobs(sweep_dir: Path) -> dict[str, Path]:
@@ -141,16 +161,20 @@ def default_sweep_dir(jobs: list) -> Path:
     return Path(jobs[0].cfg.out_dir) / "multirun" / f"{'-'.join(tasks)}-{key}"
 
 
-def plan(jobs: list, done: dict[str, Path], labels: list[dict] | None = None) -> list[Planned]:
-    """The sweep's jobs with their names (a finished job keeps its directory's) and, from ``done``
-    (:func:`finished_jobs`), the finished ones."""
+def plan(
+    jobs: list, done: dict[str, Path], labels: list[dict] | None = None, earlier: dict[str, str] | None = None
+) -> list[Planned]:
+    """The sweep's jobs with their names (a finished job keeps its directory's, any other job the name
+    it had in ``earlier``, :func:`_earlier_names`) and, from ``done`` (:func:`finished_jobs`), the
+    finished ones."""
+    earlier = earlier or {}
     planned, seen = [], set()
     for i, job in enumerate(jobs):
         h = config_hash(job.cfg)
         if h in seen:
             raise UserError(f"job {i} repeats an earlier job of the sweep exactly: {' '.join(job.overrides)}")
         seen.add(h)
-        name = done[h].name if h in done else f"{i:03d}-{h}"
+        name = done[h].name if h in done else earlier.get(h, f"{i:03d}-{h}")
         planned.append(Planned(job, h, name, done.get(h), (labels or [{}] * len(jobs))[i]))
     return planned
 
@@ -163,10 +187,13 @@ def _launch_context(sweep_dir: Path, hydra_overrides: list[str], task_function):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    reserved = ("hydra.sweep.", "hydra.run.", "hydra.output_subdir", "hydra.job_logging")
+    reserved = ("hydra.sweep.", "hydra.run.", "hydra.output_subdir", "hydra.job_logging", "hydra.job.chdir")
     for o in hydra_overrides:
         if o.lstrip("+~").startswith(reserved):
-            raise UserError(f"{o!r}: glass sets the sweep's directories itself; use --sweep-dir DIR")
+            raise UserError(
+                f"{o!r}: glass sets the sweep's directories, and keeps its jobs in the working directory, "
+                "itself; use --sweep-dir DIR"
+            )
     overrides = [
         "hydra/job_logging=none",
         "hydra/hydra_logging=none",
@@ -216,7 +243,7 @@ def sweep(
 
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(jobs)
     done = finished_jobs(sweep_dir)
-    planned = plan(jobs, done, labels)
+    planned = plan(jobs, done, labels, _earlier_names(sweep_dir))
     todo = [p for p in planned if p.done is None]
     failures = []
     task = RunJob(sweep_dir, {p.hash: p.name for p in todo}, {p.hash: p.job for p in todo}, progress)
@@ -317,8 +344,9 @@ def _params(overrides: list[str]) -> dict:
 
 def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]:
     """Summary rows (one per finished job and kernel) of the sweep's jobs, written to summary.csv and
-    summary.jsonl atomically. Without ``planned``, the jobs listed in sweep.json (or every finished
-    job directory) are collected."""
+    summary.jsonl atomically (removed when none of ``planned`` has finished, so that a summary left by
+    another sweep into the same directory is not read as this one's). Without ``planned``, the jobs
+    listed in sweep.json (or every finished job directory) are collected."""
     sweep_dir = Path(sweep_dir)
     if planned is not None:
         wanted = [(p.hash, p.job.overrides, p.labels or {}) for p in planned]
@@ -349,6 +377,9 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
             )  # fmt: skip
     if rows:
         write_rows(sweep_dir, rows)
+    elif planned is not None:  # none of the sweep's jobs finished: a summary left here describes others
+        for name in ("summary.csv", "summary.jsonl"):
+            (sweep_dir / name).unlink(missing_ok=True)
     return rows
 
 

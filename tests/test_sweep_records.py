@@ -305,3 +305,67 @@ def test_a_copy_that_loses_the_claim_leaves_the_holders_partial_alone(tmp_path):
     assert check_record(done) is None  # a finished record
     _leave(partial, sweep, key)
     assert not partial.exists()  # now only a leftover of this copy's launcher
+
+
+def test_a_job_planned_at_another_position_keeps_its_name(tmp_path):
+    """Jobs are named by their position when first planned; reordered values (or a sweep extended with
+    --sweep-dir) find a damaged or unfinished job under its earlier name: reported, run again in place,
+    no second directory of the same job. A sweep directory's ``merged/`` (prompt-set shards) is not a
+    job: ``glass report`` does not call it damaged."""
+    sweep = tmp_path / "sweep"
+    first = run("run", "-m", *TINY, "seed=0,1", f"out_dir={tmp_path}", f"--sweep-dir={sweep}")
+    assert first.exit_code == 0, first.output
+    late = [j for j in jobs_in(sweep) if j.name.startswith("001-")][0]
+    (late / "metrics.json").unlink()  # seed 1's record damaged
+    (sweep / "merged" / "run").mkdir(parents=True)
+    res = run("run", "-m", *TINY, "seed=1,0", f"out_dir={tmp_path}", f"--sweep-dir={sweep}")
+    assert res.exit_code == 0, res.output
+    assert f"{late.name}: damaged record (no metrics.json), run again" in res.stderr
+    assert [d.name for d in sweep.glob(f"*{late.name[4:]}*")] == [late.name]  # not 000-<same hash> too
+    assert len(jobs_in(sweep)) == 3 and check_record(late) is None and not list(sweep.glob("*.partial"))
+    assert [json.loads((sweep / "sweep.json").read_text())["jobs"][0]["name"]] == [late.name]
+    report = run("report", str(sweep))
+    assert report.exit_code == 0 and "merged" not in report.stderr and "damaged" not in report.stderr
+
+
+def test_a_narrower_sweep_that_finishes_nothing_leaves_no_summary_of_other_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    first = run("run", "-m", *TINY, "seed=0,1", f"out_dir={tmp_path}", f"--sweep-dir={sweep}")
+    assert first.exit_code == 0 and len(summary(sweep)) == 2
+    from glass.config import compose, config_hash
+
+    held = config_hash(compose([*TINY, "seed=2", f"out_dir={tmp_path}"]))
+    with claim(claim_path(sweep, held)) as mine:  # another copy runs seed 2: nothing finishes here
+        assert mine
+        res = run("run", "-m", *TINY, "seed=2", f"out_dir={tmp_path}", f"--sweep-dir={sweep}")
+    assert res.exit_code == 0, res.output
+    assert not (sweep / "summary.csv").exists() and not (sweep / "summary.jsonl").exists()
+    assert len(jobs_in(sweep)) == 2  # the finished jobs of the wider sweep stay on disk
+
+
+def test_a_sweep_without_a_known_metric_or_varying_m_still_reports(tmp_path):
+    """``metric=none``: the sweep finishes with its summary (it exited 2, "no known metric", after
+    every job had run); a sweep over t at one M draws the metric against t (it drew nothing)."""
+    plain = ["model=gmm", "sampler=glass", "sampler.steps=2", "task.n=20", "task.points=2", "metric=none"]
+    res = run("run", "-m", *plain, "seed=0,1", f"out_dir={tmp_path}", f"--sweep-dir={tmp_path / 'a'}")
+    assert res.exit_code == 0, res.output
+    assert "2 of 2 jobs finished" in (tmp_path / "a" / "summary.md").read_text()
+    res = run("run", "-m", *TINY, "task.t=0.2,0.5", f"out_dir={tmp_path}", f"--sweep-dir={tmp_path / 'b'}")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b" / "summary.png").is_file()
+    assert "task.t=0.5" in (tmp_path / "b" / "summary.md").read_text()
+
+
+def test_a_generic_report_reads_a_setting_not_the_metric_of_the_same_name():
+    """An override named like a metric column (``reward=ink`` beside the ``reward`` metric) is stored
+    as ``reward_cfg``: held constant it is no configuration of its own (each row became one)."""
+    from glass.report import _generic, with_kernel_columns
+
+    rows = with_kernel_columns([
+        {"job": f"{m}{s}", "sampler": f"GLASS M={m}", "reward": 0.1 * m + 0.01 * s, "reward_cfg": "ink",
+         "overrides": f"reward=ink sampler.steps={m} seed={s}", "seed": s}
+        for m in (2, 4) for s in (0, 1)
+    ])  # fmt: skip
+    spec = _generic(rows)
+    assert spec["report"]["tables"][0]["index"] == ["kernel"]
+    assert spec["report"]["plots"][0]["facet"] is None

@@ -359,6 +359,8 @@ _TABLE: dict[str, list[tuple]] = {
          "cannot set up the launcher"),
         ("setting Hydra's sweep directory", "run -m model=gmm sampler=sde,glass hydra.sweep.dir={tmp}/x",
          "use --sweep-dir DIR"),
+        ("jobs changing into their own directory", "run -m model=gmm sampler=sde,glass hydra.job.chdir=true",
+         "keeps its jobs in the working directory"),
     ],
     "command line": [  # glass.cli: unknown commands and options, missing arguments (not click's box)
         ("unknown command", "nope", "No such command 'nope' (see glass --help)"),
