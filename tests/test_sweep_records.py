@@ -369,3 +369,14 @@ def test_a_generic_report_reads_a_setting_not_the_metric_of_the_same_name():
     spec = _generic(rows)
     assert spec["report"]["tables"][0]["index"] == ["kernel"]
     assert spec["report"]["plots"][0]["facet"] is None
+
+
+def test_fresh_beside_the_working_directory(tmp_path, monkeypatch):
+    """``--sweep-dir . --fresh``: a new directory beside this one, named after it (it was a ValueError
+    traceback, "PosixPath('.') has an empty name")."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    res = run("run", "-m", *TINY, "seed=0", f"out_dir={tmp_path}", "--sweep-dir", ".", "--fresh")
+    assert res.exit_code == 0, res.output
+    (made,) = [d for d in tmp_path.iterdir() if d.name.startswith("work-")]
+    assert len(summary(made)) == 1 and not list((tmp_path / "work").iterdir())
