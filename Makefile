@@ -10,13 +10,13 @@ help:
 	@echo "make test     install, then run the test suite"
 	@echo "make lint     ruff"
 	@echo "make measure  posterior error vs NFE on the 64-D oracle (README table)"
-	@echo "make measure-mnist  posterior FID and value correlation vs M on MNIST (README, ~1 h on 2 cores)"
+	@echo "make measure-mnist  posterior FID and value correlation vs M on MNIST (README, ~20 min on 2 cores)"
 	@echo "make table1   paper Table 1 analog: best-of-N / FK steering at equal NFE on MNIST and the oracle"
 	@echo "make results  regenerate every committed result file and the README's tables (~15 h on 2 cores;"
 	@echo "              with a GPU it adds the --scale large runs, minutes on an H200: estimated)"
 	@echo "make bench    speed benchmarks -> benchmarks/results/ (bench.json, bench.md with machine info)"
 	@echo "make bench-suite  the test suite's time and memory on a clean clone -> benchmarks/results/suite.md"
-	@echo "make reproduce  every paper experiment at small scale (glass reproduce NAME; SCALE=paper for GPUs;"
+	@echo "make reproduce  every paper experiment but table4-inception at small scale (SCALE=paper for GPUs;"
 	@echo "                SCALE=large ARGS=model.device=cuda: Tables 4, 1, 5 on mnist_v4)"
 
 install: $(STAMP)

@@ -19,11 +19,14 @@ Sections (each can be run alone with ``--only``):
 - ``default``: wall time of the default ``glass run``.
 - ``train``: one step of ``glass train flow`` (batch 64) in float32 and under bfloat16 autocast
   (``trainer.precision``), interleaved.
-- ``gpu`` (only with --device cuda): host-device synchronisations inside a GLASS transition
-  (``torch.cuda.set_sync_debug_mode``), bf16 and torch.compile overhead rows.
+With ``--device cuda`` (results in ``bench-cuda.*``) the sections that run on the device, ``overhead``,
+``loop``, ``fk`` and ``train``, are the default and the only ones taken; ``overhead`` then also counts
+the host-device synchronisations inside a GLASS transition (``torch.cuda.set_sync_debug_mode``) and
+adds ``--dtype`` / ``--compile`` rows. ``--quick`` (small sizes, fewer repetitions) writes to
+``outputs/bench-quick`` unless ``--out`` says otherwise, so it never replaces the committed results.
 
     python benchmarks/bench.py [--quick] [--only overhead,accuracy,...] [--device cuda]
-        [--dtype bfloat16] [--compile] [--out benchmarks/results]
+        [--dtype bfloat16] [--compile] [--batches 1,64,256] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from glass.models.gmm import random_mixture  # noqa: E402
 from glass.models.mnist import load_flow  # noqa: E402
 
 SECTIONS = ["overhead", "loop", "fk", "default", "train", "accuracy", "mnist"]
+ON_DEVICE = ["overhead", "loop", "fk", "train"]  # the sections that run on --device (the rest: the CPU)
 
 
 def machine(device: str) -> dict:
@@ -652,9 +656,13 @@ def summarise_accuracy(r: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="glass-flows benchmarks")
-    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument(
+        "--out", default=None, help="default benchmarks/results; --quick: outputs/bench-quick"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, fewer repetitions")
-    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
+    ap.add_argument(
+        "--only", default=None, help=f"comma list of {SECTIONS} (default: all; on a device {ON_DEVICE})"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--compile", action="store_true", help="also time the torch.compile'd network")
@@ -669,10 +677,16 @@ def main() -> None:
         name, p, c = args.fk_point.split(",")
         print(json.dumps(fk_point(name, int(p), int(c) or None, args.device)))
         return
-    only = [s for s in args.only.split(",") if s]
+    on_cpu = args.device == "cpu"
+    only = [s for s in (args.only or ",".join(SECTIONS if on_cpu else ON_DEVICE)).split(",") if s]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         sys.exit(f"error: unknown section(s) {unknown}; choose from {SECTIONS}")
+    elsewhere = sorted(set(only) - set(ON_DEVICE)) if not on_cpu else []
+    if elsewhere:  # they would run on the CPU and be filed under the device's results
+        sys.exit(f"error: section(s) {elsewhere} run on the CPU only; with --device {args.device} choose "
+                 f"from {ON_DEVICE}")  # fmt: skip
+    args.out = args.out or ("outputs/bench-quick" if args.quick else "benchmarks/results")
     reps = 3 if args.quick else 7
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -127,3 +127,23 @@ def test_bench_suite_keeps_the_committed_measurement_when_a_test_fails(tmp_path,
     passed = json.loads((results / "suite.json").read_text())
     assert passed["summary"] == "10 passed in 3.50s"
     assert passed["slowest"][0]["test"] == "tests/test_x.py::test_y"
+
+
+def test_bench_quick_and_device_runs_never_file_results_where_they_do_not_belong(tmp_path):
+    """``--quick`` writes to outputs/bench-quick (it replaced the committed bench.json and dropped the
+    sections it skips); with a device, the CPU-only sections are refused before anything runs (they
+    were measured on the CPU and filed under bench-cuda.*)."""
+    import subprocess
+
+    script = str(ROOT / "benchmarks" / "bench.py")
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, script, "--quick", "--only", "loop"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    quick = json.loads((tmp_path / "outputs/bench-quick/bench.json").read_text())
+    assert [r["batch"] for r in quick["loop"]] == [1, 256, 4096]
+    assert not (tmp_path / "benchmarks").exists()
+    res = subprocess.run([sys.executable, script, "--device", "cuda", "--only", "overhead,accuracy,mnist"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert res.returncode != 0 and "section(s) ['accuracy', 'mnist'] run on the CPU only" in res.stderr
+    assert not (tmp_path / "outputs/bench-cuda").exists() and not (tmp_path / "benchmarks").exists()
