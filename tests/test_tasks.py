@@ -218,3 +218,19 @@ def test_generate_on_mnist_end_to_end(tmp_path):
         ("glass M=1", 2, 6),
     ]
     assert all(r["fid"] > 0 for r in rows) and (run / "samples.png").stat().st_size > 1000
+
+
+def test_the_value_truth_cache_key_is_the_classifiers_weights_not_its_loading_state(tmp_path):
+    """The classifier reward loads its network lazily: the key was taken with ``_net=None`` before its
+    first call and without it after (a sweep sharing the reward recomputed hours of truth), and the
+    weights were never in it (a checkpoint replaced at the same path reused a stale truth)."""
+    from glass.rewards.classifier import ClassifierLogProb
+    from glass.tasks.value import _reward_state
+
+    fresh, used = ClassifierLogProb(target=3), ClassifierLogProb(target=3)
+    used(torch.zeros(1, 1, 28, 28))  # loaded and run
+    assert _reward_state(fresh, "cpu") == _reward_state(used, "cpu")
+    assert _reward_state(ClassifierLogProb(target=4), "cpu") != _reward_state(used, "cpu")
+    with torch.no_grad():
+        next(used.net("cpu").parameters()).add_(1e-3)  # other weights, same path and target
+    assert _reward_state(fresh, "cpu") != _reward_state(used, "cpu")

@@ -134,7 +134,7 @@ class Value(Task):
         key = hashlib.sha256()
         parts = (
             _fingerprint(model),
-            _reward_state(reward),
+            _reward_state(reward, model.device),
             self.t,
             self.truth_n,
             self.truth_steps,
@@ -165,13 +165,26 @@ class Value(Task):
         return truth, {**info, "truth_cached": False}
 
 
-def _reward_state(reward) -> str:
-    """Hash of the reward's identity: its repr, and its attributes' plain settings and tensors (a bound
-    measurement's y and image: two seeds of one measurement share a repr). Not :func:`_fingerprint`'s
-    rule: a model's plain attributes include counters (nfe) that change from call to call."""
+def _reward_state(reward, device) -> str:
+    """Hash of the reward's identity: its repr, its public attributes' plain settings and tensors (a
+    bound measurement's y and image: two seeds of one measurement share a repr) and the weights of
+    every network it holds (the classifier's, loaded first: a checkpoint replaced at the same path is
+    another reward). Private attributes (lazy caches) are not identity: the key is the same before
+    and after the reward first ran. Not :func:`_fingerprint`'s rule: a model's plain attributes
+    include counters (nfe) that change from call to call."""
+    from glass.rewards.classifier import ClassifierLogProb
+
+    if isinstance(reward, ClassifierLogProb):
+        reward.net(device)  # its weights are part of what it is
     h = hashlib.sha256(repr(reward).encode())
     for name, v in sorted(getattr(reward, "__dict__", {}).items()):
-        if isinstance(v, Tensor):
+        if isinstance(v, torch.nn.Module):
+            for key, w in v.state_dict().items():
+                raw = w.detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # bfloat16 too
+                h.update(f"{name}.{key}".encode() + raw.numpy().tobytes())
+        elif name.startswith("_"):
+            continue
+        elif isinstance(v, Tensor):
             h.update(name.encode() + v.detach().cpu().contiguous().numpy().tobytes())
         elif isinstance(v, (bool, int, float, str, type(None))):
             h.update(f"{name}={v!r}".encode())
