@@ -258,6 +258,21 @@ def test_alignment_tasks_on_mnist_end_to_end(tmp_path):
     (row,) = json.loads((run / "metrics.json").read_text())["rows"]
     assert "fid" not in row and "diversity" not in row and "reward" in row
     assert 0 <= row["target_accuracy"] <= 1
+    # the FID's reference options hold here too: the class's images among the first 500 validation
+    # images (they were ignored: 1010 test images whatever was asked)
+    from glass.data import load_mnist
+
+    labels = load_mnist("valid")[1]
+    args = ["run", "task=best_of_n", "task.particles=2", "reward.target=3", *common[:-1], "metric=fid",
+            "metric.reference=valid"]  # fmt: skip
+    valid = CliRunner().invoke(app, [*args, "metric.n_reference=500", f"out_dir={tmp_path / 'valid'}"])
+    assert valid.exit_code == 0, valid.output
+    (run,) = (tmp_path / "valid").glob("runs/*/*")
+    (row,) = json.loads((run / "metrics.json").read_text())["rows"]
+    assert row["fid_n_reference"] == int((labels[:500] == 3).sum()) < 100
+    few = CliRunner().invoke(app, [*args, "metric.n_reference=2", f"out_dir={tmp_path / 'few'}"])
+    left = int((labels[:2] == 3).sum())
+    assert few.exit_code != 0 and f"metric.n_reference=2 leaves {left} images of class 3" in few.stderr
     import huggingface_hub
 
     with pytest.MonkeyPatch.context() as mp:  # no network here: fail fast instead of retrying

@@ -234,3 +234,22 @@ def test_the_value_truth_cache_key_is_the_classifiers_weights_not_its_loading_st
     with torch.no_grad():
         next(used.net("cpu").parameters()).add_(1e-3)  # other weights, same path and target
     assert _reward_state(fresh, "cpu") != _reward_state(used, "cpu")
+
+
+def test_kernel_time_is_the_sampling_without_the_metric(monkeypatch):
+    """``kernel_time_s`` (the CLI's "sampling s") leaves out the metric each kernel's samples are scored
+    with: the first kernel of a comparison paid the metric's one-time costs (seconds beside 0.003 s).
+    A clock that moves only while the metric runs: the kernels' times are 0."""
+    from glass.tasks import base
+
+    clock = [0.0]
+    monkeypatch.setattr(base.time, "perf_counter", lambda: clock[0])
+
+    class Slow(OracleDistance):
+        def __call__(self, samples, exact):
+            clock[0] += 100.0
+            return super().__call__(samples, exact)
+
+    kernels, metric = Compare(["ode", "glass"], steps=[1]), Slow(kind="energy", floor_repeats=2)
+    res = Posterior(t=0.2, points=2, n=10)(ring(), kernels, metric, torch.Generator().manual_seed(0))
+    assert [r["kernel_time_s"] for r in res.rows] == [0.0, 0.0] and clock[0] == 400.0  # 2 points x 2 kernels

@@ -9,7 +9,8 @@ every method at the same K, M and particles spends the same NFE (reported per ou
 Quality beside the reward, to expose reward hacking:
 - oracle with the linear reward: energy distance of the outputs to exact samples of the tilted
   target p(z) exp(lam w.z) (with its noise floor) and the exact E_{p^r}[r];
-- images: FID against the test images of the reward's target class (with sample counts), the
+- images: FID against the images of the reward's target class among the FID's reference images
+  (``metric.reference``, first ``metric.n_reference`` of the split; default the test split), the
   fraction classified as that class, and diversity (mean pairwise distance of the outputs' features
   in the FID's feature space).
 For FK steering, ``unique_fraction`` is the fraction of distinct final particles per group: an ODE
@@ -24,14 +25,14 @@ from torch import Tensor
 from glass.alignment import best_of_n, fk_steering
 from glass.alignment.fk import check_fk_options
 from glass.alignment.guidance import Guided, check_guidance
-from glass.metrics.fid import extract_features
+from glass.metrics.fid import FID, extract_features
 from glass.metrics.none import NoMetric
 from glass.metrics.rewards import mean_se
 from glass.models.base import capabilities_of
 from glass.noise import Streams, indexed_seed
 from glass.rewards.base import score
 from glass.samplers.base import derive_seed
-from glass.tasks.base import Task, check_gaussian_path, check_int, is_oracle
+from glass.tasks.base import Task, check_gaussian_path, check_int, is_oracle, scoring
 from glass.tasks.prompts import PromptOptions
 
 __all__ = ["FKSteering", "BestOfN", "Guidance"]
@@ -120,7 +121,9 @@ class _Align(Task):
         mean, se = mean_se(r)
         row = {"reward": mean, "reward_se": se, **info, "grad_evals": getattr(m, "grad_evals", 0)}
         inputs["traces"][kernel.label] = trace
-        return x, {**row, **inputs["quality"](x), "groups": groups, "particles": self.particles}
+        with scoring(inputs):
+            quality = inputs["quality"](x)
+        return x, {**row, **quality, "groups": groups, "particles": self.particles}
 
     def finish(self, model, inputs: dict, outputs: dict, generator):
         extra = {"trace": inputs["traces"], "output_rewards": inputs["rewards"]}
@@ -239,8 +242,17 @@ class AlignedQuality:
             from glass.models.mnist import to_data
 
             self.target = getattr(reward, "target", None)
-            images, labels = load_mnist("test", getattr(model, "data_root", None))
+            split, root, count = "test", getattr(model, "data_root", None), None
+            if isinstance(metric, FID):  # its reference split, data and count (they were ignored)
+                split, root, count = metric.reference, metric.data_root or root, metric.n_reference
+            images, labels = load_mnist(split, root)
+            images, labels = images[:count], labels[:count]
             ref = images if self.target is None else images[labels == self.target]
+            if len(ref) < 2:  # FID needs a covariance
+                raise ValueError(
+                    f"metric.n_reference={count} leaves {len(ref)} images of class {self.target} in the "
+                    f"{split!r} split to compare with; FID needs at least 2"
+                )
             self.reference = to_data(ref).double()
 
     def __call__(self, x: Tensor) -> dict:

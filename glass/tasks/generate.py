@@ -11,7 +11,7 @@ from torch import Tensor
 from glass.noise import Streams, indexed_seed
 from glass.samplers import generate
 from glass.samplers.base import derive_seed, row_slices
-from glass.tasks.base import Task, check_int, is_oracle
+from glass.tasks.base import Task, check_int, is_oracle, scoring
 from glass.tasks.prompts import PromptOptions
 
 __all__ = ["Generate"]
@@ -77,10 +77,11 @@ class Generate(Task):
         )  # fmt: skip
         calls = model.reset_nfe()  # one count per network batch: per sample path, a chunked run's share
         nfe = calls // len(row_slices(n, self.chunk))
-        if getattr(metric, "text_to_image", False):  # a plain callable scores samples alone
-            scores = metric(model, s, *self.prompts.per_output(model, n))
-        else:
-            scores = metric(s, lambda g: model.sample(n, g)) if inputs["oracle"] else metric(s)
+        with scoring(inputs):
+            if getattr(metric, "text_to_image", False):  # a plain callable scores samples alone
+                scores = metric(model, s, *self.prompts.per_output(model, n))
+            else:
+                scores = metric(s, lambda g: model.sample(n, g)) if inputs["oracle"] else metric(s)
         # a generated prior's calls count in main-network units (Gaussian prior: nfe itself)
         cost = model.prior_cost()
         # six significant figures, not three decimals: a tiny generator's cost (a measured time ratio, ~1e-4

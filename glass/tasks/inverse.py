@@ -38,7 +38,7 @@ from glass.checks import check_choice
 from glass.noise import Streams, indexed_seed
 from glass.samplers.base import derive_seed
 from glass.tasks.align import BestOfN, FKSteering, Guidance
-from glass.tasks.base import Task, check_finite, check_gaussian_path, check_int, is_oracle
+from glass.tasks.base import Task, check_finite, check_gaussian_path, check_int, is_oracle, scoring
 
 __all__ = ["Inverse", "METHODS"]
 
@@ -157,13 +157,15 @@ class Inverse(Task):
                "grad_evals": grad_evals / len(rewards)}  # fmt: skip
         if "ess_min" in info_rows[0]:
             row["ess_min"] = sum(r["ess_min"] for r in info_rows) / len(info_rows)
-        row["log_likelihood"] = float(torch.cat([r(xi).cpu() for r, xi in zip(rewards, x)]).mean())
-        row["consistency"] = float(torch.cat([r.consistency(xi).cpu() for r, xi in zip(rewards, x)]).mean())
-        if is_oracle(model):
-            row |= self._oracle(inputs["metric"], x, inputs["exact"])
-            row["exact_log_likelihood"] = self._exact_log_likelihood(rewards, inputs["exact"])
-        else:
-            row |= self._images(model, inputs["metric"], x, rewards)
+        with scoring(inputs):
+            row["log_likelihood"] = float(torch.cat([r(xi).cpu() for r, xi in zip(rewards, x)]).mean())
+            consistency = torch.cat([r.consistency(xi).cpu() for r, xi in zip(rewards, x)])
+            row["consistency"] = float(consistency.mean())
+            if is_oracle(model):
+                row |= self._oracle(inputs["metric"], x, inputs["exact"])
+                row["exact_log_likelihood"] = self._exact_log_likelihood(rewards, inputs["exact"])
+            else:
+                row |= self._images(model, inputs["metric"], x, rewards)
         return x.reshape(-1, *x.shape[2:]), {**row, "images": len(rewards), "samples_per_image": samples}
 
     @staticmethod

@@ -37,6 +37,7 @@ from glass.tasks.base import (
     check_time,
     is_oracle,
     noise_to,
+    scoring,
 )
 
 __all__ = ["Posterior"]
@@ -98,12 +99,13 @@ class Posterior(Task):
         calls = model.reset_nfe()  # one count per network batch: per sample, a chunked run's share
         nfe = calls // len(slices)
         check_finite(s, self.describe(kernel.label, inputs))
-        if is_oracle(model):
-            m = self._conditional(model, metric, s, inputs["x_rep"], t, points, n)
-        else:
-            m = metric(s)
-            same = model.classify(s) == inputs["labels"].repeat_interleave(n)
-            m["label_agreement"] = float(same.float().mean())
+        with scoring(inputs):
+            if is_oracle(model):
+                m = self._conditional(model, metric, s, inputs["x_rep"], t, points, n)
+            else:
+                m = metric(s)
+                same = model.classify(s) == inputs["labels"].repeat_interleave(n)
+                m["label_agreement"] = float(same.float().mean())
         row = {**m, "nfe": nfe, "n_points": points, "n_per_point": n}
         return s, {**row, "network_calls": calls} if calls != nfe else row
 

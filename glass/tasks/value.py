@@ -32,6 +32,7 @@ from glass.tasks.base import (
     check_time,
     is_oracle,
     noise_to,
+    scoring,
 )
 
 __all__ = ["Value", "mc_value"]
@@ -126,7 +127,8 @@ class Value(Task):
         v = mc_value(model, kernel, inputs["reward"], inputs["x_t"], self.t, self.n, streams, self.chunk,
                      advance)  # fmt: skip
         calls = model.reset_nfe()
-        m = inputs["metric"](v, inputs["truth"])
+        with scoring(inputs):
+            m = inputs["metric"](v, inputs["truth"])
         row = {**m, "nfe": calls // self.units(model, inputs), "network_calls": calls}
         return v, {**row, "n_samples": self.n, **inputs["truth_info"]}
 
