@@ -8,7 +8,7 @@
    ``flow_quality.py``), which write ``experiments/results/`` themselves, and ``default_run``
    (``glass run``'s ``samples.png``, the README's first figure);
 3. with a GPU, the definitions' ``large`` scale (the strongest checkpoint at sizes that decide the
-   paper's rankings; ``NAME:large``, about 8 minutes on one H200 in all), copied to
+   paper's rankings; ``NAME:large``, estimated at minutes on one H200 in all, not yet measured), copied to
    ``experiments/results/reproduce/NAME/large/``; without one they are skipped (``--only NAME:large``
    runs one on the CPU: hours);
 4. ``python -m experiments.readme_results`` (README tables from the files).

@@ -108,6 +108,26 @@ def test_a_metric_named_like_an_override_key_keeps_its_column():
     assert "sampling s" in header and "0.5" in text and "2.0" not in text  # per kernel, not the job's total
 
 
+def test_one_value_has_no_standard_error_and_the_table_shows_the_value_alone():
+    """A mean over one value (one group, one prompt) had standard error 0: shown "± 0", it read as
+    exact. It is NaN, and the table shows the value alone."""
+    import math
+
+    from rich.console import Console
+
+    from glass.cli import results_table
+    from glass.metrics.rewards import mean_se
+
+    mean, se = mean_se([1.5])
+    assert mean == 1.5 and math.isnan(se) and mean_se([1.0, 3.0]) == (2.0, 1.0)
+    rows = [{"job": 0, "overrides": "", "sampler": "glass M=2", "nfe": 2, "reward": mean, "reward_se": se,
+             "kernel_time_s": 0.5}]  # fmt: skip
+    console = Console(record=True, width=200)
+    console.print(results_table(rows))
+    text = console.export_text()
+    assert "1.5" in text and "nan" not in text and "±" not in text
+
+
 def test_a_sampler_option_that_does_not_apply_is_one_warning_line(tmp_path):
     """glass's own warnings reach a CLI user as one ``warning:`` line (here: sampler.compile on the
     oracle, which has no network to compile), not Python's two-line format with a source line."""

@@ -22,9 +22,10 @@ __all__ = ["HeldOutRewards", "summary", "diversity", "mean_se"]
 
 
 def mean_se(values) -> tuple[float, float]:
-    """Mean and standard error (float64) of a tensor or a list of numbers; 0 error for one value."""
+    """Mean and standard error (float64) of a tensor or a list of numbers; the error of one value is
+    NaN (unknown: a 0 would read as exact; the CLI then shows the value alone)."""
     v = torch.as_tensor(values, dtype=torch.float64)
-    return float(v.mean()), (float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+    return float(v.mean()), (float(v.std() / math.sqrt(len(v))) if len(v) > 1 else math.nan)
 
 
 class HeldOutRewards:
