@@ -756,3 +756,41 @@ def test_a_damaged_prompt_cache_file_is_encoded_again_and_dtypes_have_their_own_
     assert all(f.read_bytes() != b"not a safetensors file" for f in files)  # rewritten
     key = PromptCache(str(tmp_path), "m", "sd", 77, torch.float32).path("a cat")
     assert key != PromptCache(str(tmp_path), "m", "sd", 77, torch.bfloat16).path("a cat")
+
+
+@pytest.mark.parametrize("treatment", ["none", "clip_sample", "thresholding"])
+def test_ddpm_pipeline_matches_its_scheduler_with_the_x0_prediction_clipped_as_it_clips(treatment):
+    """DDPMPipeline (a pixel UNet2DModel) through from_pipe: one DDIM ODE step per interval is the
+    pipeline's own DDIM sampler at eta = 0, also where the scheduler clips its x_0 prediction
+    (``clip_sample``, the DDPMScheduler default, or dynamic ``thresholding``): the clipped prediction is
+    the denoiser every kernel reads (DDIM's step with ``use_clipped_model_output``). A random UNet
+    predicts x_0 far outside [-1, 1], so the clipping shows: without it the outputs differed by 1 in
+    [0, 1] images."""
+    from diffusers import DDIMScheduler
+
+    from tests.tiny_pipes import tiny_ddpm_pipe
+
+    options = {"none": {"clip_sample": False}, "clip_sample": {"clip_sample": True, "clip_sample_range": 1.5},
+               "thresholding": {"thresholding": True, "dynamic_thresholding_ratio": 0.9,
+                                "sample_max_value": 3.0}}[treatment]  # fmt: skip
+    scheduler = DDIMScheduler(num_train_timesteps=1000, **options)
+    pipe = tiny_ddpm_pipe(scheduler)
+    model = glass.from_pipe(pipe)
+    assert model.shape == (3, 8, 8) and model.family == "ddpm"
+    x = torch.randn(2, *model.shape, generator=torch.Generator().manual_seed(0))
+    own = copy.deepcopy(scheduler)
+    own.set_timesteps(4)
+    ref = x.clone()
+    with torch.no_grad():
+        for t in own.timesteps:
+            out = pipe.unet(ref, t).sample
+            ref = own.step(out, t, ref, eta=0.0, use_clipped_model_output=True).prev_sample
+    ours = glass.generate(model, glass.ODE(1, method="ddim"), 4, x=x.double())
+    assert float((ours - ref.double()).abs().max() / ref.abs().max()) < 1e-5
+    unclipped = glass.from_pipe(tiny_ddpm_pipe(DDIMScheduler(num_train_timesteps=1000, clip_sample=False)))
+    far = float((glass.generate(unclipped, glass.ODE(1, method="ddim"), 4, x=x.double()) - ours).abs().max())
+    assert (far < 1e-9) == (treatment == "none")
+    if treatment == "none":  # the pipeline itself (decoded to [0, 1]) from the same initial noise
+        img = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=4,
+                   output_type="np").images  # fmt: skip
+        assert float((model.decode(ours) - torch.as_tensor(img).permute(0, 3, 1, 2)).abs().max()) < 1e-5

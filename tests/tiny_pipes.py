@@ -399,6 +399,21 @@ def tiny_sdxl_pipe():
     return _ready(pipe)
 
 
+def tiny_ddpm_pipe(scheduler=None):
+    """DDPMPipeline (unconditional pixel UNet2DModel, 3 x 8 x 8, as google/ddpm-cifar10-32 at toy size);
+    ``scheduler`` default: DDPMScheduler's defaults (``clip_sample=True``). Not in PIPES: it takes
+    no prompt."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    ).eval()  # fmt: skip
+    return _ready(DDPMPipeline(unet=unet, scheduler=scheduler or DDPMScheduler(num_train_timesteps=1000)))
+
+
 PIPES = {
     "flux": tiny_flux_pipe,
     "flux2": tiny_flux2_klein_pipe,

@@ -7,7 +7,8 @@ needed. Between grid times (GLASS's inner times t*) the network is evaluated at 
 k(t), linear in log abar between neighbouring steps (the sinusoidal time embedding takes non-integer
 steps); at grid times it is exactly k. Predictions ``epsilon``, ``v_prediction`` and ``sample`` are
 converted to the denoiser in float64 (eqs. 26-27); classifier-free guidance (and the pipeline's
-``guidance_rescale``) is applied to the prediction, as the pipelines do.
+``guidance_rescale``) is applied to the prediction, as the pipelines do, and the scheduler's
+``clip_sample`` / ``thresholding`` to the denoiser, as its step does.
 
 The outer grid of K steps is the scheduler's: t_k = abar at its ``timesteps`` (fractional ones
 interpolated; distinct steps: PNDM repeats its warm-up step), ending at the scheduler's
@@ -81,6 +82,24 @@ class _UNetModel(PipelineModel):
         self.guidance_rescale = check_number(
             "guidance_rescale", self.option.get("guidance_rescale", 0.0), minimum=0
         )
+        config = self.scheduler.config  # its step's treatment of the x_0 prediction (DDPM, DDIM)
+        self.thresholding = bool(config.get("thresholding", False))
+        self.clip_range = float(config.get("clip_sample_range", 1.0)) if config.get("clip_sample") else None
+
+    def _clip(self, x0: Tensor) -> Tensor:
+        """The x_0 prediction as the scheduler's own step uses it: dynamic thresholding (``thresholding``:
+        each image's ``dynamic_thresholding_ratio`` quantile of |x_0|, at least 1, at most
+        ``sample_max_value``, clamps and rescales it) or ``clip_sample`` (to ±``clip_sample_range``),
+        else as it is. DDPMPipeline's default DDPMScheduler clips (google/ddpm-cifar10-32 among them),
+        SD's schedulers do not. Every kernel then reads the clipped prediction as the denoiser, as
+        DDPMScheduler's step does; a DDIM step is DDIMScheduler's with ``use_clipped_model_output``."""
+        if self.thresholding:
+            cfg = self.scheduler.config
+            flat = x0.reshape(len(x0), -1)
+            s = torch.quantile(flat.abs(), cfg.dynamic_thresholding_ratio, dim=1)
+            s = s.clamp(1, cfg.sample_max_value)[:, None]
+            return (flat.clamp(-s, s) / s).reshape(x0.shape)
+        return x0 if self.clip_range is None else x0.clamp(-self.clip_range, self.clip_range)
 
     def default_size(self, pipe) -> int:
         size = self.net.config.sample_size
@@ -126,7 +145,7 @@ class _UNetModel(PipelineModel):
             from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 
             out = rescale_noise_cfg(out, text, guidance_rescale=self.guidance_rescale)
-        return to_denoiser(self.schedule, self.prediction, out, x, t)
+        return self._clip(to_denoiser(self.schedule, self.prediction, out, x, t))
 
 
 class StableDiffusionModel(_UNetModel):
@@ -216,7 +235,7 @@ class DDPMModel(_UNetModel):
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
         k = self.step_of(t).to(torch.float32)
         out = self.net(x.to(self.dtype), k, return_dict=False)[0].double()
-        return to_denoiser(self.schedule, self.prediction, out, x, t)
+        return self._clip(to_denoiser(self.schedule, self.prediction, out, x, t))
 
     def decode(self, x: Tensor) -> Tensor:
         return unit_images(x)
