@@ -794,3 +794,28 @@ def test_ddpm_pipeline_matches_its_scheduler_with_the_x0_prediction_clipped_as_i
         img = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=4,
                    output_type="np").images  # fmt: skip
         assert float((model.decode(ours) - torch.as_tensor(img).permute(0, 3, 1, 2)).abs().max()) < 1e-5
+
+
+def test_ddpm_pipeline_default_ancestral_sampler_is_the_ddpm_kernel_on_its_noise():
+    """DDPMPipeline as shipped (DDPMScheduler's defaults, clip_sample=True): its own ancestral sampler
+    and glass's DDPM kernel (GLASS M = 1 at rho_DDPM) on the same noise agree to float32 rounding; a
+    scheduler made from that config by another class (PNDM: no clip_sample in its step) does not clip."""
+    from diffusers import DDPMScheduler, PNDMScheduler
+
+    from glass.noise import Injected
+    from tests.tiny_pipes import tiny_ddpm_pipe
+
+    pipe = tiny_ddpm_pipe()
+    model = glass.from_pipe(pipe)
+    assert pipe.scheduler.config.clip_sample and model.clip_range == 1.0
+    g = torch.Generator().manual_seed(0)  # the pipeline's draws: the initial noise, then one per step
+    x = torch.randn(2, *model.shape, generator=g)
+    noise = [torch.randn(2, *model.shape, generator=g).double() for _ in range(3)]
+    img = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=4,
+               output_type="np").images  # fmt: skip
+    last = torch.zeros(2, *model.shape, dtype=torch.float64)  # the step into t = 1 draws, with sbar = 0
+    ours = glass.generate(model, glass.DDPM(1), 4, x=x.double(), generator=Injected(*noise, last))
+    assert float((model.decode(ours) - torch.as_tensor(img).permute(0, 3, 1, 2)).abs().max()) < 1e-5
+    pndm = PNDMScheduler.from_config(DDPMScheduler(num_train_timesteps=1000, thresholding=True).config)
+    carried = glass.from_pipe(tiny_ddpm_pipe(pndm))
+    assert pndm.config.get("thresholding") and carried.clip_range is None and not carried.thresholding

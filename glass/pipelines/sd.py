@@ -20,6 +20,7 @@ eta = 0.
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import ClassVar
 
 import torch
@@ -82,22 +83,27 @@ class _UNetModel(PipelineModel):
         self.guidance_rescale = check_number(
             "guidance_rescale", self.option.get("guidance_rescale", 0.0), minimum=0
         )
-        config = self.scheduler.config  # its step's treatment of the x_0 prediction (DDPM, DDIM)
-        self.thresholding = bool(config.get("thresholding", False))
-        self.clip_range = float(config.get("clip_sample_range", 1.0)) if config.get("clip_sample") else None
+        # its step's treatment of the x_0 prediction (DDPM, DDIM), where its class has the option: a
+        # scheduler made with from_config(another's config) carries keys its step never reads
+        config, takes = self.scheduler.config, inspect.signature(type(self.scheduler).__init__).parameters
+        self.thresholding = "thresholding" in takes and bool(config.get("thresholding", False))
+        clip = "clip_sample" in takes and bool(config.get("clip_sample", False))
+        self.clip_range = float(config.get("clip_sample_range", 1.0)) if clip else None
 
     def _clip(self, x0: Tensor) -> Tensor:
         """The x_0 prediction as the scheduler's own step uses it: dynamic thresholding (``thresholding``:
         each image's ``dynamic_thresholding_ratio`` quantile of |x_0|, at least 1, at most
         ``sample_max_value``, clamps and rescales it) or ``clip_sample`` (to ±``clip_sample_range``),
         else as it is. DDPMPipeline's default DDPMScheduler clips (google/ddpm-cifar10-32 among them),
-        SD's schedulers do not. Every kernel then reads the clipped prediction as the denoiser, as
-        DDPMScheduler's step does; a DDIM step is DDIMScheduler's with ``use_clipped_model_output``."""
+        SD's schedulers do not. Every kernel then reads the clipped prediction as the denoiser: the DDPM
+        kernel is DDPMScheduler's ancestral step, a DDIM step DDIMScheduler's with
+        ``use_clipped_model_output``. Only options the scheduler's class takes count (a scheduler made
+        by ``from_config`` of another's config carries keys its step never reads)."""
         if self.thresholding:
             cfg = self.scheduler.config
             flat = x0.reshape(len(x0), -1)
-            s = torch.quantile(flat.abs(), cfg.dynamic_thresholding_ratio, dim=1)
-            s = s.clamp(1, cfg.sample_max_value)[:, None]
+            s = torch.quantile(flat.abs(), float(cfg.get("dynamic_thresholding_ratio", 0.995)), dim=1)
+            s = s.clamp(1, float(cfg.get("sample_max_value", 1.0)))[:, None]
             return (flat.clamp(-s, s) / s).reshape(x0.shape)
         return x0 if self.clip_range is None else x0.clamp(-self.clip_range, self.clip_range)
 
