@@ -294,7 +294,7 @@ def _run_jobs(overrides, multirun, sweep_dir, fresh, hydra_overrides, console):
 
         target = Path(sweep_dir) if sweep_dir else default_sweep_dir(jobs)
         if fresh:
-            target = target.resolve()  # "." and ".." have no name of their own
+            target = Path(os.path.abspath(target))  # "." and ".." have no name of their own (links kept)
             target = target.with_name(f"{target.name}-{datetime.now():%Y%m%d-%H%M%S}")
     with _live(console) as (progress, announce):
         return run_experiments(

@@ -133,11 +133,14 @@ def _earlier_names(sweep_dir: Path) -> dict[str, str]:
     prompt-set job resumes its records."""
     if not sweep_dir.is_dir():
         return {}
-    found = {}
+    found: dict[str, tuple[tuple[bool, bool], str]] = {}
     for d in sorted(sweep_dir.iterdir()):
         if d.is_dir() and (m := JOB_NAME.match(d.name)):
-            found.setdefault(m["hash"], m["name"])
-    return found
+            # several directories of one job: the one with prompt-set records, else a record, else the first
+            rank = ((d / "prompts").is_dir(), (d / "job.json").is_file())
+            if m["hash"] not in found or rank > found[m["hash"]][0]:
+                found[m["hash"]] = (rank, m["name"])
+    return {h: name for h, (_, name) in found.items()}
 
 
 def finished_jobs(sweep_dir: Path) -> dict[str, Path]:
@@ -344,8 +347,9 @@ def _params(overrides: list[str]) -> dict:
 
 def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]:
     """Summary rows (one per finished job and kernel) of the sweep's jobs, written to summary.csv and
-    summary.jsonl atomically (removed when none of ``planned`` has finished, so that a summary left by
-    another sweep into the same directory is not read as this one's). Without ``planned``, the jobs
+    summary.jsonl atomically (removed, with a generic report's summary.md and plots, when none of
+    ``planned`` has finished, so that a summary left by another sweep into the same directory is not
+    read as this one's). Without ``planned``, the jobs
     listed in sweep.json (or every finished job directory) are collected."""
     sweep_dir = Path(sweep_dir)
     if planned is not None:
@@ -378,8 +382,8 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
     if rows:
         write_rows(sweep_dir, rows)
     elif planned is not None:  # none of the sweep's jobs finished: a summary left here describes others
-        for name in ("summary.csv", "summary.jsonl"):
-            (sweep_dir / name).unlink(missing_ok=True)
+        for old in [*sweep_dir.glob("summary.*"), *sweep_dir.glob("summary-*.png")]:
+            old.unlink(missing_ok=True)
     return rows
 
 

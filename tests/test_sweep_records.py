@@ -331,7 +331,7 @@ def test_a_job_planned_at_another_position_keeps_its_name(tmp_path):
 def test_a_narrower_sweep_that_finishes_nothing_leaves_no_summary_of_other_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     first = run("run", "-m", *TINY, "seed=0,1", f"out_dir={tmp_path}", f"--sweep-dir={sweep}")
-    assert first.exit_code == 0 and len(summary(sweep)) == 2
+    assert first.exit_code == 0 and len(summary(sweep)) == 2 and (sweep / "summary.md").is_file()
     from glass.config import compose, config_hash
 
     held = config_hash(compose([*TINY, "seed=2", f"out_dir={tmp_path}"]))
@@ -339,7 +339,7 @@ def test_a_narrower_sweep_that_finishes_nothing_leaves_no_summary_of_other_jobs(
         assert mine
         res = run("run", "-m", *TINY, "seed=2", f"out_dir={tmp_path}", f"--sweep-dir={sweep}")
     assert res.exit_code == 0, res.output
-    assert not (sweep / "summary.csv").exists() and not (sweep / "summary.jsonl").exists()
+    assert not list(sweep.glob("summary*")), list(sweep.glob("summary*"))  # csv, jsonl, md (and png)
     assert len(jobs_in(sweep)) == 2  # the finished jobs of the wider sweep stay on disk
 
 
@@ -380,3 +380,18 @@ def test_fresh_beside_the_working_directory(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     (made,) = [d for d in tmp_path.iterdir() if d.name.startswith("work-")]
     assert len(summary(made)) == 1 and not list((tmp_path / "work").iterdir())
+
+
+def test_of_several_directories_of_one_job_the_one_with_its_records_names_it(tmp_path):
+    """An empty .partial (a copy that lost the claim) beside a .failed holding prompt-set records: the
+    job goes on under the name whose records it resumes (the first in sorted order was taken)."""
+    from glass.sweep import _earlier_names
+
+    h, other = "0123456789ab", "ba9876543210"
+    (tmp_path / f"000-{h}.partial").mkdir()
+    (tmp_path / f"003-{h}.failed" / "prompts").mkdir(parents=True)
+    (tmp_path / f"001-{other}.partial").mkdir()
+    (tmp_path / f"004-{other}").mkdir()
+    (tmp_path / f"004-{other}" / "job.json").write_text("{}")
+    (tmp_path / "merged").mkdir()
+    assert _earlier_names(tmp_path) == {h: f"003-{h}", other: f"004-{other}"}

@@ -171,9 +171,10 @@ def _reward_state(reward, device) -> str:
     """Hash of the reward's identity: its repr, its public attributes' plain settings and tensors (a
     bound measurement's y and image: two seeds of one measurement share a repr) and the weights of
     every network it holds (the classifier's, loaded first: a checkpoint replaced at the same path is
-    another reward). Private attributes (lazy caches) are not identity: the key is the same before
-    and after the reward first ran. Not :func:`_fingerprint`'s rule: a model's plain attributes
-    include counters (nfe) that change from call to call."""
+    another reward). Private attributes (lazy caches) are not identity, so the classifier's key is
+    the same before and after its first call (another reward that loads a network lazily into a
+    private attribute is hashed with it once loaded). Not :func:`_fingerprint`'s rule: a model's
+    plain attributes include counters (nfe) that change from call to call."""
     from glass.rewards.classifier import ClassifierLogProb
 
     if isinstance(reward, ClassifierLogProb):
