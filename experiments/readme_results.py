@@ -7,6 +7,7 @@ A generated block in README.md sits between two markers::
     <!-- /results -->                                         after it: sizes, seeds, floors)
 
     <!-- results: paper-vs-ours -->                           the reproduction table (below)
+    <!-- results: reproduce-times -->                         each reproduction's jobs and their wall time
     ...
     <!-- /results -->
 
@@ -302,6 +303,36 @@ def paper_vs_ours() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def reproduce_times() -> str:
+    """Per committed small-scale reproduction: its jobs, seeds and the wall time its jobs recorded
+    (``wall_time_s`` of each job in its summary.csv, summed, and the median job), so no time in the
+    README's reproduce table is typed. A whole ``glass reproduce`` takes somewhat longer (the sweep's
+    start, the report)."""
+    import statistics
+
+    from glass.definitions import names
+
+    lines = ["| NAME | jobs | seeds | its jobs' wall time on 2 CPU cores | median job |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name in names():
+        if not summary_path(name).is_file():
+            continue
+        jobs: dict = {}
+        for r in summary(name):
+            jobs.setdefault(r["job"], (float(r["wall_time_s"]), r.get("seed")))
+        times = [w for w, _ in jobs.values()]
+        seeds = len({seed for _, seed in jobs.values()})
+        lines.append(f"| `{name}` | {len(jobs)} | {seeds} | {_duration(sum(times))} | "
+                     f"{_duration(statistics.median(times))} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def table_of(path: str, k: int = 1, caption: bool = False) -> str:
     """The k-th markdown table of a result file (with ``caption``: and the paragraph that follows it,
     the file's statement of sizes, seeds and floors, so the README never retypes it)."""
@@ -329,6 +360,8 @@ def render(spec: str) -> str:
     """One block: ``paper-vs-ours`` or ``PATH [table=K] [caption]``."""
     if spec == "paper-vs-ours":
         return paper_vs_ours()
+    if spec == "reproduce-times":
+        return reproduce_times()
     path, *opts = spec.split()
     k = next((int(o.split("=", 1)[1]) for o in opts if o.startswith("table=")), 1)
     unknown = [o for o in opts if not o.startswith("table=") and o != "caption"]

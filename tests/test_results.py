@@ -500,3 +500,20 @@ def test_flow_quality_heun_counts_its_nfe_and_says_so(tmp_path, monkeypatch):
     assert euler["nfe"] == 50 and euler["method"] == "euler"
     assert (tmp_path / "e.md").read_text().startswith("# MNIST flow sample quality: ODE at 50 NFE vs")
     assert euler["fid"]["mnist"]["samples"] != pytest.approx(heun["fid"]["mnist"]["samples"], rel=1e-3)
+
+
+def test_the_reproduce_times_count_each_job_once_from_its_summary(tmp_path, monkeypatch):
+    """The README's reproduction times are generated: each job's wall time once (a job has one row per
+    kernel), summed, and the median job; only definitions with a committed summary are listed."""
+    import experiments.readme_results as rr
+
+    found = tmp_path / "summary.csv"
+    found.write_text("")
+    def path(name, scale="small"):
+        return found if name == "fig7-rho" else tmp_path  # a directory: no committed summary
+
+    monkeypatch.setattr(rr, "summary_path", path)
+    jobs = [("a", 30.0, 0), ("a", 30.0, 0), ("b", 90.0, 1), ("c", 7200.0, 1)]
+    rows = [{"job": j, "wall_time_s": w, "seed": s} for j, w, s in jobs]
+    monkeypatch.setattr(rr, "summary", lambda name, scale="small": rows)
+    assert rr.reproduce_times().splitlines()[2:] == ["| `fig7-rho` | 3 | 2 | 2.0 h | 1.5 min |"]
