@@ -231,21 +231,22 @@ def _caption(line: dict) -> str:
 
 
 def gallery(run_dir: Path, rows: list[dict], methods: list[str], name: str = "index.html") -> None:
-    """``name`` (index.html): one table row per prompt, one column per method, each image with its rewards."""
-    cells: dict[tuple[int, str], list[dict]] = {}
-    prompts: dict[int, str] = {}
+    """``name`` (index.html): one table row per prompt, one column per method, each image with its
+    rewards. A row is a prompt's index and text: a sweep over two prompt files shows prompt 0 of each
+    in its own row (one row with one file's caption mixed them)."""
+    cells: dict[tuple[int, str, str], list[dict]] = {}
     for r in rows:
-        cells.setdefault((r["prompt_index"], r["method"]), []).append(r)
-        prompts[r["prompt_index"]] = r["prompt"]
+        cells.setdefault((r["prompt_index"], r["prompt"], r["method"]), []).append(r)
+    prompts = sorted({(i, prompt) for i, prompt, _ in cells})
     head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
     body = []
-    for i, prompt in sorted(prompts.items()):
+    for i, prompt in prompts:
         tds = []
         for m in methods:
             imgs = "".join(
                 f'<figure><img src="{html.escape(c["path"])}" alt="{html.escape(prompt)}" loading="lazy">'
                 f"{_caption(c)}</figure>"
-                for c in cells.get((i, m), [])
+                for c in cells.get((i, prompt, m), [])
             )
             tds.append(f"<td>{imgs}</td>")
         body.append(f"<tr><th>{i}: {html.escape(prompt)}</th>{''.join(tds)}</tr>")

@@ -5,6 +5,8 @@ written, and one gallery of every job's images."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 from glass.files import write_json_atomic
@@ -37,11 +39,20 @@ def merge_shards(sweep_dir: Path) -> list[Path]:
         first = json.loads((dirs[0] / "metrics.json").read_text())
         labels = [row["sampler"] for row in first["rows"]]
         target = Path(sweep_dir) / "merged" / key
-        target.mkdir(parents=True, exist_ok=True)
-        rows = merge(target, [found[i] for i in sorted(found)], labels)
+        building = target.with_name(f".{key}.{os.getpid()}.tmp")  # whole, then in place of the old one:
+        shutil.rmtree(building, ignore_errors=True)  # a prompt an earlier merge held and this one does not
+        building.mkdir(parents=True)  # leaves no geneval/ folder behind for an evaluator to score
+        rows = merge(building, [found[i] for i in sorted(found)], labels)
         total = next(iter(found.values()))[1].get("file_prompts")
         meta = {"seed": first["seed"], "rows": rows, "prompts": len(found), "file_prompts": total}
-        write_json_atomic(target / "metrics.json", {**meta, "shards": [d.name for d in dirs]})
+        write_json_atomic(building / "metrics.json", {**meta, "shards": [d.name for d in dirs]})
+        if target.exists():
+            old = target.with_name(f".{key}.{os.getpid()}.old")
+            target.rename(old)
+            building.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            building.rename(target)
         merged.append(target)
     return merged
 

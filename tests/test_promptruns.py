@@ -189,6 +189,27 @@ def test_prompt_range_shards_on_submitit_merge_into_the_single_run(tiny_sd, sing
         p.name for p in sweep.iterdir() if (p / "metrics.json").is_file()
     )
     assert "merged" in (sweep / "summary.md").read_text() and (sweep / "gallery.html").is_file()
+    # a folder an earlier merge left (a prompt it held) is gone after the next: GenEval would score it
+    stale = next(p for p in (merged / "geneval").iterdir() if p.is_dir()) / "99999"
+    stale.mkdir()
+    (stale / "metadata.jsonl").write_text("{}\n")
+    assert runner.invoke(app, ["report", str(sweep)]).exit_code == 0
+    assert not stale.exists() and not [p for p in (sweep / "merged").iterdir() if p.name.startswith(".")]
+    assert_same_outputs(merged, single)
+
+
+def test_a_sweep_gallery_keeps_prompts_of_two_files_apart(tmp_path):
+    """Two prompt files in one sweep: prompt 0 of each has its own row, with its own text (rows were
+    keyed by the index alone, so one row mixed both files' images under one file's prompt)."""
+    from glass.outputs import gallery
+
+    rows = [{"prompt_index": 0, "prompt": "a blue car", "method": "m", "path": "a/0.png"},
+            {"prompt_index": 0, "prompt": "a red cube", "method": "m", "path": "b/0.png"},
+            {"prompt_index": 1, "prompt": "a dog", "method": "m", "path": "a/1.png"}]  # fmt: skip
+    gallery(tmp_path, rows, ["m"], "g.html")
+    page = (tmp_path / "g.html").read_text()
+    assert page.count("<tr><th>0: ") == 2 and "0: a blue car</th><td><figure><img src=\"a/0.png\"" in page
+    assert "0: a red cube</th><td><figure><img src=\"b/0.png\"" in page and page.count("<tr>") == 4
 
 
 def test_wandb_gets_an_image_table(tiny_sd, tmp_path, monkeypatch):
