@@ -819,3 +819,14 @@ def test_ddpm_pipeline_default_ancestral_sampler_is_the_ddpm_kernel_on_its_noise
     pndm = PNDMScheduler.from_config(DDPMScheduler(num_train_timesteps=1000, thresholding=True).config)
     carried = glass.from_pipe(tiny_ddpm_pipe(pndm))
     assert pndm.config.get("thresholding") and carried.clip_range is None and not carried.thresholding
+
+
+def test_prompts_are_encoded_one_at_a_time_so_batches_cannot_change_an_embedding():
+    """A prompt's embedding must not depend on which prompts share its encoder batch (a shard starting
+    at prompt 138 batches differently from one process; on a GPU a batched matmul may round per batch
+    size): each encoder call gets one prompt."""
+    model = model_of("sd")
+    calls, encode = [], model._encode
+    model._encode = lambda texts: (calls.append(list(texts)), encode(texts))[1]
+    model.encode_prompts([f"prompt {i}" for i in range(5)])
+    assert calls == [[f"prompt {i}"] for i in range(5)]

@@ -6,7 +6,7 @@ change, no scheduler state (``set_timesteps`` runs on the copy). It runs on the 
 device in the network's dtype; asking for another one is a ValueError, never a silent conversion.
 
 Conditioning is per sample: ``denoise(x, t, prompt=..., negative_prompt=...)`` takes a string or one
-string per row. Prompts are encoded with the pipeline's own ``encode_prompt``, in batches, once per
+string per row. Prompts are encoded with the pipeline's own ``encode_prompt``, one at a time, once per
 text (cached in memory, and on disk under ``cache_dir`` when given); :meth:`release_text_encoders`
 drops this model's reference to the encoders afterwards.
 
@@ -197,7 +197,7 @@ class PipelineModel(Model):
     release_when_prepared = False  # CLI loaders: drop the encoders once a run's prompts are encoded
 
     def prepare_prompts(self, texts) -> None:
-        """Encode, in batches, every prompt a run will use (and the default ones) before it starts;
+        """Encode every prompt a run will use (and the default ones) before it starts;
         then release the encoders if the model's loader asked for it."""
         self.encode_prompts([*texts, *self.default_texts()])
         if self.release_when_prepared:
@@ -209,8 +209,11 @@ class PipelineModel(Model):
         delete it or set ``pipe.text_encoder = None`` (etc.) yourself; glass never changes the pipe."""
         self._text = None
 
-    def encode_prompts(self, texts, batch: int = 16) -> None:
-        """Encode every text not yet cached, ``batch`` at a time, with the pipeline's encoders."""
+    def encode_prompts(self, texts, batch: int = 1) -> None:
+        """Encode every text not yet cached, ``batch`` at a time, with the pipeline's encoders. One at a
+        time by default: a prompt's embedding then never depends on which prompts it was batched with
+        (on a GPU a batched matmul may round differently per batch size), so a shard, a resumed run
+        and one process give each prompt the same embedding; encoding is a small part of a run."""
         missing = [p for p in dict.fromkeys(texts) if p not in self._embeddings]
         if self._disk is not None:
             for p in [p for p in missing if self._disk.has(disk_key(p))]:
