@@ -191,9 +191,10 @@ def _copy_prompt(source: Path, target: Path, rec: dict) -> None:
 
 def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
     """One row per method over the prompts: the steered reward and every held-out reward as mean,
-    standard error and count over the images; diversity as mean and standard error over the prompts;
-    the task's other per-prompt numbers (NFE, ESS, unique fraction, ...) as their mean over the prompts
-    (exact when they are the same for every prompt, as NFE is)."""
+    standard error and count over the images, with ``<name>_prompt_se``, the standard error over the
+    prompts' means (the honest one when per_prompt > 1, see :func:`_prompt_se`); diversity as mean and
+    standard error over the prompts; the task's other per-prompt numbers (NFE, ESS, unique fraction,
+    ...) as their mean over the prompts (exact when they are the same for every prompt, as NFE is)."""
     from glass.metrics.rewards import mean_se
 
     rows = []
@@ -211,9 +212,11 @@ def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
             task["groups"] = len(images)
         if images and "reward" in images[0]:
             row["reward"], row["reward_se"] = mean_se([line["reward"] for line in images])
+            row["reward_prompt_se"] = _prompt_se(images, lambda line: line["reward"])
             row["reward_n"] = len(images)
         for name in images[0].get("rewards", {}) if images else ():
             row[name], row[f"{name}_se"] = mean_se([line["rewards"][name] for line in images])
+            row[f"{name}_prompt_se"] = _prompt_se(images, lambda line, name=name: line["rewards"][name])
             row[f"{name}_n"] = len(images)
         d = [p["diversity"] for p in per_prompt if p.get("diversity") is not None]
         if d:
@@ -222,6 +225,18 @@ def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
         row.update({**task, "prompts": len(records), "outputs": len(images)})
         rows.append(row)
     return rows
+
+
+def _prompt_se(images: list[dict], value) -> float:
+    """Standard error of the mean over the prompts' own means (NaN for one prompt): the error of the
+    score as an estimate over the prompt distribution. The images of one prompt are not independent
+    (they share its difficulty), so the error over images is smaller than this whenever per_prompt > 1."""
+    from glass.metrics.rewards import mean_se
+
+    per: dict[int, list[float]] = {}
+    for line in images:
+        per.setdefault(line["prompt_index"], []).append(float(value(line)))
+    return mean_se([sum(v) / len(v) for v in per.values()])[1]
 
 
 def _caption(line: dict) -> str:

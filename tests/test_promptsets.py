@@ -277,3 +277,22 @@ def test_glass_prompts_checks_a_file_and_prints_its_shards():
     for args, message in [(["--shards", "7"], "from 1 to the 6"), (["--shards", "0"], "--shards must")]:
         bad = CliRunner().invoke(app, ["prompts", str(EXAMPLE), *args])
         assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr
+
+
+def test_a_prompt_sets_score_carries_its_standard_error_over_prompts():
+    """Two prompts x two images: rewards 1, 3 and 5, 7. Over images: mean 4, se std(1,3,5,7)/2; over
+    the prompts' means (2 and 6): se 2. One prompt: its error over prompts is NaN (unknown)."""
+    import math
+
+    from glass.outputs import aggregate
+
+    def record(index, rewards):
+        images = [{"prompt_index": index, "method": "m", "reward": r, "rewards": {"clip": -r}}
+                  for r in rewards]  # fmt: skip
+        return {"prompt_index": index, "images": images, "methods": {"m": {"row": {"nfe": 4}}}}
+
+    (row,) = aggregate([record(0, [1.0, 3.0]), record(1, [5.0, 7.0])], ["m"])
+    assert row["reward"] == 4.0 and row["reward_se"] == pytest.approx(math.sqrt(20 / 3) / 2)
+    assert row["reward_prompt_se"] == pytest.approx(2.0) and row["clip_prompt_se"] == pytest.approx(2.0)
+    (one,) = aggregate([record(0, [1.0, 3.0])], ["m"])
+    assert math.isnan(one["reward_prompt_se"]) and one["reward_se"] == 1.0
