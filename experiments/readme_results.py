@@ -303,7 +303,7 @@ def paper_vs_ours() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _duration(seconds: float) -> str:
+def _time_text(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
@@ -328,8 +328,8 @@ def reproduce_times() -> str:
             jobs.setdefault(r["job"], (float(r["wall_time_s"]), r.get("seed")))
         times = [w for w, _ in jobs.values()]
         seeds = len({seed for _, seed in jobs.values()})
-        lines.append(f"| `{name}` | {len(jobs)} | {seeds} | {_duration(sum(times))} | "
-                     f"{_duration(statistics.median(times))} |")  # fmt: skip
+        lines.append(f"| `{name}` | {len(jobs)} | {seeds} | {_time_text(sum(times))} | "
+                     f"{_time_text(statistics.median(times))} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -357,7 +357,7 @@ def table_of(path: str, k: int = 1, caption: bool = False) -> str:
 
 
 def render(spec: str) -> str:
-    """One block: ``paper-vs-ours`` or ``PATH [table=K] [caption]``."""
+    """One block: ``paper-vs-ours``, ``reproduce-times`` or ``PATH [table=K] [caption]``."""
     if spec == "paper-vs-ours":
         return paper_vs_ours()
     if spec == "reproduce-times":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import sys
@@ -128,10 +129,6 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _nan(v) -> bool:
-    return isinstance(v, float) and v != v
-
-
 def _counts(row: dict) -> str:
     """Sample counts of the first row, for the table title (every FID is shown with them)."""
     parts = []
@@ -184,7 +181,7 @@ def results_table(rows: list[dict]):
             f"{_fmt(r[k])} ({_fmt(r[k + '_floor'])})"
             if f"{k}_floor" in r
             else f"{_fmt(r[k])} ± {_fmt(r[k + '_se'])}"
-            if f"{k}_se" in r and not _nan(r[k + "_se"])  # one value: no error to show
+            if f"{k}_se" in r and math.isfinite(r[k + "_se"])  # one value: no error to show
             else _fmt(r.get(k, ""))
             for k in keys
         ]

@@ -46,13 +46,8 @@ def merge_shards(sweep_dir: Path) -> list[Path]:
         total = next(iter(found.values()))[1].get("file_prompts")
         meta = {"seed": first["seed"], "rows": rows, "prompts": len(found), "file_prompts": total}
         write_json_atomic(building / "metrics.json", {**meta, "shards": [d.name for d in dirs]})
-        if target.exists():
-            old = target.with_name(f".{key}.{os.getpid()}.old")
-            target.rename(old)
-            building.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            building.rename(target)
+        shutil.rmtree(target, ignore_errors=True)  # the previous merge (derived from the shards alone)
+        building.rename(target)
         merged.append(target)
     return merged
 

@@ -349,8 +349,8 @@ def collect(sweep_dir: Path, planned: list[Planned] | None = None) -> list[dict]
     """Summary rows (one per finished job and kernel) of the sweep's jobs, written to summary.csv and
     summary.jsonl atomically (removed, with a generic report's summary.md and plots, when none of
     ``planned`` has finished, so that a summary left by another sweep into the same directory is not
-    read as this one's). Without ``planned``, the jobs
-    listed in sweep.json (or every finished job directory) are collected."""
+    read as this one's). Without ``planned``, the jobs listed in sweep.json (or every finished job
+    directory) are collected."""
     sweep_dir = Path(sweep_dir)
     if planned is not None:
         wanted = [(p.hash, p.job.overrides, p.labels or {}) for p in planned]

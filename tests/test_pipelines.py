@@ -818,7 +818,7 @@ def test_ddpm_pipeline_default_ancestral_sampler_is_the_ddpm_kernel_on_its_noise
     assert float((model.decode(ours) - torch.as_tensor(img).permute(0, 3, 1, 2)).abs().max()) < 1e-5
     pndm = PNDMScheduler.from_config(DDPMScheduler(num_train_timesteps=1000, thresholding=True).config)
     carried = glass.from_pipe(tiny_ddpm_pipe(pndm))
-    assert pndm.config.get("thresholding") and carried.clip_range is None and not carried.thresholding
+    assert pndm.config.get("thresholding") and carried.clip_range is None and carried.threshold is None
 
 
 def test_prompts_are_encoded_one_at_a_time_so_batches_cannot_change_an_embedding():

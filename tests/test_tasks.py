@@ -229,11 +229,11 @@ def test_the_value_truth_cache_key_is_the_classifiers_weights_not_its_loading_st
 
     fresh, used = ClassifierLogProb(target=3), ClassifierLogProb(target=3)
     used(torch.zeros(1, 1, 28, 28))  # loaded and run
-    assert _reward_state(fresh, "cpu") == _reward_state(used, "cpu")
-    assert _reward_state(ClassifierLogProb(target=4), "cpu") != _reward_state(used, "cpu")
+    assert _reward_state(fresh) == _reward_state(used)
+    assert _reward_state(ClassifierLogProb(target=4)) != _reward_state(used)
     with torch.no_grad():
         next(used.net("cpu").parameters()).add_(1e-3)  # other weights, same path and target
-    assert _reward_state(fresh, "cpu") != _reward_state(used, "cpu")
+    assert _reward_state(fresh) != _reward_state(used)
 
 
 def test_kernel_time_is_the_sampling_without_the_metric(monkeypatch):

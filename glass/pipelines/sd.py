@@ -86,8 +86,10 @@ class _UNetModel(PipelineModel):
         # its step's treatment of the x_0 prediction (DDPM, DDIM), where its class has the option: a
         # scheduler made with from_config(another's config) carries keys its step never reads
         config, takes = self.scheduler.config, inspect.signature(type(self.scheduler).__init__).parameters
-        self.thresholding = "thresholding" in takes and bool(config.get("thresholding", False))
+        threshold = "thresholding" in takes and bool(config.get("thresholding", False))
         clip = "clip_sample" in takes and bool(config.get("clip_sample", False))
+        self.threshold = (float(config.get("dynamic_thresholding_ratio", 0.995)),
+                          float(config.get("sample_max_value", 1.0))) if threshold else None  # fmt: skip
         self.clip_range = float(config.get("clip_sample_range", 1.0)) if clip else None
 
     def _clip(self, x0: Tensor) -> Tensor:
@@ -99,11 +101,10 @@ class _UNetModel(PipelineModel):
         kernel is DDPMScheduler's ancestral step, a DDIM step DDIMScheduler's with
         ``use_clipped_model_output``. Only options the scheduler's class takes count (a scheduler made
         by ``from_config`` of another's config carries keys its step never reads)."""
-        if self.thresholding:
-            cfg = self.scheduler.config
+        if self.threshold is not None:
+            ratio, largest = self.threshold
             flat = x0.reshape(len(x0), -1)
-            s = torch.quantile(flat.abs(), float(cfg.get("dynamic_thresholding_ratio", 0.995)), dim=1)
-            s = s.clamp(1, float(cfg.get("sample_max_value", 1.0)))[:, None]
+            s = torch.quantile(flat.abs(), ratio, dim=1).clamp(1, largest)[:, None]
             return (flat.clamp(-s, s) / s).reshape(x0.shape)
         return x0 if self.clip_range is None else x0.clamp(-self.clip_range, self.clip_range)
 

@@ -21,11 +21,17 @@ class ClassifierLogProb:
         self.target, self.path, self.batch = target, path, batch
         self._net = None
 
-    def net(self, device) -> torch.nn.Module:
+    def load(self) -> None:
+        """Load the classifier (once): ``resolve_reward`` calls it when a run is prepared, as for every
+        reward with weights, so a bad checkpoint fails early and the weights are part of the reward
+        (the value task's truth cache hashes them)."""
         if self._net is None:
             from glass.models.mnist import load_classifier
 
             self._net = load_classifier(self.path)
+
+    def net(self, device) -> torch.nn.Module:
+        self.load()
         return self._net.to(device)
 
     def __call__(self, x1: Tensor, **cond) -> Tensor:

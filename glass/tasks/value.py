@@ -136,7 +136,7 @@ class Value(Task):
         key = hashlib.sha256()
         parts = (
             _fingerprint(model),
-            _reward_state(reward, model.device),
+            _reward_state(reward),
             self.t,
             self.truth_n,
             self.truth_steps,
@@ -167,18 +167,16 @@ class Value(Task):
         return truth, {**info, "truth_cached": False}
 
 
-def _reward_state(reward, device) -> str:
+def _reward_state(reward) -> str:
     """Hash of the reward's identity: its repr, its public attributes' plain settings and tensors (a
     bound measurement's y and image: two seeds of one measurement share a repr) and the weights of
-    every network it holds (the classifier's, loaded first: a checkpoint replaced at the same path is
-    another reward). Private attributes (lazy caches) are not identity, so the classifier's key is
-    the same before and after its first call (another reward that loads a network lazily into a
-    private attribute is hashed with it once loaded). Not :func:`_fingerprint`'s rule: a model's
-    plain attributes include counters (nfe) that change from call to call."""
-    from glass.rewards.classifier import ClassifierLogProb
-
-    if isinstance(reward, ClassifierLogProb):
-        reward.net(device)  # its weights are part of what it is
+    every network it holds, loaded first by the reward's ``load()`` where it has one (the contract
+    ``resolve_reward`` follows): a checkpoint replaced at the same path is another reward, and the key
+    is the same before and after the reward first ran. Other private attributes (caches) are not
+    identity. Not :func:`_fingerprint`'s rule: a model's plain attributes include counters (nfe)
+    that change from call to call."""
+    if hasattr(reward, "load"):
+        reward.load()
     h = hashlib.sha256(repr(reward).encode())
     for name, v in sorted(getattr(reward, "__dict__", {}).items()):
         if isinstance(v, torch.nn.Module):
