@@ -21,7 +21,8 @@ def merge_shards(sweep_dir: Path) -> list[Path]:
     but ``task.prompt_range``, e.g. SLURM array jobs) into ``<sweep_dir>/merged/<run key>/``: the
     outputs a single process would have written (images, images.jsonl, gallery, metrics.json, which
     says how many of the file's prompts the shards hold: a missing shard is visible, not silent).
-    Returns the merged directories; runs computed in one job are left as they are."""
+    A lone shard whose siblings have not finished is merged too, so the report says how many prompts
+    are missing. Returns the merged directories; runs computed whole in one job are left as they are."""
 
     runs: dict[str, list[Path]] = {}
     for job_dir in sorted(finished_jobs(Path(sweep_dir)).values()):
@@ -30,12 +31,12 @@ def merge_shards(sweep_dir: Path) -> list[Path]:
             runs.setdefault(next(iter(records.values()))["key"], []).append(job_dir)
     merged = []
     for key, dirs in runs.items():
-        if len(dirs) < 2:
-            continue
         found: dict[int, tuple[Path, dict]] = {}
         for d in dirs:
             for index, rec in read_records(d, key).items():
                 found.setdefault(index, (d, rec))
+        if len(dirs) < 2 and len(found) >= (next(iter(found.values()))[1].get("file_prompts") or 0):
+            continue  # the whole file in one job
         first = json.loads((dirs[0] / "metrics.json").read_text())
         labels = [row["sampler"] for row in first["rows"]]
         target = Path(sweep_dir) / "merged" / key

@@ -196,6 +196,16 @@ def test_prompt_range_shards_on_submitit_merge_into_the_single_run(tiny_sd, sing
     assert runner.invoke(app, ["report", str(sweep)]).exit_code == 0
     assert not stale.exists() and not [p for p in (sweep / "merged").iterdir() if p.name.startswith(".")]
     assert_same_outputs(merged, single)
+    # one shard not finished (its metrics.json not yet written): the other alone is merged, and the
+    # report says two prompts are missing (it was left as it was, so nothing said so)
+    (late,) = [p for p in sweep.iterdir() if (p / "prompts" / "00005.json").is_file()]
+    (late / "metrics.json").rename(late / "metrics.json.later")
+    rep = runner.invoke(app, ["report", str(sweep)])
+    assert rep.exit_code == 0 and "4 of the file's 6 prompts" in (sweep / "summary.md").read_text()
+    meta = json.loads((merged / "metrics.json").read_text())
+    assert meta["prompts"] == 4 and meta["shards"] == sorted(
+        p.name for p in sweep.iterdir() if (p / "metrics.json").is_file()
+    )
 
 
 def test_a_sweep_gallery_keeps_prompts_of_two_files_apart(tmp_path):
