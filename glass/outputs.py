@@ -194,7 +194,8 @@ def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
     standard error and count over the images, with ``<name>_prompt_se``, the standard error over the
     prompts' means (the honest one when per_prompt > 1, see :func:`_prompt_se`); diversity as mean and
     standard error over the prompts; the task's other per-prompt numbers (NFE, ESS, unique fraction,
-    ...) as their mean over the prompts (exact when they are the same for every prompt, as NFE is)."""
+    ...) as their mean over the prompts (exact when they are the same for every prompt, as NFE is);
+    every method after the first, each reward's paired difference from the first (:func:`_vs_first`)."""
     from glass.metrics.rewards import mean_se
 
     rows = []
@@ -224,7 +225,40 @@ def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
             row["diversity_n_prompts"] = len(d)
         row.update({**task, "prompts": len(records), "outputs": len(images)})
         rows.append(row)
+    _vs_first(rows, records, labels)
     return rows
+
+
+def _vs_first(rows: list[dict], records: list[dict], labels: list[str]) -> None:
+    """Add ``<name>_vs_first`` (and ``_se``) to every method's row but the first: its reward minus the
+    first method's, prompt by prompt (each prompt's mean over its outputs), mean and standard error
+    over the prompts. Prompts differ far more in difficulty than methods do in reward, and the
+    difference within a prompt cancels that, so a gap the unpaired standard errors cannot resolve
+    often shows here."""
+    from glass.metrics.rewards import mean_se
+
+    def per_prompt(label: str, value) -> dict[int, float]:
+        per: dict[int, list[float]] = {}
+        for rec in records:
+            for line in rec["images"]:
+                if line["method"] == label:
+                    per.setdefault(line["prompt_index"], []).append(float(value(line)))
+        return {i: sum(v) / len(v) for i, v in per.items()}
+
+    first = [line for rec in records for line in rec["images"] if line["method"] == labels[0]][:1]
+    if not first:
+        return
+    names = (["reward"] if "reward" in first[0] else []) + list(first[0].get("rewards", {}))
+    for name in names:
+        def value(line, name=name):
+            return line["reward"] if name == "reward" else line["rewards"][name]
+
+        base = per_prompt(labels[0], value)
+        for row, label in zip(rows[1:], labels[1:]):
+            other = per_prompt(label, value)
+            d = [other[i] - base[i] for i in base if i in other]
+            if d:
+                row[f"{name}_vs_first"], row[f"{name}_vs_first_se"] = mean_se(d)
 
 
 def _prompt_se(images: list[dict], value) -> float:

@@ -626,9 +626,11 @@ def _prompt_sets(path: Path, written: list[Path]) -> list[str]:
 
 
 def _merged_table(rows: list[dict]) -> str:
-    """A merged prompt-set run's rows: every reward with its standard error, per method."""
-    names = [k for k in rows[0] if f"{k}_se" in rows[0]]
+    """A merged prompt-set run's rows: every reward with its standard error, per method, and each
+    method's paired difference from the first (``<reward>_vs_first``; none in the first row)."""
+    names = list(dict.fromkeys(k for r in rows for k in r if f"{k}_se" in r))
     lines = ["| method | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
     for r in rows:
-        lines.append(f"| {r['sampler']} | " + " | ".join(_fmt(r[n], r[f'{n}_se']) for n in names) + " |")
+        cells = (_fmt(r[n], r[f"{n}_se"]) if n in r else "—" for n in names)
+        lines.append(f"| {r['sampler']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

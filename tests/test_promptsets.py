@@ -296,3 +296,28 @@ def test_a_prompt_sets_score_carries_its_standard_error_over_prompts():
     assert row["reward_prompt_se"] == pytest.approx(2.0) and row["clip_prompt_se"] == pytest.approx(2.0)
     (one,) = aggregate([record(0, [1.0, 3.0])], ["m"])
     assert math.isnan(one["reward_prompt_se"]) and one["reward_se"] == 1.0
+
+
+def test_methods_on_a_prompt_set_are_compared_prompt_by_prompt():
+    """Prompts of very different difficulty (a's per-prompt means 1, 10, 20) and b a little above a
+    on each (by 0.5, 0.4, 0.6): b's row carries the paired difference from the first method, mean 0.5
+    and standard error 0.1/√3 over the prompts, which the unpaired errors (about 5.5) hide; the first
+    row carries none."""
+    import math
+
+    from glass.outputs import aggregate
+
+    def record(index, a, b):
+        images = [{"prompt_index": index, "method": m, "reward": r, "rewards": {"clip": 2 * r}}
+                  for m, rs in (("a", a), ("b", b)) for r in rs]  # fmt: skip
+        return {"prompt_index": index, "images": images,
+                "methods": {"a": {"row": {"nfe": 4}}, "b": {"row": {"nfe": 4}}}}  # fmt: skip
+
+    recs = [record(0, [0.0, 2.0], [1.5]), record(1, [10.0], [10.0, 10.8]), record(2, [20.0], [20.6])]
+    first, second = aggregate(recs, ["a", "b"])
+    assert not [k for k in first if "vs_first" in k]
+    assert second["reward_vs_first"] == pytest.approx(0.5)
+    assert second["reward_vs_first_se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert second["clip_vs_first"] == pytest.approx(1.0) and second["reward_se"] > 50 * 0.1 / math.sqrt(3)
+    (alone,) = aggregate([record(0, [1.0], [2.0])][:1], ["b"])  # one method: nothing to compare
+    assert not [k for k in alone if "vs_first" in k]
