@@ -402,3 +402,34 @@ def test_the_value_truth_cache_tells_measurements_apart(tmp_path, monkeypatch):
     default = task.truth_kernel()  # a truth kernel whose settings changed (a new default rho) is no hit
     monkeypatch.setattr(value.Value, "truth_kernel", lambda self: glass.GLASS(default.steps, rho=0.4))
     assert truth(0)[1] is False and len(computed) == 3
+
+
+def test_an_image_source_file_off_the_data_range_is_refused(tmp_path):
+    """A .pt image in [0, 255] (or [0, 1] scaled wrong) is refused in one line naming reward.source:
+    the measurement would be on another scale than the images the model makes (y up to 254, PSNR
+    against a clamped original). A point of the oracle, whose data is not bounded, is taken as is."""
+    from glass.models.mnist import load_flow
+
+    g = torch.Generator().manual_seed(0)
+    torch.save(torch.rand(1, 28, 28, generator=g, dtype=F64) * 255, tmp_path / "bytes.pt")
+    with pytest.raises(ValueError, match=r"reward.source=.*bytes.pt holds values in \[0.*, 25.*\]; .*\[-1, 1\]"):
+        resolve_reward(Measurement("inpaint", source=str(tmp_path / "bytes.pt")), load_flow())
+    torch.save(torch.rand(1, 28, 28, generator=g, dtype=F64) * 2 - 1, tmp_path / "ok.pt")
+    assert resolve_reward(Measurement("inpaint", source=str(tmp_path / "ok.pt")), load_flow()).y is not None
+    torch.save(torch.full((2,), 3.0, dtype=F64), tmp_path / "far.pt")
+    assert resolve_reward(Measurement("identity", source=str(tmp_path / "far.pt")), ring()).y.shape == (2,)
+
+
+def test_the_inverse_tasks_memory_check_counts_one_measurement_at_a_time():
+    """Measurements run one at a time: 1,000 images x 4 samples x 64 particles hold 256 live paths of
+    784 numbers (plus 4,000 kept outputs), well inside 1 GiB; counting every image's particles at once
+    (256,000 paths, about 12 GiB) refused it. A run whose live paths do not fit is still refused."""
+    from glass.models.mnist import load_flow
+    from glass.samplers import GLASS
+    from glass.tasks.base import check_budget
+    from glass.tasks.inverse import Inverse
+
+    model, kernels = load_flow(), [("glass", GLASS(2))]
+    check_budget(Inverse(images=1000, samples=4, particles=64), model, kernels, memory=2**30)
+    with pytest.raises(ValueError, match=r"task.samples x task.particles = 262,144 sample paths"):
+        check_budget(Inverse(images=2, samples=4, particles=65536), model, kernels, memory=2**30)

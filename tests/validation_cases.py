@@ -176,6 +176,11 @@ _TABLE: dict[str, list[tuple]] = {
          "task=inverse observes data points (reward.source=valid:INDEX or test:INDEX"),
         ("inverse method", "run model=gmm task=inverse reward=inpaint task.method=foo",
          "task.method must be one of fk_steering, best_of_n, guidance"),
+        ("an FK option with best-of-N", "run model=gmm task=inverse reward=inpaint task.method=best_of_n "
+         "task.lam=-5", "task.lam=-5 is not used by task.method=best_of_n (only by fk_steering)"),
+        ("particles with guidance", "run model=gmm task=inverse reward=inpaint task.method=guidance "
+         "task.particles=8", "task.particles=8 is not used by task.method=guidance (only by fk_steering, "
+         "best_of_n)"),
         ("W&B mode", "run model=gmm sampler=glass logger=wandb logger.mode=foo",
          "logger.mode must be offline, online or disabled"),
         ("W&B mode from the environment", "run model=gmm sampler=glass logger=wandb",

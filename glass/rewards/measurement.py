@@ -144,6 +144,12 @@ class Measurement:
         latent = capabilities_of(model).latent
         channels = 3 if latent else (shape[0] if shape is not None and len(shape) == 3 else None)
         x0 = load_source_file(self.source, channels)[None]
+        lo, hi = float(x0.min()), float(x0.max())
+        if channels is not None and (lo < -1 - 1e-6 or hi > 1 + 1e-6):  # images: y on the wrong scale
+            raise ValueError(
+                f"reward.source={self.source} holds values in [{lo:.4g}, {hi:.4g}]; {model!r} makes images "
+                "in [-1, 1] (a [0, 1] image: 2 x - 1; a 0..255 one: x / 127.5 - 1)"
+            )
         if shape is not None and not latent and tuple(x0.shape[1:]) != tuple(shape):
             raise ValueError(
                 f"reward.source={self.source} has shape {tuple(x0.shape[1:])}; {model!r} makes data of "

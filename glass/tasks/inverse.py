@@ -43,6 +43,11 @@ from glass.tasks.base import Task, check_finite, check_gaussian_path, check_int,
 __all__ = ["Inverse", "METHODS"]
 
 METHODS = ("fk_steering", "best_of_n", "guidance")
+#: the options each method does not use, and their defaults (conf/task/inverse.yaml's): another value
+#: for one of them is refused
+UNUSED = {"fk_steering": (), "best_of_n": ("lam", "resample_every", "ess_threshold"),
+          "guidance": ("particles", "lam", "resample_every", "ess_threshold")}  # fmt: skip
+INVERSE_DEFAULTS = {"particles": 4, "lam": 1.0, "resample_every": 1, "ess_threshold": None}
 #: guidance strength of method=guidance: lam = 1 weighs the likelihood as the posterior does, but the
 #: first-order (detached) step D + lam (sigma_t^2 / alpha_t) A^T (y - A D) / noise^2 overshoots when
 #: noise is small (MNIST inpainting at noise 0.1: NaN at lam = 1); 0.1 is stable there
@@ -67,6 +72,13 @@ class Inverse(Task):
         chunk: int | None = None,
     ):
         self.method = check_choice("task.method", method, METHODS)
+        given = dict(particles=particles, lam=lam, resample_every=resample_every, ess_threshold=ess_threshold)
+        for key in UNUSED[method]:  # a value the method would drop is refused, not silently ignored
+            if given[key] != INVERSE_DEFAULTS[key]:
+                users = ", ".join(m for m in METHODS if key not in UNUSED[m])
+                raise ValueError(
+                    f"task.{key}={given[key]} is not used by task.method={method} (only by {users}); leave it out"
+                )
         self.images = check_int("task.images", images, 1)
         self.first = None if first is None else check_int("task.first", first, 0)
         self.samples = None if samples is None else check_int("task.samples", samples, 2)
@@ -117,10 +129,13 @@ class Inverse(Task):
         return self.images, self.samples or (256 if oracle else 4)
 
     def budget(self, model) -> tuple[int, int, str]:
+        """The measurements run one at a time: samples x particles paths are live at once, beside the
+        images x samples outputs kept (one copy each, fewer than a live path's; the larger counts)."""
         images, samples = self.sizes(model)
         particles = getattr(self.inner, "particles", 1)
-        what = "task.images x task.samples x task.particles; task.transitions"
-        return images * samples * particles, self.inner.transitions, what
+        if samples * particles >= images * samples:
+            return samples * particles, self.inner.transitions, "task.samples x task.particles; task.transitions"
+        return images * samples, self.inner.transitions, "task.images x task.samples; task.transitions"
 
     def describe(self, label: str, inputs: dict) -> str:
         return f"{label} ({self.method}, inverse problem: {inputs['rewards'][0].op.describe()})"
