@@ -412,7 +412,8 @@ def test_an_image_source_file_off_the_data_range_is_refused(tmp_path):
 
     g = torch.Generator().manual_seed(0)
     torch.save(torch.rand(1, 28, 28, generator=g, dtype=F64) * 255, tmp_path / "bytes.pt")
-    with pytest.raises(ValueError, match=r"reward.source=.*bytes.pt holds values in \[0.*, 25.*\]; .*\[-1, 1\]"):
+    off = r"reward.source=.*bytes.pt holds values in \[0.*, 25.*\]; .*\[-1, 1\]"
+    with pytest.raises(ValueError, match=off):
         resolve_reward(Measurement("inpaint", source=str(tmp_path / "bytes.pt")), load_flow())
     torch.save(torch.rand(1, 28, 28, generator=g, dtype=F64) * 2 - 1, tmp_path / "ok.pt")
     assert resolve_reward(Measurement("inpaint", source=str(tmp_path / "ok.pt")), load_flow()).y is not None

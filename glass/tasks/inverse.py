@@ -77,7 +77,8 @@ class Inverse(Task):
             if given[key] != INVERSE_DEFAULTS[key]:
                 users = ", ".join(m for m in METHODS if key not in UNUSED[m])
                 raise ValueError(
-                    f"task.{key}={given[key]} is not used by task.method={method} (only by {users}); leave it out"
+                    f"task.{key}={given[key]} is not used by task.method={method} (only by {users}); "
+                    "leave it out"
                 )
         self.images = check_int("task.images", images, 1)
         self.first = None if first is None else check_int("task.first", first, 0)
@@ -133,9 +134,10 @@ class Inverse(Task):
         images x samples outputs kept (one copy each, fewer than a live path's; the larger counts)."""
         images, samples = self.sizes(model)
         particles = getattr(self.inner, "particles", 1)
+        k = self.inner.transitions
         if samples * particles >= images * samples:
-            return samples * particles, self.inner.transitions, "task.samples x task.particles; task.transitions"
-        return images * samples, self.inner.transitions, "task.images x task.samples; task.transitions"
+            return samples * particles, k, "task.samples x task.particles; task.transitions"
+        return images * samples, k, "task.images x task.samples; task.transitions"
 
     def describe(self, label: str, inputs: dict) -> str:
         return f"{label} ({self.method}, inverse problem: {inputs['rewards'][0].op.describe()})"
