@@ -357,6 +357,18 @@ def test_generator_lists_callbacks_and_progress():
         (lambda m: glass.from_pipe(pipe_of("sd"), device="cuda"), "never moves"),
         (lambda m: glass.from_pipe(pipe_of("sd"), height=30), "height must be a multiple of 4"),
         (lambda m: glass.from_pipe(pipe_of("sd"), true_cfg_scale=2.0), "unknown options true_cfg_scale"),
+        (lambda m: glass.from_pipe(pipe_of("sd"), max_sequence_length=99), "applies to FLUX, FLUX.2 and SD3"),
+        (lambda m: glass.from_pipe(pipe_of("flux"), max_sequence_length=600), r"integer in \[1, 512\]"),
+        (lambda m: glass.from_pipe(pipe_of("flux"), negative_prompt="blurry"), r"\(true_cfg_scale > 1\)"),
+        (
+            lambda m: glass.from_pipe(pipe_of("sd"), guidance_scale=1.0, negative_prompt="blurry"),
+            r"used only with classifier-free guidance \(guidance_scale > 1\); sd runs none",
+        ),
+        (
+            lambda m: glass.generate(glass.from_pipe(pipe_of("sd"), height=32, width=32, guidance_scale=1.0),
+                                     glass.ODE(1), 1, 2, prompt="a", negative_prompt=["b", "c"]),
+            "negative_prompt is used only with classifier-free guidance",
+        ),  # fmt: skip
         (lambda m: glass.generate(m, glass.ODE(1), 1, 2), "prompt is required"),
         (lambda m: glass.generate(m, glass.ODE(1), 1, 2, prompt=["a"] * 3), "prompt has 3 entries for 2"),
         (
@@ -830,3 +842,57 @@ def test_prompts_are_encoded_one_at_a_time_so_batches_cannot_change_an_embedding
     model._encode = lambda texts: (calls.append(list(texts)), encode(texts))[1]
     model.encode_prompts([f"prompt {i}" for i in range(5)])
     assert calls == [[f"prompt {i}"] for i in range(5)]
+
+
+@pytest.mark.parametrize("family", ["flux", "flux2"])
+def test_flux_transformers_see_the_pipelines_timestep_in_bfloat16(family):
+    """The pipelines round t = 1000 sigma to the network's dtype and then divide by 1000; rounding
+    sigma itself gave, in bfloat16, a timestep one bfloat16 step (about 0.004) off at most grid times
+    (every one but the first at 4 and 7 steps), so glass's ODE was not the pipeline's sampler there."""
+    pipe, s = PIPES[family]().to(torch.bfloat16), SIZE[family]
+    model = glass.from_pipe(pipe, height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH[family])
+    seen = []
+    pipe.transformer.register_forward_pre_hook(
+        lambda m, args, kw: seen.append(kw["timestep"].float().clone()), with_kwargs=True
+    )
+    for k in (4, 7):
+        x = torch.randn(1, *model.shape, generator=torch.Generator().manual_seed(k))
+        seen.clear()
+        pipe(prompt="a cat", num_inference_steps=k, height=s, width=s, latents=model.pipeline_latents(x),
+             output_type="latent", **CALL_KWARGS[family])  # fmt: skip
+        ref = torch.cat(seen).unique()
+        seen.clear()
+        glass.generate(model, glass.ODE(1), k, x=x.double(), prompt="a cat")
+        assert len(ref) == k and torch.equal(torch.cat(seen).unique(), ref)
+
+
+def test_a_layerwise_cast_network_runs_in_its_compute_dtype():
+    """A transformer stored in float8 and computing in float32 (diffusers' enable_layerwise_casting):
+    glass reads the dtype as diffusers does (the compute dtype; its first parameter is float8, which
+    glass cast the inputs to and crashed) and reproduces the pipeline's own sampler."""
+    pipe, s, k = PIPES["flux"](), SIZE["flux"], 3
+    pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    model = glass.from_pipe(pipe, height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH["flux"])
+    assert model.dtype == torch.float32
+    x = torch.randn(1, *model.shape, generator=torch.Generator().manual_seed(1))
+    out = pipe(prompt="a cat", num_inference_steps=k, height=s, width=s, latents=model.pipeline_latents(x),
+               output_type="latent", **CALL_KWARGS["flux"]).images  # fmt: skip
+    ref = model.from_pipeline_output(out)
+    ours = glass.generate(model, glass.ODE(1), k, x=x.double(), prompt="a cat")
+    assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+
+
+def test_schedulers_that_do_not_index_training_steps_are_refused():
+    """An SDXL-style UNet whose scheduler feeds it continuous timesteps (0.25 log sigma, CosXL) or EDM
+    sigmas (Playground v2.5) is refused in one line: glass read those values as step indices (a grid
+    near the data, silently) or failed with an AttributeError."""
+    from diffusers import EDMEulerScheduler, EulerDiscreteScheduler, StableDiffusionPipeline
+
+    base = pipe_of("sd")
+    cont = EulerDiscreteScheduler.from_config(base.scheduler.config, timestep_type="continuous",
+                                              prediction_type="v_prediction")  # fmt: skip
+    for sched in (cont, EDMEulerScheduler()):
+        pipe = StableDiffusionPipeline(**{**base.components, "scheduler": sched})
+        with pytest.raises(ValueError, match=f"the scheduler {type(sched).__name__} does not feed the unet "
+                           "training-step indices .*: not supported"):  # fmt: skip
+            glass.from_pipe(pipe, height=32, width=32)

@@ -39,7 +39,9 @@ def disk_key(text: str | None) -> str:
 def _pipeline_dtype_device(pipe, net, network: str, dtype, device) -> tuple[torch.dtype, torch.device]:
     """The network's dtype and the pipeline's execution device; a different ``dtype`` / ``device`` asked
     for is refused with one line (glass never converts or moves the user's modules)."""
-    own_dtype = next(net.parameters()).dtype
+    # as diffusers' ModelMixin.dtype: layerwise casting's compute dtype, else the first floating-point
+    # parameter's (a float8-stored or 4-bit quantised network's first parameter is not what it computes in)
+    own_dtype = net.dtype
     own_device = torch.device(pipe._execution_device)
     wanted = None if dtype is None else check_dtype("dtype", dtype)
     if wanted is not None and wanted != own_dtype:
@@ -70,6 +72,7 @@ class PipelineModel(Model):
     schedule_name: ClassVar[str] = "linear"  # the Gaussian path the network was trained on
     default_guidance: ClassVar[float] = 1.0
     max_length: ClassVar[int | None] = None  # default max_sequence_length (T5 / Qwen encoders)
+    max_length_cap: ClassVar[int | None] = None  # the largest the pipeline takes (None: no limit)
     options: ClassVar[dict] = {}  # family-specific keyword options and their defaults
     conditioning = ("prompt", "negative_prompt")
 
@@ -117,6 +120,7 @@ class PipelineModel(Model):
         self.height, self.width = height, width
         self._set_text_options(guidance_scale, prompt, negative_prompt, chunk, max_sequence_length, cache_dir)
         self._check_options()
+        self._check_negative(negative_prompt)
         if release_text_encoders:
             self.encode_prompts(self.default_texts())
             self.release_text_encoders()
@@ -132,10 +136,16 @@ class PipelineModel(Model):
                 raise ValueError(f"{name} must be a string or None, got {value!r}")
         self.prompt, self.negative_prompt = prompt, negative_prompt
         self.chunk = None if chunk is None else check_int("chunk", chunk, 1)
+        if max_sequence_length is not None and self.max_length is None:
+            raise ValueError(
+                f"max_sequence_length={max_sequence_length} applies to FLUX, FLUX.2 and SD3 (T5 / Qwen text "
+                f"encoders), not to {self.family}: leave it None"
+            )
+        cap = self.max_length_cap
         self.max_sequence_length = (
             self.max_length
             if max_sequence_length is None
-            else check_int("max_sequence_length", max_sequence_length, 1)
+            else check_int("max_sequence_length", max_sequence_length, 1, cap if cap else None)
         )
         self._embeddings: dict[str | None, dict[str, Tensor]] = {}  # one text's, batch dimension 1
         self._batched: dict[tuple, dict[str, Tensor]] = {}  # the last row lists' (see embeddings)
@@ -176,6 +186,17 @@ class PipelineModel(Model):
 
     def uses_negative(self) -> bool:
         return self.guidance_scale > 1
+
+    negative_needs: ClassVar[str] = "guidance_scale > 1"  # when uses_negative() holds, in words
+
+    def _check_negative(self, negative_prompt) -> None:
+        """A negative prompt where no classifier-free guidance runs is refused (the pipeline ignores it,
+        silently)."""
+        if negative_prompt is not None and not self.uses_negative():
+            raise ValueError(
+                f"negative_prompt is used only with classifier-free guidance ({self.negative_needs}); "
+                f"{self.family} runs none with these settings, so it would be ignored"
+            )
 
     # -- sizes ---------------------------------------------------------------------------------------
     def _size(self, pipe, value, name: str) -> int:
@@ -301,6 +322,7 @@ class PipelineModel(Model):
             prompts = negatives = [None] * b
         else:
             prompts = self._rows(cond.get("prompt", self.prompt), b, "prompt", True)
+            self._check_negative(cond.get("negative_prompt"))
             negatives = self._rows(
                 cond.get("negative_prompt", self.negative_prompt), b, "negative_prompt", False
             )

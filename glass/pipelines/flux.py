@@ -43,6 +43,7 @@ class FluxModel(PatchedFlowModel):
     pipelines = ("FluxPipeline",)
     default_guidance = 3.5  # distilled guidance (an input of dev's network)
     max_length = 512
+    max_length_cap = 512  # the pipeline refuses more
     options = {"true_cfg_scale": 1.0}
 
     def _check_options(self) -> None:
@@ -53,6 +54,8 @@ class FluxModel(PatchedFlowModel):
 
     def uses_negative(self) -> bool:
         return self.true_cfg_scale > 1
+
+    negative_needs = "true_cfg_scale > 1"
 
     def mu(self, k: int) -> float:
         return calculate_shift(self.image_seq_len(), self.scheduler.config)
@@ -75,7 +78,7 @@ class FluxModel(PatchedFlowModel):
             kw["guidance"] = torch.full((b,), self.guidance_scale, device=self.device, dtype=torch.float32)
         out = self.net(
             hidden_states=pack(x.to(self.dtype)),
-            timestep=sigma.to(self.dtype),
+            timestep=(1000 * sigma).float().to(self.dtype) / 1000,  # the pipeline's t / 1000, rounded alike
             pooled_projections=text["pooled"],
             encoder_hidden_states=embeds,
             txt_ids=self.text_ids(embeds.shape[1], 3, embeds.dtype),

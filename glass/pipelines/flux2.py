@@ -6,8 +6,9 @@ statistics, which makes the prior N(0, I). ``x`` here is that normalised latent 
 (B, 32, h, w), the shape the VAE encodes to (a pure reshape of the flow's state, so the path and its
 noise are unchanged). The transformer sees tokens (one per patch) with 4-D position ids, the timestep
 sigma, no distilled guidance; classifier-free guidance (``guidance_scale > 1`` on undistilled
-checkpoints, default 4.0) uses the empty prompt as the negative, as the pipeline does, in a second
-pass. The grid's ``mu`` is the pipeline's empirical function of image tokens and steps.
+checkpoints, default 4.0) uses the empty prompt as the negative, as the pipeline does, or
+``negative_prompt`` where one is given (the pipeline takes none), in a second pass. The grid's
+``mu`` is the pipeline's empirical function of image tokens and steps.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Flux2KleinModel(PatchedFlowModel):
     def uses_negative(self) -> bool:
         return self.guidance_scale > 1 and not self.distilled
 
+    negative_needs = "guidance_scale > 1 on an undistilled checkpoint"
+
     def mu(self, k: int) -> float:
         return empirical_mu(self.image_seq_len(), k)
 
@@ -81,7 +84,7 @@ class Flux2KleinModel(PatchedFlowModel):
         txt_ids = self.text_ids(embeds.shape[1], 4)[None].expand(b, -1, -1)
         out = self.net(
             hidden_states=tokens,
-            timestep=sigma.to(self.dtype),
+            timestep=(1000 * sigma).float().to(self.dtype) / 1000,  # the pipeline's t / 1000, rounded alike
             guidance=None,
             encoder_hidden_states=embeds,
             txt_ids=txt_ids,

@@ -64,6 +64,13 @@ class _UNetModel(PipelineModel):
     schedule_name = "vp"
 
     def _check_options(self) -> None:
+        sched = self.scheduler
+        continuous = sched.config.get("timestep_type", "discrete") != "discrete"
+        if getattr(sched, "alphas_cumprod", None) is None or continuous:
+            raise ValueError(
+                f"the scheduler {type(sched).__name__} does not feed the {self.network} training-step "
+                "indices (EDM sigmas or continuous timesteps, e.g. Playground v2.5, CosXL): not supported"
+            )
         prediction = self.scheduler.config.prediction_type
         if prediction not in PREDICTIONS:
             raise ValueError(
@@ -201,8 +208,8 @@ class SDXLModel(_UNetModel):
                      for v in (mean, std))  # fmt: skip
 
     def _to_vae(self, x: Tensor) -> Tensor:
-        """As the SDXL pipelines: x std / scaling_factor + mean for a VAE with latents_mean / latents_std
-        (e.g. Playground v2.5), x / scaling_factor otherwise."""
+        """As the SDXL pipelines: x std / scaling_factor + mean for a VAE with latents_mean / latents_std,
+        x / scaling_factor otherwise."""
         stats = self._latent_stats(x)
         if stats is None:
             return super()._to_vae(x)

@@ -21,6 +21,7 @@ class SD3Model(FlowPipelineModel):
     pipelines = ("StableDiffusion3Pipeline",)
     default_guidance = 7.0
     max_length = 256
+    max_length_cap = 512  # the pipeline refuses more
 
     def size_multiple(self) -> int:
         return self.vae_scale_factor * int(self.net.config.patch_size)
