@@ -1,4 +1,5 @@
-"""Shared machinery of the large pretrained models (FLUX, SD3, Stable Diffusion, SiT).
+"""Shared machinery of latent models built here rather than handed over as a diffusers pipeline (SiT;
+the pipeline adapters, FLUX, SD3, SD, are in :mod:`glass.pipelines`).
 
 A :class:`LatentModel` holds a network that works on VAE latents, its conditioning (prompt
 embeddings encoded once, or a class label) and the VAE decoder. Subclasses implement ``_x0(x, t,

@@ -1,6 +1,7 @@
 """Stable Diffusion 3 / 3.5 (``StableDiffusion3Pipeline``).
 
-No packing; the transformer takes the scheduler's timestep sigma x 1000 (float32, as the pipeline).
+No packing; the transformer takes the scheduler's timestep sigma x num_train_timesteps (1000; float32,
+as the pipeline).
 Classifier-free guidance (``guidance_scale > 1``, the pipeline's default 7.0; the negative prompt
 defaults to the empty prompt, as in the pipeline) batches the unconditional and conditional passes.
 The outer grid is the scheduler's (static shift, or ``mu`` under dynamic shifting).
@@ -55,7 +56,7 @@ class SD3Model(FlowPipelineModel):
         n = len(texts)
         out = self.net(
             hidden_states=x.to(self.dtype).repeat(n, 1, 1, 1),
-            timestep=(1000 * sigma).to(torch.float32).repeat(n),
+            timestep=(self.scheduler.config.num_train_timesteps * sigma).to(torch.float32).repeat(n),
             encoder_hidden_states=torch.cat([e["embeds"] for e in texts]),
             pooled_projections=torch.cat([e["pooled"] for e in texts]),
             return_dict=False,
