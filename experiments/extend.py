@@ -177,6 +177,8 @@ def merge(args) -> None:
         r["job"] = f"{index:03d}-{r['job'].split('-', 1)[1]}"
     write_csv(summary, rows)
     print(f"{summary}: {len(committed)} + {len(added)} rows")
+    print(f"now make experiments/reproduce/{args.name}.yaml's {args.scale} seeds 0..{args.stop - 1} (and its "
+          "text): tests/test_results.py checks each summary against its definition's jobs")
 
 
 def _check_shape(committed: list[dict], added: list[dict], stop: int) -> None:

@@ -514,7 +514,7 @@ def report_from_summary(path: str | Path, name: str, scale: str = "small", draw:
     """Redraw the report of reproduce definition ``name`` at ``scale`` from the ``summary.csv`` in
     ``path`` (a committed result directory: no job directories, no sweep.json), with the current
     definition; ``draw=False`` writes the markdown only. Returns the files written."""
-    from glass.definitions import check_scale, load
+    from glass.definitions import check_scale, job_overrides, load
 
     path, spec = Path(path), load(name)
     check_scale(spec, scale)
@@ -523,7 +523,8 @@ def report_from_summary(path: str | Path, name: str, scale: str = "small", draw:
     rows = read_summary(path / "summary.csv")
     if not rows:
         raise UserError(f"{path / 'summary.csv'} has no rows")
-    jobs = [{"name": j} for j in dict.fromkeys(r["job"] for r in rows)]
+    # the jobs the definition runs, not those the file holds: a job missing from it shows ("79 of 80")
+    jobs = [{"overrides": ov} for ov in job_overrides(spec, scale, [])[0]]
     try:
         return _render(path, rows, {"definition": {**spec, "scale": scale}, "jobs": jobs}, draw)
     except OSError as e:

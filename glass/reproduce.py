@@ -34,36 +34,11 @@ sweep) and the report (``NAME.png``, ``NAME.md``) is written next to them.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from pathlib import Path
 
-from glass.definitions import SCALES, check_scale, load, names, variant_parts
+from glass.definitions import SCALES, job_overrides, load, names, variant_parts
 
 __all__ = ["SCALES", "names", "load", "job_overrides", "reproduce"]
-
-def job_overrides(spec: dict, scale: str, extra: list[str]) -> tuple[list[list[str]], list[dict]]:
-    """(override list per job, labels per job): variants x the cartesian product of the sweep."""
-    check_scale(spec, scale)
-    block = dict(spec["scales"][scale])
-    given = {o.split("=", 1)[0].lstrip("+") for o in extra if "=" in o}
-    if "task.prompts" in given and "prompt_set" in spec:  # the grid on a text-to-image model's prompts
-        ps = spec["prompt_set"]
-        keep = [o for o in block["overrides"] if o.split("=", 1)[0].lstrip("+") not in ps.get("drop", [])]
-        block["overrides"] = [*keep, *ps.get("overrides", [])]
-        block["sweep"] = ps.get("sweep", block.get("sweep"))
-    variants = block.get("variants") or spec.get("variants") or {None: []}
-    jobs, labels = [], []
-    for variant, vov in variants.items():
-        vov, own = variant_parts(vov)
-        sweep = {**(block.get("sweep") or {}), **own}  # a variant's own sweep replaces those keys
-        sweep = {k: v for k, v in sweep.items() if k not in given}  # the user's value wins
-        keys = list(sweep)
-        for values in itertools.product(*(sweep[k] for k in keys)):
-            ov = [*block["overrides"], *vov, *(f"{k}={_value(v)}" for k, v in zip(keys, values)), *extra]
-            jobs.append(_dedupe(ov))
-            labels.append({"variant": variant} if variant is not None else {})
-    return jobs, labels
-
 
 def _swept(spec: dict, scale: str) -> dict:
     """Every key the scale sweeps, with every value it takes in the scale's sweep or a variant's own."""
@@ -73,18 +48,6 @@ def _swept(spec: dict, scale: str) -> dict:
         for key, values in variant_parts(variant)[1].items():
             swept[key] = list(dict.fromkeys([*swept.get(key, []), *values]))
     return swept
-
-
-def _value(v) -> str:
-    return "null" if v is None else str(v)
-
-
-def _dedupe(overrides: list[str]) -> list[str]:
-    """Later overrides of the same key win (so variants and command-line overrides replace defaults)."""
-    last = {}
-    for o in overrides:
-        last[o.split("=", 1)[0].lstrip("+")] = o
-    return list(last.values())
 
 
 NEUTRAL = ("out_dir", "logger")  # overrides that change where results go or are logged, not the results

@@ -153,6 +153,45 @@ def test_a_committed_report_is_what_its_committed_summary_draws(directory, name,
     assert md.read_text() == committed, stale
 
 
+def test_each_committed_summary_holds_the_jobs_its_definition_runs():
+    """Every committed summary.csv holds one job per job of its definition at that scale, and no other:
+    a seed added to a definition without its rows (or an extension merged into a summary while the
+    definition still runs fewer seeds, which a later regeneration would silently undo) fails here.
+    The report from a summary counts the definition's jobs, so a missing one also shows there."""
+    import csv
+
+    from glass.definitions import job_overrides, load
+
+    for directory, name, scale in regenerate.committed_reports():
+        jobs, labels = job_overrides(load(name), scale, [])
+        want = sorted((lab.get("variant", ""), " ".join(ov)) for ov, lab in zip(jobs, labels))
+        with (directory / "summary.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [" ".join(o for o in r["overrides"].split() if not o.startswith("out_dir=")) for r in rows]
+        got = {(r.get("variant", ""), ov) for r, ov in zip(rows, kept)}
+        assert sorted(got) == want, f"{directory}: its jobs are not those of {name} --scale {scale}"
+        assert len({r["job"] for r in rows}) == len(want), f"{directory}: a job under two names"
+
+
+def test_a_report_from_a_summary_counts_the_jobs_its_definition_runs(tmp_path):
+    """fig7-rho's summary without its last job: the report says 79 of 80 jobs (it counted the file's
+    own jobs, "79 of 79", so a lost job did not show)."""
+    import csv
+
+    from glass.report import report_from_summary
+
+    src = regenerate.ROOT / "experiments" / "results" / "reproduce" / "fig7-rho" / "summary.csv"
+    with src.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    with (tmp_path / "summary.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r["job"] != rows[-1]["job"])
+    (md,) = report_from_summary(tmp_path, "fig7-rho", "small", draw=False)
+    jobs = len({r["job"] for r in rows})
+    assert f"{jobs - 1} of {jobs} jobs finished" in md.read_text()
+
+
 def test_a_report_draws_its_paired_differences_where_seeds_give_intervals(tmp_path):
     """A definition with report.paired gets NAME-paired.png (each pair's 95 % interval) linked from its
     markdown; a single seed has no intervals, so neither the figure nor the link."""
