@@ -10,7 +10,7 @@ from pathlib import Path
 from glass.config import UserError
 
 __all__ = ["SCALES", "OPTIONAL_SCALES", "definitions_dir", "names", "load", "scales_of",
-           "variant_parts", "job_overrides"]
+           "variant_parts", "job_overrides", "swept_keys"]
 
 SCALES = ("small", "paper")  # every definition has these
 OPTIONAL_SCALES = ("large",)  # some have these: large = the strongest checkpoint at deciding sizes (a GPU)
@@ -106,6 +106,21 @@ def _check_definition(name: str, spec) -> None:
         and all(isinstance(ab, list) and len(ab) == 2 for ab in p["pairs"]) for p in paired
     ):  # fmt: skip
         raise bad("report.paired must be a list of {value, key, pairs: [[a, b], ...]} mappings")
+    for scale in scales_of(spec):  # a table or plot must not average over a setting as if over seeds
+        varied = [k for k in swept_keys(spec, scale) if k != "seed"]
+        varied += ["variant"] if spec["scales"][scale].get("variants") or spec.get("variants") else []
+        for item in report.get("plots", []):
+            facet = item.get("facet")
+            shown = {item["x"], item.get("series"), *(facet if isinstance(facet, list) else [facet])}
+            for k in varied:
+                if k not in shown:
+                    raise bad(f"report.plots: {item['y']} against {item['x']} would average over {k}, which "
+                              f"scale {scale} sweeps: make it the series or a facet (facet may list keys)")
+        for item in report.get("tables", []):
+            for k in varied:
+                if k not in {*item["index"], item.get("columns")}:
+                    raise bad(f"report.tables: {item['value']} would average over {k}, which scale {scale} "
+                              "sweeps: add it to the index")
 
 
 def _check_scale(bad, scale: str, spec: dict) -> None:
@@ -214,3 +229,13 @@ def _dedupe(overrides: list[str]) -> list[str]:
     for o in overrides:
         last[o.split("=", 1)[0].lstrip("+")] = o
     return list(last.values())
+
+
+def swept_keys(spec: dict, scale: str) -> dict:
+    """Every key the scale sweeps, with every value it takes in the scale's sweep or a variant's own."""
+    block = spec["scales"].get(scale) or {}
+    swept = dict(block.get("sweep") or {})
+    for variant in (block.get("variants") or spec.get("variants") or {}).values():
+        for key, values in variant_parts(variant)[1].items():
+            swept[key] = list(dict.fromkeys([*swept.get(key, []), *values]))
+    return swept

@@ -299,6 +299,10 @@ def _plot(rows: list[dict], spec: dict, path: Path, title: str) -> None:
 
     x, y, series, facet = spec["x"], spec["y"], spec.get("series"), spec.get("facet")
     rows = [r for r in rows if y in r]
+    if isinstance(facet, list):  # a panel per combination of several keys ("truth: SDE, t = 0.05")
+        keys, facet = facet, "_facet"
+        rows = [{**r, "_facet": ", ".join(_panel_title(spec, k, r.get(k)) for k in keys)} for r in rows]
+        spec = {**spec, "facet_titles": {"_facet": {r["_facet"]: r["_facet"] for r in rows}}}
     facets = _order(r.get(facet) for r in rows) if facet else [None]
     width = max(6.4, 4.2 * len(facets) + 0.6)  # one panel: room for its title and the figure's
     fig, axes = plt.subplots(1, len(facets), figsize=(width, 3.6 if len(facets) > 1 else 4.4), squeeze=False)

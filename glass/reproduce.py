@@ -23,9 +23,10 @@ Each experiment is one YAML file in ``experiments/reproduce/`` (installed wheels
       overrides: [...]    # replaced: the grid runs on the prompt set
       sweep: {...}
     report:
-      plots:  [{x, y, series, facet, logx, logy, floor, ref, ref_label, title}]
-      tables: [{index: [...], columns, value}]
-      paired: [{value, key, pairs: [[a, b], ...]}]   # per-seed differences a − b of two methods
+      plots:  [{x, y, series, facet, logx, logy, floor, ref, ref_label, title}]   # facet: a key or a
+      tables: [{index: [...], columns, value}]       # list (a panel per combination); every key a scale
+      paired: [{value, key, pairs: [[a, b], ...]}]   # sweeps but seed must be shown (never averaged
+                                                     # as if seeds); paired: per-seed differences a − b
 
 The jobs go to ``<out_dir>/reproduce/NAME/<scale>/`` (one directory per job, resumable as any
 sweep) and the report (``NAME.png``, ``NAME.md``) is written next to them.
@@ -36,19 +37,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from glass.definitions import SCALES, job_overrides, load, names, variant_parts
+from glass.definitions import SCALES, job_overrides, load, names, swept_keys
 
 __all__ = ["SCALES", "names", "load", "job_overrides", "reproduce"]
-
-def _swept(spec: dict, scale: str) -> dict:
-    """Every key the scale sweeps, with every value it takes in the scale's sweep or a variant's own."""
-    block = spec["scales"].get(scale) or {}
-    swept = dict(block.get("sweep") or {})
-    for variant in (block.get("variants") or spec.get("variants") or {}).values():
-        for key, values in variant_parts(variant)[1].items():
-            swept[key] = list(dict.fromkeys([*swept.get(key, []), *values]))
-    return swept
-
 
 NEUTRAL = ("out_dir", "logger")  # overrides that change where results go or are logged, not the results
 
@@ -90,7 +81,7 @@ def reproduce(
         extra.append(f"out_dir={out_dir}")
     overrides, labels = job_overrides(spec, scale, extra)
     given = {o.split("=", 1)[0].lstrip("+") for o in extra if "=" in o}
-    swept = _swept(spec, scale)
+    swept = swept_keys(spec, scale)
     for key in sorted(k for k in swept if k in given):  # the user's value wins: say what it replaces
         if announce:
             announce(f"{key}: your value replaces the definition's sweep over {swept[key]} "

@@ -431,6 +431,9 @@ _TABLE: dict[str, list[tuple]] = {
          "every entry of report.plots needs x and y", "definitions"),
         ("a table without value", "reproduce table-no-value",
          "every entry of report.tables needs index and value", "definitions"),
+        ("a plot that averages over a swept setting", "reproduce plot-averages",
+         "report.plots: pearson against steps would average over task.t, which scale paper sweeps",
+         "definitions"),
         ("a paired comparison of three methods", "reproduce paired-three",
          "report.paired must be a list of {value, key, pairs: [[a, b], ...]} mappings", "definitions"),
         ("an override with an unknown key", "reproduce bad-override",
@@ -519,6 +522,8 @@ _DEFINITIONS = {
     "report: {plots: [{x: steps}]}\n",
     "table-no-value": "title: x\nscales:\n  small: {overrides: []}\n  paper: {overrides: []}\n"
     "report: {tables: [{index: [sampler]}]}\n",
+    "plot-averages": "title: x\nscales:\n  small: {overrides: []}\n  paper: {overrides: [], sweep: "
+    "{task.t: [0.05, 0.7]}}\nreport: {plots: [{x: steps, y: pearson, series: kernel}]}\n",
     "paired-three": "title: x\nscales:\n  small: {overrides: []}\n  paper: {overrides: []}\n"
     "report: {paired: [{value: fid, key: kernel, pairs: [[ode, sde, glass]]}]}\n",
     "bad-override": "title: x\nscales:\n  small: {overrides: [model=gmm, sampler.nope=1]}\n"
