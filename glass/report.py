@@ -569,8 +569,13 @@ def _render(path: Path, rows: list[dict], meta: dict, draw: bool = True) -> list
     md = _header(spec, title, scale)
     jobs = len({r["job"] for r in rows})
     expected = len(meta.get("jobs", [])) or jobs
-    over = "the images of the prompt set" if spec.get("prompts") else "repeated jobs (seeds)"
-    md += [f"{jobs} of {expected} jobs finished; mean ± standard error over {over}.", ""]
+    if spec.get("prompts"):
+        spread = "mean ± standard error over the images of the prompt set"
+    elif len({r.get("seed") for r in rows}) > 1:
+        spread = "mean ± standard error over repeated jobs (seeds)"
+    else:  # aggregate keeps a single job's own <value>_se: the error of its samples, not over seeds
+        spread = "one seed: each value ± the job's own standard error over its samples, where it has one"
+    md += [f"{jobs} of {expected} jobs finished; {spread}.", ""]
     models = _order(r["model"] for r in rows if r.get("model"))
     about = ([f"model {models[0]}"] if len(models) == 1 else []) + ([f"scale {scale}"] if scale else [])
     figure_title = f"{title} — {', '.join(about)}" if about else title  # small and large runs told apart

@@ -175,7 +175,8 @@ def test_each_committed_summary_holds_the_jobs_its_definition_runs():
 
 def test_a_report_from_a_summary_counts_the_jobs_its_definition_runs(tmp_path):
     """fig7-rho's summary without its last job: the report says 79 of 80 jobs (it counted the file's
-    own jobs, "79 of 79", so a lost job did not show)."""
+    own jobs, "79 of 79", so a lost job did not show); with one seed it says its errors are the jobs'
+    own, not over seeds."""
     import csv
 
     from glass.report import report_from_summary
@@ -189,7 +190,15 @@ def test_a_report_from_a_summary_counts_the_jobs_its_definition_runs(tmp_path):
         w.writerows(r for r in rows if r["job"] != rows[-1]["job"])
     (md,) = report_from_summary(tmp_path, "fig7-rho", "small", draw=False)
     jobs = len({r["job"] for r in rows})
-    assert f"{jobs - 1} of {jobs} jobs finished" in md.read_text()
+    text = md.read_text()
+    assert f"{jobs - 1} of {jobs} jobs finished; mean ± standard error over repeated jobs (seeds)" in text
+    # one seed: a value's ± is the job's own error over its samples (it said "over seeds" regardless)
+    with (tmp_path / "summary.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r["seed"] == "0")
+    (md,) = report_from_summary(tmp_path, "fig7-rho", "small", draw=False)
+    assert "one seed: each value ± the job's own standard error over its samples" in md.read_text()
 
 
 def test_a_report_draws_its_paired_differences_where_seeds_give_intervals(tmp_path):
