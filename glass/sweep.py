@@ -89,6 +89,53 @@ class Planned:
     labels: dict | None = None
 
 
+_MNIST_MODELS = ("glass.models.mnist.", "glass.models.lowfreq.")
+
+
+def weights_digest(cfg) -> dict[str, str]:
+    """File name -> sha256 (its manifest's) of the checkpoints a job's results depend on that its
+    config names by path alone: every shipped checkpoint for an MNIST model (its flow, the classifier
+    its metrics and rewards use, the low-res G; a path of null means a shipped file) and any
+    ``.safetensors`` file the config names. The config hash cannot see a checkpoint retrained in place
+    (``glass train flow`` re-exports glass/assets/mnist_flow): a finished job whose job.json records
+    other digests is run again (:func:`stale_weights`)."""
+    from omegaconf import OmegaConf
+
+    from glass.models.mnist import ASSETS, repo_path
+
+    data = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    files = []
+    if str((data.get("model") or {}).get("_target_", "")).startswith(_MNIST_MODELS):
+        files += sorted(ASSETS.glob("*.safetensors"))
+
+    def walk(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str) and node.endswith(".safetensors"):
+            files.append(repo_path(node))
+
+    walk(data)
+    out = {}
+    for f in dict.fromkeys(files):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no manifest: nothing to compare
+            out[f.name] = str(json.loads(f.with_suffix(".json").read_text())["sha256"])
+    return out
+
+
+def stale_weights(job_dir: Path, digest: dict[str, str]) -> list[str]:
+    """The checkpoints whose digest in ``job_dir``'s job.json differs from ``digest`` (a record from
+    before job.json kept them has none to compare: it counts as current)."""
+    try:
+        recorded = json.loads((job_dir / "job.json").read_text()).get("weights") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return sorted(k for k in recorded.keys() & digest.keys() if recorded[k] != digest[k])
+
+
 def check_record(d: Path) -> str | None:
     """Why the job directory ``d`` does not hold a finished job's record (None when it does): job.json
     an object with the job's config hash, metrics.json an object with a seed, a wall time and at least
@@ -247,6 +294,10 @@ def sweep(
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(jobs)
     done = finished_jobs(sweep_dir)
     planned = plan(jobs, done, labels, _earlier_names(sweep_dir))
+    retrained = {}
+    for p in planned:  # finished with a checkpoint since retrained in place: computed again
+        if p.done is not None and (changed := stale_weights(p.done, weights_digest(p.job.cfg))):
+            retrained[p.name], p.done = changed, None
     todo = [p for p in planned if p.done is None]
     failures = []
     task = RunJob(sweep_dir, {p.hash: p.name for p in todo}, {p.hash: p.job for p in todo}, progress)
@@ -265,6 +316,8 @@ def sweep(
             for name, why in damaged_jobs(sweep_dir).items():
                 if name in names:
                     announce(f"{name}: damaged record ({why}), run again")
+            for name, changed in retrained.items():
+                announce(f"{name}: computed with another {', '.join(changed)} (retrained since), run again")
             others = len(set(done) - {p.hash for p in planned})
             if others:  # a narrower sweep into a directory that holds more: nothing is lost, but say so
                 announce(f"{others} finished jobs in {sweep_dir} are not in this sweep: kept on disk, left "
@@ -439,8 +492,10 @@ class RunJob:
             if not mine:  # another copy of the sweep runs this job now
                 _leave(partial, sweep_dir, key)
                 return CLAIMED
-            if key in (done := finished_jobs(sweep_dir)):  # finished by another copy since this one planned
-                _remove_if_empty(partial)
+            digest = weights_digest(cfg)
+            done = finished_jobs(sweep_dir)
+            if key in done and not stale_weights(done[key], digest):  # finished by another copy since
+                _remove_if_empty(partial)  # this one planned
                 return _rows(done[key])
             group = None
             try:
@@ -452,7 +507,8 @@ class RunJob:
             if job is None:  # launched in another process: build (and validate) the job here
                 job = build_job(list(hc.overrides.task), cfg)
             failed = run_dir.with_name(run_dir.name + ".failed")
-            rows = run_job(job, run_dir, self._progress_of(key), group=group, meta={"config_hash": key})
+            meta = {"config_hash": key, "weights": digest}
+            rows = run_job(job, run_dir, self._progress_of(key), group=group, meta=meta)
             if failed.is_dir():  # an earlier attempt failed; this one succeeded
                 shutil.rmtree(failed, ignore_errors=True)
             return rows

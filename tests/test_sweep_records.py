@@ -395,3 +395,38 @@ def test_of_several_directories_of_one_job_the_one_with_its_records_names_it(tmp
     (tmp_path / f"004-{other}" / "job.json").write_text("{}")
     (tmp_path / "merged").mkdir()
     assert _earlier_names(tmp_path) == {h: f"003-{h}", other: f"004-{other}"}
+
+
+def test_a_job_computed_with_a_checkpoint_since_retrained_in_place_is_run_again(tmp_path):
+    """The config hash sees a checkpoint's path, not its weights: after `glass train flow` re-exports a
+    file in place, a sweep skipped its jobs as finished and mixed old and new weights' results. job.json
+    records the manifests' sha256; a job finished under other weights is run again (and said so),
+    one under the same weights is still skipped."""
+    import shutil
+
+    from glass.models.mnist import ASSETS
+
+    flow = tmp_path / "flow.safetensors"
+
+    def ship(name):  # "retrain" flow.safetensors in place: another checkpoint's weights and manifest
+        for suffix in (".safetensors", ".json"):
+            shutil.copy2(ASSETS / f"{name}{suffix}", flow.with_suffix(suffix))
+
+    ship("mnist_flow")
+    args = ["run", "-m", "model=mnist", f"model.path={flow}", "task=generate", "task.n=2", "sampler=ode",
+            "sampler.steps=1", "metric=none", "seed=0,1", f"out_dir={tmp_path}", "--sweep-dir",
+            str(tmp_path / "sweep")]  # fmt: skip
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    recorded = json.loads((jobs_in(tmp_path / "sweep")[0] / "job.json").read_text())["weights"]
+    assert recorded["flow.safetensors"] == json.loads(flow.with_suffix(".json").read_text())["sha256"]
+    assert "mnist_classifier.safetensors" in recorded  # the shipped classifier its metrics would use
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "2 already finished (skipped)" in again.stderr
+    ship("mnist_flow_v1")
+    third = runner.invoke(app, args)
+    assert third.exit_code == 0 and "2 already finished" not in third.stderr, third.stderr
+    assert third.stderr.count("computed with another flow.safetensors (retrained since), run again") == 2
+    assert len(jobs_in(tmp_path / "sweep")) == 2  # the same jobs' directories, replaced
+    recorded = json.loads((jobs_in(tmp_path / "sweep")[0] / "job.json").read_text())["weights"]
+    assert recorded["flow.safetensors"] == json.loads(flow.with_suffix(".json").read_text())["sha256"]
