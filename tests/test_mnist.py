@@ -89,6 +89,22 @@ def test_flow_trainer_exports_a_loadable_checkpoint(tmp_path):
     assert first == 0 and losses == pytest.approx(state["losses"], rel=1e-5) and len(losses) == 2
 
 
+def test_a_damaged_or_foreign_last_checkpoint_is_one_line_naming_the_way_out(tmp_path):
+    """A truncated last.pt (torch's zip reader error) or one without the trainer's keys (KeyError: 'gen')
+    is one ValueError naming the file and trainer.resume=false."""
+    from glass.train.lowres import LowResTrainer
+
+    kw = {"batch_size": 4, "checkpoint_every": 1, "export": None, "samples": 0, "max_steps": 1}
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "last.pt").write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    with pytest.raises(ValueError, match=r"cut/last.pt is not a readable checkpoint .*trainer.resume=false"):
+        FlowTrainer(**kw)(tmp_path / "cut")
+    (tmp_path / "other").mkdir()
+    torch.save({"net": {}, "step": 1}, tmp_path / "other" / "last.pt")
+    with pytest.raises(ValueError, match=r"other/last.pt has no ema, opt, gen, losses, elapsed .*=false"):
+        LowResTrainer(batch_size=4, max_steps=1, export=None)(tmp_path / "other")
+
+
 def test_flow_resume_continues_exactly(tmp_path):
     """2 steps + resume 1 step equals 3 uninterrupted steps, bit for bit; the checkpoint's history is
     kept (a sentinel survives), and a changed setting is refused."""

@@ -24,6 +24,7 @@ from glass.train.common import (
     atomic_save,
     check_resume_config,
     export_weights,
+    load_resume,
     save_losses,
 )
 
@@ -82,6 +83,7 @@ class ClassifierTrainer(Trainer):
             raise ValueError(f"trainer.lr must be > 0, got {lr!r}")
         if isinstance(max_minutes, bool) or not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
             raise ValueError(f"trainer.max_minutes must be > 0, got {max_minutes!r}")
+        self.check_common(resume, threads, lr, export=export)
         if batch_size > 50000:
             raise ValueError(
                 f"trainer.batch_size must be at most 50000 (the training split), got {batch_size}"
@@ -117,7 +119,7 @@ class ClassifierTrainer(Trainer):
         total = min(steps_per_epoch * self.epochs, self.max_steps or steps_per_epoch * self.epochs)
         step, losses, history, elapsed = 0, [], [], 0.0
         if self.resume and ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = load_resume(ckpt, ("net", "opt", "gen", "rng", "step", "losses", "history", "elapsed"))
             check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["opt"])

@@ -14,6 +14,7 @@ __all__ = [
     "atomic_save",
     "export_weights",
     "check_resume_config",
+    "load_resume",
     "plot_losses",
     "save_losses",
     "read_losses",
@@ -30,6 +31,24 @@ class Trainer:
 
     def config(self) -> dict:
         return dict(vars(self))
+
+    @staticmethod
+    def check_common(resume, threads, lr=None, ema_decay=None, export=None) -> None:
+        """The options every trainer takes, checked before any data loads: ``trainer.resume=no``
+        arrives as the string 'no' (truthy: it resumed), a negative thread count or learning rate
+        failed late or without naming the option, an EMA decay of 1.5 was silently capped."""
+        from glass.checks import check_int, check_number, check_positive
+
+        if not isinstance(resume, bool):
+            raise ValueError(f"trainer.resume must be true or false, got {resume!r}")
+        if threads is not None:
+            check_int("trainer.threads", threads, 1)
+        if lr is not None:
+            check_positive("trainer.lr", lr)
+        if ema_decay is not None and not check_number("trainer.ema_decay", ema_decay, 0) < 1:
+            raise ValueError(f"trainer.ema_decay must be a number in [0, 1), got {ema_decay!r}")
+        if export is not None and not (isinstance(export, str) and export):
+            raise ValueError(f"trainer.export must be a path (or null: no export), got {export!r}")
 
     def run_config(self, seed: int) -> dict:
         """The settings of a run: the trainer's and its seed (checkpoints and manifests keep these)."""
@@ -98,6 +117,25 @@ def export_weights(state: dict, export: str, manifest: dict) -> Path:
     sealed = seal_manifest({**manifest, "sha256": hashlib.sha256(data).hexdigest()})
     write_text_atomic(man, json.dumps(sealed, indent=2) + "\n")
     return path
+
+
+def load_resume(ckpt: Path, needs: tuple[str, ...]) -> dict:
+    """``ckpt`` (``last.pt``) as a dict holding ``needs``; a file torch cannot read (truncated, not a
+    checkpoint) or one from an older trainer is one ValueError naming it and the way out."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  torch's reader raises RuntimeError, pickle errors, EOFError...
+        raise ValueError(
+            f"{ckpt} is not a readable checkpoint ({type(e).__name__}); pass trainer.resume=false to start "
+            "over (or remove it)"
+        ) from None
+    missing = [k for k in needs if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(
+            f"{ckpt} has no {', '.join(missing)} (another trainer's or an older checkpoint); pass "
+            "trainer.resume=false to start over"
+        )
+    return state
 
 
 def check_resume_config(stored: dict | None, current: dict, keys: tuple[str, ...], ckpt: Path) -> None:

@@ -31,6 +31,7 @@ from glass.train.common import (
     check_resume_config,
     ema_update,
     export_weights,
+    load_resume,
     save_losses,
 )
 
@@ -114,6 +115,10 @@ class FlowTrainer(Trainer):
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0 or samples % 8:
             raise ValueError(f"trainer.samples must be a multiple of 8 (0: no sample grid), got {samples!r}")
         check_int("trainer.decay_steps", decay_steps, 0, max_steps)
+        check_int("trainer.warmup_steps", warmup_steps, 0)
+        self.check_common(resume, threads, lr, ema_decay, export)
+        if init is not None and not (isinstance(init, str) and init):
+            raise ValueError(f"trainer.init must be a checkpoint path (or null), got {init!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if device != "auto":
@@ -163,7 +168,7 @@ class FlowTrainer(Trainer):
             ema.load_state_dict(weights)
             prior_steps = int(manifest.get("total_steps", manifest.get("steps", 0)))
         if self.resume and ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = load_resume(ckpt, ("net", "ema", "opt", "gen", "step", "losses", "elapsed"))
             check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
             stored_max = (state.get("config") or {}).get("max_steps", self.max_steps)
             if self.decay_steps and stored_max != self.max_steps:  # the decay is placed by max_steps

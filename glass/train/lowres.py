@@ -23,6 +23,7 @@ from glass.train.common import (
     check_resume_config,
     ema_update,
     export_weights,
+    load_resume,
     save_losses,
 )
 
@@ -53,6 +54,7 @@ class LowResTrainer(Trainer):
             check_int(f"trainer.{key}", v, 1)
         if check_number("trainer.max_minutes", max_minutes) <= 0:
             raise ValueError(f"trainer.max_minutes must be > 0, got {max_minutes!r}")
+        self.check_common(resume, threads, lr, ema_decay, export)
         self.factor, self.hidden, self.depth, self.batch_size, self.lr = (
             factor,
             hidden,
@@ -83,7 +85,7 @@ class LowResTrainer(Trainer):
         gen = torch.Generator().manual_seed(seed)
         step, losses, elapsed = 0, [], 0.0
         if self.resume and ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = load_resume(ckpt, ("net", "ema", "opt", "gen", "step", "losses", "elapsed"))
             check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
             net.load_state_dict(state["net"])
             ema.load_state_dict(state["ema"])
