@@ -125,4 +125,13 @@ def train(target: str, overrides: list[str]) -> dict:
     from glass.runner import check_out_dir
 
     run_dir = check_out_dir(cfg.out_dir) / "train" / f"{target}{suffix}"
-    return trainer(run_dir, seed=int(cfg.seed), data_root=cfg.data.root, download=cfg.data.download)
+    from glass.claims import claim, claim_path
+
+    # two copies would resume from one last.pt and overwrite it in turn (it could go back in steps)
+    with claim(claim_path(run_dir.parent, run_dir.name)) as mine:
+        if not mine:
+            raise UserError(
+                f"another glass train is training into {run_dir} now; wait for it (it resumes from there) "
+                "or give this one another out_dir"
+            )
+        return trainer(run_dir, seed=int(cfg.seed), data_root=cfg.data.root, download=cfg.data.download)

@@ -118,6 +118,9 @@ def test_flow_resume_continues_exactly(tmp_path):
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert b["losses"][0] == 123.0 and len(b["losses"]) == 3
+    # run again as it is: nothing to train, said in one line (it re-exported under the new settings)
+    with pytest.raises(ValueError, match=r"resumed/last.pt is at trainer.max_steps=3 already: nothing to"):
+        FlowTrainer(max_steps=3, **kw)(tmp_path / "resumed")
     assert not (tmp_path / "straight" / "samples.png").exists()  # samples=0: no grid drawn
     assert a["losses"][1:] == b["losses"][1:]
     for key in ("net", "ema"):
@@ -350,3 +353,22 @@ def test_flow_training_cleans_dead_writes_and_finds_init_from_anywhere(tmp_path,
     kw = {"batch_size": 4, "max_steps": 1, "export": None, "samples": 0}
     FlowTrainer(init="glass/assets/mnist_flow.safetensors", **kw)(run)
     assert not stale.exists() and live.exists()
+
+
+def test_a_second_glass_train_into_the_same_run_is_refused(tmp_path):
+    """Two copies of `glass train flow` on one out_dir resumed from one last.pt and overwrote it in
+    turn (the checkpoint could go back in steps): while one holds the run's claim, another is refused
+    in one line and writes nothing."""
+    from typer.testing import CliRunner
+
+    from glass.claims import claim, claim_path
+    from glass.cli import app
+
+    run_dir = tmp_path / "train" / "flow"
+    with claim(claim_path(run_dir.parent, run_dir.name)) as mine:
+        assert mine
+        res = CliRunner().invoke(app, ["train", "flow", "trainer.max_steps=1", "trainer.export=null",
+                                       "trainer.samples=0", f"out_dir={tmp_path}"])  # fmt: skip
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
+    assert f"another glass train is training into {run_dir} now" in res.stderr
+    assert not run_dir.exists()

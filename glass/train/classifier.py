@@ -22,6 +22,7 @@ from glass.train.common import (
     Progress,
     Trainer,
     atomic_save,
+    check_not_finished,
     check_resume_config,
     export_weights,
     load_resume,
@@ -134,6 +135,7 @@ class ClassifierTrainer(Trainer):
             atomic_save({**state, "elapsed": elapsed, "config": self.run_config(seed)}, ckpt)
             save_losses(losses, run_dir, f"classifier, {step:,} steps")
 
+        check_not_finished(ckpt, step, total, elapsed, self.max_minutes)
         start = time.perf_counter() - elapsed
         net.train()
         with Progress(console) as bar:

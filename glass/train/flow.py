@@ -28,6 +28,7 @@ from glass.train.common import (
     Progress,
     Trainer,
     atomic_save,
+    check_not_finished,
     check_resume_config,
     ema_update,
     export_weights,
@@ -208,6 +209,7 @@ class FlowTrainer(Trainer):
             title = f"flow matching, {steps}{source}"
             save_losses(losses, run_dir, title, first_step=prior_steps)
 
+        check_not_finished(ckpt, step, self.max_steps, elapsed, self.max_minutes)
         start = time.perf_counter() - elapsed
         budget = self.max_minutes * 60
         net.train()

@@ -20,6 +20,7 @@ from glass.train.common import (
     Progress,
     Trainer,
     atomic_save,
+    check_not_finished,
     check_resume_config,
     ema_update,
     export_weights,
@@ -99,6 +100,7 @@ class LowResTrainer(Trainer):
             atomic_save({**state, "config": self.run_config(seed)}, ckpt)
             save_losses(losses, run_dir, f"low-resolution generator, {step:,} steps")
 
+        check_not_finished(ckpt, step, self.max_steps, elapsed, self.max_minutes)
         start = time.perf_counter() - elapsed
         net.train()
         with Progress(console) as bar:
