@@ -548,7 +548,15 @@ def _report(path: Path) -> list[Path]:
             "glass report reads outputs/multirun/... or outputs/reproduce/NAME/SCALE"
         )
     if not rows:
-        raise UserError(f"no finished jobs in {path} yet")
+        from glass.sweep import damaged_jobs
+
+        damaged = damaged_jobs(path)
+        why = "; ".join(f"{name}: {reason}" for name, reason in list(damaged.items())[:3])
+        more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+        raise UserError(
+            f"no finished jobs in {path}" + (f": damaged records ({why}{more}); run the sweep again to "
+                                             "compute them" if damaged else " yet")
+        )  # fmt: skip
     return _render(path, rows, meta)
 
 

@@ -8,8 +8,8 @@ the ``launchers`` extra: ``pip install glass-flows[launchers]``). Layout::
     <out_dir>/multirun/<task>-<hash>/          one sweep (the name is a hash of its jobs' configs)
         sweep.json                             the jobs, their config hashes, W&B group, definition
         000-<config hash>/                     one finished job: config.yaml, job.json, metrics.json, ...
-        001-<config hash>.partial/             a job that is running, or was killed
-        002-<config hash>.failed/              a job that raised (error.txt)
+        001-<config hash>.partial/             a job that is running, or was killed (SIGKILL)
+        002-<config hash>.failed/              a job that raised or was interrupted (error.txt)
         summary.csv  summary.jsonl             one row per job and kernel: swept parameters, metrics,
                                                NFE, wall time, seed
 
@@ -329,7 +329,12 @@ def sweep(
                 + (f", running {len(todo)} with {type(launcher).__name__}" if todo else "")
             )
         if todo:
-            failures = _launch(launcher, todo, sweep_dir, new, announce)
+            try:
+                failures = _launch(launcher, todo, sweep_dir, new, announce)
+            except KeyboardInterrupt:  # Ctrl-C: the summary still lists every job finished before it
+                with contextlib.suppress(Exception):
+                    collect(sweep_dir, planned)
+                raise
     rows = collect(sweep_dir, planned)
     return sweep_dir, rows, failures
 

@@ -264,6 +264,9 @@ def test_run_time_failures_exit_1_and_interrupts_say_what_is_kept(tmp_path, monk
     assert len(list((tmp_path / "single").glob("runs/*/*.failed"))) == 1
     swept = run("run", "-m", *TINY, "seed=0,7", f"out_dir={tmp_path / 'swept'}")
     assert swept.exit_code == 130 and "finished jobs are kept; run the same command to resume" in swept.stderr
+    # the summary lists the job finished before Ctrl-C (Hydra's launcher let the interrupt past it)
+    (sweep,) = (tmp_path / "swept").glob("multirun/*")
+    assert [r["seed"] for r in summary(sweep)] == ["0"] and len(list(sweep.glob("*.failed"))) == 1
 
 
 def test_report_on_a_full_disk_is_one_line_and_keeps_the_old_report(tmp_path, monkeypatch):

@@ -448,6 +448,9 @@ _TABLE: dict[str, list[tuple]] = {
          "is not a sweep directory (no sweep.json and no job directories)"),
         ("a sweep with no finished job", "report {tmp}/sweeps/empty",
          "no finished jobs in $TMP/sweeps/empty yet"),
+        ("a sweep whose only job lost its metrics", "report {tmp}/sweeps/lost-metrics",
+         "no finished jobs in $TMP/sweeps/lost-metrics: damaged records (000-0123456789ab: no metrics.json); "
+         "run the sweep again to compute them"),
         ("damaged sweep.json", "report {tmp}/sweeps/damaged", "sweep.json is damaged (not JSON)"),
         ("sweep.json that is not an object", "report {tmp}/sweeps/not-an-object",
          "sweep.json is damaged (not a sweep record)"),
@@ -561,6 +564,10 @@ def _fixtures(tmp: Path) -> None:
         (tmp / "sweeps" / name).mkdir(parents=True)
         (tmp / "sweeps" / name / "sweep.json").write_text(text)
     (tmp / "sweeps" / "record-is-a-directory" / "sweep.json").mkdir(parents=True)
+    lost = tmp / "sweeps" / "lost-metrics" / "000-0123456789ab"  # a job whose metrics.json is gone
+    lost.mkdir(parents=True)
+    (lost.parent / "sweep.json").write_text('{"group": "g", "jobs": [{"name": "000-0123456789ab"}]}')
+    (lost / "job.json").write_text(json.dumps({"overrides": ["model=gmm"], "config_hash": "0123456789ab"}))
     run = tmp / "single-runs" / "10-00-00-000-posterior-glass-abcdef"
     run.mkdir(parents=True)
     (run / "job.json").write_text(json.dumps({"overrides": ["model=gmm"]}))
