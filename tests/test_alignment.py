@@ -2,6 +2,7 @@
 potentials multiply to exp(lambda r(x_1)), FK steering converges to the exact tilted target on the
 oracle as particles grow, the intermediate reward costs no extra NFE, best-of-N."""
 
+import json
 import math
 
 import pytest
@@ -477,3 +478,28 @@ def test_rewards_get_the_prompt_but_not_the_negative_prompt():
     fk_steering(model, glass.GLASS(1), reward, grid=2, particles=3, groups=2, **cond)
     glass.generate(Guided(model, reward, lam=0.5), glass.GLASS(1), 2, n=2, **cond)
     assert seen and all(p in (["a"] * 3 + ["b"] * 3, ["a", "b"]) for p in seen), seen
+
+
+def test_reward_gradient_passes_are_counted_per_sample_path_as_nfe_is(tmp_path):
+    """FK steering with guided proposals on the oracle, all rows at once or 4 rows per network batch:
+    the same NFE and the same grad_evals per sample path (grad_evals grew with the number of chunks:
+    12 at once, 48 in chunks of 4 on 16 rows). A guidance window of one instant is refused."""
+    from typer.testing import CliRunner
+
+    from glass.alignment.guidance import check_guidance
+    from glass.cli import app
+
+    common = ["run", "model=gmm", "task=fk_steering", "reward=linear", "sampler=glass", "sampler.steps=2",
+              "task.transitions=3", "task.particles=4", "task.groups=4", "task.guidance.lam=0.4",
+              "task.guidance.t_lo=0.01", "task.guidance.t_hi=0.99", "metric=none"]  # fmt: skip
+    rows = []
+    for chunk in ("null", "4"):
+        out = tmp_path / chunk
+        res = CliRunner().invoke(app, [*common, f"task.chunk={chunk}", f"out_dir={out}"])
+        assert res.exit_code == 0, res.output
+        (run,) = out.glob("runs/*/*")
+        rows.append(json.loads((run / "metrics.json").read_text())["rows"][0])
+    assert rows[0]["nfe"] == rows[1]["nfe"] == 6
+    assert rows[0]["grad_evals"] == rows[1]["grad_evals"] > 0
+    with pytest.raises(ValueError, match=r"0 < t_lo < t_hi < 1, got \[0.5, 0.5\]"):
+        check_guidance(t_lo=0.5, t_hi=0.5)

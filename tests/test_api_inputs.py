@@ -97,6 +97,8 @@ def test_more_bad_inputs_of_the_python_entry_points_are_one_clear_error():
         (lambda: glass.best_of_n(gmm, GLASS(2), lambda x: x, 2, 2), r"returned shape \(2, 2\) for 2 samples"),
         (lambda: glass.fk_steering(gmm, glass.GLASS(2), LinearReward(), grid=2, intermediate="posterior",
                                    posterior_steps=0), "posterior_steps must be an integer >= 1"),
+        (lambda: glass.fk_steering(gmm, glass.GLASS(2), LinearReward(), grid=2, posterior_steps=3),
+         "posterior_steps applies to intermediate='posterior', not 'denoiser'"),
     ]  # fmt: skip
     for call, message in cases:
         with pytest.raises(ValueError, match=message):

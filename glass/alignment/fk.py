@@ -126,8 +126,9 @@ def fk_steering(
     denoiser is computed by the next transition, counted), and at the last transition the final
     rewards and weights are those of the replacement. ``progress=True`` shows a bar.
 
-    Resampling happens after transition k < K (not after the last) when ``(k + 1) % resample_every
-    == 0`` and, if ``ess_threshold`` is set, only for groups whose ESS < ess_threshold * particles.
+    Resampling happens after transition k = 0..K-2 (counted from 0; not after the last) when
+    ``(k + 1) % resample_every == 0`` and, if ``ess_threshold`` is set, only for groups whose
+    ESS < ess_threshold * particles.
     ``intermediate="posterior"`` scores x_t by one GLASS posterior sample with ``posterior_steps``
     steps (extra NFE, counted) instead of the free denoiser output.
     """
@@ -138,6 +139,8 @@ def fk_steering(
     check_reward(reward)
     if posterior_steps is not None:
         check_int("posterior_steps", posterior_steps, 1)
+        if intermediate != "posterior":  # the denoiser's intermediate reward takes no posterior sample
+            raise ValueError(f"posterior_steps applies to intermediate='posterior', not {intermediate!r}")
     with torch.no_grad():
         return _fk(model, kernel, reward, grid, particles, groups, lam, potential, resampler, resample_every,
                    ess_threshold, intermediate, posterior_steps, chunk, noise_source(generator), progress,

@@ -37,8 +37,8 @@ def check_guidance(lam=0.4, t_lo=0.2, t_hi=0.7, grad="detached", prefix: str = "
     check_number(f"{prefix}lam", lam, minimum=0)
     check_choice(f"{prefix}grad", grad, ("detached", "network"))
     lo, hi = check_number(f"{prefix}t_lo", t_lo), check_number(f"{prefix}t_hi", t_hi)
-    if not 0 < lo <= hi < 1:
-        raise ValueError(f"the guidance window must satisfy 0 < t_lo <= t_hi < 1, got [{t_lo}, {t_hi}]")
+    if not 0 < lo < hi < 1:  # t_lo = t_hi: a window of one instant, which no step may ever hit
+        raise ValueError(f"the guidance window must satisfy 0 < t_lo < t_hi < 1, got [{t_lo}, {t_hi}]")
 
 
 class Guided:

@@ -31,7 +31,7 @@ from glass.metrics.rewards import mean_se
 from glass.models.base import capabilities_of
 from glass.noise import Streams, indexed_seed
 from glass.rewards.base import score
-from glass.samplers.base import derive_seed
+from glass.samplers.base import derive_seed, row_slices
 from glass.tasks.base import Task, check_gaussian_path, check_int, is_oracle, scoring
 from glass.tasks.prompts import PromptOptions
 
@@ -119,7 +119,9 @@ class _Align(Task):
         x, r, info, trace = self.run(m, kernel, inputs["reward"], groups, streams, self.prompts.cond())
         inputs["rewards"][kernel.label] = r
         mean, se = mean_se(r)
-        row = {"reward": mean, "reward_se": se, **info, "grad_evals": getattr(m, "grad_evals", 0)}
+        # per sample path, as NFE: a reward-gradient pass runs once per chunk of rows
+        chunks = len(row_slices(groups * self.particles, self.chunk))
+        row = {"reward": mean, "reward_se": se, **info, "grad_evals": getattr(m, "grad_evals", 0) / chunks}
         inputs["traces"][kernel.label] = trace
         with scoring(inputs):
             quality = inputs["quality"](x)

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from glass.checks import check_choice
 from glass.noise import Streams, indexed_seed
-from glass.samplers.base import derive_seed
+from glass.samplers.base import derive_seed, row_slices
 from glass.tasks.align import BestOfN, FKSteering, Guidance
 from glass.tasks.base import Task, check_finite, check_gaussian_path, check_int, is_oracle, scoring
 
@@ -170,8 +170,9 @@ class Inverse(Task):
                 advance()
         x = torch.stack(outs)  # (images, samples, *shape)
         check_finite(x, self.describe(kernel.label, inputs))  # before any metric sees a NaN
+        chunks = len(row_slices(samples * self.inner.particles, self.inner.chunk))  # per path, as NFE
         row = {"nfe": info_rows[0]["nfe"], "nfe_per_sample": info_rows[0]["nfe_per_sample"],
-               "grad_evals": grad_evals / len(rewards)}  # fmt: skip
+               "grad_evals": grad_evals / len(rewards) / chunks}  # fmt: skip
         if "ess_min" in info_rows[0]:
             row["ess_min"] = sum(r["ess_min"] for r in info_rows) / len(info_rows)
         with scoring(inputs):
