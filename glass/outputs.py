@@ -230,7 +230,7 @@ def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
 
 
 def _vs_first(rows: list[dict], records: list[dict], labels: list[str]) -> None:
-    """Add ``<name>_vs_first`` (and ``_se``) to every method's row but the first: its reward minus the
+    """Add ``<name>_vs_first`` (and ``_se``, ``_n``) to every method's row but the first: its reward minus the
     first method's, prompt by prompt (each prompt's mean over its outputs), mean and standard error
     over the prompts. Prompts differ far more in difficulty than methods do in reward, and the
     difference within a prompt cancels that, so a gap the unpaired standard errors cannot resolve
@@ -259,6 +259,7 @@ def _vs_first(rows: list[dict], records: list[dict], labels: list[str]) -> None:
             d = [other[i] - base[i] for i in base if i in other]
             if d:
                 row[f"{name}_vs_first"], row[f"{name}_vs_first_se"] = mean_se(d)
+                row[f"{name}_vs_first_n"] = len(d)  # the prompts both methods have
 
 
 def _prompt_se(images: list[dict], value) -> float:

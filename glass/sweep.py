@@ -93,20 +93,25 @@ _MNIST_MODELS = ("glass.models.mnist.", "glass.models.lowfreq.")
 
 
 def weights_digest(cfg) -> dict[str, str]:
-    """File name -> sha256 (its manifest's) of the checkpoints a job's results depend on that its
-    config names by path alone: every shipped checkpoint for an MNIST model (its flow, the classifier
-    its metrics and rewards use, the low-res G; a path of null means a shipped file) and any
-    ``.safetensors`` file the config names. The config hash cannot see a checkpoint retrained in place
-    (``glass train flow`` re-exports glass/assets/mnist_flow): a finished job whose job.json records
-    other digests is run again (:func:`stale_weights`)."""
+    """Checkpoint path -> sha256 (its manifest's) of the checkpoints a job's results depend on that its
+    config names by path alone: an MNIST model's flow (``model.path``, null: the shipped
+    ``mnist_flow``) and the classifier its metrics and rewards read (``model.classifier``, null: the
+    shipped one), and any ``.safetensors`` file the config names (a low-frequency model's flow and G,
+    a reward's classifier). The config hash cannot see a checkpoint retrained in place (``glass train
+    flow`` re-exports glass/assets/mnist_flow): a finished job whose job.json records other digests is
+    run again (:func:`stale_weights`). A file without a readable manifest has no digest."""
     from omegaconf import OmegaConf
 
     from glass.models.mnist import ASSETS, repo_path
 
     data = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
     files = []
-    if str((data.get("model") or {}).get("_target_", "")).startswith(_MNIST_MODELS):
-        files += sorted(ASSETS.glob("*.safetensors"))
+    if str(model.get("_target_", "")).startswith(_MNIST_MODELS):
+        if str(model["_target_"]).startswith("glass.models.mnist.") and not model.get("path"):
+            files.append(ASSETS / "mnist_flow.safetensors")
+        if not model.get("classifier"):
+            files.append(ASSETS / "mnist_classifier.safetensors")
 
     def walk(node):
         if isinstance(node, dict):
@@ -121,8 +126,12 @@ def weights_digest(cfg) -> dict[str, str]:
     walk(data)
     out = {}
     for f in dict.fromkeys(files):
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # no manifest: nothing to compare
-            out[f.name] = str(json.loads(f.with_suffix(".json").read_text())["sha256"])
+        try:
+            manifest = json.loads(f.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and isinstance(manifest.get("sha256"), str):
+            out[str(f)] = manifest["sha256"]
     return out
 
 
@@ -295,9 +304,14 @@ def sweep(
     done = finished_jobs(sweep_dir)
     planned = plan(jobs, done, labels, _earlier_names(sweep_dir))
     retrained = {}
-    for p in planned:  # finished with a checkpoint since retrained in place: computed again
+    for p in planned:  # finished with a checkpoint since retrained in place: computed again, and its
+        # old directory set aside (a summary or report never mixes it in, even if the rerun fails)
         if p.done is not None and (changed := stale_weights(p.done, weights_digest(p.job.cfg))):
-            retrained[p.name], p.done = changed, None
+            retrained[p.name], p.done = [Path(c).name for c in changed], None
+            aside = sweep_dir / f"{p.name}.stale"
+            shutil.rmtree(aside, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (sweep_dir / p.name).rename(aside)
     todo = [p for p in planned if p.done is None]
     failures = []
     task = RunJob(sweep_dir, {p.hash: p.name for p in todo}, {p.hash: p.job for p in todo}, progress)
@@ -317,7 +331,8 @@ def sweep(
                 if name in names:
                     announce(f"{name}: damaged record ({why}), run again")
             for name, changed in retrained.items():
-                announce(f"{name}: computed with another {', '.join(changed)} (retrained since), run again")
+                announce(f"{name}: computed with another {', '.join(changed)} (retrained since), run again "
+                         f"(the old results are in {name}.stale)")  # fmt: skip
             others = len(set(done) - {p.hash for p in planned})
             if others:  # a narrower sweep into a directory that holds more: nothing is lost, but say so
                 announce(f"{others} finished jobs in {sweep_dir} are not in this sweep: kept on disk, left "

@@ -119,8 +119,11 @@ def test_flow_resume_continues_exactly(tmp_path):
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert b["losses"][0] == 123.0 and len(b["losses"]) == 3
     # run again as it is: nothing to train, said in one line (it re-exported under the new settings)
-    with pytest.raises(ValueError, match=r"resumed/last.pt is at trainer.max_steps=3 already: nothing to"):
+    with pytest.raises(ValueError, match=r"last.pt is at its last step \(3\) already: .*raise trainer.max_"):
         FlowTrainer(max_steps=3, **kw)(tmp_path / "resumed")
+    # the same weights exported to a new place is not "nothing to do"
+    again = FlowTrainer(max_steps=3, **{**kw, "export": str(tmp_path / "again")})(tmp_path / "resumed")
+    assert again["steps"] == 3 and (tmp_path / "again.safetensors").is_file()
     assert not (tmp_path / "straight" / "samples.png").exists()  # samples=0: no grid drawn
     assert a["losses"][1:] == b["losses"][1:]
     for key in ("net", "ema"):

@@ -318,6 +318,7 @@ def test_methods_on_a_prompt_set_are_compared_prompt_by_prompt():
     assert not [k for k in first if "vs_first" in k]
     assert second["reward_vs_first"] == pytest.approx(0.5)
     assert second["reward_vs_first_se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert second["reward_vs_first_n"] == 3
     assert second["clip_vs_first"] == pytest.approx(1.0) and second["reward_se"] > 50 * 0.1 / math.sqrt(3)
     (alone,) = aggregate([record(0, [1.0], [2.0])][:1], ["b"])  # one method: nothing to compare
     assert not [k for k in alone if "vs_first" in k]

@@ -422,14 +422,16 @@ def test_a_job_computed_with_a_checkpoint_since_retrained_in_place_is_run_again(
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     recorded = json.loads((jobs_in(tmp_path / "sweep")[0] / "job.json").read_text())["weights"]
-    assert recorded["flow.safetensors"] == json.loads(flow.with_suffix(".json").read_text())["sha256"]
-    assert "mnist_classifier.safetensors" in recorded  # the shipped classifier its metrics would use
+    assert recorded[str(flow)] == json.loads(flow.with_suffix(".json").read_text())["sha256"]
+    assert sorted(Path(k).name for k in recorded) == ["flow.safetensors", "mnist_classifier.safetensors"]
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "2 already finished (skipped)" in again.stderr
     ship("mnist_flow_v1")
     third = runner.invoke(app, args)
     assert third.exit_code == 0 and "2 already finished" not in third.stderr, third.stderr
     assert third.stderr.count("computed with another flow.safetensors (retrained since), run again") == 2
-    assert len(jobs_in(tmp_path / "sweep")) == 2  # the same jobs' directories, replaced
+    jobs = [p for p in jobs_in(tmp_path / "sweep") if p.suffix != ".stale"]
+    assert len(jobs) == 2 and len(list((tmp_path / "sweep").glob("*.stale"))) == 2  # old results set aside
     recorded = json.loads((jobs_in(tmp_path / "sweep")[0] / "job.json").read_text())["weights"]
-    assert recorded["flow.safetensors"] == json.loads(flow.with_suffix(".json").read_text())["sha256"]
+    assert recorded[str(flow)] == json.loads(flow.with_suffix(".json").read_text())["sha256"]
+    assert len(summary(tmp_path / "sweep")) == 2  # the new jobs' rows only

@@ -22,7 +22,6 @@ from glass.train.common import (
     Progress,
     Trainer,
     atomic_save,
-    check_not_finished,
     check_resume_config,
     export_weights,
     load_resume,
@@ -119,9 +118,11 @@ class ClassifierTrainer(Trainer):
         steps_per_epoch = len(x_train) // self.batch_size
         total = min(steps_per_epoch * self.epochs, self.max_steps or steps_per_epoch * self.epochs)
         step, losses, history, elapsed = 0, [], [], 0.0
+        stored = None  # the resumed checkpoint's settings
         if self.resume and ckpt.is_file():
             state = load_resume(ckpt, ("net", "opt", "gen", "rng", "step", "losses", "history", "elapsed"))
             check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
+            stored = state.get("config") or {}
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["opt"])
             gen.set_state(state["gen"])
@@ -135,7 +136,7 @@ class ClassifierTrainer(Trainer):
             atomic_save({**state, "elapsed": elapsed, "config": self.run_config(seed)}, ckpt)
             save_losses(losses, run_dir, f"classifier, {step:,} steps")
 
-        check_not_finished(ckpt, step, total, elapsed, self.max_minutes)
+        self.check_not_finished(ckpt, step, total, elapsed, stored)
         start = time.perf_counter() - elapsed
         net.train()
         with Progress(console) as bar:

@@ -15,7 +15,6 @@ __all__ = [
     "export_weights",
     "check_resume_config",
     "load_resume",
-    "check_not_finished",
     "plot_losses",
     "save_losses",
     "read_losses",
@@ -32,6 +31,25 @@ class Trainer:
 
     def config(self) -> dict:
         return dict(vars(self))
+
+    def check_not_finished(
+        self, ckpt: Path, step: int, last: int, elapsed: float, stored: dict | None
+    ) -> None:
+        """A resumed run with nothing left to do (at its last step, or its max_minutes of training time
+        used up) is one ValueError saying what to change: it trained 0 steps and exported again under
+        settings (e.g. a longer max_minutes) that did not make the weights. A new ``trainer.export``
+        (``stored``: the checkpoint's settings) is allowed: the same weights exported elsewhere."""
+        if stored is not None and stored.get("export") != getattr(self, "export", None):
+            return
+        if step >= last:
+            fixed = "max_steps" in self.RESUME_KEYS  # the classifier's length is part of its schedule
+            how = "trainer.resume=false to start over" if fixed else "raise trainer.max_steps to go on"
+            raise ValueError(f"{ckpt} is at its last step ({last}) already: nothing to train ({how})")
+        if elapsed >= self.max_minutes * 60:
+            raise ValueError(
+                f"{ckpt} has trained {elapsed / 60:.1f} minutes, trainer.max_minutes={self.max_minutes:g} "
+                "already: nothing to train (raise trainer.max_minutes to go on)"
+            )
 
     @staticmethod
     def check_common(resume, threads, lr=None, ema_decay=None, export=None) -> None:
@@ -137,20 +155,6 @@ def load_resume(ckpt: Path, needs: tuple[str, ...]) -> dict:
             "trainer.resume=false to start over"
         )
     return state
-
-
-def check_not_finished(ckpt: Path, step: int, max_steps: int, elapsed: float, max_minutes: float) -> None:
-    """A resumed run with nothing left to do (at max_steps, or its max_minutes of training time used
-    up) is one ValueError saying which limit to raise: it trained 0 steps and exported again under
-    settings (e.g. a longer max_minutes) that did not make the weights."""
-    if step >= max_steps:
-        raise ValueError(f"{ckpt} is at trainer.max_steps={max_steps} already: nothing to train (raise "
-                         "trainer.max_steps to go on, or trainer.resume=false to start over)")  # fmt: skip
-    if elapsed >= max_minutes * 60:
-        raise ValueError(
-            f"{ckpt} has trained {elapsed / 60:.1f} minutes, trainer.max_minutes={max_minutes:g} already: "
-            "nothing to train (raise trainer.max_minutes to go on)"
-        )
 
 
 def check_resume_config(stored: dict | None, current: dict, keys: tuple[str, ...], ckpt: Path) -> None:

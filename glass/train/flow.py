@@ -28,7 +28,6 @@ from glass.train.common import (
     Progress,
     Trainer,
     atomic_save,
-    check_not_finished,
     check_resume_config,
     ema_update,
     export_weights,
@@ -168,9 +167,11 @@ class FlowTrainer(Trainer):
             net.load_state_dict(weights)
             ema.load_state_dict(weights)
             prior_steps = int(manifest.get("total_steps", manifest.get("steps", 0)))
+        stored = None  # the resumed checkpoint's settings
         if self.resume and ckpt.is_file():
             state = load_resume(ckpt, ("net", "ema", "opt", "gen", "step", "losses", "elapsed"))
             check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
+            stored = state.get("config") or {}
             stored_max = (state.get("config") or {}).get("max_steps", self.max_steps)
             if self.decay_steps and stored_max != self.max_steps:  # the decay is placed by max_steps
                 raise ValueError(
@@ -209,7 +210,7 @@ class FlowTrainer(Trainer):
             title = f"flow matching, {steps}{source}"
             save_losses(losses, run_dir, title, first_step=prior_steps)
 
-        check_not_finished(ckpt, step, self.max_steps, elapsed, self.max_minutes)
+        self.check_not_finished(ckpt, step, self.max_steps, elapsed, stored)
         start = time.perf_counter() - elapsed
         budget = self.max_minutes * 60
         net.train()

@@ -20,7 +20,6 @@ from glass.train.common import (
     Progress,
     Trainer,
     atomic_save,
-    check_not_finished,
     check_resume_config,
     ema_update,
     export_weights,
@@ -85,9 +84,11 @@ class LowResTrainer(Trainer):
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr)
         gen = torch.Generator().manual_seed(seed)
         step, losses, elapsed = 0, [], 0.0
+        stored = None  # the resumed checkpoint's settings
         if self.resume and ckpt.is_file():
             state = load_resume(ckpt, ("net", "ema", "opt", "gen", "step", "losses", "elapsed"))
             check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
+            stored = state.get("config") or {}
             net.load_state_dict(state["net"])
             ema.load_state_dict(state["ema"])
             opt.load_state_dict(state["opt"])
@@ -100,7 +101,7 @@ class LowResTrainer(Trainer):
             atomic_save({**state, "config": self.run_config(seed)}, ckpt)
             save_losses(losses, run_dir, f"low-resolution generator, {step:,} steps")
 
-        check_not_finished(ckpt, step, self.max_steps, elapsed, self.max_minutes)
+        self.check_not_finished(ckpt, step, self.max_steps, elapsed, stored)
         start = time.perf_counter() - elapsed
         net.train()
         with Progress(console) as bar:
