@@ -10,6 +10,7 @@ the ``launchers`` extra: ``pip install glass-flows[launchers]``). Layout::
         000-<config hash>/                     one finished job: config.yaml, job.json, metrics.json, ...
         001-<config hash>.partial/             a job that is running, or was killed (SIGKILL)
         002-<config hash>.failed/              a job that raised or was interrupted (error.txt)
+        003-<config hash>.stale/               a finished job's results under a checkpoint since retrained
         summary.csv  summary.jsonl             one row per job and kernel: swept parameters, metrics,
                                                NFE, wall time, seed
 
