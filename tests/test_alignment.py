@@ -503,3 +503,20 @@ def test_reward_gradient_passes_are_counted_per_sample_path_as_nfe_is(tmp_path):
     assert rows[0]["grad_evals"] == rows[1]["grad_evals"] > 0
     with pytest.raises(ValueError, match=r"0 < t_lo < t_hi < 1, got \[0.5, 0.5\]"):
         check_guidance(t_lo=0.5, t_hi=0.5)
+
+
+def test_fk_steering_untilted_on_the_oracle_is_scored_against_p_itself(tmp_path):
+    """task.lam=0: FK steering's target is p (no tilt), whose exact samples the oracle has; the run
+    reported no energy distance at all (only a tilted target was scored), now its distance to p and
+    p's exact E[r] (0 for the ring's linear reward)."""
+    from typer.testing import CliRunner
+
+    from glass.cli import app
+
+    res = CliRunner().invoke(app, ["run", "model=gmm", "task=fk_steering", "reward=linear", "task.lam=0",
+                                   "sampler=glass", "sampler.steps=2", "task.groups=64", "metric=oracle",
+                                   "metric.floor_repeats=2", f"out_dir={tmp_path}"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (run,) = tmp_path.glob("runs/*/*")
+    row = json.loads((run / "metrics.json").read_text())["rows"][0]
+    assert row["energy"] >= 0 and abs(row["exact_reward"]) < 1e-12

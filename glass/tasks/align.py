@@ -236,7 +236,7 @@ class AlignedQuality:
         self.images = capabilities_of(model).classifier  # MNIST: FID, target accuracy, diversity
         if self.oracle:  # the reward's exact target p(z) exp(lam r(z)) (linear reward, measurement)
             self.reward = reward
-            if lam:
+            if lam is not None:  # lam = 0 (FK steering untilted): the target is p itself
                 self.tilted = reward.exact_target(model, lam)
             self.reference = (model if self.tilted is None else self.tilted).sample(groups, generator)
         elif self.images:
