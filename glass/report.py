@@ -575,15 +575,7 @@ def _render(path: Path, rows: list[dict], meta: dict, draw: bool = True) -> list
     written = []
     plots = spec.get("report", {}).get("plots", [])
     md = _header(spec, title, scale)
-    jobs = len({r["job"] for r in rows})
-    expected = len(meta.get("jobs", [])) or jobs
-    if spec.get("prompts"):
-        spread = "mean ± standard error over the images of the prompt set"
-    elif len({r.get("seed") for r in rows}) > 1:
-        spread = "mean ± standard error over repeated jobs (seeds)"
-    else:  # aggregate keeps a single job's own <value>_se: the error of its samples, not over seeds
-        spread = "one seed: each value ± the job's own standard error over its samples, where it has one"
-    md += [f"{jobs} of {expected} jobs finished; {spread}.", ""]
+    md += [_finished_line(rows, meta, spec), ""]
     models = _order(r["model"] for r in rows if r.get("model"))
     about = ([f"model {models[0]}"] if len(models) == 1 else []) + ([f"scale {scale}"] if scale else [])
     figure_title = f"{title} — {', '.join(about)}" if about else title  # small and large runs told apart
@@ -622,6 +614,19 @@ def _render(path: Path, rows: list[dict], meta: dict, draw: bool = True) -> list
     write_text_atomic(out, "\n".join(md))
     written.append(out)
     return written
+
+
+def _finished_line(rows: list[dict], meta: dict, spec: dict) -> str:
+    """"N of M jobs finished" (M: the sweep's or the definition's jobs) and what its ± means."""
+    jobs = len({r["job"] for r in rows})
+    expected = len(meta.get("jobs", [])) or jobs
+    if spec.get("prompts"):
+        spread = "mean ± standard error over the images of the prompt set"
+    elif len({r.get("seed") for r in rows}) > 1:
+        spread = "mean ± standard error over repeated jobs (seeds)"
+    else:  # aggregate keeps a single job's own <value>_se: the error of its samples, not over seeds
+        spread = "one seed: each value ± the job's own standard error over its samples, where it has one"
+    return f"{jobs} of {expected} jobs finished; {spread}."
 
 
 def _prompt_sets(path: Path, written: list[Path]) -> list[str]:

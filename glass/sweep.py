@@ -305,14 +305,9 @@ def sweep(
     done = finished_jobs(sweep_dir)
     planned = plan(jobs, done, labels, _earlier_names(sweep_dir))
     retrained = {}
-    for p in planned:  # finished with a checkpoint since retrained in place: computed again, and its
-        # old directory set aside (a summary or report never mixes it in, even if the rerun fails)
+    for p in planned:  # finished with a checkpoint since retrained in place: computed again
         if p.done is not None and (changed := stale_weights(p.done, weights_digest(p.job.cfg))):
             retrained[p.name], p.done = [Path(c).name for c in changed], None
-            aside = sweep_dir / f"{p.name}.stale"
-            shutil.rmtree(aside, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                (sweep_dir / p.name).rename(aside)
     todo = [p for p in planned if p.done is None]
     failures = []
     task = RunJob(sweep_dir, {p.hash: p.name for p in todo}, {p.hash: p.job for p in todo}, progress)
@@ -326,24 +321,13 @@ def sweep(
             reason = e.strerror or e
             raise UserError(f"cannot create the sweep directory {str(sweep_dir)!r}: {reason}") from None
         _write_sweep_json(sweep_dir, planned, group or sweep_dir.name, definition)
+        for name in retrained:  # set aside: a summary or report never mixes them in, even if a rerun fails
+            shutil.rmtree(sweep_dir / f"{name}.stale", ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (sweep_dir / name).rename(sweep_dir / f"{name}.stale")
         if announce:
-            names = {p.name for p in todo}
-            for name, why in damaged_jobs(sweep_dir).items():
-                if name in names:
-                    announce(f"{name}: damaged record ({why}), run again")
-            for name, changed in retrained.items():
-                announce(f"{name}: computed with another {', '.join(changed)} (retrained since), run again "
-                         f"(the old results are in {name}.stale)")  # fmt: skip
-            others = len(set(done) - {p.hash for p in planned})
-            if others:  # a narrower sweep into a directory that holds more: nothing is lost, but say so
-                announce(f"{others} finished jobs in {sweep_dir} are not in this sweep: kept on disk, left "
-                         "out of its summary and report")  # fmt: skip
-            skipped = len(planned) - len(todo)
-            announce(
-                f"sweep {sweep_dir}: {len(planned)} jobs"
-                + (f", {skipped} already finished (skipped)" if skipped else "")
-                + (f", running {len(todo)} with {type(launcher).__name__}" if todo else "")
-            )
+            _announce_plan(announce, sweep_dir, planned, todo, len(set(done) - {p.hash for p in planned}),
+                           retrained, type(launcher).__name__)  # fmt: skip
         if todo:
             try:
                 failures = _launch(launcher, todo, sweep_dir, new, announce)
@@ -353,6 +337,28 @@ def sweep(
                 raise
     rows = collect(sweep_dir, planned)
     return sweep_dir, rows, failures
+
+
+def _announce_plan(announce, sweep_dir: Path, planned: list, todo: list, others: int, retrained: dict,
+                   launcher: str) -> None:
+    """What the sweep will do: jobs run again (damaged, or computed under a checkpoint since
+    retrained), finished jobs that are not in this sweep, and how many are skipped."""
+    names = {p.name for p in todo}
+    for name, why in damaged_jobs(sweep_dir).items():
+        if name in names:
+            announce(f"{name}: damaged record ({why}), run again")
+    for name, changed in retrained.items():
+        announce(f"{name}: computed with another {', '.join(changed)} (retrained since), run again "
+                 f"(the old results are in {name}.stale)")  # fmt: skip
+    if others:  # a narrower sweep into a directory that holds more: nothing is lost, but say so
+        announce(f"{others} finished jobs in {sweep_dir} are not in this sweep: kept on disk, left "
+                 "out of its summary and report")  # fmt: skip
+    skipped = len(planned) - len(todo)
+    announce(
+        f"sweep {sweep_dir}: {len(planned)} jobs"
+        + (f", {skipped} already finished (skipped)" if skipped else "")
+        + (f", running {len(todo)} with {launcher}" if todo else "")
+    )
 
 
 def _launch(launcher, todo: list[Planned], sweep_dir: Path, new: bool, announce) -> list[tuple[str, str]]:

@@ -45,9 +45,10 @@ def test_a_variant_may_sweep_more_seeds_than_the_others():
     assert got == sorted([(v, f"seed={s}", f"sampler.steps={m}") for v, seeds in (("ode", 2), ("glass", 3))
                           for s in range(seeds) for m in (2, 4)])  # fmt: skip
     assert all(ov[:2] == ["model=gmm", f"sampler={lab['variant']}"] for ov, lab in zip(jobs, labels))
-    from glass.reproduce import _swept
+    from glass.definitions import swept_keys
 
-    assert _swept(spec, "small") == {"seed": [0, 1, 2], "sampler.steps": [2, 4]}  # what a user value replaces
+    # what a user's value replaces
+    assert swept_keys(spec, "small") == {"seed": [0, 1, 2], "sampler.steps": [2, 4]}
     jobs, labels = job_overrides(spec, "small", ["seed=7"])
     assert len(jobs) == 4 and all(ov[-1] == "seed=7" for ov in jobs)
 
