@@ -627,7 +627,8 @@ def test_the_same_generator_list_gives_the_pipelines_own_samples(family):
 def test_measurement_rewards_on_a_latent_model_score_decoded_pixels(tmp_path):
     """Inpainting in pixel space through the decoder: y comes from an image file of the decoder's
     size, FK steering and guidance run on the latents, the likelihood's gradient reaches the latents
-    through the VAE, and the test-set source is refused with one line (no data set)."""
+    through the VAE; a file of another size, and the test-set source (no data set), are refused with
+    one line when the reward is bound."""
     import numpy as np
     from PIL import Image
 
@@ -654,6 +655,10 @@ def test_measurement_rewards_on_a_latent_model_score_decoded_pixels(tmp_path):
     assert grad.shape == x.shape and float(grad.abs().sum()) > 0 and torch.isfinite(grad).all()
     y = glass.generate(guided, glass.GLASS(1), 2, 2, generator=g)
     assert torch.isfinite(y).all() and guided.grad_evals > 0
+    Image.fromarray(img[: s // 2]).save(tmp_path / "half.png")  # refused when bound, not at sampling
+    with pytest.raises(ValueError, match=rf"half.png has shape \(3, {s // 2}, {s}\); .* decodes to images of "
+                       rf"shape \(3, {s}, {s}\)"):  # fmt: skip
+        resolve_reward(Measurement("inpaint", source=str(tmp_path / "half.png")), model)
     for source in ("test:0", "valid:0"):
         match = f"reward.source={source} observes the model's data set; .* has none"
         with pytest.raises(ValueError, match=match):

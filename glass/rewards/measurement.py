@@ -150,9 +150,14 @@ class Measurement:
                 f"reward.source={self.source} holds values in [{lo:.4g}, {hi:.4g}]; {model!r} makes images "
                 "in [-1, 1] (a [0, 1] image: 2 x - 1; a 0..255 one: x / 127.5 - 1)"
             )
-        if shape is not None and not latent and tuple(x0.shape[1:]) != tuple(shape):
+        if latent and shape is not None:  # the decoder's image size, from one decoded zero latent (it
+            zero = torch.zeros(1, *shape, dtype=torch.float64, device=model.device)  # failed at sampling)
+            with torch.no_grad():
+                shape = tuple(model.decode(zero).shape[1:])
+        if shape is not None and tuple(x0.shape[1:]) != tuple(shape):
+            makes = "decodes to images" if latent else "makes data"
             raise ValueError(
-                f"reward.source={self.source} has shape {tuple(x0.shape[1:])}; {model!r} makes data of "
+                f"reward.source={self.source} has shape {tuple(x0.shape[1:])}; {model!r} {makes} of "
                 f"shape {tuple(shape)}"
             )
         return self.observe(x0)
