@@ -199,9 +199,11 @@ def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
     from glass.metrics.rewards import mean_se
 
     rows = []
+    by_label = {label: [line for rec in records for line in rec["images"] if line["method"] == label]
+                for label in labels}  # fmt: skip
     for label in labels:
         per_prompt = [rec["methods"][label] for rec in records]
-        images = [line for rec in records for line in rec["images"] if line["method"] == label]
+        images = by_label[label]
         row, task = {"sampler": label}, {}
         for k in per_prompt[0]["row"]:
             values = [p["row"].get(k) for p in per_prompt]
@@ -211,13 +213,9 @@ def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
             task[k] = values[0] if len(set(values)) == 1 else float(sum(values) / len(values))
         if "groups" in task:
             task["groups"] = len(images)
-        if images and "reward" in images[0]:
-            row["reward"], row["reward_se"] = mean_se([line["reward"] for line in images])
-            row["reward_prompt_se"] = _prompt_se(images, lambda line: line["reward"])
-            row["reward_n"] = len(images)
-        for name in images[0].get("rewards", {}) if images else ():
-            row[name], row[f"{name}_se"] = mean_se([line["rewards"][name] for line in images])
-            row[f"{name}_prompt_se"] = _prompt_se(images, lambda line, name=name: line["rewards"][name])
+        for name in _reward_names(images):
+            row[name], row[f"{name}_se"] = mean_se([_reward(name)(line) for line in images])
+            row[f"{name}_prompt_se"] = _prompt_se(images, _reward(name))
             row[f"{name}_n"] = len(images)
         d = [p["diversity"] for p in per_prompt if p.get("diversity") is not None]
         if d:
@@ -225,41 +223,48 @@ def aggregate(records: list[dict], labels: list[str]) -> list[dict]:
             row["diversity_n_prompts"] = len(d)
         row.update({**task, "prompts": len(records), "outputs": len(images)})
         rows.append(row)
-    _vs_first(rows, records, labels)
+    _vs_first(rows, [by_label[label] for label in labels])
     return rows
 
 
-def _vs_first(rows: list[dict], records: list[dict], labels: list[str]) -> None:
-    """Add ``<name>_vs_first`` (and ``_se``, ``_n``) to every method's row but the first: its reward minus the
-    first method's, prompt by prompt (each prompt's mean over its outputs), mean and standard error
-    over the prompts. Prompts differ far more in difficulty than methods do in reward, and the
+def _vs_first(rows: list[dict], images: list[list[dict]]) -> None:
+    """Add ``<name>_vs_first`` (and ``_se``, ``_n``) to every method's row but the first (``images``:
+    each method's image lines, in the rows' order): its reward minus the first method's, prompt by
+    prompt (each prompt's mean over its outputs, :func:`_prompt_means`), mean and standard error over
+    the prompts both have. Prompts differ far more in difficulty than methods do in reward, and the
     difference within a prompt cancels that, so a gap the unpaired standard errors cannot resolve
     often shows here."""
     from glass.metrics.rewards import mean_se
 
-    def per_prompt(label: str, value) -> dict[int, float]:
-        per: dict[int, list[float]] = {}
-        for rec in records:
-            for line in rec["images"]:
-                if line["method"] == label:
-                    per.setdefault(line["prompt_index"], []).append(float(value(line)))
-        return {i: sum(v) / len(v) for i, v in per.items()}
-
-    first = [line for rec in records for line in rec["images"] if line["method"] == labels[0]][:1]
-    if not first:
-        return
-    names = (["reward"] if "reward" in first[0] else []) + list(first[0].get("rewards", {}))
-    for name in names:
-        def value(line, name=name):
-            return line["reward"] if name == "reward" else line["rewards"][name]
-
-        base = per_prompt(labels[0], value)
-        for row, label in zip(rows[1:], labels[1:]):
-            other = per_prompt(label, value)
+    for name in _reward_names(images[0]):
+        base = _prompt_means(images[0], _reward(name))
+        for row, lines in zip(rows[1:], images[1:]):
+            other = _prompt_means(lines, _reward(name))
             d = [other[i] - base[i] for i in base if i in other]
             if d:
                 row[f"{name}_vs_first"], row[f"{name}_vs_first_se"] = mean_se(d)
-                row[f"{name}_vs_first_n"] = len(d)  # the prompts both methods have
+                row[f"{name}_vs_first_n"] = len(d)
+
+
+def _reward_names(images: list[dict]) -> list[str]:
+    """The rewards an image line carries: the steered ``reward`` (where there is one), then the held-out
+    rewards of ``metric=rewards``."""
+    if not images:
+        return []
+    return (["reward"] if "reward" in images[0] else []) + list(images[0].get("rewards", {}))
+
+
+def _reward(name: str):
+    """An image line's value of reward ``name``: the steered ``reward``, or a held-out one."""
+    return (lambda line: line["reward"]) if name == "reward" else (lambda line: line["rewards"][name])
+
+
+def _prompt_means(images: list[dict], value) -> dict[int, float]:
+    """Prompt index -> the mean of ``value`` over that prompt's images."""
+    per: dict[int, list[float]] = {}
+    for line in images:
+        per.setdefault(line["prompt_index"], []).append(float(value(line)))
+    return {i: sum(v) / len(v) for i, v in per.items()}
 
 
 def _prompt_se(images: list[dict], value) -> float:
@@ -268,10 +273,7 @@ def _prompt_se(images: list[dict], value) -> float:
     (they share its difficulty), so the error over images is smaller than this whenever per_prompt > 1."""
     from glass.metrics.rewards import mean_se
 
-    per: dict[int, list[float]] = {}
-    for line in images:
-        per.setdefault(line["prompt_index"], []).append(float(value(line)))
-    return mean_se([sum(v) / len(v) for v in per.values()])[1]
+    return mean_se(list(_prompt_means(images, value).values()))[1]
 
 
 def _caption(line: dict) -> str:

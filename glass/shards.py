@@ -35,7 +35,8 @@ def merge_shards(sweep_dir: Path) -> list[Path]:
         for d in dirs:
             for index, rec in read_records(d, key).items():
                 found.setdefault(index, (d, rec))
-        if len(dirs) < 2 and len(found) >= (next(iter(found.values()))[1].get("file_prompts") or 0):
+        total = next(iter(found.values()))[1].get("file_prompts")
+        if len(dirs) < 2 and len(found) >= (total or 0):
             continue  # the whole file in one job
         first = json.loads((dirs[0] / "metrics.json").read_text())
         labels = [row["sampler"] for row in first["rows"]]
@@ -44,7 +45,6 @@ def merge_shards(sweep_dir: Path) -> list[Path]:
         shutil.rmtree(building, ignore_errors=True)  # a prompt an earlier merge held and this one does not
         building.mkdir(parents=True)  # leaves no geneval/ folder behind for an evaluator to score
         rows = merge(building, [found[i] for i in sorted(found)], labels)
-        total = next(iter(found.values()))[1].get("file_prompts")
         meta = {"seed": first["seed"], "rows": rows, "prompts": len(found), "file_prompts": total}
         write_json_atomic(building / "metrics.json", {**meta, "shards": [d.name for d in dirs]})
         shutil.rmtree(target, ignore_errors=True)  # the previous merge (derived from the shards alone)

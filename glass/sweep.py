@@ -90,32 +90,24 @@ class Planned:
     labels: dict | None = None
 
 
-_MNIST_MODELS = ("glass.models.mnist.", "glass.models.lowfreq.")
-
-
 def weights_digest(cfg) -> dict[str, str]:
     """Checkpoint path -> sha256 (its manifest's) of the checkpoints a job's results depend on that its
-    config names by path alone: an MNIST model's flow (``model.path``, null: the shipped
-    ``mnist_flow``) and the classifier its metrics and rewards read (``model.classifier``, null: the
-    shipped one), and any ``.safetensors`` file the config names (a low-frequency model's flow and G,
-    a reward's classifier). The config hash cannot see a checkpoint retrained in place (``glass train
-    flow`` re-exports glass/assets/mnist_flow): a finished job whose job.json records other digests is
-    run again (:func:`stale_weights`). A file without a readable manifest has no digest."""
+    config names by path alone: every ``.safetensors`` file the config names, and the shipped ones a
+    null path stands for (``glass.models.mnist.DEFAULT_CHECKPOINTS``: model=mnist's flow, the
+    classifier of the MNIST models and the classifier reward). The config hash cannot see a checkpoint
+    retrained in place (``glass train flow`` re-exports glass/assets/mnist_flow): a finished job whose
+    job.json records other digests is run again (:func:`stale_weights`). A file without a readable
+    manifest has no digest."""
     from omegaconf import OmegaConf
 
-    from glass.models.mnist import ASSETS, repo_path
+    from glass.models.mnist import DEFAULT_CHECKPOINTS, repo_path
 
-    data = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
-    model = data.get("model") if isinstance(data.get("model"), dict) else {}
     files = []
-    if str(model.get("_target_", "")).startswith(_MNIST_MODELS):
-        if str(model["_target_"]).startswith("glass.models.mnist.") and not model.get("path"):
-            files.append(ASSETS / "mnist_flow.safetensors")
-        if not model.get("classifier"):
-            files.append(ASSETS / "mnist_classifier.safetensors")
 
     def walk(node):
         if isinstance(node, dict):
+            defaults = DEFAULT_CHECKPOINTS.get(str(node.get("_target_")), {})
+            files.extend(f for key, f in defaults.items() if not node.get(key))
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
@@ -124,9 +116,9 @@ def weights_digest(cfg) -> dict[str, str]:
         elif isinstance(node, str) and node.endswith(".safetensors"):
             files.append(repo_path(node))
 
-    walk(data)
+    walk(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
     out = {}
-    for f in dict.fromkeys(files):
+    for f in dict.fromkeys(f.resolve() for f in files):  # one key per file, from any directory
         try:
             manifest = json.loads(f.with_suffix(".json").read_text())
         except (OSError, ValueError):

@@ -312,7 +312,7 @@ def test_bad_training_input():
         res.exit_code == 2 and "unknown training target 'flows'; choose from: classifier, flow" in res.stderr
     )
     res = runner.invoke(app, ["train", "flow", "trainer.lr=-1"])
-    assert res.exit_code == 2 and res.stderr == "error: trainer.lr must be > 0, got -1\n"
+    assert res.exit_code == 2 and res.stderr == "error: trainer.lr must be a number > 0, got -1\n"
 
 
 def test_shipped_flow_checkpoints_load_from_any_directory_and_continue_each_other(monkeypatch, tmp_path):

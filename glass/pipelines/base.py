@@ -141,11 +141,10 @@ class PipelineModel(Model):
                 f"max_sequence_length={max_sequence_length} applies to FLUX, FLUX.2 and SD3 (T5 / Qwen text "
                 f"encoders), not to {self.family}: leave it None"
             )
-        cap = self.max_length_cap
         self.max_sequence_length = (
             self.max_length
             if max_sequence_length is None
-            else check_int("max_sequence_length", max_sequence_length, 1, cap if cap else None)
+            else check_int("max_sequence_length", max_sequence_length, 1, self.max_length_cap)
         )
         self._embeddings: dict[str | None, dict[str, Tensor]] = {}  # one text's, batch dimension 1
         self._batched: dict[tuple, dict[str, Tensor]] = {}  # the last row lists' (see embeddings)

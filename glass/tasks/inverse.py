@@ -29,6 +29,7 @@ measurement. Every kernel of a comparison sees the same measurements and streams
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -43,11 +44,10 @@ from glass.tasks.base import Task, check_finite, check_gaussian_path, check_int,
 __all__ = ["Inverse", "METHODS"]
 
 METHODS = ("fk_steering", "best_of_n", "guidance")
-#: the options each method does not use, and their defaults (conf/task/inverse.yaml's): another value
-#: for one of them is refused
+#: the options each method does not use: a value other than the default (Inverse's signature, which
+#: conf/task/inverse.yaml repeats) is refused
 UNUSED = {"fk_steering": (), "best_of_n": ("lam", "resample_every", "ess_threshold"),
           "guidance": ("particles", "lam", "resample_every", "ess_threshold")}  # fmt: skip
-INVERSE_DEFAULTS = {"particles": 4, "lam": 1.0, "resample_every": 1, "ess_threshold": None}
 #: guidance strength of method=guidance: lam = 1 weighs the likelihood as the posterior does, but the
 #: first-order (detached) step D + lam (sigma_t^2 / alpha_t) A^T (y - A D) / noise^2 overshoots when
 #: noise is small (MNIST inpainting at noise 0.1: NaN at lam = 1); 0.1 is stable there
@@ -73,8 +73,9 @@ class Inverse(Task):
     ):
         self.method = check_choice("task.method", method, METHODS)
         given = dict(particles=particles, lam=lam, resample_every=resample_every, ess_threshold=ess_threshold)
+        defaults = inspect.signature(Inverse.__init__).parameters
         for key in UNUSED[method]:  # a value the method would drop is refused, not silently ignored
-            if given[key] != INVERSE_DEFAULTS[key]:
+            if given[key] != defaults[key].default:
                 users = ", ".join(m for m in METHODS if key not in UNUSED[m])
                 raise ValueError(
                     f"task.{key}={given[key]} is not used by task.method={method} (only by {users}); "
@@ -135,7 +136,7 @@ class Inverse(Task):
         images, samples = self.sizes(model)
         particles = getattr(self.inner, "particles", 1)
         k = self.inner.transitions
-        if samples * particles >= images * samples:
+        if particles >= images:
             return samples * particles, k, "task.samples x task.particles; task.transitions"
         return images * samples, k, "task.images x task.samples; task.transitions"
 

@@ -79,8 +79,6 @@ class ClassifierTrainer(Trainer):
         for key, v in {"width": width, "hidden": hidden, "batch_size": batch_size, "epochs": epochs}.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"trainer.{key} must be an integer >= 1, got {v!r}")
-        if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"trainer.lr must be > 0, got {lr!r}")
         if isinstance(max_minutes, bool) or not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
             raise ValueError(f"trainer.max_minutes must be > 0, got {max_minutes!r}")
         self.check_common(resume, threads, lr, export=export)

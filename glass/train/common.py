@@ -28,6 +28,8 @@ class Trainer:
 
     RESUME_KEYS: tuple[str, ...] = ()
     threads: int | None = None
+    export: str | None = None
+    max_minutes: float
 
     def config(self) -> dict:
         return dict(vars(self))
@@ -39,7 +41,7 @@ class Trainer:
         used up) is one ValueError saying what to change: it trained 0 steps and exported again under
         settings (e.g. a longer max_minutes) that did not make the weights. A new ``trainer.export``
         (``stored``: the checkpoint's settings) is allowed: the same weights exported elsewhere."""
-        if stored is not None and stored.get("export") != getattr(self, "export", None):
+        if stored is not None and stored.get("export") != self.export:
             return
         if step >= last:
             fixed = "max_steps" in self.RESUME_KEYS  # the classifier's length is part of its schedule

@@ -106,10 +106,6 @@ class FlowTrainer(Trainer):
         }.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"trainer.{key} must be an integer >= 1, got {v!r}")
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"trainer.lr must be > 0, got {lr!r}")
-        if not (0 <= ema_decay < 1):
-            raise ValueError(f"trainer.ema_decay must be in [0, 1), got {ema_decay!r}")
         if not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
             raise ValueError(f"trainer.max_minutes must be > 0, got {max_minutes!r}")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0 or samples % 8:
@@ -172,7 +168,7 @@ class FlowTrainer(Trainer):
             state = load_resume(ckpt, ("net", "ema", "opt", "gen", "step", "losses", "elapsed"))
             check_resume_config(state.get("config"), self.run_config(seed), self.RESUME_KEYS, ckpt)
             stored = state.get("config") or {}
-            stored_max = (state.get("config") or {}).get("max_steps", self.max_steps)
+            stored_max = stored.get("max_steps", self.max_steps)
             if self.decay_steps and stored_max != self.max_steps:  # the decay is placed by max_steps
                 raise ValueError(
                     f"{ckpt} decays its learning rate over the last {self.decay_steps} of "
