@@ -100,21 +100,21 @@ def weights_digest(cfg) -> dict[str, str]:
     manifest has no digest."""
     from omegaconf import OmegaConf
 
-    from glass.models.mnist import DEFAULT_CHECKPOINTS, repo_path
+    from glass.models import mnist
 
     files = []
 
     def walk(node):
         if isinstance(node, dict):
-            defaults = DEFAULT_CHECKPOINTS.get(str(node.get("_target_")), {})
-            files.extend(f for key, f in defaults.items() if not node.get(key))
+            defaults = mnist.DEFAULT_CHECKPOINTS.get(str(node.get("_target_")), {})
+            files.extend(mnist.ASSETS / f for key, f in defaults.items() if not node.get(key))
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
             for v in node:
                 walk(v)
         elif isinstance(node, str) and node.endswith(".safetensors"):
-            files.append(repo_path(node))
+            files.append(mnist.repo_path(node))
 
     walk(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
     out = {}

@@ -36,10 +36,10 @@ __all__ = [
 ]
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-FLOW_FILE = ASSETS / "mnist_flow.safetensors"  # what a null path means (model=mnist's flow)
-CLASSIFIER_FILE = ASSETS / "mnist_classifier.safetensors"  # the classifier of every MNIST model
-#: config ``_target_`` -> {key: the shipped checkpoint its null value reads}: what a config names by
-#: omission (glass.sweep.weights_digest records these files' digests with a job)
+FLOW_FILE = "mnist_flow.safetensors"  # in ASSETS: what a null path means (model=mnist's flow)
+CLASSIFIER_FILE = "mnist_classifier.safetensors"  # in ASSETS: the classifier of every MNIST model
+#: config ``_target_`` -> {key: the shipped checkpoint (in ASSETS) its null value reads}: what a config
+#: names by omission (glass.sweep.weights_digest records these files' digests with a job)
 DEFAULT_CHECKPOINTS = {
     "glass.models.mnist.load_flow": {"path": FLOW_FILE, "classifier": CLASSIFIER_FILE},
     "glass.models.lowfreq.load_lowfreq_flow": {"classifier": CLASSIFIER_FILE},
@@ -270,7 +270,7 @@ def load_flow(
         chunk = CPU_CHUNK if torch.device(device).type == "cpu" else None
     elif chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"model.chunk must be auto, null or an integer >= 1, got {chunk!r}")
-    path = repo_path(path) if path else FLOW_FILE
+    path = repo_path(path) if path else ASSETS / FLOW_FILE
     state, manifest = load_checkpoint(path, "glass train flow")
     prior = manifest.get("prior", {"name": "gaussian"})  # the first exports predate the key: Gaussian
     if not isinstance(prior, dict) or prior.get("name") != "gaussian":
@@ -302,7 +302,7 @@ def check_device(device: str, key: str = "model.device") -> None:
 
 def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:
     """Load the shipped (or given) MNIST classifier checkpoint (eval mode)."""
-    path = repo_path(path) if path else CLASSIFIER_FILE
+    path = repo_path(path) if path else ASSETS / CLASSIFIER_FILE
     state, manifest = load_checkpoint(path, "glass train classifier")
     # weights are built outside inference mode whatever the caller's mode, so a classifier first
     # loaded inside a no-gradient run still works in a later reward-gradient (guidance) run
