@@ -183,6 +183,8 @@ def _start(job: Job, partial: Path, failed: Path, meta: dict | None) -> None:
     partial.mkdir(parents=True, exist_ok=True)  # a sweep's launcher may have created it
     (partial / "error.txt").unlink(missing_ok=True)  # a resumed attempt's (torchrun leaves it in .partial)
     (partial / "metrics.json").unlink(missing_ok=True)  # left by an attempt killed before the rename
+    # an unfinished attempt's W&B files (it logs at the end): `wandb sync` would upload a run of nothing
+    shutil.rmtree(partial / "wandb", ignore_errors=True)
     OmegaConf.save(job.cfg, partial / "config.yaml", resolve=True)
     OmegaConf.save(OmegaConf.create(job.overrides), partial / "overrides.yaml")
     write_json_atomic(partial / "job.json", {"overrides": job.overrides, **(meta or {})})

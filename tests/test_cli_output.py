@@ -142,3 +142,22 @@ def test_a_sampler_option_that_does_not_apply_is_one_warning_line(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if "compile" in ln]
     assert len(lines) == 1 and lines[0].startswith("warning: GLASS(steps=2"), proc.stderr
     assert "compile does not apply" in lines[0] and "UserWarning" not in proc.stderr
+
+
+def test_a_resumed_job_leaves_no_offline_wandb_run_of_the_killed_attempt(tmp_path, monkeypatch):
+    """A job killed while it ran leaves ``<dir>.partial`` with its W&B offline run (config only: the
+    metrics are logged at the end); the rerun of that job starts a fresh run, and the finished
+    directory holds that one alone, so ``wandb sync`` uploads no empty run beside it."""
+    from glass.experiment import prepare
+    from glass.runner import run_job
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    (job,) = prepare([*TINY, "logger=wandb", f"out_dir={tmp_path}"])
+    run_dir = tmp_path / "000-0123456789ab"
+    killed = run_dir.with_name(run_dir.name + ".partial") / "wandb" / "offline-run-20260101_000000-killed0"
+    killed.mkdir(parents=True)
+    (killed / "run-killed0.wandb").write_bytes(b"")
+    run_job(job, run_dir)
+    (run,) = (run_dir / "wandb").glob("offline-run-*")
+    assert run.name != killed.name and not run_dir.with_name(run_dir.name + ".partial").exists()
