@@ -339,7 +339,8 @@ def test_shipped_flow_checkpoints_load_from_any_directory_and_continue_each_othe
 
 def test_flow_training_cleans_dead_writes_and_finds_init_from_anywhere(tmp_path, monkeypatch):
     """A checkpoint write killed before its rename leaves .last.pt.<pid>.tmp (17 MB each, never
-    removed): the next run removes those of dead processes (a live writer's stays). trainer.init's
+    removed): the next run removes those of dead processes (a live writer's stays), and an export
+    removes its own files' (glass/assets is shipped; another file's stays). trainer.init's
     repository path works from any working directory, as export and model paths do (it failed with
     "no checkpoint file" outside the repository)."""
     import os
@@ -350,12 +351,18 @@ def test_flow_training_cleans_dead_writes_and_finds_init_from_anywhere(tmp_path,
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale, live = run / f".last.pt.{dead.pid}.tmp", run / f".last.pt.{os.getppid()}.tmp"  # a live writer
-    stale.write_bytes(b"x")
-    live.write_bytes(b"x")
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    exported = [assets / f".flow.{end}.{dead.pid}.tmp" for end in ("safetensors", "json")]
+    other = assets / f".other.safetensors.{dead.pid}.tmp"
+    for f in (stale, live, *exported, other):
+        f.write_bytes(b"x")
     monkeypatch.chdir(tmp_path)
-    kw = {"batch_size": 4, "max_steps": 1, "export": None, "samples": 0}
+    kw = {"batch_size": 4, "max_steps": 1, "export": str(assets / "flow"), "samples": 0}
     FlowTrainer(init="glass/assets/mnist_flow.safetensors", **kw)(run)
     assert not stale.exists() and live.exists()
+    assert not any(f.exists() for f in exported) and other.exists()
+    assert sorted(p.name for p in assets.iterdir()) == [other.name, "flow.json", "flow.safetensors"]
 
 
 def test_a_second_glass_train_into_the_same_run_is_refused(tmp_path):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import torch
 
-from glass.files import write_bytes_atomic, write_text_atomic
+from glass.files import remove_dead_tmps, write_bytes_atomic, write_text_atomic
 
 __all__ = [
     "atomic_save",
@@ -79,21 +78,8 @@ class Trainer:
         if self.threads:
             torch.set_num_threads(self.threads)
         run_dir.mkdir(parents=True, exist_ok=True)
-        for tmp in run_dir.glob(".*.*.tmp"):  # a checkpoint write killed before its rename (~17 MB each)
-            pid = tmp.name.rsplit(".", 2)[-2]
-            if pid.isdigit() and not _alive(int(pid)):
-                tmp.unlink(missing_ok=True)
+        remove_dead_tmps(run_dir)  # a checkpoint write killed before its rename
         return run_dir / "last.pt"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 @torch.no_grad()
@@ -133,6 +119,8 @@ def export_weights(state: dict, export: str, manifest: dict) -> Path:
         base = Path(__file__).resolve().parents[2] / base
     path, man = Path(f"{base}.safetensors"), Path(f"{base}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
+    for name in (path.name, man.name):  # an export killed before its rename (glass/assets is shipped)
+        remove_dead_tmps(path.parent, name)
     data = save({k: v.detach().contiguous() for k, v in state.items()})
     write_bytes_atomic(path, data)
     sealed = seal_manifest({**manifest, "sha256": hashlib.sha256(data).hexdigest()})
