@@ -97,15 +97,22 @@ def weights_digest(cfg) -> dict[str, str]:
     classifier of the MNIST models and the classifier reward). The config hash cannot see a checkpoint
     retrained in place (``glass train flow`` re-exports glass/assets/mnist_flow): a finished job whose
     job.json records other digests is run again (:func:`stale_weights`). A file without a readable
-    manifest has no digest."""
+    manifest has no digest. A pipeline from the hub (``model_id`` an id, ``revision`` a branch or
+    none) is keyed ``hub:<id>@<revision>``, its digest the commit the hub cache resolves it to: a
+    branch that moved on is new weights (not downloaded yet: no digest)."""
     from omegaconf import OmegaConf
 
     from glass.models import mnist
+    from glass.models.latent import hub_commit
 
-    files = []
+    files, out = [], {}
 
     def walk(node):
         if isinstance(node, dict):
+            if node.get("_target_") == "glass.pipelines.load.load_pipeline" and node.get("model_id"):
+                commit = hub_commit(str(node["model_id"]), node.get("revision"))
+                if commit:
+                    out[f"hub:{node['model_id']}@{node.get('revision') or 'main'}"] = commit
             defaults = mnist.DEFAULT_CHECKPOINTS.get(str(node.get("_target_")), {})
             files.extend(mnist.ASSETS / f for key, f in defaults.items() if not node.get(key))
             for v in node.values():
@@ -117,7 +124,6 @@ def weights_digest(cfg) -> dict[str, str]:
             files.append(mnist.repo_path(node))
 
     walk(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
-    out = {}
     for f in dict.fromkeys(f.resolve() for f in files):  # one key per file, from any directory
         try:
             manifest = json.loads(f.with_suffix(".json").read_text())

@@ -901,3 +901,52 @@ def test_schedulers_that_do_not_index_training_steps_are_refused():
         with pytest.raises(ValueError, match=f"the scheduler {type(sched).__name__} does not feed the unet "
                            "training-step indices .*: not supported"):  # fmt: skip
             glass.from_pipe(pipe, height=32, width=32)
+
+
+def test_a_hub_revision_loads_its_own_snapshot_and_keys_its_prompts_and_jobs(tmp_path, monkeypatch):
+    """model.revision loads the hub snapshot it names, as diffusers' from_pretrained (a hub cache made
+    here, read offline: two commits of one tiny repository, main and a tag v1). A hub id names no
+    weights by itself: the prompt cache is keyed by the commit the weights came from, and a sweep job
+    records it (a branch that moved on reruns the job: stale_weights). revision on a local folder,
+    which diffusers would ignore, is refused."""
+    import huggingface_hub.constants
+
+    from glass.config import compose
+    from glass.models.latent import hub_commit
+    from glass.pipelines.load import load_pipeline
+    from glass.sweep import stale_weights, weights_digest
+
+    repo, commits = tmp_path / "hub" / "models--tiny--sd", ("1" * 40, "2" * 40)
+    pipe = copy.deepcopy(pipe_of("sd"))
+    for i, commit in enumerate(commits):
+        with torch.no_grad():
+            for p in pipe.unet.parameters():
+                p.add_(0.1 * i)
+        pipe.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commits[1])
+    (repo / "refs" / "v1").write_text(commits[0])
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    kw = {"device": "cpu", "dtype": "float32", "height": 32, "width": 32, "cache_dir": str(tmp_path / "c")}
+    main, v1, pinned = (load_pipeline("sd", "tiny/sd", revision=r, **kw) for r in (None, "v1", commits[0]))
+    assert (main.snapshot, v1.snapshot, pinned.snapshot) == (commits[1], commits[0], commits[0])
+    x = torch.randn(2, *main.shape, dtype=torch.float64)
+    assert torch.equal(v1.denoise(x, 0.5), pinned.denoise(x, 0.5))
+    assert not torch.allclose(main.denoise(x, 0.5), v1.denoise(x, 0.5))
+    assert main._disk.key != v1._disk.key and v1._disk.key == pinned._disk.key
+    assert [hub_commit("tiny/sd", r) for r in (None, "v1", "v2")] == [commits[1], commits[0], None]
+
+    cfg = compose(["model=sd", "model.model_id=tiny/sd"])
+    digest = weights_digest(cfg)
+    assert digest == {"hub:tiny/sd@main": commits[1]}
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "job.json").write_text(json.dumps({"weights": digest}))
+    (repo / "refs" / "main").write_text(commits[0])  # main moved on
+    assert stale_weights(tmp_path / "job", weights_digest(cfg)) == ["hub:tiny/sd@main"]
+    assert weights_digest(compose(["model=sd", "model.model_id=tiny/sd", "model.revision=v1"])) == {
+        "hub:tiny/sd@v1": commits[0]}  # fmt: skip
+    with pytest.raises(ValueError, match="not to the local folder"):
+        load_pipeline("sd", str(repo / "snapshots" / commits[0]), revision="v1", **kw)
+    with pytest.raises(ValueError, match="hub branch, tag or commit"):
+        load_pipeline("sd", "tiny/sd", revision="", **kw)

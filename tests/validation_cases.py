@@ -301,6 +301,8 @@ _TABLE: dict[str, list[tuple]] = {
          "metric.inception_path '/nonexistent.pt' does not exist"),
         ("missing local pipeline folder", "run model=sd3 model.device=cpu model.model_id=/nonexistent",
          "no such folder '/nonexistent'"),
+        ("hub revision of a local pipeline folder", "run model=sd model.device=cpu model.model_id={tmp} "
+         "model.revision=v1", "revision='v1' applies to a hub id, not to the local folder"),
     ],
     "output directory": [  # glass.runner.check_out_dir, check_writable
         ("out_dir under a regular file", "run model=gmm sampler=glass out_dir={tmp}/a-file/sub",

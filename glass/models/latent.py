@@ -74,6 +74,24 @@ def from_pretrained(cls, source: str, what: str, **kw):
         ) from None
 
 
+def hub_commit(source: str, revision: str | None = None) -> str | None:
+    """The commit of the hub snapshot that ``from_pretrained(source, revision=revision)`` loads, read
+    from the local hub cache (no network); None for a local folder or a model not downloaded yet."""
+    import re
+    from pathlib import Path
+
+    if source.startswith((".", "/", "~")) or Path(source).exists():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(source, "model_index.json", revision=revision)
+    except Exception:  # noqa: BLE001 - not a hub id (the loader says so), or no hub client
+        return None
+    found = re.search(r"[/\\]snapshots[/\\]([0-9a-f]{40})[/\\]", path) if isinstance(path, str) else None
+    return found.group(1) if found else None
+
+
 def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None):
     from diffusers import AutoencoderKL
 

@@ -57,6 +57,24 @@ def _pipeline_dtype_device(pipe, net, network: str, dtype, device) -> tuple[torc
     return own_dtype, own_device
 
 
+def snapshot(pipe) -> str | None:
+    """The hub commit(s) a pipeline's components were loaded from, or None (local folders, built in
+    memory). diffusers and transformers record each component's folder as its config's
+    ``_name_or_path``: in the hub cache ``.../snapshots/<commit>/<component>``."""
+    import re
+
+    commits = set()
+    for component in getattr(pipe, "components", {}).values():
+        config = getattr(component, "config", None)
+        path = getattr(config, "_name_or_path", None)
+        if path is None and isinstance(config, dict):
+            path = config.get("_name_or_path")
+        found = re.search(r"[/\\]snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)", str(path or ""))
+        if found:
+            commits.add(found.group(1))
+    return "+".join(sorted(commits)) or None
+
+
 def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
@@ -113,6 +131,7 @@ class PipelineModel(Model):
         self.scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps runs here, never on the pipe's
         self.pipeline_class = type(pipe).__name__
         self.name = str(getattr(pipe.config, "_name_or_path", "") or self.pipeline_class)
+        self.snapshot = snapshot(pipe)  # a hub id names no weights by itself: the commit they came from
         self._text = pipe  # encode_prompt; None after release_text_encoders()
         height = self._size(pipe, height, "height")
         width = self._size(pipe, width, "width")
@@ -153,7 +172,8 @@ class PipelineModel(Model):
             from glass.models.prompts import PromptCache
 
             # keyed by the network's dtype too: a float16 run's embeddings never reach a bfloat16 network
-            self._disk = PromptCache(cache_dir, self.name, self.family, self.max_sequence_length, self.dtype)
+            source = self.name if self.snapshot is None else f"{self.name}@{self.snapshot}"
+            self._disk = PromptCache(cache_dir, source, self.family, self.max_sequence_length, self.dtype)
 
     def default_texts(self) -> list[str | None]:
         """The texts the defaults need: the prompt, and the negative (None: the pipeline's own) when

@@ -9,6 +9,7 @@ yet load the encoders (alone, once per batch of prompts a run needs), which are 
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 
 from glass.checks import check_dtype
 from glass.models.latent import from_pretrained, require
@@ -43,10 +44,12 @@ def load_pipeline(
     attention_slicing: bool = False,
     cache_dir: str = "outputs/cache",
     max_sequence_length: int | None = None,
+    revision: str | None = None,
     **options,
 ):
     """Build the pipeline of ``family`` and adapt it with :func:`glass.from_pipe` (``options``:
-    ``true_cfg_scale`` for FLUX.1, ``guidance_rescale`` for SD / SDXL)."""
+    ``true_cfg_scale`` for FLUX.1, ``guidance_rescale`` for SD / SDXL). ``revision``: the hub branch,
+    tag or commit to load (None: the repository's main branch), as diffusers' ``from_pretrained``."""
     from glass.models.mnist import check_device
 
     if family not in FAMILIES:
@@ -58,10 +61,16 @@ def load_pipeline(
     else:
         require("transformers", "pipelines")
     torch_dtype = check_dtype("dtype", dtype)
-    key = (adapter.pipelines[0], str(model_id), str(torch_dtype), device, cpu_offload, attention_slicing)
+    if revision is not None and not (isinstance(revision, str) and revision):
+        raise ValueError(f"revision must be a hub branch, tag or commit (or null: main), got {revision!r}")
+    if revision is not None and (str(model_id).startswith((".", "/", "~")) or Path(str(model_id)).exists()):
+        raise ValueError(f"revision={revision!r} applies to a hub id, not to the local folder {model_id!r}")
+    hub = {"revision": revision} if revision is not None else {}
+    name = adapter.pipelines[0]
+    key = (name, str(model_id), revision, str(torch_dtype), device, cpu_offload, attention_slicing)
     pipe = _LOADED.get(key)  # a sweep over model options (e.g. guidance_scale) shares one loaded network
     if pipe is None:
-        pipe = _load_pipe(adapter.pipelines[0], model_id, torch_dtype, TEXT_COMPONENTS[family])
+        pipe = _load_pipe(name, model_id, torch_dtype, TEXT_COMPONENTS[family], **hub)
         _LOADED[key] = _place(pipe, device, cpu_offload, attention_slicing)
     text = {"prompt": prompt, "cache_dir": cache_dir, "max_sequence_length": max_sequence_length}
     model = from_pipe(pipe, height=height, width=width, guidance_scale=guidance_scale,
@@ -70,7 +79,7 @@ def load_pipeline(
     if family != "ddpm":  # text encoders only for prompts not on disk yet: loaded alone, then released
 
         def load_text_encoders():
-            text_pipe = _load_pipe(adapter.pipelines[0], model_id, torch_dtype, NETWORK_COMPONENTS[family])
+            text_pipe = _load_pipe(name, model_id, torch_dtype, NETWORK_COMPONENTS[family], **hub)
             return _place(text_pipe, device, cpu_offload, False)
 
         model.release_text_encoders()  # the network's pipeline was loaded without them
@@ -86,7 +95,7 @@ def load_pipeline(
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
-def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...]):
+def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...], **hub):
     """``diffusers.<name>.from_pretrained`` without the components in ``skip`` (text encoders whose
     prompts are cached) and without SD's safety checker."""
     import diffusers
@@ -95,7 +104,7 @@ def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...]):
     if name == "StableDiffusionPipeline":
         drop.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     cls = getattr(diffusers, name)
-    pipe = from_pretrained(cls, model_id, cls.__name__, torch_dtype=torch_dtype, **drop)
+    pipe = from_pretrained(cls, model_id, cls.__name__, torch_dtype=torch_dtype, **hub, **drop)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
