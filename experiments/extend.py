@@ -42,9 +42,15 @@ def wanted(name: str, scale: str, first: int, stop: int, methods: list[str]) -> 
     """(overrides, labels) of the new jobs: seeds first..stop-1 and CHECK_SEED of the methods (the
     variants named, or every job of a definition without variants)."""
     jobs, labels = job_overrides(load(name), scale, [f"out_dir={OUT_DIR}"])
-    first_job = {}  # variant -> its first job, whose seed is replaced
+    first_job, shapes = {}, {}  # variant -> its first job, whose seed is replaced
     for ov, lab in zip(jobs, labels):
         first_job.setdefault(lab.get("variant"), (ov, lab))
+        shapes.setdefault(lab.get("variant"), set()).add(" ".join(o for o in ov if not o.startswith("seed=")))
+    several = next((v for v, s in shapes.items() if len(s) > 1), False)
+    if several is not False:  # a row's identity is its method, seed and kernel: other swept keys collide
+        which = f"method {several!r}" if several else "its jobs"
+        raise SystemExit(f"{name} --scale {scale} sweeps more than the seed for {which}: extend adds seeds "
+                         "to one job per method")  # fmt: skip
     for method in methods:
         if method not in first_job:
             raise SystemExit(f"{name} --scale {scale} has no variant {method!r}")

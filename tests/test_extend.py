@@ -2,6 +2,7 @@
 kept on main between sessions and added to the committed summary once all are in."""
 
 import csv
+import re
 import shutil
 
 import pytest
@@ -153,6 +154,19 @@ def test_merge_waits_for_every_planned_job(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="2 of 8 jobs have no saved row yet"):
         _merge(*T1, more=1)
     assert summary.read_text() == text
+
+
+@pytest.mark.parametrize("name, which", [("fig2-posterior", "its jobs"),
+                                         ("inverse", "method 'guidance, flow'")])
+def test_a_definition_that_sweeps_more_than_the_seed_is_refused(name, which):
+    """A summary row is known by its method, seed and kernel, and ``run`` extends the first job of each
+    method: a definition that also sweeps t (fig2-posterior) or the problem (inverse) would extend one
+    of its jobs per method and collide in the merge. It is refused before anything runs."""
+    from experiments.extend import wanted
+
+    with pytest.raises(SystemExit, match=f"sweeps more than the seed for {re.escape(which)}"):
+        wanted(name, "small", 1, 2, [])
+    assert len(wanted("table1-fks", "small", 1, 3, [])) == 7 * 3  # one job per method and seed: extended
 
 
 def test_run_reports_the_jobs_that_failed(tmp_path, monkeypatch, capsys):
