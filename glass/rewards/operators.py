@@ -128,11 +128,12 @@ class LinearOperator:
 
     def show(self, y: Tensor) -> Tensor:
         """Measurements (B, m) as data points (B, *shape) to look at: inpainting puts the observed
-        pixels in place and leaves the missing ones at -1 (black), downsampling repeats each pooled
-        value over its block; blur and identity are images already."""
+        pixels in place and leaves the missing ones at 0 (mid-grey in [-1, 1]: black would read as
+        observed background on MNIST), downsampling repeats each pooled value over its block; blur and
+        identity are images already."""
         b = len(y)
         if self.name == "inpaint":
-            out = torch.full((b, self.c * self.h * self.w), -1.0, dtype=y.dtype, device=y.device)
+            out = torch.zeros((b, self.c * self.h * self.w), dtype=y.dtype, device=y.device)
             out[:, self._constant("index", y)] = y
         elif self.name == "downsample":
             fh, fw = self.kernel
