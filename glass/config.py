@@ -364,7 +364,9 @@ _IGNORED = ("out_dir", "logger", "cache_dir")
 
 def config_hash(cfg) -> str:
     """Hash of the resolved config (a DictConfig or its container), without the keys that only say
-    where things are written, and with the content of ``task.prompts`` (a prompt file)."""
+    where things are written. A prompt file (``task.prompts``) counts by its name and content, not by
+    how its path is spelled: ``task.prompts_sha256``, which a built job records from the bytes it
+    read (glass.runner.build_job), else the file's as it is now."""
     from omegaconf import OmegaConf
 
     def strip(node):
@@ -377,7 +379,10 @@ def config_hash(cfg) -> str:
     data = strip(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
     prompts = (data.get("task") or {}).get("prompts") if isinstance(data.get("task"), dict) else None
     if prompts:  # a prompt set is its file's content, not its path: an edited file is a new run
-        with contextlib.suppress(OSError):  # a missing file is reported where the prompts are loaded
-            content = Path(str(prompts)).expanduser().read_bytes()
-            data["task"]["prompts_sha256"] = hashlib.sha256(content).hexdigest()
+        task = data["task"]
+        task["prompts"] = Path(str(prompts)).name  # prompts.txt, ./prompts.txt, /abs/prompts.txt: one run
+        if not task.get("prompts_sha256"):
+            with contextlib.suppress(OSError):  # a missing file is reported where the prompts are loaded
+                content = Path(str(prompts)).expanduser().read_bytes()
+                task["prompts_sha256"] = hashlib.sha256(content).hexdigest()
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -19,12 +19,13 @@ names the same prompts as the whole set.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PromptRecord", "load_prompts", "parse_range", "shard_ranges"]
+__all__ = ["PromptRecord", "load_prompts", "read_prompts", "parse_range", "shard_ranges"]
 
 FORMATS = (".txt", ".jsonl", ".csv", ".tsv")
 
@@ -54,6 +55,15 @@ def parse_range(text: str | None, n: int) -> range:
 
 def load_prompts(path: str | Path, prompt_range: str | None = None) -> list[PromptRecord]:
     """The prompts of ``path`` (see the module docstring), optionally the slice ``prompt_range``."""
+    records, _ = read_prompts(path)
+    return [records[i] for i in parse_range(prompt_range, len(records))]
+
+
+def read_prompts(path: str | Path) -> tuple[list[PromptRecord], str]:
+    """(every prompt of ``path``, the sha256 of the bytes they were parsed from): the file is read
+    once, so a run's name and records follow the prompts it computes even if the file is edited."""
+    import hashlib
+
     path = Path(path).expanduser()
     if path.suffix.lower() not in FORMATS:
         raise ValueError(f"prompts: {str(path)!r} must be one of {', '.join(FORMATS)} (by its ending)")
@@ -62,50 +72,51 @@ def load_prompts(path: str | Path, prompt_range: str | None = None) -> list[Prom
     if not path.is_file():
         raise ValueError(f"prompts: no such file {str(path)!r}")
     reader = {".txt": _text, ".jsonl": _jsonl, ".csv": _table, ".tsv": _table}[path.suffix.lower()]
+    data = path.read_bytes()
     try:
-        records = reader(path)
+        text = data.decode("utf-8-sig")  # a UTF-8 byte-order mark dropped (Excel writes one)
     except UnicodeDecodeError:
         kinds = ", ".join(FORMATS)
         raise ValueError(f"prompts: {str(path)!r} is not UTF-8 text ({kinds} files are)") from None
+    records = reader(path.name, text)
     if not records:
         raise ValueError(f"prompts: {str(path)!r} holds no prompt")
-    return [records[i] for i in parse_range(prompt_range, len(records))]
+    return records, hashlib.sha256(data).hexdigest()
 
 
-def _lines(path: Path) -> list[str]:
+def _lines(text: str) -> list[str]:
     """The file's lines: universal newlines only (``str.splitlines`` would also split at U+2028, \\x85
-    and the like, which a prompt or a JSON string may hold), a UTF-8 byte-order mark dropped (Excel
-    writes one)."""
-    return path.read_text(encoding="utf-8-sig").split("\n")
+    and the like, which a prompt or a JSON string may hold)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-def _text(path: Path) -> list[PromptRecord]:
-    lines = [line.strip() for line in _lines(path)]
+def _text(name: str, text: str) -> list[PromptRecord]:
+    lines = [line.strip() for line in _lines(text)]
     return [PromptRecord(i, p) for i, p in enumerate(p for p in lines if p)]
 
 
-def _jsonl(path: Path) -> list[PromptRecord]:
+def _jsonl(name: str, text: str) -> list[PromptRecord]:
     records = []
-    for number, line in enumerate(_lines(path), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except ValueError:
-            raise ValueError(f"prompts: {path.name} line {number} is not JSON") from None
+            raise ValueError(f"prompts: {name} line {number} is not JSON") from None
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-            raise ValueError(f'prompts: {path.name} line {number} has no "prompt" field with text')
+            raise ValueError(f'prompts: {name} line {number} has no "prompt" field with text')
         meta = {k: v for k, v in row.items() if k != "prompt"}
         records.append(PromptRecord(len(records), row["prompt"].strip(), meta))
     return records
 
 
-def _table(path: Path) -> list[PromptRecord]:
+def _table(name: str, text: str) -> list[PromptRecord]:
     # TSV has no quoting (PartiPrompts writes '"G I G G L E" painted ...' as is); CSV quotes strictly
-    tsv = path.suffix.lower() == ".tsv"
+    tsv = name.lower().endswith(".tsv")
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if tsv else {"delimiter": ",", "strict": True}
     rows = []  # (the line the record ends on, its fields)
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(text, newline="") as f:  # the csv module's own line ends, as open(newline="")
         reader = csv.DictReader(f, **options)
         try:
             rows.extend((reader.line_num, row) for row in reader)
@@ -115,12 +126,12 @@ def _table(path: Path) -> list[PromptRecord]:
             )
             hint = "" if tsv else ' (a field that starts with " must end with " and write inner quotes as "")'
             raise ValueError(
-                f"prompts: {path.name} is not valid {'TSV' if tsv else 'CSV'} at {where}: {e}{hint}"
+                f"prompts: {name} is not valid {'TSV' if tsv else 'CSV'} at {where}: {e}{hint}"
             ) from None
         header = list(reader.fieldnames or [])
     column = next((c for c in header if c and c.strip().lower() in ("prompt", "prompts")), None)
     if column is None:
-        raise ValueError(f"prompts: {path.name} has no prompt column (a header named prompt or prompts), "
+        raise ValueError(f"prompts: {name} has no prompt column (a header named prompt or prompts), "
                          f"got {header}")  # fmt: skip
     records = []
     for number, row in rows:
@@ -134,11 +145,11 @@ def _table(path: Path) -> list[PromptRecord]:
             else:
                 hint = 'quote a prompt that holds a comma: "a cat, sitting"'
             fields = "field" if got == 1 else "fields"
-            raise ValueError(f"prompts: {path.name} line {number} has {got} {fields}, the header has "
+            raise ValueError(f"prompts: {name} line {number} has {got} {fields}, the header has "
                              f"{len(header)} ({hint})")  # fmt: skip
         text = (row.get(column) or "").strip()
         if not text:
-            raise ValueError(f"prompts: {path.name} line {number} has an empty {column!r}")
+            raise ValueError(f"prompts: {name} line {number} has an empty {column!r}")
         meta = {k: v for k, v in row.items() if k != column and k is not None}
         records.append(PromptRecord(len(records), text, meta))
     return records

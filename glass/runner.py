@@ -98,6 +98,14 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
     except ValueError as e:
         raise UserError(str(e)) from None
     task = instantiate(cfg.task, "task")
+    if task.prompts:  # the file as it was read: the job's run name and records never read it again
+        import copy
+
+        from omegaconf import open_dict, read_write
+
+        cfg = copy.deepcopy(cfg)  # the caller's stays as composed
+        with read_write(cfg), open_dict(cfg):
+            cfg.task.prompts_sha256 = task.prompts.sha256
     _check_paths(cfg)
     try:
         model = shared.get(("model", OmegaConf.to_yaml(cfg.model)), _model, cfg.model)

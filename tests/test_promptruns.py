@@ -401,3 +401,52 @@ def test_a_running_prompt_set_is_refused_before_its_model_loads(tiny_sd, tmp_pat
     assert res.stderr.startswith(f"error: {base} is being computed by another process")
     res = runner.invoke(app, ["run", *args])  # released: it runs
     assert res.exit_code == 0 and len(loads) == 1, res.output
+
+
+def test_a_prompt_file_is_one_run_however_its_path_is_spelled(tmp_path, monkeypatch):
+    """The run of a prompt file is named by the file's name and content: prompts.txt, ./prompts.txt and
+    its absolute path are one run (a requeued job that spelled it otherwise started again from zero,
+    under another claim); an edited file is another."""
+    from glass.config import compose, config_hash
+
+    (tmp_path / "prompts.txt").write_text("a cat\na dog\n")
+    monkeypatch.chdir(tmp_path)
+    common = ["model=sd", "task=generate"]
+    spelled = {config_hash(compose([*common, f"task.prompts={p}"]))
+               for p in ("prompts.txt", "./prompts.txt", tmp_path / "prompts.txt")}  # fmt: skip
+    assert len(spelled) == 1
+    (tmp_path / "prompts.txt").write_text("a cat\na fox\n")
+    assert config_hash(compose([*common, "task.prompts=prompts.txt"])) not in spelled
+
+
+def test_a_prompt_file_edited_while_its_run_computes_does_not_rename_the_run(tiny_sd, tmp_path, monkeypatch):
+    """The prompts are read once, when the job is built. The run's directory and its records' key come
+    from the bytes read then: a file edited meanwhile (here while the model loads) neither files
+    the old prompts' images under the new content's name nor fails the run at the end with "prompts
+    have no record"; the edited file is a run of its own."""
+    import glass.runner
+    from glass.config import compose, config_hash
+
+    prompts = tmp_path / "set.txt"
+    prompts.write_text("a red cat\na blue dog\n")
+    args = ["model=sd", f"model.model_id={tiny_sd}", "model.device=cpu", "model.dtype=float32",
+            "model.height=32", "model.width=32", f"out_dir={tmp_path / 'out'}", f"task.prompts={prompts}",
+            "task=generate", "sampler=glass", "sampler.steps=1", "task.transitions=2",
+            "metric=none"]  # fmt: skip
+    before = config_hash(compose(args))
+    original = glass.runner._model
+
+    def edited_while_loading(*a, **kw):
+        prompts.write_text("a green frog\n")
+        return original(*a, **kw)
+
+    monkeypatch.setattr(glass.runner, "_model", edited_while_loading)
+    res = runner.invoke(app, ["run", *args])
+    assert res.exit_code == 0, res.output
+    (run,) = (tmp_path / "out" / "promptsets").iterdir()
+    assert run.name.endswith(before) and [x["prompt"] for x in lines(run)] == ["a red cat", "a blue dog"]
+    monkeypatch.setattr(glass.runner, "_model", original)
+    res = runner.invoke(app, ["run", *args])
+    assert res.exit_code == 0, res.output
+    (new,) = {p for p in (tmp_path / "out" / "promptsets").iterdir()} - {run}
+    assert [x["prompt"] for x in lines(new)] == ["a green frog"]

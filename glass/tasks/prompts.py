@@ -13,7 +13,7 @@ import copy
 
 from glass.checks import check_int
 from glass.models.base import capabilities_of
-from glass.promptsets import PromptRecord, load_prompts, parse_range
+from glass.promptsets import PromptRecord, parse_range, read_prompts
 
 __all__ = ["PromptOptions"]
 
@@ -37,8 +37,9 @@ class PromptOptions:
         self.path = prompts
         self.records: list[PromptRecord] | None = None
         self.file_prompts = 0  # prompts in the whole file (a range selects some of them)
+        self.sha256 = None  # of the file as read (glass.config.config_hash names the run by it)
         if prompts is not None:
-            full = load_prompts(prompts)
+            full, self.sha256 = read_prompts(prompts)
             self.records = [full[i] for i in parse_range(prompt_range, len(full))]
             self.file_prompts = len(full)
 
