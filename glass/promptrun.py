@@ -26,13 +26,19 @@ __all__ = ["run_key", "compute", "finish"]
 
 
 def run_key(cfg) -> str:
-    """The run's config hash without ``task.prompt_range``: the shards of one run share it."""
+    """The run's config hash without ``task.prompt_range`` (the shards of one run share it), with the
+    digests of weights its config names by hub id or path alone (glass.weights): a run resumed after
+    its hub branch moved on to new weights computes every prompt again, never pooling the two."""
     from omegaconf import OmegaConf
 
     from glass.config import config_hash
+    from glass.weights import weights_digest
 
     data = OmegaConf.to_container(cfg, resolve=True)
     data.get("task", {}).pop("prompt_range", None)
+    digest = weights_digest(data)
+    if digest:
+        data["weights"] = digest
     return config_hash(data)
 
 

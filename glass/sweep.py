@@ -37,6 +37,7 @@ from glass.claims import claim_path
 from glass.config import RunFailed, UserError, config_dir, config_hash
 from glass.files import write_json_atomic, write_rows
 from glass.hydra_api import job_exception, launcher_names, launcher_problem, literal, make_launcher
+from glass.weights import weights_digest
 
 __all__ = [
     "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "damaged_jobs",
@@ -88,50 +89,6 @@ class Planned:
     name: str
     done: Path | None
     labels: dict | None = None
-
-
-def weights_digest(cfg) -> dict[str, str]:
-    """Checkpoint path -> sha256 (its manifest's) of the checkpoints a job's results depend on that its
-    config names by path alone: every ``.safetensors`` file the config names, and the shipped ones a
-    null path stands for (``glass.models.mnist.DEFAULT_CHECKPOINTS``: model=mnist's flow, the
-    classifier of the MNIST models and the classifier reward). The config hash cannot see a checkpoint
-    retrained in place (``glass train flow`` re-exports glass/assets/mnist_flow): a finished job whose
-    job.json records other digests is run again (:func:`stale_weights`). A file without a readable
-    manifest has no digest. A pipeline from the hub (``model_id`` an id, ``revision`` a branch or
-    none) is keyed ``hub:<id>@<revision>``, its digest the commit the hub cache resolves it to: a
-    branch that moved on is new weights (not downloaded yet: no digest)."""
-    from omegaconf import OmegaConf
-
-    from glass.models import mnist
-    from glass.models.latent import hub_commit
-
-    files, out = [], {}
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("_target_") == "glass.pipelines.load.load_pipeline" and node.get("model_id"):
-                commit = hub_commit(str(node["model_id"]), node.get("revision"))
-                if commit:
-                    out[f"hub:{node['model_id']}@{node.get('revision') or 'main'}"] = commit
-            defaults = mnist.DEFAULT_CHECKPOINTS.get(str(node.get("_target_")), {})
-            files.extend(mnist.ASSETS / f for key, f in defaults.items() if not node.get(key))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-        elif isinstance(node, str) and node.endswith(".safetensors"):
-            files.append(mnist.repo_path(node))
-
-    walk(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
-    for f in dict.fromkeys(f.resolve() for f in files):  # one key per file, from any directory
-        try:
-            manifest = json.loads(f.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(manifest, dict) and isinstance(manifest.get("sha256"), str):
-            out[str(f)] = manifest["sha256"]
-    return out
 
 
 def stale_weights(job_dir: Path, digest: dict[str, str]) -> list[str]:
@@ -305,7 +262,8 @@ def sweep(
     retrained = {}
     for p in planned:  # finished with a checkpoint since retrained in place: computed again
         if p.done is not None and (changed := stale_weights(p.done, weights_digest(p.job.cfg))):
-            retrained[p.name], p.done = [Path(c).name for c in changed], None
+            retrained[p.name] = [c[4:] if c.startswith("hub:") else Path(c).name for c in changed]
+            p.done = None
     todo = [p for p in planned if p.done is None]
     failures = []
     task = RunJob(sweep_dir, {p.hash: p.name for p in todo}, {p.hash: p.job for p in todo}, progress)
@@ -346,8 +304,8 @@ def _announce_plan(announce, sweep_dir: Path, planned: list, todo: list, others:
         if name in names:
             announce(f"{name}: damaged record ({why}), run again")
     for name, changed in retrained.items():
-        announce(f"{name}: computed with another {', '.join(changed)} (retrained since), run again "
-                 f"(the old results are in {name}.stale)")  # fmt: skip
+        announce(f"{name}: computed with other weights of {', '.join(changed)} (retrained or updated "
+                 f"since), run again (the old results are in {name}.stale)")  # fmt: skip
     if others:  # a narrower sweep into a directory that holds more: nothing is lost, but say so
         announce(f"{others} finished jobs in {sweep_dir} are not in this sweep: kept on disk, left "
                  "out of its summary and report")  # fmt: skip

@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -903,50 +904,84 @@ def test_schedulers_that_do_not_index_training_steps_are_refused():
             glass.from_pipe(pipe, height=32, width=32)
 
 
+def _hub_cache(hub, repo_id: str, snapshots: dict, refs: dict):
+    """A hub cache laid out as huggingface_hub writes one: every file a blob named by its content's
+    sha256, each snapshot's files links to the blobs, refs naming commits."""
+    import os
+
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    for commit, source in snapshots.items():
+        for f in sorted(p for p in source.rglob("*") if p.is_file()):
+            data = f.read_bytes()
+            blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.write_bytes(data)
+            link = repo / "snapshots" / commit / f.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(exist_ok=True)
+    for ref, commit in refs.items():
+        (repo / "refs" / ref).write_text(commit)
+    return repo
+
+
 def test_a_hub_revision_loads_its_own_snapshot_and_keys_its_prompts_and_jobs(tmp_path, monkeypatch):
     """model.revision loads the hub snapshot it names, as diffusers' from_pretrained (a hub cache made
-    here, read offline: two commits of one tiny repository, main and a tag v1). A hub id names no
-    weights by itself: the prompt cache is keyed by the commit the weights came from, and a sweep job
-    records it (a branch that moved on reruns the job: stale_weights). revision on a local folder,
-    which diffusers would ignore, is refused."""
+    here, read offline: commit 1 tagged v1, commit 2 with other UNet weights, commit 3 = 2 with a
+    README). A hub id names no weights by itself: the prompt cache and a sweep job's record are keyed
+    by the snapshot's model files (a branch that moved on to other weights reruns the job, one that
+    changed only its README does not), and the text encoders come from the network's own snapshot
+    even after the branch moved. revision on a local folder, which diffusers would ignore, is refused."""
     import huggingface_hub.constants
 
     from glass.config import compose
-    from glass.models.latent import hub_commit
+    from glass.models.latent import hub_snapshot
     from glass.pipelines.load import load_pipeline
-    from glass.sweep import stale_weights, weights_digest
+    from glass.promptrun import run_key
+    from glass.sweep import stale_weights
+    from glass.weights import weights_digest
 
-    repo, commits = tmp_path / "hub" / "models--tiny--sd", ("1" * 40, "2" * 40)
-    pipe = copy.deepcopy(pipe_of("sd"))
-    for i, commit in enumerate(commits):
-        with torch.no_grad():
-            for p in pipe.unet.parameters():
-                p.add_(0.1 * i)
-        pipe.save_pretrained(repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commits[1])
-    (repo / "refs" / "v1").write_text(commits[0])
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\n")
+    pipe, c = copy.deepcopy(pipe_of("sd")), ("1" * 40, "2" * 40, "3" * 40)
+    pipe.save_pretrained(tmp_path / "one")
+    with torch.no_grad():
+        for p in pipe.unet.parameters():
+            p.add_(0.1)
+    pipe.save_pretrained(tmp_path / "two")
+    shutil.copytree(tmp_path / "two", tmp_path / "three")
+    (tmp_path / "three" / "README.md").write_text("a model card\n")
+    folders = dict(zip(c, [tmp_path / n for n in ("one", "two", "three")]))
+    repo = _hub_cache(tmp_path / "hub", "tiny/sd", folders, {"main": c[1], "v1": c[0]})
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     kw = {"device": "cpu", "dtype": "float32", "height": 32, "width": 32, "cache_dir": str(tmp_path / "c")}
-    main, v1, pinned = (load_pipeline("sd", "tiny/sd", revision=r, **kw) for r in (None, "v1", commits[0]))
-    assert (main.snapshot, v1.snapshot, pinned.snapshot) == (commits[1], commits[0], commits[0])
+    main, v1, pinned = (load_pipeline("sd", "tiny/sd", revision=r, **kw) for r in (None, "v1", c[0]))
+    assert (main.snapshot, v1.snapshot, pinned.snapshot) == (c[1], c[0], c[0])
     x = torch.randn(2, *main.shape, dtype=torch.float64)
     assert torch.equal(v1.denoise(x, 0.5), pinned.denoise(x, 0.5))
     assert not torch.allclose(main.denoise(x, 0.5), v1.denoise(x, 0.5))
     assert main._disk.key != v1._disk.key and v1._disk.key == pinned._disk.key
-    assert [hub_commit("tiny/sd", r) for r in (None, "v1", "v2")] == [commits[1], commits[0], None]
+    assert load_pipeline("sd", "tiny/sd", revision=c[2], **kw)._disk.key == main._disk.key  # README only
+    assert [hub_snapshot("tiny/sd", r) for r in (None, "v1", "v2")] == [repo / "snapshots" / c[1],
+                                                                        repo / "snapshots" / c[0], None]
 
     cfg = compose(["model=sd", "model.model_id=tiny/sd"])
-    digest = weights_digest(cfg)
-    assert digest == {"hub:tiny/sd@main": commits[1]}
+    prompt_set = compose(["model=sd", "model.model_id=tiny/sd", "task=generate", f"task.prompts={prompts}"])
+    digest, key = weights_digest(cfg), run_key(prompt_set)  # a prompt-set run's records carry its key
+    assert list(digest) == ["hub:tiny/sd@main"]
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "job.json").write_text(json.dumps({"weights": digest}))
-    (repo / "refs" / "main").write_text(commits[0])  # main moved on
+    (repo / "refs" / "main").write_text(c[2])  # main moved on to a new model card
+    assert stale_weights(tmp_path / "job", weights_digest(cfg)) == [] and run_key(prompt_set) == key
+    (repo / "refs" / "main").write_text(c[0])  # and to other weights
     assert stale_weights(tmp_path / "job", weights_digest(cfg)) == ["hub:tiny/sd@main"]
-    assert weights_digest(compose(["model=sd", "model.model_id=tiny/sd", "model.revision=v1"])) == {
-        "hub:tiny/sd@v1": commits[0]}  # fmt: skip
+    assert run_key(prompt_set) != key  # a resumed prompt set computes its prompts again
+    text = main.text_loader()  # the prompts main encodes later: with the encoders of its own snapshot
+    assert f"snapshots/{c[1]}/" in text.text_encoder.config._name_or_path.replace("\\", "/")
     with pytest.raises(ValueError, match="not to the local folder"):
-        load_pipeline("sd", str(repo / "snapshots" / commits[0]), revision="v1", **kw)
+        load_pipeline("sd", str(repo / "snapshots" / c[0]), revision="v1", **kw)
     with pytest.raises(ValueError, match="hub branch, tag or commit"):
         load_pipeline("sd", "tiny/sd", revision="", **kw)
+    with pytest.raises(ValueError, match="read as a number: quote it"):
+        load_pipeline("sd", "tiny/sd", revision=1.0, **kw)

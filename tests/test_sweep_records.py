@@ -429,7 +429,8 @@ def test_a_job_computed_with_a_checkpoint_since_retrained_in_place_is_run_again(
     ship("mnist_flow_v1")
     third = runner.invoke(app, args)
     assert third.exit_code == 0 and "2 already finished" not in third.stderr, third.stderr
-    assert third.stderr.count("computed with another flow.safetensors (retrained since), run again") == 2
+    said = "computed with other weights of flow.safetensors (retrained or updated since), run again"
+    assert third.stderr.count(said) == 2
     jobs = [p for p in jobs_in(tmp_path / "sweep") if p.suffix != ".stale"]
     assert len(jobs) == 2 and len(list((tmp_path / "sweep").glob("*.stale"))) == 2  # old results set aside
     recorded = json.loads((jobs_in(tmp_path / "sweep")[0] / "job.json").read_text())["weights"]

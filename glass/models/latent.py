@@ -68,16 +68,17 @@ def from_pretrained(cls, source: str, what: str, **kw):
             return cls.from_pretrained(str(local) if local.exists() else source, **kw)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        revision = f", that revision {kw['revision']!r} exists" if kw.get("revision") else ""
         raise ValueError(
-            f"{what}: cannot load {source!r} ({first[:160]}); check the network, log in and accept the "
-            "model's licence on the Hugging Face hub, or give a local folder"
+            f"{what}: cannot load {source!r} ({first[:160]}); check the network{revision}, log in and accept "
+            "the model's licence on the Hugging Face hub, or give a local folder"
         ) from None
 
 
-def hub_commit(source: str, revision: str | None = None) -> str | None:
-    """The commit of the hub snapshot that ``from_pretrained(source, revision=revision)`` loads, read
-    from the local hub cache (no network); None for a local folder or a model not downloaded yet."""
-    import re
+def hub_snapshot(source: str, revision: str | None = None):
+    """The local hub-cache folder (``.../snapshots/<commit>``) that ``from_pretrained(source,
+    revision=revision)`` loads a pipeline from, found without the network; None for a local folder or
+    a pipeline not downloaded yet."""
     from pathlib import Path
 
     if source.startswith((".", "/", "~")) or Path(source).exists():
@@ -88,8 +89,28 @@ def hub_commit(source: str, revision: str | None = None) -> str | None:
         path = try_to_load_from_cache(source, "model_index.json", revision=revision)
     except Exception:  # noqa: BLE001 - not a hub id (the loader says so), or no hub client
         return None
-    found = re.search(r"[/\\]snapshots[/\\]([0-9a-f]{40})[/\\]", path) if isinstance(path, str) else None
-    return found.group(1) if found else None
+    folder = Path(path).parent if isinstance(path, str) else None
+    return folder if folder is not None and folder.parent.name == "snapshots" else None
+
+
+def snapshot_digest(folder) -> str:
+    """What a hub snapshot's weights are: a digest of ``model_index.json`` and every file in its
+    component folders, each by the blob its link points to (the hub cache names a blob by its content
+    hash), a file that is no link by its size and time. The repository's other files (README, licence,
+    images) are left out: a commit that changes only those keeps the digest."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    folder, lines = Path(folder), []
+    for f in sorted(p for p in folder.rglob("*") if not p.is_dir()):
+        rel = f.relative_to(folder)
+        if len(rel.parts) == 1 and rel.name != "model_index.json":
+            continue
+        stat = f.stat()
+        lines.append(f"{rel.as_posix()} " + (Path(os.readlink(f)).name if f.is_symlink()
+                                             else f"{stat.st_size}:{stat.st_mtime_ns}"))  # fmt: skip
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None):

@@ -39,7 +39,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FLOW_FILE = "mnist_flow.safetensors"  # in ASSETS: what a null path means (model=mnist's flow)
 CLASSIFIER_FILE = "mnist_classifier.safetensors"  # in ASSETS: the classifier of every MNIST model
 #: config ``_target_`` -> {key: the shipped checkpoint (in ASSETS) its null value reads}: what a config
-#: names by omission (glass.sweep.weights_digest records these files' digests with a job)
+#: names by omission (glass.weights.weights_digest records these files' digests with a job)
 DEFAULT_CHECKPOINTS = {
     "glass.models.mnist.load_flow": {"path": FLOW_FILE, "classifier": CLASSIFIER_FILE},
     "glass.models.lowfreq.load_lowfreq_flow": {"classifier": CLASSIFIER_FILE},

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from glass.checks import check_dtype, check_int, check_number
 from glass.models.base import Capabilities, Model, unit_images
+from glass.models.latent import snapshot_digest
 
 __all__ = ["PipelineModel", "disk_key"]
 
@@ -57,22 +58,23 @@ def _pipeline_dtype_device(pipe, net, network: str, dtype, device) -> tuple[torc
     return own_dtype, own_device
 
 
-def snapshot(pipe) -> str | None:
-    """The hub commit(s) a pipeline's components were loaded from, or None (local folders, built in
-    memory). diffusers and transformers record each component's folder as its config's
-    ``_name_or_path``: in the hub cache ``.../snapshots/<commit>/<component>``."""
+def snapshots(pipe) -> list:
+    """The hub-cache snapshot folders (``.../snapshots/<commit>``) a pipeline's components were loaded
+    from; [] for local folders and pipelines built in memory. diffusers and transformers record each
+    component's folder as its config's ``_name_or_path``."""
     import re
+    from pathlib import Path
 
-    commits = set()
+    folders = set()
     for component in getattr(pipe, "components", {}).values():
         config = getattr(component, "config", None)
         path = getattr(config, "_name_or_path", None)
         if path is None and isinstance(config, dict):
             path = config.get("_name_or_path")
-        found = re.search(r"[/\\]snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)", str(path or ""))
+        found = re.match(r"(.*[/\\]snapshots[/\\][0-9a-f]{40})(?:[/\\]|$)", str(path or ""))
         if found:
-            commits.add(found.group(1))
-    return "+".join(sorted(commits)) or None
+            folders.add(Path(found.group(1)))
+    return sorted(folders)
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -131,7 +133,10 @@ class PipelineModel(Model):
         self.scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps runs here, never on the pipe's
         self.pipeline_class = type(pipe).__name__
         self.name = str(getattr(pipe.config, "_name_or_path", "") or self.pipeline_class)
-        self.snapshot = snapshot(pipe)  # a hub id names no weights by itself: the commit they came from
+        # a hub id names no weights by itself: the snapshot they came from (its commit, its content)
+        folders = snapshots(pipe)
+        self.snapshot = "+".join(f.name for f in folders) or None
+        self.weights_id = "+".join(snapshot_digest(f) for f in folders) or None
         self._text = pipe  # encode_prompt; None after release_text_encoders()
         height = self._size(pipe, height, "height")
         width = self._size(pipe, width, "width")
@@ -172,7 +177,7 @@ class PipelineModel(Model):
             from glass.models.prompts import PromptCache
 
             # keyed by the network's dtype too: a float16 run's embeddings never reach a bfloat16 network
-            source = self.name if self.snapshot is None else f"{self.name}@{self.snapshot}"
+            source = self.name if self.weights_id is None else f"{self.name}@{self.weights_id}"
             self._disk = PromptCache(cache_dir, source, self.family, self.max_sequence_length, self.dtype)
 
     def default_texts(self) -> list[str | None]:

@@ -61,13 +61,9 @@ def load_pipeline(
     else:
         require("transformers", "pipelines")
     torch_dtype = check_dtype("dtype", dtype)
-    if revision is not None and not (isinstance(revision, str) and revision):
-        raise ValueError(f"revision must be a hub branch, tag or commit (or null: main), got {revision!r}")
-    if revision is not None and (str(model_id).startswith((".", "/", "~")) or Path(str(model_id)).exists()):
-        raise ValueError(f"revision={revision!r} applies to a hub id, not to the local folder {model_id!r}")
-    hub = {"revision": revision} if revision is not None else {}
+    hub = _hub_revision(model_id, revision)
     name = adapter.pipelines[0]
-    key = (name, str(model_id), revision, str(torch_dtype), device, cpu_offload, attention_slicing)
+    key = (name, str(model_id), revision or "main", str(torch_dtype), device, cpu_offload, attention_slicing)
     pipe = _LOADED.get(key)  # a sweep over model options (e.g. guidance_scale) shares one loaded network
     if pipe is None:
         pipe = _load_pipe(name, model_id, torch_dtype, TEXT_COMPONENTS[family], **hub)
@@ -78,8 +74,11 @@ def load_pipeline(
                       **options)  # fmt: skip
     if family != "ddpm":  # text encoders only for prompts not on disk yet: loaded alone, then released
 
+        # the text encoders of the network's own snapshot, even if the branch has moved on since
+        pin = {"revision": model.snapshot} if model.snapshot and "+" not in model.snapshot else hub
+
         def load_text_encoders():
-            text_pipe = _load_pipe(name, model_id, torch_dtype, NETWORK_COMPONENTS[family], **hub)
+            text_pipe = _load_pipe(name, model_id, torch_dtype, NETWORK_COMPONENTS[family], **pin)
             return _place(text_pipe, device, cpu_offload, False)
 
         model.release_text_encoders()  # the network's pipeline was loaded without them
@@ -93,6 +92,18 @@ def load_pipeline(
 # built from configs that differ only in glass options (guidance scale, size, prompt, ...) share one,
 # which glass.from_pipe never mutates; a pipeline is freed when no model holds it any more.
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _hub_revision(model_id: str, revision) -> dict:
+    """``from_pretrained``'s ``revision=`` ({} for the main branch), checked."""
+    if isinstance(revision, (int, float)) and not isinstance(revision, bool):  # Hydra read 1.0 or 1234567
+        raise ValueError(f"revision={revision!r} was read as a number: quote it, "
+                         f"model.revision='\"{revision}\"'")  # fmt: skip
+    if revision is not None and not (isinstance(revision, str) and revision):
+        raise ValueError(f"revision must be a hub branch, tag or commit (or null: main), got {revision!r}")
+    if revision is not None and (str(model_id).startswith((".", "/", "~")) or Path(str(model_id)).exists()):
+        raise ValueError(f"revision={revision!r} applies to a hub id, not to the local folder {model_id!r}")
+    return {"revision": revision} if revision is not None else {}
 
 
 def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...], **hub):
