@@ -12,7 +12,7 @@ import os
 
 import torch
 
-__all__ = ["setup", "rank", "world", "barrier"]
+__all__ = ["setup", "rank", "world", "barrier", "from_rank0"]
 
 
 def world() -> int:
@@ -48,3 +48,13 @@ def _teardown() -> None:
 def barrier() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
+
+
+def from_rank0(value):
+    """``value`` as rank 0 has it, on every rank (a decision all ranks must share, e.g. whether rank 0
+    holds the run's claim); ``value`` itself without torchrun."""
+    if world() == 1 or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]

@@ -326,17 +326,18 @@ def check_not_running(cfg) -> None:
     from glass import distributed
     from glass.claims import claim, claim_path
 
-    if not cfg.task.get("prompts") or distributed.world() > 1:
+    if not cfg.task.get("prompts"):
         return
     try:
         base = promptset_dir(cfg)
     except Exception:  # noqa: BLE001 - a task that does not import: said when the job is built
         return
-    lock = claim_path(base.parent, base.name)
-    if lock.exists() and _finished_rows(base) is None:  # a finished run is read, not claimed
+    lock, busy = claim_path(base.parent, base.name), False
+    if distributed.rank() == 0 and lock.exists() and _finished_rows(base) is None:  # a finished run is read
         with claim(lock) as mine:
-            if not mine:
-                raise UserError(_running(base, lock))
+            busy = not mine
+    if distributed.from_rank0(busy):  # under torchrun every rank stops
+        raise UserError(_running(base, lock))
 
 
 def _running(base: Path, lock: Path) -> str:
@@ -348,18 +349,17 @@ def _claimed(job: Job, base: Path, progress) -> list[dict]:
     """A prompt set's run while this process holds its claim (``glass.claims``): two copies of one
     command (two terminals, a requeued job whose first copy still runs) would compute the same prompts
     into one directory and the second one's failure would replace the first one's records. Under
-    torchrun the ranks share the run by design; its launcher starts them once."""
+    torchrun the ranks share the run by design: rank 0 holds the claim for all of them."""
     from glass import distributed
     from glass.claims import claim, claim_path
 
-    if distributed.world() > 1:
-        return run_job(job, base, progress)
     lock = claim_path(base.parent, base.name)
-    with claim(lock) as mine:
-        if not mine:
+    with claim(lock) if distributed.rank() == 0 else contextlib.nullcontext(True) as mine:
+        if not distributed.from_rank0(mine):
             raise UserError(_running(base, lock))
-        rows = _finished_rows(base)  # finished by the holder we may have followed
-        return rows if rows is not None else run_job(job, base, progress)
+        if distributed.from_rank0(_finished_rows(base) is not None):  # finished by a holder we followed
+            return _finished_rows(base)
+        return run_job(job, base, progress)
 
 
 def _finished_rows(run_dir: Path) -> list[dict] | None:

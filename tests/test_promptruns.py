@@ -4,6 +4,7 @@ torchrun ranks or task.prompt_range array jobs whose merged outputs equal one pr
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -450,3 +451,25 @@ def test_a_prompt_file_edited_while_its_run_computes_does_not_rename_the_run(tin
     assert res.exit_code == 0, res.output
     (new,) = {p for p in (tmp_path / "out" / "promptsets").iterdir()} - {run}
     assert [x["prompt"] for x in lines(new)] == ["a green frog"]
+
+
+def test_torchrun_on_a_prompt_set_another_process_computes_is_refused(tiny_sd, tmp_path):
+    """Under torchrun the ranks skipped the run's claim: a requeued torchrun job (or a plain glass run
+    beside one) computed into the same .partial, and a failure renamed it under the live ranks. Rank 0
+    takes the claim for every rank: while another process holds it, every rank stops before loading,
+    with the one line a second single process gets, and nothing is written."""
+    from glass.claims import claim, claim_path
+    from glass.config import compose
+    from glass.runner import promptset_dir
+
+    args = fk_args(tiny_sd, tmp_path)
+    base = promptset_dir(compose(args))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "glass",
+           "run", *args]  # fmt: skip
+    with claim(claim_path(base.parent, base.name)) as mine:
+        assert mine
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode != 0 and res.stderr.count("is being computed by another process") == 2, res.stderr
+    assert not re.search(r'File ".*[/\\]glass[/\\]', res.stderr)  # one line each (torchrun's report aside)
+    assert not [p for p in base.parent.iterdir() if not p.name.startswith(".")]  # no run directory
