@@ -63,7 +63,8 @@ def write_prompt(run_dir: Path, model, record, result, *, info: dict, held_out=N
         x = result.samples[label]
         folder = run_dir / "geneval" / method_dir(label) / f"{record.index:05d}"
         (folder / "samples").mkdir(parents=True, exist_ok=True)
-        (folder / "metadata.jsonl").write_text(json.dumps({**record.meta, "prompt": record.prompt}) + "\n")
+        meta = json.dumps({**record.meta, "prompt": record.prompt})
+        write_text_atomic(folder / "metadata.jsonl", meta + "\n")
         latents = None
         if save_latents:
             latents = run_dir / "latents" / method_dir(label) / f"{record.index:05d}.safetensors"
@@ -149,6 +150,8 @@ def read_records(run_dir: Path, key: str | None = None) -> dict[int, dict]:
             rec = json.loads(path.read_text())
             ok = isinstance(rec, dict) and (key is None or rec.get("key") == key)
             ok = ok and all((run_dir / line["path"]).is_file() for line in rec["images"])
+            ok = ok and all((run_dir / p).parent.with_name("metadata.jsonl").is_file() for p in
+                            {line["path"] for line in rec["images"]})  # GenEval reads it beside samples/
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if ok:

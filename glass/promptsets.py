@@ -1,6 +1,7 @@
 """Prompt sets as benchmarks ship them: plain text, JSONL and CSV / TSV.
 
-- ``.txt``: one prompt a line (blank lines skipped);
+- ``.txt``: one prompt a line (blank lines skipped, and not counted in the prompts' indices; no
+  comment syntax: a line starting with ``#`` is a prompt);
 - ``.jsonl``: one JSON object a line with a ``prompt`` field, e.g. GenEval's
   ``evaluation_metadata.jsonl`` (``{"tag": ..., "include": [...], "prompt": ...}``); every other field
   is carried through as the prompt's metadata;

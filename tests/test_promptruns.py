@@ -473,3 +473,19 @@ def test_torchrun_on_a_prompt_set_another_process_computes_is_refused(tiny_sd, t
     assert res.returncode != 0 and res.stderr.count("is being computed by another process") == 2, res.stderr
     assert not re.search(r'File ".*[/\\]glass[/\\]', res.stderr)  # one line each (torchrun's report aside)
     assert not [p for p in base.parent.iterdir() if not p.name.startswith(".")]  # no run directory
+
+
+def test_a_prompt_without_its_geneval_metadata_is_computed_again(single, tmp_path):
+    """GenEval reads each prompt folder's metadata.jsonl beside its samples: a record whose file is
+    missing (lost in a crash: it is written atomically now, before the record) is not complete, so a
+    resumed run computes that prompt again."""
+    import shutil
+
+    from glass.outputs import read_records
+
+    run = tmp_path / "run"
+    shutil.copytree(single, run)
+    key = json.loads((run / "prompts" / "00003.json").read_text())["key"]
+    assert sorted(read_records(run, key)) == list(range(6))
+    next((run / "geneval").glob("*/00003/metadata.jsonl")).unlink()
+    assert sorted(read_records(run, key)) == [0, 1, 2, 4, 5]
