@@ -985,3 +985,17 @@ def test_a_hub_revision_loads_its_own_snapshot_and_keys_its_prompts_and_jobs(tmp
         load_pipeline("sd", "tiny/sd", revision="", **kw)
     with pytest.raises(ValueError, match="read as a number: quote it"):
         load_pipeline("sd", "tiny/sd", revision=1.0, **kw)
+
+
+def test_a_pipe_without_some_text_encoders_has_prompt_embeddings_of_its_own(tmp_path):
+    """diffusers' recipe StableDiffusion3Pipeline.from_pretrained(id, text_encoder_3=None) puts zeros
+    where T5's embedding goes: its prompt cache must not serve (or take) the full pipeline's. A pipe
+    without any text encoder (glass's own loader, which loads them later) keeps the full key."""
+    full = copy.copy(pipe_of("sd3"))
+    no_t5 = copy.copy(full)
+    no_t5.text_encoder_3 = None
+    none = copy.copy(full)
+    none.text_encoder = none.text_encoder_2 = none.text_encoder_3 = None
+    keys = [glass.from_pipe(p, height=32, width=32, max_sequence_length=16, cache_dir=str(tmp_path))._disk.key
+            for p in (full, no_t5, none)]  # fmt: skip
+    assert keys[0] != keys[1] and "without text_encoder_3" in keys[1] and keys[2] == keys[0]

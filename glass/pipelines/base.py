@@ -137,6 +137,11 @@ class PipelineModel(Model):
         folders = snapshots(pipe)
         self.snapshot = "+".join(f.name for f in folders) or None
         self.weights_id = "+".join(snapshot_digest(f) for f in folders) or None
+        encoders = {k: v for k, v in getattr(pipe, "components", {}).items() if k.startswith("text_encoder")}
+        missing = sorted(k for k, v in encoders.items() if v is None)
+        # some encoders dropped by the user change the embeddings; all of them dropped (glass's loader,
+        # which loads them later, or a pipe whose prompts are all cached) do not
+        self._missing_encoders = missing if len(missing) < len(encoders) else []
         self._text = pipe  # encode_prompt; None after release_text_encoders()
         height = self._size(pipe, height, "height")
         width = self._size(pipe, width, "width")
@@ -178,6 +183,8 @@ class PipelineModel(Model):
 
             # keyed by the network's dtype too: a float16 run's embeddings never reach a bfloat16 network
             source = self.name if self.weights_id is None else f"{self.name}@{self.weights_id}"
+            if self._missing_encoders:  # e.g. SD3 without T5 (zeros in its place): other embeddings
+                source += f" without {','.join(self._missing_encoders)}"
             self._disk = PromptCache(cache_dir, source, self.family, self.max_sequence_length, self.dtype)
 
     def default_texts(self) -> list[str | None]:
