@@ -5,6 +5,7 @@ checkpoint retrained in place, a hub branch that moved on. The config hash canno
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 __all__ = ["weights_digest"]
 
@@ -20,7 +21,7 @@ def weights_digest(cfg) -> dict[str, str]:
     none) is keyed ``hub:<id>@<revision>``, its digest that of the snapshot the hub cache resolves it
     to (:func:`glass.models.latent.snapshot_digest`: its model files' content, so a branch that moved
     on to new weights reruns the job, one that changed only its README does not; not downloaded
-    yet: no digest)."""
+    yet: no digest). A local pipeline folder counts by its files' sizes and times."""
     from omegaconf import OmegaConf
 
     from glass.models import mnist
@@ -31,9 +32,12 @@ def weights_digest(cfg) -> dict[str, str]:
     def walk(node):
         if isinstance(node, dict):
             if node.get("_target_") == "glass.pipelines.load.load_pipeline" and node.get("model_id"):
+                local = Path(str(node["model_id"])).expanduser()
                 folder = hub_snapshot(str(node["model_id"]), node.get("revision"))
                 if folder is not None:
                     out[f"hub:{node['model_id']}@{node.get('revision') or 'main'}"] = snapshot_digest(folder)
+                elif (local / "model_index.json").is_file():  # a local pipeline folder, saved anew?
+                    out[str(local.resolve())] = snapshot_digest(local)
             defaults = mnist.DEFAULT_CHECKPOINTS.get(str(node.get("_target_")), {})
             files.extend(mnist.ASSETS / f for key, f in defaults.items() if not node.get(key))
             for v in node.values():

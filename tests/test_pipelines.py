@@ -999,3 +999,24 @@ def test_a_pipe_without_some_text_encoders_has_prompt_embeddings_of_its_own(tmp_
     keys = [glass.from_pipe(p, height=32, width=32, max_sequence_length=16, cache_dir=str(tmp_path))._disk.key
             for p in (full, no_t5, none)]  # fmt: skip
     assert keys[0] != keys[1] and "without text_encoder_3" in keys[1] and keys[2] == keys[0]
+
+
+def test_a_local_pipeline_folder_saved_anew_is_other_weights(tmp_path):
+    """model.model_id=<folder>: the folder's name says nothing of its weights. A pipeline saved anew
+    into it (fine-tuned in place) changes the prompt cache's key and the sweep's weights digest, so
+    neither old embeddings nor old finished jobs are taken for the new weights."""
+    from glass.config import compose
+    from glass.pipelines.load import load_pipeline
+    from glass.weights import weights_digest
+
+    folder = tmp_path / "my-sd"
+    pipe = copy.deepcopy(pipe_of("sd"))
+    pipe.save_pretrained(folder)
+    kw = {"device": "cpu", "dtype": "float32", "height": 32, "width": 32, "cache_dir": str(tmp_path / "c")}
+    cfg = compose(["model=sd", f"model.model_id={folder}"])
+    before, key = weights_digest(cfg), load_pipeline("sd", str(folder), **kw)._disk.key
+    assert list(before) == [str(folder.resolve())] and load_pipeline("sd", str(folder), **kw)._disk.key == key
+    with torch.no_grad():
+        next(pipe.text_encoder.parameters()).add_(1.0)
+    pipe.save_pretrained(folder)
+    assert weights_digest(cfg) != before and load_pipeline("sd", str(folder), **kw)._disk.key != key

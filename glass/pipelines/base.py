@@ -58,11 +58,11 @@ def _pipeline_dtype_device(pipe, net, network: str, dtype, device) -> tuple[torc
     return own_dtype, own_device
 
 
-def snapshots(pipe) -> list:
-    """The hub-cache snapshot folders (``.../snapshots/<commit>``) a pipeline's components were loaded
-    from; [] for local folders and pipelines built in memory. diffusers and transformers record each
-    component's folder as its config's ``_name_or_path``."""
-    import re
+def model_folders(pipe) -> list:
+    """The pipeline folders (``model_index.json`` beside the component folders) a pipeline's components
+    were loaded from: a local folder, or the hub cache's ``.../snapshots/<commit>``; [] for a pipeline
+    built in memory. diffusers and transformers record each component's folder as its config's
+    ``_name_or_path``."""
     from pathlib import Path
 
     folders = set()
@@ -71,9 +71,9 @@ def snapshots(pipe) -> list:
         path = getattr(config, "_name_or_path", None)
         if path is None and isinstance(config, dict):
             path = config.get("_name_or_path")
-        found = re.match(r"(.*[/\\]snapshots[/\\][0-9a-f]{40})(?:[/\\]|$)", str(path or ""))
-        if found:
-            folders.add(Path(found.group(1)))
+        folder = Path(str(path)).parent if path else None
+        if folder is not None and (folder / "model_index.json").is_file():
+            folders.add(folder)
     return sorted(folders)
 
 
@@ -133,9 +133,11 @@ class PipelineModel(Model):
         self.scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps runs here, never on the pipe's
         self.pipeline_class = type(pipe).__name__
         self.name = str(getattr(pipe.config, "_name_or_path", "") or self.pipeline_class)
-        # a hub id names no weights by itself: the snapshot they came from (its commit, its content)
-        folders = snapshots(pipe)
-        self.snapshot = "+".join(f.name for f in folders) or None
+        # a hub id or a folder's name names no weights by itself: the files they came from (the hub
+        # snapshot's commit, and their content)
+        folders = model_folders(pipe)
+        commits = [f.name for f in folders if f.parent.name == "snapshots" and len(f.name) == 40]
+        self.snapshot = "+".join(commits) or None
         self.weights_id = "+".join(snapshot_digest(f) for f in folders) or None
         encoders = {k: v for k, v in getattr(pipe, "components", {}).items() if k.startswith("text_encoder")}
         missing = sorted(k for k, v in encoders.items() if v is None)
