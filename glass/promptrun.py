@@ -27,8 +27,9 @@ __all__ = ["run_key", "compute", "finish"]
 
 def run_key(cfg) -> str:
     """The run's config hash without ``task.prompt_range`` (the shards of one run share it), with the
-    digests of weights its config names by hub id or path alone (glass.weights): a run resumed after
-    its hub branch moved on to new weights computes every prompt again, never pooling the two."""
+    content digests of hub weights its config names by id alone (glass.weights): a run resumed after
+    its hub branch moved on to new weights computes every prompt again, never pooling the two. A local
+    folder's digest (file times) is left out: shards on nodes with their own copies stay one run."""
     from omegaconf import OmegaConf
 
     from glass.config import config_hash
@@ -36,7 +37,7 @@ def run_key(cfg) -> str:
 
     data = OmegaConf.to_container(cfg, resolve=True)
     data.get("task", {}).pop("prompt_range", None)
-    digest = weights_digest(data)
+    digest = {k: v for k, v in weights_digest(data).items() if k.startswith("hub:")}
     if digest:
         data["weights"] = digest
     return config_hash(data)

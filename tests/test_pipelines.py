@@ -1007,6 +1007,7 @@ def test_a_local_pipeline_folder_saved_anew_is_other_weights(tmp_path):
     neither old embeddings nor old finished jobs are taken for the new weights."""
     from glass.config import compose
     from glass.pipelines.load import load_pipeline
+    from glass.promptrun import run_key
     from glass.weights import weights_digest
 
     folder = tmp_path / "my-sd"
@@ -1014,9 +1015,14 @@ def test_a_local_pipeline_folder_saved_anew_is_other_weights(tmp_path):
     pipe.save_pretrained(folder)
     kw = {"device": "cpu", "dtype": "float32", "height": 32, "width": 32, "cache_dir": str(tmp_path / "c")}
     cfg = compose(["model=sd", f"model.model_id={folder}"])
+    (tmp_path / "p.txt").write_text("a cat\n")
+    prompt_set = compose(["model=sd", f"model.model_id={folder}", "task=generate",
+                          f"task.prompts={tmp_path / 'p.txt'}"])
+    shards = run_key(prompt_set)
     before, key = weights_digest(cfg), load_pipeline("sd", str(folder), **kw)._disk.key
     assert list(before) == [str(folder.resolve())] and load_pipeline("sd", str(folder), **kw)._disk.key == key
     with torch.no_grad():
         next(pipe.text_encoder.parameters()).add_(1.0)
     pipe.save_pretrained(folder)
     assert weights_digest(cfg) != before and load_pipeline("sd", str(folder), **kw)._disk.key != key
+    assert run_key(prompt_set) == shards  # file times differ between nodes' copies: shards stay one run
