@@ -1026,3 +1026,44 @@ def test_a_local_pipeline_folder_saved_anew_is_other_weights(tmp_path):
     pipe.save_pretrained(folder)
     assert weights_digest(cfg) != before and load_pipeline("sd", str(folder), **kw)._disk.key != key
     assert run_key(prompt_set) == shards  # file times differ between nodes' copies: shards stay one run
+
+
+def test_a_finished_prompt_set_is_computed_again_once_its_hub_weights_change(tmp_path, monkeypatch):
+    """A prompt-set run over a hub id, finished, then the branch moves on to other weights: the same
+    command computes it again (the finished run, named by the config alone, was returned as it was)
+    and sets the old one aside as <run>.stale; a branch that moved on to a new model card only keeps
+    the finished run."""
+    import huggingface_hub.constants
+    from typer.testing import CliRunner
+
+    from glass.cli import app
+
+    pipe, c = copy.deepcopy(pipe_of("sd")), ("1" * 40, "2" * 40, "3" * 40)
+    pipe.save_pretrained(tmp_path / "one")
+    with torch.no_grad():
+        for p in pipe.unet.parameters():
+            p.add_(0.1)
+    pipe.save_pretrained(tmp_path / "two")
+    shutil.copytree(tmp_path / "one", tmp_path / "three")
+    (tmp_path / "three" / "README.md").write_text("a model card\n")
+    folders = dict(zip(c, [tmp_path / n for n in ("one", "two", "three")]))
+    repo = _hub_cache(tmp_path / "hub", "tiny/sd", folders, {"main": c[0]})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    (tmp_path / "p.txt").write_text("a cat\n")
+    out = tmp_path / "out"
+    args = ["run", "model=sd", "model.model_id=tiny/sd", "model.device=cpu", "model.dtype=float32",
+            "model.height=32", "model.width=32", f"out_dir={out}", f"task.prompts={tmp_path / 'p.txt'}",
+            "task=generate", "sampler=glass", "sampler.steps=1", "task.transitions=2",
+            "metric=none"]  # fmt: skip
+    runs = []
+    for main in (c[0], c[2], c[1]):  # first run; a new model card; other weights
+        (repo / "refs" / "main").write_text(main)
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        (run,) = [p for p in (out / "promptsets").iterdir() if p.suffix == "" and not p.name.startswith(".")]
+        runs.append((res.stderr, (run / "metrics.json").read_text()))
+    assert "is finished" in runs[1][0] and runs[1][1] == runs[0][1]
+    assert "computed with other weights" in runs[2][0] and runs[2][1] != runs[0][1]
+    (stale,) = (out / "promptsets").glob("*.stale")
+    assert (stale / "metrics.json").read_text() == runs[0][1]
