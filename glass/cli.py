@@ -456,7 +456,7 @@ def _reproduce_help() -> str:
         "Reproduce a figure or table of the paper: run its sweep (resumable: finished jobs are "
         "skipped) and write PNG plots and a markdown table to outputs/reproduce/NAME/SCALE/ "
         "(SCALE-<hash> when extra overrides change the results, so they never mix with the plain run; "
-        "--fresh starts a new directory).\n\n"
+        "SCALE-<prompt file>-<model family>[-<hash>] over a prompt set; --fresh starts a new directory).\n\n"
         "Experiments (definitions in experiments/reproduce/):\n\n" + "\n\n".join(lines) + "\n\n"
         "--scale small runs on 2 CPU cores in minutes (MNIST and the Gaussian-mixture oracle); "
         "--scale large (where an experiment has it) runs the strongest shipped checkpoint at sizes that "

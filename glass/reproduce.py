@@ -55,6 +55,14 @@ def variant_name(scale: str, extra: list[str]) -> str:
     return f"{scale}-{hashlib.sha256(' '.join(changing).encode()).hexdigest()[:8]}"
 
 
+def promptset_variant(scale: str, prompts: str, family: str, extra: list[str]) -> str:
+    """A prompt-set reproduction's directory name: ``<scale>-<file>-<family>``, and a hash of the other
+    overrides that change results (``paper-evaluation_metadata-flux-3f2a9c1e``), so a run steering
+    another reward or with other options never shares a directory with this one."""
+    other = [o for o in extra if o.lstrip("+~").split("=", 1)[0] not in ("task.prompts", "model")]
+    return f"{scale}-{Path(prompts).stem}-{family}{variant_name(scale, other)[len(scale):]}"
+
+
 def reproduce(
     name: str,
     scale: str = "small",
@@ -96,7 +104,7 @@ def reproduce(
         definition["overrides"] = [o for o in extra if not o.startswith("out_dir=")]
     if any(j.task.prompts for j in jobs):  # a prompt set: its own directory per prompt file
         family = jobs[0].cfg.model.get("family") or "model"
-        target = target.with_name(f"{scale}-{Path(str(jobs[0].task.prompts.path)).stem}-{family}")
+        target = target.with_name(promptset_variant(scale, str(jobs[0].task.prompts.path), family, extra))
         definition["prompts"] = str(jobs[0].task.prompts.path)
     if fresh:
         from datetime import datetime

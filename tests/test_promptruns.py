@@ -274,7 +274,7 @@ def test_reproduce_table1_on_a_prompt_set_with_a_tiny_flux(tmp_path):
         f"out_dir={tmp_path / 'out'}",
     ])  # fmt: skip
     assert res.exit_code == 0, res.output
-    base = tmp_path / "out" / "reproduce" / "table1-fks" / "small-example-flux"
+    (base,) = (tmp_path / "out" / "reproduce" / "table1-fks").glob("small-example-flux-*")  # + the options
     table = (base / "table1-fks.md").read_text()
     variants = ["flow (ODE, 1 sample)", "BoN-ODE", "BoN-SDE", "BoN-GLASS (ddpm)", "FKS-SDE",
                 "FKS-GLASS (ddpm)", "FKS-GLASS (rho=0.4)"]  # fmt: skip
@@ -489,3 +489,21 @@ def test_a_prompt_without_its_geneval_metadata_is_computed_again(single, tmp_pat
     assert sorted(read_records(run, key)) == list(range(6))
     next((run / "geneval").glob("*/00003/metadata.jsonl")).unlink()
     assert sorted(read_records(run, key)) == [0, 1, 2, 4, 5]
+
+
+def test_a_prompt_set_reproduction_with_other_options_gets_a_directory_of_its_own():
+    """glass reproduce over a prompt set is named <scale>-<file>-<family>; another steered reward (or any
+    other option that changes results) adds a hash of those options, so two such runs never share a
+    sweep directory and its summary (they did: only the file and family named it). The prompt file's
+    spelling and where outputs go change nothing."""
+    from glass.reproduce import promptset_variant
+
+    base = ["model=flux", "task.prompts=evaluation_metadata.jsonl", "task.per_prompt=4"]
+    names = {promptset_variant("paper", "evaluation_metadata.jsonl", "flux", extra) for extra in (
+        base, [*base, "out_dir=elsewhere", "logger=wandb"],
+        ["model=flux", "task.prompts=./data/evaluation_metadata.jsonl", "task.per_prompt=4"])}  # fmt: skip
+    (name,) = names
+    assert name.startswith("paper-evaluation_metadata-flux-")
+    other = promptset_variant("paper", "evaluation_metadata.jsonl", "flux", [*base, "reward=pickscore"])
+    assert other.startswith("paper-evaluation_metadata-flux-") and other != name
+    assert promptset_variant("paper", "p.txt", "sd3", ["model=sd3", "task.prompts=p.txt"]) == "paper-p-sd3"
