@@ -88,7 +88,7 @@ def test_a_sweep_may_say_range_as_hydra_does():
     with pytest.raises(UserError, match="scales.small.sweep must be a mapping of lists or Hydra.s range"):
         _check_definition("x", spec)
     # the committed definitions that use it: job directories named by these seeds resume
-    assert load("table4-sampling")["scales"]["large"]["sweep"]["seed"] == list(range(32))
+    assert load("table4-sampling")["scales"]["large"]["sweep"]["seed"] == list(range(84))
     assert load("table5-guidance")["scales"]["large"]["sweep"]["seed"] == list(range(100))
 
 
