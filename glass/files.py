@@ -11,7 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_csv_atomic", "write_rows",
-    "probe_writable", "remove_dead_tmps",
+    "probe_writable", "remove_dead_tmps", "set_aside",
 ]  # fmt: skip
 
 
@@ -67,6 +67,19 @@ def remove_dead_tmps(directory: Path, name: str = "*") -> None:
         pid = tmp.name.rsplit(".", 2)[-2]
         if pid.isdigit() and not _alive(int(pid)):
             tmp.unlink(missing_ok=True)
+
+
+def set_aside(directory: Path) -> None:
+    """Rename a finished run's ``directory`` to ``<directory>.stale`` (replacing one set aside before):
+    kept whole for a look, never read as a result again. A rename that fails leaves it in place."""
+    import contextlib
+    import shutil
+
+    directory = Path(directory)
+    aside = directory.with_name(directory.name + ".stale")
+    shutil.rmtree(aside, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        directory.rename(aside)
 
 
 def _alive(pid: int) -> bool:

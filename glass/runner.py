@@ -29,9 +29,10 @@ from pathlib import Path
 
 from glass.checks import check_seed
 from glass.config import UserError, instantiate
-from glass.files import probe_writable, write_json_atomic
+from glass.files import probe_writable, set_aside, write_json_atomic
 from glass.metrics.default import resolve_metric
 from glass.rewards.base import check_fits, resolve_reward
+from glass.weights import stale_weights, weights_digest
 
 __all__ = ["Job", "Shared", "build_job", "check_out_dir", "check_writable", "run_job", "run_single"]
 
@@ -296,17 +297,17 @@ def run_single(job: Job, progress=None, announce=None) -> tuple[Path, list[dict]
     starts a new directory."""
     if job.task.prompts:
         base = promptset_dir(job.cfg)
-        rows = _finished_rows(base)
-        stale = rows is not None and _other_weights(base, job.cfg)
+        rows, digest = _finished_rows(base), weights_digest(job.cfg)
+        stale = rows is not None and bool(stale_weights(base, digest))
         earlier = any(base.with_name(base.name + end).is_dir() for end in (".partial", ".failed"))
         if announce and stale:
-            announce(f"{base} was computed with other weights of the model (its hub branch moved on): "
-                     f"computing it again (the old run goes to {base.name}.stale)")  # fmt: skip
+            announce(f"{base} was computed with other weights of the model (its hub branch moved on, or its "
+                     f"folder was saved anew): computing it again (the old run goes to {base.name}.stale)")
         elif announce and (rows is not None or earlier):
             announce(f"{base} is finished (delete it to compute it again)" if rows is not None
                      else f"resuming {base}: prompts with a complete record are skipped")  # fmt: skip
         if rows is None or stale:
-            rows = _claimed(job, base, progress, stale)
+            rows = _claimed(job, base, progress, stale, {"weights": digest})
     else:
         date, clock = _stamp()
         base = Path(job.cfg.out_dir) / "runs" / date / f"{clock}-{_slug(job)}-{uuid.uuid4().hex[:6]}"
@@ -350,21 +351,7 @@ def _running(base: Path, lock: Path) -> str:
             "and run the same command again to resume")  # fmt: skip
 
 
-def _other_weights(base: Path, cfg) -> bool:
-    """Whether the finished prompt-set run ``base`` holds records of another run key than ``cfg``'s:
-    the same config, but hub weights that have changed since (glass.promptrun.run_key)."""
-    import json
-
-    from glass.promptrun import run_key
-
-    try:
-        record = json.loads(next((base / "prompts").glob("*.json")).read_text())
-    except (StopIteration, OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get("key") != run_key(cfg)
-
-
-def _claimed(job: Job, base: Path, progress, stale: bool = False) -> list[dict]:
+def _claimed(job: Job, base: Path, progress, stale: bool = False, meta: dict | None = None) -> list[dict]:
     """A prompt set's run while this process holds its claim (``glass.claims``): two copies of one
     command (two terminals, a requeued job whose first copy still runs) would compute the same prompts
     into one directory and the second one's failure would replace the first one's records. Under
@@ -376,12 +363,12 @@ def _claimed(job: Job, base: Path, progress, stale: bool = False) -> list[dict]:
     with claim(lock) if distributed.rank() == 0 else contextlib.nullcontext(True) as mine:
         if not distributed.from_rank0(mine):
             raise UserError(_running(base, lock))
-        if stale and distributed.rank() == 0:  # set aside whole: nothing of it mixes into the new run
-            shutil.rmtree(base.with_name(base.name + ".stale"), ignore_errors=True)
-            base.rename(base.with_name(base.name + ".stale"))
-        if distributed.from_rank0(_finished_rows(base) is not None):  # finished by a holder we followed
-            return _finished_rows(base)
-        return run_job(job, base, progress)
+        if stale and distributed.rank() == 0:  # nothing of it mixes into the new run
+            set_aside(base)
+        rows = _finished_rows(base)
+        if distributed.from_rank0(rows is not None):  # finished by a holder we followed
+            return rows or []
+        return run_job(job, base, progress, meta=meta)
 
 
 def _finished_rows(run_dir: Path) -> list[dict] | None:

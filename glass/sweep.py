@@ -35,9 +35,9 @@ from pathlib import Path
 
 from glass.claims import claim_path
 from glass.config import RunFailed, UserError, config_dir, config_hash
-from glass.files import write_json_atomic, write_rows
+from glass.files import set_aside, write_json_atomic, write_rows
 from glass.hydra_api import job_exception, launcher_names, launcher_problem, literal, make_launcher
-from glass.weights import weights_digest
+from glass.weights import stale_weights, weights_digest
 
 __all__ = [
     "config_hash", "split_overrides", "check_sweep_dir", "sweep", "finished_jobs", "damaged_jobs",
@@ -89,16 +89,6 @@ class Planned:
     name: str
     done: Path | None
     labels: dict | None = None
-
-
-def stale_weights(job_dir: Path, digest: dict[str, str]) -> list[str]:
-    """The checkpoints whose digest in ``job_dir``'s job.json differs from ``digest`` (a record from
-    before job.json kept them has none to compare: it counts as current)."""
-    try:
-        recorded = json.loads((job_dir / "job.json").read_text()).get("weights") or {}
-    except (OSError, ValueError, AttributeError):
-        return []
-    return sorted(k for k in recorded.keys() & digest.keys() if recorded[k] != digest[k])
 
 
 def check_record(d: Path) -> str | None:
@@ -277,10 +267,8 @@ def sweep(
             reason = e.strerror or e
             raise UserError(f"cannot create the sweep directory {str(sweep_dir)!r}: {reason}") from None
         _write_sweep_json(sweep_dir, planned, group or sweep_dir.name, definition)
-        for name in retrained:  # set aside: a summary or report never mixes them in, even if a rerun fails
-            shutil.rmtree(sweep_dir / f"{name}.stale", ignore_errors=True)
-            with contextlib.suppress(OSError):
-                (sweep_dir / name).rename(sweep_dir / f"{name}.stale")
+        for name in retrained:  # a summary or report never mixes them in, even if a rerun fails
+            set_aside(sweep_dir / name)
         if announce:
             _announce_plan(announce, sweep_dir, planned, todo, len(set(done) - {p.hash for p in planned}),
                            retrained, type(launcher).__name__)  # fmt: skip

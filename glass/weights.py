@@ -1,13 +1,14 @@
 """The weights a job's results depend on that its config names by path or hub id alone: a shipped
 checkpoint retrained in place, a hub branch that moved on. The config hash cannot see them; the sweeps
-(glass.sweep) and the prompt-set runs (glass.promptrun) record their digests with each job."""
+(glass.sweep) and the prompt-set runs (glass.runner, glass.promptrun) record their digests with each
+job, and run a finished job again when they have changed."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-__all__ = ["weights_digest"]
+__all__ = ["weights_digest", "stale_weights"]
 
 
 def weights_digest(cfg) -> dict[str, str]:
@@ -16,7 +17,7 @@ def weights_digest(cfg) -> dict[str, str]:
     null path stands for (``glass.models.mnist.DEFAULT_CHECKPOINTS``: model=mnist's flow, the
     classifier of the MNIST models and the classifier reward). The config hash cannot see a checkpoint
     retrained in place (``glass train flow`` re-exports glass/assets/mnist_flow): a finished job whose
-    job.json records other digests is run again (glass.sweep.stale_weights). A file without a readable
+    job.json records other digests is run again (:func:`stale_weights`). A file without a readable
     manifest has no digest. A pipeline from the hub (``model_id`` an id, ``revision`` a branch or
     none) is keyed ``hub:<id>@<revision>``, its digest that of the snapshot the hub cache resolves it
     to (:func:`glass.models.latent.snapshot_digest`: its model files' content, so a branch that moved
@@ -57,3 +58,13 @@ def weights_digest(cfg) -> dict[str, str]:
         if isinstance(manifest, dict) and isinstance(manifest.get("sha256"), str):
             out[str(f)] = manifest["sha256"]
     return out
+
+
+def stale_weights(job_dir: Path, digest: dict[str, str]) -> list[str]:
+    """The checkpoints whose digest in ``job_dir``'s job.json differs from ``digest`` (a record from
+    before job.json kept them has none to compare: it counts as current)."""
+    try:
+        recorded = json.loads((job_dir / "job.json").read_text()).get("weights") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return sorted(k for k in recorded.keys() & digest.keys() if recorded[k] != digest[k])

@@ -925,24 +925,13 @@ def _hub_cache(hub, repo_id: str, snapshots: dict, refs: dict):
     return repo
 
 
-def test_a_hub_revision_loads_its_own_snapshot_and_keys_its_prompts_and_jobs(tmp_path, monkeypatch):
-    """model.revision loads the hub snapshot it names, as diffusers' from_pretrained (a hub cache made
-    here, read offline: commit 1 tagged v1, commit 2 with other UNet weights, commit 3 = 2 with a
-    README). A hub id names no weights by itself: the prompt cache and a sweep job's record are keyed
-    by the snapshot's model files (a branch that moved on to other weights reruns the job, one that
-    changed only its README does not), and the text encoders come from the network's own snapshot
-    even after the branch moved. revision on a local folder, which diffusers would ignore, is refused."""
+@pytest.fixture
+def tiny_hub(tmp_path, monkeypatch):
+    """An offline hub cache of ``tiny/sd`` (read through huggingface_hub's own constants): commit 1
+    tagged v1, commit 2 with other UNet weights (main), commit 3 = commit 2 with a model card.
+    Returns (the repository's cache folder, the three commits)."""
     import huggingface_hub.constants
 
-    from glass.config import compose
-    from glass.models.latent import hub_snapshot
-    from glass.pipelines.load import load_pipeline
-    from glass.promptrun import run_key
-    from glass.sweep import stale_weights
-    from glass.weights import weights_digest
-
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a cat\n")
     pipe, c = copy.deepcopy(pipe_of("sd")), ("1" * 40, "2" * 40, "3" * 40)
     pipe.save_pretrained(tmp_path / "one")
     with torch.no_grad():
@@ -955,6 +944,25 @@ def test_a_hub_revision_loads_its_own_snapshot_and_keys_its_prompts_and_jobs(tmp
     repo = _hub_cache(tmp_path / "hub", "tiny/sd", folders, {"main": c[1], "v1": c[0]})
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return repo, c
+
+
+def test_a_hub_revision_loads_its_own_snapshot_and_keys_its_prompts_and_jobs(tiny_hub, tmp_path):
+    """model.revision loads the hub snapshot it names, as diffusers' from_pretrained (a hub cache made
+    here, read offline: commit 1 tagged v1, commit 2 with other UNet weights, commit 3 = 2 with a
+    README). A hub id names no weights by itself: the prompt cache and a sweep job's record are keyed
+    by the snapshot's model files (a branch that moved on to other weights reruns the job, one that
+    changed only its README does not), and the text encoders come from the network's own snapshot
+    even after the branch moved. revision on a local folder, which diffusers would ignore, is refused."""
+    from glass.config import compose
+    from glass.models.latent import hub_snapshot
+    from glass.pipelines.load import load_pipeline
+    from glass.promptrun import run_key
+    from glass.weights import stale_weights, weights_digest
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\n")
+    repo, c = tiny_hub
     kw = {"device": "cpu", "dtype": "float32", "height": 32, "width": 32, "cache_dir": str(tmp_path / "c")}
     main, v1, pinned = (load_pipeline("sd", "tiny/sd", revision=r, **kw) for r in (None, "v1", c[0]))
     assert (main.snapshot, v1.snapshot, pinned.snapshot) == (c[1], c[0], c[0])
@@ -1028,28 +1036,16 @@ def test_a_local_pipeline_folder_saved_anew_is_other_weights(tmp_path):
     assert run_key(prompt_set) == shards  # file times differ between nodes' copies: shards stay one run
 
 
-def test_a_finished_prompt_set_is_computed_again_once_its_hub_weights_change(tmp_path, monkeypatch):
+def test_a_finished_prompt_set_is_computed_again_once_its_hub_weights_change(tiny_hub, tmp_path):
     """A prompt-set run over a hub id, finished, then the branch moves on to other weights: the same
     command computes it again (the finished run, named by the config alone, was returned as it was)
     and sets the old one aside as <run>.stale; a branch that moved on to a new model card only keeps
     the finished run."""
-    import huggingface_hub.constants
     from typer.testing import CliRunner
 
     from glass.cli import app
 
-    pipe, c = copy.deepcopy(pipe_of("sd")), ("1" * 40, "2" * 40, "3" * 40)
-    pipe.save_pretrained(tmp_path / "one")
-    with torch.no_grad():
-        for p in pipe.unet.parameters():
-            p.add_(0.1)
-    pipe.save_pretrained(tmp_path / "two")
-    shutil.copytree(tmp_path / "one", tmp_path / "three")
-    (tmp_path / "three" / "README.md").write_text("a model card\n")
-    folders = dict(zip(c, [tmp_path / n for n in ("one", "two", "three")]))
-    repo = _hub_cache(tmp_path / "hub", "tiny/sd", folders, {"main": c[0]})
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    repo, c = tiny_hub
     (tmp_path / "p.txt").write_text("a cat\n")
     out = tmp_path / "out"
     args = ["run", "model=sd", "model.model_id=tiny/sd", "model.device=cpu", "model.dtype=float32",
@@ -1057,7 +1053,7 @@ def test_a_finished_prompt_set_is_computed_again_once_its_hub_weights_change(tmp
             "task=generate", "sampler=glass", "sampler.steps=1", "task.transitions=2",
             "metric=none"]  # fmt: skip
     runs = []
-    for main in (c[0], c[2], c[1]):  # first run; a new model card; other weights
+    for main in (c[1], c[2], c[0]):  # first run; a new model card; other weights
         (repo / "refs" / "main").write_text(main)
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 0, res.output

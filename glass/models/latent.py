@@ -75,13 +75,21 @@ def from_pretrained(cls, source: str, what: str, **kw):
         ) from None
 
 
+def local_source(source: str) -> bool:
+    """Whether ``source`` (a ``model_id``) names a local folder, spelled as a path or existing, rather
+    than a hub id."""
+    from pathlib import Path
+
+    return source.startswith((".", "/", "~")) or Path(source).expanduser().exists()
+
+
 def hub_snapshot(source: str, revision: str | None = None):
     """The local hub-cache folder (``.../snapshots/<commit>``) that ``from_pretrained(source,
     revision=revision)`` loads a pipeline from, found without the network; None for a local folder or
     a pipeline not downloaded yet."""
     from pathlib import Path
 
-    if source.startswith((".", "/", "~")) or Path(source).exists():
+    if local_source(source):
         return None
     try:
         from huggingface_hub import try_to_load_from_cache

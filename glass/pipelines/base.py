@@ -77,6 +77,18 @@ def model_folders(pipe) -> list:
     return sorted(folders)
 
 
+def _cache_source(pipe, name: str, folders: list) -> str:
+    """What the prompt cache names the text encoders by: the pipeline's name (a hub id or a folder's
+    name names no weights by itself), the content of the folders it was loaded from
+    (:func:`glass.models.latent.snapshot_digest`), and the text encoders the user dropped (SD3 without
+    T5 puts zeros in its place: other embeddings; all of them dropped, as glass's loader does before
+    loading them on demand, changes nothing)."""
+    source = name + "".join(f"@{snapshot_digest(f)}" for f in folders)
+    encoders = {k: v for k, v in getattr(pipe, "components", {}).items() if k.startswith("text_encoder")}
+    missing = sorted(k for k, v in encoders.items() if v is None)
+    return source + (f" without {','.join(missing)}" if 0 < len(missing) < len(encoders) else "")
+
+
 def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
@@ -133,23 +145,17 @@ class PipelineModel(Model):
         self.scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps runs here, never on the pipe's
         self.pipeline_class = type(pipe).__name__
         self.name = str(getattr(pipe.config, "_name_or_path", "") or self.pipeline_class)
-        # a hub id or a folder's name names no weights by itself: the files they came from (the hub
-        # snapshot's commit, and their content)
-        folders = model_folders(pipe)
+        folders = model_folders(pipe)  # the hub snapshot's commit: glass's loader pins the encoders to it
         commits = [f.name for f in folders if f.parent.name == "snapshots" and len(f.name) == 40]
         self.snapshot = "+".join(commits) or None
-        self.weights_id = "+".join(snapshot_digest(f) for f in folders) or None
-        encoders = {k: v for k, v in getattr(pipe, "components", {}).items() if k.startswith("text_encoder")}
-        missing = sorted(k for k, v in encoders.items() if v is None)
-        # some encoders dropped by the user change the embeddings; all of them dropped (glass's loader,
-        # which loads them later, or a pipe whose prompts are all cached) do not
-        self._missing_encoders = missing if len(missing) < len(encoders) else []
+        source = None if cache_dir is None else _cache_source(pipe, self.name, folders)
         self._text = pipe  # encode_prompt; None after release_text_encoders()
         height = self._size(pipe, height, "height")
         width = self._size(pipe, width, "width")
         super().__init__(self.schedule_name, self.latent_shape(height, width), own_dtype, own_device)
         self.height, self.width = height, width
-        self._set_text_options(guidance_scale, prompt, negative_prompt, chunk, max_sequence_length, cache_dir)
+        self._set_text_options(guidance_scale, prompt, negative_prompt, chunk, max_sequence_length, cache_dir,
+                               source)  # fmt: skip
         self._check_options()
         self._check_negative(negative_prompt)
         if release_text_encoders:
@@ -157,9 +163,10 @@ class PipelineModel(Model):
             self.release_text_encoders()
 
     def _set_text_options(
-        self, guidance_scale, prompt, negative_prompt, chunk, max_sequence_length, cache_dir
+        self, guidance_scale, prompt, negative_prompt, chunk, max_sequence_length, cache_dir, source
     ):
-        """Guidance, default prompts, chunking and the prompt caches (in memory; on disk if asked)."""
+        """Guidance, default prompts, chunking and the prompt caches (in memory; on disk if asked, keyed
+        by ``source``: :func:`_cache_source`)."""
         gs = self.default_guidance if guidance_scale is None else guidance_scale
         self.guidance_scale = check_number("guidance_scale", gs, minimum=0)
         for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
@@ -184,9 +191,6 @@ class PipelineModel(Model):
             from glass.models.prompts import PromptCache
 
             # keyed by the network's dtype too: a float16 run's embeddings never reach a bfloat16 network
-            source = self.name if self.weights_id is None else f"{self.name}@{self.weights_id}"
-            if self._missing_encoders:  # e.g. SD3 without T5 (zeros in its place): other embeddings
-                source += f" without {','.join(self._missing_encoders)}"
             self._disk = PromptCache(cache_dir, source, self.family, self.max_sequence_length, self.dtype)
 
     def default_texts(self) -> list[str | None]:

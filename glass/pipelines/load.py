@@ -9,10 +9,9 @@ yet load the encoders (alone, once per batch of prompts a run needs), which are 
 from __future__ import annotations
 
 import weakref
-from pathlib import Path
 
 from glass.checks import check_dtype
-from glass.models.latent import from_pretrained, require
+from glass.models.latent import from_pretrained, local_source, require
 from glass.pipelines import ADAPTERS, from_pipe
 
 __all__ = ["load_pipeline", "TEXT_COMPONENTS"]
@@ -101,7 +100,7 @@ def _hub_revision(model_id: str, revision) -> dict:
                          f"model.revision='\"{revision}\"'")  # fmt: skip
     if revision is not None and not (isinstance(revision, str) and revision):
         raise ValueError(f"revision must be a hub branch, tag or commit (or null: main), got {revision!r}")
-    if revision is not None and (str(model_id).startswith((".", "/", "~")) or Path(str(model_id)).exists()):
+    if revision is not None and local_source(str(model_id)):
         raise ValueError(f"revision={revision!r} applies to a hub id, not to the local folder {model_id!r}")
     return {"revision": revision} if revision is not None else {}
 
