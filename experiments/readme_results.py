@@ -8,6 +8,7 @@ A generated block in README.md sits between two markers::
 
     <!-- results: paper-vs-ours -->                           the reproduction table (below)
     <!-- results: reproduce-times -->                         each reproduction's jobs and their wall time
+    <!-- results: make-results-time -->                       make results' time, step by step
     ...
     <!-- /results -->
 
@@ -333,6 +334,41 @@ def reproduce_times() -> str:
     return "\n".join(lines) + "\n"
 
 
+def make_results_time() -> str:
+    """How long ``make results`` takes on the CPU, step by step and in all: the small-scale
+    reproductions' job wall times (their summary.csv, as in the reproduce-times block) and each
+    script's last timed run (``experiments/results/make_results_time.json``, written by
+    ``experiments.regenerate``); a step never timed yet is named as such, so the total is a lower
+    bound until every step has run once."""
+    import json
+
+    from experiments.regenerate import SCRIPTS, TIMES
+    from glass.definitions import names
+
+    timed = json.loads(TIMES.read_text())["steps"] if TIMES.is_file() else {}
+    jobs: dict = {}
+    for name in names():
+        if summary_path(name).is_file():
+            for r in summary(name):
+                jobs[(name, r["job"])] = float(r["wall_time_s"])
+    n = len({name for name, _ in jobs})
+    lines = ["| step | time | how it was measured |", "|---|---|---|",
+             f"| the {n} small-scale reproductions | {_time_text(sum(jobs.values()))} | "
+             "their jobs' wall times (summary.csv, table above) |"]  # fmt: skip
+    missing = []
+    for name in [*SCRIPTS, "default_run"]:
+        t = timed.get(name)
+        if t is None:
+            missing.append(f"`{name}`")
+            continue
+        lines.append(f"| `{name}` | {_time_text(t['seconds'])} | `make results` at {t['commit']}, "
+                     f"{t['date']}, {t['cores']} cores, load {t['load']:.1f} as it started |")  # fmt: skip
+    total = sum(jobs.values()) + sum(t["seconds"] for t in timed.values())
+    text = "\n".join(lines) + "\n\n" + f"In all {_time_text(total)} on a CPU" + (
+        f" and more: {len(missing)} steps not timed yet ({', '.join(missing)})." if missing else ".")
+    return text + "\n"
+
+
 def table_of(path: str, k: int = 1, caption: bool = False) -> str:
     """The k-th markdown table of a result file (with ``caption``: and the paragraph that follows it,
     the file's statement of sizes, seeds and floors, so the README never retypes it)."""
@@ -357,11 +393,14 @@ def table_of(path: str, k: int = 1, caption: bool = False) -> str:
 
 
 def render(spec: str) -> str:
-    """One block: ``paper-vs-ours``, ``reproduce-times`` or ``PATH [table=K] [caption]``."""
+    """One block: ``paper-vs-ours``, ``reproduce-times``, ``make-results-time`` or ``PATH [table=K]
+    [caption]``."""
     if spec == "paper-vs-ours":
         return paper_vs_ours()
     if spec == "reproduce-times":
         return reproduce_times()
+    if spec == "make-results-time":
+        return make_results_time()
     path, *opts = spec.split()
     k = next((int(o.split("=", 1)[1]) for o in opts if o.startswith("table=")), 1)
     unknown = [o for o in opts if not o.startswith("table=") and o != "caption"]

@@ -13,19 +13,25 @@
    runs one on the CPU: hours);
 4. ``python -m experiments.readme_results`` (README tables from the files).
 
-``--only NAME,...`` runs some of them (definition names, ``NAME:large`` or script names). About 15
-hours on 2 CPU cores. ``--reports`` runs nothing: it redraws every committed ``NAME.md`` and
-``NAME*.png`` from the committed ``summary.csv`` beside it (after a change to the report's formatting
-or to a definition's report block; a test fails when a committed report and its summary disagree),
-then the README tables.
+``--only NAME,...`` runs some of them (definition names, ``NAME:large`` or script names). How long it
+takes is measured, not typed: each script's (and ``default_run``'s) run is timed and recorded in
+``experiments/results/make_results_time.json`` (seconds, date, commit, cores, the machine's load as it
+started: :func:`record_time`), each reproduction's time is the sum of its jobs' wall times in its
+summary.csv, and the README's total is generated from both (``experiments.readme_results``).
+``--reports`` runs nothing: it redraws every committed ``NAME.md`` and ``NAME*.png`` from the
+committed ``summary.csv`` beside it (after a change to the report's formatting or to a definition's
+report block; a test fails when a committed report and its summary disagree), then the README tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +78,7 @@ WRITES = {
     "flow_quality_v4": ["mnist_flow_v4_quality"], "flow_quality_v4_heun": ["mnist_flow_v4_heun_quality"],
     "default_run": ["default_run"],
 }  # fmt: skip
+TIMES = ROOT / "experiments" / "results" / "make_results_time.json"  # written by this script itself
 # written by the training runs that made the shipped checkpoints (their loss curves and records; the
 # README's training commands rerun them, hours on a CPU): the checkpoint is the result, not rerun here
 TRAINING = ["mnist_flow_loss", "mnist_flow_v1_loss", "mnist_flow_v3_loss", "mnist_flow_v4_loss",
@@ -96,6 +103,20 @@ def reproduce(name: str, out_dir: Path, scale: str = "small") -> None:
     target.mkdir(parents=True, exist_ok=True)
     for f in [*source.glob(f"{name}*.md"), *source.glob(f"{name}*.png"), source / "summary.csv"]:
         shutil.copy2(f, target / f.name)
+
+
+def record_time(name: str, seconds: float, load: float, path: Path = TIMES) -> None:
+    """Record how long step ``name`` (a script or ``default_run``) took in ``path``, beside the other
+    steps' last timings (written atomically: an interrupted write keeps the old record)."""
+    try:
+        steps = json.loads(path.read_text()).get("steps", {})
+    except (OSError, ValueError, AttributeError):
+        steps = {}
+    steps[name] = {"seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "commit": commit(), "cores": os.cpu_count(), "load": round(load, 1), "gpu": gpu()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"steps": dict(sorted(steps.items()))}, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def gpu() -> bool:
@@ -157,14 +178,17 @@ def main(argv=None) -> int:
         return 2
     out_dir = ROOT / "outputs" / "results" / commit()
     for name in only:
-        if name in SCRIPTS:
-            subprocess.run([sys.executable, *SCRIPTS[name]], cwd=ROOT, check=True)
-        elif name == "default_run":
-            default_run(out_dir)
-        elif name.endswith(":large"):
+        if name.endswith(":large"):
             reproduce(name.removesuffix(":large"), out_dir, "large")
+        elif name not in WRITES:
+            reproduce(name, out_dir)  # its time: its jobs' wall times, in its summary.csv
         else:
-            reproduce(name, out_dir)
+            start, load = time.perf_counter(), os.getloadavg()[0]
+            if name in SCRIPTS:
+                subprocess.run([sys.executable, *SCRIPTS[name]], cwd=ROOT, check=True)
+            else:
+                default_run(out_dir)
+            record_time(name, time.perf_counter() - start, load)
     from experiments.readme_results import main as readme
 
     return readme([])

@@ -1,7 +1,9 @@
 """Committed results stay true: the README's result tables equal what their result files generate,
 and one committed experiment, rerun at CI size, still gives its committed numbers."""
 
+import json
 import math
+import os
 import shutil
 
 import pytest
@@ -49,8 +51,9 @@ def test_every_committed_result_file_is_written_by_make_results():
     record): a committed file nothing regenerates would go stale silently."""
     assert set(regenerate.WRITES) == {*regenerate.SCRIPTS, "default_run"}, "declare what each script writes"
     written = {stem for stems in regenerate.WRITES.values() for stem in stems}
+    known = written | set(regenerate.TRAINING) | {regenerate.TIMES.stem}  # the last: make results' timings
     orphans = [f.name for f in (regenerate.ROOT / "experiments" / "results").iterdir()
-               if f.is_file() and f.name.rsplit(".", 1)[0] not in written | set(regenerate.TRAINING)]
+               if f.is_file() and f.name.rsplit(".", 1)[0] not in known]
     assert not orphans, f"committed results no make results script writes: {orphans}"
 
 
@@ -565,3 +568,29 @@ def test_the_reproduce_times_count_each_job_once_from_its_summary(tmp_path, monk
     rows = [{"job": j, "wall_time_s": w, "seed": s} for j, w, s in jobs]
     monkeypatch.setattr(rr, "summary", lambda name, scale="small": rows)
     assert rr.reproduce_times().splitlines()[2:] == ["| `fig7-rho` | 3 | 2 | 2.0 h | 1.5 min |"]
+
+
+def test_make_results_time_records_each_step_and_totals_what_was_timed(tmp_path, monkeypatch):
+    """A timed step is recorded beside the others (a rerun replaces only its own entry), and the
+    README's total adds the reproductions' job wall times to the scripts' timed runs, naming every
+    step not timed yet, so it never reads as complete when it is not."""
+    import experiments.readme_results as rr
+
+    times = tmp_path / "t.json"
+    regenerate.record_time("fid_sanity", 120.0, 1.5, times)
+    regenerate.record_time("fk_bias", 7200.0, 0.5, times)
+    regenerate.record_time("fid_sanity", 60.0, 2.0, times)
+    steps = json.loads(times.read_text())["steps"]
+    assert {k: v["seconds"] for k, v in steps.items()} == {"fid_sanity": 60.0, "fk_bias": 7200.0}
+    assert steps["fid_sanity"]["load"] == 2.0 and steps["fid_sanity"]["cores"] == os.cpu_count()
+    monkeypatch.setattr(regenerate, "TIMES", times)
+    monkeypatch.setattr(rr, "summary_path", lambda name, scale="small": times if name == "fig7-rho"
+                        else tmp_path)  # fmt: skip
+    rows = [{"job": j, "wall_time_s": w} for j, w in [("a", 30.0), ("a", 30.0), ("b", 30.0)]]
+    monkeypatch.setattr(rr, "summary", lambda name, scale="small": rows)
+    text = rr.make_results_time()
+    assert "| the 1 small-scale reproductions | 60 s |" in text
+    assert "| `fid_sanity` | 60 s |" in text and "| `fk_bias` | 2.0 h |" in text
+    untimed = [n for n in [*regenerate.SCRIPTS, "default_run"] if n not in steps]
+    assert f"In all 2.0 h on a CPU and more: {len(untimed)} steps not timed yet" in text
+    assert all(f"`{n}`" in text.split("not timed yet")[1] for n in untimed)
