@@ -22,23 +22,20 @@ def weights_digest(cfg) -> dict[str, str]:
     none) is keyed ``hub:<id>@<revision>``, its digest that of the snapshot the hub cache resolves it
     to (:func:`glass.models.latent.snapshot_digest`: its model files' content, so a branch that moved
     on to new weights reruns the job, one that changed only its README does not; not downloaded
-    yet: no digest). A local pipeline folder counts by its files' sizes and times."""
+    yet: no digest). A local pipeline folder counts by its files' sizes and times. The other hub
+    weights a config names count the same way (:func:`hub_sources`): the CLIP score's and PickScore's
+    CLIP, HPSv2's checkpoint, SiT's VAE; a single hub file (HPSv2's) is keyed
+    ``hub:<id>/<file>@main``, a local file by its size and time."""
     from omegaconf import OmegaConf
 
     from glass.models import mnist
-    from glass.models.latent import hub_snapshot, snapshot_digest
 
     files, out = [], {}
 
     def walk(node):
         if isinstance(node, dict):
-            if node.get("_target_") == "glass.pipelines.load.load_pipeline" and node.get("model_id"):
-                local = Path(str(node["model_id"])).expanduser()
-                folder = hub_snapshot(str(node["model_id"]), node.get("revision"))
-                if folder is not None:
-                    out[f"hub:{node['model_id']}@{node.get('revision') or 'main'}"] = snapshot_digest(folder)
-                elif (local / "model_index.json").is_file():  # a local pipeline folder, saved anew?
-                    out[str(local.resolve())] = snapshot_digest(local)
+            for source, revision, anchor in hub_sources(node):
+                out.update(_hub_digest(source, revision, anchor))
             defaults = mnist.DEFAULT_CHECKPOINTS.get(str(node.get("_target_")), {})
             files.extend(mnist.ASSETS / f for key, f in defaults.items() if not node.get(key))
             for v in node.values():
@@ -58,6 +55,49 @@ def weights_digest(cfg) -> dict[str, str]:
         if isinstance(manifest, dict) and isinstance(manifest.get("sha256"), str):
             out[str(f)] = manifest["sha256"]
     return out
+
+
+def hub_sources(node: dict) -> list[tuple[str, str | None, str]]:
+    """(hub id or local path, revision, the file that anchors it in the hub cache) of each hub-loaded
+    weight a config node names: a pipeline's ``model_id``; the CLIP of ``reward=clip`` /
+    ``reward=pickscore`` (and PickScore's tokenizer's repository); HPSv2's checkpoint (``path``,
+    null: its hub file); SiT's ``path`` (a local checkpoint) and ``vae``. ImageReward's weights live
+    in its package's own cache: not counted."""
+    target = str(node.get("_target_"))
+    if target == "glass.pipelines.load.load_pipeline" and node.get("model_id"):
+        return [(str(node["model_id"]), node.get("revision"), "model_index.json")]
+    if target in ("glass.rewards.CLIPScore", "glass.rewards.PickScore"):
+        from glass.rewards import hub
+
+        cls = getattr(hub, target.rsplit(".", 1)[1])
+        return [(str(s), None, "config.json") for s in (node.get("model") or cls.default_model,
+                                                         cls.processor_model) if s]  # fmt: skip
+    if target == "glass.rewards.HPSv2":
+        from glass.rewards.hub import HPSv2
+
+        repo, name = HPSv2.hub_file
+        return [(str(node["path"]), None, "") if node.get("path") else (repo, None, name)]
+    if target == "glass.models.sit.load_sit":  # path null: a fixed release file, downloaded once
+        return [(str(node[k]), None, "config.json") for k in ("path", "vae") if node.get(k)]
+    return []
+
+
+def _hub_digest(source: str, revision: str | None, anchor: str) -> dict[str, str]:
+    """{key: digest} of one hub source (``hub:<id>@<revision>``, or ``hub:<id>/<file>@<revision>`` for a
+    single hub file), a local folder or a local file; {} for one not downloaded yet or missing."""
+    from glass.models.latent import file_digest, hub_snapshot, snapshot_digest
+
+    local = Path(source).expanduser()
+    if local.is_file():
+        return {str(local.resolve()): file_digest(local)}
+    folder = hub_snapshot(source, revision, anchor or "model_index.json")
+    if folder is not None:
+        single = anchor not in ("model_index.json", "config.json")
+        key = f"hub:{source}{f'/{anchor}' if single else ''}@{revision or 'main'}"
+        return {key: file_digest(folder / anchor) if single else snapshot_digest(folder)}
+    if local.is_dir() and ((local / "model_index.json").is_file() or (local / "config.json").is_file()):
+        return {str(local.resolve()): snapshot_digest(local)}  # a local folder, saved anew?
+    return {}
 
 
 def stale_weights(job_dir: Path, digest: dict[str, str]) -> list[str]:

@@ -20,7 +20,7 @@ from glass.models.sit import SiT, SiTNet
 from glass.pipelines.flux import image_ids, pack, unpack
 from glass.pipelines.sd import abar_at, fractional_step
 from glass.rewards.ink import Ink
-from tests.tiny_pipes import CALL_KWARGS, MAX_SEQUENCE_LENGTH, PIPES, SIZE
+from tests.tiny_pipes import CALL_KWARGS, MAX_SEQUENCE_LENGTH, PIPES, SIZE, hub_cache
 
 diffusers = pytest.importorskip("diffusers")
 FAMILIES = list(PIPES)
@@ -904,27 +904,6 @@ def test_schedulers_that_do_not_index_training_steps_are_refused():
             glass.from_pipe(pipe, height=32, width=32)
 
 
-def _hub_cache(hub, repo_id: str, snapshots: dict, refs: dict):
-    """A hub cache laid out as huggingface_hub writes one: every file a blob named by its content's
-    sha256, each snapshot's files links to the blobs, refs naming commits."""
-    import os
-
-    repo = hub / f"models--{repo_id.replace('/', '--')}"
-    for commit, source in snapshots.items():
-        for f in sorted(p for p in source.rglob("*") if p.is_file()):
-            data = f.read_bytes()
-            blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            blob.write_bytes(data)
-            link = repo / "snapshots" / commit / f.relative_to(source)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(os.path.relpath(blob, link.parent))
-    (repo / "refs").mkdir(exist_ok=True)
-    for ref, commit in refs.items():
-        (repo / "refs" / ref).write_text(commit)
-    return repo
-
-
 @pytest.fixture
 def tiny_hub(tmp_path, monkeypatch):
     """An offline hub cache of ``tiny/sd`` (read through huggingface_hub's own constants): commit 1
@@ -941,7 +920,7 @@ def tiny_hub(tmp_path, monkeypatch):
     shutil.copytree(tmp_path / "two", tmp_path / "three")
     (tmp_path / "three" / "README.md").write_text("a model card\n")
     folders = dict(zip(c, [tmp_path / n for n in ("one", "two", "three")]))
-    repo = _hub_cache(tmp_path / "hub", "tiny/sd", folders, {"main": c[1], "v1": c[0]})
+    repo = hub_cache(tmp_path / "hub", "tiny/sd", folders, {"main": c[1], "v1": c[0]})
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return repo, c

@@ -423,6 +423,29 @@ PIPES = {
 }
 
 
+
+def hub_cache(hub, repo_id: str, snapshots: dict, refs: dict):
+    """A hub cache laid out as huggingface_hub writes one: every file a blob named by its content's
+    sha256, each snapshot's files links to the blobs, refs naming commits."""
+    import hashlib
+    import os
+
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    for commit, source in snapshots.items():
+        for f in sorted(p for p in source.rglob("*") if p.is_file()):
+            data = f.read_bytes()
+            blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.write_bytes(data)
+            link = repo / "snapshots" / commit / f.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(exist_ok=True)
+    for ref, commit in refs.items():
+        (repo / "refs" / ref).write_text(commit)
+    return repo
+
+
 if __name__ == "__main__":
     import time
 

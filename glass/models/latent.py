@@ -83,10 +83,10 @@ def local_source(source: str) -> bool:
     return source.startswith((".", "/", "~")) or Path(source).expanduser().exists()
 
 
-def hub_snapshot(source: str, revision: str | None = None):
+def hub_snapshot(source: str, revision: str | None = None, anchor: str = "model_index.json"):
     """The local hub-cache folder (``.../snapshots/<commit>``) that ``from_pretrained(source,
-    revision=revision)`` loads a pipeline from, found without the network; None for a local folder or
-    a pipeline not downloaded yet."""
+    revision=revision)`` loads a pipeline (or, with ``anchor="config.json"``, a single model) from,
+    found without the network; None for a local folder or one not downloaded yet."""
     from pathlib import Path
 
     if local_source(source):
@@ -94,30 +94,47 @@ def hub_snapshot(source: str, revision: str | None = None):
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        path = try_to_load_from_cache(source, "model_index.json", revision=revision)
+        path = try_to_load_from_cache(source, anchor, revision=revision)
     except Exception:  # noqa: BLE001 - not a hub id (the loader says so), or no hub client
         return None
     folder = Path(path).parent if isinstance(path, str) else None
     return folder if folder is not None and folder.parent.name == "snapshots" else None
 
 
-def snapshot_digest(folder) -> str:
-    """What a hub snapshot's weights are: a digest of ``model_index.json`` and every file in its
-    component folders, each by the blob its link points to (the hub cache names a blob by its content
-    hash), a file that is no link by its size and time. The repository's other files (README, licence,
-    images) are left out: a commit that changes only those keeps the digest."""
-    import hashlib
+DOCS = (".md", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".gitattributes")  # a repository's non-model files
+
+
+def file_digest(f) -> str:
+    """One file's content as the hub cache names it (the blob its link points to: the content's hash),
+    a file that is no link by its size and time."""
     import os
     from pathlib import Path
 
+    f = Path(f)
+    if f.is_symlink():
+        return Path(os.readlink(f)).name
+    stat = f.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def snapshot_digest(folder) -> str:
+    """What a hub snapshot's (or a local folder's) weights are: a digest of every model file in it,
+    each by :func:`file_digest`. A pipeline's model files are ``model_index.json`` and its component
+    folders; a single model's (no ``model_index.json``: a CLIP, a VAE) every file but the
+    repository's documents (README, licence, images). A commit that changes only those keeps the
+    digest."""
+    import hashlib
+    from pathlib import Path
+
     folder, lines = Path(folder), []
+    pipeline = (folder / "model_index.json").exists()
     for f in sorted(p for p in folder.rglob("*") if not p.is_dir()):
         rel = f.relative_to(folder)
-        if len(rel.parts) == 1 and rel.name != "model_index.json":
+        top = len(rel.parts) == 1
+        if (pipeline and top and rel.name != "model_index.json") or (not pipeline and (
+                rel.name.lower().endswith(DOCS) or rel.name.upper().startswith("LICENSE"))):
             continue
-        stat = f.stat()
-        lines.append(f"{rel.as_posix()} " + (Path(os.readlink(f)).name if f.is_symlink()
-                                             else f"{stat.st_size}:{stat.st_mtime_ns}"))  # fmt: skip
+        lines.append(f"{rel.as_posix()} {file_digest(f)}")
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 

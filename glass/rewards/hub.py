@@ -142,6 +142,7 @@ class HPSv2:
     """HPS v2.1 (Wu et al. 2023): open_clip ViT-H-14 with the HPS checkpoint; cosine similarity."""
 
     differentiable = True
+    hub_file = ("xswu/HPSv2", "HPS_v2.1_compressed.pt")  # path null: this hub repository's file
 
     def __init__(self, path: str | None = None, device: str = "cpu"):
         self.path, self.device = path, device
@@ -156,7 +157,7 @@ class HPSv2:
             if path is None:
                 from huggingface_hub import hf_hub_download
 
-                path = hf_hub_download("xswu/HPSv2", "HPS_v2.1_compressed.pt")
+                path = hf_hub_download(*self.hub_file)
             model = open_clip.create_model("ViT-H-14", pretrained=None)
             state = torch.load(path, map_location="cpu", weights_only=False)
             model.load_state_dict(state.get("state_dict", state))

@@ -1,0 +1,75 @@
+"""The weights a job depends on beyond its config's text (glass.weights): hub repositories and local
+files named by id or path alone, keyed by their content so a finished job reruns when they change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from glass.config import compose
+from glass.weights import stale_weights, weights_digest
+from tests.tiny_pipes import hub_cache
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An offline hub cache (read through huggingface_hub's own constants) of a CLIP (``tiny/clip``),
+    a VAE (``tiny/vae``), PickScore's tokenizer repository and HPSv2's checkpoint, each at commit 1;
+    ``tiny/clip`` also has commit 2 (a new model card) and 3 (new weights). Returns a function that
+    moves ``tiny/clip``'s main to a commit."""
+    import huggingface_hub.constants
+
+    from glass.rewards.hub import HPSv2, PickScore
+
+    c = ("1" * 40, "2" * 40, "3" * 40)
+
+    def folder(name: str, files: dict):
+        (tmp_path / name).mkdir()
+        for f, text in files.items():
+            (tmp_path / name / f).write_text(text)
+        return tmp_path / name
+
+    model = {"config.json": "{}", "model.safetensors": "weights 1"}
+    clips = {c[0]: folder("one", model), c[1]: folder("two", {**model, "README.md": "card", "LICENSE": "x"}),
+             c[2]: folder("three", {**model, "model.safetensors": "weights 2"})}  # fmt: skip
+    vae = folder("vae", {"config.json": "{}", "v.safetensors": "v"})
+    repos = {"tiny/clip": clips, "tiny/vae": {c[0]: vae},
+             PickScore.processor_model: {c[0]: folder("tok", {"config.json": "{}", "vocab.json": "{}"})},
+             HPSv2.hub_file[0]: {c[0]: folder("hps", {HPSv2.hub_file[1]: "hps"})}}  # fmt: skip
+    cache = {name: hub_cache(tmp_path / "hub", name, snaps, {"main": c[0]}) for name, snaps in repos.items()}
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return lambda commit: (cache["tiny/clip"] / "refs" / "main").write_text(c[commit])
+
+
+def test_hub_rewards_and_the_sit_vae_key_a_job_by_their_weights(hub, tmp_path):
+    """reward=clip / pickscore / hpsv2 and SiT's VAE name hub weights by id alone: a job records
+    their snapshot's model files (a new model card or licence keeps the record, new weights make the
+    finished job stale), PickScore its tokenizer's repository too, HPSv2 its hub file, and a local
+    checkpoint counts by its size and time. One not downloaded has no digest (nothing to compare)."""
+    from glass.rewards.hub import HPSv2, PickScore
+
+    cfg = compose(["model=sit", "model.vae=tiny/vae", "reward=clip", "reward.model=tiny/clip"])
+    digest = weights_digest(cfg)
+    assert sorted(digest) == ["hub:tiny/clip@main", "hub:tiny/vae@main"]
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "job.json").write_text(json.dumps({"weights": digest}))
+    hub(1)  # main moved on to a model card and a licence
+    assert weights_digest(cfg) == digest and stale_weights(tmp_path / "job", weights_digest(cfg)) == []
+    hub(2)  # and to new weights
+    assert stale_weights(tmp_path / "job", weights_digest(cfg)) == ["hub:tiny/clip@main"]
+
+    sit = ["model=sit", "model.vae=null"]  # no other weights (model=mnist would add its checkpoints)
+    pick = weights_digest(compose([*sit, "reward=pickscore", "reward.model=tiny/clip"]))
+    assert sorted(pick) == sorted(["hub:tiny/clip@main", f"hub:{PickScore.processor_model}@main"])
+    assert list(weights_digest(compose([*sit, "reward=hpsv2"]))) == [f"hub:{'/'.join(HPSv2.hub_file)}@main"]
+    local = tmp_path / "hps.pt"
+    local.write_text("a checkpoint")
+    before = weights_digest(compose([*sit, "reward=hpsv2", f"reward.path={local}"]))
+    assert list(before) == [str(local.resolve())]
+    local.write_text("another checkpoint, retrained in place")
+    assert weights_digest(compose([*sit, "reward=hpsv2", f"reward.path={local}"])) != before
+    assert list(weights_digest(compose(["model=sit", "model.vae=null", f"model.path={local}"]))) == [
+        str(local.resolve())]  # a local SiT checkpoint
+    assert weights_digest(compose([*sit, "reward=clip", "reward.model=tiny/absent"])) == {}
