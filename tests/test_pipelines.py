@@ -610,19 +610,48 @@ def test_injected_noise_is_checked_and_used_up():
         glass.noise.randn((2, 4), glass.noise.Injected(torch.ones(2, 3)))
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "sd", "sdxl"])
 def test_the_same_generator_list_gives_the_pipelines_own_samples(family):
     """No latents handed over: generate(..., generator=[g0, g1]) with the ODE on the pipeline's grid
-    equals pipe(..., generator=[g0, g1]) (flow pipelines start at t = 0, pure noise)."""
+    equals pipe(..., generator=[g0, g1]) (flow pipelines start at t = 0, pure noise; SD and SDXL at
+    their scheduler's first step, with its init_noise_sigma: DDIM's N(0, I))."""
     pipe, model = pipe_of(family), model_of(family)
     s, k = SIZE[family], 3
     gens = [torch.Generator().manual_seed(i) for i in (3, 4)]
     out = pipe(prompt=PROMPTS, num_inference_steps=k, height=s, width=s, output_type="latent", generator=gens,
                **CALL_KWARGS[family]).images  # fmt: skip
     ref = model.from_pipeline_output(out)
-    ours = glass.generate(model, glass.ODE(1), k, 2, prompt=PROMPTS,
+    ours = glass.generate(model, ode_of(family), k, 2, prompt=PROMPTS,
                           generator=[torch.Generator().manual_seed(i) for i in (3, 4)])  # fmt: skip
     assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("scheduler, options, tol", [
+    ("EulerDiscreteScheduler", {}, 1e-5),  # SDXL's: leading spacing, starts at N(0, sigma^2 + 1)
+    ("EulerDiscreteScheduler", {"use_karras_sigmas": True}, 1e-5),
+    ("EulerDiscreteScheduler", {"timestep_spacing": "trailing"}, 1e-5),
+    ("DDIMScheduler", {}, 1e-5),
+    ("DPMSolverMultistepScheduler", {"solver_order": 1}, 1e-5),
+    ("DPMSolverMultistepScheduler", {"solver_order": 1, "use_karras_sigmas": True}, 1e-3),
+])  # fmt: skip
+def test_sd_with_the_schedulers_users_pick_gives_the_pipelines_own_samples(scheduler, options, tol):
+    """SD with a first-order scheduler its users pick, no latents handed over: the DDIM ODE on the
+    pipeline's grid with the same generator list is the pipeline's own sampler. The grid is the
+    scheduler's noise levels (Karras sigmas: it was the abar of the rounded timesteps, 0.3-0.6 % off)
+    and the start its init_noise_sigma (N(0, I) at t0 > 0 with leading spacing or DDIM: it was
+    N(0, 1 - abar_{t0}), 3 % off at 4 steps). DPM-Solver with Karras sigmas feeds the UNet rounded
+    timesteps where glass feeds the fractional step of the noise level: 1e-3."""
+    import diffusers
+
+    base = pipe_of("sd")
+    pipe = _with(base, scheduler=getattr(diffusers, scheduler).from_config(base.scheduler.config, **options))
+    model = glass.from_pipe(pipe, height=32, width=32)
+    out = pipe(prompt=PROMPTS, num_inference_steps=3, height=32, width=32, output_type="latent",
+               generator=[torch.Generator().manual_seed(i) for i in (3, 4)]).images  # fmt: skip
+    ref = model.from_pipeline_output(out)
+    ours = glass.generate(model, glass.ODE(1, method="ddim"), 3, 2, prompt=PROMPTS,
+                          generator=[torch.Generator().manual_seed(i) for i in (3, 4)])  # fmt: skip
+    assert float((ours - ref).abs().max() / ref.abs().max()) < tol
 
 
 def test_measurement_rewards_on_a_latent_model_score_decoded_pixels(tmp_path):

@@ -134,6 +134,12 @@ class Model:
         self.nfe = 0
 
     # -- the interface -----------------------------------------------------------------------------
+    def start_std(self, t0: float) -> float:
+        """The standard deviation of the noise a sample starts from at t0 on the model's own grid
+        (``capabilities.own_grid``): sigma_{t0}, the noise part of p_{t0}, unless the model's own sampler
+        starts elsewhere (a Stable Diffusion scheduler's ``init_noise_sigma``: N(0, I) at t0 > 0)."""
+        return float(self.schedule.sigma(torch.tensor(t0, dtype=torch.float64)))
+
     def denoise(self, x: Tensor, t: float | Tensor, **cond) -> Tensor:
         """D_t(x) = E[z | x_t = x]; counts one network function evaluation."""
         if self.prediction == "epsilon" and (not isinstance(t, Tensor) or _on_host(t)):

@@ -59,6 +59,17 @@ def abar_at(k: Tensor, alphas_cumprod: Tensor) -> Tensor:
     return ((1 - frac) * log_abar[lo] + frac * log_abar[lo + 1]).exp()
 
 
+def _start_std(sched, t0: float) -> float:
+    """The standard deviation in x (on the VP path) of the scheduler's initial noise at its first time
+    t0 = abar (see :meth:`_UNetModel.start_std`)."""
+    import math
+
+    probe = torch.ones(1)
+    scaled = not torch.equal(sched.scale_model_input(probe, sched.timesteps[0]), probe)
+    init = float(sched.init_noise_sigma)
+    return init * math.sqrt(t0) if scaled else init
+
+
 class _UNetModel(PipelineModel):
     network = "unet"
     schedule_name = "vp"
@@ -126,6 +137,10 @@ class _UNetModel(PipelineModel):
         return fractional_step(t, self.alphas_cumprod, cache[t.device])
 
     def grid(self, k: int) -> Tensor:
+        """The scheduler's grid for k steps: its noise levels (``sigmas``, as its step uses them:
+        Karras, exponential or beta sigmas included) as abar = 1 / (1 + sigma^2), or the abar of its
+        timesteps for a scheduler without sigmas (DDIM, PNDM, DDPM); then its final abar. Records where
+        the scheduler starts on it (:meth:`start_std`)."""
         sched = copy.deepcopy(self.scheduler)
         sched.set_timesteps(k, device="cpu")
         # distinct steps: PNDM (SD 1.5's scheduler, skip_prk_steps) repeats one for its multistep warm-up
@@ -136,9 +151,24 @@ class _UNetModel(PipelineModel):
                 "(PNDM with skip_prk_steps=False takes Runge-Kutta half steps); set skip_prk_steps=True "
                 "or use a DDIMScheduler"
             )
-        times = abar_at(steps, self.alphas_cumprod)
+        sigmas = getattr(sched, "sigmas", None)
+        sigmas = None if sigmas is None else torch.as_tensor(sigmas).double().cpu().unique_consecutive()[:k]
+        if sigmas is not None and len(sigmas) == k and bool((sigmas > 0).all()):
+            times = 1 / (1 + sigmas**2)
+        else:
+            times = abar_at(steps, self.alphas_cumprod)
         final = float(getattr(sched, "final_alpha_cumprod", 1.0))
+        self.__dict__.setdefault("_starts", {})[float(times[0])] = _start_std(sched, float(times[0]))
         return torch.cat([times, torch.tensor([final], dtype=torch.float64)])
+
+    def start_std(self, t0: float) -> float:
+        """Where the pipeline starts on a grid of its scheduler (:meth:`grid`): N(0, init_noise_sigma^2)
+        in the scheduler's own variable, which is x / sqrt(abar) for a scheduler that scales its model
+        input (Euler, Heun, LMS: std sqrt(sigma^2 + 1) sqrt(abar) = 1 with ``leading`` spacing, SD's
+        default) and x itself for one that does not (DDIM, PNDM, DPM-Solver: 1). Any other t0:
+        sigma_{t0}."""
+        start = self.__dict__.get("_starts", {}).get(t0)
+        return super().start_std(t0) if start is None else start
 
     def added(self, texts: list[dict], b: int) -> dict:
         return {}

@@ -101,13 +101,15 @@ def _checked(grid, end_below_one: bool = False) -> Tensor:
 
 
 def prior_sample(model, n: int, generator: torch.Generator | None = None, t0: float = 0.0) -> Tensor:
-    """n draws of the model's x_{t0}: N(0, sigma_{t0}^2 I) on ``model.device``, or the model's own
-    designed prior (``model.prior_sample``, e.g. the low-frequency prior) when it has one."""
+    """n draws of the model's x_{t0}: N(0, sigma_{t0}^2 I) on ``model.device`` (a model with its own
+    grid: N(0, s^2 I) with s = ``model.start_std(t0)``, where its pipeline's sampler starts), or the
+    model's own designed prior (``model.prior_sample``, e.g. the low-frequency prior) when it has one."""
     if capabilities_of(model).own_prior:
         return model.prior_sample(n, generator)
     device = getattr(model, "device", torch.device("cpu"))
     x = randn((n, *model.shape), generator, device=device)
-    return x * model.schedule.sigma(t0).item()
+    own = capabilities_of(model).own_grid  # where its own sampler starts on its grid (Model.start_std)
+    return x * (model.start_std(t0) if own else model.schedule.sigma(t0).item())
 
 
 def progress_bar(progress, total: int, description: str = "transitions", unit: str = "step"):
@@ -147,7 +149,8 @@ def generate(
 ) -> Tensor:
     """Sample from the model: start at x ~ N(0, sigma_{t0}^2 I) on ``model.device`` (exactly p_0 when
     the grid starts at t0 = 0; for t0 > 0, as for DDPM-grid or epsilon models, the usual approximation
-    that drops alpha_{t0} z), or at the given ``x``; apply one transition per interval of the outer
+    that drops alpha_{t0} z; on a pipeline's own grid, where its scheduler starts: ``start_std``), or
+    at the given ``x``; apply one transition per interval of the outer
     grid; return the last state (x_1).
 
     ``generator``: a ``torch.Generator`` (it draws on its own device, then the noise moves to the
