@@ -630,6 +630,7 @@ def test_the_same_generator_list_gives_the_pipelines_own_samples(family):
     ("EulerDiscreteScheduler", {}, 1e-5),  # SDXL's: leading spacing, starts at N(0, sigma^2 + 1)
     ("EulerDiscreteScheduler", {"use_karras_sigmas": True}, 1e-5),
     ("EulerDiscreteScheduler", {"timestep_spacing": "trailing"}, 1e-5),
+    ("EulerDiscreteScheduler", {"timestep_spacing": "linspace", "use_exponential_sigmas": True}, 1e-5),
     ("DDIMScheduler", {}, 1e-5),
     ("DPMSolverMultistepScheduler", {"solver_order": 1}, 1e-5),
     ("DPMSolverMultistepScheduler", {"solver_order": 1, "use_karras_sigmas": True}, 1e-3),
@@ -652,6 +653,33 @@ def test_sd_with_the_schedulers_users_pick_gives_the_pipelines_own_samples(sched
     ours = glass.generate(model, glass.ODE(1, method="ddim"), 3, 2, prompt=PROMPTS,
                           generator=[torch.Generator().manual_seed(i) for i in (3, 4)])  # fmt: skip
     assert float((ours - ref).abs().max() / ref.abs().max()) < tol
+    grid = model.grid(3)
+    if float(grid[-1]) == 1.0:  # the same grid as a list, on a model that never made one: the same start
+        fresh = glass.from_pipe(pipe, height=32, width=32)
+        again = glass.generate(fresh, glass.ODE(1, method="ddim"), grid.tolist(), 2, prompt=PROMPTS,
+                               generator=[torch.Generator().manual_seed(i) for i in (3, 4)])  # fmt: skip
+        torch.testing.assert_close(again, ours)
+
+
+@pytest.mark.parametrize("scheduler, options, k", [
+    ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}, 50),
+    ("UniPCMultistepScheduler", {"use_exponential_sigmas": True}, 25),
+])  # fmt: skip
+def test_schedulers_whose_rounded_timesteps_repeat_take_their_noise_levels(scheduler, options, k):
+    """Karras or exponential sigmas rounded to integer timesteps repeat some at the step counts users
+    run (DPM-Solver Karras from 45 steps, exponential from 19): the grid is the scheduler's distinct
+    noise levels, so these are not refused (they were, with PNDM's message)."""
+    import diffusers
+
+    base = pipe_of("sd")
+    pipe = _with(base, scheduler=getattr(diffusers, scheduler).from_config(base.scheduler.config, **options))
+    own = copy.deepcopy(pipe.scheduler)
+    own.set_timesteps(k)
+    assert len(own.timesteps.unique()) < k  # the repeats
+    grid = glass.from_pipe(pipe, height=32, width=32).grid(k)
+    sigmas = own.sigmas.double()[:k]
+    assert len(grid) == k + 1 and bool((grid[1:] > grid[:-1]).all())
+    torch.testing.assert_close(grid[:k], 1 / (1 + sigmas**2))
 
 
 def test_measurement_rewards_on_a_latent_model_score_decoded_pixels(tmp_path):

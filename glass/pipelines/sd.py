@@ -10,11 +10,13 @@ converted to the denoiser in float64 (eqs. 26-27); classifier-free guidance (and
 ``guidance_rescale``) is applied to the prediction, as the pipelines do, and the scheduler's
 ``clip_sample`` / ``thresholding`` to the denoiser, as its step does.
 
-The outer grid of K steps is the scheduler's: t_k = abar at its ``timesteps`` (fractional ones
-interpolated; distinct steps: PNDM repeats its warm-up step), ending at the scheduler's
-``final_alpha_cumprod`` where it has one (DDIM, PNDM: abar_0 < 1 unless ``set_alpha_to_one``), or 1.
-With a ``DDIMScheduler`` one ODE(method="ddim") step per interval is the pipeline's own sampler at
-eta = 0.
+The outer grid of K steps is the scheduler's: its noise levels t_k = 1 / (1 + sigma_k^2) where it has
+``sigmas`` (Euler, DPM-Solver, UniPC, ...: Karras, exponential or beta sigmas as its step uses them),
+else abar at its ``timesteps`` (DDIM, PNDM, DDPM; distinct steps: PNDM repeats its warm-up step),
+ending at the scheduler's ``final_alpha_cumprod`` where it has one (DDIM, PNDM: abar_0 < 1 unless
+``set_alpha_to_one``), or 1; a sample starts where the scheduler starts (its ``init_noise_sigma``:
+:meth:`_UNetModel.start_std`). With a first-order scheduler (DDIM, Euler, DPM-Solver of order 1) one
+ODE(method="ddim") step per interval is the pipeline's own sampler (eta = 0).
 """
 
 from __future__ import annotations
@@ -59,13 +61,19 @@ def abar_at(k: Tensor, alphas_cumprod: Tensor) -> Tensor:
     return ((1 - frac) * log_abar[lo] + frac * log_abar[lo + 1]).exp()
 
 
-def _start_std(sched, t0: float) -> float:
-    """The standard deviation in x (on the VP path) of the scheduler's initial noise at its first time
-    t0 = abar (see :meth:`_UNetModel.start_std`)."""
+def _start_std(scheduler, t0: float) -> float:
+    """The standard deviation in x (on the VP path) of the noise the scheduler starts from at its first
+    noise level t0 = abar, sigma = sqrt((1 - t0) / t0) (see :meth:`_UNetModel.start_std`): its
+    ``init_noise_sigma`` for those sigmas, times sqrt(t0) where the scheduler's variable is x / sqrt(abar)
+    (it scales its model input)."""
     import math
 
+    sched = copy.deepcopy(scheduler)
+    sched.set_timesteps(2, device="cpu")
     probe = torch.ones(1)
     scaled = not torch.equal(sched.scale_model_input(probe, sched.timesteps[0]), probe)
+    if getattr(sched, "sigmas", None) is not None:  # init_noise_sigma reads its largest sigma
+        sched.sigmas = torch.tensor([math.sqrt((1 - t0) / t0), 0.0])
     init = float(sched.init_noise_sigma)
     return init * math.sqrt(t0) if scaled else init
 
@@ -138,37 +146,37 @@ class _UNetModel(PipelineModel):
 
     def grid(self, k: int) -> Tensor:
         """The scheduler's grid for k steps: its noise levels (``sigmas``, as its step uses them:
-        Karras, exponential or beta sigmas included) as abar = 1 / (1 + sigma^2), or the abar of its
-        timesteps for a scheduler without sigmas (DDIM, PNDM, DDPM); then its final abar. Records where
-        the scheduler starts on it (:meth:`start_std`)."""
+        Karras, exponential or beta sigmas included, whose rounded timesteps may repeat) as
+        abar = 1 / (1 + sigma^2), or the abar of its distinct timesteps for a scheduler without sigmas
+        (DDIM, PNDM, DDPM); then its final abar."""
         sched = copy.deepcopy(self.scheduler)
         sched.set_timesteps(k, device="cpu")
-        # distinct steps: PNDM (SD 1.5's scheduler, skip_prk_steps) repeats one for its multistep warm-up
-        steps = sched.timesteps.double().cpu().unique_consecutive()
-        if len(steps) != k:  # PNDM without skip_prk_steps adds Runge-Kutta half steps: K would not hold
-            raise ValueError(
-                f"the scheduler {type(sched).__name__} gives {len(steps)} distinct timesteps for {k} steps "
-                "(PNDM with skip_prk_steps=False takes Runge-Kutta half steps); set skip_prk_steps=True "
-                "or use a DDIMScheduler"
-            )
         sigmas = getattr(sched, "sigmas", None)
         sigmas = None if sigmas is None else torch.as_tensor(sigmas).double().cpu().unique_consecutive()[:k]
         if sigmas is not None and len(sigmas) == k and bool((sigmas > 0).all()):
             times = 1 / (1 + sigmas**2)
-        else:
+        else:  # distinct steps: PNDM (SD 1.5's scheduler, skip_prk_steps) repeats one for its warm-up
+            steps = sched.timesteps.double().cpu().unique_consecutive()
+            if len(steps) != k:  # PNDM without skip_prk_steps adds Runge-Kutta half steps
+                raise ValueError(
+                    f"the scheduler {type(sched).__name__} gives {len(steps)} distinct timesteps for {k} "
+                    "steps (PNDM with skip_prk_steps=False takes Runge-Kutta half steps); set "
+                    "skip_prk_steps=True or use a DDIMScheduler"
+                )
             times = abar_at(steps, self.alphas_cumprod)
         final = float(getattr(sched, "final_alpha_cumprod", 1.0))
-        self.__dict__.setdefault("_starts", {})[float(times[0])] = _start_std(sched, float(times[0]))
         return torch.cat([times, torch.tensor([final], dtype=torch.float64)])
 
     def start_std(self, t0: float) -> float:
-        """Where the pipeline starts on a grid of its scheduler (:meth:`grid`): N(0, init_noise_sigma^2)
-        in the scheduler's own variable, which is x / sqrt(abar) for a scheduler that scales its model
-        input (Euler, Heun, LMS: std sqrt(sigma^2 + 1) sqrt(abar) = 1 with ``leading`` spacing, SD's
-        default) and x itself for one that does not (DDIM, PNDM, DPM-Solver: 1). Any other t0:
-        sigma_{t0}."""
-        start = self.__dict__.get("_starts", {}).get(t0)
-        return super().start_std(t0) if start is None else start
+        """Where the pipeline's scheduler starts at t0: N(0, init_noise_sigma^2) in its own variable,
+        which is x / sqrt(abar) for a scheduler that scales its model input (Euler, Heun, LMS: std
+        sqrt(sigma^2 + 1) sqrt(abar) = 1 with ``leading`` spacing, SD's default; sigma sqrt(abar) =
+        sigma_{t0} with ``trailing``) and x itself for one that does not (DDIM, PNDM, DPM-Solver: 1).
+        At t0 = 0 (a grid of the user's): sigma_0."""
+        cache = self.__dict__.setdefault("_starts", {})
+        if t0 not in cache:
+            cache[t0] = _start_std(self.scheduler, t0) if t0 > 0 else super().start_std(t0)
+        return cache[t0]
 
     def added(self, texts: list[dict], b: int) -> dict:
         return {}
