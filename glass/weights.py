@@ -70,8 +70,8 @@ def hub_sources(node: dict) -> list[tuple[str, str | None, str]]:
         from glass.rewards import hub
 
         cls = getattr(hub, target.rsplit(".", 1)[1])
-        return [(str(s), None, "config.json") for s in (node.get("model") or cls.default_model,
-                                                         cls.processor_model) if s]  # fmt: skip
+        model = [(str(node.get("model") or cls.default_model), None, "config.json")]
+        return model + ([(cls.processor_model, None, "tokenizer_config.json")] if cls.processor_model else [])
     if target == "glass.rewards.HPSv2":
         from glass.rewards.hub import HPSv2
 
@@ -88,11 +88,14 @@ def _hub_digest(source: str, revision: str | None, anchor: str) -> dict[str, str
     from glass.models.latent import file_digest, hub_snapshot, snapshot_digest
 
     local = Path(source).expanduser()
-    if local.is_file():
-        return {str(local.resolve()): file_digest(local)}
+    if local.suffix == ".safetensors" and local.with_suffix(".json").is_file():
+        return {}  # a checkpoint with a manifest: its sha256, keyed by weights_digest's walk
+    if local.is_file():  # keyed as named (a link retargeted to another file is a change), its target's stat
+        stat = local.stat()
+        return {str(local.absolute()): f"{stat.st_size}:{stat.st_mtime_ns}"}
     folder = hub_snapshot(source, revision, anchor or "model_index.json")
     if folder is not None:
-        single = anchor not in ("model_index.json", "config.json")
+        single = anchor not in ("model_index.json", "config.json", "tokenizer_config.json")
         key = f"hub:{source}{f'/{anchor}' if single else ''}@{revision or 'main'}"
         return {key: file_digest(folder / anchor) if single else snapshot_digest(folder)}
     if local.is_dir() and ((local / "model_index.json").is_file() or (local / "config.json").is_file()):

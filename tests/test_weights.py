@@ -34,8 +34,8 @@ def hub(tmp_path, monkeypatch):
     clips = {c[0]: folder("one", model), c[1]: folder("two", {**model, "README.md": "card", "LICENSE": "x"}),
              c[2]: folder("three", {**model, "model.safetensors": "weights 2"})}  # fmt: skip
     vae = folder("vae", {"config.json": "{}", "v.safetensors": "v"})
-    repos = {"tiny/clip": clips, "tiny/vae": {c[0]: vae},
-             PickScore.processor_model: {c[0]: folder("tok", {"config.json": "{}", "vocab.json": "{}"})},
+    tok = folder("tok", {"tokenizer_config.json": "{}", "vocab.json": "{}"})
+    repos = {"tiny/clip": clips, "tiny/vae": {c[0]: vae}, PickScore.processor_model: {c[0]: tok},
              HPSv2.hub_file[0]: {c[0]: folder("hps", {HPSv2.hub_file[1]: "hps"})}}  # fmt: skip
     cache = {name: hub_cache(tmp_path / "hub", name, snaps, {"main": c[0]}) for name, snaps in repos.items()}
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -57,6 +57,10 @@ def test_hub_rewards_and_the_sit_vae_key_a_job_by_their_weights(hub, tmp_path):
     (tmp_path / "job" / "job.json").write_text(json.dumps({"weights": digest}))
     hub(1)  # main moved on to a model card and a licence
     assert weights_digest(cfg) == digest and stale_weights(tmp_path / "job", weights_digest(cfg)) == []
+    snapshot = next((tmp_path / "hub").glob("models--tiny--clip/snapshots/2*"))
+    for extra in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "preprocessor_config.json"):
+        (snapshot / extra).write_text("the rest of the repository, downloaded later")
+    assert weights_digest(cfg) == digest  # other formats, files no loader here reads: the same weights
     hub(2)  # and to new weights
     assert stale_weights(tmp_path / "job", weights_digest(cfg)) == ["hub:tiny/clip@main"]
 
@@ -67,9 +71,17 @@ def test_hub_rewards_and_the_sit_vae_key_a_job_by_their_weights(hub, tmp_path):
     local = tmp_path / "hps.pt"
     local.write_text("a checkpoint")
     before = weights_digest(compose([*sit, "reward=hpsv2", f"reward.path={local}"]))
-    assert list(before) == [str(local.resolve())]
+    assert list(before) == [str(local.absolute())]
     local.write_text("another checkpoint, retrained in place")
     assert weights_digest(compose([*sit, "reward=hpsv2", f"reward.path={local}"])) != before
+    link = tmp_path / "latest.pt"  # a link to the latest run's checkpoint, retargeted: a change
+    link.symlink_to(local)
+    linked = weights_digest(compose([*sit, "reward=hpsv2", f"reward.path={link}"]))
+    (tmp_path / "run8.pt").write_text("a new run")
+    link.unlink()
+    link.symlink_to(tmp_path / "run8.pt")
+    assert list(linked) == [str(link)]
+    assert weights_digest(compose([*sit, "reward=hpsv2", f"reward.path={link}"])) != linked
     assert list(weights_digest(compose(["model=sit", "model.vae=null", f"model.path={local}"]))) == [
-        str(local.resolve())]  # a local SiT checkpoint
+        str(local.absolute())]  # a local SiT checkpoint
     assert weights_digest(compose([*sit, "reward=clip", "reward.model=tiny/absent"])) == {}

@@ -102,6 +102,9 @@ def hub_snapshot(source: str, revision: str | None = None, anchor: str = "model_
 
 
 DOCS = (".md", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".gitattributes")  # a repository's non-model files
+# files no loader here reads: the CLIP image processor's settings (glass preprocesses in torch)
+UNREAD = ("preprocessor_config.json",)
+WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".onnx_data", ".pb")
 
 
 def file_digest(f) -> str:
@@ -117,25 +120,52 @@ def file_digest(f) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
+def _weights_read(files: list) -> set:
+    """Of one folder's weight files, those ``from_pretrained`` reads: safetensors where there are any
+    (a variant's, ``<name>.<variant>.safetensors``, only where no plain file is there), else PyTorch
+    pickles; the other frameworks' (.h5, .msgpack, .onnx) never. A later download of another format
+    or variant into the same snapshot changes nothing."""
+    import re
+
+    def weight(f):  # a shard index (model.safetensors.index.json) goes with its weights
+        name = f.name.removesuffix(".index.json")
+        return next((e for e in WEIGHTS if name.endswith(e)), None), name
+
+    kinds = {f: weight(f) for f in files if weight(f)[0]}
+    plain = [f for f in kinds if len(re.sub(r"-\d+-of-\d+", "", kinds[f][1]).split(".")) == 2]  # no variant
+    chosen = []
+    for group in (plain, list(kinds)):  # glass names no variant: a variant's files only where no plain one
+        chosen = [f for f in group if kinds[f][0] == ".safetensors"] or [
+            f for f in group if kinds[f][0] in (".bin", ".pt", ".pth", ".ckpt")]
+        if chosen:
+            break
+    return set(chosen) | (set(files) - set(kinds))
+
+
 def snapshot_digest(folder) -> str:
-    """What a hub snapshot's (or a local folder's) weights are: a digest of every model file in it,
-    each by :func:`file_digest`. A pipeline's model files are ``model_index.json`` and its component
-    folders; a single model's (no ``model_index.json``: a CLIP, a VAE) every file but the
-    repository's documents (README, licence, images). A commit that changes only those keeps the
-    digest."""
+    """What a hub snapshot's (or a local folder's) weights are: a digest of the model files in it that
+    the loaders read, each by :func:`file_digest`. A pipeline's are ``model_index.json`` and its
+    component folders; a single model's (no ``model_index.json``: a CLIP, a VAE) every file but the
+    repository's documents (README, licence, images); of the weights, only the format and variant
+    ``from_pretrained`` picks (:func:`_weights_read`). A commit that changes only the documents, and a
+    later download of other formats into the snapshot, keep the digest."""
     import hashlib
     from pathlib import Path
 
     folder, lines = Path(folder), []
     pipeline = (folder / "model_index.json").exists()
+    kept = []
     for f in sorted(p for p in folder.rglob("*") if not p.is_dir()):
         rel = f.relative_to(folder)
         top = len(rel.parts) == 1
-        if (pipeline and top and rel.name != "model_index.json") or (not pipeline and (
+        if (pipeline and top and rel.name != "model_index.json") or rel.name in UNREAD or (not pipeline and (
                 rel.name.lower().endswith(DOCS) or rel.name.upper().startswith("LICENSE"))):
             continue
-        lines.append(f"{rel.as_posix()} {file_digest(f)}")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+        kept.append(f)
+    for parent in sorted({f.parent for f in kept}):
+        for f in sorted(_weights_read([f for f in kept if f.parent == parent])):
+            lines.append(f"{f.relative_to(folder).as_posix()} {file_digest(f)}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
 
 
 def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None):
