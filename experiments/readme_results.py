@@ -338,14 +338,13 @@ def make_results_time() -> str:
     """How long ``make results`` takes on the CPU, step by step and in all: the small-scale
     reproductions' job wall times (their summary.csv, as in the reproduce-times block) and each
     script's last timed run (``experiments/results/make_results_time.json``, written by
-    ``experiments.regenerate``); a step never timed yet is named as such, so the total is a lower
-    bound until every step has run once."""
-    import json
+    ``experiments.regenerate``); a step never timed yet is named as such: the total is a lower bound."""
 
-    from experiments.regenerate import SCRIPTS, TIMES
+    from experiments.regenerate import SCRIPTS, read_times
     from glass.definitions import names
 
-    timed = json.loads(TIMES.read_text())["steps"] if TIMES.is_file() else {}
+    steps = [*SCRIPTS, "default_run"]
+    timed = {k: v for k, v in read_times().items() if k in steps}  # a step since removed: not counted
     jobs: dict = {}
     for name in names():
         if summary_path(name).is_file():
@@ -356,7 +355,7 @@ def make_results_time() -> str:
              f"| the {n} small-scale reproductions | {_time_text(sum(jobs.values()))} | "
              "their jobs' wall times (summary.csv, table above) |"]  # fmt: skip
     missing = []
-    for name in [*SCRIPTS, "default_run"]:
+    for name in steps:
         t = timed.get(name)
         if t is None:
             missing.append(f"`{name}`")
@@ -364,9 +363,10 @@ def make_results_time() -> str:
         lines.append(f"| `{name}` | {_time_text(t['seconds'])} | `make results` at {t['commit']}, "
                      f"{t['date']}, {t['cores']} cores, load {t['load']:.1f} as it started |")  # fmt: skip
     total = sum(jobs.values()) + sum(t["seconds"] for t in timed.values())
-    text = "\n".join(lines) + "\n\n" + f"In all {_time_text(total)} on a CPU" + (
-        f" and more: {len(missing)} steps not timed yet ({', '.join(missing)})." if missing else ".")
-    return text + "\n"
+    text = "\n".join(lines) + "\n\n" + f"In all at least {_time_text(total)} on a CPU" + (
+        f", and more: {len(missing)} steps not timed yet ({', '.join(missing)})" if missing else "")
+    return text + (". Not counted: each reproduction's start and report, and the `--scale large` runs (a "
+                   "GPU's); the steps were timed at different commits and machine loads (above).\n")
 
 
 def table_of(path: str, k: int = 1, caption: bool = False) -> str:

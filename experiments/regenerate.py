@@ -105,18 +105,46 @@ def reproduce(name: str, out_dir: Path, scale: str = "small") -> None:
         shutil.copy2(f, target / f.name)
 
 
-def record_time(name: str, seconds: float, load: float, path: Path = TIMES) -> None:
+def record_time(name: str, seconds: float, load: float, path: Path | None = None) -> None:
     """Record how long step ``name`` (a script or ``default_run``) took in ``path``, beside the other
-    steps' last timings (written atomically: an interrupted write keeps the old record)."""
+    steps' last timings: under an exclusive lock (two ``--only`` runs at once both keep theirs), written
+    through a temporary file of its own (an interrupted write keeps the old record). A record that
+    cannot be read is refused, not overwritten."""
+    import fcntl
+    import tempfile
+
+    path = TIMES if path is None else path
+    lock = ROOT / "outputs" / "results" / f".{path.name}.lock"  # git-ignored: never a committed file
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        steps = read_times(path)
+        date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        steps[name] = {"seconds": round(seconds, 1), "date": date, "commit": commit(),
+                       "cores": os.cpu_count(), "load": round(load, 1), "gpu": gpu()}  # fmt: skip
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps({"steps": dict(sorted(steps.items()))}, indent=1) + "\n")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def read_times(path: Path | None = None) -> dict:
+    """The recorded step timings (``path`` default: :data:`TIMES`; {} where there is no record yet); a
+    damaged record is one clear error."""
+    path = TIMES if path is None else path
+    if not path.is_file():
+        return {}
     try:
-        steps = json.loads(path.read_text()).get("steps", {})
-    except (OSError, ValueError, AttributeError):
-        steps = {}
-    steps[name] = {"seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                   "commit": commit(), "cores": os.cpu_count(), "load": round(load, 1), "gpu": gpu()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"steps": dict(sorted(steps.items()))}, indent=1) + "\n")
-    os.replace(tmp, path)
+        steps = json.loads(path.read_text())["steps"]
+        if not all(isinstance(v.get("seconds"), (int, float)) for v in steps.values()):
+            raise ValueError("not a mapping of steps to timings")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"error: {path} cannot be read ({e}); restore it from git or delete it") from None
+    return steps
 
 
 def gpu() -> bool:

@@ -592,5 +592,12 @@ def test_make_results_time_records_each_step_and_totals_what_was_timed(tmp_path,
     assert "| the 1 small-scale reproductions | 60 s |" in text
     assert "| `fid_sanity` | 60 s |" in text and "| `fk_bias` | 2.0 h |" in text
     untimed = [n for n in [*regenerate.SCRIPTS, "default_run"] if n not in steps]
-    assert f"In all 2.0 h on a CPU and more: {len(untimed)} steps not timed yet" in text
+    assert f"In all at least 2.0 h on a CPU, and more: {len(untimed)} steps not timed yet" in text
     assert all(f"`{n}`" in text.split("not timed yet")[1] for n in untimed)
+    regenerate.record_time("a script since removed", 9e9, 1.0, times)  # not a step: not in the total
+    assert rr.make_results_time() == text
+    times.write_text('{"steps": {"fid_sanity": {"sec')  # damaged: one clear error, and kept as it is
+    with pytest.raises(SystemExit, match="cannot be read"):
+        regenerate.record_time("fk_bias", 1.0, 1.0, times)
+    assert times.read_text() == '{"steps": {"fid_sanity": {"sec'
+    assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]  # no temporary file left
