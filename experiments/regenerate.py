@@ -114,7 +114,8 @@ def record_time(name: str, seconds: float, load: float, path: Path | None = None
     import tempfile
 
     path = TIMES if path is None else path
-    lock = ROOT / "outputs" / "results" / f".{path.name}.lock"  # git-ignored: never a committed file
+    where = ROOT / "outputs" / "results" if path == TIMES else path.parent  # git-ignored: not committed
+    lock = where / f".{path.name}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
@@ -123,6 +124,7 @@ def record_time(name: str, seconds: float, load: float, path: Path | None = None
         steps[name] = {"seconds": round(seconds, 1), "date": date, "commit": commit(),
                        "cores": os.cpu_count(), "load": round(load, 1), "gpu": gpu()}  # fmt: skip
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would carry over to the record
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps({"steps": dict(sorted(steps.items()))}, indent=1) + "\n")
@@ -204,6 +206,8 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown result {unknown[0]!r}; choose from: {', '.join(every)}", file=sys.stderr)
         return 2
+    if any(name in WRITES for name in only):
+        read_times()  # a damaged timing record: said now, not after hours of work
     out_dir = ROOT / "outputs" / "results" / commit()
     for name in only:
         if name.endswith(":large"):

@@ -48,13 +48,19 @@ def weights_digest(cfg) -> dict[str, str]:
 
     walk(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
     for f in dict.fromkeys(f.resolve() for f in files):  # one key per file, from any directory
-        try:
-            manifest = json.loads(f.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(manifest, dict) and isinstance(manifest.get("sha256"), str):
-            out[str(f)] = manifest["sha256"]
+        if sha := _manifest_sha(f):
+            out[str(f)] = sha
     return out
+
+
+def _manifest_sha(f: Path) -> str | None:
+    """The sha256 a checkpoint's manifest (``<name>.json`` beside it) records, or None."""
+    try:
+        manifest = json.loads(f.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    sha = manifest.get("sha256") if isinstance(manifest, dict) else None
+    return sha if isinstance(sha, str) else None
 
 
 def hub_sources(node: dict) -> list[tuple[str, str | None, str]]:
@@ -88,7 +94,7 @@ def _hub_digest(source: str, revision: str | None, anchor: str) -> dict[str, str
     from glass.models.latent import file_digest, hub_snapshot, snapshot_digest
 
     local = Path(source).expanduser()
-    if local.suffix == ".safetensors" and local.with_suffix(".json").is_file():
+    if local.suffix == ".safetensors" and _manifest_sha(local):
         return {}  # a checkpoint with a manifest: its sha256, keyed by weights_digest's walk
     if local.is_file():  # keyed as named (a link retargeted to another file is a change), its target's stat
         stat = local.stat()
@@ -97,7 +103,9 @@ def _hub_digest(source: str, revision: str | None, anchor: str) -> dict[str, str
     if folder is not None:
         single = anchor not in ("model_index.json", "config.json", "tokenizer_config.json")
         key = f"hub:{source}{f'/{anchor}' if single else ''}@{revision or 'main'}"
-        return {key: file_digest(folder / anchor) if single else snapshot_digest(folder)}
+        digest = file_digest(folder / anchor) if single else snapshot_digest(
+            folder, tokenizer=anchor == "tokenizer_config.json")
+        return {key: digest}
     if local.is_dir() and ((local / "model_index.json").is_file() or (local / "config.json").is_file()):
         return {str(local.resolve()): snapshot_digest(local)}  # a local folder, saved anew?
     return {}

@@ -596,8 +596,10 @@ def test_make_results_time_records_each_step_and_totals_what_was_timed(tmp_path,
     assert all(f"`{n}`" in text.split("not timed yet")[1] for n in untimed)
     regenerate.record_time("a script since removed", 9e9, 1.0, times)  # not a step: not in the total
     assert rr.make_results_time() == text
+    assert times.stat().st_mode & 0o777 == 0o644 and not list(tmp_path.glob("*.tmp"))  # none left behind
     times.write_text('{"steps": {"fid_sanity": {"sec')  # damaged: one clear error, and kept as it is
     with pytest.raises(SystemExit, match="cannot be read"):
         regenerate.record_time("fk_bias", 1.0, 1.0, times)
     assert times.read_text() == '{"steps": {"fid_sanity": {"sec'
-    assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]  # no temporary file left
+    with pytest.raises(SystemExit, match="cannot be read"):  # before any step runs
+        regenerate.main(["--only", "fid_sanity"])

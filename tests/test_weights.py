@@ -58,7 +58,8 @@ def test_hub_rewards_and_the_sit_vae_key_a_job_by_their_weights(hub, tmp_path):
     hub(1)  # main moved on to a model card and a licence
     assert weights_digest(cfg) == digest and stale_weights(tmp_path / "job", weights_digest(cfg)) == []
     snapshot = next((tmp_path / "hub").glob("models--tiny--clip/snapshots/2*"))
-    for extra in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "preprocessor_config.json"):
+    for extra in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "preprocessor_config.json",
+                  "open_clip_model.safetensors", "model.fp16.safetensors"):
         (snapshot / extra).write_text("the rest of the repository, downloaded later")
     assert weights_digest(cfg) == digest  # other formats, files no loader here reads: the same weights
     hub(2)  # and to new weights
@@ -67,6 +68,9 @@ def test_hub_rewards_and_the_sit_vae_key_a_job_by_their_weights(hub, tmp_path):
     sit = ["model=sit", "model.vae=null"]  # no other weights (model=mnist would add its checkpoints)
     pick = weights_digest(compose([*sit, "reward=pickscore", "reward.model=tiny/clip"]))
     assert sorted(pick) == sorted(["hub:tiny/clip@main", f"hub:{PickScore.processor_model}@main"])
+    tokenizer = next((tmp_path / "hub").glob("models--laion--*/snapshots/1*"))
+    (tokenizer / "model.safetensors").write_text("reward=clip on this repository downloads its model")
+    assert weights_digest(compose([*sit, "reward=pickscore", "reward.model=tiny/clip"])) == pick
     assert list(weights_digest(compose([*sit, "reward=hpsv2"]))) == [f"hub:{'/'.join(HPSv2.hub_file)}@main"]
     local = tmp_path / "hps.pt"
     local.write_text("a checkpoint")
@@ -85,3 +89,26 @@ def test_hub_rewards_and_the_sit_vae_key_a_job_by_their_weights(hub, tmp_path):
     assert list(weights_digest(compose(["model=sit", "model.vae=null", f"model.path={local}"]))) == [
         str(local.absolute())]  # a local SiT checkpoint
     assert weights_digest(compose([*sit, "reward=clip", "reward.model=tiny/absent"])) == {}
+
+
+def test_a_pipeline_digest_counts_the_files_its_loader_reads(tmp_path):
+    """A pipeline folder's digest: model_index.json and the component folders it names, their configs
+    and the weights diffusers loads; other folders (ONNX exports), other frameworks' files, variants
+    and their shard indexes, downloaded later, change nothing; the weights themselves do."""
+    from glass.models.latent import snapshot_digest
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "P", "unet": ["diffusers", "U"],
+                                                           "safety_checker": [None, None]}))  # fmt: skip
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_text("w")
+    (tmp_path / "unet" / "config.json").write_text("{}")
+    before = snapshot_digest(tmp_path)
+    (tmp_path / "vae_decoder").mkdir()
+    for f in ("vae_decoder/model.onnx", "vae_decoder/openvino_model.bin", "unet/openvino_model.xml",
+              "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bin",
+              "unet/diffusion_pytorch_model.safetensors.index.fp16.json", "README.md", "v1-5-pruned.ckpt"):
+        (tmp_path / f).write_text("downloaded later")
+    assert snapshot_digest(tmp_path) == before
+    (tmp_path / "unet" / "config.json").write_text('{"sample_size": 64}')
+    assert snapshot_digest(tmp_path) != before

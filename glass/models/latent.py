@@ -15,6 +15,7 @@ network's dtype (``bfloat16`` on GPUs) while all scalar algebra stays float64.
 from __future__ import annotations
 
 import contextlib
+import re
 
 import torch
 from torch import Tensor
@@ -101,10 +102,13 @@ def hub_snapshot(source: str, revision: str | None = None, anchor: str = "model_
     return folder if folder is not None and folder.parent.name == "snapshots" else None
 
 
-DOCS = (".md", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".gitattributes")  # a repository's non-model files
-# files no loader here reads: the CLIP image processor's settings (glass preprocesses in torch)
+# the files the loaders read: configs and tokenizers (the CLIP image processor's settings aside: glass
+# preprocesses in torch), and the weights of the names diffusers / transformers load
 UNREAD = ("preprocessor_config.json",)
-WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".onnx_data", ".pb")
+WEIGHT = re.compile(r"(diffusion_pytorch_model|pytorch_model|model)(?:\.(\w+))?(?:-\d+-of-\d+)?"
+                    r"\.(safetensors|bin)(?:\.index(?:\.\w+)?\.json)?")  # fmt: skip
+INDEX = re.compile(r"(diffusion_pytorch_model|pytorch_model|model)\.(safetensors|bin)\.index\.(\w+)\.json")
+TOKENIZER = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens", "spiece")
 
 
 def file_digest(f) -> str:
@@ -120,52 +124,58 @@ def file_digest(f) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def _weights_read(files: list) -> set:
-    """Of one folder's weight files, those ``from_pretrained`` reads: safetensors where there are any
-    (a variant's, ``<name>.<variant>.safetensors``, only where no plain file is there), else PyTorch
-    pickles; the other frameworks' (.h5, .msgpack, .onnx) never. A later download of another format
-    or variant into the same snapshot changes nothing."""
-    import re
-
-    def weight(f):  # a shard index (model.safetensors.index.json) goes with its weights
-        name = f.name.removesuffix(".index.json")
-        return next((e for e in WEIGHTS if name.endswith(e)), None), name
-
-    kinds = {f: weight(f) for f in files if weight(f)[0]}
-    plain = [f for f in kinds if len(re.sub(r"-\d+-of-\d+", "", kinds[f][1]).split(".")) == 2]  # no variant
+def _read(files: list, tokenizer: bool = False) -> list:
+    """Of one folder's files, those ``from_pretrained`` reads: its configs and tokenizer files (with
+    ``tokenizer``: only those) and, of the weights it names (``model`` / ``pytorch_model`` /
+    ``diffusion_pytorch_model``, sharded or not), one format: safetensors where there are any, else
+    PyTorch pickles, and a variant's (``model.fp16.safetensors``) only where no plain file is there.
+    Other frameworks' files, other checkpoints beside them (``open_clip_model.safetensors``,
+    ``sdxl_vae.safetensors``) and documents never count, so a later download of the rest of a
+    repository changes nothing."""
+    if tokenizer:
+        return [f for f in files if f.name.startswith(TOKENIZER)]
+    weights, rest = {}, []
+    for f in files:
+        index = INDEX.fullmatch(f.name)
+        m = WEIGHT.fullmatch(f.name)
+        if index or m:
+            ext, variant = (index[2], index[3]) if index else (m[3], m[2])
+            weights[f] = (ext, variant)
+        elif f.name.endswith((".json", ".txt", ".model")) and f.name not in UNREAD:
+            rest.append(f)
     chosen = []
-    for group in (plain, list(kinds)):  # glass names no variant: a variant's files only where no plain one
-        chosen = [f for f in group if kinds[f][0] == ".safetensors"] or [
-            f for f in group if kinds[f][0] in (".bin", ".pt", ".pth", ".ckpt")]
+    for group in ([f for f, (_, v) in weights.items() if v is None], list(weights)):  # glass names no variant
+        chosen = [f for f in group if weights[f][0] == "safetensors"] or [
+            f for f in group if weights[f][0] == "bin"]
         if chosen:
             break
-    return set(chosen) | (set(files) - set(kinds))
+    return rest + chosen
 
 
-def snapshot_digest(folder) -> str:
-    """What a hub snapshot's (or a local folder's) weights are: a digest of the model files in it that
-    the loaders read, each by :func:`file_digest`. A pipeline's are ``model_index.json`` and its
-    component folders; a single model's (no ``model_index.json``: a CLIP, a VAE) every file but the
-    repository's documents (README, licence, images); of the weights, only the format and variant
-    ``from_pretrained`` picks (:func:`_weights_read`). A commit that changes only the documents, and a
-    later download of other formats into the snapshot, keep the digest."""
+def snapshot_digest(folder, tokenizer: bool = False) -> str:
+    """What a hub snapshot's (or a local folder's) weights are: a digest of the files in it the loaders
+    read (:func:`_read`), each by :func:`file_digest`. A pipeline's are ``model_index.json`` and the
+    component folders it names; a single model's (no ``model_index.json``: a CLIP, a VAE) its top
+    folder's (``tokenizer``: its tokenizer files only). A commit that changes only the documents, and
+    a later download of other formats, variants or folders into the snapshot, keep the digest."""
     import hashlib
+    import json
     from pathlib import Path
 
-    folder, lines = Path(folder), []
-    pipeline = (folder / "model_index.json").exists()
-    kept = []
-    for f in sorted(p for p in folder.rglob("*") if not p.is_dir()):
-        rel = f.relative_to(folder)
-        top = len(rel.parts) == 1
-        if (pipeline and top and rel.name != "model_index.json") or rel.name in UNREAD or (not pipeline and (
-                rel.name.lower().endswith(DOCS) or rel.name.upper().startswith("LICENSE"))):
-            continue
-        kept.append(f)
-    for parent in sorted({f.parent for f in kept}):
-        for f in sorted(_weights_read([f for f in kept if f.parent == parent])):
-            lines.append(f"{f.relative_to(folder).as_posix()} {file_digest(f)}")
-    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
+    folder = Path(folder)
+    index = folder / "model_index.json"
+    if index.exists():
+        try:
+            names = [k for k, v in json.loads(index.read_text()).items() if isinstance(v, list) and v[0]]
+        except (OSError, ValueError, AttributeError):
+            names = []
+        groups = [[index], *([p for p in (folder / n).iterdir() if p.is_file()]
+                             for n in names if (folder / n).is_dir())]  # fmt: skip
+        kept = [index, *(f for g in groups[1:] for f in _read(g))]
+    else:
+        kept = _read([p for p in folder.iterdir() if p.is_file()], tokenizer)
+    lines = sorted(f"{f.relative_to(folder).as_posix()} {file_digest(f)}" for f in kept)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def load_vae(source: str, device: str, dtype: str, subfolder: str | None = None):
