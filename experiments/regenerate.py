@@ -108,10 +108,11 @@ def reproduce(name: str, out_dir: Path, scale: str = "small") -> None:
 def record_time(name: str, seconds: float, load: float, path: Path | None = None) -> None:
     """Record how long step ``name`` (a script or ``default_run``) took in ``path``, beside the other
     steps' last timings: under an exclusive lock (two ``--only`` runs at once both keep theirs), written
-    through a temporary file of its own (an interrupted write keeps the old record). A record that
-    cannot be read is refused, not overwritten."""
+    atomically (``glass.files.write_text_atomic``). A record that cannot be read is refused, not
+    overwritten."""
     import fcntl
-    import tempfile
+
+    from glass.files import write_text_atomic
 
     path = TIMES if path is None else path
     where = ROOT / "outputs" / "results" if path == TIMES else path.parent  # git-ignored: not committed
@@ -123,15 +124,7 @@ def record_time(name: str, seconds: float, load: float, path: Path | None = None
         date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         steps[name] = {"seconds": round(seconds, 1), "date": date, "commit": commit(),
                        "cores": os.cpu_count(), "load": round(load, 1), "gpu": gpu()}  # fmt: skip
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would carry over to the record
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps({"steps": dict(sorted(steps.items()))}, indent=1) + "\n")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_text_atomic(path, json.dumps({"steps": dict(sorted(steps.items()))}, indent=1) + "\n")
 
 
 def read_times(path: Path | None = None) -> dict:

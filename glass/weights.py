@@ -97,8 +97,7 @@ def _hub_digest(source: str, revision: str | None, anchor: str) -> dict[str, str
     if local.suffix == ".safetensors" and _manifest_sha(local):
         return {}  # a checkpoint with a manifest: its sha256, keyed by weights_digest's walk
     if local.is_file():  # keyed as named (a link retargeted to another file is a change), its target's stat
-        stat = local.stat()
-        return {str(local.absolute()): f"{stat.st_size}:{stat.st_mtime_ns}"}
+        return {str(local.absolute()): file_digest(local.resolve())}
     folder = hub_snapshot(source, revision, anchor or "model_index.json")
     if folder is not None:
         single = anchor not in ("model_index.json", "config.json", "tokenizer_config.json")

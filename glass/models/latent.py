@@ -105,9 +105,10 @@ def hub_snapshot(source: str, revision: str | None = None, anchor: str = "model_
 # the files the loaders read: configs and tokenizers (the CLIP image processor's settings aside: glass
 # preprocesses in torch), and the weights of the names diffusers / transformers load
 UNREAD = ("preprocessor_config.json",)
-WEIGHT = re.compile(r"(diffusion_pytorch_model|pytorch_model|model)(?:\.(\w+))?(?:-\d+-of-\d+)?"
-                    r"\.(safetensors|bin)(?:\.index(?:\.\w+)?\.json)?")  # fmt: skip
-INDEX = re.compile(r"(diffusion_pytorch_model|pytorch_model|model)\.(safetensors|bin)\.index\.(\w+)\.json")
+# a weight file or its shard index, with its variant either way: model.fp16.safetensors,
+# diffusion_pytorch_model.fp16-00001-of-00002.safetensors, model.safetensors.index.fp16.json
+WEIGHT = re.compile(r"(?:diffusion_pytorch_model|pytorch_model|model)(?:\.(?P<variant>\w+))?(?:-\d+-of-\d+)?"
+                    r"\.(?P<ext>safetensors|bin)(?:\.index(?:\.(?P<index_variant>\w+))?\.json)?")  # fmt: skip
 TOKENIZER = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens", "spiece")
 
 
@@ -136,11 +137,8 @@ def _read(files: list, tokenizer: bool = False) -> list:
         return [f for f in files if f.name.startswith(TOKENIZER)]
     weights, rest = {}, []
     for f in files:
-        index = INDEX.fullmatch(f.name)
-        m = WEIGHT.fullmatch(f.name)
-        if index or m:
-            ext, variant = (index[2], index[3]) if index else (m[3], m[2])
-            weights[f] = (ext, variant)
+        if m := WEIGHT.fullmatch(f.name):
+            weights[f] = (m["ext"], m["variant"] or m["index_variant"])
         elif f.name.endswith((".json", ".txt", ".model")) and f.name not in UNREAD:
             rest.append(f)
     chosen = []
@@ -169,9 +167,8 @@ def snapshot_digest(folder, tokenizer: bool = False) -> str:
             names = [k for k, v in json.loads(index.read_text()).items() if isinstance(v, list) and v[0]]
         except (OSError, ValueError, AttributeError):
             names = []
-        groups = [[index], *([p for p in (folder / n).iterdir() if p.is_file()]
-                             for n in names if (folder / n).is_dir())]  # fmt: skip
-        kept = [index, *(f for g in groups[1:] for f in _read(g))]
+        kept = [index, *(f for n in names if (folder / n).is_dir()
+                         for f in _read([p for p in (folder / n).iterdir() if p.is_file()]))]  # fmt: skip
     else:
         kept = _read([p for p in folder.iterdir() if p.is_file()], tokenizer)
     lines = sorted(f"{f.relative_to(folder).as_posix()} {file_digest(f)}" for f in kept)
