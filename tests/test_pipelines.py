@@ -1099,3 +1099,51 @@ def test_a_finished_prompt_set_is_computed_again_once_its_hub_weights_change(tin
     assert "computed with other weights" in runs[2][0] and runs[2][1] != runs[0][1]
     (stale,) = (out / "promptsets").glob("*.stale")
     assert (stale / "metrics.json").read_text() == runs[0][1]
+
+
+@pytest.mark.parametrize("scheduler", ["DDIMScheduler", "PNDMScheduler"])
+@pytest.mark.parametrize("options, k, own", [
+    ({"timestep_spacing": "trailing"}, 4, True),  # 1000 // 4 = 250: 999, 749, 499, 249, then final
+    ({"timestep_spacing": "trailing"}, 3, False),  # 999, 666, 332: it steps 666 -> 333
+    ({"timestep_spacing": "linspace", "set_alpha_to_one": True}, 3, False),  # 999, 500, 0: 999 -> 666
+])  # fmt: skip
+def test_a_scheduler_stepping_off_its_timesteps_is_named(scheduler, options, k, own):
+    """DDIM and PNDM step from timestep t to t - T // K, not to their next timestep: where that is the
+    next one, glass's grid is the pipeline's own steps (DDIM: its own samples, no warning); where it is
+    not (trailing with K not dividing T, linspace), glass steps between the timesteps and one warning
+    says so, and the DDIM ODE is then not the pipeline's sampler (the warning is not a false alarm)."""
+    import warnings
+
+    import diffusers
+
+    base = pipe_of("sd")
+    options = {**options, "skip_prk_steps": True} if scheduler == "PNDMScheduler" else options
+    pipe = _with(base, scheduler=getattr(diffusers, scheduler).from_config(base.scheduler.config, **options))
+    model = glass.from_pipe(pipe, height=32, width=32)
+    gens = lambda: [torch.Generator().manual_seed(i) for i in (3, 4)]  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = glass.generate(model, glass.ODE(1, method="ddim"), k, 2, prompt=PROMPTS, generator=gens())
+    said = [str(w.message) for w in caught if "steps from timestep t to t -" in str(w.message)]
+    assert len(said) == (0 if own else 1), said
+    if not own:
+        assert f"timestep_spacing={options['timestep_spacing']!r}" in said[0] and scheduler in said[0]
+    if scheduler == "DDIMScheduler":
+        out = pipe(prompt=PROMPTS, num_inference_steps=k, height=32, width=32, output_type="latent",
+                   generator=gens()).images  # fmt: skip
+        ref = model.from_pipeline_output(out)
+        gap = float((ours - ref).abs().max() / ref.abs().max())
+        assert gap < 1e-5 if own else gap > 1e-4
+
+
+def test_linspace_spacing_ending_at_its_final_noise_level_is_refused():
+    """DDIM with linspace spacing ends at timestep 0, whose abar its final step repeats (final
+    alpha_cumprod = abar_0 without set_alpha_to_one): one line naming the options, not a grid error."""
+    import diffusers
+
+    base = pipe_of("sd")
+    ddim = diffusers.DDIMScheduler.from_config(base.scheduler.config, timestep_spacing="linspace")
+    model = glass.from_pipe(_with(base, scheduler=ddim), height=32, width=32)
+    refused = r"timestep_spacing='linspace' ends at timestep 0.*set_alpha_to_one=True"
+    with pytest.raises(ValueError, match=refused):
+        model.grid(4)

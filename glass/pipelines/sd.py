@@ -16,13 +16,16 @@ else abar at its ``timesteps`` (DDIM, PNDM, DDPM; distinct steps: PNDM repeats i
 ending at the scheduler's ``final_alpha_cumprod`` where it has one (DDIM, PNDM: abar_0 < 1 unless
 ``set_alpha_to_one``), or 1; a sample starts where the scheduler starts (its ``init_noise_sigma``:
 :meth:`_UNetModel.start_std`). With a first-order scheduler (DDIM, Euler, DPM-Solver of order 1) one
-ODE(method="ddim") step per interval is the pipeline's own sampler (eta = 0).
+ODE(method="ddim") step per interval is the pipeline's own sampler (eta = 0). DDIM and PNDM step from
+timestep t to t - T // K (T training steps), which is their next timestep with ``leading`` spacing or
+``trailing`` with K dividing T; otherwise glass steps between their timesteps and warns.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from typing import ClassVar
 
 import torch
@@ -76,6 +79,38 @@ def _start_std(scheduler, t0: float) -> float:
         sched.sigmas = torch.tensor([math.sqrt((1 - t0) / t0), 0.0])
     init = float(sched.init_noise_sigma)
     return init * math.sqrt(t0) if scaled else init
+
+
+def _check_steps(sched, steps: Tensor, last: float) -> None:
+    """Where the scheduler steps (DDIM, PNDM: from timestep t to t - T // K, T training steps, K steps,
+    not to its next timestep; DDPM steps to the next). With ``leading`` spacing, or ``trailing`` with K
+    dividing T, that is the next timestep and glass's grid (its timesteps, then its final abar) is the
+    pipeline's own; otherwise glass steps between consecutive timesteps (a chain on one grid, which the
+    pipeline's own sampler is not) and says so once. ``linspace`` spacing ends at timestep 0, which a
+    final abar of abar_0 (``set_alpha_to_one=False``) repeats: no grid, refused."""
+    name, spacing = type(sched).__name__, sched.config.get("timestep_spacing", "leading")
+    final = float(getattr(sched, "final_alpha_cumprod", 1.0))
+    if last >= final:
+        raise ValueError(
+            f"the scheduler {name} with timestep_spacing={spacing!r} ends at timestep {int(steps[-1])}, at "
+            "its final noise level (set_alpha_to_one=False): use timestep_spacing='leading' or "
+            "'trailing', or set_alpha_to_one=True"
+        )
+    if hasattr(sched, "previous_timestep"):  # DDPM: the next of its timesteps
+        return
+    k, ratio = len(steps), sched.config.num_train_timesteps // len(steps)
+    targets = (steps - ratio).clamp(min=-1)
+    nexts = torch.cat([steps[1:], torch.tensor([-1.0], dtype=steps.dtype)])
+    off = int((targets - nexts).abs().max())
+    if off > 0:
+        warnings.warn(
+            f"the scheduler {name} with timestep_spacing={spacing!r} steps from timestep t to t - {ratio} "
+            f"at {k} steps, up to {off} training steps from its next timestep: glass steps between its "
+            "timesteps: a grid close to the pipeline's own steps, not equal (its DDIM ODE is not the "
+            "pipeline's own sampler); 'leading' spacing, or 'trailing' with a step count dividing "
+            "num_train_timesteps, gives its own steps",
+            stacklevel=2,
+        )
 
 
 class _UNetModel(PipelineModel):
@@ -164,6 +199,7 @@ class _UNetModel(PipelineModel):
                     "skip_prk_steps=True or use a DDIMScheduler"
                 )
             times = abar_at(steps, self.alphas_cumprod)
+            _check_steps(sched, steps, float(times[-1]))
         final = float(getattr(sched, "final_alpha_cumprod", 1.0))
         return torch.cat([times, torch.tensor([final], dtype=torch.float64)])
 
