@@ -103,7 +103,7 @@ def _run_help() -> str:
         "  glass run model=gmm64 task=posterior sampler=glass sampler.steps=8 task.t=0.2\n\n"
         "  glass run -m model=gmm sampler=sde,glass sampler.steps=2,4,8\n\n"
         "  glass run -m model=gmm sampler=sde,glass sampler.steps=2,4,8 hydra/launcher=joblib\n\n"
-        "  glass run --cfg task=generate sampler=ode               (print the composed config)\n\n"
+        "  glass run --cfg task=generate sampler=ode               (check and print the composed config)\n\n"
         "Each run writes outputs/runs/<date>/<time>-<task>-<sampler>-<id>/ (config.yaml, metrics.json, "
         "samples.png); a sweep writes outputs/multirun/<task>-<hash>/ with one directory per job "
         "and summary.csv / summary.jsonl. Running the same sweep again resumes it (finished jobs are "
@@ -203,7 +203,9 @@ def run(
     multirun: bool = typer.Option(
         False, "-m", "--multirun", help="Sweep: one job per combination of comma-separated values."
     ),
-    cfg: bool = typer.Option(False, "--cfg", help="Print the composed config and exit without running."),
+    cfg: bool = typer.Option(
+        False, "--cfg", help="Check the options (no model is loaded), print the composed config, exit."
+    ),
     sweep_dir: str | None = typer.Option(
         None,
         "--sweep-dir",
@@ -267,13 +269,18 @@ def _print_results(base, rows: list[dict]) -> None:
 
 
 def _print_configs(overrides: list[str], multirun: bool) -> None:
-    """``glass run --cfg``: the composed config of every job."""
+    """``glass run --cfg``: the composed config of every job, each checked first (all of them before
+    any is printed; no model is loaded: :func:`glass.runner.check_config`)."""
     from omegaconf import OmegaConf
 
     from glass.config import compose, expand_sweep
+    from glass.runner import check_config
 
-    for ov in expand_sweep(overrides) if multirun else [overrides]:
-        typer.echo(OmegaConf.to_yaml(compose(ov)))
+    configs = [compose(ov) for ov in (expand_sweep(overrides) if multirun else [overrides])]
+    for c in configs:
+        check_config(c)
+    for c in configs:
+        typer.echo(OmegaConf.to_yaml(c))
 
 
 def _run_jobs(overrides, multirun, sweep_dir, fresh, hydra_overrides, console):

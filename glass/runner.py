@@ -87,6 +87,19 @@ def _metric(node, task_name, model):
     return resolve_metric(instantiate(node, "metric"), task_name, model)
 
 
+def check_config(cfg) -> None:
+    """What ``glass run --cfg`` checks before it prints a config: the seed, the data paths and every
+    option the task, sampler, reward and metric constructors check, without loading a model (its own
+    options, and how model, task and reward fit together, are checked when a run builds the job)."""
+    try:
+        check_seed("seed", cfg.get("seed"))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _check_paths(cfg)
+    for node in ("task", "sampler", "reward", "metric"):
+        instantiate(cfg[node], node)
+
+
 def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
     """Instantiate and validate one job from its composed config (constructor errors, data checks,
     model/metric/reward mismatches become UserErrors)."""

@@ -259,6 +259,19 @@ def test_cfg_prints_the_composed_config():
     assert res.exit_code == 0 and "steps: 3" in res.stdout and "glass.samplers.SDE" in res.stdout
 
 
+@pytest.mark.parametrize("args, says", [
+    (["sampler=glass", "sampler.steps=-3"], "error: sampler.steps must be an integer >= 1, got -3"),
+    (["seed=-1"], "error: seed must be an integer in [0, 4294967295]"),
+    (["-m", "sampler=sde", "sampler.steps=2,0"], "error: sampler.steps must be an integer >= 1, got 0"),
+    (["model.data_root=/no/such/dir"], "error: model.data_root: the data directory '/no/such/dir' does not"),
+])  # fmt: skip
+def test_cfg_checks_the_options_before_printing(args, says):
+    """--cfg refuses what a run would refuse before loading a model, with the run's one line and exit 2,
+    and prints nothing (a sweep: no job's config when one job's options are bad)."""
+    res = runner.invoke(app, ["run", "--cfg", *args])
+    assert res.exit_code == 2 and res.stderr.startswith(says) and res.stdout == "", res.output
+
+
 PRETRAINED = ("flux", "flux2", "sd3", "sd", "sdxl", "ddpm", "sit")
 
 
