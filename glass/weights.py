@@ -24,8 +24,8 @@ def weights_digest(cfg) -> dict[str, str]:
     on to new weights reruns the job, one that changed only its README does not; not downloaded
     yet: no digest). A local pipeline folder counts by its files' sizes and times. The other hub
     weights a config names count the same way (:func:`hub_sources`): the CLIP score's and PickScore's
-    CLIP, HPSv2's checkpoint, SiT's VAE; a single hub file (HPSv2's) is keyed
-    ``hub:<id>/<file>@main``, a local file by its size and time."""
+    CLIP, HPSv2's and ImageReward's checkpoints, SiT's VAE; a single hub file (HPSv2's) is keyed
+    ``hub:<id>/<file>@main``, a local file (ImageReward's too) by its size and time."""
     from omegaconf import OmegaConf
 
     from glass.models import mnist
@@ -67,8 +67,8 @@ def hub_sources(node: dict) -> list[tuple[str, str | None, str]]:
     """(hub id or local path, revision, the file that anchors it in the hub cache) of each hub-loaded
     weight a config node names: a pipeline's ``model_id``; the CLIP of ``reward=clip`` /
     ``reward=pickscore`` (and PickScore's tokenizer's repository); HPSv2's checkpoint (``path``,
-    null: its hub file); SiT's ``path`` (a local checkpoint) and ``vae``. ImageReward's weights live
-    in its package's own cache: not counted."""
+    null: its hub file); SiT's ``path`` (a local checkpoint) and ``vae``; ImageReward's checkpoint
+    (in its package's own cache, ``~/.cache/ImageReward``, or a path), where it is."""
     target = str(node.get("_target_"))
     if target == "glass.pipelines.load.load_pipeline" and node.get("model_id"):
         return [(str(node["model_id"]), node.get("revision"), "model_index.json")]
@@ -83,6 +83,11 @@ def hub_sources(node: dict) -> list[tuple[str, str | None, str]]:
 
         repo, name = HPSv2.hub_file
         return [(str(node["path"]), None, "") if node.get("path") else (repo, None, name)]
+    if target == "glass.rewards.ImageReward":  # its package's cache, not the hub's: the file, if there
+        from glass.rewards.hub import ImageReward
+
+        path = ImageReward.checkpoint(str(node.get("model") or "ImageReward-v1.0"))
+        return [(str(path), None, "")] if path.is_file() else []
     if target == "glass.models.sit.load_sit":  # path null: a fixed release file, downloaded once
         return [(str(node[k]), None, "config.json") for k in ("path", "vae") if node.get(k)]
     return []

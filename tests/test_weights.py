@@ -112,3 +112,29 @@ def test_a_pipeline_digest_counts_the_files_its_loader_reads(tmp_path):
     assert snapshot_digest(tmp_path) == before
     (tmp_path / "unet" / "config.json").write_text('{"sample_size": 64}')
     assert snapshot_digest(tmp_path) != before
+
+
+def test_imagereward_keys_a_job_by_its_checkpoint_file(tmp_path, monkeypatch):
+    """ImageReward's weights live in its package's cache (``image_reward.load`` downloads its release
+    to ~/.cache/ImageReward/ImageReward.pt) or a path given as reward.model: the job records that file
+    by its size and time, so a checkpoint replaced in place makes a finished job stale; none there yet,
+    no digest."""
+    from glass.rewards.hub import ImageReward
+
+    monkeypatch.setattr(ImageReward, "cache", str(tmp_path / "cache"))
+    sit = ["model=sit", "model.vae=null", "reward=imagereward"]  # no other weights
+    assert weights_digest(compose(sit)) == {}
+    (tmp_path / "cache").mkdir()
+    release = tmp_path / "cache" / "ImageReward.pt"
+    release.write_text("v1.0")
+    digest = weights_digest(compose(sit))
+    assert list(digest) == [str(release)]
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "job.json").write_text(json.dumps({"weights": digest}))
+    release.write_text("v1.0, downloaded again after the hub's file changed")
+    assert stale_weights(tmp_path / "job", weights_digest(compose(sit))) == [str(release)]
+    own = tmp_path / "finetuned.pt"
+    own.write_text("a fine-tuned ImageReward")
+    assert list(weights_digest(compose([*sit, f"reward.model={own}"]))) == [str(own)]
+    in_metric = weights_digest(compose(["model=sit", "model.vae=null", "metric=rewards"]))
+    assert str(release) in in_metric  # metric=rewards scores ImageReward too

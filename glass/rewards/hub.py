@@ -10,6 +10,8 @@ and HPSv2 are differentiable. ImageReward goes through its package's PIL pipelin
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -187,10 +189,18 @@ class ImageReward:
     not differentiable)."""
 
     differentiable = False
+    releases = {"ImageReward-v1.0": "ImageReward.pt"}  # image_reward.load's names: their file
+    cache = "~/.cache/ImageReward"  # where image_reward.load keeps them (hf_hub_download's local_dir)
 
     def __init__(self, model: str = "ImageReward-v1.0", device: str = "cpu"):
         self.model_id, self.device = model, device
         self._model = None
+
+    @classmethod
+    def checkpoint(cls, model: str) -> Path:
+        """The file ``image_reward.load(model)`` reads: a release's in the package's cache, else the
+        path given."""
+        return Path(cls.cache, cls.releases[model]).expanduser() if model in cls.releases else Path(model)
 
     def load(self):
         if self._model is not None:
