@@ -1103,6 +1103,7 @@ def test_a_finished_prompt_set_is_computed_again_once_its_hub_weights_change(tin
 
 @pytest.mark.parametrize("scheduler", ["DDIMScheduler", "PNDMScheduler"])
 @pytest.mark.parametrize("options, k, own", [
+    ({}, 3, True),  # SD's leading spacing, K not dividing T: 667, 334, 1 (steps_offset=1), then final
     ({"timestep_spacing": "trailing"}, 4, True),  # 1000 // 4 = 250: 999, 749, 499, 249, then final
     ({"timestep_spacing": "trailing"}, 3, False),  # 999, 666, 332: it steps 666 -> 333
     ({"timestep_spacing": "linspace", "set_alpha_to_one": True}, 3, False),  # 999, 500, 0: 999 -> 666
@@ -1127,7 +1128,7 @@ def test_a_scheduler_stepping_off_its_timesteps_is_named(scheduler, options, k, 
     said = [str(w.message) for w in caught if "steps from timestep t to t -" in str(w.message)]
     assert len(said) == (0 if own else 1), said
     if not own:
-        assert f"timestep_spacing={options['timestep_spacing']!r}" in said[0] and scheduler in said[0]
+        assert f"timestep_spacing={options.get('timestep_spacing')!r}" in said[0] and scheduler in said[0]
     if scheduler == "DDIMScheduler":
         out = pipe(prompt=PROMPTS, num_inference_steps=k, height=32, width=32, output_type="latent",
                    generator=gens()).images  # fmt: skip
@@ -1136,14 +1137,22 @@ def test_a_scheduler_stepping_off_its_timesteps_is_named(scheduler, options, k, 
         assert gap < 1e-5 if own else gap > 1e-4
 
 
-def test_linspace_spacing_ending_at_its_final_noise_level_is_refused():
-    """DDIM with linspace spacing ends at timestep 0, whose abar its final step repeats (final
-    alpha_cumprod = abar_0 without set_alpha_to_one): one line naming the options, not a grid error."""
+@pytest.mark.parametrize("scheduler", ["DDIMScheduler", "PNDMScheduler"])
+@pytest.mark.parametrize("options, k, fix", [
+    ({"timestep_spacing": "linspace"}, 4,
+     "set_alpha_to_one=True, or timestep_spacing='leading' or 'trailing'"),
+    ({"timestep_spacing": "trailing"}, 1000, "set_alpha_to_one=True"),  # 999, 998, ..., 0
+])  # fmt: skip
+def test_a_spacing_ending_at_its_final_noise_level_is_refused(scheduler, options, k, fix):
+    """A spacing that ends at timestep 0, whose abar the final step repeats (final alpha_cumprod =
+    abar_0 without set_alpha_to_one): one line naming the options that fix it (not the spacing the
+    user already has), not a grid error."""
     import diffusers
 
     base = pipe_of("sd")
-    ddim = diffusers.DDIMScheduler.from_config(base.scheduler.config, timestep_spacing="linspace")
-    model = glass.from_pipe(_with(base, scheduler=ddim), height=32, width=32)
-    refused = r"timestep_spacing='linspace' ends at timestep 0.*set_alpha_to_one=True"
-    with pytest.raises(ValueError, match=refused):
-        model.grid(4)
+    options = {**options, "skip_prk_steps": True} if scheduler == "PNDMScheduler" else options
+    sched = getattr(diffusers, scheduler).from_config(base.scheduler.config, **options)
+    model = glass.from_pipe(_with(base, scheduler=sched), height=32, width=32)
+    with pytest.raises(ValueError, match=rf"ends at timestep 0 at {k} steps") as refused:
+        model.grid(k)
+    assert str(refused.value).endswith(f"use {fix}")

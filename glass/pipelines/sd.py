@@ -86,15 +86,18 @@ def _check_steps(sched, steps: Tensor, last: float) -> None:
     not to its next timestep; DDPM steps to the next). With ``leading`` spacing, or ``trailing`` with K
     dividing T, that is the next timestep and glass's grid (its timesteps, then its final abar) is the
     pipeline's own; otherwise glass steps between consecutive timesteps (a chain on one grid, which the
-    pipeline's own sampler is not) and says so once. ``linspace`` spacing ends at timestep 0, which a
-    final abar of abar_0 (``set_alpha_to_one=False``) repeats: no grid, refused."""
+    pipeline's own sampler is not) and says so once. A spacing that ends at timestep 0 (``linspace``;
+    ``leading`` with ``steps_offset=0`` where K divides T; ``trailing`` at K = T), which a final abar of
+    abar_0 (``set_alpha_to_one=False``) repeats: no grid, refused."""
     name, spacing = type(sched).__name__, sched.config.get("timestep_spacing", "leading")
     final = float(getattr(sched, "final_alpha_cumprod", 1.0))
     if last >= final:
+        fixes = ["set_alpha_to_one=True"] + (["steps_offset=1"] if spacing == "leading" else []) + (
+            ["timestep_spacing='leading' or 'trailing'"] if spacing == "linspace" else [])  # fmt: skip
         raise ValueError(
-            f"the scheduler {name} with timestep_spacing={spacing!r} ends at timestep {int(steps[-1])}, at "
-            "its final noise level (set_alpha_to_one=False): use timestep_spacing='leading' or "
-            "'trailing', or set_alpha_to_one=True"
+            f"the scheduler {name} with timestep_spacing={spacing!r} ends at timestep {int(steps[-1])} at "
+            f"{len(steps)} steps, the noise level its final step repeats (set_alpha_to_one=False): use "
+            + ", or ".join(fixes)
         )
     if hasattr(sched, "previous_timestep"):  # DDPM: the next of its timesteps
         return
