@@ -732,7 +732,8 @@ def test_sd_schedulers_users_ship_pndm_zero_snr_and_distilled_unets():
     """SD 1.5's own scheduler (PNDM, skip_prk_steps) repeats a timestep for its warm-up: the outer grid
     takes the distinct steps (it raised: a grid must increase). A zero-terminal-SNR DDIM (abar = 0 at
     the last step, log abar = -inf) runs, and our DDIM ODE reproduces its pipeline (it gave NaN). A
-    guidance-distilled UNet (time_cond_proj_dim, LCM) is refused with one line."""
+    guidance-distilled UNet (time_cond_proj_dim, LCM) is refused with one line, and so is an LCM or TCD
+    scheduler (a plain UNet with a fused consistency-distilled LoRA)."""
     from diffusers import DDIMScheduler, PNDMScheduler
 
     from tests.tiny_pipes import tiny_sd_pipe
@@ -778,6 +779,12 @@ def test_sd_schedulers_users_ship_pndm_zero_snr_and_distilled_unets():
     lcm.unet.register_to_config(time_cond_proj_dim=16)
     with pytest.raises(ValueError, match="^the unet has time_cond_proj_dim=16 .*not supported"):
         glass.from_pipe(lcm, height=32, width=32)
+    from diffusers import LCMScheduler, TCDScheduler
+
+    for distilled in (LCMScheduler, TCDScheduler):  # a fused LCM- or TCD-LoRA: a plain UNet config
+        pipe = _with(pipe_of("sd"), scheduler=distilled.from_config(pipe_of("sd").scheduler.config))
+        with pytest.raises(ValueError, match=f"^the scheduler {distilled.__name__} samples a consistency"):
+            glass.from_pipe(pipe, height=32, width=32)
 
 
 def test_sdxl_decodes_as_its_pipeline_fp16_vae_upcast_and_latent_statistics():

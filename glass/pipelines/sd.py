@@ -38,6 +38,7 @@ from glass.pipelines.base import PipelineModel
 __all__ = ["StableDiffusionModel", "SDXLModel", "DDPMModel", "fractional_step", "abar_at"]
 
 PREDICTIONS = {"epsilon": "epsilon", "v_prediction": "v", "sample": "x0"}
+DISTILLED = ("LCMScheduler", "TCDScheduler")  # consistency-distilled samplers: refused
 
 
 def fractional_step(t: Tensor, alphas_cumprod: Tensor, log_abar: Tensor | None = None) -> Tensor:
@@ -127,6 +128,12 @@ class _UNetModel(PipelineModel):
             raise ValueError(
                 f"the scheduler {type(sched).__name__} does not feed the {self.network} training-step "
                 "indices (EDM sigmas or continuous timesteps, e.g. Playground v2.5, CosXL): not supported"
+            )
+        if type(sched).__name__ in DISTILLED:  # LCM-LoRA, TCD-LoRA: a plain UNet with a distilled LoRA
+            raise ValueError(
+                f"the scheduler {type(sched).__name__} samples a consistency-distilled UNet (LCM / TCD, "
+                "e.g. a fused LCM-LoRA), whose prediction is the end of its ODE, not the denoiser "
+                "E[x_1 | x_t] that GLASS transitions need: not supported; use its base model and scheduler"
             )
         prediction = self.scheduler.config.prediction_type
         if prediction not in PREDICTIONS:
