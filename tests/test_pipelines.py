@@ -878,6 +878,29 @@ def test_ddpm_pipeline_matches_its_scheduler_with_the_x0_prediction_clipped_as_i
         assert float((model.decode(ours) - torch.as_tensor(img).permute(0, 3, 1, 2)).abs().max()) < 1e-5
 
 
+@pytest.mark.parametrize("clip", [False, True])
+def test_ddim_pipeline_own_samples_are_the_ddim_ode(clip):
+    """DDIMPipeline (the same UNet, its scheduler made a DDIMScheduler): its own samples from a generator
+    list are glass's DDIM ODE from the same list, with the scheduler clipping the x_0 prediction or not,
+    where the pipeline steps with the clipped model output; its default (None) with a clipping scheduler
+    mixes the clipped x_0 with the unclipped noise, which is not glass's (the docstring says so)."""
+    from diffusers import DDIMPipeline, DDPMScheduler
+
+    from tests.tiny_pipes import tiny_ddpm_pipe
+
+    base = tiny_ddpm_pipe(DDPMScheduler(num_train_timesteps=1000, clip_sample=clip))
+    pipe = DDIMPipeline(unet=base.unet, scheduler=base.scheduler)
+    model = glass.from_pipe(pipe)
+    assert model.family == "ddpm" and type(pipe.scheduler).__name__ == "DDIMScheduler"
+    gens = lambda: [torch.Generator().manual_seed(i) for i in (5, 6)]  # noqa: E731
+    own = {u: pipe(batch_size=2, generator=gens(), num_inference_steps=4, eta=0.0, output_type="np",
+                   use_clipped_model_output=u).images for u in (True, None)}  # fmt: skip
+    ours = model.decode(glass.generate(model, glass.ODE(1, method="ddim"), 4, 2, generator=gens()))
+    gap = {u: float((ours - torch.as_tensor(img).permute(0, 3, 1, 2)).abs().max()) for u, img in own.items()}
+    assert gap[True] < 1e-5
+    assert (gap[None] < 1e-5) == (not clip), gap  # the random UNet's x_0 is far outside [-1, 1]
+
+
 def test_ddpm_pipeline_default_ancestral_sampler_is_the_ddpm_kernel_on_its_noise():
     """DDPMPipeline as shipped (DDPMScheduler's defaults, clip_sample=True): its own ancestral sampler
     and glass's DDPM kernel (GLASS M = 1 at rho_DDPM) on the same noise agree to float32 rounding; a

@@ -58,7 +58,8 @@ def from_pipe(
 
     Args:
         pipe: a ``FluxPipeline``, ``Flux2KleinPipeline``, ``StableDiffusion3Pipeline``,
-            ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline`` or ``DDPMPipeline``.
+            ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``, ``DDPMPipeline`` or
+            ``DDIMPipeline``.
         height, width: image size in pixels (default: the pipeline's). Latents ``x`` are
             (B, C, height / vae_scale_factor, width / vae_scale_factor), what the VAE encodes to.
         guidance_scale: as the pipeline's argument of that name (default: the pipeline's default;

@@ -1,5 +1,5 @@
 """Discrete-time UNet pipelines: Stable Diffusion 1.x / 2.x (``StableDiffusionPipeline``), SDXL
-(``StableDiffusionXLPipeline``) and unconditional ``DDPMPipeline`` (paper App. B.4).
+(``StableDiffusionXLPipeline``) and unconditional ``DDPMPipeline`` / ``DDIMPipeline`` (paper App. B.4).
 
 A model trained on grid steps k with x_k = sqrt(abar_k) z + sqrt(1 - abar_k) eps lives on the paper's
 VP path (alpha_t = sqrt(t), sigma_t = sqrt(1 - t)) at exactly t = abar_k, so no rescaling of x is
@@ -318,12 +318,15 @@ class SDXLModel(_UNetModel):
 
 
 class DDPMModel(_UNetModel):
-    """An unconditional UNet2DModel (``DDPMPipeline``, e.g. google/ddpm-cifar10-32): pixels, no VAE."""
+    """An unconditional UNet2DModel (``DDPMPipeline``, e.g. google/ddpm-cifar10-32, or ``DDIMPipeline``,
+    which makes its scheduler a DDIMScheduler): pixels, no VAE. DDIMPipeline's own sampler is glass's
+    DDIM ODE with ``use_clipped_model_output=True``; by default (None) a clipping scheduler steps with
+    the clipped x_0 but the network's unclipped noise, which no denoiser gives."""
 
     capabilities = Capabilities(latent=True, own_grid=True)
 
     family = "ddpm"
-    pipelines = ("DDPMPipeline",)
+    pipelines = ("DDPMPipeline", "DDIMPipeline")
     conditioning = ()
     options: ClassVar[dict] = {}
 
