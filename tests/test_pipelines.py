@@ -349,10 +349,23 @@ def test_generator_lists_callbacks_and_progress():
     assert states == [["ancestors", "ess", "log_weights"]] * 3
 
 
+def _img2img():
+    """The SD img2img pipeline of the tiny SD's components (diffusers' from_pipe), which glass refuses;
+    converted back, glass takes it."""
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+
+    img2img = StableDiffusionImg2ImgPipeline.from_pipe(pipe_of("sd"))
+    assert glass.from_pipe(StableDiffusionPipeline.from_pipe(img2img), height=32, width=32).family == "sd"
+    return img2img
+
+
 @pytest.mark.parametrize(
     "call,match",
     [
         (lambda m: glass.from_pipe(object()), "does not support object; supported pipelines: FluxPipeline"),
+        (lambda m: glass.from_pipe(_img2img()), r"StableDiffusionImg2ImgPipeline; .*DDIMPipeline \(another "
+         r"pipeline of the same model, e\.g\. img2img, converts sharing its components: "
+         r"StableDiffusionPipeline\.from_pipe\(pipe\)\)$"),
         (lambda m: glass.from_pipe(pipe_of("sd"), dtype="bfloat16"), "never converts"),
         (lambda m: glass.from_pipe(pipe_of("sd"), dtype="int8"), "dtype must be one of"),
         (lambda m: glass.from_pipe(pipe_of("sd"), device="cuda"), "never moves"),

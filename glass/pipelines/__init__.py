@@ -39,7 +39,9 @@ def adapter_for(pipe) -> type[PipelineModel]:
                 return adapter
     supported = ", ".join(p for a in ADAPTERS for p in a.pipelines)
     raise ValueError(
-        f"glass.from_pipe does not support {type(pipe).__name__}; supported pipelines: {supported}"
+        f"glass.from_pipe does not support {type(pipe).__name__}; supported pipelines: {supported} (another "
+        "pipeline of the same model, e.g. img2img, converts sharing its components: "
+        "StableDiffusionPipeline.from_pipe(pipe))"
     )
 
 
