@@ -46,11 +46,26 @@ def weights_digest(cfg) -> dict[str, str]:
         elif isinstance(node, str) and node.endswith(".safetensors"):
             files.append(mnist.repo_path(node))
 
-    walk(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
+    data = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    walk(data)
+    walk(_default_reward(data))
     for f in dict.fromkeys(f.resolve() for f in files):  # one key per file, from any directory
         if sha := _manifest_sha(f):
             out[str(f)] = sha
     return out
+
+
+def _default_reward(cfg: dict) -> dict:
+    """The reward ``reward=default`` stands for where it names hub weights: ImageReward on the
+    pretrained image models (``glass.rewards.base.resolve_reward``); else nothing."""
+    reward, model = cfg.get("reward") or {}, cfg.get("model") or {}
+    pretrained = str(model.get("_target_")) in PRETRAINED
+    if pretrained and str(reward.get("_target_")) == "glass.rewards.DefaultReward":
+        return {"_target_": "glass.rewards.ImageReward"}
+    return {}
+
+
+PRETRAINED = ("glass.pipelines.load.load_pipeline", "glass.models.sit.load_sit")  # ImageReward by default
 
 
 def _manifest_sha(f: Path) -> str | None:

@@ -349,13 +349,15 @@ def test_generator_lists_callbacks_and_progress():
     assert states == [["ancestors", "ess", "log_weights"]] * 3
 
 
-def _img2img():
-    """The SD img2img pipeline of the tiny SD's components (diffusers' from_pipe), which glass refuses;
-    converted back, glass takes it."""
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+def _img2img(family: str):
+    """The img2img pipeline of the tiny SD's or SDXL's components (diffusers' from_pipe), which glass
+    refuses; converted back as the refusal says, glass takes it."""
+    import diffusers
 
-    img2img = StableDiffusionImg2ImgPipeline.from_pipe(pipe_of("sd"))
-    assert glass.from_pipe(StableDiffusionPipeline.from_pipe(img2img), height=32, width=32).family == "sd"
+    base = "StableDiffusion" + ("XL" if family == "sdxl" else "")
+    img2img = getattr(diffusers, f"{base}Img2ImgPipeline").from_pipe(pipe_of(family))
+    back = getattr(diffusers, f"{base}Pipeline").from_pipe(img2img)
+    assert glass.from_pipe(back, height=SIZE[family], width=SIZE[family]).family == family
     return img2img
 
 
@@ -363,9 +365,11 @@ def _img2img():
     "call,match",
     [
         (lambda m: glass.from_pipe(object()), "does not support object; supported pipelines: FluxPipeline"),
-        (lambda m: glass.from_pipe(_img2img()), r"StableDiffusionImg2ImgPipeline; .*DDIMPipeline \(another "
-         r"pipeline of the same model, e\.g\. img2img, converts sharing its components: "
-         r"StableDiffusionPipeline\.from_pipe\(pipe\)\)$"),
+        (lambda m: glass.from_pipe(object()), r"DDIMPipeline$"),  # not a pipeline: no conversion
+        (lambda m: glass.from_pipe(_img2img("sd")), r"StableDiffusionImg2ImgPipeline; .*DDIMPipeline \(a "
+         r"pipeline of a supported model for another task converts sharing its components: "
+         r"StableDiffusionPipeline\.from_pipe\(pipe\), if its network is a text-to-image one\)$"),
+        (lambda m: glass.from_pipe(_img2img("sdxl")), r"StableDiffusionXLPipeline\.from_pipe\(pipe\), if"),
         (lambda m: glass.from_pipe(pipe_of("sd"), dtype="bfloat16"), "never converts"),
         (lambda m: glass.from_pipe(pipe_of("sd"), dtype="int8"), "dtype must be one of"),
         (lambda m: glass.from_pipe(pipe_of("sd"), device="cuda"), "never moves"),
@@ -745,8 +749,9 @@ def test_sd_schedulers_users_ship_pndm_zero_snr_and_distilled_unets():
     """SD 1.5's own scheduler (PNDM, skip_prk_steps) repeats a timestep for its warm-up: the outer grid
     takes the distinct steps (it raised: a grid must increase). A zero-terminal-SNR DDIM (abar = 0 at
     the last step, log abar = -inf) runs, and our DDIM ODE reproduces its pipeline (it gave NaN). A
-    guidance-distilled UNet (time_cond_proj_dim, LCM) is refused with one line, and so is an LCM or TCD
-    scheduler (a plain UNet with a fused consistency-distilled LoRA)."""
+    guidance-distilled UNet (time_cond_proj_dim, LCM) is refused with one line, and so are an LCM or TCD
+    scheduler (a plain UNet with a fused consistency-distilled LoRA) and an inpainting UNet (extra input
+    channels for the mask and the masked image)."""
     from diffusers import DDIMScheduler, PNDMScheduler
 
     from tests.tiny_pipes import tiny_sd_pipe
@@ -794,10 +799,18 @@ def test_sd_schedulers_users_ship_pndm_zero_snr_and_distilled_unets():
         glass.from_pipe(lcm, height=32, width=32)
     from diffusers import LCMScheduler, TCDScheduler
 
-    for distilled in (LCMScheduler, TCDScheduler):  # a fused LCM- or TCD-LoRA: a plain UNet config
+    class MyLCM(LCMScheduler):  # a subclass is one too
+        pass
+
+    for distilled in (LCMScheduler, TCDScheduler, MyLCM):  # a fused LCM- or TCD-LoRA: a plain UNet config
         pipe = _with(pipe_of("sd"), scheduler=distilled.from_config(pipe_of("sd").scheduler.config))
         with pytest.raises(ValueError, match=f"^the scheduler {distilled.__name__} samples a consistency"):
             glass.from_pipe(pipe, height=32, width=32)
+    inpainting = tiny_sd_pipe()  # SD inpainting's UNet: 4 latent + 4 masked-image + 1 mask channels
+    inpainting.unet.register_to_config(in_channels=9)
+    refused = "^the unet takes 9 input channels, 9 latent channels where the VAE's latents have 4 .*text-to"
+    with pytest.raises(ValueError, match=refused):
+        glass.from_pipe(inpainting, height=32, width=32)
 
 
 def test_sdxl_decodes_as_its_pipeline_fp16_vae_upcast_and_latent_statistics():

@@ -138,3 +138,7 @@ def test_imagereward_keys_a_job_by_its_checkpoint_file(tmp_path, monkeypatch):
     assert list(weights_digest(compose([*sit, f"reward.model={own}"]))) == [str(own)]
     in_metric = weights_digest(compose(["model=sit", "model.vae=null", "metric=rewards"]))
     assert str(release) in in_metric  # metric=rewards scores ImageReward too
+    default = ["model=sit", "model.vae=null", "reward=default"]  # ImageReward on a pretrained model
+    assert list(weights_digest(compose(default))) == [str(release)]
+    assert str(release) not in weights_digest(compose(["model=gmm", "reward=default"]))  # the linear reward
+    assert ImageReward(model=None).model_id == "ImageReward-v1.0"  # reward.model=null: the release

@@ -37,12 +37,25 @@ def adapter_for(pipe) -> type[PipelineModel]:
         for adapter in ADAPTERS:
             if name in adapter.pipelines:
                 return adapter
-    supported = ", ".join(p for a in ADAPTERS for p in a.pipelines)
+    supported = [p for a in ADAPTERS for p in a.pipelines]
     raise ValueError(
-        f"glass.from_pipe does not support {type(pipe).__name__}; supported pipelines: {supported} (another "
-        "pipeline of the same model, e.g. img2img, converts sharing its components: "
-        "StableDiffusionPipeline.from_pipe(pipe))"
+        f"glass.from_pipe does not support {type(pipe).__name__}; supported pipelines: {', '.join(supported)}"
+        + _conversion(type(pipe).__name__, supported)
     )
+
+
+def _conversion(name: str, supported: list[str]) -> str:
+    """How a pipeline of a supported model for another task (``StableDiffusionXLImg2ImgPipeline``,
+    ``FluxControlNetPipeline``) converts to the supported one, sharing its components (diffusers'
+    ``from_pipe``): the supported pipeline whose name without ``Pipeline`` is the longest start of
+    ``name`` followed by a task's word (not a digit: ``Flux2Pipeline`` is not FLUX.1). '' if none."""
+    stems = [p.removesuffix("Pipeline") for p in supported]
+    fits = [s for s in stems if name.startswith(s) and name[len(s):][:1].isupper() and name != s + "Pipeline"]
+    if not fits or not name.endswith("Pipeline"):
+        return ""
+    target = max(fits, key=len) + "Pipeline"
+    return (f" (a pipeline of a supported model for another task converts sharing its components: "
+            f"{target}.from_pipe(pipe), if its network is a text-to-image one)")  # fmt: skip
 
 
 def from_pipe(

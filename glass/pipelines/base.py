@@ -153,6 +153,7 @@ class PipelineModel(Model):
         height = self._size(pipe, height, "height")
         width = self._size(pipe, width, "width")
         super().__init__(self.schedule_name, self.latent_shape(height, width), own_dtype, own_device)
+        self._check_channels()
         self.height, self.width = height, width
         self._set_text_options(guidance_scale, prompt, negative_prompt, chunk, max_sequence_length, cache_dir,
                                source)  # fmt: skip
@@ -198,6 +199,18 @@ class PipelineModel(Model):
         guidance uses one."""
         texts = [] if self.prompt is None else [self.prompt]
         return texts + ([self.negative_prompt] if self.uses_negative() else [])
+
+    def _check_channels(self) -> None:
+        """The network's latent channels are the VAE's: an inpainting, depth or fill checkpoint (SD
+        inpainting: 9 = 4 latent + 4 masked image + 1 mask) takes extra channels no sampler here fills."""
+        latent = getattr(getattr(self.vae, "config", None), "latent_channels", None)
+        if latent is not None and self.shape[0] != int(latent):
+            raise ValueError(
+                f"the {self.network} takes {int(self.net.config.in_channels)} input channels, "
+                f"{self.shape[0]} latent channels where the VAE's latents have {int(latent)} (an "
+                "inpainting, depth or fill checkpoint whose extra channels carry an image or a mask): not "
+                "supported; use a text-to-image checkpoint"
+            )
 
     # -- what the family supplies ---------------------------------------------------------------------
     def _check_options(self) -> None:

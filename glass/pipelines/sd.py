@@ -129,7 +129,7 @@ class _UNetModel(PipelineModel):
                 f"the scheduler {type(sched).__name__} does not feed the {self.network} training-step "
                 "indices (EDM sigmas or continuous timesteps, e.g. Playground v2.5, CosXL): not supported"
             )
-        if type(sched).__name__ in DISTILLED:  # LCM-LoRA, TCD-LoRA: a plain UNet with a distilled LoRA
+        if any(c.__name__ in DISTILLED for c in type(sched).__mro__):  # LCM- / TCD-LoRA on a plain UNet
             raise ValueError(
                 f"the scheduler {type(sched).__name__} samples a consistency-distilled UNet (LCM / TCD, "
                 "e.g. a fused LCM-LoRA), whose prediction is the end of its ODE, not the denoiser "

@@ -192,8 +192,8 @@ class ImageReward:
     releases = {"ImageReward-v1.0": "ImageReward.pt"}  # image_reward.load's names: their file
     cache = "~/.cache/ImageReward"  # where image_reward.load keeps them (hf_hub_download's local_dir)
 
-    def __init__(self, model: str = "ImageReward-v1.0", device: str = "cpu"):
-        self.model_id, self.device = model, device
+    def __init__(self, model: str | None = "ImageReward-v1.0", device: str = "cpu"):
+        self.model_id, self.device = model or "ImageReward-v1.0", device  # null: the release
         self._model = None
 
     @classmethod
