@@ -319,8 +319,8 @@ class SDXLModel(_UNetModel):
 
 class DDPMModel(_UNetModel):
     """An unconditional UNet2DModel (``DDPMPipeline``, e.g. google/ddpm-cifar10-32, or ``DDIMPipeline``,
-    which makes its scheduler a DDIMScheduler): pixels, no VAE. DDIMPipeline's own sampler is glass's
-    DDIM ODE with ``use_clipped_model_output=True``; by default (None) a clipping scheduler steps with
+    which makes its scheduler a DDIMScheduler): pixels, no VAE. DDIMPipeline's own sampler (eta = 0) is
+    glass's DDIM ODE with ``use_clipped_model_output=True``; by default (None) a clipping scheduler steps with
     the clipped x_0 but the network's unclipped noise, which no denoiser gives."""
 
     capabilities = Capabilities(latent=True, own_grid=True)
