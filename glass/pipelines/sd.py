@@ -110,8 +110,8 @@ def _check_steps(sched, steps: Tensor, last: float) -> None:
         warnings.warn(
             f"the scheduler {name} with timestep_spacing={spacing!r} steps from timestep t to t - {ratio} "
             f"at {k} steps, up to {off} training steps from its next timestep: glass steps between its "
-            "timesteps: a grid close to the pipeline's own steps, not equal (its DDIM ODE is not the "
-            "pipeline's own sampler); 'leading' spacing, or 'trailing' with a step count dividing "
+            "timesteps, not the pipeline's own steps (its DDIM ODE is not the pipeline's own "
+            "sampler); 'leading' spacing, or 'trailing' with a step count dividing "
             "num_train_timesteps, gives its own steps",
             stacklevel=2,
         )
