@@ -87,15 +87,19 @@ def _metric(node, task_name, model):
     return resolve_metric(instantiate(node, "metric"), task_name, model)
 
 
-def check_config(cfg) -> None:
-    """What ``glass run --cfg`` checks before it prints a config: the seed, the data paths and every
-    option the task, sampler, reward and metric constructors check, without loading a model (its own
-    options, and how model, task and reward fit together, are checked when a run builds the job)."""
+def _check_seed_and_paths(cfg) -> None:
     try:
         check_seed("seed", cfg.get("seed"))
     except ValueError as e:
         raise UserError(str(e)) from None
     _check_paths(cfg)
+
+
+def check_config(cfg) -> None:
+    """What ``glass run --cfg`` checks before it prints a config: the seed, the data paths and every
+    option the task, sampler, reward and metric constructors check, without loading a model (its own
+    options, and how model, task and reward fit together, are checked when a run builds the job)."""
+    _check_seed_and_paths(cfg)
     for node in ("task", "sampler", "reward", "metric"):
         instantiate(cfg[node], node)
 
@@ -106,11 +110,7 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
     from omegaconf import OmegaConf
 
     shared = shared or Shared()  # a job built alone (e.g. in a launcher's worker process)
-    seed = cfg.get("seed")
-    try:
-        check_seed("seed", seed)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    _check_seed_and_paths(cfg)
     task = instantiate(cfg.task, "task")
     if task.prompts:  # the file as it was read: the job's run name and records never read it again
         import copy
@@ -120,7 +120,6 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
         cfg = copy.deepcopy(cfg)  # the caller's stays as composed
         with read_write(cfg), open_dict(cfg):
             cfg.task.prompts_sha256 = task.prompts.sha256
-    _check_paths(cfg)
     try:
         model = shared.get(("model", OmegaConf.to_yaml(cfg.model)), _model, cfg.model)
         metric = shared.get(

@@ -55,17 +55,18 @@ def weights_digest(cfg) -> dict[str, str]:
     return out
 
 
+PRETRAINED = ("glass.pipelines.load.load_pipeline", "glass.models.sit.load_sit")  # ImageReward by default
+
+
 def _default_reward(cfg: dict) -> dict:
     """The reward ``reward=default`` stands for where it names hub weights: ImageReward on the
-    pretrained image models (``glass.rewards.base.resolve_reward``); else nothing."""
+    pretrained image models (``glass.rewards.base.resolve_reward``, which decides it from the built
+    model; here only the config is known); else nothing."""
     reward, model = cfg.get("reward") or {}, cfg.get("model") or {}
     pretrained = str(model.get("_target_")) in PRETRAINED
     if pretrained and str(reward.get("_target_")) == "glass.rewards.DefaultReward":
         return {"_target_": "glass.rewards.ImageReward"}
     return {}
-
-
-PRETRAINED = ("glass.pipelines.load.load_pipeline", "glass.models.sit.load_sit")  # ImageReward by default
 
 
 def _manifest_sha(f: Path) -> str | None:
@@ -101,7 +102,7 @@ def hub_sources(node: dict) -> list[tuple[str, str | None, str]]:
     if target == "glass.rewards.ImageReward":  # its package's cache, not the hub's: the file, if there
         from glass.rewards.hub import ImageReward
 
-        path = ImageReward.checkpoint(str(node.get("model") or "ImageReward-v1.0"))
+        path = ImageReward.checkpoint(node.get("model"))
         return [(str(path), None, "")] if path.is_file() else []
     if target == "glass.models.sit.load_sit":  # path null: a fixed release file, downloaded once
         return [(str(node[k]), None, "config.json") for k in ("path", "vae") if node.get(k)]

@@ -49,8 +49,8 @@ def _conversion(name: str, supported: list[str]) -> str:
     ``FluxControlNetPipeline``) converts to the supported one, sharing its components (diffusers'
     ``from_pipe``): the supported pipeline whose name without ``Pipeline`` is the longest start of
     ``name`` followed by a task's word (not a digit: ``Flux2Pipeline`` is not FLUX.1). '' if none."""
-    stems = [p.removesuffix("Pipeline") for p in supported]
-    fits = [s for s in stems if name.startswith(s) and name[len(s):][:1].isupper() and name != s + "Pipeline"]
+    stems = [p.removesuffix("Pipeline") for p in supported]  # name is none of them (adapter_for)
+    fits = [s for s in stems if name.startswith(s) and name[len(s):][:1].isupper()]
     if not fits or not name.endswith("Pipeline"):
         return ""
     target = max(fits, key=len) + "Pipeline"

@@ -82,7 +82,7 @@ def _start_std(scheduler, t0: float) -> float:
     return init * math.sqrt(t0) if scaled else init
 
 
-def _check_steps(sched, steps: Tensor, last: float) -> None:
+def _check_steps(sched, steps: Tensor, last: float, final: float) -> None:
     """Where the scheduler steps (DDIM, PNDM: from timestep t to t - T // K, T training steps, K steps,
     not to its next timestep; DDPM steps to the next). With ``leading`` spacing, or ``trailing`` with K
     dividing T, that is the next timestep and glass's grid (its timesteps, then its final abar) is the
@@ -91,7 +91,6 @@ def _check_steps(sched, steps: Tensor, last: float) -> None:
     ``leading`` with ``steps_offset=0`` where K divides T; ``trailing`` at K = T), which a final abar of
     abar_0 (``set_alpha_to_one=False``) repeats: no grid, refused."""
     name, spacing = type(sched).__name__, sched.config.get("timestep_spacing", "leading")
-    final = float(getattr(sched, "final_alpha_cumprod", 1.0))
     if last >= final:
         fixes = ["set_alpha_to_one=True"] + (["steps_offset=1"] if spacing == "leading" else []) + (
             ["timestep_spacing='leading' or 'trailing'"] if spacing == "linspace" else [])  # fmt: skip
@@ -198,6 +197,7 @@ class _UNetModel(PipelineModel):
         sched.set_timesteps(k, device="cpu")
         sigmas = getattr(sched, "sigmas", None)
         sigmas = None if sigmas is None else torch.as_tensor(sigmas).double().cpu().unique_consecutive()[:k]
+        final = float(getattr(sched, "final_alpha_cumprod", 1.0))
         if sigmas is not None and len(sigmas) == k and bool((sigmas > 0).all()):
             times = 1 / (1 + sigmas**2)
         else:  # distinct steps: PNDM (SD 1.5's scheduler, skip_prk_steps) repeats one for its warm-up
@@ -209,8 +209,7 @@ class _UNetModel(PipelineModel):
                     "skip_prk_steps=True or use a DDIMScheduler"
                 )
             times = abar_at(steps, self.alphas_cumprod)
-            _check_steps(sched, steps, float(times[-1]))
-        final = float(getattr(sched, "final_alpha_cumprod", 1.0))
+            _check_steps(sched, steps, float(times[-1]), final)
         return torch.cat([times, torch.tensor([final], dtype=torch.float64)])
 
     def start_std(self, t0: float) -> float:

@@ -189,17 +189,19 @@ class ImageReward:
     not differentiable)."""
 
     differentiable = False
+    default_model = "ImageReward-v1.0"
     releases = {"ImageReward-v1.0": "ImageReward.pt"}  # image_reward.load's names: their file
     cache = "~/.cache/ImageReward"  # where image_reward.load keeps them (hf_hub_download's local_dir)
 
-    def __init__(self, model: str | None = "ImageReward-v1.0", device: str = "cpu"):
-        self.model_id, self.device = model or "ImageReward-v1.0", device  # null: the release
+    def __init__(self, model: str | None = None, device: str = "cpu"):
+        self.model_id, self.device = model or self.default_model, device
         self._model = None
 
     @classmethod
-    def checkpoint(cls, model: str) -> Path:
-        """The file ``image_reward.load(model)`` reads: a release's in the package's cache, else the
-        path given."""
+    def checkpoint(cls, model: str | None) -> Path:
+        """The file ``image_reward.load(model)`` reads (None: the default release): a release's in the
+        package's cache, else the path given."""
+        model = model or cls.default_model
         return Path(cls.cache, cls.releases[model]).expanduser() if model in cls.releases else Path(model)
 
     def load(self):
