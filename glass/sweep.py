@@ -475,8 +475,9 @@ class RunJob:
             except (OSError, ValueError):
                 pass
             job = self.prepared.get(key)
-            if job is None:  # launched in another process: build (and validate) the job here
-                job = build_job(list(hc.overrides.task), cfg)
+            if job is None:  # launched in another process: build (and validate) the job here, and
+                job = build_job(list(hc.overrides.task), cfg)  # key it by the weights the build
+                digest = weights_digest(cfg)  # fetched (a hub pipeline not downloaded before has none)
             failed = run_dir.with_name(run_dir.name + ".failed")
             meta = {"config_hash": key, "weights": digest}
             rows = run_job(job, run_dir, self._progress_of(key), group=group, meta=meta)

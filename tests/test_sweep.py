@@ -233,3 +233,35 @@ def test_a_config_edited_under_a_running_sweep_fails_its_jobs_with_one_line(tmp_
     monkeypatch.undo()
     again = runner.invoke(app, [*SWEEP, f"out_dir={tmp_path}"])
     assert again.exit_code == 0 and len(finished(sweep)) == 4 and "1 already finished" in again.stderr
+
+
+def test_a_job_built_by_the_launchers_worker_records_the_weights_its_build_fetched(tmp_path, monkeypatch):
+    """A job the launcher runs in another process (joblib, submitit) is built there, and a hub
+    pipeline not in the cache yet is downloaded by that build: its job.json keys the snapshot then
+    fetched (was: the digest taken before the build, without it, so a later run on moved weights
+    did not rerun the job)."""
+    import glass.experiment
+    import glass.runner
+    import glass.sweep
+
+    fetched, build, init = {}, glass.runner.build_job, glass.sweep.RunJob.__init__
+
+    def build_and_download(overrides, cfg):
+        fetched["hub:tiny/sd@main"] = "abc123"
+        return build(overrides, cfg)
+
+    def as_unpickled(self, sweep_dir, names, prepared=None, progress=None):
+        init(self, sweep_dir, names, None, progress)  # no prepared jobs: each is built in __call__
+
+    monkeypatch.setattr(glass.sweep.RunJob, "__init__", as_unpickled)
+    monkeypatch.setattr(glass.runner, "build_job", build_and_download)  # the worker's build ...
+    monkeypatch.setattr(glass.experiment, "build_job", build)  # ... not the planner's
+    monkeypatch.setattr(glass.sweep, "weights_digest", lambda cfg: dict(fetched))
+    args = ["run", "-m", "model=gmm", "sampler=sde", "sampler.steps=2,4", "task.n=50", f"out_dir={tmp_path}"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.stderr
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    jobs = finished(sweep)
+    assert len(jobs) == 2
+    recorded = [json.loads((j / "job.json").read_text())["weights"] for j in jobs]
+    assert recorded == [{"hub:tiny/sd@main": "abc123"}] * 2
