@@ -15,6 +15,7 @@ import glass
 from glass.alignment import fk_steering
 from glass.metrics.oracle import energy_distance
 from glass.models.gmm import random_mixture, ring
+from glass.noise import indexed_seed
 from glass.rewards import Measurement
 from glass.rewards.base import resolve_reward
 from glass.rewards.operators import OPERATORS, make_operator
@@ -105,10 +106,14 @@ def test_measurement_reward_is_the_gaussian_log_likelihood_with_its_gradient():
     x0, _ = gmm.data_point(4, "test")
     torch.testing.assert_close(reward.original, x0)
     A = reward.op.matrix()
-    noise = reward.y - A @ x0[0]  # the drawn measurement noise: from reward.seed + the test index
+    noise = reward.y - A @ x0[0]  # the drawn measurement noise: from reward.seed and the test index
     torch.testing.assert_close(
-        noise / 0.3, torch.randn(3, generator=torch.Generator().manual_seed(7 + 4), dtype=F64)
+        noise / 0.3, torch.randn(3, generator=torch.Generator().manual_seed(indexed_seed(7, 4)), dtype=F64)
     )
+    # another reward.seed's noise on another point is another draw (was seed + index: 8 on point 3 = 7 on 4)
+    other = resolve_reward(Measurement("downsample", noise=0.3, source="test:3", factor=2, seed=8), gmm)
+    x3, _ = gmm.data_point(3, "test")
+    assert not torch.allclose((other.y - A @ x3[0]) / 0.3, noise / 0.3)
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1), dtype=F64, requires_grad=True)
     ref = torch.distributions.MultivariateNormal(
         A @ x.detach().T[:, 0] * 0 + reward.y, 0.09 * torch.eye(3, dtype=F64)
@@ -251,8 +256,9 @@ def test_inverse_task_on_the_oracle_through_the_cli(tmp_path):
     assert best[0]["nfe_per_sample"] == 4 * 2 * 4 and best[0]["log_likelihood"] > one[0]["log_likelihood"]
     # the detached first-order guidance step over-fits y at lam = 1 (the posterior's weight): the
     # samples explain y better than exact posterior samples do, and sit measurably off the posterior
+    # (E[r] above the exact one by 0.07-0.18 for the SDE, 0.24-0.43 for GLASS over reward.seed 0-2)
     for r in full:
-        assert r["log_likelihood"] > r["exact_log_likelihood"] + 0.1 and r["consistency"] < 0.8, r
+        assert r["log_likelihood"] > r["exact_log_likelihood"] + 0.05 and r["consistency"] < 0.8, r
         assert r["energy"] > 1.5 * r["energy_floor"], r
     assert all((p / "samples.png").stat().st_size > 1000 for p in tmp_path.glob("runs/*/*"))
 
@@ -315,7 +321,7 @@ def test_exact_value_of_the_measurement_reward_matches_monte_carlo(tmp_path):
     mc = torch.logsumexp(reward(z).reshape(4, n), 1) - math.log(n)
     torch.testing.assert_close(reward.exact_value(gmm, x, 0.4), mc, atol=0.02, rtol=0)
     res = _cli(["model=gmm", "task=value", "reward=inpaint", "reward.noise=0.5", "task.points=64",
-                "task.n=16", "sampler=glass", "sampler.steps=4", f"out_dir={tmp_path}"])  # fmt: skip
+                "task.n=32", "sampler=glass", "sampler.steps=4", f"out_dir={tmp_path}"])  # fmt: skip
     assert res.exit_code == 0, res.output
     (row,) = _rows(tmp_path)[0]
     assert row["truth"] == "exact" and row["pearson"] > 0.5, row

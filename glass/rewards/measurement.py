@@ -6,8 +6,8 @@
 on the oracle both name its one fixed set of exact draws) or a file (``.png`` / ``.jpg`` image, or a
 ``.pt`` / ``.npy`` tensor of one data point, in data space [-1, 1]). The default observes validation
 images: they are held out from the flow's training and are not the test images that FID is measured
-against. The measurement noise is drawn once, from ``reward.seed`` (plus INDEX for ``SPLIT:INDEX``, so
-``task=inverse``'s measurement of point i is the one ``SPLIT:i`` gives).
+against. The measurement noise is drawn once, from ``reward.seed`` (with INDEX for ``SPLIT:INDEX``:
+``glass.noise.indexed_seed``, so ``task=inverse``'s measurement of point i is the one ``SPLIT:i`` gives).
 
 The reward is differentiable (guidance: its gradient is A^T (y - A x) / noise^2) and costs one
 operator application (FK steering, best-of-N). With lam = 1, FK steering targets p(x) exp(r(x)),
@@ -29,6 +29,7 @@ from torch import Tensor
 from glass.checks import check_choice, check_int, check_positive, check_seed
 from glass.models.base import capabilities_of
 from glass.models.mixture import gaussian_log_prob
+from glass.noise import indexed_seed
 from glass.rewards.operators import OPERATORS, REGIONS, LinearOperator
 
 __all__ = ["Measurement", "load_source_file", "SPLITS"]
@@ -163,8 +164,10 @@ class Measurement:
         return self.observe(x0)
 
     def observe_point(self, model, split: str, index: int) -> Measurement:
-        """A copy observing point ``index`` of the model's ``split``, its noise drawn from ``seed + index``
-        (so ``task=inverse``'s measurement of point i is the one ``reward.source=SPLIT:i`` gives)."""
+        """A copy observing point ``index`` of the model's ``split``, its noise drawn from
+        ``indexed_seed(seed, index)`` (so ``task=inverse``'s measurement of point i is the one
+        ``reward.source=SPLIT:i`` gives, and ``reward.seed=1``'s noise on point 0 is not
+        ``reward.seed=0``'s on point 1, as it was with ``seed + index``)."""
         if not capabilities_of(model).data:
             raise ValueError(
                 f"reward.source={split}:{index} observes the model's data set; {model!r} has none "
@@ -174,7 +177,7 @@ class Measurement:
             x0, label = model.data_point(index, split)
         except ValueError as e:  # the model's own words, with the option that asked
             raise ValueError(f"reward.source={split}:{index}: {e}") from None
-        return self.observe(x0, label, noise_seed=self.seed + index)
+        return self.observe(x0, label, noise_seed=indexed_seed(self.seed, index))
 
     def point(self) -> tuple[str, int] | None:
         """``(split, index)`` of ``reward.source=SPLIT:INDEX``; None when the source is a file."""

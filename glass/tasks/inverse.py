@@ -14,7 +14,7 @@ data points x_0, with reward=measurement (glass/rewards/measurement.py) and one 
 ``images`` points of the split ``reward.source=SPLIT:INDEX`` names (from index ``first``, else from
 INDEX; the default ``valid:0`` observes MNIST validation images, so the outputs' FID against the test
 set never meets the images they were measured from) are observed one at a time, each with its own
-measurement noise (``reward.seed`` + its index) and its own noise streams; ``samples`` outputs per
+measurement noise (from ``reward.seed`` and its index) and its own noise streams; ``samples`` outputs per
 measurement. Every kernel of a comparison sees the same measurements and streams. Metrics:
 - oracle: energy distance of each y's samples to exact posterior samples (the mixture of
   ``GaussianMixture.condition``: p(x | y) itself, whatever ``lam`` the method uses), with its noise
