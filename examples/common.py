@@ -19,16 +19,21 @@ import glass
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(argv, family: str, pipeline: str, model_id: str, dtype, **options):
-    """Load ``pipeline`` from ``model_id`` on the GPU (or, with ``--tiny``, the tiny offline one) and run
-    the three uses of :func:`run` on it."""
+def main(argv, family: str, pipeline: str, model_id: str, dtype, offload: bool = False, **options):
+    """Load ``pipeline`` from ``model_id`` on the GPU (``offload``: model by model, for pipelines larger
+    than the GPU's memory; or, with ``--tiny``, the tiny offline one) and run the three uses of
+    :func:`run` on it."""
     args = parse(argv, family)
     if args.tiny:
         pipe, options = tiny(family)
     else:
         import diffusers
 
-        pipe = getattr(diffusers, pipeline).from_pretrained(model_id, torch_dtype=dtype).to("cuda")
+        pipe = getattr(diffusers, pipeline).from_pretrained(model_id, torch_dtype=dtype)
+        if offload:
+            pipe.enable_model_cpu_offload()
+        else:
+            pipe.to("cuda")
     return run(pipe, args, **options)
 
 

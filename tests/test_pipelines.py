@@ -379,6 +379,10 @@ def _img2img(family: str):
         (lambda m: glass.from_pipe(pipe_of("flux"), max_sequence_length=600), r"integer in \[1, 512\]"),
         (lambda m: glass.from_pipe(pipe_of("flux"), negative_prompt="blurry"), r"\(true_cfg_scale > 1\)"),
         (
+            lambda m: glass.from_pipe(pipe_of("flux2_dev"), negative_prompt="blurry"),
+            r"guidance \(none on FLUX.2 \[dev\], whose guidance is distilled into the network\); flux2_dev",
+        ),
+        (
             lambda m: glass.from_pipe(pipe_of("sd"), guidance_scale=1.0, negative_prompt="blurry"),
             r"used only with classifier-free guidance \(guidance_scale > 1\); sd runs none",
         ),
@@ -515,7 +519,7 @@ def test_pretrained_configs_fail_offline_with_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast, no retries
     from glass.cli import app
 
-    for model in ("flux", "flux2", "sd3", "sd", "sdxl", "ddpm", "sit"):
+    for model in ("flux", "flux2", "flux2_dev", "sd3", "sd", "sdxl", "ddpm", "sit"):
         res = CliRunner().invoke(
             app, ["run", f"model={model}", "model.device=cpu", "task=generate", f"out_dir={tmp_path}"]
         )
@@ -525,7 +529,7 @@ def test_pretrained_configs_fail_offline_with_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("family", ["flux", "sdxl"])
+@pytest.mark.parametrize("family", ["flux", "flux2_dev", "sdxl"])
 def test_cli_loads_a_local_pipeline_folder_through_from_pipe(family, tmp_path):
     """model=<family> from a local diffusers folder (a saved tiny pipeline): FK steering with GLASS runs
     end to end on the CLI, the model equals from_pipe on the in-memory pipe, and a second load with
@@ -551,9 +555,17 @@ def test_cli_loads_a_local_pipeline_folder_through_from_pipe(family, tmp_path):
     if MAX_SEQUENCE_LENGTH[family]:
         common.append(f"model.max_sequence_length={MAX_SEQUENCE_LENGTH[family]}")
     model = instantiate(compose(common).model, "model")
-    assert model.shape == (4 if family == "sdxl" else 16, 8, 8) and model.prompt_text == "a tiny cat"
+    channels = {"sdxl": 4, "flux2_dev": 8}.get(family, 16)
+    assert model.shape == (channels, 8, 8) and model.prompt_text == "a tiny cat"
     assert model._text is None  # released after encoding
     ref = model_of(family, prompt="a tiny cat")
+    if family == "flux2_dev":  # the folder keeps no system message: it loads with FLUX.2's own
+        from diffusers.pipelines.flux2.system_messages import SYSTEM_MESSAGE
+
+        pipe = copy.copy(pipe_of(family))  # the same modules
+        pipe.system_message = SYSTEM_MESSAGE
+        ref = glass.from_pipe(pipe, height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH[family],
+                              prompt="a tiny cat")  # fmt: skip
     x = torch.randn(2, *model.shape, dtype=torch.float64)
     assert torch.allclose(model.denoise(x, 0.3), ref.denoise(x, 0.3), rtol=1e-4, atol=1e-5)
     import diffusers.pipelines.pipeline_utils as pu

@@ -28,10 +28,13 @@ __all__ = [
     "MAX_SEQUENCE_LENGTH",
     "PIPES",
     "SIZE",
+    "TINY_SYSTEM_MESSAGE",
     "WORDS",
     "clip_tokenizer",
     "qwen_tokenizer",
     "t5_tokenizer",
+    "mistral_processor",
+    "tiny_flux2_dev_pipe",
     "tiny_flux2_klein_pipe",
     "tiny_flux_pipe",
     "tiny_sd3_pipe",
@@ -48,11 +51,12 @@ WORDS = (
 LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
 PUNCTUATION = ".,!?'-:;\"()"
 
-# Text sequence lengths: CLIP pads to its model_max_length (77); T5 and Qwen3 pad to max_sequence_length.
+# Text sequence lengths: CLIP pads to its model_max_length (77); T5, Qwen3 and Mistral-3 pad to
+# max_sequence_length.
 CLIP_LENGTH = 77
-MAX_SEQUENCE_LENGTH = {"flux": 16, "flux2": 32, "sd3": 16, "sd": None, "sdxl": None}
+MAX_SEQUENCE_LENGTH = {"flux": 16, "flux2": 32, "flux2_dev": 32, "sd3": 16, "sd": None, "sdxl": None}
 CALL_KWARGS = {k: ({"max_sequence_length": v} if v else {}) for k, v in MAX_SEQUENCE_LENGTH.items()}
-SIZE = {"flux": 32, "flux2": 32, "sd3": 32, "sd": 32, "sdxl": 32}
+SIZE = {"flux": 32, "flux2": 32, "flux2_dev": 32, "sd3": 32, "sd": 32, "sdxl": 32}
 VAE_BLOCKS = (8, 16, 16)  # 3 levels: vae_scale_factor 4, so SIZE 32 -> 8x8 latents
 _NO_QUANT = {"use_quant_conv": False, "use_post_quant_conv": False}  # FLUX.1 / SD3 VAEs have neither
 
@@ -269,33 +273,22 @@ def tiny_flux_pipe(guidance_embeds: bool = True):
     return _ready(pipe)
 
 
-def tiny_flux2_klein_pipe(is_distilled: bool = False):
-    """Flux2KleinPipeline (FLUX.2 klein base; ``is_distilled=True`` is the 4-step distilled variant that
-    ignores guidance): Qwen3ForCausalLM with 28 layers of width 16, so the default
-    ``text_encoder_out_layers=(9, 18, 27)`` gives 48-dim text tokens; AutoencoderKLFlux2 with 8 latent
-    channels, patchified 2x2 to 32, with non-trivial batch-norm statistics."""
-    from diffusers import (
-        AutoencoderKLFlux2,
-        FlowMatchEulerDiscreteScheduler,
-        Flux2KleinPipeline,
-        Flux2Transformer2DModel,
-    )
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+def _flux2_transformer(guidance_embeds: bool):
+    """Flux2Transformer2DModel over 32 patchified channels and 48-dim text tokens."""
+    from diffusers import Flux2Transformer2DModel
 
-    torch.manual_seed(0)
-    tokenizer = qwen_tokenizer()
-    cfg = Qwen3Config(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=28,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=256,
-        tie_word_embeddings=True, use_cache=False, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
-    )  # fmt: skip
-    text_encoder = Qwen3ForCausalLM(cfg).eval()
-    transformer = Flux2Transformer2DModel(
+    return Flux2Transformer2DModel(
         patch_size=1, in_channels=32, num_layers=1, num_single_layers=2, attention_head_dim=16,
         num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=32,
-        axes_dims_rope=(4, 4, 4, 4), guidance_embeds=False,
+        axes_dims_rope=(4, 4, 4, 4), guidance_embeds=guidance_embeds,
     ).eval()  # fmt: skip
+
+
+def _flux2_vae_and_scheduler():
+    """AutoencoderKLFlux2 with 8 latent channels and non-trivial batch-norm statistics, and FLUX.2's
+    dynamically shifted scheduler."""
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler
+
     vae = AutoencoderKLFlux2(
         in_channels=3, out_channels=3, latent_channels=8, block_out_channels=VAE_BLOCKS,
         down_block_types=("DownEncoderBlock2D",) * len(VAE_BLOCKS),
@@ -309,10 +302,103 @@ def tiny_flux2_klein_pipe(is_distilled: bool = False):
         num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
         base_image_seq_len=256, max_image_seq_len=4096, time_shift_type="exponential",
     )  # fmt: skip
+    return vae, scheduler
+
+
+def tiny_flux2_klein_pipe(is_distilled: bool = False):
+    """Flux2KleinPipeline (FLUX.2 klein base; ``is_distilled=True`` is the 4-step distilled variant that
+    ignores guidance): Qwen3ForCausalLM with 28 layers of width 16, so the default
+    ``text_encoder_out_layers=(9, 18, 27)`` gives 48-dim text tokens; AutoencoderKLFlux2 with 8 latent
+    channels, patchified 2x2 to 32, with non-trivial batch-norm statistics."""
+    from diffusers import Flux2KleinPipeline
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = qwen_tokenizer()
+    cfg = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=28,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=256,
+        tie_word_embeddings=True, use_cache=False, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+    )  # fmt: skip
+    text_encoder = Qwen3ForCausalLM(cfg).eval()
+    transformer = _flux2_transformer(guidance_embeds=False)
+    vae, scheduler = _flux2_vae_and_scheduler()
     pipe = Flux2KleinPipeline(
         scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
         transformer=transformer, is_distilled=is_distilled,
     )  # fmt: skip
+    return _ready(pipe)
+
+
+MISTRAL_IMAGE_TOKENS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]")
+MISTRAL_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '[' + message['role'] + ']' }}"
+    "{%- for part in message['content'] %}{%- if part['type'] == 'text' %}{{- part['text'] }}{%- endif %}"
+    "{%- endfor %}"
+    "{{- '[/' + message['role'] + ']' }}"
+    "{%- endfor %}"
+)  # the system and user turns as Mistral's template lays them out, text parts only
+
+
+# FLUX.2 [dev]'s own system message is 113 tokens here: it would fill the 32 kept, and even at 160 the
+# prompt's few tokens would barely move a random transformer. A saved folder does not keep this one
+# (an attribute, not config): ``Flux2Pipeline.from_pretrained`` brings FLUX.2's back.
+TINY_SYSTEM_MESSAGE = "Draw it."
+
+
+def mistral_processor():
+    """PixtralProcessor (FLUX.2 [dev]'s tokenizer): the byte-level BPE vocabulary of
+    :func:`qwen_tokenizer` with Pixtral's image tokens and a chat template over content parts, the
+    message layout ``Flux2Pipeline``'s ``format_input`` builds."""
+    from transformers import AddedToken, PixtralImageProcessor, PixtralProcessor
+
+    tok = qwen_tokenizer()
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in MISTRAL_IMAGE_TOKENS])
+    return PixtralProcessor(
+        image_processor=PixtralImageProcessor(), tokenizer=tok, chat_template=MISTRAL_CHAT_TEMPLATE,
+        patch_size=4, spatial_merge_size=1,
+    )  # fmt: skip
+
+
+def tiny_flux2_dev_pipe():
+    """Flux2Pipeline (FLUX.2 [dev]: guidance distilled into the network, ``guidance_embeds=True``, one
+    pass per step): Mistral3ForConditionalGeneration with a 30-layer text model of width 16, so the
+    default ``text_encoder_out_layers=(10, 20, 30)`` gives 48-dim text tokens, and a one-layer Pixtral
+    vision tower the text path never uses; FLUX.2 klein's VAE and scheduler layout."""
+    from diffusers import Flux2Pipeline
+    from transformers import (
+        Mistral3Config,
+        Mistral3ForConditionalGeneration,
+        MistralConfig,
+        PixtralVisionConfig,
+    )
+
+    torch.manual_seed(0)
+    processor = mistral_processor()
+    tok = processor.tokenizer
+    text = MistralConfig(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=30,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    vision = PixtralVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, head_dim=8,
+        patch_size=4, image_size=32,
+    )  # fmt: skip
+    cfg = Mistral3Config(
+        text_config=text, vision_config=vision, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
+        spatial_merge_size=1, vision_feature_layer=-1,
+    )  # fmt: skip
+    text_encoder = Mistral3ForConditionalGeneration(cfg).eval()
+    transformer = _flux2_transformer(guidance_embeds=True)
+    vae, scheduler = _flux2_vae_and_scheduler()
+    pipe = Flux2Pipeline(
+        scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=processor,
+        transformer=transformer,
+    )  # fmt: skip
+    pipe.system_message = TINY_SYSTEM_MESSAGE
     return _ready(pipe)
 
 
@@ -417,6 +503,7 @@ def tiny_ddpm_pipe(scheduler=None):
 PIPES = {
     "flux": tiny_flux_pipe,
     "flux2": tiny_flux2_klein_pipe,
+    "flux2_dev": tiny_flux2_dev_pipe,
     "sd3": tiny_sd3_pipe,
     "sd": tiny_sd_pipe,
     "sdxl": tiny_sdxl_pipe,
@@ -452,12 +539,13 @@ if __name__ == "__main__":
     # import the (lazily loaded) classes first: import time is not build time
     from diffusers import (  # noqa: F401
         Flux2KleinPipeline,
+        Flux2Pipeline,
         FluxPipeline,
         StableDiffusion3Pipeline,
         StableDiffusionPipeline,
         StableDiffusionXLPipeline,
     )
-    from transformers import CLIPTextModel, Qwen3ForCausalLM, T5EncoderModel  # noqa: F401
+    from transformers import CLIPTextModel, Mistral3ForConditionalGeneration, Qwen3ForCausalLM, T5EncoderModel  # noqa: F401
 
     torch.set_num_threads(1)
     for name, build in PIPES.items():

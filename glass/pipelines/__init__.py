@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from glass.pipelines.base import PipelineModel
 from glass.pipelines.flux import FluxModel
-from glass.pipelines.flux2 import Flux2KleinModel
+from glass.pipelines.flux2 import Flux2DevModel, Flux2KleinModel
 from glass.pipelines.sd import DDPMModel, SDXLModel, StableDiffusionModel
 from glass.pipelines.sd3 import SD3Model
 
@@ -23,6 +23,7 @@ __all__ = ["from_pipe", "ADAPTERS", "PipelineModel"]
 ADAPTERS: tuple[type[PipelineModel], ...] = (
     FluxModel,
     Flux2KleinModel,
+    Flux2DevModel,
     SD3Model,
     StableDiffusionModel,
     SDXLModel,
@@ -48,7 +49,7 @@ def _conversion(name: str, supported: list[str]) -> str:
     """How a pipeline of a supported model for another task (``StableDiffusionXLImg2ImgPipeline``,
     ``FluxControlNetPipeline``) converts to the supported one, sharing its components (diffusers'
     ``from_pipe``): the supported pipeline whose name without ``Pipeline`` is the longest start of
-    ``name`` followed by a task's word (not a digit: ``Flux2Pipeline`` is not FLUX.1). '' if none."""
+    ``name`` followed by a task's word (not a digit: ``Flux2...Pipeline`` is not FLUX.1). '' if none."""
     stems = [p.removesuffix("Pipeline") for p in supported]  # name is none of them (adapter_for)
     fits = [s for s in stems if name.startswith(s) and name[len(s):][:1].isupper()]
     if not fits or not name.endswith("Pipeline"):
@@ -72,14 +73,15 @@ def from_pipe(
     """The GLASS model of a loaded diffusers pipeline, sharing its components and never changing them.
 
     Args:
-        pipe: a ``FluxPipeline``, ``Flux2KleinPipeline``, ``StableDiffusion3Pipeline``,
-            ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``, ``DDPMPipeline`` or
-            ``DDIMPipeline``.
+        pipe: a ``FluxPipeline``, ``Flux2KleinPipeline``, ``Flux2Pipeline``,
+            ``StableDiffusion3Pipeline``, ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``,
+            ``DDPMPipeline`` or ``DDIMPipeline``.
         height, width: image size in pixels (default: the pipeline's). Latents ``x`` are
             (B, C, height / vae_scale_factor, width / vae_scale_factor), what the VAE encodes to.
         guidance_scale: as the pipeline's argument of that name (default: the pipeline's default;
-            FLUX.1: distilled guidance, an input of the network; SD3, SD, SDXL: classifier-free
-            guidance, batched unconditional + conditional passes, one NFE).
+            FLUX.1 and FLUX.2 [dev]: distilled guidance, an input of the network; SD3, SD, SDXL:
+            classifier-free guidance, batched unconditional + conditional passes, one NFE; FLUX.2
+            klein: classifier-free guidance on undistilled checkpoints, in a second pass).
         negative_prompt: the default negative prompt (per call: ``negative_prompt=`` conditioning).
         device, dtype: must be the pipeline's own (``None``: take them). glass never moves or casts
             your modules; to sample elsewhere, move or convert the pipeline first (``pipe.to(...)``).

@@ -1,4 +1,4 @@
-"""FLUX.2 klein (``Flux2KleinPipeline``).
+"""FLUX.2: klein (``Flux2KleinPipeline``) and [dev] (``Flux2Pipeline``).
 
 The flow runs on patchified, batch-normalised VAE latents: the VAE's (B, 32, h, w) latents are cut
 into 2x2 patches (B, 128, h/2, w/2) and normalised per channel by the VAE's ``bn`` running
@@ -9,6 +9,10 @@ sigma, no distilled guidance; classifier-free guidance (``guidance_scale > 1`` o
 checkpoints, default 4.0) uses the empty prompt as the negative, as the pipeline does, or
 ``negative_prompt`` where one is given (the pipeline takes none), in a second pass. The grid's
 ``mu`` is the pipeline's empirical function of image tokens and steps.
+
+FLUX.2 [dev] is the same flow with a Mistral-3 text encoder (hidden states of layers 10, 20, 30) and
+guidance distilled into the network: ``guidance_scale`` (default 4.0) is an input of the transformer
+(``guidance_embeds``), one pass per step, and there is no negative prompt.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from torch import Tensor
 
 from glass.pipelines.flow import PatchedFlowModel
 
-__all__ = ["Flux2KleinModel", "patchify", "unpatchify", "empirical_mu"]
+__all__ = ["Flux2KleinModel", "Flux2DevModel", "patchify", "unpatchify", "empirical_mu"]
 
 
 def patchify(x: Tensor) -> Tensor:
@@ -85,13 +89,20 @@ class Flux2KleinModel(PatchedFlowModel):
         out = self.net(
             hidden_states=tokens,
             timestep=(1000 * sigma).float().to(self.dtype) / 1000,  # the pipeline's t / 1000, rounded alike
-            guidance=None,
+            guidance=self.guidance_input(b),
             encoder_hidden_states=embeds,
             txt_ids=txt_ids,
             img_ids=self.ids.expand(b, -1, -1),
             return_dict=False,
         )[0][:, : tokens.shape[1]]
         return unpatchify(out.transpose(1, 2).reshape(b, -1, h // 2, w // 2)).double()
+
+    def guidance_input(self, b: int) -> Tensor | None:
+        """The transformer's ``guidance``: the scale, per row, where it is distilled into the network
+        (``guidance_embeds``: [dev]); None otherwise (klein)."""
+        if not self.net.config.guidance_embeds:
+            return None
+        return torch.full((b,), self.guidance_scale, device=self.device, dtype=torch.float32)
 
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
         sigma = 1 - t
@@ -115,3 +126,23 @@ class Flux2KleinModel(PatchedFlowModel):
     def from_pipeline_output(self, latents: Tensor) -> Tensor:
         """The pipeline's ``output_type="latent"`` output (VAE units, unpatchified) -> our x."""
         return self._from_vae(latents.double())
+
+
+class Flux2DevModel(Flux2KleinModel):
+    """FLUX.2 [dev] (``Flux2Pipeline``): klein's flow and latents, the guidance scale an input of the
+    network (one pass per step, no classifier-free guidance, no negative prompt)."""
+
+    family = "flux2_dev"
+    pipelines = ("Flux2Pipeline",)
+    default_guidance = 4.0
+
+    def uses_negative(self) -> bool:
+        return False
+
+    negative_needs = "none on FLUX.2 [dev], whose guidance is distilled into the network"
+
+    def from_pipeline_output(self, latents: Tensor) -> Tensor:
+        """The pipeline's ``output_type="latent"`` output, the flow's state as it left the loop (packed
+        tokens (B, h/2 * w/2, 4C), normalised; klein's pipeline unpacks and denormalises first)."""
+        b, (_, h, w) = latents.shape[0], self.shape
+        return unpatchify(latents.transpose(1, 2).reshape(b, -1, h // 2, w // 2)).double()

@@ -1,4 +1,4 @@
-"""The CLI's pretrained models (``model=flux|flux2|sd3|sd|sdxl|ddpm``): load the diffusers pipeline
+"""The CLI's pretrained models (``model=flux|flux2|flux2_dev|sd3|sd|sdxl|ddpm``): load the diffusers pipeline
 from a hub id or a local folder, then go through :func:`glass.from_pipe` like any user's pipe.
 
 The pipeline is ours here, so it is moved to the device (or CPU-offloaded). It is loaded without its
@@ -21,6 +21,7 @@ FAMILIES = {a.family: a for a in ADAPTERS}
 TEXT_COMPONENTS = {
     "flux": ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"),
     "flux2": ("text_encoder", "tokenizer"),
+    "flux2_dev": ("text_encoder", "tokenizer"),
     "sd3": ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3"),
     "sd": ("text_encoder", "tokenizer"),
     "sdxl": ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"),
@@ -120,8 +121,8 @@ def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...], **h
 
 
 NETWORK_COMPONENTS = {
-    "flux": ("transformer", "vae"), "flux2": ("transformer", "vae"), "sd3": ("transformer", "vae"),
-    "sd": ("unet", "vae"), "sdxl": ("unet", "vae"),
+    "flux": ("transformer", "vae"), "flux2": ("transformer", "vae"), "flux2_dev": ("transformer", "vae"),
+    "sd3": ("transformer", "vae"), "sd": ("unet", "vae"), "sdxl": ("unet", "vae"),
 }  # fmt: skip
 
 

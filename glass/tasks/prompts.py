@@ -49,8 +49,8 @@ class PromptOptions:
     def check(self, model) -> None:
         if self and not capabilities_of(model).prompts:
             raise ValueError(
-                f"task.prompts={self.path} needs a text-conditioned model (model=flux, flux2, sd3, sd or "
-                "sdxl), "
+                f"task.prompts={self.path} needs a text-conditioned model (model=flux, flux2, flux2_dev, "
+                "sd3, sd or sdxl), "
                 f"got {type(model).__name__}"
             )
 
