@@ -50,7 +50,9 @@ def splitmix64(z: Tensor) -> Tensor:
 
 def indexed_seed(seed: int, index: int) -> int:
     """The seed of item ``index`` (a prompt, an observed image) in a run with seed ``seed``: SplitMix64
-    of both, 62 bits, so items of one run and runs of different seeds do not share streams."""
+    of both, 62 bits, so items of one run and runs of different seeds do not share streams (a
+    ``torch.Generator`` seeded with it keeps the low 32 bits, well mixed: two items share a generator
+    with probability 2^-32)."""
     z = splitmix64(splitmix64(torch.tensor(int(seed), dtype=torch.int64)) ^ int(index))
     return int(z & ((1 << 62) - 1))
 

@@ -975,26 +975,33 @@ def test_prompts_are_encoded_one_at_a_time_so_batches_cannot_change_an_embedding
     assert calls == [[f"prompt {i}"] for i in range(5)]
 
 
-@pytest.mark.parametrize("family", ["flux", "flux2"])
+@pytest.mark.parametrize("family", ["flux", "flux2", "flux2_dev"])
 def test_flux_transformers_see_the_pipelines_timestep_in_bfloat16(family):
     """The pipelines round t = 1000 sigma to the network's dtype and then divide by 1000; rounding
     sigma itself gave, in bfloat16, a timestep one bfloat16 step (about 0.004) off at most grid times
-    (every one but the first at 4 and 7 steps), so glass's ODE was not the pipeline's sampler there."""
+    (every one but the first at 4 and 7 steps), so glass's ODE was not the pipeline's sampler there.
+    The guidance input is the pipeline's too (FLUX.1-dev and FLUX.2 [dev]: the scale, in float32;
+    FLUX.2 klein: none)."""
     pipe, s = PIPES[family]().to(torch.bfloat16), SIZE[family]
     model = glass.from_pipe(pipe, height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH[family])
-    seen = []
-    pipe.transformer.register_forward_pre_hook(
-        lambda m, args, kw: seen.append(kw["timestep"].float().clone()), with_kwargs=True
-    )
+    seen, guidance = [], []
+
+    def record(module, args, kw):
+        seen.append(kw["timestep"].float().clone())
+        g = kw.get("guidance")
+        guidance.append(None if g is None else (g.dtype, tuple(g.float().unique().tolist())))
+
+    pipe.transformer.register_forward_pre_hook(record, with_kwargs=True)
     for k in (4, 7):
         x = torch.randn(1, *model.shape, generator=torch.Generator().manual_seed(k))
-        seen.clear()
+        seen.clear(), guidance.clear()
         pipe(prompt="a cat", num_inference_steps=k, height=s, width=s, latents=model.pipeline_latents(x),
              output_type="latent", **CALL_KWARGS[family])  # fmt: skip
-        ref = torch.cat(seen).unique()
-        seen.clear()
+        ref, ref_guidance = torch.cat(seen).unique(), list(guidance)
+        seen.clear(), guidance.clear()
         glass.generate(model, glass.ODE(1), k, x=x.double(), prompt="a cat")
         assert len(ref) == k and torch.equal(torch.cat(seen).unique(), ref)
+        assert guidance == ref_guidance and (guidance[0] is None) == (family == "flux2")
 
 
 def test_a_layerwise_cast_network_runs_in_its_compute_dtype():
@@ -1224,3 +1231,37 @@ def test_a_spacing_ending_at_its_final_noise_level_is_refused(scheduler, options
     with pytest.raises(ValueError, match=rf"ends at timestep 0 at {k} steps") as refused:
         model.grid(k)
     assert str(refused.value).endswith(f"use {fix}")
+
+
+def test_flux2_klein_sees_no_guidance_input_even_where_its_network_has_an_embedder():
+    """Flux2KleinPipeline passes ``guidance=None`` whatever the checkpoint's config says; a klein network
+    with a guidance embedder (``guidance_embeds=True``, the model class's default) is run the same way
+    (was: the scale fed in, another denoiser than the pipeline's)."""
+    from tests.tiny_pipes import _flux2_transformer
+
+    pipe, s, k = PIPES["flux2"](), SIZE["flux2"], 3
+    torch.manual_seed(0)
+    pipe.transformer = _flux2_transformer(guidance_embeds=True)
+    model = glass.from_pipe(pipe, height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH["flux2"])
+    x = torch.randn(1, *model.shape, generator=torch.Generator().manual_seed(0))
+    out = pipe(prompt="a cat", num_inference_steps=k, height=s, width=s, latents=model.pipeline_latents(x),
+               output_type="latent", **CALL_KWARGS["flux2"]).images  # fmt: skip
+    ref = model.from_pipeline_output(out)
+    ours = glass.generate(model, glass.ODE(1), k, x=x.double(), prompt="a cat")
+    assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+
+
+def test_flux2_dev_prompt_cache_is_keyed_by_the_system_message(tmp_path):
+    """FLUX.2 [dev] wraps each prompt in ``pipe.system_message`` (an attribute, not config): embeddings
+    cached under one message are not read back under another (was: the same cache key)."""
+    pipe = pipe_of("flux2_dev")
+    kw = {"height": 32, "width": 32, "max_sequence_length": MAX_SEQUENCE_LENGTH["flux2_dev"],
+          "cache_dir": str(tmp_path)}  # fmt: skip
+    first = glass.from_pipe(pipe, **kw)
+    cached = first.embeddings(["a cat"])["embeds"]
+    other = copy.copy(pipe)  # the same modules
+    other.system_message = "Paint it."
+    second = glass.from_pipe(other, **kw)
+    assert second._disk.key != first._disk.key and not second._disk.has("a cat")
+    assert not torch.allclose(second.embeddings(["a cat"])["embeds"], cached)
+    assert glass.from_pipe(pipe, **kw)._disk.has("a cat")  # the first message's entry is still read

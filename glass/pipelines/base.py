@@ -82,11 +82,17 @@ def _cache_source(pipe, name: str, folders: list) -> str:
     name names no weights by itself), the content of the folders it was loaded from
     (:func:`glass.models.latent.snapshot_digest`), and the text encoders the user dropped (SD3 without
     T5 puts zeros in its place: other embeddings; all of them dropped, as glass's loader does before
-    loading them on demand, changes nothing)."""
+    loading them on demand, changes nothing), and the system message the text is wrapped in where the
+    pipeline has one (FLUX.2 [dev]'s ``pipe.system_message``: an attribute, not config)."""
+    import hashlib
+
     source = name + "".join(f"@{snapshot_digest(f)}" for f in folders)
     encoders = {k: v for k, v in getattr(pipe, "components", {}).items() if k.startswith("text_encoder")}
     missing = sorted(k for k, v in encoders.items() if v is None)
-    return source + (f" without {','.join(missing)}" if 0 < len(missing) < len(encoders) else "")
+    source += f" without {','.join(missing)}" if 0 < len(missing) < len(encoders) else ""
+    if isinstance(message := getattr(pipe, "system_message", None), str):
+        source += f" system {hashlib.sha256(message.encode()).hexdigest()[:12]}"
+    return source
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -177,8 +183,8 @@ class PipelineModel(Model):
         self.chunk = None if chunk is None else check_int("chunk", chunk, 1)
         if max_sequence_length is not None and self.max_length is None:
             raise ValueError(
-                f"max_sequence_length={max_sequence_length} applies to FLUX, FLUX.2 and SD3 (T5 / Qwen text "
-                f"encoders), not to {self.family}: leave it None"
+                f"max_sequence_length={max_sequence_length} applies to FLUX, FLUX.2 and SD3 (T5 / Qwen / "
+                f"Mistral text encoders), not to {self.family}: leave it None"
             )
         self.max_sequence_length = (
             self.max_length

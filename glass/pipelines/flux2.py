@@ -98,11 +98,9 @@ class Flux2KleinModel(PatchedFlowModel):
         return unpatchify(out.transpose(1, 2).reshape(b, -1, h // 2, w // 2)).double()
 
     def guidance_input(self, b: int) -> Tensor | None:
-        """The transformer's ``guidance``: the scale, per row, where it is distilled into the network
-        (``guidance_embeds``: [dev]); None otherwise (klein)."""
-        if not self.net.config.guidance_embeds:
-            return None
-        return torch.full((b,), self.guidance_scale, device=self.device, dtype=torch.float32)
+        """The transformer's ``guidance``: none (klein's pipeline passes None whatever the checkpoint's
+        config says)."""
+        return None
 
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
         sigma = 1 - t
@@ -138,6 +136,11 @@ class Flux2DevModel(Flux2KleinModel):
 
     def uses_negative(self) -> bool:
         return False
+
+    def guidance_input(self, b: int) -> Tensor:
+        """The scale per row, float32, as the pipeline passes it (a network without a guidance
+        embedder ignores it)."""
+        return torch.full((b,), self.guidance_scale, device=self.device, dtype=torch.float32)
 
     negative_needs = "none on FLUX.2 [dev], whose guidance is distilled into the network"
 
