@@ -55,6 +55,17 @@ def ode_of(family):
     return glass.ODE(1, method="ddim") if family in ("sd", "sdxl") else glass.ODE(1)
 
 
+def gap_to_the_pipeline(pipe, model, family, k, x, prompt="a cat") -> float:
+    """max |glass's ODE - the pipeline's own sampler| / max |the pipeline's|: K steps on its grid from
+    the latents ``x``."""
+    s = SIZE[family]
+    out = pipe(prompt=prompt, num_inference_steps=k, height=s, width=s, latents=model.pipeline_latents(x),
+               output_type="latent", **CALL_KWARGS[family]).images  # fmt: skip
+    ref = model.from_pipeline_output(out)
+    ours = glass.generate(model, ode_of(family), k, x=x.double(), prompt=prompt)
+    return float((ours - ref).abs().max() / ref.abs().max())
+
+
 def tiny_vae(latent_channels: int):
     torch.manual_seed(0)
     return diffusers.AutoencoderKL(
@@ -1013,11 +1024,7 @@ def test_a_layerwise_cast_network_runs_in_its_compute_dtype():
     model = glass.from_pipe(pipe, height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH["flux"])
     assert model.dtype == torch.float32
     x = torch.randn(1, *model.shape, generator=torch.Generator().manual_seed(1))
-    out = pipe(prompt="a cat", num_inference_steps=k, height=s, width=s, latents=model.pipeline_latents(x),
-               output_type="latent", **CALL_KWARGS["flux"]).images  # fmt: skip
-    ref = model.from_pipeline_output(out)
-    ours = glass.generate(model, glass.ODE(1), k, x=x.double(), prompt="a cat")
-    assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+    assert gap_to_the_pipeline(pipe, model, "flux", k, x) < 1e-4
 
 
 def test_schedulers_that_do_not_index_training_steps_are_refused():
@@ -1244,11 +1251,7 @@ def test_flux2_klein_sees_no_guidance_input_even_where_its_network_has_an_embedd
     pipe.transformer = _flux2_transformer(guidance_embeds=True)
     model = glass.from_pipe(pipe, height=s, width=s, max_sequence_length=MAX_SEQUENCE_LENGTH["flux2"])
     x = torch.randn(1, *model.shape, generator=torch.Generator().manual_seed(0))
-    out = pipe(prompt="a cat", num_inference_steps=k, height=s, width=s, latents=model.pipeline_latents(x),
-               output_type="latent", **CALL_KWARGS["flux2"]).images  # fmt: skip
-    ref = model.from_pipeline_output(out)
-    ours = glass.generate(model, glass.ODE(1), k, x=x.double(), prompt="a cat")
-    assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+    assert gap_to_the_pipeline(pipe, model, "flux2", k, x) < 1e-4
 
 
 def test_flux2_dev_prompt_cache_is_keyed_by_the_system_message(tmp_path):

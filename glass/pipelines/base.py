@@ -20,6 +20,7 @@ affine in D, so the guided field is the field every kernel sees; one NFE is one 
 from __future__ import annotations
 
 import copy
+import hashlib
 from typing import ClassVar
 
 import torch
@@ -84,8 +85,6 @@ def _cache_source(pipe, name: str, folders: list) -> str:
     T5 puts zeros in its place: other embeddings; all of them dropped, as glass's loader does before
     loading them on demand, changes nothing), and the system message the text is wrapped in where the
     pipeline has one (FLUX.2 [dev]'s ``pipe.system_message``: an attribute, not config)."""
-    import hashlib
-
     source = name + "".join(f"@{snapshot_digest(f)}" for f in folders)
     encoders = {k: v for k, v in getattr(pipe, "components", {}).items() if k.startswith("text_encoder")}
     missing = sorted(k for k, v in encoders.items() if v is None)

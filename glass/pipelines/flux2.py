@@ -22,7 +22,7 @@ from torch import Tensor
 
 from glass.pipelines.flow import PatchedFlowModel
 
-__all__ = ["Flux2KleinModel", "Flux2DevModel", "patchify", "unpatchify", "empirical_mu"]
+__all__ = ["Flux2KleinModel", "Flux2DevModel", "patchify", "unpatchify", "from_tokens", "empirical_mu"]
 
 
 def patchify(x: Tensor) -> Tensor:
@@ -35,6 +35,12 @@ def unpatchify(x: Tensor) -> Tensor:
     """Inverse of :func:`patchify` (the pipeline's ``_unpatchify_latents``)."""
     b, c, h, w = x.shape
     return x.reshape(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // 4, h * 2, w * 2)
+
+
+def from_tokens(tokens: Tensor, h: int, w: int) -> Tensor:
+    """Tokens (B, h/2 * w/2, 4C), one per 2x2 patch in row-major order (the pipeline's
+    ``_pack_latents``) -> latents (B, C, h, w), unpatchified."""
+    return unpatchify(tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h // 2, w // 2))
 
 
 def empirical_mu(image_seq_len: int, num_steps: int) -> float:
@@ -95,7 +101,7 @@ class Flux2KleinModel(PatchedFlowModel):
             img_ids=self.ids.expand(b, -1, -1),
             return_dict=False,
         )[0][:, : tokens.shape[1]]
-        return unpatchify(out.transpose(1, 2).reshape(b, -1, h // 2, w // 2)).double()
+        return from_tokens(out, h, w).double()
 
     def guidance_input(self, b: int) -> Tensor | None:
         """The transformer's ``guidance``: none (klein's pipeline passes None whatever the checkpoint's
@@ -137,15 +143,14 @@ class Flux2DevModel(Flux2KleinModel):
     def uses_negative(self) -> bool:
         return False
 
+    negative_needs = "none on FLUX.2 [dev], whose guidance is distilled into the network"
+
     def guidance_input(self, b: int) -> Tensor:
         """The scale per row, float32, as the pipeline passes it (a network without a guidance
         embedder ignores it)."""
         return torch.full((b,), self.guidance_scale, device=self.device, dtype=torch.float32)
 
-    negative_needs = "none on FLUX.2 [dev], whose guidance is distilled into the network"
-
     def from_pipeline_output(self, latents: Tensor) -> Tensor:
         """The pipeline's ``output_type="latent"`` output, the flow's state as it left the loop (packed
-        tokens (B, h/2 * w/2, 4C), normalised; klein's pipeline unpacks and denormalises first)."""
-        b, (_, h, w) = latents.shape[0], self.shape
-        return unpatchify(latents.transpose(1, 2).reshape(b, -1, h // 2, w // 2)).double()
+        tokens, normalised; klein's pipeline unpacks and denormalises first)."""
+        return from_tokens(latents, *self.shape[1:]).double()

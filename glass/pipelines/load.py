@@ -78,8 +78,7 @@ def load_pipeline(
         pin = {"revision": model.snapshot} if model.snapshot and "+" not in model.snapshot else hub
 
         def load_text_encoders():
-            if cpu_offload:  # the offloaded network leaves the GPU first (its hooks are not the encoders')
-                pipe.maybe_free_model_hooks()
+            pipe.maybe_free_model_hooks()  # an offloaded network leaves the GPU first (else: no-op)
             text_pipe = _load_pipe(name, model_id, torch_dtype, NETWORK_COMPONENTS[family], **pin)
             return _place(text_pipe, device, cpu_offload, False)
 
