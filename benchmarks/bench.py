@@ -626,8 +626,38 @@ def markdown(results: dict, plot: str = "accuracy.png") -> str:
             f"{results['default_run_s']:.1f} s"
             + (f" (`model.chunk=null`, the whole batch per UNet call: {whole:.1f} s)." if whole else "."),
         ]
+    lines += durations_table(results)
     text = re.sub(r"\n+## ", "\n\n## ", "\n".join(lines))  # one blank line before every section
     return text.rstrip("\n") + "\n"
+
+
+def durations_table(results: dict) -> list[str]:
+    """The last section of bench.md: how long each section's last run took, with the machine's load as it
+    started (a section run beside other work takes longer); "not timed" for one measured before times
+    were recorded. The README quotes this table for ``make bench``'s time."""
+    took = results.get("durations", {})
+    ran = [s for s in SECTIONS if s in results.get("dates", {})]
+    if not ran:
+        return []
+    rows = [
+        f"| {s} | {results['dates'][s]} | "
+        + (f"{took[s]['s'] / 60:.1f} min | {took[s]['load']} |" if s in took else "not timed | |")
+        for s in ran
+    ]
+    timed = [took[s]["s"] for s in ran if s in took]
+    total = f"In all {sum(timed) / 60:.0f} minutes" if timed else "No section timed yet"
+    missing = [s for s in ran if s not in took]
+    more = f", and more: {', '.join(missing)} not timed yet." if missing and timed else "."
+    return [
+        "",
+        f"## How long each section took ({results['machine']['cpu_count']} CPU cores)",
+        "",
+        "| section | measured | took | load as it started |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        total + more,
+    ]
 
 
 TARGETS = (0.02, 0.005)
@@ -708,9 +738,13 @@ def main() -> None:
     glass.models.mnist.check_device(args.device)
     results["machine"] = machine(args.device)
     dates = results.setdefault("dates", {})
+    took = results.setdefault("durations", {})
+    clock = {"start": time.perf_counter(), "load": os.getloadavg()[0]}
 
-    def done(section: str) -> None:  # the section ran to its end: date it, and save
+    def done(section: str) -> None:  # the section ran to its end: date it, time it, and save
         dates[section] = results["machine"]["date"]
+        took[section] = {"s": round(time.perf_counter() - clock["start"], 1), "load": round(clock["load"], 1)}
+        clock.update(start=time.perf_counter(), load=os.getloadavg()[0])
         (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
         (out / f"{stem}.md").write_text(markdown(results, plot))
 

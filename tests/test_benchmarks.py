@@ -72,8 +72,9 @@ def test_committed_bench_report_is_its_json_with_a_date_per_section():
         assert text == markdown(results, accuracy_png(stem)), stale
         sections = text.split("\n## ")[1:]
         assert len(sections) >= n_sections
+        assert sections[-1].startswith("How long each section took")  # the sections' times, last
         for sec in sections:
-            assert "Measured 20" in sec, sec.splitlines()[0]
+            assert "Measured 20" in sec or sec is sections[-1], sec.splitlines()[0]
             # exactly one blank line before the next section (the split leaves the first newline)
             assert sec.endswith("\n") and not sec.endswith("\n\n"), sec.splitlines()[0]
 
@@ -142,6 +143,11 @@ def test_bench_quick_and_device_runs_never_file_results_where_they_do_not_belong
     assert res.returncode == 0, res.stderr[-2000:]
     quick = json.loads((tmp_path / "outputs/bench-quick/bench.json").read_text())
     assert [r["batch"] for r in quick["loop"]] == [1, 256, 4096]
+    took = quick["durations"]["loop"]  # each section is timed, with the load as it started
+    assert took["s"] > 0 and took["load"] >= 0 and set(quick["durations"]) == {"loop"}
+    report = (tmp_path / "outputs/bench-quick/bench.md").read_text()
+    assert f"| loop | {quick['dates']['loop']} | {took['s'] / 60:.1f} min | {took['load']} |" in report
+    assert report.rstrip().endswith(f"In all {took['s'] / 60:.0f} minutes.")
     assert not (tmp_path / "benchmarks").exists()
     res = subprocess.run([sys.executable, script, "--device", "cuda", "--only", "overhead,accuracy,mnist"],
                          cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
