@@ -1,6 +1,6 @@
-"""Real-size GPU numbers (issue 19, item 3): the FLUX.1-dev and SD3.5-medium transformers behind
-``glass.from_pipe``, random weights with the real configurations (a call takes the same time whatever
-the weights), bf16, 1024 x 1024 images (128 x 128 latents).
+"""Real-size GPU numbers (issue 19, item 3): the FLUX.1-dev, SD3.5-medium and FLUX.2 [dev] (32.2 B)
+transformers behind ``glass.from_pipe``, random weights with the real configurations built on the GPU in
+bf16 (a call takes the same time whatever the weights), 1024 x 1024 images (128 x 128 latents).
 
 - overhead: one GLASS transition of M = 8 against 8 bare denoiser calls of the same adapter, batch 1
   and 4 (interleaved repetitions, medians; target <= 1.01), with and without ``torch.compile``;
@@ -9,12 +9,14 @@ the weights), bf16, 1024 x 1024 images (128 x 128 latents).
 - syncs: host-device synchronisations of one transition per kernel (CUDA sync debugging).
 
 The text encoders and the VAE are tiny: only their output widths are real (T5 4096, CLIP pooled 768
-for FLUX; CLIP-L + CLIP-G 768 + 1280 and T5 4096 for SD3.5), so the prompt is encoded in no time and
+for FLUX; CLIP-L + CLIP-G 768 + 1280 and T5 4096 for SD3.5; three stacked Mistral-3 layers of 5120
+for FLUX.2 [dev]), so the prompt is encoded in no time and
 nothing is downloaded. ``--small`` runs the same code with tiny transformers on the CPU (what
 ``tests/test_benchmarks.py`` does). On an H200, estimated 6-7 minutes for FLUX and 3 for SD3.5 (not
-yet run: no GPU was lent when this was written); run one model per call to stay within ten minutes:
+yet run: no GPU was lent when this was written; FLUX.2 [dev] does 2.7 times FLUX's work a call, so try it
+with ``--no-compile`` first); run one model per call to stay within ten minutes:
 
-    python benchmarks/gpu_real_size.py --models flux     # then --models sd3 (results are merged)
+    python benchmarks/gpu_real_size.py --models flux     # then --models sd3, --models flux2 (merged)
     python benchmarks/gpu_real_size.py --small           # the CPU check
 
 Writes ``bench-cuda-real.json`` and ``.md`` (``bench-real-small.*`` with ``--small``) with the device's
@@ -52,6 +54,15 @@ SD35M = {"attention_head_dim": 64, "caption_projection_dim": 1536, "dual_attenti
 # the same layouts at toy size, for --small
 FLUX_SMALL = {**FLUX, "attention_head_dim": 8, "axes_dims_rope": (2, 2, 4), "joint_attention_dim": 32,
               "num_attention_heads": 2, "num_layers": 1, "num_single_layers": 1, "pooled_projection_dim": 32}
+# FLUX.2 [dev] (black-forest-labs/FLUX.2-dev: 32 B parameters, diffusers' Flux2Transformer2DModel defaults);
+# text tokens are three Mistral-3 layers of width 5120 stacked, latents 32 channels patchified 2 x 2
+FLUX2 = {"attention_head_dim": 128, "axes_dims_rope": (32, 32, 32, 32), "guidance_embeds": True,
+         "in_channels": 128, "joint_attention_dim": 15360, "mlp_ratio": 3.0, "num_attention_heads": 48,
+         "num_layers": 8, "num_single_layers": 48, "patch_size": 1,
+         "timestep_guidance_channels": 256}  # fmt: skip
+FLUX2_SMALL = {**FLUX2, "attention_head_dim": 16, "axes_dims_rope": (4, 4, 4, 4), "in_channels": 32,
+               "joint_attention_dim": 48, "num_attention_heads": 2, "num_layers": 1, "num_single_layers": 1,
+               "timestep_guidance_channels": 32}  # fmt: skip
 SD35M_SMALL = {**SD35M, "attention_head_dim": 8, "caption_projection_dim": 16, "dual_attention_layers": (0,),
                "joint_attention_dim": 48, "num_attention_heads": 2, "num_layers": 2,
                "pooled_projection_dim": 40, "pos_embed_max_size": 16, "sample_size": 8}  # fmt: skip
@@ -100,6 +111,8 @@ def build_pipe(kind: str, small: bool, device: str = "cpu"):
     from tests.tiny_pipes import clip_tokenizer, t5_tokenizer
 
     torch.manual_seed(0)
+    if kind == "flux2":
+        return _flux2_dev(small, device)
     if kind == "flux":
         cfg = FLUX_SMALL if small else FLUX
         tok, tok2 = clip_tokenizer(), t5_tokenizer()
@@ -124,9 +137,35 @@ def build_pipe(kind: str, small: bool, device: str = "cpu"):
     )  # fmt: skip
 
 
+def _flux2_dev(small: bool, device: str):
+    """Flux2Pipeline (FLUX.2 [dev]) with the real (or a toy) transformer, a narrow Mistral-3 whose three
+    stacked layers give the real text width, and a narrow VAE with the real 32 latent channels."""
+    from diffusers import Flux2Pipeline, Flux2Transformer2DModel
+
+    from tests.tiny_pipes import _flux2_vae_and_scheduler, mistral3_encoder, mistral_processor
+
+    cfg = FLUX2_SMALL if small else FLUX2
+    processor = mistral_processor()
+    vae, scheduler = _flux2_vae_and_scheduler(cfg["in_channels"] // 4, (8, 8, 8, 8))
+    text_encoder = mistral3_encoder(processor, cfg["joint_attention_dim"] // 3)
+    pipe = Flux2Pipeline(
+        scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=processor,
+        transformer=_on(device, lambda: Flux2Transformer2DModel(**cfg).eval()),
+    )  # fmt: skip
+    pipe.system_message = "Draw it."  # a short system prompt: the encoder's cost is not the point
+    return pipe
+
+
 def _on(device: str, build):
-    with torch.device(device):
-        return build()
+    """Build on ``device`` in bf16 off the CPU (FLUX.2 [dev]'s 32 B parameters in fp32 would not fit an
+    H100, and barely an H200)."""
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16)
+    try:
+        with torch.device(device):
+            return build()
+    finally:
+        torch.set_default_dtype(dtype)
 
 
 class LatentEnergy:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -17,10 +19,16 @@ def test_gpu_real_size_script_at_toy_size(tmp_path):
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     assert gpu_real_size.FLUX["num_single_layers"] == 38 and gpu_real_size.SD35M["num_layers"] == 24
+    from diffusers import Flux2Transformer2DModel
+
+    with torch.device("meta"):  # FLUX.2 [dev]'s real layout: 32.2 B parameters, no memory taken
+        flux2 = Flux2Transformer2DModel(**gpu_real_size.FLUX2)
+    assert round(sum(p.numel() for p in flux2.parameters()) / 1e9, 1) == 32.2
     gpu_real_size.main(["--small", "--reps", "1", "--no-compile", "--models", "flux", "--out", str(tmp_path)])
-    gpu_real_size.main(["--small", "--reps", "1", "--no-compile", "--models", "sd3", "--out", str(tmp_path)])
+    gpu_real_size.main(["--small", "--reps", "1", "--no-compile", "--models", "sd3,flux2", "--out",
+                        str(tmp_path)])  # fmt: skip
     res = json.loads((tmp_path / "bench-real-small.json").read_text())
-    assert [m["model"] for m in res["models"]] == ["flux", "sd3"]  # the second call kept the first's
+    assert [m["model"] for m in res["models"]] == ["flux", "sd3", "flux2"]  # the second call kept the first's
     for m in res["models"]:
         assert [r["batch"] for r in m["eager"]] == [1, 4] and all(r["ratio"] > 0 for r in m["eager"])
         assert [r["chunk"] for r in m["fk"]] == [None, 2]

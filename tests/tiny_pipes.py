@@ -284,15 +284,15 @@ def _flux2_transformer(guidance_embeds: bool):
     ).eval()  # fmt: skip
 
 
-def _flux2_vae_and_scheduler():
-    """AutoencoderKLFlux2 with 8 latent channels and non-trivial batch-norm statistics, and FLUX.2's
-    dynamically shifted scheduler."""
+def _flux2_vae_and_scheduler(latent_channels: int = 8, blocks: tuple = VAE_BLOCKS):
+    """AutoencoderKLFlux2 with 8 latent channels (FLUX.2's real VAE: 32, and four levels of ``blocks``)
+    and non-trivial batch-norm statistics, and FLUX.2's dynamically shifted scheduler."""
     from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler
 
     vae = AutoencoderKLFlux2(
-        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=VAE_BLOCKS,
-        down_block_types=("DownEncoderBlock2D",) * len(VAE_BLOCKS),
-        up_block_types=("UpDecoderBlock2D",) * len(VAE_BLOCKS),
+        in_channels=3, out_channels=3, latent_channels=latent_channels, block_out_channels=blocks,
+        down_block_types=("DownEncoderBlock2D",) * len(blocks),
+        up_block_types=("UpDecoderBlock2D",) * len(blocks),
         layers_per_block=1, norm_num_groups=4, sample_size=32,
     ).eval()  # fmt: skip
     with torch.no_grad():  # latent statistics the pipeline must undo before decoding
@@ -362,12 +362,11 @@ def mistral_processor():
     )  # fmt: skip
 
 
-def tiny_flux2_dev_pipe():
-    """Flux2Pipeline (FLUX.2 [dev]: guidance distilled into the network, ``guidance_embeds=True``, one
-    pass per step): Mistral3ForConditionalGeneration with a 30-layer text model of width 16, so the
-    default ``text_encoder_out_layers=(10, 20, 30)`` gives 48-dim text tokens, and a one-layer Pixtral
-    vision tower the text path never uses; FLUX.2 klein's VAE and scheduler layout."""
-    from diffusers import Flux2Pipeline
+def mistral3_encoder(processor, hidden: int):
+    """Mistral3ForConditionalGeneration (FLUX.2 [dev]'s text encoder) with a 30-layer text model of width
+    ``hidden`` (so the default ``text_encoder_out_layers=(10, 20, 30)`` gives ``3 * hidden``-dim text
+    tokens: the real 5120 gives the real 15360) and a one-layer Pixtral vision tower the text path never
+    uses; narrow everywhere else."""
     from transformers import (
         Mistral3Config,
         Mistral3ForConditionalGeneration,
@@ -375,12 +374,10 @@ def tiny_flux2_dev_pipe():
         PixtralVisionConfig,
     )
 
-    torch.manual_seed(0)
-    processor = mistral_processor()
     tok = processor.tokenizer
     text = MistralConfig(
-        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=30,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=256,
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=32, num_hidden_layers=30,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
         pad_token_id=tok.pad_token_id,
     )  # fmt: skip
     vision = PixtralVisionConfig(
@@ -391,7 +388,18 @@ def tiny_flux2_dev_pipe():
         text_config=text, vision_config=vision, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
         spatial_merge_size=1, vision_feature_layer=-1,
     )  # fmt: skip
-    text_encoder = Mistral3ForConditionalGeneration(cfg).eval()
+    return Mistral3ForConditionalGeneration(cfg).eval()
+
+
+def tiny_flux2_dev_pipe():
+    """Flux2Pipeline (FLUX.2 [dev]: guidance distilled into the network, ``guidance_embeds=True``, one
+    pass per step): :func:`mistral3_encoder` of width 16 (48-dim text tokens); FLUX.2 klein's VAE and
+    scheduler layout."""
+    from diffusers import Flux2Pipeline
+
+    torch.manual_seed(0)
+    processor = mistral_processor()
+    text_encoder = mistral3_encoder(processor, 16)
     transformer = _flux2_transformer(guidance_embeds=True)
     vae, scheduler = _flux2_vae_and_scheduler()
     pipe = Flux2Pipeline(
