@@ -25,7 +25,8 @@ def weights_digest(cfg) -> dict[str, str]:
     yet: no digest). A local pipeline folder counts by its files' sizes and times. The other hub
     weights a config names count the same way (:func:`hub_sources`): the CLIP score's and PickScore's
     CLIP, HPSv2's and ImageReward's checkpoints, SiT's VAE; a single hub file (HPSv2's) is keyed
-    ``hub:<id>/<file>@main``, a local file (ImageReward's too) by its size and time."""
+    ``hub:<id>/<file>@main``, a local file (ImageReward's too) by its size and time. FLUX.2's reference
+    images (``model.image``) count by their bytes' sha256, keyed ``image:<path>``."""
     from omegaconf import OmegaConf
 
     from glass.models import mnist
@@ -36,6 +37,8 @@ def weights_digest(cfg) -> dict[str, str]:
         if isinstance(node, dict):
             for source, revision, anchor in hub_sources(node):
                 out.update(_hub_digest(source, revision, anchor))
+            if str(node.get("_target_")) == PRETRAINED[0]:  # FLUX.2's reference images, by content
+                out.update(_image_digests(node.get("image")))
             defaults = mnist.DEFAULT_CHECKPOINTS.get(str(node.get("_target_")), {})
             files.extend(mnist.ASSETS / f for key, f in defaults.items() if not node.get(key))
             for v in node.values():
@@ -67,6 +70,16 @@ def _default_reward(cfg: dict) -> dict:
     if pretrained and str(reward.get("_target_")) == "glass.rewards.DefaultReward":
         return {"_target_": "glass.rewards.ImageReward"}
     return {}
+
+
+def _image_digests(value) -> dict[str, str]:
+    """``image:<path>`` -> the sha256 of its bytes, for each reference image a pipeline config names (an
+    image edited in place reruns the job; a missing file has no digest: loading it says so)."""
+    import hashlib
+
+    paths = value if isinstance(value, list) else [value]
+    found = [Path(p).resolve() for p in paths if isinstance(p, str) and Path(p).is_file()]
+    return {f"image:{p}": hashlib.sha256(p.read_bytes()).hexdigest() for p in found}
 
 
 def _manifest_sha(f: Path) -> str | None:

@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -1268,3 +1269,85 @@ def test_flux2_dev_prompt_cache_is_keyed_by_the_system_message(tmp_path):
     assert second._disk.key != first._disk.key and not second._disk.has("a cat")
     assert not torch.allclose(second.embeddings(["a cat"])["embeds"], cached)
     assert glass.from_pipe(pipe, **kw)._disk.has("a cat")  # the first message's entry is still read
+
+
+def _reference(h: int, w: int, seed: int):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("family", ["flux2", "flux2_dev"])
+def test_flux2_reference_images_reproduce_the_pipelines_editing(family):
+    """``image=`` (one reference, or two: FLUX.2's multi-reference conditioning) gives the denoiser the
+    pipeline's: glass's ODE from given latents equals ``pipe(image=..., latents=...)``, and it is another
+    denoiser than the text-only one (the references' tokens are seen)."""
+    pipe, s, k = pipe_of(family), SIZE[family], 3
+    n = MAX_SEQUENCE_LENGTH[family]
+    x = torch.randn(2, *model_of(family).shape, generator=torch.Generator().manual_seed(1))
+    images = _reference(80, 72, 0), _reference(64, 64, 1)
+    for image in (images[0], list(images)):
+        model = glass.from_pipe(pipe, height=s, width=s, max_sequence_length=n, image=image)
+        out = pipe(image=image, prompt=["a cat"] * 2, num_inference_steps=k, height=s, width=s,
+                   latents=model.pipeline_latents(x), output_type="latent",
+                   max_sequence_length=n).images  # fmt: skip
+        ref = model.from_pipeline_output(out)
+        ours = glass.generate(model, ode_of(family), k, x=x.double(), prompt="a cat")
+        assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+    assert model.ref_tokens.shape[1] == (80 // 8) * (72 // 8) + (64 // 8) ** 2  # 2x2 patches of /4 latents
+    assert gap_to_the_pipeline(pipe, model, family, k, x) > 1e-3  # the text-only pipeline differs
+
+
+def test_flux2_reference_images_set_the_default_size_and_bad_ones_are_named(tmp_path):
+    """No height / width: the first reference's size cropped to a multiple of 2 x the VAE's factor, as
+    the pipeline does; a path is read with PIL; what cannot be a reference is one line naming ``image``."""
+    pipe = pipe_of("flux2_dev")
+    n = MAX_SEQUENCE_LENGTH["flux2_dev"]
+    path = tmp_path / "ref.png"
+    _reference(83, 70, 0).save(path)
+    model = glass.from_pipe(pipe, max_sequence_length=n, image=str(path))
+    assert (model.height, model.width) == (80, 64) and model.shape[1:] == (20, 16)
+    (tmp_path / "notes.txt").write_text("not an image")
+    for image, message in (
+        (str(tmp_path / "missing.png"), "image: no file at"),
+        (str(tmp_path / "notes.txt"), "is not an image PIL can read"),
+        (_reference(32, 80, 0), "image: Image too small: 80×32"),
+        (3, "image must be a PIL image, a path, or a list of them; got int"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            glass.from_pipe(pipe, height=32, width=32, max_sequence_length=n, image=image)
+    with pytest.raises(ValueError, match="unknown options image for flux "):
+        glass.from_pipe(pipe_of("flux"), image=_reference(64, 64, 0))
+
+
+def test_cli_flux2_dev_edits_from_reference_image_files(tmp_path):
+    """model=flux2_dev with ``model.image=[a.png,b.png]`` and no size: the model from_pipe gives with the
+    same files (size from the first), and the sweeps' weights digest keys each file by its content."""
+    from diffusers.pipelines.flux2.system_messages import SYSTEM_MESSAGE
+
+    from glass.config import compose, instantiate
+    from glass.weights import weights_digest
+
+    root, n = tmp_path / "tiny-flux2_dev", MAX_SEQUENCE_LENGTH["flux2_dev"]
+    pipe_of("flux2_dev").save_pretrained(root)
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    _reference(64, 80, 0).save(paths[0])
+    _reference(64, 64, 1).save(paths[1])
+    cfg = compose(["model=flux2_dev", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32",
+                   "model.height=null", "model.width=null", "model.cpu_offload=false",
+                   f"model.max_sequence_length={n}", f"model.image=[{paths[0]},{paths[1]}]",
+                   f"out_dir={tmp_path}"])  # fmt: skip
+    model = instantiate(cfg.model, "model")
+    assert (model.height, model.width) == (64, 80) and model.ref_tokens is not None
+    pipe = copy.copy(pipe_of("flux2_dev"))  # the folder keeps no system message: FLUX.2's own
+    pipe.system_message = SYSTEM_MESSAGE
+    images = [str(p) for p in paths]
+    ref = glass.from_pipe(pipe, max_sequence_length=n, prompt=model.prompt_text, image=images)
+    x = torch.randn(2, *model.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(model.denoise(x, 0.3), ref.denoise(x, 0.3), rtol=1e-4, atol=1e-5)
+    digest = weights_digest(cfg)
+    keys = [f"image:{p.resolve()}" for p in paths]
+    assert all(k in digest for k in keys)
+    _reference(64, 80, 2).save(paths[0])  # edited in place: another digest, the job runs again
+    assert weights_digest(cfg)[keys[0]] != digest[keys[0]] and weights_digest(cfg)[keys[1]] == digest[keys[1]]

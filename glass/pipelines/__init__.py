@@ -88,7 +88,8 @@ def from_pipe(
         **options: ``prompt`` (default prompt), ``chunk`` (rows per network batch),
             ``max_sequence_length``, ``cache_dir`` (prompt embeddings on disk),
             ``release_text_encoders`` (encode the default prompts now, then drop the encoders), and
-            family options: ``true_cfg_scale`` (FLUX.1), ``guidance_rescale`` (SD, SDXL).
+            family options: ``true_cfg_scale`` (FLUX.1), ``guidance_rescale`` (SD, SDXL),
+            ``image`` (FLUX.2: reference images to edit from, a PIL image, a path or a list).
     """
     cls = adapter_for(pipe)
     return cls(

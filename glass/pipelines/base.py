@@ -144,6 +144,7 @@ class PipelineModel(Model):
                 f"(family options: {allowed})"
             )
         self.option = {**self.options, **options}
+        self._prepare_options(pipe)
         self.net, self.vae = net, getattr(pipe, "vae", None)
         self.image_processor = getattr(pipe, "image_processor", None)
         self.vae_scale_factor = int(getattr(pipe, "vae_scale_factor", 1))
@@ -218,6 +219,9 @@ class PipelineModel(Model):
             )
 
     # -- what the family supplies ---------------------------------------------------------------------
+    def _prepare_options(self, pipe) -> None:
+        """Family options that need the pipe before the sizes are set (FLUX.2's reference images)."""
+
     def _check_options(self) -> None:
         pass
 

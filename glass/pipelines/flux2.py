@@ -10,12 +10,21 @@ checkpoints, default 4.0) uses the empty prompt as the negative, as the pipeline
 ``negative_prompt`` where one is given (the pipeline takes none), in a second pass. The grid's
 ``mu`` is the pipeline's empirical function of image tokens and steps.
 
+Reference images (``image=``, a PIL image, a path, or a list of them; FLUX.2's editing and multi-reference
+conditioning) are prepared as the pipeline prepares them (scaled down to 1024 x 1024 pixels at most,
+cropped to a multiple of 16, VAE-encoded by the mode, patchified and normalised) and appended to the
+image tokens of every network call with their own position ids (time coordinate 10, 20, ...); the
+velocity is read from the generated image's tokens only. They also give the default size (the first
+image's), as in the pipeline.
+
 FLUX.2 [dev] is the same flow with a Mistral-3 text encoder (hidden states of layers 10, 20, 30) and
 guidance distilled into the network: ``guidance_scale`` (default 4.0) is an input of the transformer
 (``guidance_embeds``), one pass per step, and there is no negative prompt.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -53,13 +62,76 @@ def empirical_mu(image_seq_len: int, num_steps: int) -> float:
     return float(a * num_steps + m_200 - 200.0 * a)
 
 
+def reference_images(value) -> list:
+    """``image=``: None, a PIL image or a path, or a list of them -> a list of RGB PIL images."""
+    from PIL import Image, UnidentifiedImageError
+
+    items = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+    images = []
+    for item in items:
+        if isinstance(item, Image.Image):
+            images.append(item)
+        elif isinstance(item, (str, Path)):
+            if not Path(item).is_file():
+                raise ValueError(f"image: no file at {item}")
+            try:
+                images.append(Image.open(item).convert("RGB"))
+            except (UnidentifiedImageError, OSError) as e:
+                raise ValueError(f"image: {item} is not an image PIL can read ({e})") from None
+        else:
+            kind = type(item).__name__
+            raise ValueError(f"image must be a PIL image, a path, or a list of them; got {kind}")
+    return images
+
+
+def prepare_reference(pipe, image) -> Tensor:
+    """One reference image as the pipeline prepares it: checked (at least 64 pixels a side, aspect ratio
+    at most 8), scaled down to 1024 x 1024 pixels at most, cropped to a multiple of 2 x the VAE's scale
+    factor, preprocessed to (1, 3, h, w) in [-1, 1]."""
+    processor = pipe.image_processor
+    try:
+        processor.check_image_input(image)
+    except ValueError as e:
+        raise ValueError(f"image: {e}") from None
+    w, h = image.size
+    if w * h > 1024 * 1024:
+        image = processor._resize_to_target_area(image, 1024 * 1024)
+        w, h = image.size
+    m = pipe.vae_scale_factor * 2
+    return processor.preprocess(image, height=h // m * m, width=w // m * m, resize_mode="crop")
+
+
 class Flux2KleinModel(PatchedFlowModel):
     family = "flux2"
     pipelines = ("Flux2KleinPipeline",)
     default_guidance = 4.0
     max_length = 512
+    options = {"image": None}
+
+    def _prepare_options(self, pipe) -> None:
+        """Reference images: preprocessed now (they set the default size), encoded in _check_options."""
+        self._references = [prepare_reference(pipe, im) for im in reference_images(self.option["image"])]
+        self._encode_references = pipe.prepare_image_latents if self._references else None
+
+    def _size(self, pipe, value, name: str) -> int:
+        if value is None and self._references:  # the pipeline's default: the first reference's size
+            return int(self._references[0].shape[-1 if name == "width" else -2])
+        return super()._size(pipe, value, name)
+
+    def _check_references(self) -> None:
+        """The reference images' tokens (1, N, 4C) and position ids (1, N, 4), or None."""
+        self.ref_tokens = self.ref_ids = None
+        if self._references:
+            with torch.no_grad():
+                tokens, ids = self._encode_references(
+                    images=self._references, batch_size=1, generator=None, device=self.device,
+                    dtype=self.vae.dtype,
+                )  # fmt: skip
+            self.ref_tokens, self.ref_ids = tokens.to(self.dtype), ids.to(self.device)
+        self._references, self._encode_references = None, None  # no reference to the pipe kept
 
     def _check_options(self) -> None:
+        self._check_references()
         _, h, w = self.shape
         t, hh, ww, layer = torch.arange(1), torch.arange(h // 2), torch.arange(w // 2), torch.arange(1)
         self.ids = torch.cartesian_prod(t, hh, ww, layer).to(self.device)[None]  # (1, tokens, 4)
@@ -92,13 +164,17 @@ class Flux2KleinModel(PatchedFlowModel):
         tokens = patchify(x.to(self.dtype)).flatten(2).transpose(1, 2)  # (B, h/2 * w/2, 4C)
         embeds = text["embeds"]
         txt_ids = self.text_ids(embeds.shape[1], 4)[None].expand(b, -1, -1)
+        inputs, img_ids = tokens, self.ids.expand(b, -1, -1)
+        if self.ref_tokens is not None:  # reference images: extra tokens, read nothing back from them
+            inputs = torch.cat([tokens, self.ref_tokens.expand(b, -1, -1)], dim=1)
+            img_ids = torch.cat([img_ids, self.ref_ids.expand(b, -1, -1)], dim=1)
         out = self.net(
-            hidden_states=tokens,
+            hidden_states=inputs,
             timestep=(1000 * sigma).float().to(self.dtype) / 1000,  # the pipeline's t / 1000, rounded alike
             guidance=self.guidance_input(b),
             encoder_hidden_states=embeds,
             txt_ids=txt_ids,
-            img_ids=self.ids.expand(b, -1, -1),
+            img_ids=img_ids,
             return_dict=False,
         )[0][:, : tokens.shape[1]]
         return from_tokens(out, h, w).double()
