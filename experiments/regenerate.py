@@ -51,17 +51,16 @@ SCRIPTS = {
     "fk_bias": ["experiments/fk_bias.py"],
     "inverse_gallery": ["experiments/inverse_gallery.py"],
     "sd_grid_error": ["experiments/sd_grid_error.py"],
-    "flow_quality": ["experiments/flow_quality.py", "--n", "10000", "--features", "mnist"],  # ~30 min
+    "flow_quality": ["experiments/flow_quality.py", "--n", "10000", "--features", "mnist"],
     "flow_quality_2k": ["experiments/flow_quality.py", "--n", "2000", "--name", "mnist_flow_quality_2k"],
-    # ~46 min: Inception features of 14,000 images on the CPU (samples, floor, 10,000 reference)
     "flow_quality_v1": ["experiments/flow_quality.py", "--checkpoint", V1, "--n", "2000",
-                        "--name", "mnist_flow_v1_quality"],  # ~35 min (Inception on the CPU)
+                        "--name", "mnist_flow_v1_quality"],
     "flow_quality_v3": ["experiments/flow_quality.py", "--checkpoint", V3, "--n", "10000",
-                        "--features", "mnist", "--name", "mnist_flow_v3_quality"],  # ~31 min
+                        "--features", "mnist", "--name", "mnist_flow_v3_quality"],
     "flow_quality_v4": ["experiments/flow_quality.py", "--checkpoint", V4, "--n", "10000",
-                        "--name", "mnist_flow_v4_quality"],  # ~2.2 h: Inception of 30,000 images on the CPU
+                        "--name", "mnist_flow_v4_quality"],
     "flow_quality_v4_heun": ["experiments/flow_quality.py", "--checkpoint", V4, "--n", "10000", "--features",
-                             "mnist", "--method", "heun", "--name", "mnist_flow_v4_heun_quality"],  # ~23 min
+                             "mnist", "--method", "heun", "--name", "mnist_flow_v4_heun_quality"],
 }
 
 # what each script writes in experiments/results/ (file stems; a test checks that every committed file
