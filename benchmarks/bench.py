@@ -632,9 +632,9 @@ def markdown(results: dict, plot: str = "accuracy.png") -> str:
 
 
 def durations_table(results: dict) -> list[str]:
-    """The last section of bench.md: how long each section's last run took, with the machine's load as it
-    started (a section run beside other work takes longer); "not timed" for one measured before times
-    were recorded. The README quotes this table for ``make bench``'s time."""
+    """The last section of bench.md: how long each section's last run took, with the machine's load as
+    that run started (a section run beside other work takes longer); "not timed" for one measured
+    before times were recorded. The README quotes this table for ``make bench``'s time."""
     took = results.get("durations", {})
     ran = [s for s in SECTIONS if s in results.get("dates", {})]
     if not ran:
@@ -652,7 +652,7 @@ def durations_table(results: dict) -> list[str]:
         "",
         f"## How long each section took ({results['machine']['cpu_count']} CPU cores)",
         "",
-        "| section | measured | took | load as it started |",
+        "| section | measured | took | load as its run started |",
         "|---|---|---|---|",
         *rows,
         "",
@@ -739,12 +739,13 @@ def main() -> None:
     results["machine"] = machine(args.device)
     dates = results.setdefault("dates", {})
     took = results.setdefault("durations", {})
-    clock = {"start": time.perf_counter(), "load": os.getloadavg()[0]}
+    # the load before the run: read after a section it would mostly be that section's own threads
+    clock = {"start": time.perf_counter(), "load": round(os.getloadavg()[0], 1)}
 
     def done(section: str) -> None:  # the section ran to its end: date it, time it, and save
         dates[section] = results["machine"]["date"]
-        took[section] = {"s": round(time.perf_counter() - clock["start"], 1), "load": round(clock["load"], 1)}
-        clock.update(start=time.perf_counter(), load=os.getloadavg()[0])
+        took[section] = {"s": round(time.perf_counter() - clock["start"], 1), "load": clock["load"]}
+        clock["start"] = time.perf_counter()
         (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
         (out / f"{stem}.md").write_text(markdown(results, plot))
 
@@ -808,7 +809,7 @@ def main() -> None:
         results["train"] = train_steps(5 if args.quick else 21, args.device)
         print(results["train"], flush=True)
         done("train")
-    if "accuracy" in only:  # the untimed sections last, so other work may share the machine then
+    if "accuracy" in only:  # sections whose numbers are not timings last: other work may share the machine
         n = 1024 if args.quick else 4096
         budgets = (1, 2, 4, 8) if args.quick else (1, 2, 4, 8, 16, 32, 64)
         results["accuracy"] = {}

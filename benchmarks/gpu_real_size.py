@@ -255,7 +255,11 @@ def measure(kind: str, small: bool, device: str, reps: int, compile: bool = True
     out["fk"] = [fk(glass.from_pipe(pipe, **opts, chunk=c), 8, device) for c in (None, 2)]
     out["syncs"] = sync_count(glass.from_pipe(pipe, **opts), device)
     print(kind, out["fk"], "syncs", out["syncs"], flush=True)
-    del pipe
+    del pipe, model  # the compiled model holds the transformer, and dynamo's cache may too
+    torch._dynamo.reset()
+    import gc
+
+    gc.collect()
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
     return out

@@ -28,8 +28,10 @@ __all__ = ["run_key", "compute", "finish"]
 def run_key(cfg) -> str:
     """The run's config hash without ``task.prompt_range`` (the shards of one run share it), with the
     content digests of hub weights its config names by id alone (glass.weights): a run resumed after
-    its hub branch moved on to new weights computes every prompt again, never pooling the two. A local
-    folder's digest (file times) is left out: shards on nodes with their own copies stay one run."""
+    its hub branch moved on to new weights computes every prompt again, never pooling the two; so do
+    FLUX.2's reference images (``model.image``) edited in place, keyed by their place in the list, not
+    their path. A local folder's digest (file times) is left out: shards on nodes with their own copies
+    stay one run."""
     from omegaconf import OmegaConf
 
     from glass.config import config_hash
@@ -37,7 +39,10 @@ def run_key(cfg) -> str:
 
     data = OmegaConf.to_container(cfg, resolve=True)
     data.get("task", {}).pop("prompt_range", None)
-    digest = {k: v for k, v in weights_digest(data).items() if k.startswith("hub:")}
+    every = weights_digest(data)
+    digest = {k: v for k, v in every.items() if k.startswith("hub:")}
+    images = [v for k, v in every.items() if k.startswith("image:")]
+    digest.update({f"image:{i}": v for i, v in enumerate(images)})
     if digest:
         data["weights"] = digest
     return config_hash(data)

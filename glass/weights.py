@@ -78,7 +78,8 @@ def _image_digests(value) -> dict[str, str]:
     import hashlib
 
     paths = value if isinstance(value, list) else [value]
-    found = [Path(p).resolve() for p in paths if isinstance(p, str) and Path(p).is_file()]
+    found = [Path(p).expanduser().resolve() for p in paths if isinstance(p, str)]
+    found = [p for p in found if p.is_file()]
     return {f"image:{p}": hashlib.sha256(p.read_bytes()).hexdigest() for p in found}
 
 

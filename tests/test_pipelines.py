@@ -1313,7 +1313,9 @@ def test_flux2_reference_images_set_the_default_size_and_bad_ones_are_named(tmp_
         (str(tmp_path / "missing.png"), "image: no file at"),
         (str(tmp_path / "notes.txt"), "is not an image PIL can read"),
         (_reference(32, 80, 0), "image: Image too small: 80×32"),
-        (3, "image must be a PIL image, a path, or a list of them; got int"),
+        ([_reference(64, 64, 0), _reference(32, 80, 0)], r"image\[1\]: Image too small: 80×32"),
+        ([], "image is an empty list: pass None for text-to-image"),
+        (3, r"image must be a PIL image or a path \(or a list of them\); got int"),
     ):
         with pytest.raises(ValueError, match=message):
             glass.from_pipe(pipe, height=32, width=32, max_sequence_length=n, image=image)
@@ -1346,8 +1348,11 @@ def test_cli_flux2_dev_edits_from_reference_image_files(tmp_path):
     ref = glass.from_pipe(pipe, max_sequence_length=n, prompt=model.prompt_text, image=images)
     x = torch.randn(2, *model.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(model.denoise(x, 0.3), ref.denoise(x, 0.3), rtol=1e-4, atol=1e-5)
-    digest = weights_digest(cfg)
+    from glass.promptrun import run_key
+
+    digest, key = weights_digest(cfg), run_key(cfg)
     keys = [f"image:{p.resolve()}" for p in paths]
     assert all(k in digest for k in keys)
     _reference(64, 80, 2).save(paths[0])  # edited in place: another digest, the job runs again
     assert weights_digest(cfg)[keys[0]] != digest[keys[0]] and weights_digest(cfg)[keys[1]] == digest[keys[1]]
+    assert run_key(cfg) != key  # and a resumed prompt set computes its prompts again

@@ -63,28 +63,44 @@ def empirical_mu(image_seq_len: int, num_steps: int) -> float:
 
 
 def reference_images(value) -> list:
-    """``image=``: None, a PIL image or a path, or a list of them -> a list of RGB PIL images."""
-    from PIL import Image, UnidentifiedImageError
+    """``image=``: None, a PIL image or a path, or a sequence of them -> a list of (name, RGB PIL image);
+    the name (the path, or ``image[i]``) is what an error about that image says."""
+    from collections.abc import Sequence
 
-    items = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+    from PIL import Image
+
+    if value is None:
+        return []
+    many = isinstance(value, Sequence) and not isinstance(value, str)
+    items = list(value) if many else [value]
+    if not items:
+        raise ValueError("image is an empty list: pass None for text-to-image, or at least one image")
     images = []
-    for item in items:
+    for i, item in enumerate(items):
+        name = f"image[{i}]" if many else "image"
         if isinstance(item, Image.Image):
-            images.append(item)
+            images.append((name, item))
         elif isinstance(item, (str, Path)):
-            if not Path(item).is_file():
-                raise ValueError(f"image: no file at {item}")
-            try:
-                images.append(Image.open(item).convert("RGB"))
-            except (UnidentifiedImageError, OSError) as e:
-                raise ValueError(f"image: {item} is not an image PIL can read ({e})") from None
+            images.append((f"image {item}", _read_image(Path(item).expanduser())))
         else:
             kind = type(item).__name__
-            raise ValueError(f"image must be a PIL image, a path, or a list of them; got {kind}")
+            raise ValueError(f"{name} must be a PIL image or a path (or a list of them); got {kind}")
     return images
 
 
-def prepare_reference(pipe, image) -> Tensor:
+def _read_image(path: Path):
+    from PIL import Image
+
+    if not path.is_file():
+        raise ValueError(f"image: no file at {path}")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as e:  # PIL's UnidentifiedImageError, OSError, DecompressionBombError, ...
+        raise ValueError(f"image: {path} is not an image PIL can read ({e})") from None
+
+
+def prepare_reference(pipe, name: str, image) -> Tensor:
     """One reference image as the pipeline prepares it: checked (at least 64 pixels a side, aspect ratio
     at most 8), scaled down to 1024 x 1024 pixels at most, cropped to a multiple of 2 x the VAE's scale
     factor, preprocessed to (1, 3, h, w) in [-1, 1]."""
@@ -92,7 +108,7 @@ def prepare_reference(pipe, image) -> Tensor:
     try:
         processor.check_image_input(image)
     except ValueError as e:
-        raise ValueError(f"image: {e}") from None
+        raise ValueError(f"{name}: {e}") from None
     w, h = image.size
     if w * h > 1024 * 1024:
         image = processor._resize_to_target_area(image, 1024 * 1024)
@@ -110,7 +126,7 @@ class Flux2KleinModel(PatchedFlowModel):
 
     def _prepare_options(self, pipe) -> None:
         """Reference images: preprocessed now (they set the default size), encoded in _check_options."""
-        self._references = [prepare_reference(pipe, im) for im in reference_images(self.option["image"])]
+        self._references = [prepare_reference(pipe, *im) for im in reference_images(self.option["image"])]
         self._encode_references = pipe.prepare_image_latents if self._references else None
 
     def _size(self, pipe, value, name: str) -> int:
