@@ -34,6 +34,8 @@ def main(argv, family: str, pipeline: str, model_id: str, dtype, offload: bool =
             pipe.enable_model_cpu_offload()
         else:
             pipe.to("cuda")
+    if getattr(args, "image", None):  # FLUX.2: every use below edits from this reference image
+        options["image"] = args.image
     return run(pipe, args, **options)
 
 
@@ -42,6 +44,8 @@ def parse(argv, family: str):
     ap.add_argument("--tiny", action="store_true", help="a tiny random-weight pipeline, offline on the CPU")
     ap.add_argument("--steps", type=int, default=None, help="outer steps K (default: 28, tiny: 3)")
     ap.add_argument("--out", default=f"outputs/examples/{family}.png")
+    if family.startswith("flux2"):
+        ap.add_argument("--image", default=None, help="a reference image to edit from (FLUX.2's image=)")
     return ap.parse_args(argv)
 
 

@@ -639,6 +639,11 @@ def test_the_examples_run_offline_on_tiny_pipes(family, tmp_path, monkeypatch):
     spec.loader.exec_module(module)
     out = module.main(["--tiny", "--steps", "2", "--out", str(tmp_path / "grid.png")])
     assert out.stat().st_size > 500
+    if family == "flux2_dev":  # FLUX.2 edits from a reference image with --image
+        _reference(64, 64, 0).save(tmp_path / "ref.png")
+        edited = module.main(["--tiny", "--steps", "2", "--image", str(tmp_path / "ref.png"), "--out",
+                              str(tmp_path / "edited.png")])  # fmt: skip
+        assert edited.read_bytes() != out.read_bytes()
     sys.modules.pop("common", None)
 
 
