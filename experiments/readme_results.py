@@ -360,8 +360,10 @@ def make_results_time() -> str:
         if t is None:
             missing.append(f"`{name}`")
             continue
+        busy = f", {t['cpu_s'] / t['seconds']:.1f} cores busy on average" if t.get("cpu_s") else ""
         lines.append(f"| `{name}` | {_time_text(t['seconds'])} | `make results` at {t['commit']}, "
-                     f"{t['date']}, {t['cores']} cores, load {t['load']:.1f} as it started |")  # fmt: skip
+                     f"{t['date']}, {t['cores']} cores, load {t['load']:.1f} as it started{busy} "
+                     "|")  # fmt: skip
     total = sum(jobs.values()) + sum(t["seconds"] for t in timed.values())
     text = "\n".join(lines) + "\n\n" + f"In all at least {_time_text(total)} on a CPU" + (
         f", and more: {len(missing)} steps not timed yet ({', '.join(missing)})" if missing else "")

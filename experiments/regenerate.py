@@ -104,11 +104,24 @@ def reproduce(name: str, out_dir: Path, scale: str = "small") -> None:
         shutil.copy2(f, target / f.name)
 
 
-def record_time(name: str, seconds: float, load: float, path: Path | None = None) -> None:
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children so far."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def record_time(
+    name: str, seconds: float, load: float, path: Path | None = None, ran_at: str | None = None,
+    cpu_s: float | None = None,
+) -> None:
     """Record how long step ``name`` (a script or ``default_run``) took in ``path``, beside the other
-    steps' last timings: under an exclusive lock (two ``--only`` runs at once both keep theirs), written
-    atomically (``glass.files.write_text_atomic``). A record that cannot be read is refused, not
-    overwritten."""
+    steps' last timings, with the commit it ran at (``ran_at``, taken as it started: commits made while
+    it ran are not its code; default: HEAD now) and the CPU time it used (``cpu_s``: over its wall time,
+    the cores it kept busy; fewer than it asked for when other work shared the machine): under an
+    exclusive lock (two ``--only`` runs at once both keep theirs), written atomically
+    (``glass.files.write_text_atomic``). A record that cannot be read is refused, not overwritten."""
     import fcntl
 
     from glass.files import write_text_atomic
@@ -121,8 +134,10 @@ def record_time(name: str, seconds: float, load: float, path: Path | None = None
         fcntl.flock(held, fcntl.LOCK_EX)
         steps = read_times(path)
         date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        steps[name] = {"seconds": round(seconds, 1), "date": date, "commit": commit(),
+        steps[name] = {"seconds": round(seconds, 1), "date": date, "commit": ran_at or commit(),
                        "cores": os.cpu_count(), "load": round(load, 1), "gpu": gpu()}  # fmt: skip
+        if cpu_s is not None:
+            steps[name]["cpu_s"] = round(cpu_s, 1)
         write_text_atomic(path, json.dumps({"steps": dict(sorted(steps.items()))}, indent=1) + "\n")
 
 
@@ -207,12 +222,12 @@ def main(argv=None) -> int:
         elif name not in WRITES:
             reproduce(name, out_dir)  # its time: its jobs' wall times, in its summary.csv
         else:
-            start, load = time.perf_counter(), os.getloadavg()[0]
+            start, load, head, cpu = time.perf_counter(), os.getloadavg()[0], commit(), cpu_seconds()
             if name in SCRIPTS:
                 subprocess.run([sys.executable, *SCRIPTS[name]], cwd=ROOT, check=True)
             else:
                 default_run(out_dir)
-            record_time(name, time.perf_counter() - start, load)
+            record_time(name, time.perf_counter() - start, load, ran_at=head, cpu_s=cpu_seconds() - cpu)
     from experiments.readme_results import main as readme
 
     return readme([])

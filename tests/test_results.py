@@ -596,6 +596,10 @@ def test_make_results_time_records_each_step_and_totals_what_was_timed(tmp_path,
     assert all(f"`{n}`" in text.split("not timed yet")[1] for n in untimed)
     regenerate.record_time("a script since removed", 9e9, 1.0, times)  # not a step: not in the total
     assert rr.make_results_time() == text
+    regenerate.record_time("fk_bias", 7200.0, 0.5, times, ran_at="abc1234", cpu_s=10800.0)
+    assert json.loads(times.read_text())["steps"]["fk_bias"]["commit"] == "abc1234"  # as it started
+    assert "| `fk_bias` | 2.0 h | `make results` at abc1234" in rr.make_results_time()
+    assert "load 0.5 as it started, 1.5 cores busy on average |" in rr.make_results_time()
     assert times.stat().st_mode & 0o777 == 0o644 and not list(tmp_path.glob("*.tmp"))  # none left behind
     times.write_text('{"steps": {"fid_sanity": {"sec')  # damaged: one clear error, and kept as it is
     with pytest.raises(SystemExit, match="cannot be read"):
