@@ -303,6 +303,11 @@ _TABLE: dict[str, list[tuple]] = {
          "no such folder '/nonexistent'"),
         ("hub revision of a local pipeline folder", "run model=sd model.device=cpu model.model_id={tmp} "
          "model.revision=v1", "revision='v1' applies to a hub id, not to the local folder"),
+        ("missing FLUX.2 reference image (before any weights load)",
+         "run model=flux2 model.device=cpu model.image={tmp}/no-such.png", "image: no file at"),
+        ("a family option of another family (before any weights load)",
+         "run model=flux2 model.device=cpu +model.true_cfg_scale=2",
+         "from_pipe got unknown options true_cfg_scale for flux2 (family options: image)"),
     ],
     "output directory": [  # glass.runner.check_out_dir, check_writable
         ("out_dir under a regular file", "run model=gmm sampler=glass out_dir={tmp}/a-file/sub",

@@ -136,13 +136,7 @@ class PipelineModel(Model):
         if net is None:
             raise ValueError(f"{type(pipe).__name__} has no {self.network}: nothing to sample with")
         own_dtype, own_device = _pipeline_dtype_device(pipe, net, self.network, dtype, device)
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            allowed = ", ".join(self.options) or "none"
-            raise ValueError(
-                f"from_pipe got unknown options {', '.join(unknown)} for {self.family} "
-                f"(family options: {allowed})"
-            )
+        self.check_options(options)
         self.option = {**self.options, **options}
         self._prepare_options(pipe)
         self.net, self.vae = net, getattr(pipe, "vae", None)
@@ -219,6 +213,18 @@ class PipelineModel(Model):
             )
 
     # -- what the family supplies ---------------------------------------------------------------------
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """The family options, checked without the pipe: the CLI's loader calls this before any weights
+        load, so a mistyped option or path is said at once, not after a download."""
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            allowed = ", ".join(cls.options) or "none"
+            raise ValueError(
+                f"from_pipe got unknown options {', '.join(unknown)} for {cls.family} "
+                f"(family options: {allowed})"
+            )
+
     def _prepare_options(self, pipe) -> None:
         """Family options that need the pipe before the sizes are set (FLUX.2's reference images)."""
 

@@ -124,6 +124,11 @@ class Flux2KleinModel(PatchedFlowModel):
     max_length = 512
     options = {"image": None}
 
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        super().check_options(options)
+        reference_images(options.get("image"))  # each path a readable image, before any weights load
+
     def _prepare_options(self, pipe) -> None:
         """Reference images: preprocessed now (they set the default size), encoded in _check_options."""
         self._references = [prepare_reference(pipe, *im) for im in reference_images(self.option["image"])]

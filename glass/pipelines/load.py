@@ -56,6 +56,7 @@ def load_pipeline(
         raise ValueError(f"model family must be one of {', '.join(FAMILIES)}, got {family!r}")
     check_device(device)
     adapter = FAMILIES[family]
+    adapter.check_options(options)  # a mistyped option or reference path: said before any weights load
     if family == "ddpm":
         prompt = negative_prompt = None
     else:
