@@ -305,6 +305,11 @@ _TABLE: dict[str, list[tuple]] = {
          "model.revision=v1", "revision='v1' applies to a hub id, not to the local folder"),
         ("missing FLUX.2 reference image (before any weights load)",
          "run model=flux2 model.device=cpu model.image={tmp}/no-such.png", "image: no file at"),
+        ("FLUX.2 reference that is not an image",
+         "run model=flux2 model.device=cpu model.image={tmp}/binary.txt", "is not an image PIL can read"),
+        ("FLUX.2 reference too small (in a list)",
+         "run model=flux2 model.device=cpu 'model.image=[{tmp}/small.png,{tmp}/small.png]'",
+         "small.png: Image too small: 80×32"),
         ("a family option of another family (before any weights load)",
          "run model=flux2 model.device=cpu +model.true_cfg_scale=2",
          "from_pipe got unknown options true_cfg_scale for flux2 (family options: image)"),
@@ -555,7 +560,7 @@ _DEFINITIONS = {
 
 def _fixtures(tmp: Path) -> None:
     """Files the cases point at: a regular file, a data point, a non-sweep directory, damaged sweeps, a
-    directory of single runs, broken checkpoints and broken experiment definitions."""
+    directory of single runs, broken checkpoints, a too-small image and broken experiment definitions."""
     (tmp / "a-file").write_text("not a directory\n")
     (tmp / "prompt-dir.txt").mkdir(exist_ok=True)
     (tmp / "binary.txt").write_bytes(bytes(range(128, 256)))
@@ -564,6 +569,9 @@ def _fixtures(tmp: Path) -> None:
     import torch
 
     torch.save(torch.zeros(2, dtype=torch.float64), tmp / "point.pt")  # one oracle data point (d = 2)
+    from PIL import Image
+
+    Image.new("RGB", (80, 32)).save(tmp / "small.png")  # below FLUX.2's 64 pixels a side
     (tmp / "notes").mkdir()
     (tmp / "notes" / "todo.txt").write_text("not a sweep\n")
     sweeps = {"empty": '{"group": "g", "jobs": []}', "damaged": "{trunc", "not-an-object": "[1]"}

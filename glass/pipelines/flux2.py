@@ -100,15 +100,22 @@ def _read_image(path: Path):
         raise ValueError(f"image: {path} is not an image PIL can read ({e})") from None
 
 
+def check_reference(name: str, image) -> None:
+    """The pipeline's own check of a reference (``Flux2ImageProcessor.check_image_input``), one line."""
+    from diffusers.pipelines.flux2.image_processor import Flux2ImageProcessor
+
+    try:
+        Flux2ImageProcessor.check_image_input(image)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
 def prepare_reference(pipe, name: str, image) -> Tensor:
     """One reference image as the pipeline prepares it: checked (at least 64 pixels a side, aspect ratio
     at most 8), scaled down to 1024 x 1024 pixels at most, cropped to a multiple of 2 x the VAE's scale
     factor, preprocessed to (1, 3, h, w) in [-1, 1]."""
     processor = pipe.image_processor
-    try:
-        processor.check_image_input(image)
-    except ValueError as e:
-        raise ValueError(f"{name}: {e}") from None
+    check_reference(name, image)
     w, h = image.size
     if w * h > 1024 * 1024:
         image = processor._resize_to_target_area(image, 1024 * 1024)
@@ -127,7 +134,8 @@ class Flux2KleinModel(PatchedFlowModel):
     @classmethod
     def check_options(cls, options: dict) -> None:
         super().check_options(options)
-        reference_images(options.get("image"))  # each path a readable image, before any weights load
+        for name, image in reference_images(options.get("image")):  # before any weights load
+            check_reference(name, image)
 
     def _prepare_options(self, pipe) -> None:
         """Reference images: preprocessed now (they set the default size), encoded in _check_options."""
