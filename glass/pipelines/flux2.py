@@ -62,9 +62,10 @@ def empirical_mu(image_seq_len: int, num_steps: int) -> float:
     return float(a * num_steps + m_200 - 200.0 * a)
 
 
-def reference_images(value) -> list:
-    """``image=``: None, a PIL image or a path, or a sequence of them -> a list of (name, RGB PIL image);
-    the name (the path, or ``image[i]``) is what an error about that image says."""
+def reference_images(value, decode: bool = True) -> list:
+    """``image=``: None, a PIL image or a path, or a sequence of them -> a list of (name, PIL image); the
+    name (the path, or ``image[i]``) is what an error about that image says. A path is read as RGB, or
+    with ``decode=False`` only its header (size and format: the check before any weights load)."""
     from collections.abc import Sequence
 
     from PIL import Image
@@ -81,21 +82,21 @@ def reference_images(value) -> list:
         if isinstance(item, Image.Image):
             images.append((name, item))
         elif isinstance(item, (str, Path)):
-            images.append((f"image {item}", _read_image(Path(item).expanduser())))
+            images.append((f"image {item}", _read_image(Path(item).expanduser(), decode)))
         else:
             kind = type(item).__name__
             raise ValueError(f"{name} must be a PIL image or a path (or a list of them); got {kind}")
     return images
 
 
-def _read_image(path: Path):
+def _read_image(path: Path, decode: bool):
     from PIL import Image
 
     if not path.is_file():
         raise ValueError(f"image: no file at {path}")
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return im.convert("RGB") if decode else im
     except Exception as e:  # PIL's UnidentifiedImageError, OSError, DecompressionBombError, ...
         raise ValueError(f"image: {path} is not an image PIL can read ({e})") from None
 
@@ -134,33 +135,31 @@ class Flux2KleinModel(PatchedFlowModel):
     @classmethod
     def check_options(cls, options: dict) -> None:
         super().check_options(options)
-        for name, image in reference_images(options.get("image")):  # before any weights load
+        for name, image in reference_images(options.get("image"), decode=False):  # headers only
             check_reference(name, image)
 
     def _prepare_options(self, pipe) -> None:
-        """Reference images: preprocessed now (they set the default size), encoded in _check_options."""
-        self._references = [prepare_reference(pipe, *im) for im in reference_images(self.option["image"])]
-        self._encode_references = pipe.prepare_image_latents if self._references else None
+        """Reference images, encoded now by the pipe's own ``prepare_image_latents``: tokens (1, N, 4C)
+        and position ids (1, N, 4), or None; the first one's size is the default size."""
+        self.ref_tokens = self.ref_ids = self._reference_size = None
+        pixels = [prepare_reference(pipe, *im) for im in reference_images(self.option["image"])]
+        if pixels:
+            self._reference_size = {"height": pixels[0].shape[-2], "width": pixels[0].shape[-1]}
+            with torch.no_grad():
+                self.ref_tokens, self.ref_ids = pipe.prepare_image_latents(
+                    images=pixels, batch_size=1, generator=None, device=pipe._execution_device,
+                    dtype=pipe.vae.dtype,
+                )  # fmt: skip
 
     def _size(self, pipe, value, name: str) -> int:
-        if value is None and self._references:  # the pipeline's default: the first reference's size
-            return int(self._references[0].shape[-1 if name == "width" else -2])
+        if value is None and self._reference_size:  # the pipeline's default: the first reference's size
+            return int(self._reference_size[name])
         return super()._size(pipe, value, name)
 
-    def _check_references(self) -> None:
-        """The reference images' tokens (1, N, 4C) and position ids (1, N, 4), or None."""
-        self.ref_tokens = self.ref_ids = None
-        if self._references:
-            with torch.no_grad():
-                tokens, ids = self._encode_references(
-                    images=self._references, batch_size=1, generator=None, device=self.device,
-                    dtype=self.vae.dtype,
-                )  # fmt: skip
-            self.ref_tokens, self.ref_ids = tokens.to(self.dtype), ids.to(self.device)
-        self._references, self._encode_references = None, None  # no reference to the pipe kept
-
     def _check_options(self) -> None:
-        self._check_references()
+        if self.ref_tokens is not None:  # on the network's device, in its dtype (the pipeline's cast)
+            self.ref_tokens = self.ref_tokens.to(self.device, self.dtype)
+            self.ref_ids = self.ref_ids.to(self.device)
         _, h, w = self.shape
         t, hh, ww, layer = torch.arange(1), torch.arange(h // 2), torch.arange(w // 2), torch.arange(1)
         self.ids = torch.cartesian_prod(t, hh, ww, layer).to(self.device)[None]  # (1, tokens, 4)
