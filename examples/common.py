@@ -34,8 +34,10 @@ def main(argv, family: str, pipeline: str, model_id: str, dtype, offload: bool =
             pipe.enable_model_cpu_offload()
         else:
             pipe.to("cuda")
-    if getattr(args, "image", None):  # FLUX.2: every use below edits from this reference image
+    if getattr(args, "image", None):  # FLUX.2, Kontext: every use below edits from this reference image
         options["image"] = args.image
+        if args.tiny and family == "flux_kontext":  # at its own size: Kontext's preferred ones are large
+            options["auto_resize"] = False
     return run(pipe, args, **options)
 
 
@@ -44,8 +46,8 @@ def parse(argv, family: str):
     ap.add_argument("--tiny", action="store_true", help="a tiny random-weight pipeline, offline on the CPU")
     ap.add_argument("--steps", type=int, default=None, help="outer steps K (default: 28, tiny: 3)")
     ap.add_argument("--out", default=f"outputs/examples/{family}.png")
-    if family.startswith("flux2"):
-        ap.add_argument("--image", default=None, help="a reference image to edit from (FLUX.2's image=)")
+    if family.startswith("flux2") or family == "flux_kontext":
+        ap.add_argument("--image", default=None, help="a reference image to edit from (pipe's image=)")
     return ap.parse_args(argv)
 
 

@@ -366,7 +366,8 @@ def config_hash(cfg) -> str:
     """Hash of the resolved config (a DictConfig or its container), without the keys that only say
     where things are written. A prompt file (``task.prompts``) counts by its name and content, not by
     how its path is spelled: ``task.prompts_sha256``, which a built job records from the bytes it
-    read (glass.runner.build_job), else the file's as it is now."""
+    read (glass.runner.build_job), else the file's as it is now; and so do the reference images it
+    names (``task.prompt_images_sha256``, absent where it names none)."""
     from omegaconf import OmegaConf
 
     def strip(node):
@@ -385,4 +386,10 @@ def config_hash(cfg) -> str:
             with contextlib.suppress(OSError):  # a missing file is reported where the prompts are loaded
                 content = Path(str(prompts)).expanduser().read_bytes()
                 task["prompts_sha256"] = hashlib.sha256(content).hexdigest()
+        if not task.get("prompt_images_sha256"):  # the reference images the file names, by content
+            from glass.promptsets import images_sha256
+
+            with contextlib.suppress(OSError, ValueError):  # reported where the prompts are loaded
+                if (images := images_sha256(Path(str(prompts)).expanduser())) is not None:
+                    task["prompt_images_sha256"] = images
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -30,8 +30,9 @@ def run_key(cfg) -> str:
     content digests of hub weights its config names by id alone (glass.weights): a run resumed after
     its hub branch moved on to new weights computes every prompt again, never pooling the two; so do
     FLUX.2's reference images (``model.image``) edited in place, keyed by their place in the list, not
-    their path. A local folder's digest (file times) is left out: shards on nodes with their own copies
-    stay one run."""
+    their path (the prompt file's own reference images count in the config itself:
+    ``task.prompt_images_sha256``, glass.config.config_hash). A local folder's digest (file times) is
+    left out: shards on nodes with their own copies stay one run."""
     from omegaconf import OmegaConf
 
     from glass.config import config_hash

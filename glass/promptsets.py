@@ -15,6 +15,11 @@ Files are UTF-8 (a byte-order mark is dropped); lines end at newlines only.
 
 Each prompt keeps its index in the file, so a slice (``prompt_range="a:b"``) or a shard of a run
 names the same prompts as the whole set.
+
+A record's ``image`` field (any case; JSONL: a path or a list of paths, CSV / TSV: one path a row, an
+empty cell for none) names that prompt's reference images, relative to the file's folder
+(:func:`record_images`); :func:`images_sha256` digests their bytes, so an image edited in place is
+another run (glass.config.config_hash).
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PromptRecord", "load_prompts", "read_prompts", "parse_range", "shard_ranges"]
+__all__ = ["PromptRecord", "load_prompts", "read_prompts", "parse_range", "shard_ranges", "record_images",
+           "images_sha256", "IMAGE_FIELD"]
 
 FORMATS = (".txt", ".jsonl", ".csv", ".tsv")
+IMAGE_FIELD = "image"  # a record's reference images
+_DIGESTS: dict[tuple, str] = {}  # images_sha256's, by the files' (path, mtime, size)
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,44 @@ def read_prompts(path: str | Path) -> tuple[list[PromptRecord], str]:
     if not records:
         raise ValueError(f"prompts: {str(path)!r} holds no prompt")
     return records, hashlib.sha256(data).hexdigest()
+
+
+def record_images(path: str | Path, record: PromptRecord):
+    """A record's ``image`` field -> None, a path or a list of paths (relative ones from the folder of
+    the prompt file ``path``); anything else is one line naming the prompt."""
+    value = next((v for k, v in record.meta.items() if str(k).strip().lower() == IMAGE_FIELD), None)
+    if value is None or value == "":  # no field, JSON null, an empty CSV cell
+        return None
+    many = isinstance(value, list)
+    items = value if many else [value]
+    if not items or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ValueError(f"prompts: {path} prompt {record.index}: {IMAGE_FIELD} must be a path or a "
+                         f"non-empty list of paths, got {value!r}")  # fmt: skip
+    folder = Path(path).expanduser().parent
+    paths = [str(folder / Path(v.strip()).expanduser()) for v in items]
+    return paths if many else paths[0]
+
+
+def images_sha256(path: str | Path) -> str | None:
+    """The sha256 of every reference image the prompt file ``path`` names, in file order (None: it
+    names none); files unchanged since the last call (path, time, size) are not read again."""
+    import hashlib
+
+    records, _ = read_prompts(path)
+    found = [record_images(path, r) for r in records]
+    paths = [Path(p) for v in found if v for p in ([v] if isinstance(v, str) else v)]
+    if not paths:
+        return None
+    missing = next((p for p in paths if not p.is_file()), None)
+    if missing is not None:
+        raise ValueError(f"prompts: {path}: image: no file at {missing}")
+    stats = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    if stats not in _DIGESTS:
+        whole = hashlib.sha256()
+        for p in paths:
+            whole.update(hashlib.sha256(p.read_bytes()).digest())
+        _DIGESTS[stats] = whole.hexdigest()
+    return _DIGESTS[stats]
 
 
 def _lines(text: str) -> list[str]:

@@ -120,6 +120,8 @@ def build_job(overrides: list[str], cfg, shared: Shared | None = None) -> Job:
         cfg = copy.deepcopy(cfg)  # the caller's stays as composed
         with read_write(cfg), open_dict(cfg):
             cfg.task.prompts_sha256 = task.prompts.sha256
+            if (images := task.prompts.images_digest()) is not None:
+                cfg.task.prompt_images_sha256 = images
     try:
         model = shared.get(("model", OmegaConf.to_yaml(cfg.model)), _model, cfg.model)
         metric = shared.get(

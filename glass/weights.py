@@ -37,7 +37,7 @@ def weights_digest(cfg) -> dict[str, str]:
         if isinstance(node, dict):
             for source, revision, anchor in hub_sources(node):
                 out.update(_hub_digest(source, revision, anchor))
-            if str(node.get("_target_")) == PRETRAINED[0]:  # FLUX.2's reference images, by content
+            if str(node.get("_target_")) == PRETRAINED[0]:  # FLUX.2's, Kontext's references, by content
                 out.update(_image_digests(node.get("image")))
             defaults = mnist.DEFAULT_CHECKPOINTS.get(str(node.get("_target_")), {})
             files.extend(mnist.ASSETS / f for key, f in defaults.items() if not node.get(key))

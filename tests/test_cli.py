@@ -272,7 +272,7 @@ def test_cfg_checks_the_options_before_printing(args, says):
     assert res.exit_code == 2 and res.stderr.startswith(says) and res.stdout == "", res.output
 
 
-PRETRAINED = ("flux", "flux2", "flux2_dev", "sd3", "sd", "sdxl", "ddpm", "sit")
+PRETRAINED = ("flux", "flux_kontext", "flux2", "flux2_dev", "sd3", "sd", "sdxl", "ddpm", "sit")
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in groups().items() for o in opts])

@@ -531,7 +531,7 @@ def test_pretrained_configs_fail_offline_with_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast, no retries
     from glass.cli import app
 
-    for model in ("flux", "flux2", "flux2_dev", "sd3", "sd", "sdxl", "ddpm", "sit"):
+    for model in ("flux", "flux_kontext", "flux2", "flux2_dev", "sd3", "sd", "sdxl", "ddpm", "sit"):
         res = CliRunner().invoke(
             app, ["run", f"model={model}", "model.device=cpu", "task=generate", f"out_dir={tmp_path}"]
         )
@@ -639,7 +639,7 @@ def test_the_examples_run_offline_on_tiny_pipes(family, tmp_path, monkeypatch):
     spec.loader.exec_module(module)
     out = module.main(["--tiny", "--steps", "2", "--out", str(tmp_path / "grid.png")])
     assert out.stat().st_size > 500
-    if family == "flux2_dev":  # FLUX.2 edits from a reference image with --image
+    if family in ("flux2_dev", "flux_kontext"):  # editing from a reference image with --image
         _reference(64, 64, 0).save(tmp_path / "ref.png")
         edited = module.main(["--tiny", "--steps", "2", "--image", str(tmp_path / "ref.png"), "--out",
                               str(tmp_path / "edited.png")])  # fmt: skip
@@ -1276,6 +1276,24 @@ def test_flux2_dev_prompt_cache_is_keyed_by_the_system_message(tmp_path):
     assert glass.from_pipe(pipe, **kw)._disk.has("a cat")  # the first message's entry is still read
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_heun_runs_on_every_pipeline_through_the_models_velocity(family):
+    """The ODE's Heun step calls ``model.velocity(x, t, **cond)``, u from the denoiser (eq. 14): every
+    adapter keeps that method (FLUX's network velocity once shadowed it, and Heun failed on FLUX.1
+    and FLUX.2); a Heun run costs two NFE a step, one on a step that ends at t = 1 (the flows' grids)."""
+    model = model_of(family)
+    cond = {"prompt": "a cat"} if model.conditioning else {}
+    x = torch.randn(2, *model.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    t = torch.full((2,), 0.4, dtype=torch.float64)
+    want = model.schedule.x0_to_velocity(model.denoise(x, t, **cond), x, t)
+    assert torch.allclose(model.velocity(x, t, **cond), want, rtol=1e-6, atol=1e-8)
+    model.reset_nfe()
+    out = glass.generate(model, glass.ODE(3, method="heun"), 1, x=x, **cond)
+    ends_at_data = float(model.grid(3)[-1]) >= 1  # SD / SDXL's grids stop short of t = 1
+    assert out.shape == x.shape and bool(torch.isfinite(out).all())
+    assert model.reset_nfe() == 2 * 3 - ends_at_data
+
+
 def _reference(h: int, w: int, seed: int):
     from PIL import Image
 
@@ -1326,6 +1344,106 @@ def test_flux2_reference_images_set_the_default_size_and_bad_ones_are_named(tmp_
             glass.from_pipe(pipe, height=32, width=32, max_sequence_length=n, image=image)
     with pytest.raises(ValueError, match="unknown options image for flux "):
         glass.from_pipe(pipe_of("flux"), image=_reference(64, 64, 0))
+
+
+@pytest.mark.parametrize("family", ["flux2", "flux2_dev"])
+def test_flux2_references_given_per_row_are_each_rows_own(family, tmp_path):
+    """``image=`` conditioning, one entry per row: each row is denoised as a model built with that
+    row's references (a path, a PIL image or a list), a None row with ``model.image``'s; a single value
+    is every row's. Errors name ``image``; a family without references refuses the key."""
+    pipe, s, n = pipe_of(family), SIZE[family], MAX_SEQUENCE_LENGTH[family]
+    a, b = _reference(80, 72, 0), _reference(64, 64, 1)
+    a.save(tmp_path / "a.png")
+    kw = {"height": s, "width": s, "max_sequence_length": n, "prompt": "a cat"}
+    plain, with_b = glass.from_pipe(pipe, **kw), glass.from_pipe(pipe, image=b, **kw)
+    x = torch.randn(4, *plain.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([0.2, 0.3, 0.4, 0.5], dtype=torch.float64)
+    rows = [str(tmp_path / "a.png"), [a, b], None, b]
+    singles = [glass.from_pipe(pipe, image=str(tmp_path / "a.png"), **kw),
+               glass.from_pipe(pipe, image=[a, b], **kw), with_b, with_b]  # fmt: skip
+    want = torch.cat([m.denoise(x[i : i + 1], t[i : i + 1]) for i, m in enumerate(singles)])
+    got = with_b.denoise(x, t, image=rows)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got[2:3], plain.denoise(x[2:3], t[2:3]), rtol=1e-3, atol=1e-3)  # refs seen
+    assert torch.allclose(plain.denoise(x, t, image=b), with_b.denoise(x, t), rtol=1e-5, atol=1e-6)
+    plain.chunk = 1  # rows split across chunks keep their own references
+    assert torch.allclose(plain.denoise(x, t, image=[None, None, b, b]),
+                          torch.cat([plain.denoise(x[:2], t[:2]), with_b.denoise(x[2:], t[2:])]),
+                          rtol=1e-5, atol=1e-6)  # fmt: skip
+    for image, message in (
+        ([a, b], "image has 2 entries for a batch of 4"),
+        (str(tmp_path / "missing.png"), "image: no file at"),
+        ([None, _reference(32, 80, 0), None, None], "image: Image too small: 80×32"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            plain.denoise(x, t, image=image)
+    with pytest.raises(ValueError, match="FluxModel does not take the conditioning image"):
+        model_of("flux").denoise(torch.zeros(1, *model_of("flux").shape), 0.3, prompt="a", image=a)
+
+
+def test_flux_kontext_reference_reproduces_the_pipelines_editing(tmp_path):
+    """FLUX.1 Kontext: ``image=`` gives the denoiser of ``pipe(image=...)`` (glass's ODE from given
+    latents equals the pipeline's, reference tokens seen); per row as FLUX.2's; ``auto_resize`` picks
+    the preferred Kontext resolution nearest the reference's aspect ratio; a list is refused."""
+    from diffusers.pipelines.flux.pipeline_flux_kontext import PREFERRED_KONTEXT_RESOLUTIONS
+
+    from glass.pipelines.flux_kontext import prepare_kontext_reference
+
+    pipe, s, k, n = pipe_of("flux_kontext"), SIZE["flux_kontext"], 3, MAX_SEQUENCE_LENGTH["flux_kontext"]
+    image = _reference(80, 72, 0)
+    image.save(tmp_path / "a.png")
+    kw = {"height": s, "width": s, "max_sequence_length": n, "auto_resize": False}
+    model = glass.from_pipe(pipe, image=image, **kw)
+    x = torch.randn(2, *model.shape, generator=torch.Generator().manual_seed(1))
+    out = pipe(image=image, prompt=["a cat"] * 2, num_inference_steps=k, height=s, width=s, max_area=s * s,
+               latents=model.pipeline_latents(x), output_type="latent", max_sequence_length=n,
+               _auto_resize=False).images  # fmt: skip
+    ref = model.from_pipeline_output(out)
+    ours = glass.generate(model, glass.ODE(1), k, x=x.double(), prompt="a cat")
+    assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+    assert model.ref_tokens.shape[1] == (80 // 8) * (72 // 8)  # 2x2 patches of /4 latents, cropped to 8
+    assert gap_to_the_pipeline(pipe, model, "flux_kontext", k, x) > 1e-3  # the text-only pipeline differs
+    plain = glass.from_pipe(pipe, **kw)
+    y = torch.randn(3, *model.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([0.2, 0.3, 0.4], dtype=torch.float64)
+    rows = plain.denoise(y, t, prompt="a cat", image=[str(tmp_path / "a.png"), None, image])
+    singles = [model, plain, model]
+    want = torch.cat([m.denoise(y[i : i + 1], t[i : i + 1], prompt="a cat") for i, m in enumerate(singles)])
+    assert torch.allclose(rows, want, rtol=1e-5, atol=1e-6)
+    pixels = prepare_kontext_reference(pipe.image_processor, pipe.vae_scale_factor, _reference(300, 900, 0))
+    h, w = pixels.shape[-2:]
+    nearest = min(abs(900 / 300 - a / b) for a, b in PREFERRED_KONTEXT_RESOLUTIONS)
+    assert (w, h) in PREFERRED_KONTEXT_RESOLUTIONS and abs(900 / 300 - w / h) == nearest
+    one = glass.from_pipe(pipe, image=[image], **kw)  # a list of one
+    assert torch.equal(one.ref_tokens, model.ref_tokens)
+    with pytest.raises(ValueError, match="FLUX.1 Kontext edits from one reference image, got a list of 2"):
+        glass.from_pipe(pipe, image=[image, image], **kw)
+    with pytest.raises(ValueError, match="image: 40×6 is smaller than 8 pixels a side"):
+        glass.from_pipe(pipe, image=_reference(6, 40, 0), **kw)
+    with pytest.raises(ValueError, match="auto_resize must be true or false, got 'no'"):
+        glass.from_pipe(pipe, image=image, **{**kw, "auto_resize": "no"})
+
+
+def test_cli_flux_kontext_loads_with_its_reference(tmp_path):
+    """model=flux_kontext from a local folder with ``model.image`` (and ``model.auto_resize=false``): the
+    model from_pipe gives with the same file; a list of references is one line before any weights load."""
+    from glass.config import UserError, compose, instantiate
+
+    root, n, s = tmp_path / "tiny-kontext", MAX_SEQUENCE_LENGTH["flux_kontext"], SIZE["flux_kontext"]
+    pipe_of("flux_kontext").save_pretrained(root)
+    _reference(64, 72, 0).save(tmp_path / "a.png")
+    common = ["model=flux_kontext", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32",
+              f"model.height={s}", f"model.width={s}", f"model.max_sequence_length={n}",
+              "model.auto_resize=false", f"out_dir={tmp_path}"]  # fmt: skip
+    model = instantiate(compose([*common, f"model.image={tmp_path / 'a.png'}"]).model, "model")
+    ref = glass.from_pipe(pipe_of("flux_kontext"), height=s, width=s, max_sequence_length=n,
+                          auto_resize=False,
+                          prompt=model.prompt_text, image=str(tmp_path / "a.png"))  # fmt: skip
+    x = torch.randn(2, *model.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(model.denoise(x, 0.3), ref.denoise(x, 0.3), rtol=1e-4, atol=1e-5)
+    two = f"model.image=[{tmp_path / 'a.png'},{tmp_path / 'a.png'}]"
+    with pytest.raises(UserError, match="model.image: FLUX.1 Kontext edits from one reference image"):
+        instantiate(compose([*common, two]).model, "model")
 
 
 def test_cli_flux2_dev_edits_from_reference_image_files(tmp_path):

@@ -507,3 +507,84 @@ def test_a_prompt_set_reproduction_with_other_options_gets_a_directory_of_its_ow
     other = promptset_variant("paper", "evaluation_metadata.jsonl", "flux", [*base, "reward=pickscore"])
     assert other.startswith("paper-evaluation_metadata-flux-") and other != name
     assert promptset_variant("paper", "p.txt", "sd3", ["model=sd3", "task.prompts=p.txt"]) == "paper-p-sd3"
+
+
+def test_a_prompt_set_gives_each_prompt_its_own_reference_images(tmp_path, tiny_sd):
+    """FLUX.2 editing at benchmark scale: a JSONL record's ``image`` (a path from the file's folder, or a
+    list) is that prompt's references, as ``model.image`` would be for a run of that prompt alone; a
+    record without one is text-to-image. Editing an image in place changes the run key; a model that
+    takes no references, a bad field or a missing file is one line (exit 2) before any prompt runs."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from tests.tiny_pipes import MAX_SEQUENCE_LENGTH, PIPES
+
+    root, data = tmp_path / "tiny-flux2", tmp_path / "data"
+    PIPES["flux2"]().save_pretrained(root)
+    data.mkdir()
+    for i, (h, w) in enumerate([(64, 72), (64, 64)]):
+        rng = np.random.default_rng(i)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(data / f"{'ab'[i]}.png")
+    Image.new("RGB", (80, 32)).save(data / "small.png")  # below FLUX.2's 64 pixels a side
+    prompts = ["make it red", "put them side by side", "a cat"]
+    edits = data / "edits.jsonl"
+    images = ["a.png", ["a.png", "b.png"], None]
+    edits.write_text("".join(json.dumps({"prompt": p, **({"image": i} if i else {})}) + "\n"
+                             for p, i in zip(prompts, images)))  # fmt: skip
+    plain = data / "plain.jsonl"
+    plain.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+
+    def run(name: str, file: Path, *extra: str, code: int = 0) -> Path:
+        args = ["run", "model=flux2", f"model.model_id={root}", "model.device=cpu", "model.dtype=float32",
+                "model.height=32", "model.width=32", "model.cpu_offload=false",
+                f"model.max_sequence_length={MAX_SEQUENCE_LENGTH['flux2']}", "task=generate",
+                f"task.prompts={file}", "task.per_prompt=2", "task.transitions=2", "task.save_latents=true",
+                "sampler=glass", f"out_dir={tmp_path / name}", *extra]  # fmt: skip
+        res = runner.invoke(app, args)
+        assert res.exit_code == code, res.output[-2000:]
+        return res if code else Path(re.search(r"outputs: (\S+)", res.output).group(1))
+
+    def latents(run_dir: Path, index: int):
+        (f,) = (run_dir / "latents").glob(f"*/{index:05d}.safetensors")
+        return load_file(f)["latents"]
+
+    edited = run("edited", edits)
+    alone = {
+        0: run("a", plain, f"model.image={data / 'a.png'}"),
+        1: run("ab", plain, f"model.image=[{data / 'a.png'},{data / 'b.png'}]"),
+        2: run("none", plain),
+    }
+    for index, other in alone.items():
+        assert torch.allclose(latents(edited, index), latents(other, index), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(latents(edited, 0), latents(alone[2], 0), rtol=1e-3, atol=1e-3)
+    records = [json.loads(line) for line in (edited / "images.jsonl").read_text().splitlines()]
+    assert {r["prompt_index"]: r["meta"].get("image") for r in records} == dict(enumerate(images))
+
+    from glass.config import compose
+    from glass.promptrun import run_key
+
+    cfg, plain_cfg = (compose(["model=flux2", f"task.prompts={f}", "task=generate"]) for f in (edits, plain))
+    key, plain_key = run_key(cfg), run_key(plain_cfg)
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(data / "b.png")  # edited in place
+    assert run_key(cfg) != key and run_key(plain_cfg) == plain_key
+    again = run("edited", edits)  # the finished run is not taken for this one: a new run, computed
+    assert again != edited and not torch.allclose(latents(again, 1), latents(edited, 1))
+    assert torch.equal(latents(again, 0), latents(edited, 0))  # a.png is unchanged
+
+    bad = data / "bad.jsonl"
+    for record, message in (
+        ({"prompt": "x", "image": "missing.png"}, "prompt 0: image: no file at"),
+        ({"prompt": "x", "image": 3}, "prompt 0: image must be a path or a non-empty list of paths, got 3"),
+        ({"prompt": "x", "image": []}, "image must be a path or a non-empty list of paths, got \\[\\]"),
+        ({"prompt": "x", "image": "small.png"}, "prompt 0: image .*small.png: Image too small: 80×32"),
+    ):
+        bad.write_text(json.dumps(record) + "\n")
+        res = run("bad", bad, code=2)
+        assert re.search(message, res.output) and "Traceback" not in res.output
+    res = runner.invoke(app, ["run", "model=sd", f"model.model_id={tiny_sd}", "model.device=cpu",
+                              "model.dtype=float32", "model.height=32", "model.width=32", "task=generate",
+                              f"task.prompts={edits}", f"out_dir={tmp_path / 'sd'}"])  # fmt: skip
+    assert res.exit_code == 2, res.output[-2000:]
+    assert "gives reference images (image field) for 2 prompts; StableDiffusionModel takes none" in res.output

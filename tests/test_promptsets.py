@@ -17,6 +17,30 @@ def test_geneval_jsonl_keeps_every_other_field_as_metadata():
     assert [r.index for r in records] == list(range(6))
 
 
+def test_reference_images_per_prompt_from_jsonl_and_csv(tmp_path):
+    """A record's ``image`` (JSONL: a path or a list; CSV: a column, empty for none) becomes that
+    prompt's ``image=`` conditioning, paths taken from the prompt file's folder, repeated per output;
+    a set without any stays prompt-only."""
+    from PIL import Image
+
+    from glass.tasks.prompts import PromptOptions
+
+    (tmp_path / "sets" / "img").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (64, 64)).save(tmp_path / "sets" / "img" / name)
+    jsonl = tmp_path / "sets" / "e.jsonl"
+    jsonl.write_text('{"prompt": "red", "image": "img/a.png"}\n{"prompt": "both", "image": ["img/a.png", '
+                     '"img/b.png"]}\n{"prompt": "plain"}\n')  # fmt: skip
+    a, b = (str(tmp_path / "sets" / "img" / n) for n in ("a.png", "b.png"))
+    cond = PromptOptions(str(jsonl), per_prompt=2, prompt_range="1:3").cond()
+    assert cond == {"prompt": ["both", "both", "plain", "plain"], "image": [[a, b], [a, b], None, None]}
+    csv = tmp_path / "sets" / "e.csv"
+    csv.write_text("prompt, Image\nred,img/a.png\nplain,\n")  # the column named in any case
+    assert PromptOptions(str(csv)).cond()["image"] == [a, None]
+    assert "image" not in PromptOptions(str(EXAMPLE)).cond()
+    assert PromptOptions(str(EXAMPLE)).images_digest() is None
+
+
 def test_text_csv_and_tsv(tmp_path):
     (tmp_path / "p.txt").write_text("a cat\n\n  a dog  \n")
     assert [(r.index, r.prompt) for r in load_prompts(tmp_path / "p.txt")] == [(0, "a cat"), (1, "a dog")]

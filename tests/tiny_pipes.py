@@ -36,6 +36,7 @@ __all__ = [
     "mistral_processor",
     "tiny_flux2_dev_pipe",
     "tiny_flux2_klein_pipe",
+    "tiny_flux_kontext_pipe",
     "tiny_flux_pipe",
     "tiny_sd3_pipe",
     "tiny_sd_pipe",
@@ -54,9 +55,11 @@ PUNCTUATION = ".,!?'-:;\"()"
 # Text sequence lengths: CLIP pads to its model_max_length (77); T5, Qwen3 and Mistral-3 pad to
 # max_sequence_length.
 CLIP_LENGTH = 77
-MAX_SEQUENCE_LENGTH = {"flux": 16, "flux2": 32, "flux2_dev": 32, "sd3": 16, "sd": None, "sdxl": None}
+MAX_SEQUENCE_LENGTH = {"flux": 16, "flux_kontext": 16, "flux2": 32, "flux2_dev": 32, "sd3": 16, "sd": None,
+                       "sdxl": None}  # fmt: skip
+SIZE = {"flux": 32, "flux_kontext": 32, "flux2": 32, "flux2_dev": 32, "sd3": 32, "sd": 32, "sdxl": 32}
 CALL_KWARGS = {k: ({"max_sequence_length": v} if v else {}) for k, v in MAX_SEQUENCE_LENGTH.items()}
-SIZE = {"flux": 32, "flux2": 32, "flux2_dev": 32, "sd3": 32, "sd": 32, "sdxl": 32}
+CALL_KWARGS["flux_kontext"]["max_area"] = SIZE["flux_kontext"] ** 2  # the pipeline rescales to max_area
 VAE_BLOCKS = (8, 16, 16)  # 3 levels: vae_scale_factor 4, so SIZE 32 -> 8x8 latents
 _NO_QUANT = {"use_quant_conv": False, "use_post_quant_conv": False}  # FLUX.1 / SD3 VAEs have neither
 
@@ -271,6 +274,14 @@ def tiny_flux_pipe(guidance_embeds: bool = True):
         text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer,
     )  # fmt: skip
     return _ready(pipe)
+
+
+def tiny_flux_kontext_pipe():
+    """FluxKontextPipeline on the tiny FLUX.1-dev components (Kontext is FLUX.1 [dev]'s architecture,
+    trained to read the reference's tokens)."""
+    from diffusers import FluxKontextPipeline
+
+    return _ready(FluxKontextPipeline(**tiny_flux_pipe().components))
 
 
 def _flux2_transformer(guidance_embeds: bool):
@@ -510,6 +521,7 @@ def tiny_ddpm_pipe(scheduler=None):
 
 PIPES = {
     "flux": tiny_flux_pipe,
+    "flux_kontext": tiny_flux_kontext_pipe,
     "flux2": tiny_flux2_klein_pipe,
     "flux2_dev": tiny_flux2_dev_pipe,
     "sd3": tiny_sd3_pipe,

@@ -310,6 +310,15 @@ _TABLE: dict[str, list[tuple]] = {
         ("FLUX.2 reference too small (in a list)",
          "run model=flux2 model.device=cpu 'model.image=[{tmp}/small.png,{tmp}/small.png]'",
          "small.png: Image too small: 80×32"),
+        ("FLUX.1 Kontext given several references (before any weights load)",
+         "run model=flux_kontext model.device=cpu 'model.image=[{tmp}/small.png,{tmp}/small.png]'",
+         "FLUX.1 Kontext edits from one reference image, got a list of 2 (FLUX.2 takes several)"),
+        ("a prompt's reference image that is missing (before any weights load)",
+         "run model=flux2 model.device=cpu task=generate task.prompts={tmp}/edits-missing.jsonl",
+         "edits-missing.jsonl prompt 1: image: no file at"),
+        ("a prompt's reference image that is not a path",
+         "run model=flux2 model.device=cpu task=generate task.prompts={tmp}/edits-number.jsonl",
+         "prompt 0: image must be a path or a non-empty list of paths, got 3"),
         ("a family option of another family (before any weights load)",
          "run model=flux2 model.device=cpu +model.true_cfg_scale=2",
          "from_pipe got unknown options true_cfg_scale for flux2 (family options: image)"),
@@ -572,6 +581,10 @@ def _fixtures(tmp: Path) -> None:
     from PIL import Image
 
     Image.new("RGB", (80, 32)).save(tmp / "small.png")  # below FLUX.2's 64 pixels a side
+    edits = {"missing": [{"prompt": "a cat", "image": "small.png"}, {"prompt": "red", "image": ["no.png"]}],
+             "number": [{"prompt": "a cat", "image": 3}]}  # prompt files with reference images
+    for name, records in edits.items():
+        (tmp / f"edits-{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (tmp / "notes").mkdir()
     (tmp / "notes" / "todo.txt").write_text("not a sweep\n")
     sweeps = {"empty": '{"group": "g", "jobs": []}', "damaged": "{trunc", "not-an-object": "[1]"}

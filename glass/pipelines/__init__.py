@@ -15,6 +15,7 @@ from __future__ import annotations
 from glass.pipelines.base import PipelineModel
 from glass.pipelines.flux import FluxModel
 from glass.pipelines.flux2 import Flux2DevModel, Flux2KleinModel
+from glass.pipelines.flux_kontext import FluxKontextModel
 from glass.pipelines.sd import DDPMModel, SDXLModel, StableDiffusionModel
 from glass.pipelines.sd3 import SD3Model
 
@@ -22,6 +23,7 @@ __all__ = ["from_pipe", "ADAPTERS", "PipelineModel"]
 
 ADAPTERS: tuple[type[PipelineModel], ...] = (
     FluxModel,
+    FluxKontextModel,
     Flux2KleinModel,
     Flux2DevModel,
     SD3Model,
@@ -73,7 +75,7 @@ def from_pipe(
     """The GLASS model of a loaded diffusers pipeline, sharing its components and never changing them.
 
     Args:
-        pipe: a ``FluxPipeline``, ``Flux2KleinPipeline``, ``Flux2Pipeline``,
+        pipe: a ``FluxPipeline``, ``FluxKontextPipeline``, ``Flux2KleinPipeline``, ``Flux2Pipeline``,
             ``StableDiffusion3Pipeline``, ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``,
             ``DDPMPipeline`` or ``DDIMPipeline``.
         height, width: image size in pixels (default: the pipeline's). Latents ``x`` are
@@ -89,7 +91,9 @@ def from_pipe(
             ``max_sequence_length``, ``cache_dir`` (prompt embeddings on disk),
             ``release_text_encoders`` (encode the default prompts now, then drop the encoders), and
             family options: ``true_cfg_scale`` (FLUX.1), ``guidance_rescale`` (SD, SDXL),
-            ``image`` (FLUX.2: reference images to edit from, a PIL image, a path or a list).
+            ``image`` (FLUX.2: reference images to edit from, a PIL image, a path or a list; FLUX.1
+            Kontext: one; per call, ``image=`` conditioning gives each row its own, None keeping this
+            one), ``auto_resize`` (FLUX.1 Kontext: the reference to its preferred resolution).
     """
     cls = adapter_for(pipe)
     return cls(

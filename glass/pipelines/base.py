@@ -6,7 +6,9 @@ change, no scheduler state (``set_timesteps`` runs on the copy). It runs on the 
 device in the network's dtype; asking for another one is a ValueError, never a silent conversion.
 
 Conditioning is per sample: ``denoise(x, t, prompt=..., negative_prompt=...)`` takes a string or one
-string per row. Prompts are encoded with the pipeline's own ``encode_prompt``, one at a time, once per
+string per row (and a family's ``row_options``, the references ``image=`` of FLUX.2 and FLUX.1 Kontext,
+one value or one per row).
+Prompts are encoded with the pipeline's own ``encode_prompt``, one at a time, once per
 text (cached in memory, and on disk under ``cache_dir`` when given); :meth:`release_text_encoders`
 drops this model's reference to the encoders afterwards.
 
@@ -112,6 +114,7 @@ class PipelineModel(Model):
     max_length_cap: ClassVar[int | None] = None  # the largest the pipeline takes (None: no limit)
     options: ClassVar[dict] = {}  # family-specific keyword options and their defaults
     conditioning = ("prompt", "negative_prompt")
+    row_options: ClassVar[tuple[str, ...]] = ()  # family options also given per row (references' image)
 
     capabilities = Capabilities(latent=True, prompts=True, own_grid=True)
 
@@ -138,10 +141,10 @@ class PipelineModel(Model):
         own_dtype, own_device = _pipeline_dtype_device(pipe, net, self.network, dtype, device)
         self.check_options(options)
         self.option = {**self.options, **options}
-        self._prepare_options(pipe)
         self.net, self.vae = net, getattr(pipe, "vae", None)
         self.image_processor = getattr(pipe, "image_processor", None)
         self.vae_scale_factor = int(getattr(pipe, "vae_scale_factor", 1))
+        self._prepare_options(pipe)
         self.scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps runs here, never on the pipe's
         self.pipeline_class = type(pipe).__name__
         self.name = str(getattr(pipe.config, "_name_or_path", "") or self.pipeline_class)
@@ -391,12 +394,24 @@ class PipelineModel(Model):
             negatives = self._rows(
                 cond.get("negative_prompt", self.negative_prompt), b, "negative_prompt", False
             )
+        rows = {k: self._option_rows(cond.get(k), b, k) for k in self.row_options if cond.get(k) is not None}
         size = self.chunk or b
         parts = [
-            self._x0(x[i : i + size], t[i : i + size], prompts[i : i + size], negatives[i : i + size])
+            self._x0(x[i : i + size], t[i : i + size], prompts[i : i + size], negatives[i : i + size],
+                     **{k: v[i : i + size] for k, v in rows.items()})
             for i in range(0, b, size)
-        ]
+        ]  # fmt: skip
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _option_rows(self, value, b: int, name: str) -> list:
+        """A family option given per call (``row_options``): a list or tuple is one entry per row (None
+        in a row: the model's own), anything else is every row's."""
+        if not isinstance(value, (list, tuple)):
+            return [value] * b
+        if len(value) != b:
+            raise ValueError(f"{name} has {len(value)} entries for a batch of {b}; give one per sample "
+                             "or a single value")  # fmt: skip
+        return list(value)
 
     # -- images --------------------------------------------------------------------------------------
     def _to_vae(self, x: Tensor) -> Tensor:

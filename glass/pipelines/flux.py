@@ -69,32 +69,40 @@ class FluxModel(PatchedFlowModel):
         )
         return {"embeds": embeds, "pooled": pooled}
 
-    def velocity(self, x: Tensor, sigma: Tensor, text: dict) -> Tensor:
-        """The transformer's v = eps - x0 at noise level sigma, unpacked to (B, C, h, w)."""
+    def network_velocity(self, x: Tensor, sigma: Tensor, text: dict, refs: tuple | None = None) -> Tensor:
+        """The transformer's v = eps - x0 at noise level sigma, unpacked to (B, C, h, w); ``refs``:
+        reference tokens (1, N, 4C) and their ids (N, 3) appended to the image's (FLUX.1 Kontext)."""
         b, _, h, w = x.shape
         embeds = text["embeds"]
         kw = {}
         if self.net.config.guidance_embeds:
             kw["guidance"] = torch.full((b,), self.guidance_scale, device=self.device, dtype=torch.float32)
+        tokens, ids = pack(x.to(self.dtype)), self.ids
+        inputs = tokens if refs is None else torch.cat([tokens, refs[0].expand(b, -1, -1)], dim=1)
         out = self.net(
-            hidden_states=pack(x.to(self.dtype)),
+            hidden_states=inputs,
             timestep=(1000 * sigma).float().to(self.dtype) / 1000,  # the pipeline's t / 1000, rounded alike
             pooled_projections=text["pooled"],
             encoder_hidden_states=embeds,
             txt_ids=self.text_ids(embeds.shape[1], 3, embeds.dtype),
-            img_ids=self.ids,
+            img_ids=ids if refs is None else torch.cat([ids, refs[1]]),
             return_dict=False,
             **kw,
-        )[0]
+        )[0][:, : tokens.shape[1]]
         return unpack(out, h, w).double()
 
-    def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
-        sigma = 1 - t
-        v = self.velocity(x, sigma, self.embeddings(prompts))
+    def reference_velocity(
+        self, x: Tensor, sigma: Tensor, prompts: list, negatives: list, refs=None
+    ) -> Tensor:
+        """The velocity of one batch, with true CFG against the negatives where every row has one."""
+        v = self.network_velocity(x, sigma, self.embeddings(prompts), refs)
         if self.true_cfg_scale > 1 and self.rows_with_negative(negatives):
-            v_neg = self.velocity(x, sigma, self.embeddings(negatives))
+            v_neg = self.network_velocity(x, sigma, self.embeddings(negatives), refs)
             v = v_neg + self.true_cfg_scale * (v - v_neg)
-        return self.to_x0(v, x, t)
+        return v
+
+    def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
+        return self.to_x0(self.reference_velocity(x, 1 - t, prompts, negatives), x, t)
 
     def pipeline_latents(self, x: Tensor) -> Tensor:
         """Our x -> the pipeline's ``latents=`` argument (packed tokens)."""

@@ -24,12 +24,11 @@ guidance distilled into the network: ``guidance_scale`` (default 4.0) is an inpu
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import Tensor
 
 from glass.pipelines.flow import PatchedFlowModel
+from glass.pipelines.references import ReferenceImages, reference_images, vae_device
 
 __all__ = ["Flux2KleinModel", "Flux2DevModel", "patchify", "unpatchify", "from_tokens", "empirical_mu"]
 
@@ -62,45 +61,6 @@ def empirical_mu(image_seq_len: int, num_steps: int) -> float:
     return float(a * num_steps + m_200 - 200.0 * a)
 
 
-def reference_images(value, decode: bool = True) -> list:
-    """``image=``: None, a PIL image or a path, or a sequence of them -> a list of (name, PIL image); the
-    name (the path, or ``image[i]``) is what an error about that image says. A path is read as RGB, or
-    with ``decode=False`` only its header (size and format: the check before any weights load)."""
-    from collections.abc import Sequence
-
-    from PIL import Image
-
-    if value is None:
-        return []
-    many = isinstance(value, Sequence) and not isinstance(value, str)
-    items = list(value) if many else [value]
-    if not items:
-        raise ValueError("image is an empty list: pass None for text-to-image, or at least one image")
-    images = []
-    for i, item in enumerate(items):
-        name = f"image[{i}]" if many else "image"
-        if isinstance(item, Image.Image):
-            images.append((name, item))
-        elif isinstance(item, (str, Path)):
-            images.append((f"image {item}", _read_image(Path(item).expanduser(), decode)))
-        else:
-            kind = type(item).__name__
-            raise ValueError(f"{name} must be a PIL image or a path (or a list of them); got {kind}")
-    return images
-
-
-def _read_image(path: Path, decode: bool):
-    from PIL import Image
-
-    if not path.is_file():
-        raise ValueError(f"image: no file at {path}")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB") if decode else im
-    except Exception as e:  # PIL's UnidentifiedImageError, OSError, DecompressionBombError, ...
-        raise ValueError(f"image: {path} is not an image PIL can read ({e})") from None
-
-
 def check_reference(name: str, image) -> None:
     """The pipeline's own check of a reference (``Flux2ImageProcessor.check_image_input``), one line."""
     from diffusers.pipelines.flux2.image_processor import Flux2ImageProcessor
@@ -111,26 +71,47 @@ def check_reference(name: str, image) -> None:
         raise ValueError(f"{name}: {e}") from None
 
 
-def prepare_reference(pipe, name: str, image) -> Tensor:
+def prepare_reference(processor, vae_scale_factor: int, name: str, image) -> Tensor:
     """One reference image as the pipeline prepares it: checked (at least 64 pixels a side, aspect ratio
     at most 8), scaled down to 1024 x 1024 pixels at most, cropped to a multiple of 2 x the VAE's scale
     factor, preprocessed to (1, 3, h, w) in [-1, 1]."""
-    processor = pipe.image_processor
     check_reference(name, image)
     w, h = image.size
     if w * h > 1024 * 1024:
         image = processor._resize_to_target_area(image, 1024 * 1024)
         w, h = image.size
-    m = pipe.vae_scale_factor * 2
+    m = vae_scale_factor * 2
     return processor.preprocess(image, height=h // m * m, width=w // m * m, resize_mode="crop")
 
 
-class Flux2KleinModel(PatchedFlowModel):
+def encode_references(vae, pixels: list) -> tuple[Tensor, Tensor]:
+    """Prepared references -> (tokens (1, N, 4C), position ids (1, N, 4)), the pipeline's
+    ``prepare_image_latents``: each VAE-encoded by the mode on the VAE's device in its dtype, patchified,
+    normalised by ``bn`` in that dtype, one token a patch; the i-th image's time coordinate is 10 (i + 1)."""
+    from diffusers.pipelines.flux2.pipeline_flux2 import retrieve_latents
+
+    device, dtype = vae_device(vae), vae.dtype
+    tokens, ids = [], []
+    for i, image in enumerate(pixels):
+        z = patchify(retrieve_latents(vae.encode(image.to(device, dtype)), sample_mode="argmax"))
+        bn, eps = vae.bn, vae.config.batch_norm_eps
+        mean = bn.running_mean.view(1, -1, 1, 1).to(z.device, z.dtype)
+        std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + eps).to(z.device, z.dtype)
+        z = (z - mean) / std
+        _, c, h, w = z.shape
+        tokens.append(z.reshape(c, h * w).T)
+        ids.append(torch.cartesian_prod(torch.tensor([10 * (i + 1)]), torch.arange(h), torch.arange(w),
+                                        torch.arange(1)))  # fmt: skip
+    return torch.cat(tokens)[None], torch.cat(ids)[None]
+
+
+class Flux2KleinModel(ReferenceImages, PatchedFlowModel):
     family = "flux2"
     pipelines = ("Flux2KleinPipeline",)
     default_guidance = 4.0
     max_length = 512
     options = {"image": None}
+    sets_default_size = True
 
     @classmethod
     def check_options(cls, options: dict) -> None:
@@ -138,28 +119,16 @@ class Flux2KleinModel(PatchedFlowModel):
         for name, image in reference_images(options.get("image"), decode=False):  # headers only
             check_reference(name, image)
 
-    def _prepare_options(self, pipe) -> None:
-        """Reference images, encoded now by the pipe's own ``prepare_image_latents``: tokens (1, N, 4C)
-        and position ids (1, N, 4), or None; the first one's size is the default size."""
-        self.ref_tokens = self.ref_ids = self._reference_size = None
-        pixels = [prepare_reference(pipe, *im) for im in reference_images(self.option["image"])]
-        if pixels:
-            self._reference_size = {"height": pixels[0].shape[-2], "width": pixels[0].shape[-1]}
-            with torch.no_grad():
-                self.ref_tokens, self.ref_ids = pipe.prepare_image_latents(
-                    images=pixels, batch_size=1, generator=None, device=pipe._execution_device,
-                    dtype=pipe.vae.dtype,
-                )  # fmt: skip
-
-    def _size(self, pipe, value, name: str) -> int:
-        if value is None and self._reference_size:  # the pipeline's default: the first reference's size
-            return int(self._reference_size[name])
-        return super()._size(pipe, value, name)
+    def encode_reference(self, value) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        """As the pipeline: each image prepared (:func:`prepare_reference`), then encoded together
+        (:func:`encode_references`); the size is the first one's."""
+        pixels = [prepare_reference(self.image_processor, self.vae_scale_factor, *im)
+                  for im in reference_images(value)]  # fmt: skip
+        tokens, ids = encode_references(self.vae, pixels)
+        return tokens, ids, tuple(pixels[0].shape[-2:])
 
     def _check_options(self) -> None:
-        if self.ref_tokens is not None:  # on the network's device, in its dtype (the pipeline's cast)
-            self.ref_tokens = self.ref_tokens.to(self.device, self.dtype)
-            self.ref_ids = self.ref_ids.to(self.device)
+        super()._check_options()  # the references on the network's device, in its dtype
         _, h, w = self.shape
         t, hh, ww, layer = torch.arange(1), torch.arange(h // 2), torch.arange(w // 2), torch.arange(1)
         self.ids = torch.cartesian_prod(t, hh, ww, layer).to(self.device)[None]  # (1, tokens, 4)
@@ -187,15 +156,16 @@ class Flux2KleinModel(PatchedFlowModel):
         )
         return {"embeds": embeds}
 
-    def velocity(self, x: Tensor, sigma: Tensor, text: dict) -> Tensor:
+    def network_velocity(self, x: Tensor, sigma: Tensor, text: dict, refs: tuple | None = None) -> Tensor:
+        """The network's velocity at ``x``; ``refs``: the reference images' (tokens, ids), or None."""
         b, _, h, w = x.shape
         tokens = patchify(x.to(self.dtype)).flatten(2).transpose(1, 2)  # (B, h/2 * w/2, 4C)
         embeds = text["embeds"]
         txt_ids = self.text_ids(embeds.shape[1], 4)[None].expand(b, -1, -1)
         inputs, img_ids = tokens, self.ids.expand(b, -1, -1)
-        if self.ref_tokens is not None:  # reference images: extra tokens, read nothing back from them
-            inputs = torch.cat([tokens, self.ref_tokens.expand(b, -1, -1)], dim=1)
-            img_ids = torch.cat([img_ids, self.ref_ids.expand(b, -1, -1)], dim=1)
+        if refs is not None:  # reference images: extra tokens, read nothing back from them
+            inputs = torch.cat([tokens, refs[0].expand(b, -1, -1)], dim=1)
+            img_ids = torch.cat([img_ids, refs[1].expand(b, -1, -1)], dim=1)
         out = self.net(
             hidden_states=inputs,
             timestep=(1000 * sigma).float().to(self.dtype) / 1000,  # the pipeline's t / 1000, rounded alike
@@ -212,13 +182,12 @@ class Flux2KleinModel(PatchedFlowModel):
         config says)."""
         return None
 
-    def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
-        sigma = 1 - t
-        v = self.velocity(x, sigma, self.embeddings(prompts))
+    def reference_velocity(self, x: Tensor, sigma: Tensor, prompts: list, negatives: list, refs) -> Tensor:
+        v = self.network_velocity(x, sigma, self.embeddings(prompts), refs)
         if self.uses_negative():
-            v_neg = self.velocity(x, sigma, self.embeddings(negatives))
+            v_neg = self.network_velocity(x, sigma, self.embeddings(negatives), refs)
             v = v_neg + self.guidance_scale * (v - v_neg)
-        return self.to_x0(v, x, t)
+        return v
 
     # the flow's latents <-> the VAE's
     def _to_vae(self, x: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
-"""The CLI's pretrained models (``model=flux|flux2|flux2_dev|sd3|sd|sdxl|ddpm``): load the diffusers pipeline
-from a hub id or a local folder, then go through :func:`glass.from_pipe` like any user's pipe.
+"""The CLI's pretrained models (``model=flux|flux_kontext|flux2|flux2_dev|sd3|sd|sdxl|ddpm``): load the
+diffusers pipeline from a hub id or a local folder, then go through :func:`glass.from_pipe` like any
+user's pipe.
 
 The pipeline is ours here, so it is moved to the device (or CPU-offloaded). It is loaded without its
 text encoders: prompt embeddings are cached on disk under ``cache_dir``, and only prompts not there
@@ -20,6 +21,7 @@ FAMILIES = {a.family: a for a in ADAPTERS}
 
 TEXT_COMPONENTS = {
     "flux": ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"),
+    "flux_kontext": ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"),
     "flux2": ("text_encoder", "tokenizer"),
     "flux2_dev": ("text_encoder", "tokenizer"),
     "sd3": ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3"),
@@ -48,7 +50,8 @@ def load_pipeline(
     **options,
 ):
     """Build the pipeline of ``family`` and adapt it with :func:`glass.from_pipe` (``options``:
-    ``true_cfg_scale`` for FLUX.1, ``guidance_rescale`` for SD / SDXL). ``revision``: the hub branch,
+    ``true_cfg_scale`` for FLUX.1, ``guidance_rescale`` for SD / SDXL, ``image`` for FLUX.2 and FLUX.1
+    Kontext). ``revision``: the hub branch,
     tag or commit to load (None: the repository's main branch), as diffusers' ``from_pretrained``."""
     from glass.models.mnist import check_device
 
@@ -123,7 +126,8 @@ def _load_pipe(name: str, model_id: str, torch_dtype, skip: tuple[str, ...], **h
 
 
 NETWORK_COMPONENTS = {
-    "flux": ("transformer", "vae"), "flux2": ("transformer", "vae"), "flux2_dev": ("transformer", "vae"),
+    "flux": ("transformer", "vae"), "flux_kontext": ("transformer", "vae"), "flux2": ("transformer", "vae"),
+    "flux2_dev": ("transformer", "vae"),
     "sd3": ("transformer", "vae"), "sd": ("unet", "vae"), "sdxl": ("unet", "vae"),
 }  # fmt: skip
 
