@@ -536,19 +536,23 @@ def prompts(
     path: str = typer.Argument(..., help="A prompt file: .txt, .jsonl (GenEval), .csv, .tsv (PartiPrompts)"),
     shards: int = typer.Option(1, "--shards", help="Print the task.prompt_range values of N shards."),
 ) -> None:
-    """Check a prompt file (count on stderr) and print comma-separated task.prompt_range shards, e.g.
+    """Check a prompt file (count on stderr; its reference images are files PIL reads) and print
+    comma-separated task.prompt_range shards, e.g.
     glass run -m task.prompts=F task.prompt_range=$(glass prompts F --shards 4) hydra/launcher=..."""
-    from glass.promptsets import load_prompts, shard_ranges
+    from glass.promptsets import shard_ranges
+    from glass.tasks.prompts import PromptOptions
 
     def check():
         try:
-            n = len(load_prompts(path))
-            return n, shard_ranges(n, shards)
+            options = PromptOptions(path)
+            n = len(options.records)
+            return n, sum(bool(v) for v in options.images.values()), shard_ranges(n, shards)
         except ValueError as e:
             raise UserError(str(e).replace("shards must", "--shards must")) from None
 
-    n, ranges = _guarded(check)
-    typer.echo(f"{n} prompts in {path}", err=True)
+    n, edits, ranges = _guarded(check)
+    with_images = f" ({edits} with reference images)" if edits else ""
+    typer.echo(f"{n} prompts{with_images} in {path}", err=True)
     typer.echo(",".join(ranges))
 
 

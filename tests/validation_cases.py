@@ -316,6 +316,8 @@ _TABLE: dict[str, list[tuple]] = {
         ("a prompt's reference image that is missing (before any weights load)",
          "run model=flux2 model.device=cpu task=generate task.prompts={tmp}/edits-missing.jsonl",
          "edits-missing.jsonl prompt 1: image: no file at"),
+        ("glass prompts on a file naming a missing reference image",
+         "prompts {tmp}/edits-missing.jsonl", "edits-missing.jsonl prompt 1: image: no file at"),
         ("a prompt's reference image that is not a path",
          "run model=flux2 model.device=cpu task=generate task.prompts={tmp}/edits-number.jsonl",
          "prompt 0: image must be a path or a non-empty list of paths, got 3"),
