@@ -31,8 +31,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PromptRecord", "load_prompts", "read_prompts", "parse_range", "shard_ranges", "record_images",
-           "images_sha256", "IMAGE_FIELD"]
+__all__ = [
+    "PromptRecord",
+    "load_prompts",
+    "read_prompts",
+    "parse_range",
+    "shard_ranges",
+    "record_images",
+    "images_sha256",
+    "IMAGE_FIELD",
+]
 
 FORMATS = (".txt", ".jsonl", ".csv", ".tsv")
 IMAGE_FIELD = "image"  # a record's reference images
@@ -109,13 +117,14 @@ def record_images(path: str | Path, record: PromptRecord):
     return paths if many else paths[0]
 
 
-def images_sha256(path: str | Path) -> str | None:
+def images_sha256(path: str | Path, found=None) -> str | None:
     """The sha256 of every reference image the prompt file ``path`` names, in file order (None: it
-    names none); files unchanged since the last call (path, time, size) are not read again."""
+    names none; ``found``: its records' :func:`record_images`, when already read); files unchanged since
+    the last call (path, time, size) are not read again."""
     import hashlib
 
-    records, _ = read_prompts(path)
-    found = [record_images(path, r) for r in records]
+    if found is None:
+        found = [record_images(path, r) for r in read_prompts(path)[0]]
     paths = [Path(p) for v in found if v for p in ([v] if isinstance(v, str) else v)]
     if not paths:
         return None

@@ -91,7 +91,7 @@ class FluxModel(PatchedFlowModel):
         )[0][:, : tokens.shape[1]]
         return unpack(out, h, w).double()
 
-    def reference_velocity(
+    def guided_velocity(
         self, x: Tensor, sigma: Tensor, prompts: list, negatives: list, refs=None
     ) -> Tensor:
         """The velocity of one batch, with true CFG against the negatives where every row has one."""
@@ -102,7 +102,7 @@ class FluxModel(PatchedFlowModel):
         return v
 
     def _x0(self, x: Tensor, t: Tensor, prompts: list, negatives: list) -> Tensor:
-        return self.to_x0(self.reference_velocity(x, 1 - t, prompts, negatives), x, t)
+        return self.to_x0(self.guided_velocity(x, 1 - t, prompts, negatives), x, t)
 
     def pipeline_latents(self, x: Tensor) -> Tensor:
         """Our x -> the pipeline's ``latents=`` argument (packed tokens)."""

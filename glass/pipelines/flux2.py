@@ -182,7 +182,7 @@ class Flux2KleinModel(ReferenceImages, PatchedFlowModel):
         config says)."""
         return None
 
-    def reference_velocity(self, x: Tensor, sigma: Tensor, prompts: list, negatives: list, refs) -> Tensor:
+    def guided_velocity(self, x: Tensor, sigma: Tensor, prompts: list, negatives: list, refs) -> Tensor:
         v = self.network_velocity(x, sigma, self.embeddings(prompts), refs)
         if self.uses_negative():
             v_neg = self.network_velocity(x, sigma, self.embeddings(negatives), refs)

@@ -51,10 +51,10 @@ class FluxKontextModel(ReferenceImages, FluxModel):
         auto = options.get("auto_resize", True)
         if not isinstance(auto, bool):
             raise ValueError(f"auto_resize must be true or false, got {auto!r}")
-        cls.check_reference(options.get("image"), decode=False)
+        cls.one_reference(options.get("image"), decode=False)
 
     @staticmethod
-    def check_reference(value, decode: bool = True) -> list:
+    def one_reference(value, decode: bool = True) -> list:
         """One reference (a PIL image or a path, or a list of one), as the pipeline takes."""
         if isinstance(value, (list, tuple)) and len(value) == 1:
             value = value[0]
@@ -70,7 +70,7 @@ class FluxKontextModel(ReferenceImages, FluxModel):
         position ids (1, row, column), float (cast to the network's dtype with the tokens)."""
         from diffusers.pipelines.flux.pipeline_flux_kontext import retrieve_latents
 
-        ((_, image),) = self.check_reference(value)
+        ((_, image),) = self.one_reference(value)
         pixels = prepare_kontext_reference(self.image_processor, self.vae_scale_factor, image,
                                            self.option["auto_resize"])  # fmt: skip
         vae = self.vae

@@ -8,7 +8,7 @@ holds what they share:
 - ``image`` as a family option (``from_pipe(pipe, image=...)``, ``model.image``): every row's
   references, encoded once when the model is built;
 - ``image=`` conditioning, one entry per row (a reference, a list of them, or None for the option's):
-  each distinct entry encoded once and cached (a path by its resolved name, an image by identity,
+  each distinct entry encoded once and cached (a path by its name, an image by identity,
   the most recently used kept), and rows with different references run as separate network calls,
   one per run of consecutive rows sharing them (their token counts differ).
 """
@@ -61,12 +61,10 @@ def reference_images(value, decode: bool = True) -> list:
 
 
 def _read_image(path: Path, decode: bool):
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     if not path.is_file():
         raise ValueError(f"image: no file at {path}")
-    from PIL import ImageOps
-
     try:
         with Image.open(path) as im:  # upright as diffusers' load_image reads it (EXIF orientation)
             return ImageOps.exif_transpose(im).convert("RGB") if decode else im
@@ -75,18 +73,19 @@ def _read_image(path: Path, decode: bool):
 
 
 def reference_key(value):
-    """A per-row ``image`` -> the key its encoding is cached under (a path by its resolved name, a PIL
-    image by identity; the cache keeps the images, so an identity is not reused while it is cached)."""
+    """A per-row ``image`` -> the key its encoding is cached under (a path by its name as given: no
+    file-system call, it runs for every row of every network call; a PIL image by identity, which the
+    cache keeps alive, so an identity is not reused while it is cached)."""
     if isinstance(value, (list, tuple)):
         return tuple(reference_key(v) for v in value)
     if isinstance(value, (str, Path)):
-        return str(Path(value).expanduser().resolve())
+        return ("path", str(value))
     return ("object", id(value))
 
 
 class ReferenceImages:
     """Mixin of the pipeline adapters that take reference images (see the module docstring). The
-    family implements :meth:`encode_reference` and ``reference_velocity(x, sigma, prompts, negatives,
+    family implements :meth:`encode_reference` and ``guided_velocity(x, sigma, prompts, negatives,
     refs)``, the guided velocity of rows sharing the references ``refs`` ((tokens, ids) or None)."""
 
     conditioning = ("prompt", "negative_prompt", "image")
@@ -121,17 +120,17 @@ class ReferenceImages:
 
     def _on_network(self, tokens: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
         """Tokens in the network's dtype, float position ids too (FLUX.1's; FLUX.2's are integers)."""
-        return tokens.to(self.device, self.dtype), ids.to(self.device, self.dtype if ids.is_floating_point()
-                                                            else ids.dtype)  # fmt: skip
+        ids_dtype = self.dtype if ids.is_floating_point() else ids.dtype
+        return tokens.to(self.device, self.dtype), ids.to(self.device, ids_dtype)
 
-    def references(self, value, keep: int = 8) -> tuple[Tensor, Tensor] | None:
+    def references(self, value, keep: int = 8, key=None) -> tuple[Tensor, Tensor] | None:
         """The (tokens, ids) a row's ``image`` gives, on the network's device: None -> the option's
         (None without one); a reference or a list of them -> their own, replacing the option's. Encoded
         once and cached (the ``keep`` most recently used at least), so a file edited during a run is
-        not read again."""
+        not read again. ``key``: :func:`reference_key` of ``value``, when known."""
         if value is None:
             return None if self.ref_tokens is None else (self.ref_tokens, self.ref_ids)
-        key = reference_key(value)
+        key = reference_key(value) if key is None else key
         if key not in self._references:
             with torch.no_grad():
                 tokens, ids, _ = self.encode_reference(value)
@@ -148,7 +147,7 @@ class ReferenceImages:
         starts = [i for i in range(len(x)) if i == 0 or keys[i] != keys[i - 1]] + [len(x)]
         parts, distinct = [], len(set(keys))
         for a, b in zip(starts, starts[1:]):
-            refs = self.references(None if image is None else image[a], keep=distinct)
-            v = self.reference_velocity(x[a:b], 1 - t[a:b], prompts[a:b], negatives[a:b], refs)
+            refs = self.references(None if image is None else image[a], keep=distinct, key=keys[a])
+            v = self.guided_velocity(x[a:b], 1 - t[a:b], prompts[a:b], negatives[a:b], refs)
             parts.append(self.to_x0(v, x[a:b], t[a:b]))
         return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -81,8 +81,10 @@ class PromptOptions:
             try:
                 reference_images(images, decode=False)
             except ValueError as e:
-                raise ValueError(f"prompts: {self.path} prompt {index}: {e} (the {IMAGE_FIELD} field names "
-                                 "reference images; rename it to keep it as metadata)") from None
+                raise ValueError(
+                    f"prompts: {self.path} prompt {index}: {e} (the {IMAGE_FIELD} field names "
+                    "reference images; rename it to keep it as metadata)"
+                ) from None
 
     def _check_images(self, model) -> None:
         """The selected prompts' reference images: a model that takes them, and images it can use
@@ -105,7 +107,7 @@ class PromptOptions:
     def images_digest(self) -> str | None:
         """The sha256 of every reference image the file names (None: it names none): recorded in the
         job's config (``task.prompt_images_sha256``), so an image edited in place is another run."""
-        return images_sha256(self.path) if any(self.images.values()) else None
+        return images_sha256(self.path, list(self.images.values()))
 
     def texts(self) -> list[str]:
         return [] if not self else [r.prompt for r in self.records]
