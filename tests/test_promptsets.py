@@ -22,7 +22,9 @@ def test_reference_images_per_prompt_from_jsonl_and_csv(tmp_path):
     prompt's ``image=`` conditioning, paths taken from the prompt file's folder, repeated per output;
     a set without any stays prompt-only."""
     from PIL import Image
+    from typer.testing import CliRunner
 
+    from glass.cli import app
     from glass.tasks.prompts import PromptOptions
 
     (tmp_path / "sets" / "img").mkdir(parents=True)
@@ -32,10 +34,6 @@ def test_reference_images_per_prompt_from_jsonl_and_csv(tmp_path):
     jsonl.write_text('{"prompt": "red", "image": "img/a.png"}\n{"prompt": "both", "image": ["img/a.png", '
                      '"img/b.png"]}\n{"prompt": "plain"}\n')  # fmt: skip
     a, b = (str(tmp_path / "sets" / "img" / n) for n in ("a.png", "b.png"))
-    from typer.testing import CliRunner
-
-    from glass.cli import app
-
     res = CliRunner().invoke(app, ["prompts", str(jsonl)])  # the CLI's check counts them
     assert res.exit_code == 0 and "3 prompts (2 with reference images) in" in res.stderr
     cond = PromptOptions(str(jsonl), per_prompt=2, prompt_range="1:3").cond()
